@@ -1,0 +1,113 @@
+"""Delivery channels: one module per channel, one small class each, registered by name.
+
+The core knows channels only through `get(name)`: it never imports a concrete channel. A channel
+takes a rendered `Message` and returns a `Result` that says what the provider answered, which is
+what the contact-attempt log records for an audit.
+
+Adding a channel: write `channels/<name>.py` with a `Channel` subclass decorated `@register`, and
+add its name to `notifier.config.CHANNELS`.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+SENT = "sent"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A rendered message for one recipient on one channel; the channel picks the parts it uses.
+
+    `text` is the plain-text body (every channel has one). E-mail adds `subject` and `html`;
+    WhatsApp may add an approved template (`content_sid` + `content_variables`) for use outside a
+    customer-service window. `meta` carries what the log needs to tie the message to its notice
+    (account, stage, invoices...), never secrets.
+    """
+    channel: str
+    recipient: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    reply_to: str | None = None
+    content_sid: str | None = None
+    content_variables: Mapping[str, str] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one send. `permanent` matters only on failure: a permanent failure (an
+    invalid number) is not tried again, a temporary one (timeout, 429, 5xx) is."""
+    status: str
+    provider: str
+    provider_id: str | None = None
+    code: str | None = None
+    detail: str = ""
+    permanent: bool = False
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SENT
+
+
+class ChannelError(Exception):
+    """A channel that cannot work as configured (e.g. a missing variable); names what to fix."""
+
+
+class Channel:
+    """Base of every channel. Subclasses set `name` and implement `send`.
+
+    `config` is the notifier's `Config` (plain object); `options` is the channel's own
+    `[channels.NAME]` table. A channel is built once per command or cycle and may keep a
+    connection open between sends; `close()` releases it.
+    """
+    name: ClassVar[str]
+
+    def __init__(self, config, options: Mapping[str, Any] | None = None):
+        self.config = config
+        self.options = dict(options or {})
+
+    def send(self, message: Message) -> Result:
+        raise NotImplementedError
+
+    def check(self, connect: bool = False) -> list[str]:
+        """Problems with this channel's configuration, as sentences; `connect` also reaches the
+        provider without sending anything. An empty list means ready."""
+        return []
+
+    def describe(self) -> str:
+        """Where messages go, with secrets masked, for logs and `notifier check`."""
+        return self.name
+
+    def close(self) -> None:
+        pass
+
+
+_REGISTRY: dict[str, type[Channel]] = {}
+
+
+def register(cls: type[Channel]) -> type[Channel]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[Channel]:
+    """The channel class registered as `name`, importing `channels.<name>` on first use."""
+    if name not in _REGISTRY:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+        if name not in _REGISTRY:
+            raise ChannelError(f"no channel named {name!r}")
+    return _REGISTRY[name]
+
+
+def build(name: str, config) -> Channel:
+    """An instance of channel `name` configured from `config` (its `[channels.NAME]` table)."""
+    return get(name)(config, config.channels.get(name, {}))

@@ -1,0 +1,343 @@
+"""Configuration: one TOML file plus the environment (`.env`), read once into plain objects.
+
+Nothing else in the notifier reads files of configuration or environment variables: the CLI calls
+`load_config()` at its edge and passes the result down. Bad values are rejected here, at start, with
+a message that names the key, instead of surfacing later as a failed send.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import date, time
+from pathlib import Path
+from typing import Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Ladder order: a later stage is "more advanced". The anchor is the invoice date a stage's offset
+# counts from (RULES.md, "Dates of one invoice").
+STAGES = (
+    "reminder",
+    "due_today",
+    "overdue",
+    "suspension_warning",
+    "suspended",
+    "deletion_warning",
+    "deletion_due",
+)
+ANCHORS = {
+    "reminder": "due",
+    "due_today": "effective_due",
+    "overdue": "overdue",
+    "suspension_warning": "suspension",
+    "suspended": "suspension",
+    "deletion_warning": "deletion",
+    "deletion_due": "deletion",
+}
+# Offsets that keep each stage on its side of its anchor; anything else would reorder the ladder.
+OFFSET_RANGES = {
+    "reminder": (-31, -1),
+    "due_today": (0, 0),
+    "overdue": (0, 10),
+    "suspension_warning": (-27, -1),
+    "suspended": (0, 0),
+    "deletion_warning": (-27, -1),
+    "deletion_due": (0, 0),
+}
+CHANNELS = ("email", "whatsapp", "sms", "social", "staff")
+# The channels that reach a customer's phone or profile: only within contact hours.
+RESTRICTED_CHANNELS = ("whatsapp", "sms", "social")
+
+# Variables read from the environment / `.env`. Secrets live only here, never in the TOML file.
+ENV_VARS = (
+    "EMAIL_URL",
+    "STAFF_URLS",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_WHATSAPP_FROM",
+    "TWILIO_SMS_FROM",
+    "TWILIO_API_BASE",
+    "TUTORIAL_URL",
+)
+
+
+class ConfigError(Exception):
+    """A configuration value a person must fix; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    offset_days: int
+    channels: tuple[str, ...]
+    first_time_channels: tuple[str, ...] = ()
+
+    @property
+    def anchor(self) -> str:
+        return ANCHORS[self.name]
+
+    @property
+    def rank(self) -> int:
+        return STAGES.index(self.name)
+
+
+DEFAULT_LADDER = (
+    Stage("reminder", -3, ("email",)),
+    Stage("due_today", 0, ("email",)),
+    Stage("overdue", 0, ("email",), ("whatsapp", "social")),
+    Stage("suspension_warning", -3, ("email",), ("whatsapp",)),
+    Stage("suspended", 0, ("email",)),
+    Stage("deletion_warning", -7, ("email",)),
+    Stage("deletion_due", 0, ("staff",)),
+)
+
+
+@dataclass(frozen=True)
+class ContactHours:
+    """When a customer's phone or profile may be contacted (São Paulo Lei 15.426/2014).
+
+    Each value is an (start, end) pair or None for "never". Holidays are the national ones.
+    """
+    weekdays: tuple[time, time] | None = (time(8), time(20))
+    saturday: tuple[time, time] | None = (time(8), time(14))
+    sunday: tuple[time, time] | None = None
+    holidays: tuple[time, time] | None = None
+
+
+@dataclass(frozen=True)
+class Company:
+    """Who the messages come from; CDC art. 42-A wants legal name, CNPJ and address in each."""
+    name: str = "Lucanet"
+    legal_name: str = "Lucanet Hospedagem de Sites Ltda"
+    cnpj: str = "11.222.333/0001-81"
+    address: str = "Rua Exemplo, 100, Centro, São Paulo - SP, 01001-000"
+    finance_email: str = "financeiro@lucanet.com.br"
+    site: str = "https://www.lucanet.com.br"
+    portal_url: str = "https://www.lucanet.com.br"
+    portal_path: str = (
+        'canto superior direito do nosso site, no botão "Painéis / Webmail / Ajuda" '
+        'seguido de "Painel Financeiro"'
+    )
+    payment_methods: tuple[str, ...] = ("boleto bancário", "PIX", "cartão de crédito")
+
+    @property
+    def is_example(self) -> bool:
+        return self == Company()
+
+
+@dataclass(frozen=True)
+class Config:
+    ladder: tuple[Stage, ...] = DEFAULT_LADDER
+    settlement_days: int = 1
+    extra_holidays: tuple[date, ...] = ()
+    contact_hours: ContactHours = ContactHours()
+    timezone: str = "America/Sao_Paulo"
+    retention_months: int = 3
+    company: Company = Company()
+    state: Path = Path("state.json")
+    attempt_log: Path = Path("attempts.jsonl")
+    outbox: Path = Path("outbox")
+    templates: Path | None = None  # an operator's folder whose templates override ours
+    # Per-channel options, as plain tables from the TOML file; each channel validates its own.
+    channels: Mapping[str, Mapping] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    source: str = "<built-in defaults>"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def stage(self, name: str) -> Stage | None:
+        return next((s for s in self.ladder if s.name == name), None)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str], state: Path | None = None) -> Config:
+    """Read the TOML file (if any) and the relevant environment variables into a `Config`.
+
+    `path` None means built-in defaults. `state` (from `--state`/`NOTIFIER_STATE`) wins over the
+    file's `state` key. Raises `ConfigError` naming the file and key of the first bad value.
+    """
+    raw: dict = {}
+    source = "<built-in defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    cfg = _parse(raw, _Where(source))
+    env = {k: environ[k] for k in ENV_VARS if environ.get(k)}
+    cfg = replace(cfg, env=env, source=source)
+    if state is not None:
+        cfg = replace(cfg, state=Path(state))
+    return cfg
+
+
+@dataclass(frozen=True)
+class _Where:
+    source: str
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {reason}")
+
+
+_TOP_KEYS = {
+    "ladder", "settlement_days", "extra_holidays", "contact_hours", "timezone",
+    "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels",
+}
+
+
+def _parse(raw: dict, where: _Where) -> Config:
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise where.error(unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+    cfg = Config()
+    values: dict = {}
+    if "ladder" in raw:
+        values["ladder"] = _parse_ladder(raw["ladder"], where)
+    if "settlement_days" in raw:
+        values["settlement_days"] = _int_in(raw["settlement_days"], 0, 10, "settlement_days", where)
+    if "retention_months" in raw:
+        values["retention_months"] = _int_in(raw["retention_months"], 1, 120, "retention_months", where)
+    if "extra_holidays" in raw:
+        values["extra_holidays"] = tuple(
+            _date(v, f"extra_holidays[{i}]", where) for i, v in enumerate(_list(raw["extra_holidays"], "extra_holidays", where))
+        )
+    if "timezone" in raw:
+        tz = raw["timezone"]
+        try:
+            ZoneInfo(str(tz))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise where.error("timezone", f"unknown time zone {tz!r}") from None
+        values["timezone"] = str(tz)
+    if "contact_hours" in raw:
+        values["contact_hours"] = _parse_hours(raw["contact_hours"], where)
+    if "company" in raw:
+        values["company"] = _parse_company(raw["company"], where)
+    for key in ("state", "attempt_log", "outbox", "templates"):
+        if key in raw:
+            if not isinstance(raw[key], str) or not raw[key]:
+                raise where.error(key, "must be a non-empty path string")
+            values[key] = Path(raw[key])
+    if "channels" in raw:
+        chans = raw["channels"]
+        if not isinstance(chans, dict):
+            raise where.error("channels", "must be a table of [channels.NAME] sections")
+        for name in chans:
+            if name not in CHANNELS:
+                raise where.error(f"channels.{name}", f"unknown channel (known: {', '.join(CHANNELS)})")
+        values["channels"] = chans
+    return replace(cfg, **values)
+
+
+def _parse_ladder(items, where: _Where) -> tuple[Stage, ...]:
+    if not isinstance(items, list) or not items:
+        raise where.error("ladder", "must be a non-empty array of [[ladder]] tables")
+    stages = []
+    seen = set()
+    for i, item in enumerate(items):
+        key = f"ladder[{i}]"
+        if not isinstance(item, dict):
+            raise where.error(key, "must be a table")
+        unknown = sorted(set(item) - {"stage", "offset_days", "channels", "first_time_channels"})
+        if unknown:
+            raise where.error(f"{key}.{unknown[0]}", "unknown key")
+        name = item.get("stage")
+        if name not in STAGES:
+            raise where.error(f"{key}.stage", f"unknown stage {name!r} (known: {', '.join(STAGES)})")
+        if name in seen:
+            raise where.error(f"{key}.stage", f"stage {name!r} appears twice")
+        seen.add(name)
+        low, high = OFFSET_RANGES[name]
+        offset = item.get("offset_days", 0)
+        if not isinstance(offset, int) or isinstance(offset, bool) or not low <= offset <= high:
+            raise where.error(
+                f"{key}.offset_days",
+                f"{offset!r} makes no sense for {name} (counted from the {ANCHORS[name].replace('_', ' ')} date; allowed {low}..{high})",
+            )
+        channels = _channels(item.get("channels"), f"{key}.channels", where, required=True)
+        extra = _channels(item.get("first_time_channels", []), f"{key}.first_time_channels", where)
+        stages.append(Stage(name, offset, channels, extra))
+    ranks = [STAGES.index(s.name) for s in stages]
+    if ranks != sorted(ranks):
+        raise where.error("ladder", f"stages must be listed in ladder order: {', '.join(STAGES)}")
+    return tuple(stages)
+
+
+def _channels(value, key: str, where: _Where, required: bool = False) -> tuple[str, ...]:
+    items = _list(value, key, where)
+    if required and not items:
+        raise where.error(key, "must name at least one channel")
+    for c in items:
+        if c not in CHANNELS:
+            raise where.error(key, f"unknown channel {c!r} (known: {', '.join(CHANNELS)})")
+    return tuple(dict.fromkeys(items))
+
+
+_HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+
+
+def _parse_hours(raw, where: _Where) -> ContactHours:
+    if not isinstance(raw, dict):
+        raise where.error("contact_hours", "must be a table")
+    values = {}
+    for key, value in raw.items():
+        if key not in ("weekdays", "saturday", "sunday", "holidays"):
+            raise where.error(f"contact_hours.{key}", "unknown key (known: weekdays, saturday, sunday, holidays)")
+        if value in ("", None):
+            values[key] = None
+            continue
+        m = _HOURS.match(str(value))
+        try:
+            if not m:
+                raise ValueError
+            start = time(int(m[1]), int(m[2]))
+            end = time(int(m[3]), int(m[4])) if m[3:5] != ("24", "00") else time.max
+        except ValueError:
+            raise where.error(f"contact_hours.{key}", f'bad time range {value!r}: write "HH:MM-HH:MM", or "" for never') from None
+        if start >= end:
+            raise where.error(f"contact_hours.{key}", f"{value!r}: the start must come before the end")
+        values[key] = (start, end)
+    return ContactHours(**values)
+
+
+def _parse_company(raw, where: _Where) -> Company:
+    if not isinstance(raw, dict):
+        raise where.error("company", "must be a table")
+    known = Company.__dataclass_fields__
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise where.error(f"company.{key}", f"unknown key (known: {', '.join(known)})")
+        if key == "payment_methods":
+            values[key] = tuple(str(v) for v in _list(value, "company.payment_methods", where))
+        elif not isinstance(value, str) or not value.strip():
+            raise where.error(f"company.{key}", "must be a non-empty string")
+        else:
+            values[key] = value.strip()
+    return Company(**values)
+
+
+def _list(value, key: str, where: _Where) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise where.error(key, "must be an array")
+    return value
+
+
+def _int_in(value, low: int, high: int, key: str, where: _Where) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise where.error(key, f"must be a whole number from {low} to {high}, not {value!r}")
+    return value
+
+
+def _date(value, key: str, where: _Where) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise where.error(key, f"not a date (YYYY-MM-DD): {value!r}") from None

@@ -1,0 +1,264 @@
+"""Which notices are due, for whom, today: RULES.md as pure functions.
+
+Everything here is a function of (today, accounts, invoices, history, ledger, config): no I/O, no
+clock. The store feeds it, the CLI and the daemon act on what it returns.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Iterable, Mapping
+
+from .calendar import BankCalendar, InvoiceDates, invoice_dates
+from .config import STAGES, Config, Stage
+from .models import Account, History, Invoice, LedgerEntry, Notice, TimelineEntry
+
+STAGE_RANK = {name: i for i, name in enumerate(STAGES)}
+# Stages that may happen before the invoice is late; every other stage needs the overdue date.
+PRE_DUE_STAGES = ("reminder", "due_today")
+NEVER_EXPIRES = ("deletion_due",)
+UNSTOPPABLE_CHANNELS = ("email",)  # the contractual channel: no opt-out (RULES.md, "Stop")
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceNotice:
+    """One date of one invoice's timeline: its most advanced stage and the union of channels."""
+    invoice: str
+    date: date
+    stage: str
+    channels: tuple[str, ...]
+    extra_channels: tuple[str, ...]  # the channels there only because of a first-time delinquency
+    first_time: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A (timeline date, channel, recipient) of one invoice that the ledger has not handled."""
+    notice: InvoiceNotice
+    channel: str
+    recipient: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The result of planning one day: what to send, and what is superseded (record as skipped)."""
+    notices: tuple[Notice, ...]
+    superseded: tuple[Pending, ...]
+
+
+def dates_of(invoice: Invoice, cal: BankCalendar, config: Config) -> InvoiceDates:
+    return invoice_dates(invoice.due, cal, config.settlement_days)
+
+
+def is_late(invoice: Invoice, cal: BankCalendar, config: Config) -> bool:
+    """Late: not paid on or before the effective due date. An open invoice counts as late, which is
+    what it will be if never paid (the timeline's assumption)."""
+    return invoice.paid is None or invoice.paid > dates_of(invoice, cal, config).effective_due
+
+
+def is_first_time(
+    account: Account,
+    invoice: Invoice,
+    account_invoices: Iterable[Invoice],
+    history: History | None,
+    cal: BankCalendar,
+    config: Config,
+) -> bool:
+    """Would `invoice`, once late, be the account's first delinquency?
+
+    True when the imported `past_delinquencies` is 0 and no invoice with an earlier due date, kept
+    in the store or already archived (`history`), was late.
+    """
+    if account.past_delinquencies:
+        return False
+    if history is not None and history.first_late_due is not None and history.first_late_due < invoice.due:
+        return False
+    return not any(
+        other.due < invoice.due and is_late(other, cal, config)
+        for other in account_invoices
+        if other.id != invoice.id
+    )
+
+
+def invoice_timeline(invoice: Invoice, first_time: bool, cal: BankCalendar, config: Config) -> list[InvoiceNotice]:
+    """Steps 1 and 3 of RULES.md: each ladder stage's date, the impossible ones dropped, grouped by
+    date (most advanced stage, union of channels, first-time extras added)."""
+    d = dates_of(invoice, cal, config)
+    by_date: dict[date, list[Stage]] = defaultdict(list)
+    for stage in config.ladder:
+        when = d.anchor(stage.anchor) + timedelta(days=stage.offset_days)
+        if stage.name in PRE_DUE_STAGES:
+            if when > d.effective_due:
+                continue
+        elif when < d.overdue:
+            continue
+        by_date[when].append(stage)
+    timeline = []
+    for when in sorted(by_date):
+        stages = by_date[when]
+        base = _union(s.channels for s in stages)
+        extra = _union(s.first_time_channels for s in stages) if first_time else ()
+        timeline.append(InvoiceNotice(
+            invoice=invoice.id,
+            date=when,
+            stage=max(stages, key=lambda s: s.rank).name,
+            channels=_union([base, extra]),
+            extra_channels=tuple(c for c in extra if c not in base),
+            first_time=first_time,
+        ))
+    return timeline
+
+
+def account_timeline(
+    account: Account,
+    invoices: Iterable[Invoice],
+    history: History | None,
+    cal: BankCalendar,
+    config: Config,
+) -> list[TimelineEntry]:
+    """Every notice date of the account's open invoices as if never paid, merged per date."""
+    invoices = list(invoices)
+    by_date: dict[date, list[InvoiceNotice]] = defaultdict(list)
+    for invoice in invoices:
+        if invoice.paid is not None:
+            continue
+        first = is_first_time(account, invoice, invoices, history, cal, config)
+        for notice in invoice_timeline(invoice, first, cal, config):
+            by_date[notice.date].append(notice)
+    return [
+        TimelineEntry(
+            date=when,
+            stage=_most_advanced(n.stage for n in notices),
+            channels=_union(n.channels for n in notices),
+            invoices=tuple(sorted({n.invoice for n in notices})),
+            first_time=any(n.first_time for n in notices),
+        )
+        for when, notices in sorted(by_date.items())
+    ]
+
+
+def recipients(account: Account, channel: str) -> tuple[str, ...]:
+    """Who a channel reaches for an account (RULES.md step 4); empty when it reaches nobody.
+
+    A social handle that is a URL (an apprise target such as tgram://TOKEN/CHAT) carries a
+    secret, so the recipient recorded for it is the network's name, never the URL.
+    """
+    if channel not in UNSTOPPABLE_CHANNELS and channel in account.opt_out:
+        return ()
+    if channel == "email":
+        return account.emails
+    if channel in ("whatsapp", "sms"):
+        return (account.whatsapp,) if account.whatsapp else ()
+    if channel == "social":
+        return tuple(social_recipient(network, handle) for network, handle in account.social)
+    if channel == "staff":
+        return ("staff",)
+    return ()
+
+
+def social_recipient(network: str, handle: str) -> str:
+    return network if "://" in handle else f"{network}:{handle}"
+
+
+def plan_account(
+    today: date,
+    account: Account,
+    invoices: Iterable[Invoice],
+    history: History | None,
+    ledger: Iterable[LedgerEntry],
+    cal: BankCalendar,
+    config: Config,
+) -> tuple[list[Notice], list[Pending]]:
+    """The notices of one account for `today`, and its superseded pending notices.
+
+    Steps 2 and 4–7 of RULES.md: an invoice counts while unpaid on `today`; each of its timeline
+    dates up to `today` is pending on every channel and recipient the ledger has not handled; a
+    pending date older than the invoice's latest reached date is superseded (except
+    `deletion_due`); what remains is merged into one message per channel and recipient.
+    """
+    invoices = list(invoices)
+    handled = {entry.key for entry in ledger}
+    tutorial_sent = {entry.channel for entry in ledger if entry.tutorial and entry.status == "sent"}
+    due: list[Pending] = []
+    superseded: list[Pending] = []
+    for invoice in invoices:
+        if invoice.paid is not None and invoice.paid <= today:
+            continue
+        first = is_first_time(account, invoice, invoices, history, cal, config)
+        reached = [n for n in invoice_timeline(invoice, first, cal, config) if n.date <= today]
+        for i, notice in enumerate(reached):
+            expired = i < len(reached) - 1 and notice.stage not in NEVER_EXPIRES
+            for channel in notice.channels:
+                for recipient in recipients(account, channel):
+                    if (invoice.id, notice.date, channel, recipient) in handled:
+                        continue
+                    (superseded if expired else due).append(Pending(notice, channel, recipient))
+    return _merge(today, account.id, due, tutorial_sent), superseded
+
+
+def plan_day(
+    today: date,
+    accounts: Iterable[Account],
+    invoices: Iterable[Invoice],
+    histories: Mapping[str, History],
+    ledger: Iterable[LedgerEntry],
+    cal: BankCalendar,
+    config: Config,
+) -> Plan:
+    """The whole cycle of `today`: `plan_account` for every account, sorted by account, channel,
+    recipient."""
+    invoices_by_account = _group(invoices, lambda inv: inv.account)
+    ledger_by_account = _group(ledger, lambda entry: entry.account)
+    notices: list[Notice] = []
+    superseded: list[Pending] = []
+    for account in accounts:
+        own = invoices_by_account.get(account.id)
+        if not own:
+            continue
+        n, s = plan_account(
+            today, account, own, histories.get(account.id), ledger_by_account.get(account.id, ()), cal, config
+        )
+        notices.extend(n)
+        superseded.extend(s)
+    notices.sort(key=lambda n: (n.account, n.channel, n.recipient))
+    return Plan(tuple(notices), tuple(superseded))
+
+
+def _merge(today: date, account_id: str, due: list[Pending], tutorial_sent: set[str]) -> list[Notice]:
+    groups: dict[tuple[str, str], list[Pending]] = defaultdict(list)
+    for pending in due:
+        groups[(pending.channel, pending.recipient)].append(pending)
+    notices = []
+    for (channel, recipient), items in sorted(groups.items()):
+        covered = [p.notice for p in items]
+        notices.append(Notice(
+            account=account_id,
+            date=today,
+            stage=_most_advanced(n.stage for n in covered),
+            channel=channel,
+            recipient=recipient,
+            invoices=tuple(sorted({n.invoice for n in covered})),
+            first_time=any(n.first_time for n in covered),
+            tutorial=channel not in tutorial_sent and any(channel in n.extra_channels for n in covered),
+            covers=tuple(sorted({(n.invoice, n.date, n.stage) for n in covered})),
+        ))
+    return notices
+
+
+def _most_advanced(stages: Iterable[str]) -> str:
+    return max(stages, key=STAGE_RANK.__getitem__)
+
+
+def _union(groups: Iterable[Iterable[str]]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for group in groups:
+        seen.update(dict.fromkeys(group))
+    return tuple(seen)
+
+
+def _group(items, key) -> dict:
+    groups: dict = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return groups
