@@ -97,15 +97,18 @@ def invoice_timeline(invoice: Invoice, first_time: bool, cal: BankCalendar, conf
     timeline = []
     for when in sorted(by_date):
         stages = by_date[when]
+        # The customer is a delinquent only from the overdue date on: a reminder is never "first
+        # time", and the extra channels belong to the stages after it.
+        delinquent = first_time and not all(s.name in PRE_DUE_STAGES for s in stages)
         base = _union(s.channels for s in stages)
-        extra = _union(s.first_time_channels for s in stages) if first_time else ()
+        extra = _union(s.first_time_channels for s in stages) if delinquent else ()
         timeline.append(InvoiceNotice(
             invoice=invoice.id,
             date=when,
             stage=max(stages, key=lambda s: s.rank).name,
             channels=_union([base, extra]),
             extra_channels=tuple(c for c in extra if c not in base),
-            first_time=first_time,
+            first_time=delinquent,
         ))
     return timeline
 
