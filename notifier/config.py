@@ -294,7 +294,7 @@ def _parse_hours(raw, where: _Where) -> ContactHours:
             if not m:
                 raise ValueError
             start = time(int(m[1]), int(m[2]))
-            end = time(int(m[3]), int(m[4])) if m[3:5] != ("24", "00") else time.max
+            end = time.max if (m[3], m[4]) == ("24", "00") else time(int(m[3]), int(m[4]))
         except ValueError:
             raise where.error(f"contact_hours.{key}", f'bad time range {value!r}: write "HH:MM-HH:MM", or "" for never') from None
         if start >= end:

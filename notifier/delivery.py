@@ -1,0 +1,163 @@
+"""From notices to delivered messages: render → channel → attempt log.
+
+The one path every send takes, whether the plan decided it or a person asked for it (`send`,
+`preview`): build the notices, render each into a `Message`, hand it to its channel by name and
+record the attempt before and after. Channels are looked up in the registry; none is imported here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Callable, Iterable
+
+import channels
+from channels import FAILED, ChannelError, Message, Result
+
+from .attempts import AttemptLog
+from .calendar import BankCalendar
+from .config import Config
+from .models import Account, Notice
+from .rules import account_timeline, is_first_time, plan_account, recipients, social_recipient
+
+
+class DeliveryError(Exception):
+    """A request a person made that cannot be served (unknown account, nothing to send...)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    notice: Notice
+    message: Message
+    attempt: str
+    result: Result
+
+
+def calendar_for(config: Config) -> BankCalendar:
+    return BankCalendar(frozenset(config.extra_holidays))
+
+
+def notices_for_account(
+    snapshot,
+    config: Config,
+    account_id: str,
+    today: date,
+    stage: str | None = None,
+    channel: str | None = None,
+    to: str | None = None,
+) -> list[Notice]:
+    """The notices a person asks for: what the plan sends the account today, or, with `stage`,
+    that stage on its configured channels (or on `channel`), to the account's recipients (or `to`).
+
+    Without `stage`, a channel the plan has nothing for today gets the account's current stage,
+    so an operator can always test a channel against a real account.
+    """
+    account = snapshot.account(account_id)
+    if account is None:
+        raise DeliveryError(f"no account {account_id!r} in the store")
+    cal = calendar_for(config)
+    invoices = snapshot.invoices(account_id)
+    history = snapshot.histories().get(account_id)
+    open_invoices = [i for i in invoices if i.paid is None or i.paid > today]
+    if not open_invoices:
+        raise DeliveryError(f"account {account_id!r} has no open invoice on {today:%d/%m/%Y}: nothing to send")
+    if stage is None:
+        planned, _ = plan_account(today, account, invoices, history, snapshot.ledger(account_id), cal, config)
+        planned = [n for n in planned if channel is None or n.channel == channel]
+        if planned or channel is None:
+            return [replace(n, recipient=to) if to else n for n in planned]
+        stage = current_stage(account, invoices, history, today, config)
+    ladder_stage = config.stage(stage)
+    if ladder_stage is None:
+        raise DeliveryError(f"stage {stage!r} is not in the configured ladder")
+    first = any(is_first_time(account, i, invoices, history, cal, config) for i in open_invoices)
+    first = first and stage not in ("reminder", "due_today")
+    extra = ladder_stage.first_time_channels if first else ()
+    wanted = (channel,) if channel else tuple(dict.fromkeys(ladder_stage.channels + extra))
+    notices = []
+    for name in wanted:
+        for recipient in ((to,) if to else recipients(account, name)):
+            notices.append(Notice(
+                account=account.id, date=today, stage=stage, channel=name, recipient=recipient,
+                invoices=tuple(sorted(i.id for i in open_invoices)), first_time=first,
+                tutorial=name in extra,
+            ))
+    if not notices:
+        raise DeliveryError(f"account {account_id!r} has no recipient on channel {channel!r}: pass --to")
+    return notices
+
+
+def current_stage(account: Account, invoices, history, today: date, config: Config) -> str:
+    """The most advanced stage the account's open invoices have reached by `today` (the first
+    stage of the ladder when none has been reached yet)."""
+    timeline = account_timeline(account, invoices, history, calendar_for(config), config)
+    reached = [e for e in timeline if e.date <= today]
+    return (reached or timeline)[-1 if reached else 0].stage
+
+
+def render_all(snapshot, renderer, notices: Iterable[Notice], today: date) -> list[tuple[Notice, Message]]:
+    """Render each notice for its account, listing every invoice of the account open `today`."""
+    out = []
+    for notice in notices:
+        account = snapshot.account(notice.account)
+        open_invoices = [i for i in snapshot.invoices(notice.account) if i.paid is None or i.paid > today]
+        message = renderer.render(notice, account, open_invoices, today)
+        if notice.channel == "social":
+            message = replace(message, meta={**message.meta, "social_handle": _handle(account, notice.recipient)})
+        out.append((notice, message))
+    return out
+
+
+def _handle(account: Account, recipient: str) -> str:
+    for network, handle in account.social:
+        if social_recipient(network, handle) == recipient:
+            return handle
+    return recipient.split(":", 1)[-1]
+
+
+def deliver(
+    rendered: Iterable[tuple[Notice, Message]],
+    config: Config,
+    log: AttemptLog,
+    now: Callable[[], datetime],
+) -> list[Delivery]:
+    """Send each message on its channel, logging the attempt before and the answer after.
+
+    A channel that cannot be built (say, a missing credential) fails its own messages with a
+    permanent error that names what to fix; the other channels go on.
+    """
+    built: dict[str, channels.Channel | ChannelError] = {}
+    deliveries = []
+    try:
+        for notice, message in rendered:
+            if notice.channel not in built:
+                try:
+                    built[notice.channel] = channels.build(notice.channel, config)
+                except ChannelError as exc:
+                    built[notice.channel] = exc
+            attempt = log.start(now(), message, _notice_fields(notice))
+            channel = built[notice.channel]
+            if isinstance(channel, ChannelError):
+                result = Result(FAILED, provider=notice.channel, detail=str(channel), permanent=True)
+            else:
+                try:
+                    result = channel.send(message)
+                except ChannelError as exc:
+                    result = Result(FAILED, provider=notice.channel, detail=str(exc), permanent=True)
+            log.finish(attempt, now(), result)
+            deliveries.append(Delivery(notice, message, attempt, result))
+    finally:
+        for channel in built.values():
+            if not isinstance(channel, ChannelError):
+                channel.close()
+    return deliveries
+
+
+def _notice_fields(notice: Notice) -> dict:
+    return {
+        "account": notice.account,
+        "notice_date": notice.date.isoformat(),
+        "stage": notice.stage,
+        "invoices": list(notice.invoices),
+        "first_time": notice.first_time,
+        "tutorial": notice.tutorial,
+    }

@@ -1,0 +1,67 @@
+"""Configuration: the example file is the defaults, and every bad value names its key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from notifier.config import DEFAULT_LADDER, Config, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_file_states_the_built_in_defaults():
+    cfg = load_config(ROOT / "notifier.example.toml", {})
+    defaults = Config()
+    assert cfg.ladder == DEFAULT_LADDER
+    for key in ("settlement_days", "extra_holidays", "contact_hours", "timezone", "retention_months",
+                "company", "state", "attempt_log", "outbox"):
+        assert getattr(cfg, key) == getattr(defaults, key), key
+
+
+def test_secrets_come_from_the_environment_only():
+    cfg = load_config(None, {"EMAIL_URL": "smtp://localhost:25/?from=a@b.com", "HOME": "/root"})
+    assert cfg.env == {"EMAIL_URL": "smtp://localhost:25/?from=a@b.com"}
+
+
+@pytest.mark.parametrize("text,key", [
+    ('[[ladder]]\nstage = "reminderr"\nchannels = ["email"]', "ladder[0].stage"),
+    ('[[ladder]]\nstage = "reminder"\noffset_days = 3\nchannels = ["email"]', "ladder[0].offset_days"),
+    ('[[ladder]]\nstage = "overdue"\nchannels = ["fax"]', "ladder[0].channels"),
+    ('[[ladder]]\nstage = "overdue"\nchannels = []', "ladder[0].channels"),
+    ('[[ladder]]\nstage = "overdue"\nchannels = ["email"]\nfirst_time_channels = ["pigeon"]', "ladder[0].first_time_channels"),
+    ('[[ladder]]\nstage = "suspended"\nchannels = ["email"]\n[[ladder]]\nstage = "overdue"\nchannels = ["email"]', "ladder"),
+    ('[contact_hours]\nweekdays = "8h-20h"', "contact_hours.weekdays"),
+    ('[contact_hours]\nsaturday = "14:00-08:00"', "contact_hours.saturday"),
+    ('[contact_hours]\nweekdays = "25:00-26:00"', "contact_hours.weekdays"),
+    ('settlement_days = -1', "settlement_days"),
+    ('timezone = "Mars/Olympus"', "timezone"),
+    ('extra_holidays = ["2026-02-30"]', "extra_holidays[0]"),
+    ('[company]\ncnpj = ""', "company.cnpj"),
+    ('colour = "blue"', "colour"),
+    ('[channels.fax]\nx = 1', "channels.fax"),
+])
+def test_invalid_config_is_rejected_naming_the_key(tmp_path, text, key):
+    path = tmp_path / "notifier.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, {})
+    assert str(exc.value).startswith(f"{path}: {key}: ")
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("ladder = [", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad, {})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml", {})
+
+
+def test_a_shorter_ladder_and_local_holidays(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text('extra_holidays = ["2026-11-24"]\n[[ladder]]\nstage = "overdue"\nchannels = ["email", "sms"]\n',
+                    encoding="utf-8")
+    cfg = load_config(path, {})
+    assert [s.name for s in cfg.ladder] == ["overdue"] and cfg.ladder[0].channels == ("email", "sms")
+    assert str(cfg.extra_holidays[0]) == "2026-11-24"
