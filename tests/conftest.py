@@ -1,0 +1,40 @@
+"""Shared helpers: run the real command line in a subprocess, with a frozen day and no .env."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Cli:
+    """`python run.py ...` in a working folder of its own, as an operator would run it."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]):
+        self.workdir = workdir
+        self.env = env
+
+    def __call__(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), *args],
+            cwd=self.workdir, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    def json(self, *args: str, env: dict | None = None):
+        return json.loads(self(*args, "--json", env=env).stdout)
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    # Only what a clean machine has: no provider variables, so every channel uses the outbox.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMAIL_", "TWILIO_", "STAFF_", "NOTIFIER_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    return Cli(tmp_path, env)
