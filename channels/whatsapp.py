@@ -1,0 +1,108 @@
+"""WhatsApp over Twilio: an approved template, or free-form text where WhatsApp allows it.
+
+A business may start a WhatsApp conversation only with a template approved by Meta (Twilio
+refuses free-form text outside the customer's 24-hour service window with error 63016), so a
+message with a `content_sid` always goes as that template. Free-form text goes only when the
+operator says it may (`freeform = true`: Twilio's sandbox, or a service window), split into
+Twilio's 1,600-character bodies.
+
+Options (`[channels.whatsapp]`):
+- `freeform` (default false): send `text` when the message has no template.
+- `sms_fallback` (default true): when Twilio says the number cannot get WhatsApp (21211, 63003),
+  send the message's `meta["sms_text"]` by SMS instead. The renderer puts that short GSM-7 text
+  there only where SMS is allowed (so an account that opted out of SMS gets none); without it,
+  the WhatsApp failure stands. The result is the SMS's, and its evidence records both attempts.
+- `timeout`: see channels/_twilio.py.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from notifier.render import split_whatsapp
+
+from . import FAILED, ChannelError, Message, Result, build, register
+from ._twilio import INVALID_NUMBER, NOT_ON_WHATSAPP, TwilioChannel
+
+MAX_BODY = 1600  # Twilio's limit for one WhatsApp body
+PREFIX = "whatsapp:"
+# Codes that say this number has no WhatsApp, where an SMS may still arrive. Not 63016 (a missing
+# template is ours to fix, and staff should see it) nor 21610 (the customer said STOP).
+FALLBACK_CODES = frozenset({INVALID_NUMBER, NOT_ON_WHATSAPP})
+
+
+@register
+class WhatsAppChannel(TwilioChannel):
+    name = "whatsapp"
+    from_var = "TWILIO_WHATSAPP_FROM"
+    from_prefix = PREFIX
+
+    def __init__(self, config, options=None):
+        super().__init__(config, options)
+        for key in ("freeform", "sms_fallback"):
+            if not isinstance(self.options.get(key, False), bool):
+                raise ChannelError(f"channels.whatsapp.{key}: must be true or false, not {self.options[key]!r}")
+        self.freeform = self.options.get("freeform", False)
+        self.sms_fallback = self.options.get("sms_fallback", True)
+
+    def send(self, message: Message) -> Result:
+        number = message.recipient.removeprefix(PREFIX)
+        to = PREFIX + number
+        if message.content_sid:
+            template = {"content_sid": message.content_sid}
+            if message.content_variables:
+                template["content_variables"] = json.dumps(dict(message.content_variables), ensure_ascii=False)
+            parts = [template]
+        elif self.freeform:
+            parts = [{"body": body} for body in split_whatsapp(message.text, MAX_BODY)]
+        else:
+            stage = message.meta.get("stage", "?")
+            return Result(FAILED, self.provider, permanent=True, detail=(
+                f"no approved template configured for stage {stage}: give it a content_sid, or set "
+                "freeform = true under [channels.whatsapp] where free-form text is allowed"))
+        if self.outbox:
+            return self.write_outbox(to, {"messages": parts}, message.meta)
+        result = self._send_parts(to, parts)
+        if not result.ok and result.code in FALLBACK_CODES and self.sms_fallback:
+            return self._fallback(message, number, result)
+        return result
+
+    def _send_parts(self, to: str, parts: list[dict]) -> Result:
+        extra = {"content_sid": parts[0]["content_sid"]} if "content_sid" in parts[0] else {}
+        answers = []
+        for i, fields in enumerate(parts):
+            answer = self.create(to=to, **fields)
+            if isinstance(answer, Result):
+                sids = [a["sid"] for a in answers]
+                evidence = {**answer.evidence, "to": to, "from": self.sender, "sids": sids, "parts": len(parts), **extra}
+                if not answers:
+                    return replace(answer, evidence=evidence)
+                # The customer already has the first parts: sending all again would repeat them,
+                # so this is not retried; staff see a permanent failure and finish by hand.
+                return replace(answer, provider_id=",".join(sids), permanent=True, evidence=evidence,
+                               detail=f"part {i + 1} of {len(parts)} failed after {i} were sent: {answer.detail}")
+            answers.append(answer)
+        return self.sent(to, answers, parts=len(parts), **extra)
+
+    def _fallback(self, message: Message, number: str, failed: Result) -> Result:
+        sms_text = message.meta.get("sms_text")
+        if not sms_text:
+            return replace(failed, evidence={**failed.evidence, "sms_fallback": "not tried: the message has no sms_text"})
+        try:
+            sms = build("sms", self.config)
+        except ChannelError as exc:
+            return replace(failed, evidence={**failed.evidence, "sms_fallback": f"not possible: {exc}"})
+        try:
+            result = sms.send(Message(channel="sms", recipient=number, text=sms_text, meta=message.meta))
+        finally:
+            sms.close()
+        outcome = "sent by SMS instead" if result.ok else "the SMS fallback failed too"
+        return replace(
+            result,
+            detail=f"WhatsApp refused {number} ({failed.code}: {failed.detail}); {outcome}: {result.detail}",
+            evidence={
+                "fallback": "sms",
+                "whatsapp": {"code": failed.code, "detail": failed.detail, **failed.evidence},
+                "sms": dict(result.evidence),
+            },
+        )
