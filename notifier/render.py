@@ -1,0 +1,546 @@
+"""Turn a notice into the message a customer (or staff) reads: Jinja2 templates in pt-BR.
+
+Templates live in `message_templates/` (one per stage and channel, sharing per-channel bases);
+an operator's folder (`config.templates`) is searched first, so any file can be overridden.
+What templates see is documented in `message_templates/README.md`. Amounts and dates reach the
+templates already formatted the Brazilian way (R$ 1.234,56, 20/11/2026), so an operator's
+template or a WhatsApp variable cannot get the format wrong.
+
+Rendering is strict (`StrictUndefined`): a misspelt variable is an error with file and line, and
+`Renderer.check()` renders every stage x channel against built-in sample accounts at start-up,
+so a broken template is found before any customer sees it.
+"""
+from __future__ import annotations
+
+import re
+import traceback
+import unicodedata
+from dataclasses import dataclass, fields
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+from babel.numbers import format_currency
+from markupsafe import Markup, escape
+
+from channels import Message
+
+from .calendar import BankCalendar, InvoiceDates, invoice_dates
+from .config import CHANNELS, DEFAULT_LADDER, STAGES, Config
+from .models import Account, Invoice, Notice
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "message_templates"
+
+WHATSAPP_BODY_LIMIT = 1600  # Twilio's limit for one WhatsApp body
+WHATSAPP_TEMPLATE_LIMIT = 1024  # Meta: an approved template's body, variables included
+SMS_MAX_SEGMENTS = 2
+
+
+class TemplateError(Exception):
+    """A template that cannot render; the message starts with `path:line:` when a line is known."""
+
+
+# --- formats ------------------------------------------------------------------------------------
+
+def brl(value) -> str:
+    """R$ 1.234,56 (with babel's non-breaking space after R$, which SMS replaces)."""
+    return format_currency(Decimal(value), "BRL", locale="pt_BR")
+
+
+def br_date(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+def document_kind(document: str) -> str:
+    size = len(re.sub(r"[^0-9A-Za-z]", "", document))
+    return {11: "CPF", 14: "CNPJ"}.get(size, "documento")
+
+
+def mask_document(document: str) -> str:
+    """CPF/CNPJ with the leading and check digits hidden: `***.222.333-**`, `**.222.333/0001-**`.
+
+    Outside e-mail a message may be read by someone other than the customer (a shared phone, a
+    social inbox), so LGPD's necessity principle wants the document masked there.
+    """
+    d = re.sub(r"[^0-9A-Za-z]", "", document).upper()
+    if len(d) == 11:
+        return f"***.{d[3:6]}.{d[6:9]}-**"
+    if len(d) == 14:
+        return f"**.{d[2:5]}.{d[5:8]}/{d[8:12]}-**"
+    return "***"
+
+
+def join_or(items) -> str:
+    """'a, b ou c', the Portuguese way of listing alternatives."""
+    items = [str(i) for i in items]
+    return " ou ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
+def bare_url(url: str) -> str:
+    """A web address without its scheme (www.exemplo.com.br): phones still link it, and an SMS
+    has no room to spare."""
+    return re.sub(r"^https?://", "", str(url)).rstrip("/")
+
+
+def paragraphs(text) -> Markup:
+    """Plain text as HTML paragraphs (blank line = new paragraph, line break = <br>), escaped."""
+    blocks = [b for b in re.split(r"\n\s*\n", str(text).strip()) if b.strip()]
+    return Markup("\n").join(
+        Markup("<p>{}</p>").format(Markup("<br>\n").join(escape(line) for line in block.split("\n")))
+        for block in blocks
+    )
+
+
+# --- SMS: GSM-7 -----------------------------------------------------------------------------------
+
+# GSM 03.38 basic set (ESC left out) and its extension table, whose characters cost two septets.
+# Lowercase ç, ã, õ, â, ê, ô, á, í, ó, ú are not in it: one of them turns the whole SMS into UCS-2
+# (70 characters a segment instead of 160), so they are transliterated.
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+_SMS_REPLACEMENTS = {
+    "\u00a0": " ", "\u202f": " ", "\u2009": " ",  # babel's spaces in "R$ 1.234,56" force UCS-2
+    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+    "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u2022": "-", "\u00b7": "-",
+    "\u00ba": "o", "\u00aa": "a",
+}
+
+
+def to_gsm7(text: str) -> str:
+    """`text` with every character outside GSM-7 replaced: typographic marks by their ASCII form,
+    accented letters by the bare letter (não → nao), anything else by '?'."""
+    out = []
+    for char in text:
+        char = _SMS_REPLACEMENTS.get(char, char)
+        if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in char):
+            out.append(char)
+            continue
+        bare = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+        out.append(bare if bare and all(c in GSM7_BASIC for c in bare) else "?")
+    return "".join(out)
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS segments `text` takes: GSM-7 160 septets alone, 153 each when concatenated;
+    UCS-2 (any non-GSM-7 character) 70 alone, 67 each."""
+    if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text):
+        units, single, joined = sum(2 if c in GSM7_EXTENDED else 1 for c in text), 160, 153
+    else:
+        units, single, joined = len(text.encode("utf-16-le")) // 2, 70, 67
+    return 1 if units <= single else -(-units // joined)
+
+
+# --- WhatsApp: long bodies --------------------------------------------------------------------------
+
+def _units(text: str) -> int:
+    # Twilio counts UTF-16 code units: an emoji takes two.
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_whatsapp(text: str, limit: int = WHATSAPP_BODY_LIMIT) -> list[str]:
+    """`text` in bodies of at most `limit` characters, in order, cut between paragraphs.
+
+    Paragraphs (separated by a blank line) are packed greedily; a paragraph longer than `limit`
+    alone is cut between lines, then between words, and only a single word longer than `limit`
+    (say, a very long link) is cut inside.
+    """
+    paras = [p.strip("\n") for p in re.split(r"\n[ \t]*\n", text.strip())]
+    return _pack([p for p in paras if p.strip()], "\n\n", limit, _split_paragraph)
+
+
+def _split_paragraph(para: str, limit: int) -> list[str]:
+    return _pack(para.split("\n"), "\n", limit, _split_line)
+
+
+def _split_line(line: str, limit: int) -> list[str]:
+    return _pack(line.split(" "), " ", limit, _cut_word)
+
+
+def _cut_word(word: str, limit: int) -> list[str]:
+    parts, current = [], ""
+    for char in word:
+        if _units(current + char) > limit:
+            parts.append(current)
+            current = ""
+        current += char
+    return parts + [current] if current else parts
+
+
+def _pack(pieces: list[str], sep: str, limit: int, split_further) -> list[str]:
+    out: list[str] = []
+    current: str | None = None
+    for piece in pieces:
+        if _units(piece) > limit:
+            if current is not None:
+                out.append(current)
+                current = None
+            out.extend(split_further(piece, limit))
+        elif current is None:
+            current = piece
+        elif _units(current + sep + piece) <= limit:
+            current += sep + piece
+        else:
+            out.append(current)
+            current = piece
+    if current is not None:
+        out.append(current)
+    return out
+
+
+# --- what templates see --------------------------------------------------------------------------
+
+_DATE_FIELDS = tuple(f.name for f in fields(InvoiceDates))
+
+
+@dataclass(frozen=True)
+class InvoiceView:
+    """One open invoice as templates see it: amounts and dates already formatted."""
+    id: str
+    amount: str
+    due: str
+    effective_due: str
+    overdue: str
+    suspension: str
+    deletion: str
+    late: bool  # not paid by its effective due date, as of today
+    shifted: bool  # the due date is not a bank business day: payable later without penalty
+    payment_url: str | None
+    pix_code: str | None
+
+
+@dataclass(frozen=True)
+class KeyDates:
+    """The dates a stage's wording talks about: those of the invoices that brought the notice
+    (the earliest of each, when several did), plus facts about today relative to them."""
+    due: str
+    effective_due: str
+    overdue: str
+    suspension: str
+    deletion: str
+    shifted: bool
+    is_suspension_day: bool
+    suspended: bool  # the suspension date is today or past
+    is_deletion_day: bool
+
+
+def _web_url(url: str | None) -> str | None:
+    # Only a web address becomes a link: anything else (javascript:, typos) is not shown at all.
+    return url if url and re.match(r"https?://\S+$", url) else None
+
+
+class Renderer:
+    """Renders notices into `channels.Message`s with the configured company and templates."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.calendar = BankCalendar(frozenset(config.extra_holidays))
+        search = [TEMPLATES]
+        if config.templates is not None:
+            override = Path(config.templates).resolve()
+            if not override.is_dir():
+                raise TemplateError(f"{config.templates}: templates folder not found (config key: templates)")
+            search.insert(0, override)
+        self._roots = [str(p) for p in search]
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self._roots),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(brl=brl, date=br_date, mask_document=mask_document, join_or=join_or, bare_url=bare_url,
+                                paragraphs=paragraphs)
+        self._tutorial: str | None = None
+
+    # --- public ---------------------------------------------------------------------------------
+
+    def render(self, notice: Notice, account: Account, open_invoices: list[Invoice], today: date) -> Message:
+        """The message for `notice`, listing every invoice in `open_invoices` (the account's
+        invoices still open `today`). Raises `TemplateError` naming the template file and line."""
+        if not open_invoices:
+            raise ValueError(f"account {account.id!r}: a message needs at least one open invoice")
+        ctx = self._context(notice, account, open_invoices, today)
+        stage, channel = notice.stage, notice.channel
+        meta: dict[str, Any] = {
+            "account": account.id,
+            "stage": stage,
+            "invoices": list(notice.invoices),
+            "notice_date": notice.date.isoformat(),
+            "tutorial": notice.tutorial,
+        }
+        common = dict(channel=channel, recipient=notice.recipient, reply_to=self.config.company.finance_email)
+        if channel == "email":
+            subject = " ".join(self._render(f"email/{stage}.subject.txt", ctx).split())
+            text = _tidy(self._render(f"email/{stage}.txt", ctx))
+            html = self._render(f"email/{stage}.html", {**ctx, "subject": subject})
+            return Message(text=text, subject=subject, html=html, meta=meta, **common)
+        if channel == "sms":
+            return Message(text=self._sms(stage, ctx), meta=meta, **common)
+        text = _tidy(self._render(f"{channel}/{stage}.txt", ctx))
+        if channel == "staff":
+            # The staff base puts a title on the first line: it becomes the task's title.
+            subject, _, text = text.partition("\n")
+            return Message(text=text.strip() + "\n", subject=subject.strip(), meta=meta, **common)
+        if channel == "whatsapp":
+            content_sid, variables = self._whatsapp_template(stage, ctx)
+            if "sms" not in account.opt_out:
+                # The WhatsApp channel sends this by SMS when the number has no WhatsApp.
+                try:
+                    meta["sms_text"] = self._sms(stage, {**ctx, "channel": "sms"})
+                except TemplateError:
+                    pass  # no fallback text rather than no WhatsApp message; `check()` reports it
+            return Message(text=text, content_sid=content_sid, content_variables=variables, meta=meta, **common)
+        return Message(text=text, meta=meta, **common)
+
+    def tutorial(self) -> str:
+        """The company's tutorial on how its billing works (`tutorial.txt`), same for everyone;
+        what `TUTORIAL_URL` should show."""
+        if self._tutorial is None:
+            self._tutorial = _tidy(self._render("tutorial.txt", {"company": self.config.company}))
+        return self._tutorial
+
+    def check(self) -> list[str]:
+        """Render every stage x channel (and the tutorial, and configured WhatsApp template
+        variables) against built-in sample accounts; each problem as "path:line: message"."""
+        problems: list[str] = []
+        try:
+            self.tutorial()
+        except TemplateError as exc:
+            problems.append(str(exc))
+        problems += self._check_whatsapp_config()
+        for notice, account, invoices, today in sample_cases():
+            try:  # SMS too: render() tolerates a WhatsApp message without its SMS fallback text
+                self.render(notice, account, invoices, today)
+            except TemplateError as exc:
+                problems.append(str(exc))
+        return list(dict.fromkeys(problems))
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _context(self, notice: Notice, account: Account, open_invoices: list[Invoice], today: date) -> dict:
+        company = self.config.company
+        rows = []
+        raw: dict[str, InvoiceDates] = {}
+        for inv in sorted(open_invoices, key=lambda i: (i.due, i.id)):
+            d = raw[inv.id] = invoice_dates(inv.due, self.calendar, self.config.settlement_days)
+            rows.append(InvoiceView(
+                id=inv.id, amount=brl(inv.amount), **{f: br_date(getattr(d, f)) for f in _DATE_FIELDS},
+                late=today > d.effective_due, shifted=d.effective_due != d.due,
+                payment_url=_web_url(inv.payment_url), pix_code=inv.pix_code or None,
+            ))
+        # The invoices that brought this notice at its own stage; the stage's dates are theirs.
+        ids = {i for i, _, stage in notice.covers if stage == notice.stage} or set(notice.invoices)
+        chosen = [d for i, d in raw.items() if i in ids] or list(raw.values())
+        earliest = {f: min(getattr(d, f) for d in chosen) for f in _DATE_FIELDS}
+        dates = KeyDates(
+            **{f: br_date(v) for f, v in earliest.items()},
+            shifted=earliest["effective_due"] != earliest["due"],
+            is_suspension_day=today == earliest["suspension"],
+            suspended=today >= earliest["suspension"],
+            is_deletion_day=today == earliest["deletion"],
+        )
+        tutorial_text = self.tutorial() if notice.tutorial else ""
+        return {
+            "company": company,
+            "account": account,
+            "customer": account.contact_name or account.company,
+            "service": account.domain or account.company,
+            # Outside e-mail never the full CPF/CNPJ (RULES.md; LGPD necessity).
+            "document": account.document if notice.channel == "email" else mask_document(account.document),
+            "document_kind": document_kind(account.document),
+            "has_portal": account.has_portal_access,
+            "invoices": rows,
+            "total": brl(sum((i.amount for i in open_invoices), Decimal(0))),
+            "any_late": any(r.late for r in rows),
+            "any_pix": any(r.pix_code for r in rows),
+            "any_link": any(r.payment_url for r in rows),
+            "invoice_summary": "; ".join(f"fatura {r.id}: {r.amount}, vencimento {r.due}" for r in rows),
+            "dates": dates,
+            "stage": notice.stage,
+            "channel": notice.channel,
+            "recipient": notice.recipient,
+            "today": br_date(today),
+            "first_time": notice.first_time,
+            "tutorial": notice.tutorial,
+            "tutorial_text": tutorial_text,
+            "tutorial_url": self.config.env.get("TUTORIAL_URL", ""),
+        }
+
+    def _render(self, name: str, ctx: Mapping) -> str:
+        try:
+            return self.env.get_template(name).render(ctx)
+        except TemplateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the template's
+            raise self._located(exc, name) from exc
+
+    def _sms(self, stage: str, ctx: Mapping) -> str:
+        """One line of GSM-7 in at most two segments: rendered in full, or else again with
+        `short` true (the template leaves out what it can), or else an error."""
+        name = f"sms/{stage}.txt"
+        for short in (False, True):
+            text = to_gsm7(" ".join(self._render(name, {**ctx, "short": short}).split()))
+            segments = sms_segments(text)
+            if segments <= SMS_MAX_SEGMENTS:
+                return text
+        raise TemplateError(
+            f"{self._path_of(name)}: the SMS takes {segments} segments ({len(text)} characters), at most "
+            f"{SMS_MAX_SEGMENTS} ({153 * SMS_MAX_SEGMENTS} GSM-7 characters) allowed"
+        )
+
+    def _whatsapp_template(self, stage: str, ctx: Mapping) -> tuple[str | None, dict[str, str] | None]:
+        """The approved template for `stage`, if configured: its Content SID and its variables,
+        each a Jinja template string rendered with the message's data."""
+        spec = self._whatsapp_templates().get(stage)
+        if spec is None:
+            return None, None
+        key = f"channels.whatsapp.templates.{stage}"
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("content_sid"), str) or not spec["content_sid"]:
+            raise TemplateError(f"{self.config.source}: {key}: needs content_sid, a non-empty string")
+        variables = spec.get("variables", {})
+        if not isinstance(variables, Mapping):
+            raise TemplateError(f"{self.config.source}: {key}.variables: must be a table of strings")
+        values = {}
+        for name, source in variables.items():
+            label = f"{self.config.source}: {key}.variables.{name}"
+            if not isinstance(source, str):
+                raise TemplateError(f"{label}: must be a string")
+            try:
+                value = self.env.from_string(source).render(ctx)
+            except Exception as exc:  # noqa: BLE001
+                raise TemplateError(f"{label}: {getattr(exc, 'message', None) or exc}") from exc
+            # Meta rejects a parameter with line breaks, tabs or more than 4 spaces in a row.
+            value = " ".join(value.split())
+            if not value:
+                raise TemplateError(f"{label}: renders empty, which WhatsApp rejects ({source!r})")
+            values[str(name)] = value
+        size = sum(len(v) for v in values.values())
+        if size > WHATSAPP_TEMPLATE_LIMIT:
+            raise TemplateError(
+                f"{self.config.source}: {key}.variables: {size} characters, more than an approved "
+                f"template's {WHATSAPP_TEMPLATE_LIMIT}"
+            )
+        return spec["content_sid"], values
+
+    def _whatsapp_templates(self) -> Mapping:
+        options = self.config.channels.get("whatsapp", {})
+        return options.get("templates", {}) if isinstance(options, Mapping) else {}
+
+    def _check_whatsapp_config(self) -> list[str]:
+        templates = self._whatsapp_templates()
+        if not isinstance(templates, Mapping):
+            return [f"{self.config.source}: channels.whatsapp.templates: must be a table of [channels.whatsapp.templates.STAGE]"]
+        problems = [
+            f"{self.config.source}: channels.whatsapp.templates.{name}: unknown stage (known: {', '.join(STAGES)})"
+            for name in templates if name not in STAGES
+        ]
+        freeform = self.config.channels.get("whatsapp", {}).get("freeform", False)
+        if templates and not freeform and not self.config.env.get("TUTORIAL_URL"):
+            problems.append("TUTORIAL_URL: not set, so WhatsApp templates cannot link the tutorial "
+                            "(set it, e.g. to a page of the company's site)")
+        return problems
+
+    def _path_of(self, name: str) -> str:
+        for root in self._roots:
+            path = Path(root) / name
+            if path.is_file():
+                return str(path)
+        return name
+
+    def _located(self, exc: Exception, name: str) -> TemplateError:
+        """`exc` as "path:line: message", the line being the innermost template line involved."""
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            return TemplateError(f"{exc.filename or self._path_of(exc.name or name)}:{exc.lineno}: {message}")
+        if isinstance(exc, jinja2.TemplateNotFound) and exc.name == name:
+            return TemplateError(f"{name}: template not found in {', '.join(self._roots)}")
+        where = None
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename and any(frame.filename.startswith(root + "/") for root in self._roots):
+                where = f"{frame.filename}:{frame.lineno}"
+        if isinstance(exc, jinja2.TemplateNotFound):
+            message = f"template not found: {exc.name}"
+        elif not isinstance(exc, jinja2.TemplateError):
+            message = f"{type(exc).__name__}: {message}"
+        return TemplateError(f"{where or self._path_of(name)}: {message}")
+
+
+def _tidy(text: str) -> str:
+    """Trailing spaces off every line and at most one blank line in a row, so templates can use
+    conditional blocks freely without leaving holes in the message."""
+    lines = [line.rstrip() for line in text.strip("\n").split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
+
+
+# --- samples for `check()` and the snapshot tests -------------------------------------------------
+
+SAMPLE_PIX = (
+    "00020101021226900014br.gov.bcb.pix2568pix.exemplo.com.br/qr/v2/cobv/9d36b84fc70b478fb95c12729b90ca25"
+    "5204000053039865406149.905802BR5925LUCANET HOSPEDAGEM DE SIT6009SAO PAULO62070503***63041D3D"
+)
+# Two accounts that between them take every branch of the templates: a company with portal
+# access, a PIX code and a payment link, due on a holiday (20/11/2026: payable until 23/11); a
+# person (CPF) without domain, portal or contact name, with a legacy due day 5 (the deletion
+# warning comes before the suspension), two open invoices and nothing but the portal to pay.
+SAMPLE_ACCOUNTS = (
+    Account(
+        id="exemplo", company="Exemplo Comércio de Artigos Ltda", document="12.345.678/0001-95",
+        emails=("financeiro@exemplo.com.br", "maria@exemplo.com.br"), contact_name="Maria Souza",
+        domain="exemplo.com.br", portal_email="maria@exemplo.com.br", whatsapp="+5511987654321",
+        social=(("instagram", "@exemplo"),),
+    ),
+    Account(
+        id="joao", company="João Pereira", document="111.444.777-35", emails=("joao.pereira@gmail.com",),
+        whatsapp="+5521998765432", due_day=5, past_delinquencies=2,
+    ),
+)
+SAMPLE_INVOICES = {
+    "exemplo": (
+        Invoice(id="2026-11-exemplo", account="exemplo", amount=Decimal("1234.56"), issued=date(2026, 11, 5),
+                due=date(2026, 11, 20), payment_url="https://pagar.lucanet.com.br/f/2026-11-exemplo",
+                pix_code=SAMPLE_PIX),
+    ),
+    "joao": (
+        Invoice(id="2026-10-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 10, 5),
+                due=date(2026, 10, 5)),
+        Invoice(id="2026-11-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 11, 5),
+                due=date(2026, 11, 5)),
+    ),
+}
+
+
+def sample_cases():
+    """(notice, account, open invoices, today) for every stage x channel of the sample accounts.
+
+    Each stage falls where the default ladder puts it for the account's newest invoice: on the
+    day for "exemplo", a day late for "joao" (as after a catch-up), so that wording about "today"
+    is exercised both ways. The tutorial goes where a first-time delinquent gets it by default:
+    overdue on WhatsApp and social. The recipient is the channel's first for the account, or a
+    stand-in.
+    """
+    from .rules import recipients
+    calendar = BankCalendar()
+    for account, lag in zip(SAMPLE_ACCOUNTS, (0, 1)):
+        invoices = list(SAMPLE_INVOICES[account.id])
+        newest = invoice_dates(invoices[-1].due, calendar, 1)
+        first_time = account.past_delinquencies == 0
+        for ladder_stage in DEFAULT_LADDER:
+            stage = ladder_stage.name
+            today = newest.anchor(ladder_stage.anchor) + timedelta(days=ladder_stage.offset_days + lag)
+            for channel in CHANNELS:
+                found = recipients(account, channel)
+                recipient = found[0] if found else {"social": "instagram:@perfil"}.get(channel, account.whatsapp or "staff")
+                tutorial = first_time and stage == "overdue" and channel in ("whatsapp", "social")
+                notice = Notice(
+                    account=account.id, date=today, stage=stage, channel=channel,
+                    recipient=recipient, invoices=tuple(i.id for i in invoices),
+                    first_time=first_time and stage not in ("reminder", "due_today"), tutorial=tutorial,
+                    covers=((invoices[-1].id, today, stage),),
+                )
+                yield notice, account, invoices, today
