@@ -1,0 +1,752 @@
+"""The state file: accounts, invoices, delinquency histories and the ledger of handled notices.
+
+One TinyDB database in one JSON file (default `state.json`), four tables, each document keyed by a
+string id: `accounts` and `history` by account id, `invoices` by invoice id, `ledger` by
+`ledger_key()` (invoice, notice date, channel, recipient). The id is the document's key, as TinyDB
+keeps it, and is not repeated inside. TinyDB can open the file
+(`TinyDB(path, storage=AtomicJSONStorage)`, with a `Table` whose `document_id_class` is `str`), but
+the store does not go through TinyDB's `Table` API: every `Table` write re-reads the storage and
+rebuilds the whole id map, so importing 50,000 accounts one upsert at a time would be quadratic.
+A transaction reads the tables once, changes plain dicts, and writes once.
+
+Safety, as the issue asks:
+- `AtomicJSONStorage` writes a new file beside the state, fsyncs it, renames it over the old one and
+  fsyncs the directory: a crash leaves the old or the new file, never a torn one. (TinyDB's own
+  `JSONStorage` rewrites the file in place and can leave it truncated.)
+- A state file that cannot be read or is not a TinyDB store stops the command with `StoreError` and
+  is never written over: only a transaction that read the whole file successfully writes it.
+- `Store.transaction()` holds an inter-process lock (`state.json.lock`) from its read to its write,
+  so the daemon and a staff command never lose each other's writes. Readers take no lock: the
+  rename gives them the old file or the new one.
+
+Scale: `plan` reads 50,000 accounts with their invoices and ledger. The file is written one document
+per line (still plain JSON), so a read-only snapshot parses it a few thousand documents at a time and
+keeps only the model objects, never the whole file or every raw dict at once (see `_read`).
+
+Archive: paid invoices older than the retention window, and the ledger of paid invoices, leave the
+state for an append-only JSON Lines file beside it (`state.archive.jsonl`), so the state grows with
+the number of accounts, not with the years. See `Snapshot.archive()` and `Store._commit()`.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from contextlib import contextmanager
+from datetime import date
+from decimal import Decimal
+from itertools import islice
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+import orjson
+from filelock import FileLock, Timeout
+from tinydb.storages import Storage
+
+from .calendar import BankCalendar, add_months
+from .config import Config
+from .models import Account, History, Invoice, LedgerEntry
+from .rules import is_late
+
+TABLES = ("accounts", "invoices", "ledger", "history")
+LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
+CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
+
+
+class StoreError(Exception):
+    """A problem with the state file that a person must fix; the message names the file."""
+
+
+def archive_path_for(state: Path) -> Path:
+    """`state.json` -> `state.archive.jsonl`, in the same directory."""
+    stem = state.name[: -len(".json")] if state.name.endswith(".json") else state.name
+    return state.with_name(stem + ".archive.jsonl")
+
+
+def ledger_key(entry: LedgerEntry) -> str:
+    """The ledger document id: invoice, notice date, channel and recipient, joined by "|".
+
+    "%" and "|" inside a part are escaped, so two different entries never share a key.
+    """
+    return "|".join(
+        part.replace("%", "%25").replace("|", "%7C")
+        for part in (entry.invoice, entry.notice_date.isoformat(), entry.channel, entry.recipient)
+    )
+
+
+# Reading and writing the file
+
+
+class AtomicJSONStorage(Storage):
+    """A TinyDB storage that never leaves a torn file: write a new file, fsync, rename, fsync dir.
+
+    It does no locking of its own (the temporary file has one fixed name, `state.json.tmp`, so a
+    crashed write leaves one stale file, not one per attempt): `Store` holds the lock around it.
+    """
+
+    def __init__(self, path: str | os.PathLike, **_ignored: Any) -> None:
+        super().__init__()
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        """The raw tables, or None when the file does not exist (an empty store, created on first
+        write). StoreError when the file is unreadable or not a TinyDB store."""
+        sink = _RawTables(self.path)
+        return sink.tables if _read(self.path, sink) else None
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.replace(self.write_new(data))
+
+    def write_new(self, data: dict[str, dict[str, Any]]) -> Path:
+        """Write `data` to the temporary file beside the state and fsync it; the state is untouched.
+
+        On any failure (a value JSON cannot hold, a full disk) the temporary file is removed.
+        """
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                _write(f, data)
+                f.flush()
+                os.fsync(f.fileno())
+            _keep_mode(self.path, tmp)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StoreError(f"{self.path}: cannot write the state file: {exc.strerror or exc}") from None
+            raise
+        return tmp
+
+    def replace(self, tmp: Path) -> None:
+        try:
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"{self.path}: cannot replace the state file: {exc.strerror or exc}") from None
+        _fsync_dir(self.path.parent)
+
+
+def _write(f: BinaryIO, tables: dict[str, dict[str, Any]]) -> None:
+    """The layout `_read` expects: `{`, then per table a `"name":{` line, one `"id":{...}` line per
+    document, a `}` line (`},` between tables), and a closing `}`. Plain JSON all the same."""
+    f.write(b"{\n")
+    names = list(tables)
+    for i, name in enumerate(names):
+        f.write(orjson.dumps(name) + b":{\n")
+        items = iter(tables[name].items())
+        separator = b""
+        while batch := list(islice(items, CHUNK)):
+            f.write(separator + b",\n".join([orjson.dumps({key: doc})[1:-1] for key, doc in batch]))
+            separator = b",\n"
+        if separator:
+            f.write(b"\n")
+        f.write(b"},\n" if i + 1 < len(names) else b"}\n")
+    f.write(b"}\n")
+
+
+class _NotOurLayout(Exception):
+    """The file is not laid out as `_write` lays it out (hand-edited, written by TinyDB...)."""
+
+
+def _read(path: Path, sink) -> bool:
+    """Feed the tables of the file to `sink`, a few thousand documents at a time; False if missing.
+
+    Files in `_write`'s layout are parsed chunk by chunk; any other file is parsed whole, which also
+    gives the verdict on a file that is not valid JSON. The sink is reset before the second try, so
+    nothing of the first reaches the caller. The garbage collector is paused meanwhile: the parse
+    creates hundreds of thousands of acyclic objects, and collections would double its time.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
+    with f, _gc_paused():
+        try:
+            try:
+                _read_our_layout(f, sink)
+                return True
+            except _NotOurLayout:
+                sink.reset()
+            f.seek(0)
+            blob = f.read()
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
+        if not blob.strip():
+            raise StoreError(f"{path}: not a valid state file: the file is empty (delete it to start a new store)")
+        try:
+            data = orjson.loads(blob)
+        except orjson.JSONDecodeError as exc:
+            raise StoreError(f"{path}: not a valid state file: not JSON ({exc})") from None
+        del blob
+        if not isinstance(data, dict):
+            raise StoreError(f"{path}: not a valid state file: the top level must be an object of tables")
+        for name, docs in data.items():
+            if not isinstance(docs, dict):
+                raise StoreError(f"{path}: not a valid state file: table {name!r} is not an object of documents")
+            sink.add(name, docs)
+        return True
+
+
+def _read_our_layout(f: BinaryIO, sink) -> None:
+    if f.readline() != b"{\n":
+        raise _NotOurLayout
+    line = f.readline()
+    seen: set[str] = set()
+    while line != b"}\n":
+        if not (line.startswith(b'"') and line.endswith(b":{\n")):
+            raise _NotOurLayout
+        try:
+            name = orjson.loads(line[:-3])
+        except orjson.JSONDecodeError:
+            raise _NotOurLayout from None
+        if not isinstance(name, str) or name in seen:
+            raise _NotOurLayout
+        seen.add(name)
+        sink.add(name, {})
+        chunk: list[bytes] = []
+        for line in f:
+            if line[0] != 34:  # not a document line, which starts with '"'
+                break
+            if len(chunk) == CHUNK:
+                sink.add(name, _parse_chunk(chunk, last=False))
+                chunk = []
+            chunk.append(line)
+        else:
+            raise _NotOurLayout  # the file ends inside a table
+        if chunk:
+            sink.add(name, _parse_chunk(chunk, last=True))
+        if line == b"},\n":  # another table follows
+            line = f.readline()
+            if line == b"}\n":
+                raise _NotOurLayout
+        elif line == b"}\n":  # the last table: the closing brace follows
+            line = f.readline()
+            if line != b"}\n":
+                raise _NotOurLayout
+        else:
+            raise _NotOurLayout
+    if f.read().strip():
+        raise _NotOurLayout
+
+
+def _parse_chunk(lines: list[bytes], last: bool) -> dict:
+    # Lines end with ",\n" except the table's last one: checked here, so that a file the full
+    # parse would reject is never accepted chunk by chunk.
+    body = b"".join(lines)
+    if body.endswith(b",\n") == last:
+        raise _NotOurLayout
+    try:
+        return orjson.loads(b"{" + (body if last else body[:-2]) + b"}")
+    except orjson.JSONDecodeError:
+        raise _NotOurLayout from None
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _keep_mode(old: Path, new: Path) -> None:
+    # The state holds customers' personal data; an operator's chmod 600 must survive our rewrite.
+    try:
+        os.chmod(new, os.stat(old).st_mode & 0o7777)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Without this the rename itself may not survive a power cut.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _append_lines(path: Path, blob: bytes | bytearray) -> None:
+    existed = path.exists()
+    try:
+        with open(path, "a+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    # A crash mid-append left a torn last line: keep it on its own line, so that
+                    # readers skip just that one instead of losing the first new record with it.
+                    f.write(b"\n")
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot append to the archive: {exc.strerror or exc}") from None
+    if not existed:
+        _fsync_dir(path.parent)
+
+
+# The store
+
+
+class Store:
+    """The state file and its lock. Cheap to create; opens nothing until used.
+
+    `retention_months` is the archive window of `Snapshot.archive()` (the CLI passes
+    `config.retention_months`).
+    """
+
+    def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT):
+        self.path = Path(path)
+        self.archive_path = archive_path_for(self.path)
+        self.retention_months = retention_months
+        self._storage = AtomicJSONStorage(self.path)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        self._lock_timeout = lock_timeout
+        self._local = threading.local()  # FileLock is per thread too: threads exclude each other
+
+    def snapshot(self) -> Snapshot:
+        """A read-only view of the file as it is now, every document already a model object; takes
+        no lock. Its change methods raise: change the store through `transaction()`."""
+        sink = _ModelTables(self.path)
+        _read(self.path, sink)
+        models = {name: sink.tables.get(name, {}) for name in TABLES}
+        return Snapshot(self.path, self.retention_months, models=models)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Snapshot]:
+        """Lock, read, yield a snapshot to change, and write it once at the end.
+
+        Nothing is written when the block raises or changes nothing. Not re-entrant: a nested
+        transaction would read the file before the outer one writes, and one of them would lose.
+        """
+        if getattr(self._local, "in_transaction", False):
+            raise RuntimeError("Store.transaction() is not re-entrant")
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise StoreError(
+                f"{self.path}: another notifier process has held {self._lock.lock_file} for more than "
+                f"{self._lock_timeout:g} s; try again when it has finished"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot take the lock {self._lock.lock_file}: {exc.strerror or exc}") from None
+        self._local.in_transaction = True
+        try:
+            snapshot = Snapshot(self.path, self.retention_months, raw=self._storage.read() or {})
+            yield snapshot
+            if snapshot.changed:
+                self._commit(snapshot)
+        finally:
+            self._local.in_transaction = False
+            self._lock.release()
+
+    def _commit(self, snapshot: Snapshot) -> None:
+        """New state file written, then archive lines appended, then the state replaced.
+
+        A crash after the append and before the rename leaves the archived records in both files;
+        the next archive run appends them again. Archive readers therefore dedupe by (kind, id),
+        and no record is ever lost: it leaves the state only once it is safely in the archive.
+        """
+        tmp = self._storage.write_new(snapshot.raw)
+        if snapshot.archive_lines:
+            try:
+                _append_lines(self.archive_path, snapshot.archive_lines)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        self._storage.replace(tmp)
+
+
+class Snapshot:
+    """The store in memory.
+
+    From `Store.transaction()`: the raw tables, turned into model objects only when asked (`pay`
+    converts one invoice, not 200,000); the change methods edit the raw tables and set `changed`.
+    From `Store.snapshot()`: model objects only, read-only. Lists come in stored order.
+    """
+
+    def __init__(self, path: Path, retention_months: int = 3, raw: dict | None = None, models: dict | None = None):
+        self.changed = False
+        # Archive records waiting for the commit, already as JSON Lines: a million archived invoices
+        # take 300 MB this way, three times less than as dicts.
+        self.archive_lines = bytearray()
+        self._path = path
+        self._retention_months = retention_months
+        self._raw = raw
+        if raw is not None:
+            for name in TABLES:
+                raw.setdefault(name, {})
+        # Fully converted tables, by name; a read-only snapshot has all of them.
+        self._models: dict[str, dict[str, Any]] = dict(models or {})
+        self._by_account: dict[str, dict[str, list[str]]] = {}
+        self._convert = _Converter(path)
+
+    @property
+    def raw(self) -> dict[str, dict[str, Any]]:
+        """The tables as stored (what a commit writes)."""
+        if self._raw is None:
+            raise RuntimeError("read-only snapshot: change the store through Store.transaction()")
+        return self._raw
+
+    # Reading
+
+    def account(self, account_id: str) -> Account | None:
+        return self._get("accounts", account_id)
+
+    def accounts(self) -> list[Account]:
+        return list(self._all("accounts").values())
+
+    def invoice(self, invoice_id: str) -> Invoice | None:
+        return self._get("invoices", invoice_id)
+
+    def invoices(self, account_id: str | None = None) -> list[Invoice]:
+        """Every invoice kept in the store (open and recently paid), or one account's."""
+        return self._select("invoices", account_id)
+
+    def ledger(self, account_id: str | None = None) -> list[LedgerEntry]:
+        return self._select("ledger", account_id)
+
+    def histories(self) -> dict[str, History]:
+        """Per account id, what is remembered of its archived invoices (absent: nothing archived)."""
+        return dict(self._all("history"))
+
+    # Changing: only from Store.transaction(), written when its block ends
+
+    def upsert_accounts(self, accounts: Iterable[Account]) -> None:
+        table = self.raw["accounts"]
+        with _gc_paused():
+            for account in accounts:
+                table[account.id] = _account_doc(account)
+        self._touched("accounts")
+
+    def upsert_invoices(self, invoices: Iterable[Invoice]) -> None:
+        """StoreError for an invoice of an account the store does not hold: a bug upstream (the
+        importer checks this first). Let it end the transaction, which then writes nothing; the
+        invoices before it are already in this snapshot (keeping them all aside to undo would cost
+        the memory an import of a million invoices cannot spare)."""
+        table, accounts = self.raw["invoices"], self.raw["accounts"]
+        try:
+            with _gc_paused():
+                for invoice in invoices:
+                    if invoice.account not in accounts:
+                        raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
+                    table[invoice.id] = _invoice_doc(invoice)
+        finally:
+            self._touched("invoices")
+
+    def record_payment(self, invoice_id: str, paid: date) -> Invoice:
+        """Set (or correct) the payment date; StoreError when the store does not hold the invoice."""
+        table = self.raw["invoices"]
+        if invoice_id not in table:
+            raise StoreError(f"unknown invoice {invoice_id!r} (not in {self._path}: archived or never imported)")
+        doc = table[invoice_id] = {**table[invoice_id], "paid": paid.isoformat()}
+        self._touched("invoices")
+        return self._convert.one("invoices", invoice_id, doc)
+
+    def add_ledger(self, entries: Iterable[LedgerEntry]) -> None:
+        """Record handled notices; an entry with the key of an existing one replaces it."""
+        table = self.raw["ledger"]
+        with _gc_paused():
+            for entry in entries:
+                table[ledger_key(entry)] = _ledger_doc(entry)
+        self._touched("ledger")
+
+    def archive(self, today: date, config: Config) -> tuple[int, int]:
+        """Move what the rules no longer need to the archive; returns (invoices, ledger rows) moved.
+
+        - Invoices paid more than `retention_months` before `today`. Before one leaves, its account's
+          History learns whether it was late, so that first-time delinquency is still told right.
+        - Ledger rows of invoices paid on or before `today` (the store keeps the ledger of open
+          invoices only), or of invoices the store no longer holds.
+        The records reach the archive file only when the transaction commits (`Store._commit`).
+        """
+        invoices, ledger, history = self.raw["invoices"], self.raw["ledger"], self.raw["history"]
+        cutoff = add_months(today, -self._retention_months).isoformat()
+        done = today.isoformat()
+        # ISO dates compare as strings: no need to convert every invoice to find the old ones.
+        old = [key for key, doc in invoices.items() if doc.get("paid") is not None and doc["paid"] < cutoff]
+        closed = {key for key, doc in invoices.items() if doc.get("paid") is not None and doc["paid"] <= done}
+        rows = [key for key, doc in ledger.items() if doc.get("invoice") in closed or doc.get("invoice") not in invoices]
+        if not old and not rows:
+            return 0, 0
+        cal = BankCalendar(frozenset(config.extra_holidays))
+        late: dict[tuple[str, str], bool] = {}  # lateness depends on (due, paid) only: decide each pair once
+        newly_late: dict[str, list] = {}  # account -> [earliest due (ISO), count] of its late old invoices
+        with _gc_paused():
+            for key in old:
+                doc = invoices[key]
+                pair = (doc["due"], doc["paid"])
+                if pair not in late:
+                    late[pair] = is_late(self._convert.one("invoices", key, doc), cal, config)
+                if late[pair]:
+                    seen = newly_late.get(doc["account"])
+                    if seen is None:
+                        newly_late[doc["account"]] = [doc["due"], 1]
+                    else:
+                        seen[0] = min(seen[0], doc["due"])
+                        seen[1] += 1
+            histories = self.histories()
+            for account, (due, count) in newly_late.items():
+                past = histories.get(account) or History(account)
+                due = self._convert.date(due)
+                first = due if past.first_late_due is None else min(past.first_late_due, due)
+                histories[account] = now = History(account, first, past.late_count + count)
+                history[account] = _history_doc(now)
+            for kind, table, keys in (("invoice", invoices, old), ("ledger", ledger, rows)):
+                for key in keys:
+                    record = {"kind": kind, "archived": done, "id": key, **table.pop(key)}
+                    self.archive_lines += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        for name in ("invoices", "ledger", "history"):
+            self._touched(name)
+        self._models["history"] = histories  # up to date: an import archiving batch by batch reuses it
+        return len(old), len(rows)
+
+    # Internals
+
+    def _touched(self, table: str) -> None:
+        self.changed = True
+        self._models.pop(table, None)
+        self._by_account.pop(table, None)
+
+    def _get(self, table: str, key: str):
+        models = self._models.get(table)
+        if models is not None:
+            return models.get(key)
+        doc = self._raw[table].get(key)
+        return None if doc is None else self._convert.one(table, key, doc)
+
+    def _all(self, table: str) -> dict:
+        models = self._models.get(table)
+        if models is None:
+            models = self._models[table] = self._convert.many(table, self._raw[table])
+        return models
+
+    def _select(self, table: str, account_id: str | None) -> list:
+        if account_id is None:
+            return list(self._all(table).values())
+        models = self._models.get(table)
+        index = self._by_account.get(table)
+        if index is None:
+            index = self._by_account[table] = {}
+            if models is not None:
+                for key, obj in models.items():
+                    index.setdefault(obj.account, []).append(key)
+            else:
+                for key, doc in self._raw[table].items():
+                    index.setdefault(doc.get("account"), []).append(key)
+        keys = index.get(account_id, ())
+        if models is not None:
+            return [models[key] for key in keys]
+        return [self._convert.one(table, key, self._raw[table][key]) for key in keys]
+
+
+class _RawTables:
+    """Sink of `_read` for a transaction: the tables as stored, each document checked to be an
+    object (anything else is not a TinyDB store)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.tables: dict[str, dict[str, Any]] = {}
+
+    def reset(self) -> None:
+        self.tables = {}
+
+    def add(self, name: str, docs: dict) -> None:
+        for key, doc in docs.items():
+            if type(doc) is not dict:
+                raise StoreError(f"{self._path}: not a valid state file: table {name!r}: document {key!r} is not an object")
+        self.tables.setdefault(name, {}).update(docs)
+
+
+class _ModelTables:
+    """Sink of `_read` for a read-only snapshot: each chunk becomes model objects at once, so the
+    raw dicts of only one chunk are alive at a time. Tables other than ours are not kept."""
+
+    def __init__(self, path: Path) -> None:
+        self._convert = _Converter(path)
+        self.tables: dict[str, dict[str, Any]] = {}
+
+    def reset(self) -> None:
+        self.tables = {}
+
+    def add(self, name: str, docs: dict) -> None:
+        if name in TABLES:
+            self.tables.setdefault(name, {}).update(self._convert.many(name, docs))
+
+
+class _Dates(dict):
+    """ISO string -> date, one shared object per distinct string (a store of 200,000 invoices has a
+    few hundred distinct dates: this saves both time and memory). None stays None."""
+
+    def __init__(self) -> None:
+        super().__init__({None: None})
+
+    def __missing__(self, text: str) -> date:
+        value = self[text] = date.fromisoformat(text)
+        return value
+
+
+class _Amounts(dict):
+    """Decimal string -> Decimal, shared like `_Dates`. A JSON number is refused: it may already
+    have been rounded as a float."""
+
+    def __missing__(self, text: str) -> Decimal:
+        if not isinstance(text, str):
+            raise TypeError(f'amount must be a string such as "149.90", not {text!r}')
+        value = self[text] = Decimal(text)
+        return value
+
+
+class _Converter:
+    """Documents -> model objects, naming the bad document in a StoreError when one does not fit."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._dates = _Dates()
+        self._amounts = _Amounts()
+
+    def one(self, table: str, key: str, doc: dict):
+        try:
+            return _FROM_DOC[table](key, doc, self._dates, self._amounts)
+        except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+            raise StoreError(
+                f"{self._path}: not a valid state file: {table} {key!r}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def date(self, text: str) -> date:
+        return self._dates[text]
+
+    def many(self, table: str, docs: dict) -> dict:
+        convert, dates, amounts = _FROM_DOC[table], self._dates, self._amounts
+        try:
+            return {key: convert(key, doc, dates, amounts) for key, doc in docs.items()}
+        except Exception:
+            for key, doc in docs.items():
+                self.one(table, key, doc)  # raises, naming the document
+            raise
+
+
+# Documents keep only what differs from the models' defaults. `due_day` is always written: it is
+# billing data, and a changed default in the code must not silently move anyone's due date.
+# The converters take positional arguments and shared caches because they run 350,000 times a plan.
+
+
+def _account_doc(a: Account) -> dict:
+    doc: dict = {"company": a.company, "document": a.document, "emails": list(a.emails)}
+    if a.contact_name:
+        doc["contact_name"] = a.contact_name
+    if a.domain:
+        doc["domain"] = a.domain
+    if a.portal_email is not None:
+        doc["portal_email"] = a.portal_email
+    if a.whatsapp is not None:
+        doc["whatsapp"] = a.whatsapp
+    if a.social:
+        doc["social"] = dict(a.social)
+    doc["due_day"] = a.due_day
+    if a.past_delinquencies:
+        doc["past_delinquencies"] = a.past_delinquencies
+    if a.opt_out:
+        doc["opt_out"] = sorted(a.opt_out)
+    return doc
+
+
+def _account(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Account:
+    get = doc.get
+    return Account(
+        key,
+        doc["company"],
+        doc["document"],
+        tuple(doc["emails"]),
+        get("contact_name", ""),
+        get("domain", ""),
+        get("portal_email"),
+        get("whatsapp"),
+        tuple(doc["social"].items()) if "social" in doc else (),
+        doc["due_day"],
+        get("past_delinquencies", 0),
+        frozenset(doc["opt_out"]) if "opt_out" in doc else frozenset(),
+    )
+
+
+def _invoice_doc(i: Invoice) -> dict:
+    doc = {"account": i.account, "amount": str(i.amount), "issued": i.issued.isoformat(), "due": i.due.isoformat()}
+    if i.paid is not None:
+        doc["paid"] = i.paid.isoformat()
+    if i.payment_url is not None:
+        doc["payment_url"] = i.payment_url
+    if i.pix_code is not None:
+        doc["pix_code"] = i.pix_code
+    return doc
+
+
+def _invoice(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Invoice:
+    get = doc.get
+    return Invoice(
+        key,
+        doc["account"],
+        amounts[doc["amount"]],
+        dates[doc["issued"]],
+        dates[doc["due"]],
+        dates[get("paid")],
+        get("payment_url"),
+        get("pix_code"),
+    )
+
+
+def _ledger_doc(e: LedgerEntry) -> dict:
+    doc = {
+        "invoice": e.invoice,
+        "account": e.account,
+        "notice_date": e.notice_date.isoformat(),
+        "stage": e.stage,
+        "channel": e.channel,
+        "recipient": e.recipient,
+        "status": e.status,
+    }
+    if e.tutorial:
+        doc["tutorial"] = True
+    if e.attempt_id is not None:
+        doc["attempt_id"] = e.attempt_id
+    return doc
+
+
+def _ledger(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> LedgerEntry:
+    get = doc.get
+    return LedgerEntry(
+        doc["invoice"],
+        doc["account"],
+        dates[doc["notice_date"]],
+        doc["stage"],
+        doc["channel"],
+        doc["recipient"],
+        doc["status"],
+        get("tutorial", False),
+        get("attempt_id"),
+    )
+
+
+def _history_doc(h: History) -> dict:
+    doc: dict = {}
+    if h.first_late_due is not None:
+        doc["first_late_due"] = h.first_late_due.isoformat()
+    if h.late_count:
+        doc["late_count"] = h.late_count
+    return doc
+
+
+def _history(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> History:
+    return History(key, dates[doc.get("first_late_due")], doc.get("late_count", 0))
+
+
+_FROM_DOC: dict[str, Callable[[str, dict, _Dates, _Amounts], Any]] = {
+    "accounts": _account,
+    "invoices": _invoice,
+    "ledger": _ledger,
+    "history": _history,
+}
