@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, timedelta
 from typing import Iterable, Mapping
 
@@ -23,8 +24,10 @@ UNSTOPPABLE_CHANNELS = ("email",)  # the contractual channel: no opt-out (RULES.
 
 @dataclass(frozen=True, slots=True)
 class InvoiceNotice:
-    """One date of one invoice's timeline: its most advanced stage and the union of channels."""
-    invoice: str
+    """One date of an invoice's timeline: its most advanced stage and the union of channels.
+
+    It depends only on the due date and the first-time flag, so invoices that share them share
+    these objects (see `_timeline`)."""
     date: date
     stage: str
     channels: tuple[str, ...]
@@ -35,6 +38,7 @@ class InvoiceNotice:
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A (timeline date, channel, recipient) of one invoice that the ledger has not handled."""
+    invoice: str
     notice: InvoiceNotice
     channel: str
     recipient: str
@@ -81,12 +85,19 @@ def is_first_time(
     )
 
 
-def invoice_timeline(invoice: Invoice, first_time: bool, cal: BankCalendar, config: Config) -> list[InvoiceNotice]:
+def invoice_timeline(invoice: Invoice, first_time: bool, cal: BankCalendar, config: Config) -> tuple[InvoiceNotice, ...]:
     """Steps 1 and 3 of RULES.md: each ladder stage's date, the impossible ones dropped, grouped by
     date (most advanced stage, union of channels, first-time extras added)."""
-    d = dates_of(invoice, cal, config)
+    return _timeline(invoice.due, first_time, cal, config.ladder, config.settlement_days)
+
+
+@lru_cache(maxsize=8192)
+def _timeline(due: date, first_time: bool, cal: BankCalendar, ladder: tuple[Stage, ...],
+              settlement_days: int) -> tuple[InvoiceNotice, ...]:
+    # Cached: a day's plan walks every open invoice, and most share a handful of due dates.
+    d = invoice_dates(due, cal, settlement_days)
     by_date: dict[date, list[Stage]] = defaultdict(list)
-    for stage in config.ladder:
+    for stage in ladder:
         when = d.anchor(stage.anchor) + timedelta(days=stage.offset_days)
         if stage.name in PRE_DUE_STAGES:
             if when > d.effective_due:
@@ -103,14 +114,13 @@ def invoice_timeline(invoice: Invoice, first_time: bool, cal: BankCalendar, conf
         base = _union(s.channels for s in stages)
         extra = _union(s.first_time_channels for s in stages) if delinquent else ()
         timeline.append(InvoiceNotice(
-            invoice=invoice.id,
             date=when,
             stage=max(stages, key=lambda s: s.rank).name,
             channels=_union([base, extra]),
             extra_channels=tuple(c for c in extra if c not in base),
             first_time=delinquent,
         ))
-    return timeline
+    return tuple(timeline)
 
 
 def account_timeline(
@@ -122,20 +132,20 @@ def account_timeline(
 ) -> list[TimelineEntry]:
     """Every notice date of the account's open invoices as if never paid, merged per date."""
     invoices = list(invoices)
-    by_date: dict[date, list[InvoiceNotice]] = defaultdict(list)
+    by_date: dict[date, list[tuple[str, InvoiceNotice]]] = defaultdict(list)
     for invoice in invoices:
         if invoice.paid is not None:
             continue
         first = is_first_time(account, invoice, invoices, history, cal, config)
         for notice in invoice_timeline(invoice, first, cal, config):
-            by_date[notice.date].append(notice)
+            by_date[notice.date].append((invoice.id, notice))
     return [
         TimelineEntry(
             date=when,
-            stage=_most_advanced(n.stage for n in notices),
-            channels=_union(n.channels for n in notices),
-            invoices=tuple(sorted({n.invoice for n in notices})),
-            first_time=any(n.first_time for n in notices),
+            stage=_most_advanced(n.stage for _, n in notices),
+            channels=_union(n.channels for _, n in notices),
+            invoices=tuple(sorted({inv for inv, _ in notices})),
+            first_time=any(n.first_time for _, n in notices),
         )
         for when, notices in sorted(by_date.items())
     ]
@@ -196,7 +206,7 @@ def plan_account(
                 for recipient in recipients(account, channel):
                     if (invoice.id, notice.date, channel, recipient) in handled:
                         continue
-                    (superseded if expired else due).append(Pending(notice, channel, recipient))
+                    (superseded if expired else due).append(Pending(invoice.id, notice, channel, recipient))
     return _merge(today, account.id, due, tutorial_sent), superseded
 
 
@@ -234,17 +244,16 @@ def _merge(today: date, account_id: str, due: list[Pending], tutorial_sent: set[
         groups[(pending.channel, pending.recipient)].append(pending)
     notices = []
     for (channel, recipient), items in sorted(groups.items()):
-        covered = [p.notice for p in items]
         notices.append(Notice(
             account=account_id,
             date=today,
-            stage=_most_advanced(n.stage for n in covered),
+            stage=_most_advanced(p.notice.stage for p in items),
             channel=channel,
             recipient=recipient,
-            invoices=tuple(sorted({n.invoice for n in covered})),
-            first_time=any(n.first_time for n in covered),
-            tutorial=channel not in tutorial_sent and any(channel in n.extra_channels for n in covered),
-            covers=tuple(sorted({(n.invoice, n.date, n.stage) for n in covered})),
+            invoices=tuple(sorted({p.invoice for p in items})),
+            first_time=any(p.notice.first_time for p in items),
+            tutorial=channel not in tutorial_sent and any(channel in p.notice.extra_channels for p in items),
+            covers=tuple(sorted({(p.invoice, p.notice.date, p.notice.stage) for p in items})),
         ))
     return notices
 
