@@ -97,7 +97,7 @@ def import_(obj: Context, path: Path, day):
     from .importer import parse_file
     today = obj.today(day)
     with obj.store().transaction() as snap:
-        batch = parse_file(path, {a.id: a for a in snap.accounts()})
+        batch = parse_file(path, {a.id: a for a in snap.accounts()}, today)
         snap.upsert_accounts(batch.accounts)
         snap.upsert_invoices(batch.invoices)
         moved, rows = snap.archive(today, obj.config)

@@ -1,0 +1,892 @@
+"""Reading the company's billing data into accounts and invoices, all or nothing.
+
+Two formats, the same fields (README, "Import"):
+- JSON: one object `{"accounts": [...], "invoices": [...]}`; either list may be left out.
+- CSV: `accounts.csv` and `invoices.csv` in one folder. `import FOLDER` or `import FOLDER/accounts.csv`
+  (or `.../invoices.csv`) reads whichever of the two is there. Columns are the JSON fields; the
+  lists `emails` and `opt_out` are separated by `;`, `social` is `network=handle;network=handle`,
+  an empty cell means the field is absent.
+
+`parse_file` returns a `Batch`, or raises `InvalidImport` with every problem it found, each as
+`FILE:LINE: field: reason`: an operator fixes the file once instead of once per error. It never
+touches the store; the caller writes the batch in one go.
+
+Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. JSON records
+are decoded one at a time (the decoder's `raw_decode` step), so the line of each record is known
+without a second pass and no tree of a million dicts is ever held. Invoices, 96% of the records,
+go first through an optimistic pass that turns each one into an `Invoice` as the decoder reads it;
+at the first record that is not plainly valid, that pass is dropped and the records are read one
+by one with their lines, which reports every problem. Fields are located in the text only to
+report a problem.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import gc
+import json
+import re
+from dataclasses import dataclass, fields, replace
+from datetime import date
+from decimal import Decimal
+from operator import attrgetter
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .calendar import due_date_for
+from .config import CHANNELS
+from .documents import normalize_document, normalize_email, normalize_phone
+from .models import Account, Invoice
+
+ACCOUNT_FIELDS = (
+    "id", "company", "contact_name", "document", "domain", "emails", "portal_email", "whatsapp",
+    "social", "due_day", "past_delinquencies", "opt_out",
+)
+INVOICE_FIELDS = ("id", "account", "amount", "issued", "due", "paid", "payment_url", "pix_code")
+REQUIRED = {"accounts": ("id", "company", "document", "emails"), "invoices": ("id", "account", "amount", "issued")}
+MAX_EMAILS = 2
+MAX_REPORTED = 200  # a file with a systematic mistake would otherwise print a million lines
+# email is the contractual channel (RULES.md, "Stop"); staff is the company's own channel, and
+# opting out of it would silently drop finance's tasks for this account.
+NOT_OPTIONAL = {"email": "e-mail is the contractual channel and cannot be opted out of",
+                "staff": "staff is the company's internal channel, not a channel to the customer"}
+CSV_NAMES = ("accounts.csv", "invoices.csv")
+
+
+@dataclass(frozen=True)
+class Batch:
+    accounts: list[Account]
+    invoices: list[Invoice]
+
+
+class InvalidImport(Exception):
+    """The file cannot be imported; `errors` holds every problem, `FILE:LINE: field: reason`."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__(self.report())
+
+    def report(self, limit: int = MAX_REPORTED) -> str:
+        lines = self.errors[:limit]
+        if len(self.errors) > limit:
+            lines.append(f"... and {len(self.errors) - limit} more errors")
+        return "\n".join(lines)
+
+
+def parse_file(path: Path, accounts_by_id: Mapping[str, Account], today: date | None = None) -> Batch:
+    """Read and validate a JSON file or a CSV pair (a folder, or either CSV file of the pair).
+
+    `accounts_by_id` is what the store already holds: an invoice may belong to an account that is
+    not in the file, and takes its default due date from that account's `due_day`. With `today`,
+    a payment date after it is rejected.
+    """
+    path = Path(path)
+    builder = _Builder(accounts_by_id, today)
+    # A big import creates millions of objects and no reference cycles: the cyclic garbage
+    # collector would walk the growing heap again and again for nothing (~15% of the time).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        if path.is_dir() or path.suffix.lower() == ".csv":
+            _read_csv_pair(path, builder)
+        elif path.suffix.lower() == ".json":
+            _JsonReader(path, builder).read()
+        else:
+            raise InvalidImport([f"{path}: unknown kind of file: give a .json file, "
+                                 "or accounts.csv/invoices.csv or their folder"])
+        return builder.finish()
+    finally:
+        if collecting:
+            gc.enable()
+
+
+# ---------------------------------------------------------------------------------------------
+# Field checks shared by both formats. Each appends (field, reason) to `problems` and returns the
+# clean value, or None when the field is absent or wrong. Values come typed from JSON, or as text
+# from CSV after `_CsvReader._record` split its lists.
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return f"true/false ({str(value).lower()})"
+    if isinstance(value, str):
+        return f"text {value!r}"
+    if isinstance(value, (int, Decimal, float)):
+        return f"number {value}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _absent(value) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _text(raw: dict, key: str, problems: list, required: bool = False) -> str | None:
+    value = raw.get(key)
+    if value.__class__ is str:
+        value = value.strip()
+        if value:
+            return value
+    elif value is not None:
+        problems.append((key, f"must be text, not {_kind(value)}"))
+        return None
+    if required:
+        problems.append((key, "required"))
+    return None
+
+
+def _whole(raw: dict, key: str, low: int, high: int | None, problems: list) -> int | None:
+    value = raw.get(key)
+    if _absent(value):
+        return None
+    if value.__class__ is not int:
+        problems.append((key, f"must be a whole number, not {_kind(value)}"))
+        return None
+    if value < low or (high is not None and value > high):
+        allowed = f"{low}..{high}" if high is not None else f"{low} or more"
+        problems.append((key, f"must be {allowed}, not {value}"))
+        return None
+    return value
+
+
+def _items(raw: dict, key: str, what: str, problems: list) -> list[tuple[int, str]]:
+    """The non-empty text items of a list field, with their positions."""
+    value = raw.get(key)
+    if _absent(value):
+        return []
+    if not isinstance(value, list):
+        problems.append((key, f"must be a list, not {_kind(value)}"))
+        return []
+    items = []
+    for i, item in enumerate(value):
+        if item.__class__ is not str or not item.strip():
+            problems.append((f"{key}[{i}]", f"must be {what}, not {_kind(item)}"))
+        else:
+            items.append((i, item.strip()))
+    return items
+
+
+def _normalized(check, value: str, field: str, problems: list):
+    try:
+        return check(value)
+    except ValueError as exc:
+        problems.append((field, str(exc)))
+        return None
+
+
+def _unknown(raw: dict, known: tuple[str, ...], problems: list) -> None:
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+            problems.append((key, f"unknown field ({hint})"))
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class _Dates(dict):
+    """Parsed ISO dates by their text. A big import repeats a few hundred dates a million times:
+    the cache saves the parsing, and the shared objects save memory."""
+
+    def parse(self, raw: dict, key: str, problems: list, required: bool = False) -> date | None:
+        value = raw.get(key)
+        day = self.get(value) if value.__class__ is str else None
+        if day is not None:
+            return day
+        if _absent(value):
+            if required:
+                problems.append((key, "required"))
+            return None
+        if value.__class__ is not str:
+            problems.append((key, f"must be a date as text (YYYY-MM-DD), not {_kind(value)}"))
+            return None
+        text = value.strip()
+        if not _DATE.fullmatch(text):
+            problems.append((key, f"not a date in ISO format (YYYY-MM-DD): {value!r}"))
+            return None
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            problems.append((key, f"no such date: {value!r}"))
+            return None
+        if not 2000 <= day.year <= 2099:
+            problems.append((key, f"implausible year: {value!r}"))
+            return None
+        self[value] = day
+        return day
+
+
+_AMOUNT = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+class _Amounts(dict):
+    """Amounts by their text, exact: a `Decimal` of the digits as written, never through float.
+
+    `decimal` is also the JSON decoder's `parse_float`, so an amount written as a JSON number is
+    exact too. Shared objects save memory: a big import repeats a few prices a million times."""
+
+    def __init__(self):
+        super().__init__()
+        self.valid: dict[str, Decimal] = {}  # the texts already accepted as amounts, for the fast path
+
+    def decimal(self, text: str) -> Decimal:
+        value = self.get(text)
+        if value is None:
+            value = self[text] = Decimal(text)
+        return value
+
+    def parse(self, raw: dict, problems: list) -> Decimal | None:
+        value = raw.get("amount")
+        if value.__class__ is str:
+            text = value.strip()
+        elif value.__class__ is int or value.__class__ is Decimal:
+            text = str(value)
+        elif value is None:
+            text = ""
+        else:
+            problems.append(("amount", f"must be a decimal number (1234.56), not {_kind(value)}"))
+            return None
+        if not text:
+            problems.append(("amount", "required"))
+            return None
+        if not _AMOUNT.fullmatch(text):
+            problems.append(("amount", f"not a decimal number (write 1234.56): {text!r}"))
+            return None
+        if text[0] == "-":
+            problems.append(("amount", f"must not be negative: {text}"))
+            return None
+        if "." in text and len(text) - text.index(".") > 3:
+            problems.append(("amount", f"more than 2 decimal places: {text}"))
+            return None
+        amount = self.decimal(text)
+        if value.__class__ is str:
+            self.valid[value] = amount
+        return amount
+
+
+_URL = re.compile(r"https?://[^\s/]+\S*")
+_NETWORK = re.compile(r"[a-z][a-z0-9_]*")
+_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}")
+_ACCOUNT_KEYS = frozenset(ACCOUNT_FIELDS)
+_INVOICE_KEYS = frozenset(INVOICE_FIELDS)
+
+
+# Invoice(...) of a frozen dataclass sets each field through object.__setattr__: setting the slots
+# directly halves the cost, which is ~0.5 s of a 1.2-million-invoice import. Tied to the field order:
+# the check below stops the notifier at start if models.Invoice changes and this was not updated.
+if not tuple(f.name for f in fields(Invoice)) == INVOICE_FIELDS == Invoice.__slots__:
+    raise RuntimeError("models.Invoice changed: update INVOICE_FIELDS and _new_invoice in importer.py")
+_SET = tuple(getattr(Invoice, name).__set__ for name in INVOICE_FIELDS)
+
+
+def _new_invoice(id_, account, amount, issued, due, paid, payment_url, pix_code, _new=object.__new__, _set=_SET):
+    invoice = _new(Invoice)
+    set_id, set_account, set_amount, set_issued, set_due, set_paid, set_url, set_pix = _set
+    set_id(invoice, id_)
+    set_account(invoice, account)
+    set_amount(invoice, amount)
+    set_issued(invoice, issued)
+    set_due(invoice, due)
+    set_paid(invoice, paid)
+    set_url(invoice, payment_url)
+    set_pix(invoice, pix_code)
+    return invoice
+
+
+def _account(raw: dict, problems: list) -> Account | None:
+    start = len(problems)
+    if not raw.keys() <= _ACCOUNT_KEYS:
+        _unknown(raw, ACCOUNT_FIELDS, problems)
+    id_ = _text(raw, "id", problems, required=True)
+    company = _text(raw, "company", problems, required=True)
+    contact_name = _text(raw, "contact_name", problems) or ""
+    document = _text(raw, "document", problems, required=True)
+    if document is not None:
+        document = _normalized(normalize_document, document, "document", problems)
+    domain = (_text(raw, "domain", problems) or "").lower()
+    if domain and not _DOMAIN.fullmatch(domain):
+        problems.append(("domain", f"not a domain name (like empresa.com.br): {raw['domain']!r}"))
+
+    emails: list[str] = []
+    before = len(problems)
+    items = _items(raw, "emails", "an e-mail address", problems)
+    if _absent(raw.get("emails")):
+        problems.append(("emails", "required: one or two billing e-mails"))
+    elif isinstance(raw["emails"], list) and len(raw["emails"]) > MAX_EMAILS:
+        problems.append(("emails", f"at most {MAX_EMAILS} billing e-mails, not {len(raw['emails'])}"))
+    for i, item in items:
+        address = _normalized(normalize_email, item, f"emails[{i}]", problems)
+        if address is None:
+            continue
+        if any(address.lower() == e.lower() for e in emails):
+            problems.append((f"emails[{i}]", f"appears twice: {item!r}"))
+        else:
+            emails.append(address)
+    emails_ok = len(problems) == before
+
+    portal_email = _text(raw, "portal_email", problems)
+    if portal_email is not None:
+        address = _normalized(normalize_email, portal_email, "portal_email", problems)
+        same = [e for e in emails if address is not None and e.lower() == address.lower()]
+        # Compared only with a clean list: after a wrong address in `emails`, this would be noise.
+        if address is not None and not same and emails_ok:
+            problems.append(("portal_email", f"must be one of the billing e-mails (emails): {portal_email!r}"))
+        portal_email = same[0] if same else None
+
+    whatsapp = _text(raw, "whatsapp", problems)
+    if whatsapp is not None:
+        whatsapp = _normalized(normalize_phone, whatsapp, "whatsapp", problems)
+
+    social = []
+    value = raw.get("social")
+    if not _absent(value):
+        if not isinstance(value, dict):
+            problems.append(("social", f"must be an object of network: handle, not {_kind(value)}"))
+        else:
+            for network, handle in value.items():
+                if not _NETWORK.fullmatch(network):
+                    problems.append((f"social.{network}",
+                                     "a network is named in lower-case letters, digits and _ (like instagram)"))
+                elif handle.__class__ is not str or not handle.strip():
+                    problems.append((f"social.{network}", f"must be a handle or an apprise URL, not {_kind(handle)}"))
+                else:
+                    social.append((network, handle.strip()))
+
+    due_day = _whole(raw, "due_day", 1, 31, problems)
+    past = _whole(raw, "past_delinquencies", 0, None, problems)
+
+    opt_out = set()
+    for i, name in _items(raw, "opt_out", "a channel name", problems):
+        if name in NOT_OPTIONAL:
+            problems.append((f"opt_out[{i}]", NOT_OPTIONAL[name]))
+        elif name not in CHANNELS:
+            allowed = ", ".join(c for c in CHANNELS if c not in NOT_OPTIONAL)
+            problems.append((f"opt_out[{i}]", f"unknown channel {name!r} (allowed: {allowed})"))
+        else:
+            opt_out.add(name)
+
+    if len(problems) > start:
+        return None
+    return Account(
+        id=id_, company=company, document=document, emails=tuple(emails), contact_name=contact_name,
+        domain=domain, portal_email=portal_email, whatsapp=whatsapp, social=tuple(social),
+        due_day=20 if due_day is None else due_day, past_delinquencies=past or 0,
+        opt_out=frozenset(opt_out),
+    )
+
+
+def _invoice(raw: dict, problems: list, dates: _Dates, amounts: _Amounts, today: date | None) -> Invoice | None:
+    """Everything about one invoice that does not depend on its account. `due` stays None when
+    absent: the builder fills it in once every account of the import is known."""
+    start = len(problems)
+    if not raw.keys() <= _INVOICE_KEYS:
+        _unknown(raw, INVOICE_FIELDS, problems)
+    id_ = _text(raw, "id", problems, required=True)
+    account = _text(raw, "account", problems, required=True)
+    amount = amounts.parse(raw, problems)
+    issued = dates.parse(raw, "issued", problems, required=True)
+    due = dates.parse(raw, "due", problems)
+    paid = dates.parse(raw, "paid", problems)
+    if issued is not None:
+        if due is not None and due < issued:
+            problems.append(("due", f"before the issue date {issued.isoformat()}: {due.isoformat()}"))
+        if paid is not None and paid < issued:
+            problems.append(("paid", f"before the issue date {issued.isoformat()}: {paid.isoformat()}"))
+    if paid is not None and today is not None and paid > today:
+        problems.append(("paid", f"in the future (today is {today.isoformat()}): {paid.isoformat()}"))
+    payment_url = _text(raw, "payment_url", problems)
+    if payment_url is not None and not _URL.fullmatch(payment_url):
+        problems.append(("payment_url", f"not an http(s) URL: {payment_url!r}"))
+    pix_code = _text(raw, "pix_code", problems)
+    if pix_code is not None and not pix_code.startswith("000201"):
+        problems.append(("pix_code", f"not a PIX copy-and-paste code (those start with 000201): {pix_code[:20]!r}"))
+    if len(problems) > start:
+        return None
+    return Invoice(id_, account, amount, issued, due, paid, payment_url, pix_code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Collecting the records of either format. A reader hands each record to the builder with itself
+# as `where`: `where.file` and `where.line` (the record's first line) and `where.locate(field)`,
+# which gives (line, full field name) and is called only when there is something to report.
+
+class _Builder:
+    def __init__(self, accounts_by_id: Mapping[str, Account], today: date | None):
+        self.stored = accounts_by_id
+        self.today = today
+        self.errors: list[str] = []
+        self.accounts: list[Account] = []
+        self.file_accounts: dict[str, Account] = {}
+        self.account_lines: dict[str, int] = {}  # every account id of the import, valid or not
+        self.invoices: list[Invoice] = []
+        self.invoice_lines: dict[str, int] = {}
+        # Invoices read before their account (a file may list invoices first): checked at the end.
+        self.unresolved: list[tuple[str, str]] = []
+        self.dates = _Dates()
+        self.amounts = _Amounts()
+        self.due_dates: dict[tuple[date, int], date] = {}
+        self.accounts_done = False  # no more accounts to come: stored ones cannot be replaced
+        self.plain_invoice = self._plain_invoice()
+
+    def error(self, file: str, line: int, field: str, reason: str) -> None:
+        self.errors.append(f"{file}:{line}: {field}: {reason}" if field else f"{file}:{line}: {reason}")
+
+    def report(self, where, problems: list) -> None:
+        for field, reason in problems:
+            line, name = where.locate(field)
+            self.error(where.file, line, name, reason)
+
+    def _first(self, lines: dict[str, int], raw: dict, where, problems: list) -> bool:
+        """Record the id's line; False (and a problem) when the import already had that id."""
+        id_ = raw.get("id")
+        if id_.__class__ is not str or not id_.strip():
+            return True
+        id_ = id_.strip()
+        first = lines.get(id_)
+        if first is None:
+            lines[id_] = where.line
+            return True
+        problems.append(("id", f"duplicate id {id_!r} (first on line {first})"))
+        return False
+
+    def add_account(self, raw, where) -> None:
+        if raw.__class__ is not dict:
+            self.report(where, [("", f"must be an object, not {_kind(raw)}")])
+            return
+        problems: list = []
+        account = _account(raw, problems)
+        if self._first(self.account_lines, raw, where, problems) and account is not None:
+            self.accounts.append(account)
+            self.file_accounts[account.id] = account
+        if problems:
+            self.report(where, problems)
+
+    def add_invoice(self, raw, where) -> None:
+        invoice = self.plain_invoice(raw)
+        if invoice is not None:
+            self.invoice_lines[invoice.id] = where.line
+            self.invoices.append(invoice)
+            return
+        if raw.__class__ is not dict:
+            self.report(where, [("", f"must be an object, not {_kind(raw)}")])
+            return
+        problems: list = []
+        invoice = _invoice(raw, problems, self.dates, self.amounts, self.today)
+        if self._first(self.invoice_lines, raw, where, problems) and invoice is not None:
+            account = self.file_accounts.get(invoice.account) or self.stored.get(invoice.account)
+            if account is not None:
+                # The account's own id string instead of one copy per invoice: ~60 MB less on a
+                # big import.
+                invoice = Invoice(invoice.id, account.id, invoice.amount, invoice.issued,
+                                  invoice.due, invoice.paid, invoice.payment_url, invoice.pix_code)
+            elif invoice.account not in self.account_lines:
+                line, name = where.locate("account")
+                self.unresolved.append((invoice.account, f"{where.file}:{line}: {name}"))
+            self.invoices.append(invoice)
+        if problems:
+            self.report(where, problems)
+
+    def _plain_invoice(self):
+        """The usual invoice, accepted in a fraction of what the full checks cost (an import
+        holds a million of them): every value is text already seen valid (dates and amounts
+        repeat), the account is known, the id is new (the caller records it). Returns the Invoice,
+        or None for anything else, which `add_invoice` then checks in full to say what is wrong.
+        A closure, because its variables are quicker to reach than attributes.
+
+        Must accept nothing that `_invoice` rejects (a property test runs both on the same records).
+        """
+        keys, invoice_lines, file_accounts, stored = _INVOICE_KEYS, self.invoice_lines, self.file_accounts, self.stored
+        amounts, dates, today, url_ok, due_for = self.amounts.valid, self.dates, self.today, _URL.fullmatch, self._due
+
+        def plain(raw) -> Invoice | None:
+            if raw.__class__ is not dict or not raw.keys() <= keys:
+                return None
+            get = raw.get
+            id_, account_id = get("id"), get("account")
+            if id_.__class__ is not str or not id_ or id_.strip() != id_ or account_id.__class__ is not str:
+                return None
+            due, paid, url, pix = get("due"), get("paid"), get("payment_url"), get("pix_code")
+            try:
+                amount = amounts.get(get("amount"))
+                issued = dates.get(get("issued"))
+                if due is not None:
+                    due = dates.get(due) or False
+                if paid is not None:
+                    paid = dates.get(paid) or False
+            except TypeError:  # an unhashable value, a list where text belongs
+                return None
+            if amount is None or issued is None or due is False or paid is False or id_ in invoice_lines:
+                return None
+            account = file_accounts.get(account_id)
+            if account is None:
+                account = stored.get(account_id)
+                # A stored account may still be replaced by one later in the file, with another
+                # due day: the full path fills in such a due date at the end.
+                if account is None or (due is None and not self.accounts_done):
+                    return None
+            if due is None:
+                due = due_for(issued, account.due_day)
+            elif due < issued:
+                return None
+            if paid is not None and (paid < issued or (today is not None and paid > today)):
+                return None
+            if url is not None and (url.__class__ is not str or not url_ok(url)):
+                return None
+            if pix is not None and (pix.__class__ is not str or pix[:6] != "000201" or pix.strip() != pix):
+                return None
+            return _new_invoice(id_, account.id, amount, issued, due, paid, url, pix)
+
+        return plain
+
+    def _due(self, issued: date, due_day: int) -> date:
+        due = self.due_dates.get((issued, due_day))
+        if due is None:
+            due = self.due_dates[issued, due_day] = due_date_for(issued, due_day)
+        return due
+
+    def finish(self) -> Batch:
+        for account, place in self.unresolved:
+            if account not in self.account_lines:
+                self.errors.append(f"{place}: unknown account {account!r} (not in this import nor in the store)")
+        if self.errors:
+            raise InvalidImport(self.errors)
+        invoices = self.invoices
+        for i, invoice in enumerate(invoices):
+            if invoice.due is None:
+                account = self.file_accounts.get(invoice.account) or self.stored[invoice.account]
+                invoices[i] = replace(invoice, due=self._due(invoice.issued, account.due_day))
+        return Batch(self.accounts, invoices)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidImport([f"{path}: cannot read: {exc.strerror}"]) from None
+
+
+def _decode(path: Path, data: bytes, errors: Iterable[str] = ()) -> str:
+    """The text of a file, or InvalidImport (after `errors`, what was found before) naming the
+    line of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")  # Excel and Notepad put a BOM in front of UTF-8
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InvalidImport([*errors, f"{path}:{line}: not UTF-8 text: save the file as UTF-8"]) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+_WS = re.compile(r"[ \t\n\r]*")
+_KEY_CACHE: dict[str, re.Pattern] = {}
+_FIELD_PARTS = re.compile(r"\[(\d+)\]|([^.\[]+)")  # emails[1] -> ("", "emails"), ("1", "")
+
+
+class _JsonReader:
+    """Walks `{"accounts": [...], "invoices": [...]}` one record at a time, counting newlines as
+    it goes, so the text is scanned for them once and in order."""
+
+    def __init__(self, path: Path, builder: _Builder):
+        self.file = str(path)
+        self.text = _decode(path, _read_bytes(path))
+        self.builder = builder
+        self.decoder = json.JSONDecoder(parse_float=builder.amounts.decimal)
+        self.line = 1
+        self.counted = 0
+        self.section = ""
+        self.index = 0
+        self.start = self.end = 0
+
+    def line_at(self, pos: int) -> int:
+        if pos > self.counted:
+            self.line += self.text.count("\n", self.counted, pos)
+            self.counted = pos
+        return self.line
+
+    def locate(self, field: str) -> tuple[int, str]:
+        """The line of `field` inside the current record (`emails[1]`: that address's line), and
+        the field's full name. Only called to report a problem, so it may search the record."""
+        name = f"{self.section}[{self.index}]"
+        if not field:
+            return self.line, name
+        text, end = self.text, self.end
+        at = value = self.start  # where the field is, and where its value (to descend into) starts
+        for index, key in _FIELD_PARTS.findall(field):
+            if key:
+                pattern = _KEY_CACHE.get(key)
+                if pattern is None:
+                    quoted = re.escape(json.dumps(key)[1:-1])
+                    pattern = _KEY_CACHE[key] = re.compile(r'(?<!\\)"' + quoted + r'"[ \t\n\r]*:[ \t\n\r]*')
+                found = pattern.search(text, value, end)
+                if found is None:
+                    break
+                at, value = found.start(), found.end()
+            else:
+                if text[value:value + 1] != "[":
+                    break
+                pos = self.skip(value + 1)
+                try:
+                    for _ in range(int(index)):
+                        pos = self.skip(self.decoder.scan_once(text, pos)[1])
+                        pos = self.skip(pos + 1)  # the ','
+                except (StopIteration, ValueError):
+                    break
+                at = value = pos
+        return self.line + text.count("\n", self.start, at), f"{name}.{field}"
+
+    def fail(self, pos: int, reason: str) -> InvalidImport:
+        self.builder.error(self.file, self.line_at(pos), "", f"not valid JSON: {reason}")
+        return InvalidImport(self.builder.errors)
+
+    def skip(self, pos: int) -> int:
+        return _WS.match(self.text, pos).end()
+
+    def value(self, pos: int):
+        try:
+            return self.decoder.raw_decode(self.text, pos)
+        except json.JSONDecodeError as exc:
+            raise self.fail(exc.pos, exc.msg) from None
+
+    def read(self) -> None:
+        text = self.text
+        pos = self.skip(0)
+        if text[pos:pos + 1] != "{":
+            raise self.fail(pos, 'the file must hold one object: {"accounts": [...], "invoices": [...]}')
+        pos = self.skip(pos + 1)
+        seen = set()
+        while text[pos:pos + 1] != "}":
+            if text[pos:pos + 1] != '"':
+                raise self.fail(pos, "expected a key in double quotes")
+            key, pos = self.value(pos)
+            pos = self.skip(pos)
+            if text[pos:pos + 1] != ":":
+                raise self.fail(pos, "expected ':' after a key")
+            pos = self.skip(pos + 1)
+            if key in seen:
+                self.builder.error(self.file, self.line_at(pos), key, "appears twice in the file")
+            seen.add(key)
+            if key in ("accounts", "invoices"):
+                pos = self.records(key, pos)
+                self.builder.accounts_done |= key == "accounts"
+            else:
+                self.builder.error(self.file, self.line_at(pos), key, "unknown field (expected accounts and invoices)")
+                pos = self.value(pos)[1]
+            pos = self.skip(pos)
+            if text[pos:pos + 1] == ",":
+                pos = self.skip(pos + 1)
+                if text[pos:pos + 1] == "}":
+                    raise self.fail(pos, "a ',' before '}'")
+            elif text[pos:pos + 1] != "}":
+                raise self.fail(pos, "expected ',' or '}' after a value")
+        pos = self.skip(pos + 1)
+        if pos != len(text):
+            raise self.fail(pos, "extra data after the end of the object")
+
+    def records(self, section: str, pos: int) -> int:
+        text = self.text
+        if text[pos:pos + 1] != "[":
+            self.builder.error(self.file, self.line_at(pos), section, "must be a list [...] of objects")
+            return self.value(pos)[1]
+        if section == "invoices" and not self.builder.invoices and not self.builder.invoice_lines:
+            end = self.plain_invoices(pos)
+            if end is not None:
+                self.line_at(end)
+                return end
+        add = self.builder.add_account if section == "accounts" else self.builder.add_invoice
+        self.section = section
+        pos = self.skip(pos + 1)
+        index = 0
+        while text[pos:pos + 1] != "]":
+            try:
+                raw, end = self.decoder.scan_once(text, pos)  # raw_decode without its Python frame
+            except StopIteration as exc:
+                raise self.fail(exc.value, "Expecting value") from None
+            except json.JSONDecodeError as exc:
+                raise self.fail(exc.pos, exc.msg) from None
+            self.line_at(pos)
+            self.start, self.end, self.index = pos, end, index
+            add(raw, self)
+            index += 1
+            pos = self.skip(end)
+            if text[pos:pos + 1] == ",":
+                pos = self.skip(pos + 1)
+                if text[pos:pos + 1] == "]":
+                    raise self.fail(pos, "a ',' before ']'")
+            elif text[pos:pos + 1] != "]":
+                raise self.fail(pos, "expected ',' or ']' after a record")
+        return pos + 1
+
+    def plain_invoices(self, pos: int) -> int | None:
+        """The usual file's invoices, all of them at once: the decoder turns each record into an
+        Invoice as soon as it has read it (`object_hook`), with no Python loop and no dict kept.
+        Only for the first list of invoices. Returns where it ends; or None, with its work undone,
+        if any record is not plain:
+        `records` then reads them one by one, which knows lines and reports every problem."""
+        builder = self.builder
+        plain = builder.plain_invoice
+        dates, amounts, today = builder.dates, builder.amounts, builder.today
+        failed, taken = False, 0
+
+        def hook(raw):
+            nonlocal failed, taken
+            if failed:
+                return None
+            invoice = plain(raw)
+            if invoice is None and _invoice(raw, [], dates, amounts, today) is not None:
+                invoice = plain(raw)  # a date or an amount not seen before, now checked and known
+            if invoice is None:
+                failed = True
+                return None
+            taken += 1
+            return invoice
+
+        decoder = json.JSONDecoder(object_hook=hook, parse_float=builder.amounts.decimal)
+        try:
+            invoices, end = decoder.scan_once(self.text, pos)
+        except (StopIteration, json.JSONDecodeError):
+            return None
+        # Not an object among the records, or the same id twice (checked at once, not per record).
+        if failed or taken != len(invoices) or len(set(map(attrgetter("id"), invoices))) != taken:
+            return None
+        builder.invoices.extend(invoices)
+        return end
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+# Cells holding a list or a table, and cells holding a number: CSV has only text, so these are
+# turned into what the JSON format would hold before the shared checks run.
+_CSV_LISTS = ("emails", "opt_out")
+_CSV_WHOLE = ("due_day", "past_delinquencies")
+_WHOLE = re.compile(r"-?\d+")
+
+
+class _CsvReader:
+    def __init__(self, path: Path, builder: _Builder):
+        self.file = str(path)
+        self.path = path
+        self.builder = builder
+        self.line = 1
+
+    def locate(self, field: str) -> tuple[int, str]:
+        return self.line, field
+
+    def read(self, fields: tuple[str, ...], add) -> None:
+        # Read as a stream: a whole CSV in memory as one string (and again in csv's buffers) would
+        # cost ~4 bytes per character. newline="" leaves line ends to csv, which counts lines at
+        # \n, \r\n and \r, the line ends an editor shows.
+        try:
+            with open(self.path, encoding="utf-8-sig", newline="") as fh:
+                self._rows(csv.reader(fh), fields, add)
+        except OSError as exc:
+            raise InvalidImport([f"{self.path}: cannot read: {exc.strerror}"]) from None
+        except UnicodeDecodeError:
+            # Decoding goes by blocks, so the line the reader had reached is not the bad byte's.
+            _decode(self.path, _read_bytes(self.path), self.builder.errors)
+
+    def _rows(self, reader, fields: tuple[str, ...], add) -> None:
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            self.builder.error(self.file, 1, "", f"not valid CSV: {exc}")
+            return
+        if header is None:
+            self.builder.error(self.file, 1, "", "empty file: the first line must name the columns")
+            return
+        header = [h.strip() for h in header]
+        if not self._header_ok(header, fields):
+            return
+        previous = reader.line_num
+        while True:
+            try:
+                row = next(reader, None)
+            except csv.Error as exc:
+                self.builder.error(self.file, previous + 1, "", f"not valid CSV: {exc}")
+                return
+            if row is None:
+                return
+            self.line = previous + 1  # where the record starts: a quoted cell may span lines
+            previous = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > len(header):
+                self.builder.error(self.file, self.line, "", f"{len(row)} cells but {len(header)} columns")
+                continue
+            raw, problems = self._record(dict(zip(header, row)))
+            if problems:
+                self.builder.report(self, problems)
+            add(raw, self)
+
+    def _header_ok(self, header: list[str], fields: tuple[str, ...]) -> bool:
+        if len(header) == 1 and ";" in header[0]:
+            self.builder.error(self.file, 1, "", "columns must be separated by commas, not ';' "
+                               "(in Excel: save as 'CSV UTF-8 (delimitado por vírgulas)')")
+            return False
+        ok = True
+        for i, name in enumerate(header):
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(fields)}"
+                self.builder.error(self.file, 1, name or f"column {i + 1}", f"unknown column ({hint})")
+                ok = False
+            elif name in header[:i]:
+                self.builder.error(self.file, 1, name, "column appears twice")
+                ok = False
+        section = "accounts" if fields is ACCOUNT_FIELDS else "invoices"
+        for name in REQUIRED[section]:
+            if name not in header:
+                self.builder.error(self.file, 1, name, "required column missing")
+                ok = False
+        return ok
+
+    def _record(self, cells: dict[str, str]) -> tuple[dict, list]:
+        raw: dict = {}
+        problems: list = []
+        for name, cell in cells.items():
+            cell = cell.strip()
+            if not cell:
+                continue
+            if name in _CSV_LISTS:
+                raw[name] = [item.strip() for item in cell.split(";") if item.strip()]
+            elif name in _CSV_WHOLE:
+                raw[name] = int(cell) if _WHOLE.fullmatch(cell) else cell
+            elif name == "social":
+                social = {}
+                for item in filter(None, (part.strip() for part in cell.split(";"))):
+                    network, sep, handle = item.partition("=")
+                    if not sep:
+                        problems.append(("social", f"write network=handle (like instagram=@empresa), not {item!r}"))
+                    elif network.strip() in social:
+                        problems.append(("social", f"network {network.strip()!r} appears twice"))
+                    else:
+                        social[network.strip()] = handle.strip()
+                raw[name] = social
+            else:
+                raw[name] = cell
+        return raw, problems
+
+
+def _read_csv_pair(path: Path, builder: _Builder) -> None:
+    if path.is_dir():
+        folder = path
+    elif path.name in CSV_NAMES:
+        folder = path.parent
+        if not path.exists():
+            raise InvalidImport([f"{path}: cannot read: No such file or directory"])
+    else:
+        raise InvalidImport([f"{path}: CSV files must be named {' and '.join(CSV_NAMES)} "
+                             "(the pair is read from one folder)"])
+    accounts, invoices = folder / CSV_NAMES[0], folder / CSV_NAMES[1]
+    if not accounts.exists() and not invoices.exists():
+        raise InvalidImport([f"{folder}: neither {CSV_NAMES[0]} nor {CSV_NAMES[1]} is there"])
+    # Accounts first, so each invoice finds its account and its default due date.
+    if accounts.exists():
+        _CsvReader(accounts, builder).read(ACCOUNT_FIELDS, builder.add_account)
+    builder.accounts_done = True
+    if invoices.exists():
+        _CsvReader(invoices, builder).read(INVOICE_FIELDS, builder.add_invoice)
