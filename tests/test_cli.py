@@ -166,3 +166,14 @@ def test_check_passes_on_defaults_and_warns_about_the_example_company(cli):
 def test_python_dash_m_runs_the_same_program(cli):
     proc = subprocess.run([sys.executable, "-m", "notifier", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "plan" in proc.stdout
+
+
+def test_state_example_is_the_import_of_the_example_billing_data(cli, tmp_path):
+    # state.json.example is generated, never edited by hand: this keeps it in step with examples/.
+    cli("--state", "fresh.json", "import", str(ROOT / "examples" / "billing.json"), "--date", "2026-11-26")
+    assert (tmp_path / "fresh.json").read_bytes() == (ROOT / "state.json.example").read_bytes()
+
+
+def test_readme_main_command_plans_the_example_state(cli):
+    out = cli("--state", str(ROOT / "state.json.example"), "plan", "--date", "2026-11-24").stdout
+    assert "padaria-sao-joao" in out and "whatsapp" in out and "notices for 24/11/2026" in out
