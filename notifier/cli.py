@@ -20,7 +20,7 @@ from . import rules
 from .attempts import AttemptLog
 from .calendar import invoice_dates
 from .config import CHANNELS, STAGES, Config, ConfigError, load_config
-from .delivery import DeliveryError, calendar_for, deliver, notices_for_account, render_all
+from .delivery import DeliveryError, calendar_for, deliver, failure_alerts, notices_for_account, render_all
 
 # Errors a user can cause and fix; anything else is a bug and keeps its traceback.
 USER_ERRORS: list[type[Exception]] = [ConfigError, DeliveryError]
@@ -286,9 +286,11 @@ def send(obj: Context, account, channel, stage, to, day):
     today = obj.today(day)
     snap = obj.store().snapshot()
     notices = notices_for_account(snap, obj.config, account, today, stage, channel, to)
-    rendered = render_all(snap, Renderer(obj.config), notices, today)
+    renderer, log = Renderer(obj.config), AttemptLog(obj.config.attempt_log)
+    deliveries = deliver(render_all(snap, renderer, notices, today), obj.config, log, obj.now)
+    deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now)
     failed = 0
-    for d in deliver(rendered, obj.config, AttemptLog(obj.config.attempt_log), obj.now):
+    for d in deliveries:
         r = d.result
         failed += not r.ok
         reason = "" if r.ok else f" [{'permanent' if r.permanent else 'temporary'}]{' ' + r.code if r.code else ''}: {r.detail}"

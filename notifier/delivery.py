@@ -152,6 +152,20 @@ def deliver(
     return deliveries
 
 
+def failure_alerts(snapshot, renderer, deliveries: Iterable[Delivery], today: date) -> list[tuple[Notice, Message]]:
+    """A staff alert for each customer message that failed permanently (the notifier will not try
+    it again, so a person must fix the contact). Staff failures raise no alert about themselves."""
+    alerts = []
+    for d in deliveries:
+        if d.result.ok or not d.result.permanent or d.notice.channel == "staff":
+            continue
+        account = snapshot.account(d.notice.account)
+        open_invoices = [i for i in snapshot.invoices(account.id) if i.paid is None or i.paid > today]
+        message = renderer.render_failure_alert(d.notice, account, open_invoices, today, d.result)
+        alerts.append((replace(d.notice, channel="staff", recipient="staff", tutorial=False), message))
+    return alerts
+
+
 def _notice_fields(notice: Notice) -> dict:
     return {
         "account": notice.account,

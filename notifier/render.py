@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import traceback
 import unicodedata
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +25,7 @@ import jinja2
 from babel.numbers import format_currency
 from markupsafe import Markup, escape
 
-from channels import Message
+from channels import FAILED, Message, Result
 
 from .calendar import BankCalendar, InvoiceDates, invoice_dates
 from .config import CHANNELS, DEFAULT_LADDER, STAGES, Config
@@ -298,6 +298,20 @@ class Renderer:
             return Message(text=text, content_sid=content_sid, content_variables=variables, meta=meta, **common)
         return Message(text=text, meta=meta, **common)
 
+    def render_failure_alert(self, failed: Notice, account: Account, open_invoices: list[Invoice], today: date,
+                             result) -> Message:
+        """A staff alert that a customer message failed permanently (invalid number, address
+        refused...): the notifier will not retry it, so a person must fix the contact data."""
+        notice = replace(failed, channel="staff", recipient="staff", tutorial=False)
+        failure = {"channel": failed.channel, "recipient": failed.recipient, "stage": failed.stage,
+                   "provider": result.provider, "code": result.code or "", "detail": result.detail}
+        ctx = {**self._context(notice, account, open_invoices, today), "failure": failure}
+        subject, _, text = _tidy(self._render("staff/failure.txt", ctx)).partition("\n")
+        meta = {"account": account.id, "stage": failed.stage, "invoices": list(failed.invoices),
+                "notice_date": failed.date.isoformat(), "alert": "permanent_failure"}
+        return Message(channel="staff", recipient="staff", text=text.strip() + "\n", subject=subject.strip(),
+                       reply_to=self.config.company.finance_email, meta=meta)
+
     def tutorial(self) -> str:
         """The company's tutorial on how its billing works (`tutorial.txt`), same for everyone;
         what `TUTORIAL_URL` should show."""
@@ -317,6 +331,8 @@ class Renderer:
         for notice, account, invoices, today in sample_cases():
             try:  # SMS too: render() tolerates a WhatsApp message without its SMS fallback text
                 self.render(notice, account, invoices, today)
+                if notice.channel == "whatsapp":
+                    self.render_failure_alert(notice, account, invoices, today, _SAMPLE_FAILURE)
             except TemplateError as exc:
                 problems.append(str(exc))
         return list(dict.fromkeys(problems))
@@ -513,6 +529,10 @@ SAMPLE_INVOICES = {
                 due=date(2026, 11, 5)),
     ),
 }
+
+
+_SAMPLE_FAILURE = Result(FAILED, provider="twilio", code="21211", detail="The 'To' number is not a valid phone number.",
+                         permanent=True)
 
 
 def sample_cases():
