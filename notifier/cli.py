@@ -14,6 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import click
+import orjson
 from dotenv import dotenv_values
 
 from . import rules
@@ -308,7 +309,8 @@ def _account(snap, account_id):
 
 
 def _echo_json(data) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    # orjson: a plan of tens of thousands of notices prints in a fraction of json.dumps' time.
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
 def _table(headers: list[str], rows: list[list]) -> None:

@@ -219,10 +219,13 @@ def plan_day(
     cal: BankCalendar,
     config: Config,
 ) -> Plan:
-    """The whole cycle of `today`: `plan_account` for every account, sorted by account, channel,
+    """The whole cycle of `today`: `plan_account` for every account that has an invoice unpaid on
+    `today` (most have none: they are skipped without further work), sorted by account, channel,
     recipient."""
-    invoices_by_account = _group(invoices, lambda inv: inv.account)
-    ledger_by_account = _group(ledger, lambda entry: entry.account)
+    invoices = list(invoices)
+    owing = {inv.account for inv in invoices if inv.paid is None or inv.paid > today}
+    invoices_by_account = _group((inv for inv in invoices if inv.account in owing), lambda inv: inv.account)
+    ledger_by_account = _group((e for e in ledger if e.account in owing), lambda entry: entry.account)
     notices: list[Notice] = []
     superseded: list[Pending] = []
     for account in accounts:

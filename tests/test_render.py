@@ -100,13 +100,13 @@ def test_dates_follow_the_bank_calendar():
     suspended = render("email", "suspended", day=date(2026, 11, 30)).text
     assert "suspensos a partir de hoje, 30/11/2026" in suspended and "serão apagados em 20/12/2026" in suspended
     # Due day 5: the deletion warning comes before the suspension (RULES.md), and says so.
-    early = replace(ACME_INVOICE, due=date(2026, 11, 5))
+    early = ACME_INVOICE._replace(due=date(2026, 11, 5))
     warning = render("email", "deletion_warning", invoices=(early,), day=date(2026, 11, 28)).text
     assert "a data prevista é 05/12/2026. Antes disso, em 30/11/2026, os serviços serão suspensos." in warning
 
 
 def test_two_open_invoices_are_both_listed_with_their_total():
-    older = replace(ACME_INVOICE, id="2026-10-acme", amount=Decimal("149.90"), due=date(2026, 10, 20), pix_code=None,
+    older = ACME_INVOICE._replace(id="2026-10-acme", amount=Decimal("149.90"), due=date(2026, 10, 20), pix_code=None,
                     payment_url=None)
     message = render("email", invoices=(older, ACME_INVOICE))
     assert f"- Fatura 2026-10-acme: R${NBSP}149,90, com vencimento em 20/10/2026 (vencida)" in message.text
@@ -115,7 +115,7 @@ def test_two_open_invoices_are_both_listed_with_their_total():
 
 
 def test_an_account_without_portal_access_is_told_how_to_get_the_invitation():
-    no_portal = replace(ACME, portal_email=None)
+    no_portal = ACME._replace(portal_email=None)
     email = render("email", account=no_portal)
     assert ("O acesso é liberado por convite: basta pedi-lo respondendo a este e-mail e indicar qual dos e-mails "
             "cadastrados para cobrança deseja usar no login (financeiro@acme.com.br ou maria@acme.com.br).") in email.text
@@ -129,7 +129,7 @@ def test_an_account_without_portal_access_is_told_how_to_get_the_invitation():
 # --- escaping and privacy ------------------------------------------------------------------------
 
 def test_customer_fields_stay_escaped_in_html_and_literal_in_text():
-    evil = replace(ACME, company="<script>alert(1)</script> Ltda", contact_name='Ana "<b>" & Cia', domain="")
+    evil = ACME._replace(company="<script>alert(1)</script> Ltda", contact_name='Ana "<b>" & Cia', domain="")
     message = render("email", account=evil)
     assert "<script>" not in message.html and "<b>" not in message.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Ltda" in message.html
@@ -142,7 +142,7 @@ def test_customer_fields_stay_escaped_in_html_and_literal_in_text():
 @pytest.mark.parametrize("document, masked", [("45.997.418/0001-53", "**.997.418/0001-**"),
                                               ("529.982.247-25", "***.982.247-**")])
 def test_documents_are_masked_outside_email(document, masked):
-    account = replace(ACME, document=document)
+    account = ACME._replace(document=document)
     assert document in render("email", account=account).text
     assert document in render("email", account=account).html
     for channel in ("whatsapp", "sms", "social", "staff"):
@@ -177,7 +177,7 @@ def test_sms_is_gsm7_in_at_most_two_segments(stage):
 
 
 def test_a_long_domain_makes_the_sms_leave_out_what_it_can():
-    long_domain = replace(ACME, domain="padaria-e-confeitaria-do-joao.com.br")
+    long_domain = ACME._replace(domain="padaria-e-confeitaria-do-joao.com.br")
     text = render("sms", "deletion_warning", account=long_domain).text
     assert sms_segments(text) == 2 and is_gsm7(text)
     assert "padaria-e-confeitaria-do-joao.com.br" in text and "CNPJ 11.222.333/0001-81" in text
@@ -185,7 +185,7 @@ def test_a_long_domain_makes_the_sms_leave_out_what_it_can():
 
 
 def test_an_sms_that_cannot_fit_is_an_error_naming_the_template():
-    huge = replace(ACME, domain="x" * 200 + ".com.br")
+    huge = ACME._replace(domain="x" * 200 + ".com.br")
     with pytest.raises(TemplateError, match=r"message_templates/sms/overdue\.txt: the SMS takes 3 segments"):
         render("sms", account=huge)
     # On WhatsApp the message still goes; only its SMS fallback text is missing.
@@ -195,7 +195,7 @@ def test_an_sms_that_cannot_fit_is_an_error_naming_the_template():
 def test_whatsapp_carries_its_sms_fallback_text_unless_sms_is_opted_out():
     sms_text = render("whatsapp").meta["sms_text"]
     assert sms_text == render("sms").text
-    assert "sms_text" not in render("whatsapp", account=replace(ACME, opt_out=frozenset({"sms"}))).meta
+    assert "sms_text" not in render("whatsapp", account=ACME._replace(opt_out=frozenset({"sms"}))).meta
 
 
 def test_to_gsm7_transliterates_only_what_gsm7_lacks():
@@ -261,7 +261,7 @@ def whatsapp_config(**templates) -> Config:
 
 
 def test_an_approved_template_gets_its_variables_rendered():
-    older = replace(ACME_INVOICE, id="2026-10-acme", amount=Decimal("149.90"), due=date(2026, 10, 20))
+    older = ACME_INVOICE._replace(id="2026-10-acme", amount=Decimal("149.90"), due=date(2026, 10, 20))
     message = render("whatsapp", config=whatsapp_config(overdue=TEMPLATE_CONFIG), invoices=(older, ACME_INVOICE),
                      tutorial=True)
     assert message.content_sid == "HX0123456789abcdef0123456789abcdef"

@@ -106,7 +106,7 @@ def test_upsert_replaces_by_id(tmp_path):
     fill(store)
     moved = Account(id="acme", company="ACME Nova Ltda", document="11.222.333/0001-81", emails=("novo@acme.com.br",))
     repriced = Invoice(id="2026-11-bare", account="bare", amount=Decimal("99.90"), issued=D("2026-11-05"), due=D("2026-11-20"))
-    resent = LedgerEntry(**{**{f: getattr(BARE_ENTRY, f) for f in BARE_ENTRY.__slots__}, "status": "failed"})
+    resent = BARE_ENTRY._replace(status="failed")
     with store.transaction() as s:
         s.upsert_accounts([moved])
         s.upsert_invoices([repriced])
@@ -119,10 +119,9 @@ def test_upsert_replaces_by_id(tmp_path):
 
 
 def test_ledger_keys_never_collide():
-    base = {f: getattr(BARE_ENTRY, f) for f in BARE_ENTRY.__slots__}
-    a = LedgerEntry(**{**base, "invoice": "x|2026-11-17", "recipient": "r"})
-    b = LedgerEntry(**{**base, "invoice": "x", "recipient": "2026-11-17|r"})
-    c = LedgerEntry(**{**base, "invoice": "x%7C2026-11-17", "recipient": "r"})
+    a = BARE_ENTRY._replace(invoice="x|2026-11-17", recipient="r")
+    b = BARE_ENTRY._replace(invoice="x", recipient="2026-11-17|r")
+    c = BARE_ENTRY._replace(invoice="x%7C2026-11-17", recipient="r")
     assert len({ledger_key(a), ledger_key(b), ledger_key(c)}) == 3
 
 
