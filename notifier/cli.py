@@ -100,8 +100,9 @@ def import_(obj: Context, path: Path, day):
     with obj.store().transaction() as snap:
         batch = parse_file(path, {a.id: a for a in snap.accounts()}, today)
         snap.upsert_accounts(batch.accounts)
-        snap.upsert_invoices(batch.invoices)
-        moved, rows = snap.archive(today, obj.config)
+        moved = snap.import_invoices(batch.invoices, today, obj.config)
+        more, rows = snap.archive(today, obj.config)
+    moved += more
     click.echo(f"imported {len(batch.accounts)} accounts and {len(batch.invoices)} invoices into {obj.config.state}"
                + (f"; archived {moved} paid invoices and {rows} ledger rows" if moved or rows else ""))
 

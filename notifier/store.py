@@ -465,7 +465,7 @@ class Snapshot:
           invoices only), or of invoices the store no longer holds.
         The records reach the archive file only when the transaction commits (`Store._commit`).
         """
-        invoices, ledger, history = self.raw["invoices"], self.raw["ledger"], self.raw["history"]
+        invoices, ledger = self.raw["invoices"], self.raw["ledger"]
         cutoff = add_months(today, -self._retention_months).isoformat()
         done = today.isoformat()
         # ISO dates compare as strings: no need to convert every invoice to find the old ones.
@@ -474,37 +474,68 @@ class Snapshot:
         rows = [key for key, doc in ledger.items() if doc.get("invoice") in closed or doc.get("invoice") not in invoices]
         if not old and not rows:
             return 0, 0
+        with _gc_paused():
+            self._archive_invoice_docs(((key, invoices.pop(key)) for key in old), today, config)
+            for key in rows:
+                self._append_archive("ledger", done, key, ledger.pop(key))
+        self._touched("ledger")
+        return len(old), len(rows)
+
+    def import_invoices(self, invoices: Iterable[Invoice], today: date, config: Config) -> int:
+        """Upsert invoices, except those already past the retention window: they go straight to
+        the archive (their accounts' History updated as `archive()` would), so that importing two
+        years of history never puts most of it into the state only to take it out again. Returns
+        how many went to the archive."""
+        cutoff = add_months(today, -self._retention_months)
+        table, accounts = self.raw["invoices"], self.raw["accounts"]
+        kept: list[Invoice] = []
+        old: list[tuple[str, dict]] = []
+        with _gc_paused():
+            for invoice in invoices:
+                if invoice.paid is None or invoice.paid >= cutoff:
+                    kept.append(invoice)
+                    continue
+                if invoice.account not in accounts:
+                    raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
+                table.pop(invoice.id, None)  # re-imported after it was kept: it leaves the state now
+                old.append((invoice.id, _invoice_doc(invoice)))
+            self._archive_invoice_docs(old, today, config)
+        self.upsert_invoices(kept)
+        return len(old)
+
+    def _archive_invoice_docs(self, docs: Iterable[tuple[str, dict]], today: date, config: Config) -> None:
+        """Append invoice documents to the archive, first teaching each account's History whether
+        they were late, so that first-time delinquency is still told right without them."""
         cal = BankCalendar(frozenset(config.extra_holidays))
         late: dict[tuple[str, str], bool] = {}  # lateness depends on (due, paid) only: decide each pair once
         newly_late: dict[str, list] = {}  # account -> [earliest due (ISO), count] of its late old invoices
-        with _gc_paused():
-            for key in old:
-                doc = invoices[key]
-                pair = (doc["due"], doc["paid"])
-                if pair not in late:
-                    late[pair] = is_late(self._convert.one("invoices", key, doc), cal, config)
-                if late[pair]:
-                    seen = newly_late.get(doc["account"])
-                    if seen is None:
-                        newly_late[doc["account"]] = [doc["due"], 1]
-                    else:
-                        seen[0] = min(seen[0], doc["due"])
-                        seen[1] += 1
-            histories = self.histories()
-            for account, (due, count) in newly_late.items():
-                past = histories.get(account) or History(account)
-                due = self._convert.date(due)
-                first = due if past.first_late_due is None else min(past.first_late_due, due)
-                histories[account] = now = History(account, first, past.late_count + count)
-                history[account] = _history_doc(now)
-            for kind, table, keys in (("invoice", invoices, old), ("ledger", ledger, rows)):
-                for key in keys:
-                    record = {"kind": kind, "archived": done, "id": key, **table.pop(key)}
-                    self.archive_lines += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-        for name in ("invoices", "ledger", "history"):
+        done = today.isoformat()
+        for key, doc in docs:
+            pair = (doc["due"], doc["paid"])
+            if pair not in late:
+                late[pair] = is_late(self._convert.one("invoices", key, doc), cal, config)
+            if late[pair]:
+                seen = newly_late.get(doc["account"])
+                if seen is None:
+                    newly_late[doc["account"]] = [doc["due"], 1]
+                else:
+                    seen[0] = min(seen[0], doc["due"])
+                    seen[1] += 1
+            self._append_archive("invoice", done, key, doc)
+        histories = self.histories()
+        for account, (due, count) in newly_late.items():
+            past = histories.get(account) or History(account)
+            due = self._convert.date(due)
+            first = due if past.first_late_due is None else min(past.first_late_due, due)
+            histories[account] = now = History(account, first, past.late_count + count)
+            self.raw["history"][account] = _history_doc(now)
+        for name in ("invoices", "history"):
             self._touched(name)
         self._models["history"] = histories  # up to date: an import archiving batch by batch reuses it
-        return len(old), len(rows)
+
+    def _append_archive(self, kind: str, archived: str, key: str, doc: dict) -> None:
+        record = {"kind": kind, "archived": archived, "id": key, **doc}
+        self.archive_lines += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
     # Internals
 

@@ -443,6 +443,27 @@ def test_retention_window(tmp_path, retention_months, paid, archived):
         assert s.archive(TODAY, CFG)[0] == int(archived)
 
 
+def test_import_sends_old_paid_invoices_straight_to_the_archive(tmp_path):
+    # The same invoices through import_invoices() end where upsert + archive() puts them.
+    via_archive = archive_store(tmp_path / "a")
+    with via_archive.transaction() as s:
+        s.archive(TODAY, CFG)
+    direct = Store(tmp_path / "b" / "state.json")
+    source = archive_store(tmp_path / "c").snapshot()
+    with direct.transaction() as s:
+        s.upsert_accounts(source.accounts())
+        assert s.import_invoices(source.invoices(), TODAY, CFG) == 3
+    assert direct.snapshot().invoices() == via_archive.snapshot().invoices()
+    assert direct.snapshot().histories() == via_archive.snapshot().histories()
+    assert [r["id"] for r in read_archive(direct.archive_path)] == ["2026-05-late", "2026-06-late", "2026-06-ontime"]
+    # an invoice kept open earlier and now imported as paid long ago leaves the state
+    late_payment = source.invoice("2026-11-ontime")._replace(due=D("2026-06-20"), paid=D("2026-07-10"))
+    with direct.transaction() as s:
+        assert s.import_invoices([late_payment], TODAY, CFG) == 1
+    assert direct.snapshot().invoice("2026-11-ontime") is None
+    assert direct.snapshot().histories()["ontime"] == History("ontime", first_late_due=D("2026-06-20"), late_count=1)
+
+
 def test_history_keeps_the_earliest_late_due_and_counts(tmp_path):
     store = archive_store(tmp_path)
     with store.transaction() as s:
