@@ -475,9 +475,9 @@ class Snapshot:
         if not old and not rows:
             return 0, 0
         with _gc_paused():
-            self._archive_invoice_docs(((key, invoices.pop(key)) for key in old), today, config)
+            self._archive_invoices([self._convert.one("invoices", key, invoices.pop(key)) for key in old], today, config)
             for key in rows:
-                self._append_archive("ledger", done, key, ledger.pop(key))
+                self._append_archive({"kind": "ledger", "archived": done, "id": key, **ledger.pop(key)})
         self._touched("ledger")
         return len(old), len(rows)
 
@@ -489,7 +489,7 @@ class Snapshot:
         cutoff = add_months(today, -self._retention_months)
         table, accounts = self.raw["invoices"], self.raw["accounts"]
         kept: list[Invoice] = []
-        old: list[tuple[str, dict]] = []
+        old: list[Invoice] = []
         with _gc_paused():
             for invoice in invoices:
                 if invoice.paid is None or invoice.paid >= cutoff:
@@ -498,34 +498,33 @@ class Snapshot:
                 if invoice.account not in accounts:
                     raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
                 table.pop(invoice.id, None)  # re-imported after it was kept: it leaves the state now
-                old.append((invoice.id, _invoice_doc(invoice)))
-            self._archive_invoice_docs(old, today, config)
+                old.append(invoice)
+            self._archive_invoices(old, today, config)
         self.upsert_invoices(kept)
         return len(old)
 
-    def _archive_invoice_docs(self, docs: Iterable[tuple[str, dict]], today: date, config: Config) -> None:
-        """Append invoice documents to the archive, first teaching each account's History whether
-        they were late, so that first-time delinquency is still told right without them."""
+    def _archive_invoices(self, invoices: list[Invoice], today: date, config: Config) -> None:
+        """Append invoices to the archive, first teaching each account's History whether they were
+        late, so that first-time delinquency is still told right without them."""
         cal = BankCalendar(frozenset(config.extra_holidays))
-        late: dict[tuple[str, str], bool] = {}  # lateness depends on (due, paid) only: decide each pair once
-        newly_late: dict[str, list] = {}  # account -> [earliest due (ISO), count] of its late old invoices
+        late: dict[tuple[date, date], bool] = {}  # lateness depends on (due, paid) only: decide each pair once
+        newly_late: dict[str, list] = {}  # account -> [earliest due, count] of its late archived invoices
         done = today.isoformat()
-        for key, doc in docs:
-            pair = (doc["due"], doc["paid"])
+        for invoice in invoices:
+            pair = (invoice.due, invoice.paid)
             if pair not in late:
-                late[pair] = is_late(self._convert.one("invoices", key, doc), cal, config)
+                late[pair] = is_late(invoice, cal, config)
             if late[pair]:
-                seen = newly_late.get(doc["account"])
+                seen = newly_late.get(invoice.account)
                 if seen is None:
-                    newly_late[doc["account"]] = [doc["due"], 1]
+                    newly_late[invoice.account] = [invoice.due, 1]
                 else:
-                    seen[0] = min(seen[0], doc["due"])
+                    seen[0] = min(seen[0], invoice.due)
                     seen[1] += 1
-            self._append_archive("invoice", done, key, doc)
+            self._append_archive({"kind": "invoice", "archived": done, "id": invoice.id, **_invoice_doc(invoice)})
         histories = self.histories()
         for account, (due, count) in newly_late.items():
             past = histories.get(account) or History(account)
-            due = self._convert.date(due)
             first = due if past.first_late_due is None else min(past.first_late_due, due)
             histories[account] = now = History(account, first, past.late_count + count)
             self.raw["history"][account] = _history_doc(now)
@@ -533,8 +532,7 @@ class Snapshot:
             self._touched(name)
         self._models["history"] = histories  # up to date: an import archiving batch by batch reuses it
 
-    def _append_archive(self, kind: str, archived: str, key: str, doc: dict) -> None:
-        record = {"kind": kind, "archived": archived, "id": key, **doc}
+    def _append_archive(self, record: dict) -> None:
         self.archive_lines += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
     # Internals
