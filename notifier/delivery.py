@@ -17,7 +17,7 @@ from .attempts import AttemptLog
 from .calendar import BankCalendar
 from .config import Config
 from .models import Account, Notice
-from .rules import account_timeline, is_first_time, plan_account, recipients, social_recipient
+from .rules import PRE_DUE_STAGES, account_timeline, is_first_time, plan_account, recipients, social_recipient
 
 
 class DeliveryError(Exception):
@@ -70,7 +70,7 @@ def notices_for_account(
     if ladder_stage is None:
         raise DeliveryError(f"stage {stage!r} is not in the configured ladder")
     first = any(is_first_time(account, i, invoices, history, cal, config) for i in open_invoices)
-    first = first and stage not in ("reminder", "due_today")
+    first = first and stage not in PRE_DUE_STAGES
     extra = ladder_stage.first_time_channels if first else ()
     wanted = (channel,) if channel else tuple(dict.fromkeys(ladder_stage.channels + extra))
     notices = []
@@ -91,7 +91,9 @@ def current_stage(account: Account, invoices, history, today: date, config: Conf
     stage of the ladder when none has been reached yet)."""
     timeline = account_timeline(account, invoices, history, calendar_for(config), config)
     reached = [e for e in timeline if e.date <= today]
-    return (reached or timeline)[-1 if reached else 0].stage
+    if reached:
+        return reached[-1].stage
+    return timeline[0].stage if timeline else config.ladder[0].name
 
 
 def render_all(snapshot, renderer, notices: Iterable[Notice], today: date) -> list[tuple[Notice, Message]]:
