@@ -289,6 +289,10 @@ def send(obj: Context, account, channel, stage, to, day):
     snap = obj.store().snapshot()
     notices = notices_for_account(snap, obj.config, account, today, stage, channel, to)
     renderer, log = Renderer(obj.config), AttemptLog(obj.config.attempt_log)
+    problems = renderer.check()  # a broken template is found before a customer sees it
+    if problems:
+        raise click.ClickException("nothing sent: the templates have problems (see `notifier check`):\n  "
+                                   + "\n  ".join(problems))
     deliveries = deliver(render_all(snap, renderer, notices, today), obj.config, log, obj.now)
     deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now)
     failed = 0

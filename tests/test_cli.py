@@ -177,3 +177,15 @@ def test_state_example_is_the_import_of_the_example_billing_data(cli, tmp_path):
 def test_readme_main_command_plans_the_example_state(cli):
     out = cli("--state", str(ROOT / "state.json.example"), "plan", "--date", "2026-11-24").stdout
     assert "padaria-sao-joao" in out and "whatsapp" in out and "notices for 24/11/2026" in out
+
+
+def test_send_refuses_when_a_template_is_broken(imported, tmp_path):
+    override = tmp_path / "my_templates" / "email"
+    override.mkdir(parents=True)
+    (override / "overdue.txt").write_text("Olá {{ cliente_inexistente }}\n", encoding="utf-8")
+    (tmp_path / "n.toml").write_text('templates = "my_templates"\n', encoding="utf-8")
+    proc = imported("--config", "n.toml", "send", "acme", "--channel", "email", "--date", "2026-11-24", check=False)
+    assert proc.returncode == 1 and "overdue.txt:1" in proc.stderr and "cliente_inexistente" in proc.stderr
+    assert not (tmp_path / "outbox").exists() and not (tmp_path / "attempts.jsonl").exists()
+    check = imported("--config", "n.toml", "check", check=False)
+    assert check.returncode == 1 and "overdue.txt:1" in check.stderr
