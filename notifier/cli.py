@@ -23,10 +23,6 @@ from .calendar import invoice_dates
 from .config import CHANNELS, STAGES, Config, ConfigError, load_config
 from .delivery import DeliveryError, calendar_for, deliver, failure_alerts, notices_for_account, render_all
 
-# Errors a user can cause and fix; anything else is a bug and keeps its traceback.
-USER_ERRORS: list[type[Exception]] = [ConfigError, DeliveryError]
-
-
 @dataclass
 class Context:
     config: Config
@@ -43,12 +39,13 @@ class Context:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    # Imported lazily so that a command pays only for the modules it uses.
+    """Errors a person can cause and fix: one sentence, no traceback. Anything else is a bug and
+    keeps its traceback. Imported lazily so that a command pays only for the modules it uses."""
     from channels import ChannelError
     from .importer import InvalidImport
     from .render import TemplateError
     from .store import StoreError
-    return (*USER_ERRORS, StoreError, InvalidImport, TemplateError, ChannelError)
+    return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError)
 
 
 class Group(click.Group):
