@@ -385,7 +385,7 @@ def show(message) -> str:
     return "\n".join(parts).replace(NBSP, " ").rstrip("\n") + "\n"
 
 
-@pytest.mark.parametrize("n, account, invoices, today", snapshot_cases())
+@pytest.mark.parametrize("n, account, invoices, today", list(snapshot_cases()))
 def test_snapshot(n, account, invoices, today):
     path = SNAPSHOTS / f"{account.id}.{n.stage}.{n.channel}.txt"
     got = show(Renderer(Config()).render(n, account, invoices, today))
