@@ -120,7 +120,6 @@ def cli(args: list[str], quiet: bool = False) -> str:
 
 TIMELINES = """
 from notifier.config import Config
-from notifier.delivery import calendar_for
 from notifier.rules import account_timeline
 from notifier.store import Store
 config = Config()
@@ -129,7 +128,7 @@ by_account = {}
 for inv in snap.invoices():
     by_account.setdefault(inv.account, []).append(inv)
 histories = snap.histories()
-cal = calendar_for(config)
+cal = config.calendar
 count = sum(len(account_timeline(a, by_account.get(a.id, []), histories.get(a.id), cal, config)) for a in snap.accounts())
 """
 

@@ -21,7 +21,7 @@ from . import rules
 from .attempts import AttemptLog
 from .calendar import invoice_dates
 from .config import CHANNELS, STAGES, Config, ConfigError, load_config
-from .delivery import DeliveryError, calendar_for, deliver, failure_alerts, notices_for_account, render_all
+from .delivery import DeliveryError, deliver, failure_alerts, notices_for_account, render_all
 
 @dataclass
 class Context:
@@ -125,7 +125,7 @@ def plan(obj: Context, day, as_json):
     today = obj.today(day)
     snap = obj.store().snapshot()
     result = rules.plan_day(today, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(),
-                            calendar_for(obj.config), obj.config)
+                            obj.config.calendar, obj.config)
     if as_json:
         _echo_json([n.to_json() for n in result.notices])
         return
@@ -145,7 +145,7 @@ def timeline(obj: Context, account: str, as_json):
     snap = obj.store().snapshot()
     acc = _account(snap, account)
     entries = rules.account_timeline(acc, snap.invoices(account), snap.histories().get(account),
-                                     calendar_for(obj.config), obj.config)
+                                     obj.config.calendar, obj.config)
     if as_json:
         _echo_json([e.to_json() for e in entries])
         return
@@ -185,7 +185,7 @@ def show(obj: Context, account: str, as_json):
     """What is stored for ACCOUNT, with each open invoice's dates."""
     snap = obj.store().snapshot()
     acc = _account(snap, account)
-    cal = calendar_for(obj.config)
+    cal = obj.config.calendar
     invoices = []
     for inv in sorted(snap.invoices(account), key=lambda i: i.due):
         row = {"id": inv.id, "amount": str(inv.amount), "issued": inv.issued.isoformat(), "due": inv.due.isoformat(),

@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import date, time
 from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .calendar import BankCalendar
 
 # Ladder order: a later stage is "more advanced". The anchor is the invoice date a stage's offset
 # counts from (RULES.md, "Dates of one invoice").
@@ -146,6 +149,11 @@ class Config:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @cached_property
+    def calendar(self) -> BankCalendar:
+        """The bank calendar with the configured local holidays: the one every date is counted on."""
+        return BankCalendar(frozenset(self.extra_holidays))
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.ladder if s.name == name), None)

@@ -14,7 +14,6 @@ import channels
 from channels import FAILED, ChannelError, Message, Result
 
 from .attempts import AttemptLog
-from .calendar import BankCalendar
 from .config import Config
 from .models import Account, Notice
 from .rules import PRE_DUE_STAGES, account_timeline, is_first_time, plan_account, recipients, social_recipient
@@ -30,10 +29,6 @@ class Delivery:
     message: Message
     attempt: str
     result: Result
-
-
-def calendar_for(config: Config) -> BankCalendar:
-    return BankCalendar(frozenset(config.extra_holidays))
 
 
 def notices_for_account(
@@ -54,7 +49,7 @@ def notices_for_account(
     account = snapshot.account(account_id)
     if account is None:
         raise DeliveryError(f"no account {account_id!r} in the store")
-    cal = calendar_for(config)
+    cal = config.calendar
     invoices = snapshot.invoices(account_id)
     history = snapshot.histories().get(account_id)
     open_invoices = [i for i in invoices if i.paid is None or i.paid > today]
@@ -89,7 +84,7 @@ def notices_for_account(
 def current_stage(account: Account, invoices, history, today: date, config: Config) -> str:
     """The most advanced stage the account's open invoices have reached by `today` (the first
     stage of the ladder when none has been reached yet)."""
-    timeline = account_timeline(account, invoices, history, calendar_for(config), config)
+    timeline = account_timeline(account, invoices, history, config.calendar, config)
     reached = [e for e in timeline if e.date <= today]
     if reached:
         return reached[-1].stage

@@ -238,7 +238,7 @@ class Renderer:
 
     def __init__(self, config: Config):
         self.config = config
-        self.calendar = BankCalendar(frozenset(config.extra_holidays))
+        self.calendar = config.calendar
         search = [TEMPLATES]
         if config.templates is not None:
             override = Path(config.templates).resolve()

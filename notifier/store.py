@@ -43,7 +43,7 @@ import orjson
 from filelock import FileLock, Timeout
 from tinydb.storages import Storage
 
-from .calendar import BankCalendar, add_months
+from .calendar import add_months
 from .config import Config
 from .models import Account, History, Invoice, LedgerEntry
 from .rules import is_late
@@ -506,7 +506,7 @@ class Snapshot:
     def _archive_invoices(self, invoices: list[Invoice], today: date, config: Config) -> None:
         """Append invoices to the archive, first teaching each account's History whether they were
         late, so that first-time delinquency is still told right without them."""
-        cal = BankCalendar(frozenset(config.extra_holidays))
+        cal = config.calendar
         late: dict[tuple[date, date], bool] = {}  # lateness depends on (due, paid) only: decide each pair once
         newly_late: dict[str, list] = {}  # account -> [earliest due, count] of its late archived invoices
         done = today.isoformat()
