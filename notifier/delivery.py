@@ -52,7 +52,7 @@ def notices_for_account(
     cal = config.calendar
     invoices = snapshot.invoices(account_id)
     history = snapshot.histories().get(account_id)
-    open_invoices = [i for i in invoices if i.paid is None or i.paid > today]
+    open_invoices = [i for i in invoices if i.unpaid_on(today)]
     if not open_invoices:
         raise DeliveryError(f"account {account_id!r} has no open invoice on {today:%d/%m/%Y}: nothing to send")
     if stage is None:
@@ -96,7 +96,7 @@ def render_all(snapshot, renderer, notices: Iterable[Notice], today: date) -> li
     out = []
     for notice in notices:
         account = snapshot.account(notice.account)
-        open_invoices = [i for i in snapshot.invoices(notice.account) if i.paid is None or i.paid > today]
+        open_invoices = [i for i in snapshot.invoices(notice.account) if i.unpaid_on(today)]
         message = renderer.render(notice, account, open_invoices, today)
         if notice.channel == "social":
             message = replace(message, meta={**message.meta, "social_handle": _handle(account, notice.recipient)})
@@ -157,7 +157,7 @@ def failure_alerts(snapshot, renderer, deliveries: Iterable[Delivery], today: da
         if d.result.ok or not d.result.permanent or d.notice.channel == "staff":
             continue
         account = snapshot.account(d.notice.account)
-        open_invoices = [i for i in snapshot.invoices(account.id) if i.paid is None or i.paid > today]
+        open_invoices = [i for i in snapshot.invoices(account.id) if i.unpaid_on(today)]
         message = renderer.render_failure_alert(d.notice, account, open_invoices, today, d.result)
         alerts.append((replace(d.notice, channel="staff", recipient="staff", tutorial=False), message))
     return alerts

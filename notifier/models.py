@@ -44,9 +44,9 @@ class Invoice(NamedTuple):
     payment_url: str | None = None
     pix_code: str | None = None
 
-    @property
-    def is_open(self) -> bool:
-        return self.paid is None
+    def unpaid_on(self, day: date) -> bool:
+        """Still owed on `day`: not paid, or paid later (so a plan of a past day sees that day)."""
+        return self.paid is None or self.paid > day
 
 
 class LedgerEntry(NamedTuple):

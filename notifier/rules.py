@@ -196,7 +196,7 @@ def plan_account(
     due: list[Pending] = []
     superseded: list[Pending] = []
     for invoice in invoices:
-        if invoice.paid is not None and invoice.paid <= today:
+        if not invoice.unpaid_on(today):
             continue
         first = is_first_time(account, invoice, invoices, history, cal, config)
         reached = [n for n in invoice_timeline(invoice, first, cal, config) if n.date <= today]
@@ -223,7 +223,7 @@ def plan_day(
     `today` (most have none: they are skipped without further work), sorted by account, channel,
     recipient."""
     invoices = list(invoices)
-    owing = {inv.account for inv in invoices if inv.paid is None or inv.paid > today}
+    owing = {inv.account for inv in invoices if inv.unpaid_on(today)}
     invoices_by_account = _group((inv for inv in invoices if inv.account in owing), lambda inv: inv.account)
     ledger_by_account = _group((e for e in ledger if e.account in owing), lambda entry: entry.account)
     notices: list[Notice] = []
