@@ -16,7 +16,7 @@ from channels import FAILED, ChannelError, Message, Result
 from .attempts import AttemptLog
 from .config import Config
 from .models import Account, Notice
-from .rules import PRE_DUE_STAGES, account_timeline, is_first_time, plan_account, recipients, social_recipient
+from .rules import PRE_DUE_STAGES, account_timeline, is_first_time, plan_account, recipients
 
 
 class DeliveryError(Exception):
@@ -97,18 +97,8 @@ def render_all(snapshot, renderer, notices: Iterable[Notice], today: date) -> li
     for notice in notices:
         account = snapshot.account(notice.account)
         open_invoices = [i for i in snapshot.invoices(notice.account) if i.unpaid_on(today)]
-        message = renderer.render(notice, account, open_invoices, today)
-        if notice.channel == "social":
-            message = replace(message, meta={**message.meta, "social_handle": _handle(account, notice.recipient)})
-        out.append((notice, message))
+        out.append((notice, renderer.render(notice, account, open_invoices, today)))
     return out
-
-
-def _handle(account: Account, recipient: str) -> str:
-    for network, handle in account.social:
-        if social_recipient(network, handle) == recipient:
-            return handle
-    return recipient.split(":", 1)[-1]
 
 
 def deliver(

@@ -30,6 +30,7 @@ from channels import FAILED, Message, Result
 from .calendar import BankCalendar, InvoiceDates, invoice_dates
 from .config import CHANNELS, DEFAULT_LADDER, STAGES, Config
 from .models import Account, Invoice, Notice
+from .rules import social_handle
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "message_templates"
 
@@ -296,6 +297,10 @@ class Renderer:
                 except TemplateError:
                     pass  # no fallback text rather than no WhatsApp message; `check()` reports it
             return Message(text=text, content_sid=content_sid, content_variables=variables, meta=meta, **common)
+        if channel == "social":
+            # The recipient of a URL handle is the network's name only (the URL holds a secret):
+            # the channel gets the handle itself here (see channels/social.py).
+            meta["social_handle"] = social_handle(account, notice.recipient)
         return Message(text=text, meta=meta, **common)
 
     def render_failure_alert(self, failed: Notice, account: Account, open_invoices: list[Invoice], today: date,

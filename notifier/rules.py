@@ -174,6 +174,14 @@ def social_recipient(network: str, handle: str) -> str:
     return network if "://" in handle else f"{network}:{handle}"
 
 
+def social_handle(account: Account, recipient: str) -> str:
+    """The handle behind a social recipient: the inverse of `social_recipient` for this account."""
+    for network, handle in account.social:
+        if social_recipient(network, handle) == recipient:
+            return handle
+    return recipient.split(":", 1)[-1]
+
+
 def plan_account(
     today: date,
     account: Account,

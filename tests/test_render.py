@@ -73,8 +73,11 @@ def test_every_stage_and_channel_carries_the_facts(stage, channel):
     text = message.text
     as_sent = to_gsm7 if channel == "sms" else str  # SMS: plain spaces, no accents GSM-7 lacks
     assert message.channel == channel and message.reply_to == "financeiro@lucanet.com.br"
-    assert {k: v for k, v in message.meta.items() if k != "sms_text"} == {
+    # Beyond these, WhatsApp carries its SMS fallback text and social the account's handle.
+    assert {k: v for k, v in message.meta.items() if k not in ("sms_text", "social_handle")} == {
         "account": "acme", "stage": stage, "invoices": ["2026-11-acme"], "notice_date": "2026-11-24", "tutorial": False}
+    if channel == "social":
+        assert message.meta["social_handle"] == dict(ACME.social)[message.recipient.split(":", 1)[0]]
     assert as_sent(f"R${NBSP}1.234,56") in text and "20/11/2026" in text
     if channel in CUSTOMER_CHANNELS:  # CDC art. 42-A
         company = Company()
