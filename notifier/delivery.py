@@ -16,7 +16,7 @@ from channels import FAILED, ChannelError, Message, Result
 from .attempts import AttemptLog
 from .config import Config
 from .models import Account, Notice
-from .rules import PRE_DUE_STAGES, account_timeline, is_first_time, plan_account, recipients
+from .rules import account_timeline, is_first_time, plan_account, recipients, stage_channels
 
 
 class DeliveryError(Exception):
@@ -64,10 +64,9 @@ def notices_for_account(
     ladder_stage = config.stage(stage)
     if ladder_stage is None:
         raise DeliveryError(f"stage {stage!r} is not in the configured ladder")
-    first = any(is_first_time(account, i, invoices, history, cal, config) for i in open_invoices)
-    first = first and stage not in PRE_DUE_STAGES
-    extra = ladder_stage.first_time_channels if first else ()
-    wanted = (channel,) if channel else tuple(dict.fromkeys(ladder_stage.channels + extra))
+    first_time = any(is_first_time(account, i, invoices, history, cal, config) for i in open_invoices)
+    channels, extra, first = stage_channels([ladder_stage], first_time)
+    wanted = (channel,) if channel else channels
     notices = []
     for name in wanted:
         for recipient in ((to,) if to else recipients(account, name)):

@@ -108,19 +108,29 @@ def _timeline(due: date, first_time: bool, cal: BankCalendar, ladder: tuple[Stag
     timeline = []
     for when in sorted(by_date):
         stages = by_date[when]
-        # The customer is a delinquent only from the overdue date on: a reminder is never "first
-        # time", and the extra channels belong to the stages after it.
-        delinquent = first_time and not all(s.name in PRE_DUE_STAGES for s in stages)
-        base = _union(s.channels for s in stages)
-        extra = _union(s.first_time_channels for s in stages) if delinquent else ()
+        channels, extra, delinquent = stage_channels(stages, first_time)
         timeline.append(InvoiceNotice(
             date=when,
             stage=max(stages, key=lambda s: s.rank).name,
-            channels=_union([base, extra]),
-            extra_channels=tuple(c for c in extra if c not in base),
+            channels=channels,
+            extra_channels=extra,
             first_time=delinquent,
         ))
     return tuple(timeline)
+
+
+def stage_channels(stages: Iterable[Stage], first_time: bool) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    """The channels of a notice made of `stages` (one date's): (all channels, the extra ones that
+    are there only for a first-time delinquent, whether it counts as first-time).
+
+    The customer is a delinquent only from the overdue date on: a reminder is never "first time",
+    and the extra channels belong to the stages after it.
+    """
+    stages = list(stages)
+    delinquent = first_time and not all(s.name in PRE_DUE_STAGES for s in stages)
+    base = _union(s.channels for s in stages)
+    extra = _union(s.first_time_channels for s in stages) if delinquent else ()
+    return _union([base, extra]), tuple(c for c in extra if c not in base), delinquent
 
 
 def account_timeline(
