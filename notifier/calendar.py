@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-# The two calendars by class: `holidays.financial_holidays("BVMF")` would first import every
-# country's module (0.15 s at each start of the CLI).
-from holidays.countries.brazil import Brazil
+# B3's calendar by class: `holidays.financial_holidays("BVMF")` would first import every country's
+# module (0.15 s at each start of the CLI).
 from holidays.financial.brasil_bolsa_balcao import BrasilBolsaBalcao
 
 ONE_DAY = timedelta(days=1)
@@ -53,11 +52,6 @@ def _bank_holidays(year: int) -> frozenset[date]:
     return frozenset(d for d, name in table.items() if not (d.month == 12 and d.day == 24))
 
 
-@lru_cache(maxsize=256)
-def _national_holidays(year: int) -> frozenset[date]:
-    return frozenset(Brazil(years=year))
-
-
 @dataclass(frozen=True)
 class BankCalendar:
     """Bank business days: B3's calendar (without 24 December) plus the company's local holidays."""
@@ -65,9 +59,6 @@ class BankCalendar:
 
     def is_business_day(self, day: date) -> bool:
         return day.weekday() < 5 and day not in _bank_holidays(day.year) and day not in self.extra_holidays
-
-    def is_national_holiday(self, day: date) -> bool:
-        return day in _national_holidays(day.year)
 
     def on_or_after(self, day: date) -> date:
         while not self.is_business_day(day):

@@ -48,8 +48,6 @@ OFFSET_RANGES = {
     "deletion_due": (0, 0),
 }
 CHANNELS = ("email", "whatsapp", "sms", "social", "staff")
-# The channels that reach a customer's phone or profile: only within contact hours.
-RESTRICTED_CHANNELS = ("whatsapp", "sms", "social")
 
 # Variables read from the environment / `.env`. Secrets live only here, never in the TOML file.
 ENV_VARS = (

@@ -10,6 +10,7 @@ import re
 from operator import mul
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 # Bare or with the usual punctuation. Since July 2026 a new CNPJ may have letters in its first 12
 # characters (the two check digits stay numeric); older CNPJs are the all-digit case of the same rule.
@@ -60,11 +61,23 @@ _SIMPLE_EMAIL = re.compile(
 )
 
 
+_ROLE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+
+
+def is_plain_email(address: str) -> bool:
+    """An address the library would accept and return unchanged, told without calling it.
+
+    The library lower-cases role mailboxes (RFC 2142: "WWW@", "Postmaster@"): those take its path.
+    """
+    local, _, domain = address.partition("@")
+    return bool(_SIMPLE_EMAIL.fullmatch(address)) and "--" not in domain and local.lower() not in _ROLE_MAILBOXES
+
+
 def normalize_email(value: str) -> str:
     """A syntactically valid address (no DNS lookup: an import must not depend on the network),
     in email_validator's normalized form (domain in lower case)."""
     address = value.strip()
-    if _SIMPLE_EMAIL.fullmatch(address) and "--" not in address.partition("@")[2]:
+    if is_plain_email(address):
         return address
     try:
         return validate_email(address, check_deliverability=False).normalized
