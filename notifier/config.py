@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import date, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -126,6 +127,13 @@ class Company:
         return self == Company()
 
 
+# Default unit prices in BRL, for `notifier forecast` only: set your contract's in [prices].
+# WhatsApp: one business-initiated utility template message (Meta's fee plus Twilio's); SMS: one
+# segment to a Brazilian number; an SMS of ours takes at most two.
+DEFAULT_PRICES = {"email": "0", "whatsapp": "0.07", "sms_segment": "0.30", "sms_segments": 2, "social": "0",
+                  "staff": "0"}
+
+
 @dataclass(frozen=True)
 class Config:
     ladder: tuple[Stage, ...] = DEFAULT_LADDER
@@ -143,6 +151,7 @@ class Config:
     channels: Mapping[str, Mapping] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     source: str = "<built-in defaults>"
+    unit_prices: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     @property
     def tz(self) -> ZoneInfo:
@@ -152,6 +161,14 @@ class Config:
     def calendar(self) -> BankCalendar:
         """The bank calendar with the configured local holidays: the one every date is counted on."""
         return BankCalendar(frozenset(self.extra_holidays))
+
+    @property
+    def prices(self) -> dict[str, Decimal]:
+        """What one message costs on each channel, in BRL (an SMS: its estimated segments)."""
+        p = self.unit_prices
+        out = {c: Decimal(str(p[c])) for c in CHANNELS if c != "sms"}
+        out["sms"] = Decimal(str(p["sms_segment"])) * int(p["sms_segments"])
+        return out
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.ladder if s.name == name), None)
@@ -191,7 +208,7 @@ class _Where:
 
 _TOP_KEYS = {
     "ladder", "settlement_days", "extra_holidays", "contact_hours", "timezone",
-    "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels",
+    "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels", "prices",
 }
 
 
@@ -235,7 +252,29 @@ def _parse(raw: dict, where: _Where) -> Config:
             if name not in CHANNELS:
                 raise where.error(f"channels.{name}", f"unknown channel (known: {', '.join(CHANNELS)})")
         values["channels"] = chans
+    if "prices" in raw:
+        values["unit_prices"] = _parse_prices(raw["prices"], where)
     return replace(cfg, **values)
+
+
+def _parse_prices(raw, where: _Where) -> dict:
+    if not isinstance(raw, dict):
+        raise where.error("prices", "must be a table")
+    prices = dict(DEFAULT_PRICES)
+    for key, value in raw.items():
+        if key not in DEFAULT_PRICES:
+            raise where.error(f"prices.{key}", f"unknown key (known: {', '.join(DEFAULT_PRICES)})")
+        if key == "sms_segments":
+            prices[key] = _int_in(value, 1, 10, "prices.sms_segments", where)
+            continue
+        try:
+            price = Decimal(str(value)) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+        except ArithmeticError:
+            price = None
+        if price is None or not price.is_finite() or price < 0:
+            raise where.error(f"prices.{key}", f'must be a price in BRL such as "0.07", not {value!r}')
+        prices[key] = str(price)
+    return prices
 
 
 def _parse_ladder(items, where: _Where) -> tuple[Stage, ...]:

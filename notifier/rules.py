@@ -39,6 +39,7 @@ class InvoiceNotice:
 class Pending:
     """A (timeline date, channel, recipient) of one invoice that the ledger has not handled."""
     invoice: str
+    account: str
     notice: InvoiceNotice
     channel: str
     recipient: str
@@ -224,7 +225,7 @@ def plan_account(
                 for recipient in recipients(account, channel):
                     if (invoice.id, notice.date, channel, recipient) in handled:
                         continue
-                    (superseded if expired else due).append(Pending(invoice.id, notice, channel, recipient))
+                    (superseded if expired else due).append(Pending(invoice.id, account.id, notice, channel, recipient))
     return _merge(today, account.id, due, tutorial_sent), superseded
 
 
@@ -257,6 +258,24 @@ def plan_day(
         superseded.extend(s)
     notices.sort(key=lambda n: (n.account, n.channel, n.recipient))
     return Plan(tuple(notices), tuple(superseded))
+
+
+def handled_rows(notice: Notice, status: str, attempt_id: str | None = None) -> list[LedgerEntry]:
+    """The ledger rows that mark `notice` handled: one per invoice timeline entry it covers, so
+    that at-most-once and catch-up stay per invoice after a merge (see `LedgerEntry`)."""
+    return [
+        LedgerEntry(invoice, notice.account, notice_date, stage, notice.channel, notice.recipient, status,
+                    notice.tutorial and status == "sent", attempt_id)
+        for invoice, notice_date, stage in notice.covers
+    ]
+
+
+def superseded_rows(pending: Iterable[Pending]) -> list[LedgerEntry]:
+    """Ledger rows recording superseded notices as skipped: their catch-up window has passed."""
+    return [
+        LedgerEntry(p.invoice, p.account, p.notice.date, p.notice.stage, p.channel, p.recipient, "skipped")
+        for p in pending
+    ]
 
 
 def _merge(today: date, account_id: str, due: list[Pending], tutorial_sent: set[str]) -> list[Notice]:

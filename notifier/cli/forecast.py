@@ -1,0 +1,49 @@
+"""Finance's budget view: what the ladder will send in the coming days, and what it costs."""
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import date, timedelta
+
+import click
+
+from ..forecast import forecast as run_forecast, totals
+from ..render import brl
+from .base import Context, cli, date_option, echo_json, print_table
+
+
+@cli.command()
+@date_option("The first day of the forecast (YYYY-MM-DD); default: today.")
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="How many days.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="csv: for Excel in Portuguese (semicolon, UTF-8 with BOM, decimal comma).")
+@click.pass_obj
+def forecast(obj: Context, day: date | None, days: int, fmt: str):
+    """Messages per day, stage and channel the ladder will send if nobody pays, with their cost.
+
+    Built from the real day plan over the stored open invoices (catch-up, merges and the
+    first-time extra channels included); invoices not yet issued are not in it. Prices come from
+    the configuration's [prices] table (BRL)."""
+    start = obj.today(day)
+    snap = obj.store().snapshot()
+    rows = run_forecast(start, days, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), obj.config)
+    if fmt == "json":
+        echo_json([r.to_json() for r in rows])
+        return
+    if fmt == "csv":
+        out = sys.stdout
+        out.write("\ufeff")
+        writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+        writer.writerow(["data", "etapa", "canal", "mensagens", "custo (R$)"])
+        for r in rows:
+            writer.writerow([f"{r.date:%d/%m/%Y}", r.stage, r.channel, r.messages, f"{r.cost:.2f}".replace(".", ",")])
+        return
+    print_table(["date", "stage", "channel", "messages", "cost"],
+                [[f"{r.date:%d/%m/%Y}", r.stage, r.channel, r.messages, brl(r.cost)] for r in rows])
+    click.echo("")
+    summary = totals(rows)
+    print_table(["channel", "messages", "cost"], [[c, n, brl(cost)] for c, (n, cost) in summary.items()])
+    end = start + timedelta(days=days - 1)
+    messages = sum(n for n, _ in summary.values())
+    cost = sum((c for _, c in summary.values()), start=0)
+    click.echo(f"{messages} messages from {start:%d/%m/%Y} to {end:%d/%m/%Y}, {brl(cost)} in all, if nobody pays")

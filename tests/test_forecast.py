@@ -1,0 +1,103 @@
+"""`notifier forecast`: the coming days' messages as the daily cycle would send them if nobody paid."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from datetime import date, timedelta
+from decimal import Decimal
+
+from notifier.config import Config, load_config
+from notifier.forecast import forecast
+from notifier.store import Store
+from tests.conftest import ROOT
+
+
+def _example(tmp_path):
+    state = tmp_path / "state.json"
+    shutil.copy(ROOT / "state.json.example", state)
+    return Store(state).snapshot()
+
+
+def _run(snap, start, days, config=Config(), **kw):
+    return forecast(start, days, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), config, **kw)
+
+
+def test_first_day_is_the_plan_of_that_day(tmp_path, cli):
+    shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")
+    plan = cli.json("plan", "--date", "2026-11-24")
+    rows = json.loads(cli("forecast", "--date", "2026-11-24", "--days", "1", "--format", "json").stdout)
+    assert {(r["stage"], r["channel"]): r["messages"] for r in rows} == Counter((n["stage"], n["channel"]) for n in plan)
+
+
+def test_each_notice_is_counted_once_over_the_days(tmp_path):
+    # Counted on the day it goes out; the next days see it handled, as the cycle's ledger would.
+    snap = _example(tmp_path)
+    rows = _run(snap, date(2026, 11, 20), 40)
+    per_day = Counter((r.date, r.stage) for r in rows for _ in range(r.messages))
+    atelie_overdue = [r for r in rows if r.stage == "overdue" and r.channel == "email"]
+    assert len({r.date for r in atelie_overdue}) == len(atelie_overdue)
+    # Nobody pays: after the deletion dates nothing more goes out for these invoices.
+    assert not [r for r in rows if r.date > date(2026, 12, 28)]
+    assert sum(per_day.values()) == sum(r.messages for r in rows)
+    again = _run(snap, date(2026, 11, 20), 40)
+    assert again == rows
+    firsts = [r for r in rows if r.date == date(2026, 11, 24) and r.stage == "overdue" and r.channel == "email"]
+    assert firsts and not [r for r in rows if r.date == date(2026, 11, 25) and r.stage == "overdue"]
+
+
+def test_nobody_pays_from_the_first_day(tmp_path):
+    snap = _example(tmp_path)
+    start = date(2026, 11, 1)
+    paid_later = [i for i in snap.invoices() if i.paid and i.paid >= start]
+    assert paid_later, "the example state has invoices paid in November"
+    # The same forecast over data where those payments never happened: identical.
+    unpaid = [i._replace(paid=None) if i in paid_later else i for i in snap.invoices()]
+    expected = forecast(start, 30, snap.accounts(), unpaid, snap.histories(), snap.ledger(), Config())
+    assert _run(snap, start, 30) == expected
+    # ...and more than the cycle will really send, since some of them did pay.
+    kept = [i for i in snap.invoices() if i not in paid_later]
+    honoured = forecast(start, 30, snap.accounts(), kept, snap.histories(), snap.ledger(), Config())
+    assert sum(r.messages for r in expected) > sum(r.messages for r in honoured)
+
+
+def test_a_channel_that_may_not_be_used_waits_for_a_later_day(tmp_path):
+    snap = _example(tmp_path)
+    start = date(2026, 11, 24)
+    closed = {start}
+    rows = _run(snap, start, 3, may_contact=lambda day, channel: channel == "email" or day not in closed)
+    whatsapp = [r for r in rows if r.channel == "whatsapp"]
+    assert whatsapp and all(r.date == start + timedelta(days=1) for r in whatsapp)
+    assert sum(r.messages for r in whatsapp) == sum(r.messages for r in _run(snap, start, 1) if r.channel == "whatsapp")
+
+
+def test_an_account_on_hold_gets_nothing(tmp_path):
+    snap = _example(tmp_path)
+    rows = _run(snap, date(2026, 11, 24), 1, held=lambda account, day: account != "padaria-sao-joao")
+    everything = _run(snap, date(2026, 11, 24), 1)
+    assert 0 < sum(r.messages for r in rows) < sum(r.messages for r in everything)
+
+
+def test_cost_comes_from_the_configured_prices(tmp_path):
+    cfg_file = tmp_path / "n.toml"
+    cfg_file.write_text('[prices]\nwhatsapp = "0.10"\nsms_segment = "0.25"\nsms_segments = 2\n', encoding="utf-8")
+    config = load_config(cfg_file, {})
+    assert config.prices["sms"] == Decimal("0.50")
+    snap = _example(tmp_path)
+    rows = _run(snap, date(2026, 11, 24), 1, config)
+    whatsapp = [r for r in rows if r.channel == "whatsapp"]
+    assert whatsapp and all(r.cost == Decimal("0.10") * r.messages for r in whatsapp)
+    assert all(r.cost == 0 for r in rows if r.channel == "email")
+
+
+def test_csv_opens_in_excel_set_to_portuguese(tmp_path, cli):
+    shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")
+    out = cli("forecast", "--date", "2026-11-24", "--days", "5", "--format", "csv").stdout
+    assert out.startswith("\ufeffdata;etapa;canal;mensagens;custo (R$)")
+    assert "24/11/2026;overdue;whatsapp;1;0,07" in out
+
+
+def test_bad_prices_are_refused_at_start(tmp_path, cli):
+    (tmp_path / "n.toml").write_text('[prices]\nwhatsapp = "-1"\n', encoding="utf-8")
+    proc = cli("--config", "n.toml", "forecast", check=False)
+    assert proc.returncode == 1 and "prices.whatsapp" in proc.stderr and "Traceback" not in proc.stderr
