@@ -6,6 +6,7 @@ a message that names the key, instead of surfacing later as a failed send.
 """
 from __future__ import annotations
 
+import io
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
 
 from .calendar import BankCalendar
 
@@ -179,23 +182,68 @@ def load_config(path: Path | None, environ: Mapping[str, str], state: Path | Non
 
     `path` None means built-in defaults. `state` (from `--state`/`NOTIFIER_STATE`) wins over the
     file's `state` key. Raises `ConfigError` naming the file and key of the first bad value.
+    The paths of the result are placed as `_place_files` says.
     """
     raw: dict = {}
     source = "<built-in defaults>"
     if path is not None:
         source = str(path)
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raw = _read_toml(Path(path))
     cfg = _parse(raw, _Where(source))
     env = {k: environ[k] for k in ENV_VARS if environ.get(k)}
     cfg = replace(cfg, env=env, source=source)
-    if state is not None:
-        cfg = replace(cfg, state=Path(state))
-    return cfg
+    return _place_files(cfg, set(raw) & set(PATH_KEYS), Path(path).parent if path is not None else None, state)
+
+
+# The configuration keys that name a file or folder.
+PATH_KEYS = ("state", "attempt_log", "outbox", "templates")
+
+
+def _place_files(cfg: Config, written: set[str], config_dir: Path | None, state: Path | None) -> Config:
+    """Anchor every relative path, so that where the files go never depends on the folder a
+    command happens to be run from (a second audit log started in some `cd` is worse than none).
+
+    A path written in the config file counts from the config file's folder; `--state` counts from
+    the current folder, as any command-line path does; the state defaults to `state.json` in the
+    config file's folder (the current one with no config). A file the config does not name (the
+    attempt log, the outbox) goes beside the state, as the archive always does.
+    """
+    home = config_dir if config_dir is not None else Path(".")
+    state_path = Path(state) if state is not None else home / cfg.state
+    placed = {"state": state_path}
+    for key in PATH_KEYS[1:]:
+        value = getattr(cfg, key)
+        if value is not None:
+            placed[key] = (home if key in written else state_path.parent) / value
+    return replace(cfg, **placed)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a `.env` file (NAME=value lines); ConfigError when it cannot be read as one.
+
+    python-dotenv parses it; what it cannot (a binary file, a folder, no permission) is named here
+    instead of ending in a traceback.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: env file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file in UTF-8 (a .env file holds NAME=value lines)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the env file: {exc.strerror or exc}") from None
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -239,11 +287,9 @@ def _parse(raw: dict, where: _Where) -> Config:
         values["contact_hours"] = _parse_hours(raw["contact_hours"], where)
     if "company" in raw:
         values["company"] = _parse_company(raw["company"], where)
-    for key in ("state", "attempt_log", "outbox", "templates"):
+    for key in PATH_KEYS:
         if key in raw:
-            if not isinstance(raw[key], str) or not raw[key]:
-                raise where.error(key, "must be a non-empty path string")
-            values[key] = Path(raw[key])
+            values[key] = Path(_text(raw[key], key, where, "a non-empty path string"))
     if "channels" in raw:
         chans = raw["channels"]
         if not isinstance(chans, dict):
@@ -357,12 +403,26 @@ def _parse_company(raw, where: _Where) -> Company:
         if key not in known:
             raise where.error(f"company.{key}", f"unknown key (known: {', '.join(known)})")
         if key == "payment_methods":
-            values[key] = tuple(str(v) for v in _list(value, "company.payment_methods", where))
-        elif not isinstance(value, str) or not value.strip():
-            raise where.error(f"company.{key}", "must be a non-empty string")
+            values[key] = tuple(_text(v, f"company.payment_methods[{i}]", where).strip()
+                                for i, v in enumerate(_list(value, "company.payment_methods", where)))
         else:
-            values[key] = value.strip()
+            values[key] = _text(value, f"company.{key}", where).strip()
     return Company(**values)
+
+
+# C0 and C1 control characters, CR and LF included.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _text(value, key: str, where: _Where, what: str = "a non-empty string") -> str:
+    """A one-line string. A CR/LF in a company field would forge header lines in every e-mail
+    ("Bcc: ..."), and any control character reaches the operator's terminal: both refused."""
+    if not isinstance(value, str) or not value.strip():
+        raise where.error(key, f"must be {what}")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise where.error(key, f"control character {bad.group()!r} not allowed (one line of plain text)")
+    return value
 
 
 def _list(value, key: str, where: _Where) -> list:

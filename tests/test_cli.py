@@ -189,3 +189,125 @@ def test_send_refuses_when_a_template_is_broken(imported, tmp_path):
     assert not (tmp_path / "outbox").exists() and not (tmp_path / "attempts.jsonl").exists()
     check = imported("--config", "n.toml", "check", check=False)
     assert check.returncode == 1 and "overdue.txt:1" in check.stderr
+
+
+# Where files go (issue 6, point 3)
+
+def test_without_a_config_the_log_and_outbox_go_beside_the_state(cli, tmp_path):
+    home = tmp_path / "srv" / "n"
+    home.mkdir(parents=True)
+    (tmp_path / "billing.json").write_text(json.dumps(BILLING), encoding="utf-8")
+    state = str(home / "state.json")
+    cli("--state", state, "import", "billing.json", "--date", "2026-11-10")
+    cli("--state", state, "send", "acme", "--channel", "email", "--date", "2026-11-24")
+    assert (home / "attempts.jsonl").is_file() and len(list((home / "outbox" / "email").glob("*.eml"))) == 2
+    assert not (tmp_path / "attempts.jsonl").exists() and not (tmp_path / "outbox").exists()
+
+
+def test_relative_paths_in_the_config_count_from_its_folder(cli, tmp_path):
+    etc = tmp_path / "etc"
+    (etc / "my_templates" / "email").mkdir(parents=True)
+    ours = (ROOT / "message_templates" / "email" / "overdue.txt").read_text(encoding="utf-8")
+    (etc / "my_templates" / "email" / "overdue.txt").write_text(
+        ours.replace("{% block intro %}\n", "{% block intro %}\nMARCA-DO-OPERADOR\n"), encoding="utf-8")
+    (etc / "n.toml").write_text('state = "data/state.json"\nattempt_log = "logs/attempts.jsonl"\n'
+                                'outbox = "out"\ntemplates = "my_templates"\n', encoding="utf-8")
+    (etc / "data").mkdir()
+    (tmp_path / "billing.json").write_text(json.dumps(BILLING), encoding="utf-8")
+    cli("--config", "etc/n.toml", "import", "billing.json", "--date", "2026-11-10")
+    cli("--config", "etc/n.toml", "send", "acme", "--channel", "email", "--date", "2026-11-24")
+    assert (etc / "data" / "state.json").is_file() and (etc / "logs" / "attempts.jsonl").is_file()
+    emls = list((etc / "out" / "email").glob("*.eml"))
+    assert len(emls) == 2 and "MARCA-DO-OPERADOR" in emls[0].read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["billing.json", "etc"]
+
+
+@pytest.mark.parametrize("args", [
+    ["accounts"], ["plan", "--date", "2026-11-24"], ["show", "acme"], ["timeline", "acme"],
+    ["preview", "acme", "--stage", "overdue"], ["send", "acme", "--channel", "email", "--stage", "overdue"],
+    ["pay", "2026-11-acme", "--date", "2026-11-23"],
+])
+def test_a_command_on_a_state_file_that_does_not_exist_stops(cli, tmp_path, args):
+    proc = cli("--state", "typo.json", *args, check=False)
+    assert proc.returncode == 1 and "typo.json: no such state file" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_import_creates_the_state_only_in_a_folder_that_exists(cli, tmp_path):
+    (tmp_path / "billing.json").write_text(json.dumps(BILLING), encoding="utf-8")
+    proc = cli("--state", "nowhere/state.json", "import", "billing.json", "--date", "2026-11-10", check=False)
+    assert proc.returncode == 1 and "the folder nowhere does not exist" in proc.stderr
+    assert not (tmp_path / "nowhere").exists()
+    cli("--state", "new.json", "import", "billing.json", "--date", "2026-11-10")
+    assert (tmp_path / "new.json").is_file()
+
+
+# Small things and tracebacks at the edge (issue 6, point 23 and "small things")
+
+def test_version_comes_from_the_package_metadata(cli):
+    from importlib.metadata import version
+    assert cli("--version").stdout == f"notifier {version('dunning-notifier')}\n"
+
+
+def test_an_env_file_named_on_the_command_line_must_exist(imported):
+    proc = imported("--env-file", "nope.env", "accounts", check=False)
+    assert proc.returncode == 1 and "nope.env: env file not found" in proc.stderr
+    assert imported("accounts").returncode == 0  # the default .env may be absent
+
+
+def test_a_bad_date_from_the_environment_names_the_variable(imported):
+    proc = imported("plan", check=False, env={"NOTIFIER_DATE": "24/11/2026"})
+    assert proc.returncode == 2 and "NOTIFIER_DATE" in proc.stderr and "'--date'" not in proc.stderr
+
+
+def test_an_empty_timeline_says_so(imported):
+    imported("pay", "2026-11-acme", "--date", "2026-11-23")
+    assert imported("timeline", "acme").stdout == "acme has no open invoice: no notice ahead.\n"
+    assert imported.json("timeline", "acme") == []
+
+
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--state", "", "accounts"], "Invalid value for '--state': an empty path"),
+    (["--config", "", "accounts"], "Invalid value for '--config': an empty path"),
+    (["--env-file", "", "accounts"], "Invalid value for '--env-file': an empty path"),
+    (["--config", LONG, "accounts"], "(100000 characters)': File name too long"),
+    (["--env-file", LONG, "accounts"], "(100000 characters)': File name too long"),
+    (["--state", LONG, "accounts"], "(100000 characters)': File name too long"),
+    (["--config", ".", "accounts"], "is a folder, not a file"),
+    (["--env-file", "binary.env", "accounts"], "binary.env: not a text file in UTF-8"),
+    (["--config", "crlf.toml", "accounts"], "crlf.toml: company.legal_name: control character '\\r' not allowed"),
+])
+def test_bad_paths_and_files_at_the_edge_are_one_clear_line(imported, tmp_path, args, says):
+    (tmp_path / "binary.env").write_bytes(bytes(range(256)))
+    (tmp_path / "crlf.toml").write_text('[company]\nlegal_name = "Lucanet Ltda\\r\\nBcc: x@y.z"\n', encoding="utf-8")
+    before = (tmp_path / "state.json").read_bytes()
+    proc = imported(*args, check=False)
+    assert proc.returncode in (1, 2) and says in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr) < 500
+    assert (tmp_path / "state.json").read_bytes() == before
+
+
+def test_an_email_url_that_does_not_parse_gives_no_traceback(cli):
+    proc = cli("check", check=False, env={"EMAIL_URL": "smtp://[::1"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_an_unexpected_exception_is_one_line_that_does_not_quote_its_message():
+    import click
+    from click.testing import CliRunner
+    from notifier.cli.base import BUG_EXIT_CODE, Group
+
+    @click.group(cls=Group)
+    def group():
+        pass
+
+    @group.command()
+    def boom():
+        raise ValueError("smtp://cobranca:S3cr3t@[::1")
+
+    result = CliRunner().invoke(group, ["boom"])
+    assert result.exit_code == BUG_EXIT_CODE and "S3cr3t" not in result.output
+    assert result.output.startswith("Error: internal error: unexpected ValueError at notifier/cli/")

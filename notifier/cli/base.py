@@ -2,7 +2,7 @@
 
 This is the only place that reads the clock, the environment and `.env`; every command turns them
 into plain values (today, a `Config`) and calls library functions. Errors a person can fix are
-printed as one sentence with a non-zero exit, never a traceback.
+printed as one sentence with a non-zero exit, never a traceback; so is a bug (see `Bug`).
 
 The commands live in modules by who uses them (`billing`, `planning`, `operations`, ...); this one
 holds the group, the shared options and the output helpers they all use.
@@ -10,24 +10,35 @@ holds the group, the shared options and the output helpers they all use.
 from __future__ import annotations
 
 import os
+import stat
+import traceback
 from dataclasses import dataclass
 from datetime import date, datetime
+from importlib import metadata
 from pathlib import Path
 
 import click
 import orjson
-from dotenv import dotenv_values
+from click.core import ParameterSource
 
-from ..config import STAGES, Config, ConfigError, load_config
+from ..config import STAGES, Config, ConfigError, load_config, read_env_file
 from ..delivery import DeliveryError
+
+
+DISTRIBUTION = "dunning-notifier"  # the name in pyproject.toml, where --version comes from
+BUG_EXIT_CODE = 70  # EX_SOFTWARE: tells a wrapper script "a bug", apart from 1 ("fix your input")
 
 
 @dataclass
 class Context:
     config: Config
 
-    def store(self):
+    def store(self, create: bool = False):
+        """The store of the configured state file, which must exist unless `create` (only `import`
+        creates one): on a mistyped --state every other command would show an empty store and
+        look like "nothing to do"."""
         from ..store import Store
+        _check_state_file(self.config.state, create)
         return Store(self.config.state, retention_months=self.config.retention_months)
 
     def now(self) -> datetime:
@@ -37,9 +48,26 @@ class Context:
         return given or self.now().date()
 
 
+def _check_state_file(path: Path, create: bool) -> None:
+    try:
+        if path.is_dir():
+            raise click.ClickException(f"{path}: is a folder, not a state file")
+        if path.exists():
+            return
+        folder_exists = path.parent.is_dir()
+    except OSError as exc:
+        raise click.ClickException(f"{shorten(str(path))}: {exc.strerror or exc}") from None
+    if not create:
+        raise click.ClickException(
+            f"{path}: no such state file (check --state, NOTIFIER_STATE or the config's `state`; "
+            "`notifier import` creates it)")
+    if not folder_exists:
+        raise click.ClickException(f"{path}: the folder {path.parent} does not exist; create it first")
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors a person can cause and fix: one sentence, no traceback. Anything else is a bug and
-    keeps its traceback. Imported lazily so that a command pays only for the modules it uses."""
+    """Errors a person can cause and fix: one sentence, no traceback. Imported lazily so that a
+    command pays only for the modules it uses."""
     from channels import ChannelError
     from ..importer import InvalidImport
     from ..render import TemplateError
@@ -47,39 +75,132 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError)
 
 
+class Bug(click.ClickException):
+    """An exception nobody expected: a bug. The operator gets one line naming its class and where
+    it happened, not its message, which may quote a secret (a URL that failed to parse); the full
+    traceback only with NOTIFIER_DEBUG=1."""
+    exit_code = BUG_EXIT_CODE
+
+    def __init__(self, exc: Exception):
+        super().__init__(
+            f"internal error: unexpected {type(exc).__name__} at {_our_frame(exc)} (a bug in the notifier: "
+            "please report it with the command that caused it; NOTIFIER_DEBUG=1 shows the traceback)")
+
+
+def _our_frame(exc: Exception) -> str:
+    """The innermost frame of the notifier's own code (notifier/, channels/), as path:line."""
+    root = Path(__file__).resolve().parents[2]
+    where = "?"
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename)
+        if path.is_relative_to(root) and path.relative_to(root).parts[0] in ("notifier", "channels"):
+            where = f"{path.relative_to(root)}:{frame.lineno}"
+    return where
+
+
 class Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except _user_errors() as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            if os.environ.get("NOTIFIER_DEBUG"):
+                raise
+            raise Bug(exc) from None
 
 
-DATE = click.DateTime(formats=["%Y-%m-%d"])
+def shorten(text: str, limit: int = 80) -> str:
+    """A value quoted back in an error, cut to a readable length (a 100k-character path is not)."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
-def date_option(help_text="The day to act as (YYYY-MM-DD); default: today in the configured time zone."):
-    return click.option("--date", "day", type=DATE, envvar="NOTIFIER_DATE", help=help_text,
-                        callback=lambda c, p, v: v.date() if v else None)
+class FilePath(click.ParamType):
+    """A file given on the command line: refused at once, as the option's error, when empty (an
+    unset shell variable), a folder, or a name the system refuses (too long, a NUL), instead of
+    failing later, deep inside a command. A missing file is left to the command to judge."""
+    name = "file"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path):
+            return value
+        if not value.strip():
+            self.fail("an empty path (an unset shell variable?)", param, ctx)
+        try:
+            mode = os.stat(value).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return Path(value)
+        except (OSError, ValueError) as exc:
+            self.fail(f"{shorten(value)!r}: {getattr(exc, 'strerror', None) or exc}", param, ctx)
+        if stat.S_ISDIR(mode):
+            self.fail(f"{shorten(value)!r} is a folder, not a file", param, ctx)
+        return Path(value)
+
+
+class Day(click.ParamType):
+    """A date written YYYY-MM-DD, as every date the notifier is given."""
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, date):
+            return value
+        try:
+            return datetime.strptime(value, "%Y-%m-%d").date()
+        except ValueError:
+            self.fail(f"{shorten(value)!r} is not a date (YYYY-MM-DD)", param, ctx)
+
+
+class EnvOption(click.Option):
+    """An option that may come from an environment variable, and says so when its value is bad:
+    someone who never typed --date cannot guess that "Invalid value for '--date'" means the
+    NOTIFIER_DATE left in their shell."""
+
+    def handle_parse_result(self, ctx, opts, args):
+        try:
+            return super().handle_parse_result(ctx, opts, args)
+        except click.BadParameter as exc:
+            if self.name not in opts and self.envvar and os.environ.get(self.envvar):
+                exc.param_hint = f"the environment variable {self.envvar}"
+            raise
+
+
+def date_option(help_text="The day to act as (YYYY-MM-DD; env NOTIFIER_DATE); default: today in the configured time zone."):
+    return click.option("--date", "day", cls=EnvOption, type=Day(), envvar="NOTIFIER_DATE", help=help_text)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON instead of a table.")
 
 
+def _print_version(ctx, _param, value) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        version = metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        version = "(not installed: `pip install .` records the version)"
+    click.echo(f"notifier {version}")
+    ctx.exit()
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), envvar="NOTIFIER_CONFIG",
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the installed version and exit.")
+@click.option("--config", "config_path", cls=EnvOption, type=FilePath(), envvar="NOTIFIER_CONFIG",
               help="TOML configuration file (env NOTIFIER_CONFIG); default: built-in settings.")
-@click.option("--state", type=click.Path(dir_okay=False, path_type=Path), envvar="NOTIFIER_STATE",
+@click.option("--state", cls=EnvOption, type=FilePath(), envvar="NOTIFIER_STATE",
               help="State file (env NOTIFIER_STATE); default: the config's `state`, state.json.")
-@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path), default=".env", show_default=True,
-              help="Secrets file read into the environment (variables already set win).")
+@click.option("--env-file", type=FilePath(), default=".env", show_default=True,
+              help="Secrets file read into the environment (variables already set win); "
+                   "the default may be absent, a file named here must exist.")
 @click.pass_context
 def cli(ctx, config_path, state, env_file):
     """Dunning notifier: plans and sends billing notices and keeps the contact-attempt log."""
-    environ = {**{k: v for k, v in dotenv_values(env_file).items() if v is not None}, **os.environ} \
-        if env_file.exists() else dict(os.environ)
+    explicit = ctx.get_parameter_source("env_file") is not ParameterSource.DEFAULT
     try:
-        ctx.obj = Context(load_config(config_path, environ, state))
+        from_file = read_env_file(env_file) if explicit or env_file.exists() else {}
+        ctx.obj = Context(load_config(config_path, {**from_file, **os.environ}, state))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

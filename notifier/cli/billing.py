@@ -17,7 +17,7 @@ def import_(obj: Context, path: Path, day):
     holding both. Upserts by id; all or nothing."""
     from ..importer import parse_file
     today = obj.today(day)
-    with obj.store().transaction() as snap:
+    with obj.store(create=True).transaction() as snap:
         batch = parse_file(path, {a.id: a for a in snap.accounts()}, today)
         snap.upsert_accounts(batch.accounts)
         moved = snap.import_invoices(batch.invoices, today, obj.config)

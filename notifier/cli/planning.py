@@ -43,6 +43,9 @@ def timeline(obj: Context, account: str, as_json):
     if as_json:
         echo_json([e.to_json() for e in entries])
         return
+    if not entries:
+        click.echo(f"{account} has no open invoice: no notice ahead.")
+        return
     print_table(["date", "stage", "channels", "invoices", "first time"],
            [[f"{e.date:%d/%m/%Y}", e.stage, ", ".join(e.channels), ", ".join(e.invoices), yes(e.first_time)]
             for e in entries])
