@@ -25,10 +25,18 @@ from ..delivery import DeliveryError
 @dataclass
 class Context:
     config: Config
+    _log: object = None
 
     def store(self):
         from ..store import Store
-        return Store(self.config.state, retention_months=self.config.retention_months)
+        return Store(self.config.state, retention_months=self.config.retention_months, log_head=self.log().head)
+
+    def log(self):
+        """The attempt log, one per command: its writer's lock and head are per instance."""
+        if self._log is None:
+            from ..attempts import AttemptLog
+            self._log = AttemptLog(self.config.attempt_log)
+        return self._log
 
     def now(self) -> datetime:
         return datetime.now(self.config.tz)
