@@ -98,7 +98,8 @@ def verify(log_path, messages: MessageStore, expected: Mapping | None = None, ch
             else:
                 problem(text)
         else:
-            problem(f"{name}: record {seq} appears a second time: inserted")
+            problem(f"line {line.number}: record {seq} appears a second time: {expect_seq - seq} record(s) "
+                    f"inserted before line {line.number}")
             chain_broken = True
         if seq >= expect_seq:
             expect_seq = seq + 1
