@@ -10,6 +10,7 @@ add its name to `notifier.config.CHANNELS`.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
@@ -25,6 +26,9 @@ class Message:
     WhatsApp may add an approved template (`content_sid` + `content_variables`) for use outside a
     customer-service window. `meta` carries what the log needs to tie the message to its notice
     (account, stage, invoices...), never secrets.
+
+    `payload` is set by `Channel.prepare`: the exact bytes the channel will hand its provider,
+    which the attempt log stores before the provider is called.
     """
     channel: str
     recipient: str
@@ -35,6 +39,16 @@ class Message:
     content_sid: str | None = None
     content_variables: Mapping[str, str] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    payload: bytes | None = None
+
+
+def encode_payload(data: Mapping[str, Any]) -> bytes:
+    """A JSON payload in one fixed form (sorted keys, UTF-8), so the same request is the same bytes."""
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def decode_payload(message: Message) -> dict:
+    return json.loads(message.payload)
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,12 @@ class Channel:
     def __init__(self, config, options: Mapping[str, Any] | None = None):
         self.config = config
         self.options = dict(options or {})
+
+    def prepare(self, message: Message) -> Message:
+        """`message` with its `payload`: the exact bytes `send` will hand the provider (the whole
+        .eml, the request fields as JSON), composed now so that the attempt log stores them before
+        the provider is called. `send` given a prepared message sends exactly those bytes."""
+        raise NotImplementedError
 
     def send(self, message: Message) -> Result:
         raise NotImplementedError

@@ -164,6 +164,17 @@ class TwilioChannel(Channel):
         self._client = None
 
 
+# Twilio's request field names (what a payload records) -> the SDK's keyword arguments.
+_SDK_NAMES = {"Body": "body", "ContentSid": "content_sid", "ContentVariables": "content_variables",
+              "StatusCallback": "status_callback"}
+
+
+def sdk_fields(request: dict) -> dict:
+    """The keyword arguments of `messages.create` for a recorded request, without To and From
+    (the channel passes those): the SDK posts them back under the recorded names."""
+    return {_SDK_NAMES[k]: v for k, v in request.items() if k not in ("To", "From")}
+
+
 def build_client(account_sid: str, auth_token: str, api_base: str = DEFAULT_API_BASE,
                  timeout: float = DEFAULT_TIMEOUT) -> Client:
     """A twilio `Client` whose every Messages/Accounts URL starts with `api_base`.

@@ -26,10 +26,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import quote, unquote, urlsplit
 
-from . import FAILED, SENT, Channel, ChannelError, Message, Result, _apprise, outbox, register
+from . import (FAILED, SENT, Channel, ChannelError, Message, Result, _apprise, decode_payload, encode_payload,
+               outbox, register)
 
 PROVIDER = "smtp"
 DEFAULT_TIMEOUT = 30.0
@@ -149,20 +151,51 @@ class EmailChannel(Channel):
 
     # --- sending -------------------------------------------------------------------------------
 
-    def send(self, message: Message) -> Result:
+    def prepare(self, message: Message) -> Message:
+        """The whole .eml (its Message-ID and Date fixed now), or for an apprise URL the title,
+        body and format it is given, as JSON (with the URL masked: the bytes are kept). A message
+        to something that is not an address gets no payload: `send` refuses it."""
+        if _address(message) is None:
+            return message
         mode = self._mode()
-        address = parseaddr(message.recipient)[1]
-        if "@" not in address or address != message.recipient.strip():
-            return Result(FAILED, mode, code="invalid_address", permanent=True,
-                          detail=f"not an e-mail address: {message.recipient!r}")
         if mode == "apprise":
-            return self._send_apprise(message)
+            body, body_format = (message.html, "html") if message.html else (message.text, "text")
+            return replace(message, payload=encode_payload({
+                "service": _apprise.public_url(self.url), "to": message.recipient.strip(),
+                "title": message.subject or "", "body": body, "format": body_format}))
         if mode == "outbox":
             company = self.config.company
             sender = f"{company.name} <{company.finance_email}>"
-            return outbox.write_eml(self.config.outbox, address, self.compose(message, sender))
+        else:
+            sender = parse_smtp_url(self.url).sender
+        return replace(message, payload=bytes(self.compose(message, sender)))
+
+    def send(self, message: Message) -> Result:
+        mode = self._mode()
+        address = _address(message)
+        if address is None:
+            return Result(FAILED, mode, code="invalid_address", permanent=True,
+                          detail=f"not an e-mail address: {message.recipient!r}")
+        if message.payload is None:
+            message = self.prepare(message)
+        if mode == "apprise":
+            return self._send_apprise(message)
+        message_id = BytesHeaderParser(policy=policy.SMTP).parsebytes(message.payload)["Message-ID"]
+        if mode == "outbox":
+            return outbox.write_eml(self.config.outbox, address, message.payload, message_id)
         settings = parse_smtp_url(self.url)
-        return self._send_smtp(settings, address, self.compose(message, settings.sender))
+        return self._send_smtp(settings, self.envelope_sender(message, settings.sender_address), address,
+                               message.payload, message_id)
+
+    def envelope_sender(self, message: Message, default: str) -> str:
+        """MAIL FROM, where bounces return: with `bounce_address` set (`[channels.email]`), a VERP
+        address carrying the attempt (`bounces+ATTEMPT@domain`), so a bounce names its attempt."""
+        bounce = self.options.get("bounce_address")
+        attempt = message.meta.get("attempt_id")
+        if not bounce or not attempt:
+            return default
+        local, _, domain = str(bounce).rpartition("@")
+        return f"{local}+{attempt}@{domain}"
 
     def compose(self, message: Message, sender: str) -> EmailMessage:
         """The e-mail for `message` from `sender`, with a Message-ID of our own domain."""
@@ -185,9 +218,9 @@ class EmailChannel(Channel):
             email.add_alternative(message.html, subtype="html", cte="quoted-printable")
         return email
 
-    def _send_smtp(self, settings: SmtpSettings, recipient: str, email: EmailMessage) -> Result:
-        data = bytes(email)
-        evidence = {"message_id": email["Message-ID"], "server": settings.server}
+    def _send_smtp(self, settings: SmtpSettings, envelope_from: str, recipient: str, data: bytes,
+                   message_id: str) -> Result:
+        evidence = {"message_id": message_id, "server": settings.server}
         for attempt in (1, 2):
             try:
                 if self._smtp is None:
@@ -196,7 +229,7 @@ class EmailChannel(Channel):
                 self._drop()
                 return _setup_failure(settings, exc)
             try:
-                code, reply = self._transaction(self._smtp, settings.sender_address, recipient, data)
+                code, reply = self._transaction(self._smtp, envelope_from, recipient, data)
                 break
             except (smtplib.SMTPServerDisconnected, _Refused) as exc:
                 refused = isinstance(exc, _Refused)
@@ -214,7 +247,7 @@ class EmailChannel(Channel):
                 self._drop()
                 return Result(FAILED, PROVIDER, evidence=evidence,
                               detail=f"connection to {settings.server} lost during DATA ({exc}): the server "
-                                     f"may have queued the message; look for {email['Message-ID']} in its log")
+                                     f"may have queued the message; look for {message_id} in its log")
             except OSError as exc:
                 self._drop()
                 return Result(FAILED, PROVIDER, detail=f"{settings.server}: {exc}", evidence=evidence)
@@ -276,11 +309,11 @@ class EmailChannel(Channel):
 
     def _send_apprise(self, message: Message) -> Result:
         # The URL names the provider and sender; apprise's e-mail plugins take the recipient as ?to=.
+        sent = decode_payload(message)
         parts = urlsplit(self.url)
-        to = "to=" + quote(message.recipient, safe="@")
+        to = "to=" + quote(sent["to"], safe="@")
         target = parts._replace(query=f"{parts.query}&{to}" if parts.query else to).geturl()
-        body, body_format = (message.html, "html") if message.html else (message.text, "text")
-        result = _apprise.send_apprise(target, message.subject or "", body, body_format)
+        result = _apprise.send_apprise(target, sent["title"], sent["body"], sent["format"])
         return replace(result, evidence={**result.evidence, "note": WEAK_EVIDENCE})
 
     # --- checking --------------------------------------------------------------------------------
@@ -325,6 +358,11 @@ class EmailChannel(Channel):
             # apprise knows which parts of its URLs are secrets (SendGrid's key is the user name).
             return _apprise.public_url(self.url)
         return mask_url(self.url)
+
+
+def _address(message: Message) -> str | None:
+    address = parseaddr(message.recipient)[1]
+    return address if "@" in address and address == message.recipient.strip() else None
 
 
 def _expect(command: str, reply: tuple[int, bytes], *also_ok: int) -> None:

@@ -11,7 +11,6 @@ import os
 import re
 import uuid
 from datetime import datetime, timezone
-from email.message import EmailMessage
 from pathlib import Path
 
 from . import SENT, Result
@@ -37,15 +36,16 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_eml(outbox: Path, recipient: str, message: EmailMessage) -> Result:
+def write_eml(outbox: Path, recipient: str, data: bytes, message_id: str) -> Result:
+    """The e-mail's bytes, exactly as they would go to the SMTP server."""
     path = _path(outbox, "email", recipient, ".eml")
-    _write(path, bytes(message))
+    _write(path, data)
     return Result(
         status=SENT,
         provider=PROVIDER,
-        provider_id=message["Message-ID"],
+        provider_id=message_id,
         detail=f"written to {path}",
-        evidence={"path": str(path), "message_id": message["Message-ID"]},
+        evidence={"path": str(path), "message_id": message_id},
     )
 
 

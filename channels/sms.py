@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from . import Message, Result, register
-from ._twilio import TwilioChannel
+from . import Message, Result, decode_payload, encode_payload, register
+from ._twilio import TwilioChannel, sdk_fields
 
 
 @register
@@ -17,11 +17,20 @@ class SmsChannel(TwilioChannel):
     name = "sms"
     from_var = "TWILIO_SMS_FROM"
 
+    def prepare(self, message: Message) -> Message:
+        """The request fields posted to Twilio, as JSON."""
+        sender = {} if self.outbox else {"From": self.sender}
+        return replace(message, payload=encode_payload({"requests": [{"To": message.recipient, **sender,
+                                                                      "Body": message.text}]}))
+
     def send(self, message: Message) -> Result:
         to = message.recipient
+        if message.payload is None:
+            message = self.prepare(message)
+        [fields] = [sdk_fields(r) for r in decode_payload(message)["requests"]]
         if self.outbox:
-            return self.write_outbox(to, {"body": message.text}, message.meta)
-        answer = self.create(to=to, body=message.text)
+            return self.write_outbox(to, fields, message.meta)
+        answer = self.create(to=to, **fields)
         if isinstance(answer, Result):
             return replace(answer, evidence={**answer.evidence, "to": to, "from": self.sender})
         return self.sent(to, [answer])

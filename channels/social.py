@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from . import Channel, Message, Result, build, register
-from ._apprise import send_apprise
+from . import Channel, Message, Result, build, decode_payload, encode_payload, register
+from ._apprise import public_url, send_apprise
 
 TASK_PROVIDER = "staff-task"
 # How staff read a network's name in a task; an unknown network is shown as written.
@@ -44,33 +44,47 @@ class SocialChannel(Channel):
         super().__init__(config, options)
         self._staff = None
 
-    def send(self, message: Message) -> Result:
-        network, _, recipient_handle = message.recipient.partition(":")
-        handle = message.meta.get("social_handle") or recipient_handle
-        if not handle:
-            raise ValueError(
-                f"social message to {message.recipient!r} has no handle: the caller must put the "
-                "account's handle in meta['social_handle']"
-            )
+    def prepare(self, message: Message) -> Message:
+        """As JSON: for a URL handle, the title and body apprise gets (the URL masked); for any
+        other, the task handed to staff, with the profile and the text to send by hand."""
+        network, handle = _handle(message)
         if "://" in handle:
-            result = send_apprise(handle, message.subject or "", message.text)
-            return replace(result, evidence={**result.evidence, "network": network})
-        return self._staff_task(network, handle, message)
+            payload = {"service": public_url(handle), "network": network, "title": message.subject or "",
+                       "body": message.text}
+        else:
+            task = self._task(network, handle, message)
+            payload = {"task": "social_manual", "network": network, "profile": handle,
+                       "title": task.subject, "body": task.text}
+        return replace(message, payload=encode_payload(payload))
 
-    def _staff_task(self, network: str, profile: str, message: Message) -> Result:
+    def send(self, message: Message) -> Result:
+        network, handle = _handle(message)
+        if message.payload is None:
+            message = self.prepare(message)
+        sent = decode_payload(message)
+        if "://" in handle:
+            result = send_apprise(handle, sent["title"], sent["body"])
+            return replace(result, evidence={**result.evidence, "network": network})
+        return self._staff_task(network, handle, replace(self._task(network, handle, message),
+                                                         subject=sent["title"], text=sent["body"]))
+
+    def _task(self, network: str, profile: str, message: Message) -> Message:
+        """The staff message asking a person to send `message` by hand on `network`."""
         shown = NETWORK_NAMES.get(network.lower(), network)
         lines = [f"Enviar manualmente pela rede {shown} ao perfil {profile} o texto abaixo:"]
         if message.meta.get("account"):
             lines.append(f"(cliente: {message.meta['account']})")
         text = "\n".join(lines) + "\n\n" + message.text
         meta = {k: v for k, v in message.meta.items() if k != "social_handle"}
-        task = Message(
+        return Message(
             channel="staff",
             recipient="staff",
             subject=f"Tarefa: mensagem manual no {shown} para {profile}",
             text=text,
             meta={**meta, "task": "social_manual", "social_network": network, "social_profile": profile},
         )
+
+    def _staff_task(self, network: str, profile: str, task: Message) -> Result:
         staff = self.staff.send(task)
         evidence = {"network": network, "profile": profile, "staff_provider": staff.provider,
                     "staff_evidence": dict(staff.evidence)}
@@ -95,3 +109,14 @@ class SocialChannel(Channel):
         if self._staff is not None:
             self._staff.close()
 
+
+def _handle(message: Message) -> tuple[str, str]:
+    """(network, handle) of a social message; the handle comes in meta (see the module's doc)."""
+    network, _, recipient_handle = message.recipient.partition(":")
+    handle = message.meta.get("social_handle") or recipient_handle
+    if not handle:
+        raise ValueError(
+            f"social message to {message.recipient!r} has no handle: the caller must put the "
+            "account's handle in meta['social_handle']"
+        )
+    return network, handle

@@ -7,10 +7,11 @@ message goes to the outbox, so a newcomer still sees the tasks.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from apprise.utils.parse import parse_urls
 
-from . import FAILED, SENT, Channel, Message, Result, register
+from . import FAILED, SENT, Channel, Message, Result, decode_payload, encode_payload, register
 from . import outbox
 from ._apprise import NO_PROVIDER_ID, PROVIDER, parse, public_url, send_apprise
 
@@ -35,10 +36,19 @@ class StaffChannel(Channel):
         super().__init__(config, options)
         self.urls = staff_urls(config)
 
+    def prepare(self, message: Message) -> Message:
+        """The title and body every staff URL gets, and the URLs (masked), as JSON."""
+        return replace(message, payload=encode_payload({
+            "targets": [public_url(url) for url in self.urls], "title": message.subject or "",
+            "body": message.text}))
+
     def send(self, message: Message) -> Result:
+        if message.payload is None:
+            message = self.prepare(message)
+        sent = decode_payload(message)
         if not self.urls:
             return outbox.write_json(self.config.outbox, self.name, message.recipient, _payload(message))
-        results = [send_apprise(url, message.subject or "", message.text) for url in self.urls]
+        results = [send_apprise(url, sent["title"], sent["body"]) for url in self.urls]
         delivered = sum(r.ok for r in results)
         failures = [f"{r.evidence['url']}: {r.detail}" for r in results if not r.ok]
         detail = f"delivered to {delivered} of {len(results)} staff URLs"

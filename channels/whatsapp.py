@@ -21,8 +21,8 @@ from dataclasses import replace
 
 from notifier.render import split_whatsapp
 
-from . import FAILED, ChannelError, Message, Result, build, register
-from ._twilio import INVALID_NUMBER, NOT_ON_WHATSAPP, TwilioChannel
+from . import FAILED, ChannelError, Message, Result, build, decode_payload, encode_payload, register
+from ._twilio import INVALID_NUMBER, NOT_ON_WHATSAPP, TwilioChannel, sdk_fields
 
 MAX_BODY = 1600  # Twilio's limit for one WhatsApp body
 PREFIX = "whatsapp:"
@@ -45,21 +45,37 @@ class WhatsAppChannel(TwilioChannel):
         self.freeform = self.options.get("freeform", False)
         self.sms_fallback = self.options.get("sms_fallback", True)
 
-    def send(self, message: Message) -> Result:
+    def prepare(self, message: Message) -> Message:
+        """The request fields posted to Twilio, one set per message (the template, or each body),
+        and the SMS fallback's, as JSON. No payload when there is nothing it may send."""
         number = message.recipient.removeprefix(PREFIX)
         to = PREFIX + number
         if message.content_sid:
-            template = {"content_sid": message.content_sid}
+            template = {"ContentSid": message.content_sid}
             if message.content_variables:
-                template["content_variables"] = json.dumps(dict(message.content_variables), ensure_ascii=False)
+                template["ContentVariables"] = json.dumps(dict(message.content_variables), ensure_ascii=False)
             parts = [template]
         elif self.freeform:
-            parts = [{"body": body} for body in split_whatsapp(message.text, MAX_BODY)]
+            parts = [{"Body": body} for body in split_whatsapp(message.text, MAX_BODY)]
         else:
+            return message
+        sender = {} if self.outbox else {"From": self.sender}
+        payload = {"requests": [{"To": to, **sender, **part} for part in parts]}
+        if self.sms_fallback and message.meta.get("sms_text"):
+            payload["sms_fallback"] = {"To": number, "Body": message.meta["sms_text"]}
+        return replace(message, payload=encode_payload(payload))
+
+    def send(self, message: Message) -> Result:
+        number = message.recipient.removeprefix(PREFIX)
+        to = PREFIX + number
+        if message.payload is None:
+            message = self.prepare(message)
+        if message.payload is None:
             stage = message.meta.get("stage", "?")
             return Result(FAILED, self.provider, permanent=True, detail=(
                 f"no approved template configured for stage {stage}: give it a content_sid, or set "
                 "freeform = true under [channels.whatsapp] where free-form text is allowed"))
+        parts = [sdk_fields(request) for request in decode_payload(message)["requests"]]
         if self.outbox:
             return self.write_outbox(to, {"messages": parts}, message.meta)
         result = self._send_parts(to, parts)
@@ -85,7 +101,7 @@ class WhatsAppChannel(TwilioChannel):
         return self.sent(to, answers, parts=len(parts), **extra)
 
     def _fallback(self, message: Message, number: str, failed: Result) -> Result:
-        sms_text = message.meta.get("sms_text")
+        sms_text = decode_payload(message).get("sms_fallback", {}).get("Body")
         if not sms_text:
             return replace(failed, evidence={**failed.evidence, "sms_fallback": "not tried: the message has no sms_text"})
         try:

@@ -1,67 +1,386 @@
-"""The contact-attempt log: an append-only JSON Lines file that finance shows in an audit.
+"""The contact-attempt log: append-only JSON Lines that finance shows a customer as proof.
 
-Each attempt is written twice: a `sending` record before the channel is called (write-ahead: if the
-process dies mid-send, the log still shows that an attempt was started, to whom and with what) and
-a `result` record after, with what the provider answered. Records are never rewritten; each is one
-`write()` on a file opened for appending, flushed and fsynced before the send goes on.
+One record per event. A customer notice is a `sending` record, written and fsynced before the
+provider is called (write-ahead: if the process dies mid-send, the log still says an attempt was
+started, to whom and with what), then its outcome (`sent`, `failed`, `task`, `blocked`), then any
+later status (`delivered`, `read`, `undelivered`, `bounced`...). Outcome and status records point
+at their `sending` by `ref`. Other events (`skipped`, `contact`, `hold`, `unknown`...) stand alone.
+
+Tamper evidence, and the one canonical form: a record *is* its line's bytes. Every line is
+`{"seq":N,...,"prev":"<hex>"}`, where `seq` counts records from 1 and `prev` is the SHA-256 of the
+previous record's line (without its newline; 64 zeros for the first). Nothing is re-serialised to
+check it: `verify.py` hashes the bytes as they are on disk, so any edit of a record breaks the link
+of the next, a removed or inserted record breaks `seq`, and the last record is held by the head
+(count, hash) that the state store keeps at every write and the staff summary carries out of the
+machine.
+
+Appending never reads or rewrites the file: the head is kept in memory after one read of the
+last line at the first write (seeking from the end), so an append costs the same at a thousand
+records and at a million. Several processes may append (the daemon, a staff command): an flock
+on the log serialises them, and a writer re-reads the tail only when the file's size shows that
+someone else appended since.
+
+A crash mid-write leaves a torn last line. Readers skip it, and the next append starts on a new
+line, so the torn bytes stay on a line of their own, ignored, and no record is lost with them.
+A record cut only of its newline is whole: it is kept and chained on.
+
+The exact bytes handed to each provider are in the message store beside the log
+(`messagestore.py`); the `sending` record carries their SHA-256 and where they are, and what the
+customer read (subject and text, or the WhatsApp template and its variables) in `content`.
 """
 from __future__ import annotations
 
-import json
+import fcntl
+import hashlib
 import os
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+
+import orjson
+
+from .messagestore import MessageStore, Stored, folder_for
+
+GENESIS = "0" * 64
+TAIL_BLOCK = 1 << 16
+# Outcomes of a `sending` (channels.Result.status, plus `unknown` after a crash).
+OUTCOMES = frozenset({"sent", "failed", "task", "blocked", "unknown"})
+UNKNOWN_DETAIL = ("the notifier stopped after recording this attempt and before the provider answered: "
+                  "check with the provider whether it was received; it is not sent again automatically")
+
+
+class LogError(Exception):
+    """The log cannot be written (disk full, permissions); names the file."""
+
+
+class Line(NamedTuple):
+    """One line of the log as read: its number (from 1), its bytes without the newline, the record
+    (None for a line that is not a record: a torn write), and whether it ended with a newline."""
+    number: int
+    raw: bytes
+    record: dict | None
+    terminated: bool
+
+
+class Head(NamedTuple):
+    count: int
+    hash: str
+
+
+def line_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def utc_iso(when: datetime) -> str:
+    """UTC, ISO 8601, milliseconds: `2026-11-24T11:00:00.000Z`. A naive time is a bug upstream."""
+    if when.tzinfo is None:
+        raise ValueError("the attempt log needs an aware datetime")
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def content_of(message) -> dict:
+    """What the customer read: the subject and plain text, or the WhatsApp template and its
+    variables (the channel sends a message with a `content_sid` as that template, never its text)."""
+    content: dict[str, Any] = {}
+    if message.subject:
+        content["subject"] = message.subject
+    if message.content_sid:
+        content["content_sid"] = message.content_sid
+        content["content_variables"] = dict(message.content_variables or {})
+    else:
+        content["text"] = message.text
+    return content
+
+
+def _parse(raw: bytes) -> dict | None:
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(record) is not dict or type(record.get("seq")) is not int or type(record.get("prev")) is not str:
+        return None
+    return record
+
+
+def scan(path: Path) -> Iterator[Line]:
+    """Every line of the log file, in order, parsed; nothing when the file does not exist."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for number, data in enumerate(f, 1):
+            terminated = data.endswith(b"\n")
+            raw = data[:-1] if terminated else data
+            yield Line(number, raw, _parse(raw), terminated)
+
+
+def _default(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} into the attempt log")
+
+
+class _Tail(NamedTuple):
+    head: Head
+    size: int
+    needs_newline: bool
+
+
+def read_tail(path: Path) -> _Tail:
+    """The head of the chain from the end of the file alone: read backwards block by block until
+    the last whole record (torn lines after it are passed over)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return _Tail(Head(0, GENESIS), 0, False)
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return _Tail(Head(0, GENESIS), 0, False)
+        f.seek(size - 1)
+        needs_newline = f.read(1) != b"\n"
+        pos, buf = size, b""
+        while True:
+            step = min(TAIL_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            buf = f.read(step) + buf
+            lines = buf.split(b"\n")
+            fragment = lines.pop()  # b"" after a final newline, else the unterminated last line
+            if pos > 0:
+                lines.pop(0)  # may be cut by the block boundary
+            last = next((raw for raw in reversed(lines) if _parse(raw) is not None), None)
+            if last is None and pos > 0:
+                continue
+            head = Head(0, GENESIS) if last is None else Head(_parse(last)["seq"], line_hash(last))
+            whole = _parse(fragment) if fragment else None
+            if whole is not None and whole["seq"] == head.count + 1 and whole["prev"] == head.hash:
+                head = Head(whole["seq"], line_hash(fragment))  # whole but for its newline
+            return _Tail(head, size, needs_newline)
 
 
 class AttemptLog:
-    def __init__(self, path: Path):
+    """The log at `path`, its message store in `messages` (default `<log name>.messages/`).
+
+    Cheap to create: nothing is opened until the first read or write. `close()` releases the
+    file and the writer's lock (a process that ends releases them anyway).
+    """
+
+    def __init__(self, path: Path, messages: Path | None = None):
         self.path = Path(path)
+        self.messages = MessageStore(Path(messages) if messages else folder_for(self.path))
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._fd: int | None = None
+        self._run_fd: int | None = None
+        self._tail: _Tail | None = None
+        self._open_attempts: dict[str, dict] = {}  # id -> what outcome records repeat of it
 
-    def start(self, when: datetime, message, notice: Mapping[str, Any]) -> str:
-        """Record that a send is about to happen; returns the attempt id to finish it with."""
-        attempt_id = uuid.uuid4().hex
-        self._append({
-            "event": "sending",
-            "attempt": attempt_id,
-            "time": when.isoformat(timespec="seconds"),
-            "channel": message.channel,
-            "recipient": message.recipient,
-            "subject": message.subject,
-            **notice,
-        })
-        return attempt_id
+    # --- writing ---------------------------------------------------------------------------------
 
-    def finish(self, attempt_id: str, when: datetime, result) -> None:
-        """Record the provider's answer to attempt `attempt_id`."""
-        self._append({
-            "event": "result",
-            "attempt": attempt_id,
-            "time": when.isoformat(timespec="seconds"),
-            "status": result.status,
-            "provider": result.provider,
-            "provider_id": result.provider_id,
-            "code": result.code,
-            "detail": result.detail,
-            "permanent": result.permanent,
-            "evidence": dict(result.evidence),
-        })
+    def start(self, when: datetime, message, fields: Mapping[str, Any], actor: str = "daemon",
+              payload: bytes | None = None, attempt_id: str | None = None) -> str:
+        """Record that `message` is about to be handed to its provider; returns the attempt id.
+
+        `payload` is the exact bytes the provider gets (`Channel.prepare`); `attempt_id` may be
+        chosen by the caller beforehand (`new_id()`) when the payload itself must carry it (the
+        e-mail's VERP Return-Path)."""
+        return self.start_many([(when, message, fields, actor, payload, attempt_id)])[0]
+
+    def start_many(self, items: Sequence[tuple]) -> list[str]:
+        """`start` for many messages with one fsync of the message store and one of the log (group
+        commit). Each item: (when, message, fields, actor, payload[, attempt_id])."""
+        records, stored_payloads = [], {}
+        for item in items:
+            when, message, fields, actor, payload, *rest = item
+            attempt_id = (rest[0] if rest else None) or new_id()
+            record = {"id": attempt_id, "event": "sending", "time": utc_iso(when), "actor": actor,
+                      **fields, "channel": message.channel, "recipient": message.recipient,
+                      "content": content_of(message)}
+            if payload is not None:
+                stored_payloads.setdefault(utc_iso(when)[:7], []).append((attempt_id, len(records), payload))
+            records.append(record)
+        for month, entries in stored_payloads.items():
+            pointers = self.messages.put_many(month, [(aid, data) for aid, _, data in entries])
+            for (_, index, _), where in zip(entries, pointers):
+                records[index]["message"] = where.to_json()
+        self._append(records)
+        for record in records:
+            self._open_attempts[record["id"]] = {k: record.get(k) for k in ("actor", "account", "channel", "recipient")}
+        return [r["id"] for r in records]
+
+    def finish(self, attempt_id: str, when: datetime, result) -> str:
+        """Record the provider's answer to `attempt_id`: event = `result.status`."""
+        return self.finish_many([(attempt_id, when, result)])[0]
+
+    def finish_many(self, items: Sequence[tuple]) -> list[str]:
+        """`finish` for many attempts with one fsync. Each item: (attempt_id, when, result)."""
+        records = []
+        for attempt_id, when, result in items:
+            known = self._open_attempts.pop(attempt_id, {"actor": "daemon"})
+            records.append({
+                "id": new_id(), "event": result.status, "time": utc_iso(when), **known, "ref": attempt_id,
+                "provider": result.provider, "provider_id": result.provider_id, "code": result.code,
+                "detail": result.detail, "permanent": result.permanent, "evidence": dict(result.evidence),
+            })
+        self._append(records)
+        return [r["id"] for r in records]
+
+    def skip(self, when: datetime, fields: Mapping[str, Any], reason: str, actor: str = "daemon") -> str:
+        """A notice decided not to be sent (superseded, opted out...): no `sending` before it."""
+        return self.note(when, "skipped", {**fields, "reason": reason}, actor)
+
+    def note(self, when: datetime, event: str, fields: Mapping[str, Any], actor: str = "daemon") -> str:
+        """Any other record (contact, hold, release, task_done, status records...); returns its id."""
+        return self.note_many([(when, event, fields, actor)])[0]
+
+    def note_many(self, items: Sequence[tuple]) -> list[str]:
+        """`note` for many records with one fsync. Each item: (when, event, fields, actor)."""
+        records = []
+        for when, event, fields, actor in items:
+            if event == "sending":
+                raise ValueError("a `sending` record is written by start(), which stores the payload")
+            records.append({"id": new_id(), "event": event, "time": utc_iso(when), "actor": actor, **fields})
+        self._append(records)
+        return [r["id"] for r in records]
+
+    def recover(self, when: datetime, actor: str = "daemon") -> list[dict]:
+        """Append `unknown` for every `sending` that has no outcome; returns those sendings.
+
+        Such an attempt was interrupted between the write-ahead record and the provider's answer:
+        the provider may or may not have it. It is never sent again automatically (that could
+        send a customer the same notice twice); it becomes a staff task. Done only when no other
+        process has the log open for writing, since their sendings may be in flight right now;
+        otherwise nothing is done and [] returned (the next start does it).
+        """
+        if not self._hold_run_lock(exclusive=True):
+            return []
+        try:
+            pending: dict[str, dict] = {}
+            for record in self.records():
+                if record.get("event") == "sending":
+                    pending[record["id"]] = record
+                elif "ref" in record:
+                    pending.pop(record["ref"], None)
+            pending = {k: v for k, v in pending.items() if k not in self._open_attempts}
+            if pending:
+                self._append([_unknown(when, actor, sending) for sending in pending.values()])
+            return list(pending.values())
+        finally:
+            self._hold_run_lock(exclusive=False)
+
+    # --- reading ---------------------------------------------------------------------------------
 
     def records(self) -> Iterator[dict]:
-        if not self.path.exists():
-            return
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
+        """Every record, in order, streamed from the file; lines that are not records (a write
+        torn by a crash) are skipped."""
+        for line in scan(self.path):
+            if line.record is not None:
+                yield line.record
 
-    def _append(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    def head(self) -> Head:
+        """(number of records, SHA-256 hex of the last one); (0, 64 zeros) for an empty log."""
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            size = 0
+        if self._tail is None or self._tail.size != size:
+            self._tail = read_tail(self.path)
+        return self._tail.head
+
+    def close(self) -> None:
+        for fd in (self._fd, self._run_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._run_fd = None
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        self._hold_run_lock(exclusive=False)
+        fd = self._log_fd()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(fd).st_size
+            if self._tail is None or self._tail.size != size:
+                self._tail = read_tail(self.path)  # first write, or another process appended
+            count, last = self._tail.head
+            blob = bytearray(b"\n" if self._tail.needs_newline else b"")
+            for record in records:
+                count += 1
+                raw = orjson.dumps({"seq": count, **record, "prev": last}, default=_default)
+                last = line_hash(raw)
+                blob += raw + b"\n"
+            try:
+                _write_all(fd, blob)
+                os.fsync(fd)
+            except OSError as exc:
+                self._tail = None  # what reached the disk is unknown: read the tail again next time
+                raise LogError(f"{self.path}: cannot append to the attempt log: {exc.strerror or exc}") from None
+            self._tail = _Tail(Head(count, last), size + len(blob), False)
         finally:
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _log_fd(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            if created:
+                _fsync_dir(self.path.parent)
+        return self._fd
+
+    def _hold_run_lock(self, exclusive: bool) -> bool:
+        """Every writing process holds `<log>.lock` shared while it lives, so that `recover` (which
+        wants it exclusive, without waiting) knows whether another writer may be mid-send."""
+        if self._run_fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._run_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+        if not exclusive:
+            fcntl.flock(self._run_fd, fcntl.LOCK_SH)
+            return True
+        try:
+            fcntl.flock(self._run_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._run_fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
+            return False
+        return True
+
+
+def new_id() -> str:
+    """A fresh attempt/record id: 32 hex digits (fits a VERP address's local part)."""
+    return uuid.uuid4().hex
+
+
+def stored_message(record: Mapping[str, Any]) -> Stored | None:
+    """The message-store pointer of a `sending` record, if it has one."""
+    where = record.get("message")
+    return Stored.from_json(where) if where else None
+
+
+def _unknown(when: datetime, actor: str, sending: dict) -> dict:
+    keep = ("account", "invoices", "stage", "channel", "recipient", "notice_date", "covers", "attempt")
+    return {"id": new_id(), "event": "unknown", "time": utc_iso(when), "actor": actor, "ref": sending["id"],
+            **{k: sending[k] for k in keep if k in sending}, "task": "check_with_provider",
+            "detail": UNKNOWN_DETAIL}
+
+
+def _write_all(fd: int, blob: bytes | bytearray) -> None:
+    view = memoryview(blob)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

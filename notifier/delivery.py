@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 import channels
 from channels import FAILED, ChannelError, Message, Result
 
-from .attempts import AttemptLog
+from .attempts import AttemptLog, new_id
 from .config import Config
 from .models import Account, Notice
 from .rules import account_timeline, is_first_time, plan_account, recipients, stage_channels
@@ -105,11 +105,17 @@ def deliver(
     config: Config,
     log: AttemptLog,
     now: Callable[[], datetime],
+    actor: str = "daemon",
+    attempt_of: Callable[[Notice], int] = lambda notice: 1,
 ) -> list[Delivery]:
-    """Send each message on its channel, logging the attempt before and the answer after.
+    """Send each message on its channel: prepare its bytes, log them (`sending`, fsynced), hand
+    exactly those bytes to the provider, log the answer.
 
-    A channel that cannot be built (say, a missing credential) fails its own messages with a
-    permanent error that names what to fix; the other channels go on.
+    The attempt id is chosen before the message is prepared, because the payload carries it (the
+    e-mail's VERP Return-Path and X-Notifier-Attempt-Id header). A channel that cannot be built or
+    cannot prepare the message (say, a missing credential) fails its own messages with a permanent
+    error that names what to fix; the other channels go on. `attempt_of` numbers the tries of a
+    notice (1 for the first), for the cycle that retries temporary failures.
     """
     built: dict[str, channels.Channel | ChannelError] = {}
     deliveries = []
@@ -120,17 +126,26 @@ def deliver(
                     built[notice.channel] = channels.build(notice.channel, config)
                 except ChannelError as exc:
                     built[notice.channel] = exc
-            attempt = log.start(now(), message, _notice_fields(notice))
             channel = built[notice.channel]
-            if isinstance(channel, ChannelError):
-                result = Result(FAILED, provider=notice.channel, detail=str(channel), permanent=True)
+            attempt_id = new_id()
+            message = replace(message, meta={**message.meta, "attempt_id": attempt_id})
+            problem = channel if isinstance(channel, ChannelError) else None
+            if problem is None:
+                try:
+                    message = channel.prepare(message)
+                except ChannelError as exc:
+                    problem = exc
+            fields = {**notice_fields(notice, message), "attempt": attempt_of(notice)}
+            log.start(now(), message, fields, actor, payload=message.payload, attempt_id=attempt_id)
+            if problem is not None:
+                result = Result(FAILED, provider=notice.channel, detail=str(problem), permanent=True)
             else:
                 try:
                     result = channel.send(message)
                 except ChannelError as exc:
                     result = Result(FAILED, provider=notice.channel, detail=str(exc), permanent=True)
-            log.finish(attempt, now(), result)
-            deliveries.append(Delivery(notice, message, attempt, result))
+            log.finish(attempt_id, now(), result)
+            deliveries.append(Delivery(notice, message, attempt_id, result))
     finally:
         for channel in built.values():
             if not isinstance(channel, ChannelError):
@@ -152,12 +167,16 @@ def failure_alerts(snapshot, renderer, deliveries: Iterable[Delivery], today: da
     return alerts
 
 
-def _notice_fields(notice: Notice) -> dict:
+def notice_fields(notice: Notice, message: Message) -> dict:
+    """What the log's `sending` record says of the notice: enough to rebuild the ledger from the
+    log (`covers`) and to tell finance which template was used."""
     return {
         "account": notice.account,
-        "notice_date": notice.date.isoformat(),
-        "stage": notice.stage,
         "invoices": list(notice.invoices),
+        "stage": notice.stage,
+        "notice_date": notice.date.isoformat(),
         "first_time": notice.first_time,
         "tutorial": notice.tutorial,
+        "covers": [[invoice, day.isoformat(), stage] for invoice, day, stage in notice.covers],
+        "template": message.meta.get("template") or message.content_sid or f"{notice.channel}/{notice.stage}",
     }

@@ -300,8 +300,12 @@ class Store:
     `config.retention_months`).
     """
 
-    def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT):
+    def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
+                 log_head: Callable[[], tuple[int, str]] | None = None):
         self.path = Path(path)
+        # The attempt log's (count, last hash), written into `meta` at every commit: a log cut
+        # short after a store write no longer reaches the head the state remembers (verify-log).
+        self.log_head = log_head
         self.archive_path = archive_path_for(self.path)
         self.retention_months = retention_months
         self._storage = AtomicJSONStorage(self.path)
@@ -315,6 +319,7 @@ class Store:
         sink = _ModelTables(self.path)
         _read(self.path, sink)
         models = {name: sink.tables.get(name, {}) for name in TABLES}
+        models["meta"] = sink.tables.get("meta", {})
         return Snapshot(self.path, self.retention_months, models=models)
 
     @contextmanager
@@ -352,6 +357,9 @@ class Store:
         the next archive run appends them again. Archive readers therefore dedupe by (kind, id),
         and no record is ever lost: it leaves the state only once it is safely in the archive.
         """
+        if self.log_head is not None:
+            count, digest = self.log_head()
+            snapshot.raw.setdefault("meta", {})["log_head"] = {"count": count, "hash": digest}
         tmp = self._storage.write_new(snapshot.raw)
         if snapshot.archive_lines:
             try:
@@ -410,6 +418,11 @@ class Snapshot:
 
     def ledger(self, account_id: str | None = None) -> list[LedgerEntry]:
         return self._select("ledger", account_id)
+
+    def meta(self, key: str):
+        """A value of the `meta` table (e.g. "log_head": the attempt log's head), or None."""
+        table = self._raw.get("meta", {}) if self._raw is not None else self._models.get("meta", {})
+        return table.get(key)
 
     def histories(self) -> dict[str, History]:
         """Per account id, what is remembered of its archived invoices (absent: nothing archived)."""
@@ -606,6 +619,8 @@ class _ModelTables:
     def add(self, name: str, docs: dict) -> None:
         if name in TABLES:
             self.tables.setdefault(name, {}).update(self._convert.many(name, docs))
+        elif name == "meta":  # plain values, no model
+            self.tables.setdefault(name, {}).update(docs)
 
 
 class _Dates(dict):

@@ -32,9 +32,13 @@ class Cli:
         return json.loads(self(*args, "--json", env=env).stdout)
 
 
-@pytest.fixture
-def cli(tmp_path) -> Cli:
+def clean_cli(workdir: Path) -> Cli:
     # Only what a clean machine has: no provider variables, so every channel uses the outbox.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMAIL_", "TWILIO_", "STAFF_", "NOTIFIER_"))}
     env["PYTHONPATH"] = str(ROOT)
-    return Cli(tmp_path, env)
+    return Cli(workdir, env)
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    return clean_cli(tmp_path)

@@ -144,7 +144,7 @@ def test_preview_and_send_to_the_outbox(imported, tmp_path):
     emls = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
     assert len(emls) == 2
     records = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
-    assert [r["event"] for r in records] == ["sending", "result", "sending", "result"]
+    assert [r["event"] for r in records] == ["sending", "sent", "sending", "sent"]
     assert {r["recipient"] for r in records if r["event"] == "sending"} == {"financeiro@acme.com.br", "maria@acme.com.br"}
     # a test send does not mark the plan's notice as handled
     assert len(imported.json("plan", "--date", "2026-11-24")) == 4

@@ -52,8 +52,8 @@ def providers(cli, tmp_path):
 def attempts(tmp_path) -> list[dict]:
     lines = (tmp_path / "attempts.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
-    results = {r["attempt"]: r for r in records if r["event"] == "result"}
-    return [{**r, "result": results[r["attempt"]]} for r in records if r["event"] == "sending"]
+    results = {r["ref"]: {**r, "status": r["event"]} for r in records if r["event"] != "sending"}
+    return [{**r, "result": results[r["id"]]} for r in records if r["event"] == "sending"]
 
 
 def test_email_reaches_the_smtp_server_and_the_log_proves_it(cli, providers, tmp_path):

@@ -32,6 +32,7 @@ BUG_EXIT_CODE = 70  # EX_SOFTWARE: tells a wrapper script "a bug", apart from 1 
 @dataclass
 class Context:
     config: Config
+    _log: object = None
 
     def store(self, create: bool = False):
         """The store of the configured state file, which must exist unless `create` (only `import`
@@ -39,7 +40,14 @@ class Context:
         look like "nothing to do"."""
         from ..store import Store
         _check_state_file(self.config.state, create)
-        return Store(self.config.state, retention_months=self.config.retention_months)
+        return Store(self.config.state, retention_months=self.config.retention_months, log_head=self.log().head)
+
+    def log(self):
+        """The attempt log, one per command: its writer's lock and head are per instance."""
+        if self._log is None:
+            from ..attempts import AttemptLog
+            self._log = AttemptLog(self.config.attempt_log)
+        return self._log
 
     def now(self) -> datetime:
         return datetime.now(self.config.tz)

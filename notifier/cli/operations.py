@@ -1,11 +1,11 @@
 """Running the notifier (operations): check the setup, send a message by hand."""
 from __future__ import annotations
 
+import getpass
 import sys
 
 import click
 
-from ..attempts import AttemptLog
 from ..config import CHANNELS
 from ..delivery import deliver, failure_alerts, notices_for_account, render_all
 from .base import cli, Context, message_options
@@ -52,13 +52,15 @@ def send(obj: Context, account, channel, stage, to, day):
     today = obj.today(day)
     snap = obj.store().snapshot()
     notices = notices_for_account(snap, obj.config, account, today, stage, channel, to)
-    renderer, log = Renderer(obj.config), AttemptLog(obj.config.attempt_log)
+    renderer, log = Renderer(obj.config), obj.log()
     problems = renderer.check()  # a broken template is found before a customer sees it
     if problems:
         raise click.ClickException("nothing sent: the templates have problems (see `notifier check`):\n  "
                                    + "\n  ".join(problems))
-    deliveries = deliver(render_all(snap, renderer, notices, today), obj.config, log, obj.now)
-    deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now)
+    log.recover(obj.now())  # an attempt a crash interrupted becomes `unknown`, never re-sent
+    actor = getpass.getuser()
+    deliveries = deliver(render_all(snap, renderer, notices, today), obj.config, log, obj.now, actor)
+    deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now, actor)
     failed = 0
     for d in deliveries:
         r = d.result

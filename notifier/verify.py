@@ -1,0 +1,141 @@
+"""Checking the attempt log: the hash chain, every stored message, and the head the state keeps.
+
+What each kind of tampering looks like (see attempts.py for the chain):
+- a record **changed**: its bytes no longer hash to the next record's `prev` (the last record's
+  to the head kept in the state);
+- a record **removed**: `seq` jumps (3 is followed by 5);
+- a record **inserted**: a `seq` appears twice, or a line is a JSON object that is not a record;
+- records **reordered**: a `seq` that was missing turns up later;
+- the end **cut off**: the log holds fewer records than the head the state recorded;
+- a stored message **changed**: its bytes no longer match the SHA-256 in its `sending` record.
+
+A line that is not JSON at all is what a crash mid-write leaves (attempts.py): it is reported as
+a note, not a failure, because the records around it still chain (nothing was lost with it).
+
+The check streams the log once, holding only the numbers it needs (memory flat in its size).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import orjson
+
+from .attempts import GENESIS, Head, line_hash, scan, stored_message
+from .messagestore import MessageStore, MessageStoreError
+
+MAX_PROBLEMS = 20  # beyond the first few, more lines say nothing a person can act on
+
+
+@dataclass
+class Verdict:
+    records: int = 0
+    messages: int = 0
+    head: Head = Head(0, GENESIS)
+    problems: list[str] = field(default_factory=list)  # the first names the first tampered record
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "records": self.records, "messages": self.messages,
+                "head": {"count": self.head.count, "hash": self.head.hash},
+                "problems": self.problems, "notes": self.notes}
+
+
+def verify(log_path, messages: MessageStore, expected: Mapping | None = None, check_messages: bool = True) -> Verdict:
+    """Check the log at `log_path` and its messages; `expected` is the head the state recorded
+    ({"count", "hash"}) or None when there is none yet."""
+    v = Verdict()
+    expect_seq, last_hash, last_line = 1, GENESIS, 0
+    missing: dict[int, tuple[int, int | None]] = {}  # seq not where expected -> (line, index of its problem)
+    seen_hash_at: str | None = None  # hash of the record numbered expected["count"]
+    chain_broken = False
+    want = int(expected["count"]) if expected else None
+
+    def problem(text: str) -> None:
+        if len(v.problems) < MAX_PROBLEMS:
+            v.problems.append(text)
+
+    for line in scan(log_path):
+        rec = line.record
+        if rec is None:
+            if _is_json_object(line.raw):
+                problem(f"line {line.number}: a JSON object that is not a record of this log (no seq/prev): inserted")
+                chain_broken = True
+            elif not line.terminated:
+                v.notes.append(f"line {line.number}: an incomplete last line (a write interrupted by a crash), ignored")
+            else:
+                v.notes.append(f"line {line.number}: an incomplete line (a write interrupted by a crash), ignored")
+            continue
+        seq, digest = rec["seq"], line_hash(line.raw)
+        name = f"record {seq} (line {line.number}, {rec.get('event')} {rec.get('id')})"
+        if seq == expect_seq:
+            if rec["prev"] != last_hash and not chain_broken:
+                if seq == 1:
+                    problem(f"{name}: its link to the start of the log is wrong: changed")
+                else:
+                    problem(f"record {seq - 1} (line {last_line}) was changed: its bytes no longer hash to "
+                            f"the `prev` of record {seq} (line {line.number})")
+                chain_broken = True
+        elif seq > expect_seq:
+            index = None
+            if not chain_broken:
+                gap = f"record {expect_seq}" if seq == expect_seq + 1 else f"records {expect_seq} to {seq - 1}"
+                index = len(v.problems)
+                problem(f"{gap} removed: missing before line {line.number}")
+            for gone in range(expect_seq, seq):
+                missing[gone] = (line.number, index)
+            chain_broken = True
+        elif seq in missing:
+            expected_at, index = missing.pop(seq)
+            text = f"records reordered: {name} belongs before line {expected_at}"
+            if index is not None and index < len(v.problems):
+                v.problems[index] = text  # what looked like a removal was a move
+            else:
+                problem(text)
+        else:
+            problem(f"line {line.number}: record {seq} appears a second time: {expect_seq - seq} record(s) "
+                    f"inserted before line {line.number}")
+            chain_broken = True
+        if seq >= expect_seq:
+            expect_seq = seq + 1
+        last_hash, last_line = digest, line.number
+        v.records += 1
+        if want is not None and seq == want:
+            seen_hash_at = digest
+        if check_messages and rec.get("event") == "sending":
+            where = stored_message(rec)
+            if where is not None:
+                v.messages += 1
+                _check_message(messages, where, name, problem)
+    v.head = Head(expect_seq - 1, last_hash)
+    if expected:
+        if v.head.count < want:
+            problem(f"the log ends at record {v.head.count} but the state recorded {want} records "
+                    f"(last hash {expected['hash']}): records {v.head.count + 1} to {want} were cut off the end")
+        elif seen_hash_at != expected["hash"] and not chain_broken:
+            problem(f"record {want} was changed or replaced since the state recorded the log's head "
+                    f"(hash {expected['hash']}, now {seen_hash_at})")
+    return v
+
+
+def _check_message(messages: MessageStore, where, name: str, problem) -> None:
+    try:
+        data = messages.read(where)
+    except MessageStoreError as exc:
+        problem(f"{name}: stored message: {exc}")
+        return
+    if len(data) != where.size or hashlib.sha256(data).hexdigest() != where.sha256:
+        problem(f"{name}: the stored message ({where.pack} at {where.offset}) no longer matches the "
+                "SHA-256 in the record: changed")
+
+
+def _is_json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(raw), dict)
+    except orjson.JSONDecodeError:
+        return False
