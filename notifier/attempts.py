@@ -65,3 +65,57 @@ class AttemptLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    # --- Minimal versions of the CONTRACTS.md methods the daily cycle needs (h8). h7 owns this
+    # file and rewrites it (hash chain, message store): at merge, h7's versions replace these.
+    # Record shape as in CONTRACTS.md: every record has `id`, `event`, `time`, `actor`; an
+    # outcome's `ref` is the id of its `sending` record.
+
+    def start_many(self, items) -> list[str]:
+        """`start` for many messages with ONE write and fsync (group commit)."""
+        records = [{"event": "sending", "time": when.isoformat(timespec="seconds"), "actor": actor,
+                    "channel": message.channel, "recipient": message.recipient, "subject": message.subject,
+                    **fields, "id": uuid.uuid4().hex} for when, message, fields, actor, _payload in items]
+        self._append_all(records)
+        return [r["id"] for r in records]
+
+    def finish_many(self, items) -> None:
+        self._append_all([{"event": r.status, "id": uuid.uuid4().hex, "ref": attempt_id,
+                           "time": when.isoformat(timespec="seconds"), "provider": r.provider,
+                           "provider_id": r.provider_id, "code": r.code, "detail": r.detail,
+                           "permanent": r.permanent, "evidence": dict(r.evidence)} for attempt_id, when, r in items])
+
+    def skip(self, when, fields, reason, actor="daemon") -> str:
+        return self.note(when, "skipped", {**fields, "reason": reason}, actor)
+
+    def note(self, when, event, fields, actor) -> str:
+        record = {"time": when.isoformat(timespec="seconds"), "actor": actor, **fields,
+                  "event": event, "id": uuid.uuid4().hex}
+        self._append_all([record])
+        return record["id"]
+
+    def recover(self, when) -> list[dict]:
+        """Every `sending` without an outcome gets an `unknown` record; returns those sendings."""
+        open_: dict[str, dict] = {}
+        for record in self.records():
+            if record.get("event") == "sending":
+                open_[record.get("id") or record["attempt"]] = record
+            else:
+                open_.pop(record.get("ref") or record.get("attempt"), None)
+        self._append_all([{"event": "unknown", "id": uuid.uuid4().hex, "ref": attempt_id,
+                           "time": when.isoformat(timespec="seconds"), "actor": "daemon", "permanent": True,
+                           "detail": "the process stopped between the claim and the provider's answer: "
+                                     "not sent again automatically (a staff task)"} for attempt_id in open_])
+        return list(open_.values())
+
+    def _append_all(self, records: list[dict]) -> None:
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
