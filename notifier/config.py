@@ -110,6 +110,16 @@ class ContactHours:
 
 
 @dataclass(frozen=True)
+class CycleSettings:
+    """How the daily cycle runs (`[cycle]`): when, how many messages at once, how hard it retries."""
+    at: time = time(9)  # the daily cycle's time in `timezone`
+    workers: int = 8  # messages in flight at once (one connection per worker and channel)
+    tries: int = 3  # attempts of a message within one cycle when the provider fails temporarily
+    backoff: float = 2.0  # seconds before the first retry; doubled for each next one, with jitter
+    every_minutes: int = 15  # between cycles: how often the daemon sends what waited and retries
+
+
+@dataclass(frozen=True)
 class Company:
     """Who the messages come from; CDC art. 42-A wants legal name, CNPJ and address in each."""
     name: str = "Lucanet"
@@ -143,6 +153,8 @@ class Config:
     settlement_days: int = 1
     extra_holidays: tuple[date, ...] = ()
     contact_hours: ContactHours = ContactHours()
+    cycle: CycleSettings = CycleSettings()
+    do_not_contact: Path | None = None  # a file of phone numbers that get no WhatsApp or SMS
     timezone: str = "America/Sao_Paulo"
     retention_months: int = 3
     company: Company = Company()
@@ -196,7 +208,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], state: Path | Non
 
 
 # The configuration keys that name a file or folder.
-PATH_KEYS = ("state", "attempt_log", "outbox", "templates")
+PATH_KEYS = ("state", "attempt_log", "outbox", "templates", "do_not_contact")
 
 
 def _place_files(cfg: Config, written: set[str], config_dir: Path | None, state: Path | None) -> Config:
@@ -257,6 +269,7 @@ class _Where:
 _TOP_KEYS = {
     "ladder", "settlement_days", "extra_holidays", "contact_hours", "timezone",
     "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels", "prices",
+    "cycle", "do_not_contact",
 }
 
 
@@ -287,6 +300,8 @@ def _parse(raw: dict, where: _Where) -> Config:
         values["contact_hours"] = _parse_hours(raw["contact_hours"], where)
     if "company" in raw:
         values["company"] = _parse_company(raw["company"], where)
+    if "cycle" in raw:
+        values["cycle"] = _parse_cycle(raw["cycle"], where)
     for key in PATH_KEYS:
         if key in raw:
             values[key] = Path(_text(raw[key], key, where, "a non-empty path string"))
@@ -392,6 +407,28 @@ def _parse_hours(raw, where: _Where) -> ContactHours:
             raise where.error(f"contact_hours.{key}", f"{value!r}: the start must come before the end")
         values[key] = (start, end)
     return ContactHours(**values)
+
+
+def _parse_cycle(raw, where: _Where) -> CycleSettings:
+    if not isinstance(raw, dict):
+        raise where.error("cycle", "must be a table")
+    limits = {"workers": (1, 64), "tries": (1, 10), "every_minutes": (1, 1440)}
+    values = {}
+    for key, value in raw.items():
+        if key == "at":
+            try:
+                values[key] = time.fromisoformat(str(value))
+            except ValueError:
+                raise where.error("cycle.at", f'not a time of day: {value!r} (write "09:00")') from None
+        elif key == "backoff":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 600:
+                raise where.error("cycle.backoff", f"must be a number of seconds from 0 to 600, not {value!r}")
+            values[key] = float(value)
+        elif key in limits:
+            values[key] = _int_in(value, *limits[key], f"cycle.{key}", where)
+        else:
+            raise where.error(f"cycle.{key}", "unknown key (known: at, workers, tries, backoff, every_minutes)")
+    return CycleSettings(**values)
 
 
 def _parse_company(raw, where: _Where) -> Company:

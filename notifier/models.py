@@ -72,6 +72,20 @@ class LedgerEntry(NamedTuple):
         return (self.invoice, self.notice_date, self.channel, self.recipient)
 
 
+class Hold(NamedTuple):
+    """A pause that staff put on an account's ladder (`notifier hold`): nothing automatic goes out
+    for it from `since` until the day before `until` (on `until` the hold has ended by itself)."""
+    account: str
+    reason: str
+    until: date
+    by: str
+    since: date
+    note: str = ""
+
+    def active_on(self, day: date) -> bool:
+        return self.since <= day < self.until
+
+
 class History(NamedTuple):
     """What the store remembers of an account's archived invoices: enough to tell a first-time
     delinquent once the invoices themselves have left the store."""

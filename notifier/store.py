@@ -45,10 +45,13 @@ from tinydb.storages import Storage
 
 from .calendar import add_months
 from .config import Config
-from .models import Account, History, Invoice, LedgerEntry
+from .models import Account, History, Hold, Invoice, LedgerEntry
 from .rules import is_late
 
 TABLES = ("accounts", "invoices", "ledger", "history")
+# The daily cycle's tables (staff holds; `meta`: heartbeat, last cycle...): written only once used,
+# so a store that never ran a cycle keeps the four tables above.
+CYCLE_TABLES = ("holds", "meta")
 LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
 CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
 
@@ -318,8 +321,7 @@ class Store:
         no lock. Its change methods raise: change the store through `transaction()`."""
         sink = _ModelTables(self.path)
         _read(self.path, sink)
-        models = {name: sink.tables.get(name, {}) for name in TABLES}
-        models["meta"] = sink.tables.get("meta", {})
+        models = {name: sink.tables.get(name, {}) for name in TABLES + CYCLE_TABLES}
         return Snapshot(self.path, self.retention_months, models=models)
 
     @contextmanager
@@ -419,14 +421,34 @@ class Snapshot:
     def ledger(self, account_id: str | None = None) -> list[LedgerEntry]:
         return self._select("ledger", account_id)
 
-    def meta(self, key: str):
-        """A value of the `meta` table (e.g. "log_head": the attempt log's head), or None."""
-        table = self._raw.get("meta", {}) if self._raw is not None else self._models.get("meta", {})
-        return table.get(key)
-
     def histories(self) -> dict[str, History]:
         """Per account id, what is remembered of its archived invoices (absent: nothing archived)."""
         return dict(self._all("history"))
+
+    # The daily cycle's tables (h8): staff holds per account, and `meta`, small documents by key
+    # (heartbeat, last_cycle, ...) that the daemon and `status` share.
+
+    def holds(self) -> dict[str, Hold]:
+        return dict(self._all("holds"))
+
+    def meta(self, key: str) -> dict | None:
+        return self._get("meta", key)
+
+    def put_hold(self, hold: Hold) -> None:
+        self.raw.setdefault("holds", {})[hold.account] = {k: v.isoformat() if isinstance(v, date) else v
+                                           for k, v in hold._asdict().items() if k != "account"}
+        self._touched("holds")
+
+    def drop_hold(self, account_id: str) -> Hold | None:
+        hold = self._get("holds", account_id)
+        if hold is not None:
+            del self.raw["holds"][account_id]
+            self._touched("holds")
+        return hold
+
+    def set_meta(self, key: str, value: dict) -> None:
+        self.raw.setdefault("meta", {})[key] = value
+        self._touched("meta")
 
     # Changing: only from Store.transaction(), written when its block ends
 
@@ -559,13 +581,13 @@ class Snapshot:
         models = self._models.get(table)
         if models is not None:
             return models.get(key)
-        doc = self._raw[table].get(key)
+        doc = self._raw.get(table, {}).get(key)
         return None if doc is None else self._convert.one(table, key, doc)
 
     def _all(self, table: str) -> dict:
         models = self._models.get(table)
         if models is None:
-            models = self._models[table] = self._convert.many(table, self._raw[table])
+            models = self._models[table] = self._convert.many(table, self._raw.get(table, {}))
         return models
 
     def _select(self, table: str, account_id: str | None) -> list:
@@ -617,10 +639,8 @@ class _ModelTables:
         self.tables = {}
 
     def add(self, name: str, docs: dict) -> None:
-        if name in TABLES:
+        if name in _FROM_DOC:
             self.tables.setdefault(name, {}).update(self._convert.many(name, docs))
-        elif name == "meta":  # plain values, no model
-            self.tables.setdefault(name, {}).update(docs)
 
 
 class _Dates(dict):
@@ -802,9 +822,15 @@ def _history(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> History:
     return History(key, dates[doc.get("first_late_due")], doc.get("late_count", 0))
 
 
+def _hold(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Hold:
+    return Hold(key, doc["reason"], dates[doc["until"]], doc["by"], dates[doc["since"]], doc.get("note", ""))
+
+
 _FROM_DOC: dict[str, Callable[[str, dict, _Dates, _Amounts], Any]] = {
     "accounts": _account,
     "invoices": _invoice,
     "ledger": _ledger,
     "history": _history,
+    "holds": _hold,
+    "meta": lambda key, doc, dates, amounts: doc,
 }

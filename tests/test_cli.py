@@ -174,9 +174,16 @@ def test_state_example_is_the_import_of_the_example_billing_data(cli, tmp_path):
     assert (tmp_path / "fresh.json").read_bytes() == (ROOT / "state.json.example").read_bytes()
 
 
-def test_readme_main_command_plans_the_example_state(cli):
-    out = cli("--state", str(ROOT / "state.json.example"), "plan", "--date", "2026-11-24").stdout
-    assert "padaria-sao-joao" in out and "whatsapp" in out and "notices for 24/11/2026" in out
+def test_readme_main_command_runs_one_cycle_on_a_copy_of_the_example_state(cli, tmp_path):
+    example = (ROOT / "state.json.example").read_bytes()
+    (tmp_path / "state.json").write_bytes(example)  # README: cp state.json.example state.json
+    out = cli("run-once", "--date", "2026-11-24").stdout
+    assert out.splitlines()[0].split() == ["channel", "sent", "task", "failed", "retry", "waiting", "held",
+                                           "skipped", "blocked"]
+    emails = sorted(p.name.split("-", 1)[1].rsplit("-", 1)[0] for p in (tmp_path / "outbox" / "email").glob("*.eml"))
+    assert "financeiro@padariasaojoao.com.br" in emails and len(emails) == 6
+    assert (ROOT / "state.json.example").read_bytes() == example
+    assert "nothing to send" in cli("run-once", "--date", "2026-11-24").stdout  # at most once
 
 
 def test_send_refuses_when_a_template_is_broken(imported, tmp_path):

@@ -1,0 +1,115 @@
+"""Running unattended (operations): one cycle (`run-once`), the `daemon`, and its `status`."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+import click
+
+from .base import Context, cli, date_option, echo_json, json_option, print_table
+
+TIME = click.DateTime(formats=["%H:%M"])
+
+
+def setup_logging() -> None:
+    """One line per event on stderr: journald and `docker logs` add their own context."""
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
+
+
+def clock_for(obj: Context, day, at):
+    """The cycle's clock: the real time, or with `--date` that day at `--at` (default the
+    configured cycle time), advancing in real time so the log's records stay in order."""
+    if day is None:
+        return obj.now
+    start = datetime.combine(day, at or obj.config.cycle.at, obj.config.tz)
+    t0 = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - t0)
+
+
+@contextmanager
+def progress_reporter(enabled: bool):
+    """A rich progress bar on a terminal; plain lines (one per tenth) otherwise."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), transient=True) as bar:
+            task = bar.add_task("sending", total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+        return
+    shown = [0]
+
+    def plain(done: int, total: int) -> None:
+        step = max(total // 10, 1)
+        if done // step > shown[0] or done == total:
+            shown[0] = done // step
+            click.echo(f"progress: {done}/{total} messages", err=True)
+    yield plain
+
+
+def print_summary(summary, dry_run: bool) -> None:
+    from ..cycle import COLUMNS
+    headers = ["channel", *(("would send" if c == "sent" and dry_run else c) for c in COLUMNS)]
+    rows = summary.table()
+    if rows:
+        print_table(headers, rows)
+    else:
+        click.echo("nothing to send")
+    if summary.waiting_until:
+        click.echo(f"waiting for contact hours: until {summary.waiting_until:%d/%m/%Y %H:%M}")
+    for code, detail in sorted(summary.problems.items()):
+        click.echo(f"blocked: {code}: {detail}", err=True)
+    if summary.stopped:
+        click.echo("stopped before the end: the rest goes on the next run", err=True)
+
+
+@cli.command("run-once")
+@date_option("Run the cycle as of this day (YYYY-MM-DD) at the configured cycle time; default: now.")
+@click.option("--at", type=TIME, callback=lambda c, p, v: v.time() if v else None,
+              help="With --date: the time of day (HH:MM) the cycle runs at, for contact hours.")
+@click.option("--dry-run", is_flag=True, help="Plan and render everything, send and write nothing.")
+@click.option("--limit", type=click.IntRange(min=0), help="Send at most N messages.")
+@json_option
+@click.pass_obj
+def run_once(obj: Context, day, at, dry_run, limit, as_json):
+    """Run one cycle and exit (for cron, tests and manual runs): plan the day, record superseded
+    notices as skipped, send, log every attempt and mark what was handled in the ledger."""
+    import signal
+    import threading
+    from ..attempts import AttemptLog
+    from ..cycle import Cycle, reconcile, record_cycle
+    from ..daemon import AlreadyRunning, PidLock
+    from ..render import Renderer
+    if at and not day:
+        raise click.UsageError("--at needs --date")
+    setup_logging()
+    clock = clock_for(obj, day, at)
+    today = clock().date()
+    store, log = obj.store(), AttemptLog(obj.config.attempt_log)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    renderer = Renderer(obj.config)
+    with progress_reporter(not as_json) as progress:
+        cycle = Cycle(store, obj.config, log, renderer, clock, stop, progress, actor="run-once")
+        if dry_run:
+            summary = cycle.run(today, dry_run=True, limit=limit)
+        else:
+            try:
+                with PidLock(obj.config.state):
+                    reconcile(store, log, clock())
+                    summary = cycle.run(today, limit=limit)
+                    record_cycle(store, today, clock(), summary)
+            except AlreadyRunning as exc:
+                raise click.ClickException(str(exc)) from None
+    if as_json:
+        echo_json({"day": today.isoformat(), "dry_run": dry_run, "counts": summary.to_json(),
+                   "problems": summary.problems, "stopped": summary.stopped})
+    else:
+        print_summary(summary, dry_run)

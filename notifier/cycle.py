@@ -1,0 +1,455 @@
+"""One day's cycle: plan, screen, render, claim, send, log, and mark handled in the ledger.
+
+The order of writes is what makes "at most once" survive a crash:
+1. a message's `sending` record (the claim) is in the attempt log, fsynced, before its provider
+   is called; claims are written for a batch at a time (one fsync for many: group commit);
+2. outcomes are appended as they come back, also grouped;
+3. the ledger (in the store) is updated in batches, a handful of store writes per cycle, and the
+   store lock is only held for those writes, never while a provider is being called.
+A process that dies between 1 and 3 leaves claims the ledger does not know: `reconcile()` at the
+next start writes their ledger rows from the log (a `sending` record carries the `covers` of its
+notice), and claims with no outcome become `unknown` (`log.recover`), which are never sent again
+automatically but given to staff as tasks.
+
+What a notice becomes, by outcome (ledger row or not):
+- sent / task / failed permanently / skipped / unknown: a ledger row: handled, never again;
+- failed temporarily, blocked (our configuration problem), waiting for contact hours, on hold:
+  no row, so a later pass within the notice's catch-up window sends it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Callable, Iterable
+
+import channels
+from channels import FAILED, SENT, ChannelError, Message, Result
+
+from . import hours, rules
+from .attempts import AttemptLog
+from .config import Config
+from .delivery import Delivery, failure_alerts
+from .dispatch import BLOCKED, Job, Outcome, Pool
+from .holds import parse_do_not_contact, screen
+from .models import LedgerEntry, Notice
+from .store import Store, ledger_key
+
+logger = logging.getLogger("notifier.cycle")
+
+TASK = getattr(channels, "TASK", "task")
+UNKNOWN = "unknown"
+BATCH = 256  # claims per group commit; also bounds what a stop must still answer
+FLUSH_EVERY = 2500  # outcomes between two ledger writes...
+FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
+COLUMNS = ("sent", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
+
+
+@dataclass
+class Summary:
+    """Per channel, how many notices ended how; `waiting_until` the earliest contact-hours time."""
+    counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    waiting_until: datetime | None = None
+    stopped: bool = False
+    problems: dict[str, str] = field(default_factory=dict)  # blocked: code -> what to configure
+
+    def add(self, channel: str, column: str, n: int = 1) -> None:
+        self.counts[channel][column] += n
+
+    def total(self, column: str) -> int:
+        return sum(c[column] for c in self.counts.values())
+
+    def to_json(self) -> dict:
+        return {ch: {k: c[k] for k in COLUMNS if c[k]} for ch, c in sorted(self.counts.items())}
+
+    def table(self) -> list[list]:
+        rows = [[ch, *(c[k] for k in COLUMNS)] for ch, c in sorted(self.counts.items())]
+        return rows + [["total", *(self.total(k) for k in COLUMNS)]] if len(rows) > 1 else rows
+
+
+def outcome_column(result: Result) -> str:
+    if result.status == SENT:
+        return "sent"
+    if result.status == TASK:
+        return "task"
+    if result.status == BLOCKED:
+        return "blocked"
+    return "failed" if result.permanent else "retry"
+
+
+def ledger_status(status: str, permanent: bool) -> str | None:
+    """The ledger row an outcome writes, or None when the notice must be tried again."""
+    if status in (SENT, TASK, UNKNOWN):
+        return status
+    if status == FAILED and permanent:
+        return "failed"
+    return None
+
+
+def notice_fields(notice: Notice) -> dict:
+    """What the attempt log records of a notice (CONTRACTS.md); `covers` lets the ledger be
+    rebuilt from the log alone."""
+    return {
+        "account": notice.account,
+        "invoices": list(notice.invoices),
+        "stage": notice.stage,
+        "channel": notice.channel,
+        "recipient": notice.recipient,
+        "notice_date": notice.date.isoformat(),
+        "first_time": notice.first_time,
+        "tutorial": notice.tutorial,
+        "covers": [[inv, day.isoformat(), stage] for inv, day, stage in notice.covers],
+        "template": f"{notice.channel}/{notice.stage}",
+        "attempt": 1,
+    }
+
+
+def ledger_rows(fields: dict, status: str, attempt_id: str | None) -> list[LedgerEntry]:
+    """The ledger rows of one logged notice: one per invoice timeline entry it covers."""
+    return [
+        LedgerEntry(inv, fields["account"], date.fromisoformat(day), stage, fields["channel"], fields["recipient"],
+                    status, bool(fields.get("tutorial")) and status == SENT, attempt_id)
+        for inv, day, stage in fields.get("covers", ())
+    ]
+
+
+# --- at start: the ledger catches up with the log ------------------------------------------------
+
+
+def reconcile(store: Store, log: AttemptLog, now: datetime) -> tuple[int, int]:
+    """Make the ledger agree with the attempt log after a crash; returns (unknown, rows added).
+
+    Claims without an outcome become `unknown` (never re-sent). Then every record appended since
+    the last reconcile is read: a claim whose outcome handles it (sent, task, permanent failure,
+    unknown) and every `skipped` with covers gives ledger rows, added where the ledger has none.
+    Run it when no cycle is running (the daemon's pid lock sees to that).
+    """
+    unknown = log.recover(now)
+    applied = (store.snapshot().meta("log_applied") or {}).get("records", 0)
+    claims: dict[str, dict] = {}
+    outcomes: dict[str, tuple[str, bool]] = {}
+    skips: list[dict] = []
+    count = 0
+    for count, record in enumerate(log.records(), 1):
+        if count <= applied:
+            continue
+        event = record.get("event")
+        if event == "sending":
+            if record.get("covers"):
+                claims[record["id"]] = record
+        elif event == "skipped":
+            if record.get("covers"):
+                skips.append(record)
+        elif record.get("ref"):
+            outcomes[record["ref"]] = (event, bool(record.get("permanent")))
+    rows = [row for record in skips for row in ledger_rows(record, "skipped", None)]
+    for attempt_id, claim in claims.items():
+        status = ledger_status(*outcomes.get(attempt_id, (None, False)))
+        if status is not None:
+            rows += ledger_rows(claim, status, attempt_id)
+    with store.transaction() as snap:
+        invoices, ledger = snap.raw["invoices"], snap.raw["ledger"]
+        missing = [r for r in rows if r.invoice in invoices and ledger_key(r) not in ledger]
+        if missing:
+            snap.add_ledger(missing)
+        if count != applied:
+            snap.set_meta("log_applied", {"records": count})
+    if unknown or missing:
+        logger.warning("reconciled the ledger with the attempt log: %d unknown attempt(s), %d ledger row(s) added",
+                       len(unknown), len(missing))
+    return len(unknown), len(missing)
+
+
+# --- the cycle -------------------------------------------------------------------------------------
+
+
+class Cycle:
+    """One pass over a day's plan. Run it any number of times a day: the ledger makes a pass
+    send only what is still pending (what waited for contact hours, what failed temporarily).
+
+    `clock` gives the current time in the configured zone (frozen days advance it from the
+    cycle's start); `stop` (an Event) ends the pass early and cleanly; `progress(done, total)`
+    is told as messages finish.
+    """
+
+    def __init__(self, store: Store, config: Config, log: AttemptLog, renderer, clock: Callable[[], datetime],
+                 stop: threading.Event | None = None, progress: Callable[[int, int], None] | None = None,
+                 actor: str = "daemon"):
+        self.store, self.config, self.log, self.renderer = store, config, log, renderer
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.progress = progress or (lambda done, total: None)
+        self.actor = actor
+        self.log_lock = threading.Lock()
+
+    def run(self, today: date, dry_run: bool = False, limit: int | None = None) -> Summary:
+        now = self.clock()
+        summary = Summary()
+        snap = self.store.snapshot()
+        plan = rules.plan_day(today, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(),
+                              self.config.calendar, self.config)
+        account_of = {inv.id: inv.account for inv in snap.invoices()}
+        screened = screen(today, plan.notices, plan.superseded, snap.holds(), self.do_not_contact(), account_of)
+        for notice in screened.held:
+            summary.add(notice.channel, "held")
+        sendable = []
+        for notice in screened.send:
+            if hours.allowed(notice.channel, now, self.config.contact_hours):
+                sendable.append(notice)
+                continue
+            summary.add(notice.channel, "waiting")
+            at = hours.next_allowed(notice.channel, now, self.config.contact_hours)
+            if at is not None and (summary.waiting_until is None or at < summary.waiting_until):
+                summary.waiting_until = at
+        blocked = self._broken_channels({n.channel for n in sendable})
+        for notice in sendable:
+            if notice.channel in blocked:
+                summary.add(notice.channel, "blocked")
+                summary.problems[f"config:channel.{notice.channel}"] = blocked[notice.channel]
+        sendable = [n for n in sendable if n.channel not in blocked]
+        if limit is not None:
+            sendable = sendable[:limit]
+        if dry_run:
+            self._dry_run(snap, today, sendable, screened, summary)
+            return summary
+        rows = self._record_skips(screened, account_of, summary)
+        deliveries = self._send(snap, today, sendable, rows, summary)
+        self._alert(snap, today, deliveries, summary)
+        return summary
+
+    def do_not_contact(self) -> frozenset[str]:
+        path = self.config.do_not_contact
+        if path is None:
+            return frozenset()
+        try:
+            with open(path, encoding="utf-8-sig") as fh:
+                return parse_do_not_contact(fh)
+        except OSError as exc:
+            # Sending to a number that asked not to be called is worse than not sending today.
+            raise ChannelError(f"do_not_contact: cannot read {path}: {exc.strerror or exc}") from None
+
+    def _broken_channels(self, names: Iterable[str]) -> dict[str, str]:
+        """Channels that cannot be built as configured (a missing credential, a bad rate): their
+        messages are blocked, the others go on."""
+        from .dispatch import rate_of
+        broken = {}
+        for name in sorted(names):
+            try:
+                rate_of(self.config, name)
+                channels.build(name, self.config).close()
+            except ChannelError as exc:
+                broken[name] = str(exc)
+        return broken
+
+    def _dry_run(self, snap, today, sendable, screened, summary: Summary) -> None:
+        for notice in sendable:
+            try:
+                self._render(snap, notice, today)
+                summary.add(notice.channel, "sent")
+            except Exception as exc:
+                summary.add(notice.channel, "blocked")
+                summary.problems[f"config:template.{notice.channel}/{notice.stage}"] = str(exc)
+        for notice, _ in screened.refused:
+            summary.add(notice.channel, "skipped")
+        for pending, _ in screened.superseded:
+            summary.add(pending.channel, "skipped")
+
+    def _record_skips(self, screened, account_of, summary: Summary) -> list[LedgerEntry]:
+        """Log `skipped` (superseded, do-not-contact, a hold's reason) and return their ledger rows.
+        Superseded entries are grouped per account, channel, recipient and reason: one record each."""
+        now = self.clock()
+        groups: dict[tuple, list] = defaultdict(list)
+        for pending, reason in screened.superseded:
+            groups[(account_of[pending.invoice], pending.channel, pending.recipient, reason)].append(pending)
+        rows: list[LedgerEntry] = []
+        for (account, channel, recipient, reason), items in sorted(groups.items()):
+            fields = {"account": account, "channel": channel, "recipient": recipient,
+                      "invoices": sorted({p.invoice for p in items}), "stage": items[-1].notice.stage,
+                      "covers": [[p.invoice, p.notice.date.isoformat(), p.notice.stage] for p in items]}
+            record = self.log.skip(now, fields, reason, actor=self.actor)
+            rows += ledger_rows(fields, "skipped", record)
+            summary.add(channel, "skipped", len(items))
+        for notice, reason in screened.refused:
+            fields = notice_fields(notice)
+            record = self.log.skip(now, fields, reason, actor=self.actor)
+            rows += ledger_rows(fields, "skipped", record)
+            summary.add(notice.channel, "skipped")
+        return rows
+
+    def _render(self, snap, notice: Notice, today: date) -> Message:
+        open_invoices = [i for i in snap.invoices(notice.account) if i.unpaid_on(today)]
+        return self.renderer.render(notice, snap.account(notice.account), open_invoices, today)
+
+    def _send(self, snap, today: date, notices: list[Notice], rows: list[LedgerEntry],
+              summary: Summary) -> list[Delivery]:
+        """Claim, send and log `notices` through the worker pool, writing the ledger in batches."""
+        pool = Pool(self.config, self.log, self.clock, self.stop, log_lock=self.log_lock, actor=self.actor)
+        ledger = _LedgerWriter(self.store, rows)
+        queue = list(reversed(notices))  # popped from the end: in plan order
+        total, done = len(notices), 0
+        deliveries: list[Delivery] = []
+        try:
+            while queue or pool.outstanding:
+                if queue and not self.stop.is_set() and pool.outstanding < BATCH:
+                    self._claim(snap, today, queue, pool, summary)
+                outcomes = pool.take()
+                if outcomes:
+                    self._finish(outcomes, ledger, summary, deliveries)
+                    done += len(outcomes)
+                    self.progress(done, total)
+                if self.stop.is_set() and not pool.outstanding:
+                    break
+                if ledger.due():
+                    stale = ledger.flush(today)
+                    if stale:
+                        queue[:] = [n for n in queue if not stale(n)]
+        finally:
+            pool.close()
+            ledger.flush(today)
+        summary.stopped = self.stop.is_set() and bool(queue)
+        return deliveries
+
+    def _claim(self, snap, today, queue: list[Notice], pool: Pool, summary: Summary) -> None:
+        """Render the next batch, write its claims with one fsync, and hand it to the workers."""
+        batch = []
+        while queue and len(batch) < BATCH:
+            notice = queue.pop()
+            try:
+                message = self._render(snap, notice, today)
+            except Exception as exc:  # a broken template stops only the messages that need it
+                code = f"config:template.{notice.channel}/{notice.stage}"
+                summary.add(notice.channel, "blocked")
+                summary.problems.setdefault(code, f"{type(exc).__name__}: {exc}")
+                continue
+            batch.append((notice, message, notice_fields(notice)))
+        if not batch:
+            return
+        now = self.clock()
+        with self.log_lock:
+            ids = self.log.start_many([(now, m, f, self.actor, None) for _, m, f in batch])
+        for (notice, message, fields), attempt in zip(batch, ids):
+            pool.submit(Job(notice, message, fields, attempt))
+
+    def _finish(self, outcomes: list[Outcome], ledger: "_LedgerWriter", summary: Summary,
+                deliveries: list[Delivery]) -> None:
+        with self.log_lock:
+            self.log.finish_many([(o.attempt, o.when, o.result) for o in outcomes if o.attempt is not None])
+        for o in outcomes:
+            result, notice = o.result, o.job.notice
+            summary.add(notice.channel, outcome_column(result))
+            if result.status == BLOCKED:
+                summary.problems.setdefault(result.code or f"config:{notice.channel}", result.detail)
+            status = ledger_status(result.status, result.permanent)
+            if status is not None:
+                ledger.add(ledger_rows(o.job.fields, status, o.attempt or o.job.attempt))
+            deliveries.append(Delivery(notice, o.job.message, o.attempt or o.job.attempt, result))
+            if not result.ok:
+                logger.info("%s %s → %s: %s%s: %s", notice.account, notice.channel, notice.recipient, result.status,
+                            " [permanent]" if result.permanent else "", result.detail)
+
+    def _alert(self, snap, today: date, deliveries: list[Delivery], summary: Summary) -> None:
+        """Staff alerts: each permanent failure, and each configuration problem once a day."""
+        alerts = failure_alerts(snap, self.renderer, deliveries, today)
+        for code, detail in sorted(self._new_problems(today, summary.problems).items()):
+            alerts.append((None, config_alert(code, detail, today)))
+        if not alerts:
+            return
+        try:
+            staff = channels.build("staff", self.config)
+        except ChannelError as exc:
+            logger.error("cannot alert staff: %s", exc)
+            return
+        try:
+            for notice, message in alerts:
+                fields = {"account": notice.account, "stage": notice.stage, "invoices": list(notice.invoices),
+                          "channel": "staff", "recipient": "staff", "alert": message.meta.get("alert")} \
+                    if notice else {"channel": "staff", "recipient": "staff", **message.meta}
+                with self.log_lock:
+                    [attempt] = self.log.start_many([(self.clock(), message, fields, self.actor, None)])
+                try:
+                    result = staff.send(message)
+                except Exception as exc:
+                    result = Result(FAILED, "staff", detail=f"{type(exc).__name__}: {exc}", permanent=True)
+                with self.log_lock:
+                    self.log.finish_many([(attempt, self.clock(), result)])
+                if not result.ok:
+                    logger.error("staff alert not delivered: %s", result.detail)
+        finally:
+            staff.close()
+
+    def _new_problems(self, today: date, problems: dict[str, str]) -> dict[str, str]:
+        """The configuration problems not yet reported to staff today (one alert per problem per day)."""
+        if not problems:
+            return {}
+        with self.store.transaction() as snap:
+            seen = snap.meta("alerts") or {}
+            reported = set(seen.get("codes", ())) if seen.get("date") == today.isoformat() else set()
+            new = {code: detail for code, detail in problems.items() if code not in reported}
+            if new:
+                snap.set_meta("alerts", {"date": today.isoformat(), "codes": sorted(reported | set(new))})
+        return new
+
+
+def record_cycle(store: Store, today: date, now: datetime, summary: Summary, pid: int | None = None) -> None:
+    """The heartbeat `notifier status` reads: when the last pass ran, for which day, and its counts."""
+    beat = {"time": now.isoformat(timespec="seconds"), "day": today.isoformat(), "counts": summary.to_json(),
+            "waiting_until": summary.waiting_until.isoformat(timespec="minutes") if summary.waiting_until else None,
+            "stopped": summary.stopped, "pid": pid}
+    with store.transaction() as snap:
+        snap.set_meta("heartbeat", beat)
+        if not summary.stopped:
+            last = snap.meta("last_cycle") or {}
+            if last.get("day", "") <= today.isoformat():
+                snap.set_meta("last_cycle", {"day": today.isoformat(), "time": beat["time"]})
+
+
+def config_alert(code: str, detail: str, today: date) -> Message:
+    """The staff alert for one configuration problem: messages are waiting for someone to fix it."""
+    text = (f"Problema de configuração do notificador em {today:%d/%m/%Y}: {code}\n\n{detail}\n\n"
+            "As mensagens que dependem disso não foram enviadas e serão enviadas quando a configuração "
+            "for corrigida (veja `notifier check`). Não é falha do cliente.\n")
+    return Message(channel="staff", recipient="staff", subject=f"Configuração: {code}", text=text,
+                   meta={"alert": "config", "code": code})
+
+
+class _LedgerWriter:
+    """Ledger rows waiting to be written, flushed every FLUSH_EVERY rows or FLUSH_SECONDS.
+
+    Each flush is one store transaction (lock, read, write): it is also when the cycle learns of
+    payments and holds recorded by other processes meanwhile, and drops the queued notices they
+    concern (the next pass plans them again, rendered with the payment known)."""
+
+    def __init__(self, store: Store, rows: list[LedgerEntry]):
+        import time
+        self._time = time.monotonic
+        self.store = store
+        self.rows = list(rows)
+        self.count = 0
+        self.last = self._time()
+        self.writes = 0
+
+    def add(self, rows: list[LedgerEntry]) -> None:
+        self.rows += rows
+        self.count += len(rows)
+
+    def due(self) -> bool:
+        return bool(self.rows) and (self.count >= FLUSH_EVERY or self._time() - self.last >= FLUSH_SECONDS)
+
+    def flush(self, today: date):
+        """Write the waiting rows; returns a predicate telling the queued notices that a payment or
+        hold recorded meanwhile has made stale (None when there are none)."""
+        self.last, self.count = self._time(), 0
+        with self.store.transaction() as snap:
+            if self.rows:
+                snap.add_ledger(self.rows)
+                self.writes += 1
+            paid = {key for key, doc in snap.raw["invoices"].items()
+                    if doc.get("paid") is not None and doc["paid"] <= today.isoformat()}
+            held = {h.account for h in snap.holds().values() if h.active_on(today)}
+        self.rows = []
+        if not paid and not held:
+            return None
+        return lambda n: n.account in held or any(inv in paid for inv in n.invoices)
