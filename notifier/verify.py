@@ -52,9 +52,10 @@ def verify(log_path, messages: MessageStore, expected: Mapping | None = None, ch
     v = Verdict()
     expect_seq, last_hash, last_line = 1, GENESIS, 0
     missing: dict[int, tuple[int, int | None]] = {}  # seq not where expected -> (line, index of its problem)
-    seen_hash_at: str | None = None  # hash of the record numbered expected["count"]
     chain_broken = False
     want = int(expected["count"]) if expected else None
+    # The hash of the record numbered `want`; a head of 0 records is the genesis hash.
+    seen_hash_at: str | None = GENESIS if want == 0 else None
 
     def problem(text: str) -> None:
         if len(v.problems) < MAX_PROBLEMS:

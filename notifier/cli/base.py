@@ -148,16 +148,22 @@ class FilePath(click.ParamType):
 
 
 class Day(click.ParamType):
-    """A date written YYYY-MM-DD, as every date the notifier is given."""
+    """A date written YYYY-MM-DD, as every date the notifier is given, within the years a billing
+    date can have: 0001-01-01 or 9999-12-31 are typos, and date arithmetic on them overflows."""
     name = "YYYY-MM-DD"
+    FIRST, LAST = date(2000, 1, 1), date(2099, 12, 31)
 
     def convert(self, value, param, ctx):
         if isinstance(value, date):
-            return value
-        try:
-            return datetime.strptime(value, "%Y-%m-%d").date()
-        except ValueError:
-            self.fail(f"{shorten(value)!r} is not a date (YYYY-MM-DD)", param, ctx)
+            day = value
+        else:
+            try:
+                day = datetime.strptime(value, "%Y-%m-%d").date()
+            except ValueError:
+                self.fail(f"{shorten(value)!r} is not a date (YYYY-MM-DD)", param, ctx)
+        if not self.FIRST <= day <= self.LAST:
+            self.fail(f"{day.isoformat()} is outside {self.FIRST:%Y}–{self.LAST:%Y}: a typo?", param, ctx)
+        return day
 
 
 class EnvOption(click.Option):

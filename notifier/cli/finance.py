@@ -6,15 +6,11 @@ from pathlib import Path
 
 import click
 
-from .base import DATE, Context, cli, echo_json
+from .base import Context, Day, cli, echo_json
 
 
-def _day(ctx, param, value):
-    return value.date() if value else None
-
-
-since_option = click.option("--since", type=DATE, callback=_day, help="From this day on (YYYY-MM-DD, São Paulo time).")
-until_option = click.option("--until", type=DATE, callback=_day, help="Up to and including this day (YYYY-MM-DD).")
+since_option = click.option("--since", type=Day(), help="From this day on (YYYY-MM-DD, São Paulo time).")
+until_option = click.option("--until", type=Day(), help="Up to and including this day (YYYY-MM-DD).")
 
 
 @cli.command("verify-log")
