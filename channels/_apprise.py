@@ -80,6 +80,17 @@ def public_url(url: str) -> str:
     return service.url(privacy=True) if service is not None else masked_invalid(url)
 
 
+def invalid(url: str) -> Result:
+    """The permanent failure of a URL apprise cannot parse, naming only its scheme."""
+    shown = masked_invalid(url)
+    return Result(
+        status=FAILED, provider=PROVIDER, code=INVALID_URL, permanent=True,
+        detail=f"{shown} is not a URL apprise can send to: check its scheme and the parts "
+               "that service requires",
+        evidence={"url": shown, "note": NO_PROVIDER_ID},
+    )
+
+
 def send_apprise(url: str, title: str, body: str, body_format: str = "text") -> Result:
     """Send one message to one apprise URL and report what apprise said.
 
@@ -90,13 +101,7 @@ def send_apprise(url: str, title: str, body: str, body_format: str = "text") -> 
     fmt = apprise.NotifyFormat(body_format)
     service = parse(url)
     if service is None:
-        shown = masked_invalid(url)
-        return Result(
-            status=FAILED, provider=PROVIDER, code=INVALID_URL, permanent=True,
-            detail=f"{shown} is not a URL apprise can send to: check its scheme and the parts "
-                   "that service requires",
-            evidence={"url": shown, "note": NO_PROVIDER_ID},
-        )
+        return invalid(url)
     shown = service.url(privacy=True)
     sender = apprise.Apprise()
     sender.add(service)

@@ -20,6 +20,12 @@ freeform = false
 [channels.whatsapp.templates.overdue]
 content_sid = "HX0123456789abcdef0123456789abcdef"
 variables = { "1" = "{{ customer }}", "2" = "{{ total }}", "3" = "{{ tutorial_url }}" }
+[channels.whatsapp.templates.suspension_warning]
+content_sid = "HX1123456789abcdef0123456789abcdef"
+variables = { "1" = "{{ customer }}", "2" = "{{ dates.suspension }}" }
+[channels.social]
+send = true
+schemes = ["json"]  # the local sink stands in for an automatic network
 """
 
 
