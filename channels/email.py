@@ -72,7 +72,7 @@ def parse_smtp_url(url: str) -> SmtpSettings:
     """The settings of an `smtp://` or `smtps://` EMAIL_URL; `ChannelError` names what is wrong."""
     try:
         parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - urlsplit checks a bracketed IPv6 host only here
+        parts.port  # noqa: B018 - the port is checked only when read
     except ValueError as exc:
         # The parser's message may quote the URL: it is not passed on.
         if "port" in str(exc).lower():

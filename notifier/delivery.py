@@ -235,8 +235,7 @@ def config_alerts(deliveries: Iterable[Delivery], today: date, already: Iterable
     waiting: dict[str, list[Delivery]] = {}
     skip = set(already)
     for d in deliveries:
-        # A blocked staff message cannot carry an alert about itself.
-        if d.result.status == BLOCKED and d.notice.channel != "staff" and d.result.code not in skip:
+        if d.result.status == BLOCKED and d.result.code not in skip:
             waiting.setdefault(d.result.code or "config", []).append(d)
     return [_config_alert(code, blocked, today) for code, blocked in waiting.items()]
 
