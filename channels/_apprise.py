@@ -74,6 +74,13 @@ def parse(url: str):
         return apprise.Apprise.instantiate(url) if url else None
 
 
+def known_scheme(scheme: str) -> bool:
+    """Whether apprise has a plugin for `scheme` (tgram, discord...): a typo in the configuration
+    would otherwise refuse every handle of that network."""
+    from apprise.manager_plugins import NotificationManager
+    return scheme.lower() in NotificationManager().schemas()
+
+
 def public_url(url: str) -> str:
     """`url` with its secrets masked (apprise's `url(privacy=True)`), safe for logs and evidence."""
     service = parse(url)

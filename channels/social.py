@@ -32,7 +32,7 @@ import re
 from dataclasses import replace
 
 from . import FAILED, TASK, Channel, ChannelError, Message, Result, build, outbox, register
-from ._apprise import invalid, parse, send_apprise
+from ._apprise import invalid, known_scheme, parse, send_apprise
 
 TASK_PROVIDER = "staff-task"
 SCHEME_NOT_ALLOWED = "scheme_not_allowed"
@@ -112,6 +112,10 @@ class SocialChannel(Channel):
             f"the {network} handle is a {scheme or 'malformed'}:// URL, a scheme channels.social.schemes "
             f"does not allow (allowed: {', '.join(self.schemes) or 'none'}): nothing sent; fix the "
             "account's handle"))
+
+    def check(self, connect: bool = False) -> list[str]:
+        return [f"channels.social.schemes: {scheme!r} is not a scheme apprise knows (like tgram, discord, mastodon)"
+                for scheme in self.schemes if not known_scheme(scheme)]
 
     def _staff_task(self, network: str, profile: str, message: Message) -> Result:
         shown = NETWORK_NAMES.get(network.lower(), network)

@@ -232,3 +232,9 @@ def test_url_handles_go_to_the_outbox_unless_send_is_true(tmp_path, sink):
 def test_bad_social_options_are_named(tmp_path, options, key):
     with pytest.raises(channels.ChannelError, match=f"channels.social.{key}"):
         channels.build("social", config(tmp_path, **options))
+
+
+def test_check_names_a_configured_scheme_apprise_does_not_know(tmp_path):
+    assert channels.build("social", config(tmp_path)).check() == []  # the defaults are all known
+    [problem] = channels.build("social", config(tmp_path, schemes=["tgram", "telegram"])).check()
+    assert problem.startswith("channels.social.schemes: 'telegram' is not a scheme apprise knows")

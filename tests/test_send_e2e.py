@@ -255,6 +255,11 @@ def test_send_to_means_one_message_to_that_recipient(cli, providers, tmp_path):
     out = cli("send", "acme", "--channel", "email", *DAY, "--to", "outsider@example.com").stdout
     assert out.count("sent via smtp") == 1
     assert [r.rcpt_tos for r in smtp.received] == [["outsider@example.com"]]
+    # An address the operator typed is not the customer's record: refused, it raises no alert.
+    smtp.handler.rcpt_replies["outsider@exemplo.com.br"] = "550 5.1.1 <outsider@exemplo.com.br>: User unknown"
+    refused = cli("send", "acme", "--channel", "email", *DAY, "--to", "outsider@exemplo.com.br", check=False)
+    assert refused.returncode == 1 and refused.stdout.count("failed via smtp [permanent] 550") == 1
+    assert sink.posts_to("/staff") == [] and outcomes(tmp_path) == ["sent", "failed"]
 
 
 @pytest.mark.parametrize("channel, to, says", [
