@@ -14,8 +14,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
-SENT = "sent"
-FAILED = "failed"
+# What happened to a message (`Result.status`). Only SENT means a provider took it; the others say
+# why not, and who must act: the customer's contact (FAILED), a person (TASK) or we ourselves (BLOCKED).
+SENT = "sent"  # the provider accepted it
+FAILED = "failed"  # the provider or the contact refused it; `permanent` says whether to retry
+TASK = "task"  # handed to a person (staff contact the customer by hand): not "the customer received it"
+BLOCKED = "blocked"  # our configuration stops it (`code` names the setting): nothing went to a provider
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ def decode_payload(message: Message) -> dict:
 @dataclass(frozen=True)
 class Result:
     """What happened to one send. `permanent` matters only on failure: a permanent failure (an
-    invalid number) is not tried again, a temporary one (timeout, 429, 5xx) is."""
+    invalid number) is not tried again, a temporary one (timeout, 429, 5xx) is. A BLOCKED result's
+    `code` names the setting to fix (`config:whatsapp.templates.overdue`) and `detail` says how."""
     status: str
     provider: str
     provider_id: str | None = None
@@ -98,6 +103,12 @@ class Channel:
         """Problems with this channel's configuration, as sentences; `connect` also reaches the
         provider without sending anything. An empty list means ready."""
         return []
+
+    @property
+    def live(self) -> bool:
+        """True when messages leave the machine; False when they go to the outbox (the sandbox
+        every channel falls back to until the operator configures it)."""
+        raise NotImplementedError
 
     def describe(self) -> str:
         """Where messages go, with secrets masked, for logs and `notifier check`."""

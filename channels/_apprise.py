@@ -74,10 +74,28 @@ def parse(url: str):
         return apprise.Apprise.instantiate(url) if url else None
 
 
+def known_scheme(scheme: str) -> bool:
+    """Whether apprise has a plugin for `scheme` (tgram, discord...): a typo in the configuration
+    would otherwise refuse every handle of that network."""
+    from apprise.manager_plugins import NotificationManager
+    return scheme.lower() in NotificationManager().schemas()
+
+
 def public_url(url: str) -> str:
     """`url` with its secrets masked (apprise's `url(privacy=True)`), safe for logs and evidence."""
     service = parse(url)
     return service.url(privacy=True) if service is not None else masked_invalid(url)
+
+
+def invalid(url: str) -> Result:
+    """The permanent failure of a URL apprise cannot parse, naming only its scheme."""
+    shown = masked_invalid(url)
+    return Result(
+        status=FAILED, provider=PROVIDER, code=INVALID_URL, permanent=True,
+        detail=f"{shown} is not a URL apprise can send to: check its scheme and the parts "
+               "that service requires",
+        evidence={"url": shown, "note": NO_PROVIDER_ID},
+    )
 
 
 def send_apprise(url: str, title: str, body: str, body_format: str = "text") -> Result:
@@ -90,13 +108,7 @@ def send_apprise(url: str, title: str, body: str, body_format: str = "text") -> 
     fmt = apprise.NotifyFormat(body_format)
     service = parse(url)
     if service is None:
-        shown = masked_invalid(url)
-        return Result(
-            status=FAILED, provider=PROVIDER, code=INVALID_URL, permanent=True,
-            detail=f"{shown} is not a URL apprise can send to: check its scheme and the parts "
-                   "that service requires",
-            evidence={"url": shown, "note": NO_PROVIDER_ID},
-        )
+        return invalid(url)
     shown = service.url(privacy=True)
     sender = apprise.Apprise()
     sender.add(service)

@@ -77,6 +77,10 @@ class TwilioChannel(Channel):
         self.sender = sender if sender.startswith(self.from_prefix) else self.from_prefix + sender
 
     @property
+    def live(self) -> bool:
+        return not self.outbox
+
+    @property
     def provider(self) -> str:
         return outbox.PROVIDER if self.outbox else PROVIDER
 
@@ -154,8 +158,8 @@ class TwilioChannel(Channel):
 
     def describe(self) -> str:
         if self.outbox:
-            return f"{self.name}: outbox folder {self.config.outbox / self.name} (no TWILIO_ variable set)"
-        return (f"{self.name}: Twilio account {self.account_sid} (token ****) at {self.api_base}, "
+            return f"{self.config.outbox / self.name} (no TWILIO_ variable set)"
+        return (f"Twilio account {self.account_sid} (token ****) at {self.api_base}, "
                 f"from {self.sender}")
 
     def close(self) -> None:

@@ -13,6 +13,11 @@ failure, and opens a new connection per message.
   recipient: each billing address is added as `?to=`. The evidence is weaker and recorded as such.
 - unset: each message is written to the outbox as an `.eml` file.
 
+Nothing this module prints or logs shows the user name or the password of the URL, even when the
+URL does not parse (`mask_url`). An address with a non-ASCII domain goes with the domain in IDNA
+form; one with a non-ASCII mailbox name (`joão@...`) needs a server that offers SMTPUTF8, and is
+a permanent failure of that message otherwise.
+
 One instance keeps one SMTP connection open across sends; it is not thread-safe, so each worker
 builds its own.
 """
@@ -30,6 +35,8 @@ from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import quote, unquote, urlsplit
 
+import idna
+
 from . import (FAILED, SENT, Channel, ChannelError, Message, Result, _apprise, decode_payload, encode_payload,
                outbox, register)
 
@@ -39,6 +46,9 @@ WEAK_EVIDENCE = "provider API via apprise: no Message-ID / queue id"
 _QUERY_KEYS = ("from", "starttls", "timeout")
 _YES = ("1", "true", "yes", "on")
 _NO = ("0", "false", "no", "off", "")
+_SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://")
+NO_SMTPUTF8 = "smtputf8_unsupported"
+BAD_DOMAIN = "invalid_domain"
 # Postfix answers "queued as 4F2A1", Exim "id=1rXyZ-000abc-De"; other servers get their whole reply.
 _QUEUE_ID = re.compile(r"queued as\s+([^\s;,]+)|\bid=([^\s;,]+)", re.IGNORECASE)
 
@@ -62,7 +72,15 @@ class SmtpSettings:
 
 def parse_smtp_url(url: str) -> SmtpSettings:
     """The settings of an `smtp://` or `smtps://` EMAIL_URL; `ChannelError` names what is wrong."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - the port is checked only when read
+    except ValueError as exc:
+        # The parser's message may quote the URL: it is not passed on.
+        if "port" in str(exc).lower():
+            raise ChannelError("EMAIL_URL: the port is not a number from 1 to 65535") from None
+        raise ChannelError("EMAIL_URL: not a valid URL (is a [IPv6] host closed? URL-encode / # ? @ "
+                           "in the user name and password)") from None
     scheme = parts.scheme.lower()
     if scheme not in ("smtp", "smtps"):
         raise ChannelError(f"EMAIL_URL: {scheme or 'no'} scheme where smtp:// or smtps:// was expected")
@@ -75,23 +93,21 @@ def parse_smtp_url(url: str) -> SmtpSettings:
 
     starttls = query.get("starttls", "").strip().lower()
     if starttls not in _YES + _NO:
-        raise ChannelError(f"EMAIL_URL: starttls={starttls!r}: write starttls=1 or starttls=0")
+        # The value is not echoed: with an unencoded `?` in the password, it may be the password.
+        raise ChannelError("EMAIL_URL: starttls: write starttls=1 or starttls=0")
     starttls_on = starttls in _YES
     implicit_tls = scheme == "smtps"
     if implicit_tls and starttls_on:
         raise ChannelError("EMAIL_URL: smtps:// is already encrypted; drop starttls=1 (or use smtp://)")
 
-    try:
-        port = parts.port or (465 if implicit_tls else 587 if starttls_on else 25)
-    except ValueError:
-        raise ChannelError("EMAIL_URL: the port is not a number from 1 to 65535") from None
+    port = parts.port or (465 if implicit_tls else 587 if starttls_on else 25)
 
     try:
         timeout = float(query.get("timeout", DEFAULT_TIMEOUT))
         if not timeout > 0:
             raise ValueError
     except ValueError:
-        raise ChannelError(f"EMAIL_URL: timeout={query['timeout']!r}: write a number of seconds") from None
+        raise ChannelError("EMAIL_URL: timeout: write a number of seconds") from None
 
     sender = query.get("from", "").strip()
     address = parseaddr(sender)[1]
@@ -113,12 +129,40 @@ def _query(query: str) -> dict[str, str]:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***`, for logs."""
-    parts = urlsplit(url.strip())
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return parts.geturl()
-    return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}").geturl()
+    """`url` fit for logs and `notifier check`: everything between `//` and the last `@` becomes
+    `***`, since user name and password may hold any character (a token is often the user name).
+
+    Meant for a URL that may not parse: a password with an unencoded `/`, `#` or `?` moves the
+    parser's idea of where the host starts, so only the last `@` is a safe boundary. Without an
+    `@` nothing after the scheme can be trusted to be harmless.
+    """
+    text = url.strip()
+    start, at = text.find("//"), text.rfind("@")
+    if start < 0:
+        return "(not a URL: no scheme://)"
+    return text[:start + 2] + "***" + (text[at:] if at > start else "")
+
+
+def describe_smtp(settings: SmtpSettings) -> str:
+    """The URL an operator wrote, rebuilt from what was understood of it, the login masked."""
+    scheme = "smtps" if settings.implicit_tls else "smtp"
+    login = "***:***@" if settings.password else "***@" if settings.user else ""
+    query = f"from={settings.sender}" + ("&starttls=1" if settings.starttls else "")
+    if settings.timeout != DEFAULT_TIMEOUT:
+        query += f"&timeout={settings.timeout:g}"
+    return f"{scheme}://{login}{settings.server}/?{query}"
+
+
+def envelope_address(address: str) -> str:
+    """`address` as it goes to the server: the domain in IDNA (ASCII) form, the mailbox name as
+    it is. `ValueError` when the domain is not a valid internationalized name."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as exc:
+        raise ValueError(f"the domain of {address!r} is not a valid internationalized name: {exc}") from None
 
 
 class _Refused(Exception):
@@ -147,7 +191,8 @@ class EmailChannel(Channel):
     def _mode(self) -> str:
         if not self.url:
             return "outbox"
-        return "smtp" if urlsplit(self.url).scheme.lower() in ("smtp", "smtps") else "apprise"
+        found = _SCHEME.match(self.url)
+        return "smtp" if found and found[1].lower() in ("smtp", "smtps") else "apprise"
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -155,7 +200,8 @@ class EmailChannel(Channel):
         """The whole .eml (its Message-ID and Date fixed now), or for an apprise URL the title,
         body and format it is given, as JSON (with the URL masked: the bytes are kept). A message
         to something that is not an address gets no payload: `send` refuses it."""
-        if _address(message) is None:
+        address = _address(message)
+        if address is None:
             return message
         mode = self._mode()
         if mode == "apprise":
@@ -163,12 +209,16 @@ class EmailChannel(Channel):
             return replace(message, payload=encode_payload({
                 "service": _apprise.public_url(self.url), "to": message.recipient.strip(),
                 "title": message.subject or "", "body": body, "format": body_format}))
+        try:
+            message = replace(message, recipient=envelope_address(address))
+        except ValueError:
+            return message  # `send` refuses it, saying why
         if mode == "outbox":
             company = self.config.company
             sender = f"{company.name} <{company.finance_email}>"
         else:
             sender = parse_smtp_url(self.url).sender
-        return replace(message, payload=bytes(self.compose(message, sender)))
+        return replace(message, payload=_wire(self.compose(message, sender)))
 
     def send(self, message: Message) -> Result:
         mode = self._mode()
@@ -176,15 +226,19 @@ class EmailChannel(Channel):
         if address is None:
             return Result(FAILED, mode, code="invalid_address", permanent=True,
                           detail=f"not an e-mail address: {message.recipient!r}")
+        if mode == "apprise":
+            return self._send_apprise(message if message.payload is not None else self.prepare(message))
+        try:
+            envelope = envelope_address(address)
+        except ValueError as exc:
+            return Result(FAILED, mode, code=BAD_DOMAIN, permanent=True, detail=str(exc))
         if message.payload is None:
             message = self.prepare(message)
-        if mode == "apprise":
-            return self._send_apprise(message)
         message_id = BytesHeaderParser(policy=policy.SMTP).parsebytes(message.payload)["Message-ID"]
         if mode == "outbox":
             return outbox.write_eml(self.config.outbox, address, message.payload, message_id)
         settings = parse_smtp_url(self.url)
-        return self._send_smtp(settings, self.envelope_sender(message, settings.sender_address), address,
+        return self._send_smtp(settings, self.envelope_sender(message, settings.sender_address), envelope,
                                message.payload, message_id)
 
     def envelope_sender(self, message: Message, default: str) -> str:
@@ -220,6 +274,7 @@ class EmailChannel(Channel):
 
     def _send_smtp(self, settings: SmtpSettings, envelope_from: str, recipient: str, data: bytes,
                    message_id: str) -> Result:
+        utf8 = not recipient.isascii()
         evidence = {"message_id": message_id, "server": settings.server}
         for attempt in (1, 2):
             try:
@@ -228,8 +283,12 @@ class EmailChannel(Channel):
             except (smtplib.SMTPException, OSError) as exc:
                 self._drop()
                 return _setup_failure(settings, exc)
+            if utf8 and not self._smtp.has_extn("smtputf8"):
+                return Result(FAILED, PROVIDER, code=NO_SMTPUTF8, permanent=True, evidence=evidence, detail=(
+                    f"{settings.server} does not offer SMTPUTF8, which the address {recipient!r} needs "
+                    "(a mailbox name with accents): not sent; ask the customer for an ASCII address"))
             try:
-                code, reply = self._transaction(self._smtp, envelope_from, recipient, data)
+                code, reply = self._transaction(self._smtp, envelope_from, recipient, data, utf8)
                 break
             except (smtplib.SMTPServerDisconnected, _Refused) as exc:
                 refused = isinstance(exc, _Refused)
@@ -257,15 +316,22 @@ class EmailChannel(Channel):
         return Result(SENT, PROVIDER, provider_id=queue_id or text, code=str(code), detail=text,
                       evidence={**evidence, "smtp_reply": text})
 
-    def _transaction(self, smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> tuple[int, bytes]:
-        """MAIL, RCPT and DATA by hand: smtplib's sendmail() drops the final reply to DATA."""
+    def _transaction(self, smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes,
+                     utf8: bool = False) -> tuple[int, bytes]:
+        """MAIL, RCPT and DATA by hand: smtplib's sendmail() drops the final reply to DATA.
+
+        `utf8` asks for SMTPUTF8 (and 8BITMIME, as the headers are raw UTF-8) for this one
+        transaction; smtplib then sends the commands in UTF-8 until we set it back."""
+        options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []) if utf8 else []
         try:
-            _expect("MAIL FROM", smtp.mail(sender))
+            _expect("MAIL FROM", smtp.mail(sender, options))
             _expect("RCPT TO", smtp.rcpt(recipient), 251)
         except _Refused as exc:
             if exc.code != 421:
                 _reset(smtp)
             raise
+        finally:
+            smtp.command_encoding = "ascii"
         try:
             code, reply = smtp.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing handed over
@@ -316,6 +382,10 @@ class EmailChannel(Channel):
         result = _apprise.send_apprise(target, sent["title"], sent["body"], sent["format"])
         return replace(result, evidence={**result.evidence, "note": WEAK_EVIDENCE})
 
+    @property
+    def live(self) -> bool:
+        return self._mode() != "outbox"
+
     # --- checking --------------------------------------------------------------------------------
 
     def check(self, connect: bool = False) -> list[str]:
@@ -353,11 +423,14 @@ class EmailChannel(Channel):
     def describe(self) -> str:
         mode = self._mode()
         if mode == "outbox":
-            return f"outbox ({self.config.outbox / 'email'}): EMAIL_URL is not set"
+            return f"{self.config.outbox / 'email'} (EMAIL_URL is not set)"
         if mode == "apprise":
             # apprise knows which parts of its URLs are secrets (SendGrid's key is the user name).
             return _apprise.public_url(self.url)
-        return mask_url(self.url)
+        try:
+            return describe_smtp(parse_smtp_url(self.url))
+        except ChannelError:
+            return mask_url(self.url)
 
 
 def _address(message: Message) -> str | None:
@@ -397,7 +470,8 @@ def _setup_failure(settings: SmtpSettings, exc: Exception) -> Result:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        detail = f"{settings.server} refused the login of {settings.user!r}: {code} {text}"
+        # Not the user name: with some providers it is the API token.
+        detail = f"{settings.server} refused the login (user name and password of EMAIL_URL): {code} {text}"
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
         detail = f"{settings.server} does not offer {exc} (check starttls and the port)"
     elif code is not None:
@@ -408,12 +482,21 @@ def _setup_failure(settings: SmtpSettings, exc: Exception) -> Result:
                   evidence={"server": settings.server})
 
 
+def _wire(email: EmailMessage) -> bytes:
+    """The bytes of `email` as they go to the server or the outbox: 7-bit, except the headers of
+    a mailbox name that only SMTPUTF8 can carry, which are written as raw UTF-8."""
+    if str(email["To"]).isascii():
+        return bytes(email)
+    return email.as_bytes(policy=email.policy.clone(utf8=True))
+
+
 def _audit_headers(meta) -> list[tuple[str, str]]:
-    """`meta` as `X-Notifier-*` headers, so a copy of the e-mail alone says which notice it was."""
+    """`meta` as `X-Notifier-*` headers, so a copy of the e-mail alone says which notice it was.
+    A false or empty value says nothing and is left out (no `X-Notifier-Tutorial: False`)."""
     headers = []
     for key, value in meta.items():
         words = [w for w in re.split(r"[^A-Za-z0-9]+", str(key)) if w]
-        if not words or value is None:
+        if not words or value is None or value is False:
             continue
         if isinstance(value, (list, tuple, set, frozenset)):
             value = ", ".join(str(v) for v in value)

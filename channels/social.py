@@ -5,24 +5,41 @@ the recipient cannot always carry it (`notifier.rules.social_recipient`): for a 
 apprise URL the recipient is the network's name alone, so the URL's secret stays out of the plan
 and the logs. For a plain handle the recipient is "network:handle" and is used when meta has none.
 
-- A handle that is an apprise URL (Telegram bot chat, Mastodon DM, ...) is sent through apprise.
+- A handle that is an apprise URL (Telegram bot chat, Mastodon DM, ...) is sent through apprise,
+  but only when the operator allows it: its scheme must be in `schemes`, and `send = true`.
 - Any other handle (Instagram, Facebook, LinkedIn: no messaging API for businesses) becomes a
   task for support staff, sent on the staff channel, with the profile and the full text to send.
 
-How a staff task reads in the contact-attempt log: status `sent`, provider `staff-task`,
-`provider_id` the staff channel's, and evidence naming the network, the profile and the staff
-send. "sent" means the notifier handed the message to staff, not that the customer received it:
-the contact itself happens outside the notifier and is not tracked. It is not "failed" on
-purpose, because retrying would only hand staff the same task again.
+Options (`[channels.social]`):
+- `send` (default false): URL handles reach the network only when true; otherwise they are written
+  to the outbox like every channel with no provider configured. The handles come from billing data,
+  not from the operator, so nothing set in the environment alone may make them live.
+- `schemes` (default `DEFAULT_SCHEMES`): the apprise schemes a handle may use. Billing data must not
+  be able to make the notifier post wherever it likes (`json://10.0.0.5/admin`), so the default
+  holds only messaging services: Telegram and Discord post to their fixed API hosts, Mastodon to
+  the fixed status API of the instance the handle names. A handle of any other scheme is a
+  permanent failure that asks staff to fix the account's record.
+
+How a staff task reads in the contact-attempt log: status `task` (channels.TASK), provider
+`staff-task`, `provider_id` the staff channel's, and evidence naming the network, the profile and
+the staff send. It means the notifier handed the message to staff, not that the customer received
+it: the contact itself happens outside the notifier. It is not "failed" on purpose, because
+retrying would only hand staff the same task again.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
-from . import Channel, Message, Result, build, decode_payload, encode_payload, register
-from ._apprise import public_url, send_apprise
+from . import FAILED, TASK, Channel, ChannelError, Message, Result, build, decode_payload, encode_payload, outbox, register
+from ._apprise import invalid, known_scheme, parse, public_url, send_apprise
 
 TASK_PROVIDER = "staff-task"
+SCHEME_NOT_ALLOWED = "scheme_not_allowed"
+# Messaging services whose apprise URL cannot name an arbitrary web address. Never json/xml/form,
+# http(s) or any scheme that posts to a URL the handle chooses.
+DEFAULT_SCHEMES = ("tgram", "discord", "mastodon", "mastodons", "toot", "toots")
+_SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 # How staff read a network's name in a task; an unknown network is shown as written.
 NETWORK_NAMES = {
     "instagram": "Instagram",
@@ -42,6 +59,14 @@ class SocialChannel(Channel):
 
     def __init__(self, config, options=None):
         super().__init__(config, options)
+        self.send_enabled = self.options.get("send", False)
+        if not isinstance(self.send_enabled, bool):
+            raise ChannelError(f"channels.social.send: must be true or false, not {self.send_enabled!r}")
+        schemes = self.options.get("schemes", list(DEFAULT_SCHEMES))
+        if not isinstance(schemes, list) or not all(isinstance(s, str) and s.strip() for s in schemes):
+            raise ChannelError("channels.social.schemes: must be an array of apprise scheme names, "
+                               f"like {list(DEFAULT_SCHEMES)!r}")
+        self.schemes = tuple(s.strip().lower() for s in schemes)
         self._staff = None
 
     def prepare(self, message: Message) -> Message:
@@ -57,16 +82,51 @@ class SocialChannel(Channel):
                        "title": task.subject, "body": task.text}
         return replace(message, payload=encode_payload(payload))
 
+    @property
+    def live(self) -> bool:
+        return self.send_enabled
+
+    def _to_outbox(self, network: str, handle: str, sent: dict) -> Result:
+        """What a live send would post, written to the outbox instead, the URL's secrets masked;
+        a URL apprise cannot parse fails here as it would live."""
+        service = parse(handle)
+        if service is None:
+            return invalid(handle)
+        payload = {"channel": self.name, "network": network, "url": service.url(privacy=True),
+                   "title": sent["title"], "text": sent["body"]}
+        return outbox.write_json(self.config.outbox, self.name, network, payload)
+
+    def _refuse_scheme(self, network: str, handle: str) -> Result | None:
+        """A permanent failure when the handle's scheme is not one the operator allows: the
+        handle comes from billing data, so only a fix of the record (or of `schemes`) helps."""
+        found = _SCHEME.match(handle)
+        scheme = found[1].lower() if found else ""
+        if scheme in self.schemes:
+            return None
+        return Result(FAILED, self.name, code=SCHEME_NOT_ALLOWED, permanent=True, detail=(
+            f"the {network} handle is a {scheme or 'malformed'}:// URL, a scheme channels.social.schemes "
+            f"does not allow (allowed: {', '.join(self.schemes) or 'none'}): nothing sent; fix the "
+            "account's handle"))
+
+    def check(self, connect: bool = False) -> list[str]:
+        return [f"channels.social.schemes: {scheme!r} is not a scheme apprise knows (like tgram, discord, mastodon)"
+                for scheme in self.schemes if not known_scheme(scheme)]
+
     def send(self, message: Message) -> Result:
         network, handle = _handle(message)
         if message.payload is None:
             message = self.prepare(message)
         sent = decode_payload(message)
-        if "://" in handle:
-            result = send_apprise(handle, sent["title"], sent["body"])
-            return replace(result, evidence={**result.evidence, "network": network})
-        return self._staff_task(network, handle, replace(self._task(network, handle, message),
-                                                         subject=sent["title"], text=sent["body"]))
+        if "://" not in handle:
+            return self._staff_task(network, handle, replace(self._task(network, handle, message),
+                                                             subject=sent["title"], text=sent["body"]))
+        refused = self._refuse_scheme(network, handle)
+        if refused:
+            return refused
+        if not self.send_enabled:
+            return self._to_outbox(network, handle, sent)
+        result = send_apprise(handle, sent["title"], sent["body"])
+        return replace(result, evidence={**result.evidence, "network": network})
 
     def _task(self, network: str, profile: str, message: Message) -> Message:
         """The staff message asking a person to send `message` by hand on `network`."""
@@ -91,8 +151,8 @@ class SocialChannel(Channel):
         if staff.ok:
             detail = (f"not sent to the customer: task for support staff to send by hand on "
                       f"{network} to {profile} ({staff.detail})")
-        else:
-            detail = f"could not hand the task for {network} {profile} to support staff: {staff.detail}"
+            return replace(staff, status=TASK, provider=TASK_PROVIDER, detail=detail, evidence=evidence)
+        detail = f"could not hand the task for {network} {profile} to support staff: {staff.detail}"
         return replace(staff, provider=TASK_PROVIDER, detail=detail, evidence=evidence)
 
     @property
@@ -103,7 +163,12 @@ class SocialChannel(Channel):
         return self._staff
 
     def describe(self) -> str:
-        return "social: apprise for URL handles, other networks as tasks on the staff channel"
+        schemes = ", ".join(self.schemes) or "none"
+        if self.send_enabled:
+            urls = f"URL handles ({schemes}) through apprise"
+        else:
+            urls = f"URL handles ({schemes}) to {self.config.outbox / self.name} ([channels.social] send = false)"
+        return f"{urls}; other networks as tasks on the staff channel"
 
     def close(self) -> None:
         if self._staff is not None:

@@ -70,6 +70,10 @@ class StaffChannel(Channel):
             },
         )
 
+    @property
+    def live(self) -> bool:
+        return bool(self.urls)
+
     def check(self, connect: bool = False) -> list[str]:
         """Every URL must parse in apprise. apprise has no way to reach a service without
         sending, so `connect` checks nothing more."""
@@ -81,8 +85,8 @@ class StaffChannel(Channel):
 
     def describe(self) -> str:
         if not self.urls:
-            return f"staff: outbox {self.config.outbox / self.name} (STAFF_URLS not set)"
-        return "staff: " + ", ".join(public_url(url) for url in self.urls)
+            return f"{self.config.outbox / self.name} (STAFF_URLS not set)"
+        return ", ".join(public_url(url) for url in self.urls)
 
 
 def _payload(message: Message) -> dict:

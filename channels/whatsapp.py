@@ -7,7 +7,9 @@ operator says it may (`freeform = true`: Twilio's sandbox, or a service window),
 Twilio's 1,600-character bodies.
 
 Options (`[channels.whatsapp]`):
-- `freeform` (default false): send `text` when the message has no template.
+- `freeform` (default false): send `text` when the message has no template. Without either, the
+  message is BLOCKED (our configuration, not the customer's contact: `code` names the setting) and
+  `check()` names every stage of the ladder that uses WhatsApp without a template.
 - `sms_fallback` (default true): when Twilio says the number cannot get WhatsApp (21211, 63003),
   send the message's `meta["sms_text"]` by SMS instead. The renderer puts that short GSM-7 text
   there only where SMS is allowed (so an account that opted out of SMS gets none); without it,
@@ -21,7 +23,7 @@ from dataclasses import replace
 
 from notifier.render import split_whatsapp
 
-from . import FAILED, ChannelError, Message, Result, build, decode_payload, encode_payload, register
+from . import BLOCKED, ChannelError, Message, Result, build, decode_payload, encode_payload, register
 from ._twilio import INVALID_NUMBER, NOT_ON_WHATSAPP, TwilioChannel, sdk_fields
 
 MAX_BODY = 1600  # Twilio's limit for one WhatsApp body
@@ -72,9 +74,8 @@ class WhatsAppChannel(TwilioChannel):
             message = self.prepare(message)
         if message.payload is None:
             stage = message.meta.get("stage", "?")
-            return Result(FAILED, self.provider, permanent=True, detail=(
-                f"no approved template configured for stage {stage}: give it a content_sid, or set "
-                "freeform = true under [channels.whatsapp] where free-form text is allowed"))
+            return Result(BLOCKED, self.provider, code=f"config:whatsapp.templates.{stage}",
+                          detail=_missing_template(stage))
         parts = [sdk_fields(request) for request in decode_payload(message)["requests"]]
         if self.outbox:
             return self.write_outbox(to, {"messages": parts}, message.meta)
@@ -82,6 +83,19 @@ class WhatsAppChannel(TwilioChannel):
         if not result.ok and result.code in FALLBACK_CODES and self.sms_fallback:
             return self._fallback(message, number, result)
         return result
+
+    def check(self, connect: bool = False) -> list[str]:
+        return self.missing_templates() + super().check(connect)
+
+    def missing_templates(self) -> list[str]:
+        """A problem for each stage of the ladder that sends WhatsApp but has no approved
+        template, when free-form text is not allowed: every such message would be blocked."""
+        if self.freeform:
+            return []
+        templates = self.options.get("templates", {})
+        return [_missing_template(stage.name) for stage in self.config.ladder
+                if self.name in stage.channels + stage.first_time_channels
+                and not (isinstance(templates, dict) and stage.name in templates)]
 
     def _send_parts(self, to: str, parts: list[dict]) -> Result:
         extra = {"content_sid": parts[0]["content_sid"]} if "content_sid" in parts[0] else {}
@@ -122,3 +136,13 @@ class WhatsAppChannel(TwilioChannel):
                 "sms": dict(result.evidence),
             },
         )
+
+
+def _templates_key(stage: str) -> str:
+    return f"channels.whatsapp.templates.{stage}"
+
+
+def _missing_template(stage: str) -> str:
+    return (f"{_templates_key(stage)}: no approved Content template for stage {stage}, and freeform = false: "
+            f"its WhatsApp messages are blocked; configure the template's content_sid, "
+            "or set freeform = true under [channels.whatsapp] where free-form text is allowed")

@@ -3,6 +3,11 @@
 The one path every send takes, whether the plan decided it or a person asked for it (`send`,
 `preview`): build the notices, render each into a `Message`, hand it to its channel by name and
 record the attempt before and after. Channels are looked up in the registry; none is imported here.
+
+A problem of our configuration (a broken template, a missing setting or credential, a WhatsApp
+stage with no approved template) makes the messages that need it BLOCKED, never the customer's
+failure: no "fix the customer's record" alert, and one staff alert per problem (`config_alerts`)
+that says what to configure. The other channels go on.
 """
 from __future__ import annotations
 
@@ -11,12 +16,17 @@ from datetime import date, datetime
 from typing import Callable, Iterable
 
 import channels
-from channels import FAILED, ChannelError, Message, Result
+from channels import BLOCKED, FAILED, ChannelError, Message, Result
 
-from .attempts import AttemptLog, new_id
+from .attempts import AttemptLog, LogError, new_id
 from .config import Config
+from .documents import normalize_email, normalize_phone
 from .models import Account, Notice
+from .render import TemplateError
 from .rules import account_timeline, is_first_time, plan_account, recipients, stage_channels
+
+# The provider named in a Result that no channel produced: the notifier itself stopped the message.
+NOTIFIER = "notifier"
 
 
 class DeliveryError(Exception):
@@ -25,9 +35,11 @@ class DeliveryError(Exception):
 
 @dataclass(frozen=True)
 class Delivery:
+    """One notice's outcome. `message` and `attempt` are None for a notice blocked before it
+    could be rendered (its template is broken): nothing was attempted, so nothing was logged."""
     notice: Notice
-    message: Message
-    attempt: str
+    message: Message | None
+    attempt: str | None
     result: Result
 
 
@@ -44,7 +56,8 @@ def notices_for_account(
     that stage on its configured channels (or on `channel`), to the account's recipients (or `to`).
 
     Without `stage`, a channel the plan has nothing for today gets the account's current stage,
-    so an operator can always test a channel against a real account.
+    so an operator can always test a channel against a real account. `to` means one message per
+    channel to that recipient (not one per billing address), checked first (`checked_recipient`).
     """
     account = snapshot.account(account_id)
     if account is None:
@@ -59,7 +72,10 @@ def notices_for_account(
         planned, _ = plan_account(today, account, invoices, history, snapshot.ledger(account_id), cal, config)
         planned = [n for n in planned if channel is None or n.channel == channel]
         if planned or channel is None:
-            return [replace(n, recipient=to) if to else n for n in planned]
+            if to is None:
+                return planned
+            first = {n.channel: n for n in reversed(planned)}  # each channel's first notice
+            return [replace(n, recipient=checked_recipient(n.channel, to)) for n in first.values()]
         stage = current_stage(account, invoices, history, today, config)
     ladder_stage = config.stage(stage)
     if ladder_stage is None:
@@ -69,7 +85,7 @@ def notices_for_account(
     wanted = (channel,) if channel else channels
     notices = []
     for name in wanted:
-        for recipient in ((to,) if to else recipients(account, name)):
+        for recipient in (recipients(account, name) if to is None else (checked_recipient(name, to),)):
             notices.append(Notice(
                 account=account.id, date=today, stage=stage, channel=name, recipient=recipient,
                 invoices=tuple(sorted(i.id for i in open_invoices)), first_time=first,
@@ -78,6 +94,30 @@ def notices_for_account(
     if not notices:
         raise DeliveryError(f"account {account_id!r} has no recipient on channel {channel!r}: pass --to")
     return notices
+
+
+def checked_recipient(channel: str, to: str) -> str:
+    """`to` (a person's `--to`) in the form `channel` sends to, or `DeliveryError`. Checked before
+    anything is sent, so a typo is never logged as a customer's failure, and an empty value (an
+    unset shell variable) never falls back to the customer's real addresses."""
+    text = to.strip()
+    if not text:
+        raise DeliveryError("--to is empty (an unset shell variable?): give a recipient, or leave --to "
+                            "out to send to the account's own")
+    try:
+        if channel == "email":
+            return normalize_email(text)
+        if channel in ("whatsapp", "sms"):
+            return normalize_phone(text)
+    except ValueError as exc:
+        raise DeliveryError(f"--to for {channel}: {exc}") from None
+    if channel == "social":
+        network, _, handle = text.partition(":")
+        # A URL would put its secret in the attempt log, where the recipient is written.
+        if not network or not handle.strip() or "://" in text:
+            raise DeliveryError("--to for social: write network:handle, like instagram:@empresa")
+        return text
+    raise DeliveryError(f"--to: the {channel} channel has no recipient to choose (it sends to its configured URLs)")
 
 
 def current_stage(account: Account, invoices, history, today: date, config: Config) -> str:
@@ -100,6 +140,26 @@ def render_all(snapshot, renderer, notices: Iterable[Notice], today: date) -> li
     return out
 
 
+def render_or_block(snapshot, renderer, notices: Iterable[Notice], today: date,
+                    ) -> tuple[list[tuple[Notice, Message]], list[Delivery]]:
+    """`render_all` for sending: a notice whose channel and stage have a template problem
+    (`renderer.problems_for`), or that fails to render, is not rendered but comes back as a
+    BLOCKED delivery naming the problem; every other notice is rendered as usual."""
+    rendered, blocked = [], []
+    for notice in notices:
+        problems = renderer.problems_for(notice.channel, notice.stage)
+        if not problems:
+            try:
+                rendered += render_all(snapshot, renderer, [notice], today)
+                continue
+            except TemplateError as exc:
+                problems = [str(exc)]
+        result = Result(BLOCKED, NOTIFIER, code=f"config:templates.{notice.channel}.{notice.stage}",
+                        detail="; ".join(problems))
+        blocked.append(Delivery(notice, None, None, result))
+    return rendered, blocked
+
+
 def deliver(
     rendered: Iterable[tuple[Notice, Message]],
     config: Config,
@@ -113,8 +173,9 @@ def deliver(
 
     The attempt id is chosen before the message is prepared, because the payload carries it (the
     e-mail's VERP Return-Path and X-Notifier-Attempt-Id header). A channel that cannot be built or
-    cannot prepare the message (say, a missing credential) fails its own messages with a permanent
-    error that names what to fix; the other channels go on. `attempt_of` numbers the tries of a
+    cannot prepare the message (say, a missing credential) blocks its own messages with the
+    problem named; the other channels go on. Without the log nothing may be sent: a log that
+    cannot be written stops the run with `DeliveryError`. `attempt_of` numbers the tries of a
     notice (1 for the first), for the cycle that retries temporary failures.
     """
     built: dict[str, channels.Channel | ChannelError] = {}
@@ -129,22 +190,16 @@ def deliver(
             channel = built[notice.channel]
             attempt_id = new_id()
             message = replace(message, meta={**message.meta, "attempt_id": attempt_id})
-            problem = channel if isinstance(channel, ChannelError) else None
-            if problem is None:
+            if not isinstance(channel, ChannelError):
                 try:
                     message = channel.prepare(message)
                 except ChannelError as exc:
-                    problem = exc
+                    channel = exc
             fields = {**notice_fields(notice, message), "attempt": attempt_of(notice)}
-            log.start(now(), message, fields, actor, payload=message.payload, attempt_id=attempt_id)
-            if problem is not None:
-                result = Result(FAILED, provider=notice.channel, detail=str(problem), permanent=True)
-            else:
-                try:
-                    result = channel.send(message)
-                except ChannelError as exc:
-                    result = Result(FAILED, provider=notice.channel, detail=str(exc), permanent=True)
-            log.finish(attempt_id, now(), result)
+            _logged(log, "nothing more was sent", log.start, now(), message, fields, actor, message.payload, attempt_id)
+            result = _send(channel, notice.channel, message)
+            _logged(log, f"the {notice.channel} message to {notice.recipient} went out ({result.status}) but "
+                         "its outcome is not recorded", log.finish, attempt_id, now(), result)
             deliveries.append(Delivery(notice, message, attempt_id, result))
     finally:
         for channel in built.values():
@@ -153,18 +208,72 @@ def deliver(
     return deliveries
 
 
+def _send(channel: channels.Channel | ChannelError, name: str, message: Message) -> Result:
+    """The channel's answer; a channel that cannot work as configured blocks the message."""
+    try:
+        if isinstance(channel, ChannelError):
+            raise channel
+        return channel.send(message)
+    except ChannelError as exc:
+        return Result(BLOCKED, provider=name, code=f"config:{name}", detail=str(exc))
+
+
+def _logged(log: AttemptLog, consequence: str, write, *args):
+    """`write(*args)` on the attempt log; an OSError (full disk, a log that is a folder, no
+    permission) becomes one sentence that says where and what it means for the run."""
+    try:
+        return write(*args)
+    except (OSError, LogError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise DeliveryError(f"cannot write the attempt log {log.path}: {reason}: {consequence}") from None
+
+
 def failure_alerts(snapshot, renderer, deliveries: Iterable[Delivery], today: date) -> list[tuple[Notice, Message]]:
     """A staff alert for each customer message that failed permanently (the notifier will not try
     it again, so a person must fix the contact). Staff failures raise no alert about themselves."""
     alerts = []
     for d in deliveries:
-        if d.result.ok or not d.result.permanent or d.notice.channel == "staff":
+        if d.result.status != FAILED or not d.result.permanent or d.notice.channel == "staff":
             continue
         account = snapshot.account(d.notice.account)
         open_invoices = [i for i in snapshot.invoices(account.id) if i.unpaid_on(today)]
         message = renderer.render_failure_alert(d.notice, account, open_invoices, today, d.result)
         alerts.append((replace(d.notice, channel="staff", recipient="staff", tutorial=False), message))
     return alerts
+
+
+def config_alerts(deliveries: Iterable[Delivery], today: date, already: Iterable[str] = ()) -> list[tuple[Notice, Message]]:
+    """One staff alert per distinct configuration problem (`code` of a BLOCKED result) among
+    `deliveries`, saying what to configure and which accounts wait for it: a problem is told once,
+    not once per message. `already` holds the codes alerted earlier that day (the daily cycle
+    reads them from the log), so that a problem is told once a day."""
+    waiting: dict[str, list[Delivery]] = {}
+    skip = set(already)
+    for d in deliveries:
+        if d.result.status == BLOCKED and d.result.code not in skip:
+            waiting.setdefault(d.result.code or "config", []).append(d)
+    return [_config_alert(code, blocked, today) for code, blocked in waiting.items()]
+
+
+def _config_alert(code: str, blocked: list[Delivery], today: date) -> tuple[Notice, Message]:
+    first = blocked[0]
+    many = len(blocked) > 1
+    what = f"{len(blocked)} mensage{'ns' if many else 'm'} de {first.notice.channel}"
+    accounts = ", ".join(dict.fromkeys(d.notice.account for d in blocked))
+    text = (
+        f"O notificador não enviou {what} em {today:%d/%m/%Y} por um problema da nossa "
+        "configuração, não do cadastro do cliente:\n\n"
+        f"{first.result.detail}\n\n"
+        f"Contas que aguardam: {accounts}.\n"
+        "Depois de corrigir, confira com `notifier check`: os avisos pendentes saem no próximo envio, "
+        "dentro da janela de recuperação de cada um.\n"
+    )
+    notice = Notice(account="", date=today, stage=first.notice.stage, channel="staff", recipient="staff",
+                    invoices=(), first_time=False, tutorial=False)
+    message = Message(channel="staff", recipient="staff", text=text,
+                      subject=f"Configuração: {what} bloqueada{'s' if many else ''} ({code})",
+                      meta={"alert": "config_problem", "code": code, "notice_date": today.isoformat()})
+    return notice, message
 
 
 def notice_fields(notice: Notice, message: Message) -> dict:

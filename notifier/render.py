@@ -258,6 +258,7 @@ class Renderer:
         self.env.filters.update(brl=brl, date=br_date, mask_document=mask_document, join_or=join_or, bare_url=bare_url,
                                 paragraphs=paragraphs)
         self._tutorial: str | None = None
+        self._found: list[tuple[str | None, str | None, str]] | None = None
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -327,20 +328,37 @@ class Renderer:
     def check(self) -> list[str]:
         """Render every stage x channel (and the tutorial, and configured WhatsApp template
         variables) against built-in sample accounts; each problem as "path:line: message"."""
-        problems: list[str] = []
+        return list(dict.fromkeys(text for _, _, text in self._problems()))
+
+    def problems_for(self, channel: str, stage: str) -> list[str]:
+        """The problems of `check()` that stop a message of `channel` at `stage`: a broken
+        template or setting blocks only the messages that need it."""
+        return list(dict.fromkeys(text for c, s, text in self._problems()
+                                  if c in (None, channel) and s in (None, stage)))
+
+    def _problems(self) -> list[tuple[str | None, str | None, str]]:
+        """Every problem as (channel, stage, text), None meaning every channel or stage; found
+        once per renderer, as the configuration and the templates do not change under it."""
+        if self._found is not None:
+            return self._found
+        problems: list[tuple[str | None, str | None, str]] = []
         try:
             self.tutorial()
         except TemplateError as exc:
-            problems.append(str(exc))
-        problems += self._check_whatsapp_config()
+            problems.append((None, None, str(exc)))
+        problems += [("whatsapp", None, p) for p in self._check_whatsapp_config()]
         for notice, account, invoices, today in sample_cases():
             try:  # SMS too: render() tolerates a WhatsApp message without its SMS fallback text
                 self.render(notice, account, invoices, today)
-                if notice.channel == "whatsapp":
-                    self.render_failure_alert(notice, account, invoices, today, _SAMPLE_FAILURE)
             except TemplateError as exc:
-                problems.append(str(exc))
-        return list(dict.fromkeys(problems))
+                problems.append((notice.channel, notice.stage, str(exc)))
+            if notice.channel == "whatsapp":
+                try:
+                    self.render_failure_alert(notice, account, invoices, today, _SAMPLE_FAILURE)
+                except TemplateError as exc:
+                    problems.append(("staff", None, str(exc)))
+        self._found = problems
+        return problems
 
     # --- internals ------------------------------------------------------------------------------
 

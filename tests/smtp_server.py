@@ -95,12 +95,13 @@ class _Controller(Controller):
 class SmtpServer:
     """Context manager around `_Controller`. `users` ({login: password}) makes AUTH required;
     `cert` = (certfile, keyfile) with `tls="starttls"` (STARTTLS required before MAIL and AUTH) or
-    `tls="implicit"` (smtps)."""
+    `tls="implicit"` (smtps). `smtputf8` offers the SMTPUTF8 extension (mailbox names in UTF-8)."""
 
-    def __init__(self, handler: RecordingHandler | None = None, users=None, cert=None, tls=None):
+    def __init__(self, handler: RecordingHandler | None = None, users=None, cert=None, tls=None,
+                 smtputf8: bool = False):
         self.handler = handler or RecordingHandler()
         self.users = dict(users or {})
-        kwargs = {}
+        kwargs = {"enable_SMTPUTF8": smtputf8}
         if self.users:
             kwargs.update(auth_required=True, authenticator=self._authenticate,
                           auth_require_tls=tls is not None)

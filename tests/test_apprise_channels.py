@@ -12,7 +12,7 @@ import apprise
 import pytest
 
 import channels
-from channels import FAILED, SENT, Message
+from channels import FAILED, SENT, TASK, Message
 from channels._apprise import send_apprise
 from notifier.config import Config
 from tests.json_sink import JsonSink
@@ -26,9 +26,13 @@ def sink():
         yield s
 
 
-def config(tmp_path, staff_urls: str | None = None) -> Config:
+def config(tmp_path, staff_urls: str | None = None, **social) -> Config:
     env = {"STAFF_URLS": staff_urls} if staff_urls is not None else {}
-    return Config(env=env, outbox=tmp_path / "outbox")
+    return Config(env=env, outbox=tmp_path / "outbox", channels={"social": social} if social else {})
+
+
+# The operator's explicit opt-in that lets URL handles out, and the local sink's scheme allowed.
+LIVE_JSON = {"send": True, "schemes": ["json"]}
 
 
 def staff_message(text: str = "Excluir os dados da conta A1 e encaminhar a dívida para protesto.") -> Message:
@@ -115,7 +119,7 @@ def test_staff_describe_masks_passwords(tmp_path, sink):
 
 def test_social_url_handle_is_sent_through_apprise(tmp_path, sink):
     handle = f"json://bot:dm-secret-99@127.0.0.1:{sink.port}/dm"
-    social = channels.build("social", config(tmp_path))
+    social = channels.build("social", config(tmp_path, **LIVE_JSON))
 
     result = social.send(social_message("telegram", handle))
 
@@ -129,7 +133,7 @@ def test_social_url_handle_is_sent_through_apprise(tmp_path, sink):
 
 def test_social_url_handle_answered_500_is_a_temporary_failure(tmp_path, sink):
     sink.statuses["/dm"] = 500
-    social = channels.build("social", config(tmp_path))
+    social = channels.build("social", config(tmp_path, **LIVE_JSON))
 
     result = social.send(social_message("telegram", sink.url("/dm")))
 
@@ -139,7 +143,7 @@ def test_social_url_handle_answered_500_is_a_temporary_failure(tmp_path, sink):
 
 def test_social_malformed_url_is_a_permanent_failure_and_stays_secret(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="apprise")
-    social = channels.build("social", config(tmp_path))
+    social = channels.build("social", config(tmp_path, send=True))
 
     result = social.send(social_message("telegram", "tgram://plainsecretword/"))
 
@@ -162,7 +166,7 @@ def test_instagram_handle_becomes_a_staff_task(tmp_path, sink, meta_handle):
     assert task.startswith("Enviar manualmente pela rede Instagram ao perfil @acme o texto abaixo:")
     assert task.endswith(TEXT)
     assert "@acme" in post.json["title"]
-    assert result.status == SENT and result.provider == "staff-task"
+    assert result.status == TASK and result.provider == "staff-task"
     assert "support staff" in result.detail
     assert result.evidence["profile"] == "@acme" and result.evidence["network"] == "instagram"
     assert result.evidence["staff_provider"] == "apprise"
@@ -173,7 +177,7 @@ def test_instagram_task_without_staff_urls_lands_in_the_outbox(tmp_path):
 
     result = social.send(social_message("instagram:@acme", "@acme"))
 
-    assert result.status == SENT and result.provider == "staff-task"
+    assert result.status == TASK and result.provider == "staff-task"
     assert result.evidence["staff_provider"] == "outbox"
     [path] = (tmp_path / "outbox" / "staff").glob("*.json")
     written = json.loads(path.read_text(encoding="utf-8"))
@@ -194,3 +198,43 @@ def test_two_sends_in_a_row_do_not_wait_for_the_throttle(sink, caplog):
     assert first.ok and second.ok
     assert [p.json["message"] for p in sink.posts] == ["primeira", "segunda"]
     assert [r for r in caplog.records if "Throttling" in r.getMessage()] == []
+
+
+# --- social URL handles: only allowed schemes, and only when the operator lets them out ----------
+
+@pytest.mark.parametrize("scheme", ["json", "xml", "form", "http", "https"])
+def test_a_url_handle_of_a_scheme_not_allowed_is_refused_without_a_request(tmp_path, sink, scheme):
+    # Billing data chose this URL: by default it must not make the notifier post to it.
+    social = channels.build("social", config(tmp_path, send=True))
+
+    result = social.send(social_message("telegram", f"{scheme}://127.0.0.1:{sink.port}/internal-admin"))
+
+    assert result.status == FAILED and result.permanent and result.code == "scheme_not_allowed"
+    assert f"{scheme}://" in result.detail and "channels.social.schemes" in result.detail
+    assert sink.posts == [] and not (tmp_path / "outbox").exists()
+
+
+def test_url_handles_go_to_the_outbox_unless_send_is_true(tmp_path, sink):
+    handle = f"json://bot:dm-secret-99@127.0.0.1:{sink.port}/dm"
+    sandboxed = channels.build("social", config(tmp_path, schemes=["json"]))
+
+    result = sandboxed.send(social_message("telegram", handle))
+
+    assert result.status == SENT and result.provider == "outbox" and sink.posts == []
+    [path] = (tmp_path / "outbox" / "social").glob("*.json")
+    written = path.read_text(encoding="utf-8")
+    assert "dm-secret-99" not in written and json.loads(written)["text"] == TEXT
+    assert not sandboxed.live and "send = false" in sandboxed.describe()
+    assert channels.build("social", config(tmp_path, **LIVE_JSON)).live
+
+
+@pytest.mark.parametrize("options, key", [({"send": "yes"}, "send"), ({"schemes": "tgram"}, "schemes")])
+def test_bad_social_options_are_named(tmp_path, options, key):
+    with pytest.raises(channels.ChannelError, match=f"channels.social.{key}"):
+        channels.build("social", config(tmp_path, **options))
+
+
+def test_check_names_a_configured_scheme_apprise_does_not_know(tmp_path):
+    assert channels.build("social", config(tmp_path)).check() == []  # the defaults are all known
+    [problem] = channels.build("social", config(tmp_path, schemes=["tgram", "telegram"])).check()
+    assert problem.startswith("channels.social.schemes: 'telegram' is not a scheme apprise knows")

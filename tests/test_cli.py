@@ -158,8 +158,11 @@ def test_send_with_missing_credential_names_the_variable_and_other_channels_work
     assert ok.stdout.count("sent via outbox") == 2
 
 
-def test_check_passes_on_defaults_and_warns_about_the_example_company(cli):
-    out = cli("check").stdout
+def test_check_passes_on_defaults_and_warns_about_the_example_company(cli, tmp_path):
+    # Out of the box WhatsApp has no approved template (tests/test_send_e2e.py checks that check
+    # says so); with free-form text allowed, the defaults pass.
+    (tmp_path / "n.toml").write_text("[channels.whatsapp]\nfreeform = true\n", encoding="utf-8")
+    out = cli("--config", "n.toml", "check").stdout
     assert "templates: ok" in out and "built-in example" in out
 
 
@@ -192,8 +195,13 @@ def test_send_refuses_when_a_template_is_broken(imported, tmp_path):
     (override / "overdue.txt").write_text("Olá {{ cliente_inexistente }}\n", encoding="utf-8")
     (tmp_path / "n.toml").write_text('templates = "my_templates"\n', encoding="utf-8")
     proc = imported("--config", "n.toml", "send", "acme", "--channel", "email", "--date", "2026-11-24", check=False)
-    assert proc.returncode == 1 and "overdue.txt:1" in proc.stderr and "cliente_inexistente" in proc.stderr
-    assert not (tmp_path / "outbox").exists() and not (tmp_path / "attempts.jsonl").exists()
+    assert proc.returncode == 1 and proc.stdout.count(": blocked via notifier config:templates.email.overdue") == 2
+    assert "overdue.txt:1" in proc.stdout and "cliente_inexistente" in proc.stdout
+    # No e-mail: only the one staff alert that says what to fix.
+    assert not (tmp_path / "outbox" / "email").exists()
+    [alert] = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()
+               if json.loads(line)["event"] == "sending"]
+    assert alert["channel"] == "staff" and "config:templates.email.overdue" in alert["subject"]
     check = imported("--config", "n.toml", "check", check=False)
     assert check.returncode == 1 and "overdue.txt:1" in check.stderr
 

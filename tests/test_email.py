@@ -260,8 +260,8 @@ def test_describe_masks_the_password(tmp_path):
     url = "smtp://user:s3cr%40t@mail.lucanet.com.br:587/?from=a@lucanet.com.br&starttls=1"
     described = channel(tmp_path, url).describe()
     assert "s3cr" not in described
-    assert described == "smtp://user:***@mail.lucanet.com.br:587/?from=a@lucanet.com.br&starttls=1"
-    assert mask_url("sendgrid://apikey:abc@lucanet.com.br") == "sendgrid://apikey:***@lucanet.com.br"
+    assert described == "smtp://***:***@mail.lucanet.com.br:587/?from=a@lucanet.com.br&starttls=1"
+    assert mask_url("sendgrid://apikey:abc@lucanet.com.br") == "sendgrid://***@lucanet.com.br"
 
 
 def test_password_in_clear_to_a_remote_host_is_a_problem(tmp_path):
@@ -290,3 +290,88 @@ def test_apprise_urls_are_described_with_their_keys_masked(tmp_path):
     assert email.check() == []
     assert "SG1234secretkey" not in email.describe()
     assert channel(tmp_path, "nosuchservice://x/?from=a@b.com").check() != []
+
+
+# --- non-ASCII addresses: SMTPUTF8 where offered, IDNA for the domain --------------------------
+
+def test_a_mailbox_name_with_accents_goes_with_smtputf8_where_the_server_offers_it(tmp_path):
+    with SmtpServer(smtputf8=True) as server:
+        email = channel(tmp_path, server.url(SENDER))
+        accented = email.send(bill("joão@exemplo.com.br"))
+        plain = email.send(bill("maria@exemplo.com.br"))
+        email.close()
+
+    assert accented.ok and plain.ok, (accented.detail, plain.detail)
+    assert [r.rcpt_tos for r in server.received] == [["joão@exemplo.com.br"], ["maria@exemplo.com.br"]]
+    assert str(server.received[0].message["To"]) == "joão@exemplo.com.br"
+    assert server.connections == 1  # the UTF-8 transaction left the connection usable
+    assert max(server.received[1].data) < 128  # an ASCII address still gets a 7-bit message
+
+
+def test_without_smtputf8_that_one_message_fails_permanently_and_the_next_goes(server, email):
+    refused = email.send(bill("joão@exemplo.com.br"))
+    accepted = email.send(bill("maria@exemplo.com.br"))
+
+    assert refused.status == "failed" and refused.permanent and refused.code == "smtputf8_unsupported"
+    assert "SMTPUTF8" in refused.detail and "joão@exemplo.com.br" in refused.detail
+    assert accepted.ok
+    assert [r.rcpt_tos for r in server.received] == [["maria@exemplo.com.br"]]
+
+
+def test_an_accented_domain_goes_in_idna_form_to_any_server(server, email):
+    result = email.send(bill("joao@açaí.com.br"))
+
+    assert result.ok, result.detail
+    [got] = server.received
+    assert got.rcpt_tos == ["joao@xn--aa-4iaz.com.br"] and str(got.message["To"]) == "joao@xn--aa-4iaz.com.br"
+
+
+def test_the_outbox_keeps_an_accented_address_readable(tmp_path):
+    result = channel(tmp_path, None).send(bill("joão@exemplo.com.br"))
+
+    assert result.ok
+    [path] = (tmp_path / "outbox" / "email").glob("*.eml")
+    assert str(message_from_bytes(path.read_bytes(), policy=policy.default)["To"]) == "joão@exemplo.com.br"
+
+
+def test_false_and_empty_audit_values_make_no_header(server, email):
+    meta = {"account": "ACME-1", "stage": "overdue", "tutorial": False, "invoices": [], "first_time": True}
+    assert email.send(bill(meta=meta)).ok
+    msg = server.received[0].message
+    assert msg["X-Notifier-Tutorial"] is None and msg["X-Notifier-Invoices"] is None
+    assert msg["X-Notifier-First-Time"] == "True"
+
+
+# --- secrets: never echoed, even from a URL that does not parse --------------------------------
+
+SECRET = "Sm7pS3cr3t"
+
+
+@pytest.mark.parametrize("url", [
+    f"smtp://cobranca@lucanet.com.br:{SECRET}/P@ss#w0rd!@127.0.0.1:34191/?from=cobranca@lucanet.com.br",
+    f"smtp://cobranca:{SECRET}?x@127.0.0.1:25/?from=cobranca@lucanet.com.br",
+    f"smtp://cobranca:{SECRET}@[::1/?from=cobranca@lucanet.com.br",
+    f"smtp://{SECRET}:{SECRET}@mail.lucanet.com.br:port/?from=cobranca@lucanet.com.br",
+    f"smtp://cobranca:p?starttls=1&{SECRET}@mail.lucanet.com.br/?from=a@b.com",
+    f"smtp://u:{SECRET}@",
+    f"smtp://u:{SECRET}",
+])
+def test_a_url_that_does_not_parse_never_shows_its_login(tmp_path, url):
+    email = channel(tmp_path, url)
+    shown = " ".join(email.check()) + " " + email.describe()
+    assert SECRET not in shown and "cobranca:" not in shown, shown
+    assert mask_url(url).startswith("smtp://***")
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_the_user_name_is_masked_too_it_may_be_the_token(tmp_path):
+    token = "8f4c2a1e-postmark-server-token"
+    with SmtpServer(users={"someone": "else"}) as server:
+        email = channel(tmp_path, server.url(SENDER, user=token, password=token))
+        refused = email.send(bill())
+        described = email.describe()
+        email.close()
+
+    assert not refused.ok and refused.code == "535" and "refused the login" in refused.detail
+    assert token not in refused.detail + str(refused.evidence) + described
+    assert described.startswith("smtp://***:***@127.0.0.1:")

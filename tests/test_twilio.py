@@ -11,7 +11,7 @@ import socket
 import pytest
 
 import channels
-from channels import ChannelError, Message
+from channels import BLOCKED, ChannelError, Message
 from notifier.config import Config
 from notifier.render import split_whatsapp
 from tests.fake_twilio import fake_twilio  # noqa: F401 - fake_twilio is a fixture
@@ -85,9 +85,24 @@ def test_long_free_form_text_goes_as_several_messages_in_order(tmp_path, fake_tw
 def test_without_template_or_free_form_nothing_is_sent(tmp_path, fake_twilio):
     cfg = config(tmp_path, fake_twilio.env())
     result = send(cfg, message())
-    assert not result.ok and result.permanent
-    assert "no approved template configured for stage overdue" in result.detail
+    # Our configuration, not the customer's number: blocked, not a (permanent) failure.
+    assert result.status == BLOCKED and not result.permanent
+    assert result.code == "config:whatsapp.templates.overdue"
+    assert "no approved Content template for stage overdue" in result.detail and "freeform" in result.detail
     assert fake_twilio.posts == []
+
+
+def test_check_names_each_ladder_stage_without_a_template(tmp_path, fake_twilio):
+    def problems(**whatsapp):
+        channel = channels.build("whatsapp", config(tmp_path, fake_twilio.env(), whatsapp=whatsapp))
+        return channel.check()
+
+    # The default ladder sends WhatsApp at overdue and suspension_warning (first-time delinquents).
+    assert [p.split(":")[0] for p in problems()] == ["channels.whatsapp.templates.overdue",
+                                                     "channels.whatsapp.templates.suspension_warning"]
+    only_overdue = {"templates": {"overdue": {"content_sid": "HX" + "a" * 32}}}
+    assert [p.split(":")[0] for p in problems(**only_overdue)] == ["channels.whatsapp.templates.suspension_warning"]
+    assert problems(freeform=True) == []
 
 
 def test_a_template_wins_over_free_form(tmp_path, fake_twilio):
@@ -292,7 +307,7 @@ def test_without_any_twilio_variable_messages_go_to_the_outbox(tmp_path):
 
 def test_check_connect_fetches_the_account_and_sends_nothing(tmp_path, fake_twilio):
     for name in ("whatsapp", "sms"):
-        channel = channels.build(name, config(tmp_path, fake_twilio.env()))
+        channel = channels.build(name, config(tmp_path, fake_twilio.env(), whatsapp={"freeform": True}))
         assert channel.check() == [] and channel.check(connect=True) == []
         channel.close()
     assert fake_twilio.posts == []

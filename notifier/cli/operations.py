@@ -6,28 +6,37 @@ import sys
 
 import click
 
-from ..config import CHANNELS
-from ..delivery import deliver, failure_alerts, notices_for_account, render_all
+from channels import BLOCKED, FAILED
+
+from ..config import CHANNELS, Config
+from ..delivery import config_alerts, deliver, failure_alerts, notices_for_account, render_or_block
+from ..documents import normalize_document
 from .base import cli, Context, message_options
+
 
 @cli.command()
 @click.option("--connect", is_flag=True, help="Also reach each provider (SMTP, Twilio...) without sending.")
 @click.pass_obj
 def check(obj: Context, connect):
-    """Validate the configuration, every template and every channel; exit 1 on any problem."""
+    """Validate the configuration, every template and every channel; exit 1 on any problem.
+
+    Each channel's line says whether it is live (messages leave the machine) or writes to the
+    outbox, and where."""
     import channels
     from ..render import Renderer
     problems = [f"templates: {p}" for p in Renderer(obj.config).check()]
+    problems += company_problems(obj.config)
     for name in CHANNELS:
         try:
             channel = channels.build(name, obj.config)
         except channels.ChannelError as exc:
-            problems.append(f"{name}: {exc}")
+            problems.append(_named(name, str(exc)))
             continue
         try:
             found = channel.check(connect=connect)
-            problems += [f"{name}: {p}" for p in found]
-            click.echo(f"{name:>9}: {'ok' if not found else 'PROBLEM'} ({channel.describe()})")
+            problems += [_named(name, p) for p in found]
+            mode = "live" if channel.live else "outbox"
+            click.echo(f"{name:>9}: {'ok' if not found else 'PROBLEM'}, {mode}: {channel.describe()}")
         finally:
             channel.close()
     if obj.config.company.is_example:
@@ -39,6 +48,20 @@ def check(obj: Context, connect):
     click.echo(f"configuration ({obj.config.source}) and templates: ok")
 
 
+def company_problems(config: Config) -> list[str]:
+    """Every message names the company by its CNPJ (CDC art. 42-A): a wrong one is a problem."""
+    try:
+        normalize_document(config.company.cnpj)
+    except ValueError as exc:
+        return [f"{config.source}: company.cnpj: {exc}"]
+    return []
+
+
+def _named(channel: str, problem: str) -> str:
+    """`problem` prefixed with its channel, once: some channels' messages already name it."""
+    return problem if problem.startswith(f"{channel}:") else f"{channel}: {problem}"
+
+
 @cli.command()
 @click.argument("account")
 @click.option("--channel", type=click.Choice(CHANNELS), required=True, help="The channel to send on.")
@@ -47,26 +70,34 @@ def check(obj: Context, connect):
 def send(obj: Context, account, channel, stage, to, day):
     """Send one message to ACCOUNT now and record the attempt in the contact-attempt log.
 
-    For operators testing a setup: it does not mark the plan's notice as handled."""
+    For operators testing a setup: it does not mark the plan's notice as handled. With --to, one
+    message goes to that recipient instead; a failure there raises no alert about the customer's
+    record. A problem of our configuration blocks only the messages that need the broken part."""
     from ..render import Renderer
     today = obj.today(day)
     snap = obj.store().snapshot()
     notices = notices_for_account(snap, obj.config, account, today, stage, channel, to)
     renderer, log = Renderer(obj.config), obj.log()
-    problems = renderer.check()  # a broken template is found before a customer sees it
-    if problems:
-        raise click.ClickException("nothing sent: the templates have problems (see `notifier check`):\n  "
-                                   + "\n  ".join(problems))
     log.recover(obj.now())  # an attempt a crash interrupted becomes `unknown`, never re-sent
     actor = getpass.getuser()
-    deliveries = deliver(render_all(snap, renderer, notices, today), obj.config, log, obj.now, actor)
-    deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now, actor)
-    failed = 0
+    rendered, deliveries = render_or_block(snap, renderer, notices, today)
+    deliveries += deliver(rendered, obj.config, log, obj.now, actor)
+    if to is None:
+        deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now, actor)
+    deliveries += deliver(config_alerts(deliveries, today), obj.config, log, obj.now, actor)
     for d in deliveries:
-        r = d.result
-        failed += not r.ok
-        reason = "" if r.ok else f" [{'permanent' if r.permanent else 'temporary'}]{' ' + r.code if r.code else ''}: {r.detail}"
-        click.echo(f"{d.notice.channel} → {d.notice.recipient}: {r.status} via {r.provider}"
-                   f"{' (' + r.provider_id + ')' if r.provider_id else ''}{reason}")
-    if failed:
+        click.echo(_outcome(d.notice.channel, d.notice.recipient, d.result))
+    if any(d.result.status in (FAILED, BLOCKED) for d in deliveries):
         sys.exit(1)
+
+
+def _outcome(channel: str, recipient: str, r) -> str:
+    """One line per message: its status (sent, task, failed, blocked), who answered and why."""
+    line = f"{channel} → {recipient or '-'}: {r.status} via {r.provider}"
+    if r.provider_id:
+        line += f" ({r.provider_id})"
+    if r.status == FAILED:
+        line += f" [{'permanent' if r.permanent else 'temporary'}]"
+    if r.status in (FAILED, BLOCKED):
+        line += f"{' ' + r.code if r.code else ''}: {r.detail}"
+    return line
