@@ -110,6 +110,8 @@ def scan(path: Path) -> Iterator[Line]:
         f = open(path, "rb")
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read the attempt log: {exc.strerror or exc}") from None
     with f:
         for number, data in enumerate(f, 1):
             terminated = data.endswith(b"\n")

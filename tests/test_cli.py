@@ -186,7 +186,14 @@ def test_readme_main_command_runs_one_cycle_on_a_copy_of_the_example_state(cli, 
     emails = sorted(p.name.split("-", 1)[1].rsplit("-", 1)[0] for p in (tmp_path / "outbox" / "email").glob("*.eml"))
     assert "financeiro@padariasaojoao.com.br" in emails and len(emails) == 6
     assert (ROOT / "state.json.example").read_bytes() == example
-    assert "nothing to send" in cli("run-once", "--date", "2026-11-24").stdout  # at most once
+    # At most once: the second cycle of the day sends nothing again. WhatsApp has no approved
+    # template out of the box, so its notice stays blocked (our configuration, not the customer's):
+    # tried at every cycle, told to staff once a day.
+    staff = sorted((tmp_path / "outbox" / "staff").iterdir())
+    again = cli("run-once", "--date", "2026-11-24").stdout.splitlines()
+    assert [line.split() for line in again[2:]] == [["whatsapp", "0", "0", "0", "0", "0", "0", "0", "1"]]
+    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 6
+    assert sorted((tmp_path / "outbox" / "staff").iterdir()) == staff
 
 
 def test_send_refuses_when_a_template_is_broken(imported, tmp_path):
@@ -201,7 +208,7 @@ def test_send_refuses_when_a_template_is_broken(imported, tmp_path):
     assert not (tmp_path / "outbox" / "email").exists()
     [alert] = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()
                if json.loads(line)["event"] == "sending"]
-    assert alert["channel"] == "staff" and "config:templates.email.overdue" in alert["subject"]
+    assert alert["channel"] == "staff" and "config:templates.email.overdue" in alert["content"]["subject"]
     check = imported("--config", "n.toml", "check", check=False)
     assert check.returncode == 1 and "overdue.txt:1" in check.stderr
 

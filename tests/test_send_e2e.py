@@ -140,7 +140,8 @@ def log_records(tmp_path) -> list[dict]:
 
 
 def outcomes(tmp_path) -> list[str]:
-    return [r["status"] for r in log_records(tmp_path) if r["event"] == "result"]
+    from notifier.attempts import OUTCOMES
+    return [r["event"] for r in log_records(tmp_path) if r["event"] in OUTCOMES]
 
 
 def test_a_staff_task_is_logged_and_shown_as_task_not_sent(cli, tmp_path):
@@ -346,26 +347,27 @@ def test_an_outbox_that_cannot_be_written_fails_each_message_and_tries_the_next(
 
 
 def test_a_write_error_in_the_outbox_leaves_no_temporary_file_and_the_next_message_is_tried(cli, tmp_path):
-    # A full disk, made real by the kernel: with RLIMIT_FSIZE a write past 4 KiB fails (EFBIG,
-    # the same OSError path as ENOSPC). An e-mail (~7 KiB) cannot be written; the attempt log's
-    # records (~1 KiB each) can, so every attempt gets its outcome.
-    import resource
+    # A full disk, made real by the kernel: the outbox folder is a 4 KiB tmpfs, mounted in a mount
+    # namespace of the command's own (nothing outside sees it). An e-mail (~7 KiB) does not fit
+    # (ENOSPC); the attempt log and its message store, on the real disk, take every record.
+    import shutil
     import subprocess
     import sys
 
     from tests.conftest import ROOT
     import_acme(cli, tmp_path)
-
-    def small_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "send", "acme", "--channel", "email", *DAY],
-                          cwd=tmp_path, env=cli.env, capture_output=True, text=True, timeout=120,
-                          preexec_fn=small_disk)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    # After the command, what the full folder holds is listed (on stderr): no .eml, no .eml.tmp.
+    script = 'mount -t tmpfs -o size=4k tmpfs "$1" && mkdir "$1/email" || exit 9; dir=$1; shift; "$@"; rc=$?; ' \
+             'echo "left: $(ls -A "$dir/email")" >&2; exit $rc'
+    proc = subprocess.run([shutil.which("unshare"), "--mount", "sh", "-c", script, "sh", str(outbox),
+                           sys.executable, str(ROOT / "run.py"), "send", "acme", "--channel", "email", *DAY],
+                          cwd=tmp_path, env=cli.env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stdout.count("cannot write to the outbox") == 2 and "File too large" in proc.stdout
+    assert proc.stdout.count("cannot write to the outbox") == 2 and "No space left on device" in proc.stdout
     assert outcomes(tmp_path) == ["failed", "failed"]
-    assert list((tmp_path / "outbox" / "email").iterdir()) == []  # no .eml, no .eml.tmp
+    assert proc.stderr.splitlines()[-1] == "left: "
 
 
 def test_an_attempt_log_that_cannot_be_written_stops_the_send_in_one_line(cli, tmp_path):
@@ -374,6 +376,5 @@ def test_an_attempt_log_that_cannot_be_written_stops_the_send_in_one_line(cli, t
     proc = cli("send", "acme", "--channel", "email", *DAY, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert line.startswith("Error: cannot write the attempt log ")
-    assert line.endswith("attempts.jsonl: Is a directory: nothing more was sent")
+    assert line == "Error: attempts.jsonl: cannot read the attempt log: Is a directory"
     assert not (tmp_path / "outbox" / "email").exists()  # nothing goes out without its log record

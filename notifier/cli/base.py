@@ -77,10 +77,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors a person can cause and fix: one sentence, no traceback. Imported lazily so that a
     command pays only for the modules it uses."""
     from channels import ChannelError
+    from ..attempts import LogError
     from ..importer import InvalidImport
     from ..render import TemplateError
     from ..store import StoreError
-    return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError)
+    return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError, LogError)
 
 
 class Bug(click.ClickException):
