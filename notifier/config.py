@@ -1,7 +1,7 @@
 """Configuration: one TOML file plus the environment (`.env`), read once into plain objects.
 
 Nothing else in the notifier reads files of configuration or environment variables: the CLI calls
-`load_config()` at its edge and passes the result down. Bad values are rejected here, at start, with
+`read_env_file()` and `load_config()` at its edge and passes the result down. Bad values are rejected here, at start, with
 a message that names the key, instead of surfacing later as a failed send.
 """
 from __future__ import annotations

@@ -338,3 +338,14 @@ def test_timeline_of_the_example_state_leaves_out_channels_that_reach_nobody(cli
     opted_out = cli.json("--state", state, "timeline", "pet-shop-amigo-fiel")  # opted out of WhatsApp
     assert {c for r in no_contact for c in r["channels"]} == {"email", "staff"}
     assert {c for r in opted_out for c in r["channels"]} == {"email", "social", "staff"}
+
+
+def test_example_state_atelie_on_30_11_each_channel_carries_its_own_stage(cli):
+    state = str(ROOT / "state.json.example")
+    plan = [n for n in cli.json("--state", state, "plan", "--date", "2026-11-30") if n["account"] == "atelie-flor-de-lis"]
+    # October's deletion_due (28/11, never expires) is still due on staff; the e-mail is November's due_today.
+    assert {(n["channel"], n["stage"], tuple(n["invoices"])) for n in plan} == {
+        ("email", "due_today", ("2026-11-atelie-flor-de-lis",)), ("staff", "deletion_due", ("2026-10-atelie-flor-de-lis",))}
+    rows = {r["date"]: r for r in cli.json("--state", state, "timeline", "atelie-flor-de-lis")}
+    assert (rows["2026-11-28"]["stage"], rows["2026-11-28"]["channels"]) == ("deletion_due", ["staff"])
+    assert (rows["2026-11-30"]["stage"], rows["2026-11-30"]["channels"]) == ("due_today", ["email"])

@@ -157,6 +157,13 @@ def test_merge_of_different_stages_uses_the_most_advanced():
     ]
 
 
+def test_merge_takes_the_most_advanced_stage_whatever_the_order_of_the_invoices():
+    october = invoice(id="2026-10", due="2026-10-20")
+    november = invoice(id="2026-11", due="2026-11-20")
+    got = notices("2026-11-17", [november, october], acc=account(past_delinquencies=1))
+    assert {g[0] for g in got if g[1] == "email"} == {"deletion_warning"}
+
+
 def test_paid_on_the_effective_due_date_is_not_late_and_gets_no_overdue_notice():
     paid = invoice(paid="2026-11-23")
     assert not is_late(paid, CAL, CFG)

@@ -49,6 +49,9 @@ class Context:
 
 
 def _check_state_file(path: Path, create: bool) -> None:
+    """ClickException unless `path` is a state file, or (`create`) could become one: a file in a
+    folder that exists. The store itself would create both the folder and the file on its first
+    write, which is how a typo in --state used to start a second, empty store."""
     try:
         if path.is_dir():
             raise click.ClickException(f"{path}: is a folder, not a state file")
