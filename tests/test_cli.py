@@ -349,3 +349,14 @@ def test_example_state_atelie_on_30_11_each_channel_carries_its_own_stage(cli):
     rows = {r["date"]: r for r in cli.json("--state", state, "timeline", "atelie-flor-de-lis")}
     assert (rows["2026-11-28"]["stage"], rows["2026-11-28"]["channels"]) == ("deletion_due", ["staff"])
     assert (rows["2026-11-30"]["stage"], rows["2026-11-30"]["channels"]) == ("due_today", ["email"])
+
+
+def test_a_reader_that_goes_away_is_not_reported_as_a_bug(cli):
+    # `notifier plan --json | head -1`: the pipe closes before the output is written.
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--state", str(ROOT / "state.json.example"),
+                             "plan", "--date", "2026-11-24", "--json"], cwd=cli.workdir, env=cli.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1 and err == ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import traceback
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -109,10 +110,20 @@ class Group(click.Group):
             raise
         except _user_errors() as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:
+            _stdout_closed()
         except Exception as exc:
             if os.environ.get("NOTIFIER_DEBUG"):
                 raise
             raise Bug(exc) from None
+
+
+def _stdout_closed() -> None:
+    """The reader of our output went away (`notifier plan | head`): not a bug, nothing to say.
+    Python's own advice: point stdout at /dev/null, so the final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
 
 
 def shorten(text: str, limit: int = 80) -> str:
