@@ -188,6 +188,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def _print_version(ctx, _param, value) -> None:
+    """`--version`, from the installed package's metadata: the one place the version is written is
+    pyproject.toml. A checkout run without installing has no metadata, and says so."""
     if not value or ctx.resilient_parsing:
         return
     try:
