@@ -1,8 +1,9 @@
 """Configuration: one TOML file plus the environment (`.env`), read once into plain objects.
 
 Nothing else in the notifier reads files of configuration or environment variables: the CLI calls
-`load_config()` at its edge and passes the result down. Bad values are rejected here, at start, with
-a message that names the key, instead of surfacing later as a failed send.
+`read_env_file()` and `load_config()` at its edge and passes the result down. Bad values are
+rejected here, at start, with a message that names the key, instead of surfacing later as a
+failed send.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ OFFSET_RANGES = {
     "deletion_due": (0, 0),
 }
 CHANNELS = ("email", "whatsapp", "sms", "social", "staff")
+# The configuration keys that name a file or folder (placed by `_place_files`).
+PATH_KEYS = ("state", "attempt_log", "outbox", "templates", "do_not_contact")
 
 # Variables read from the environment / `.env`. Secrets live only here, never in the TOML file.
 ENV_VARS = (
@@ -207,10 +210,6 @@ def load_config(path: Path | None, environ: Mapping[str, str], state: Path | Non
     return _place_files(cfg, set(raw) & set(PATH_KEYS), Path(path).parent if path is not None else None, state)
 
 
-# The configuration keys that name a file or folder.
-PATH_KEYS = ("state", "attempt_log", "outbox", "templates", "do_not_contact")
-
-
 def _place_files(cfg: Config, written: set[str], config_dir: Path | None, state: Path | None) -> Config:
     """Anchor every relative path, so that where the files go never depends on the folder a
     command happens to be run from (a second audit log started in some `cd` is worse than none).
@@ -223,9 +222,9 @@ def _place_files(cfg: Config, written: set[str], config_dir: Path | None, state:
     home = config_dir if config_dir is not None else Path(".")
     state_path = Path(state) if state is not None else home / cfg.state
     placed = {"state": state_path}
-    for key in PATH_KEYS[1:]:
+    for key in PATH_KEYS:
         value = getattr(cfg, key)
-        if value is not None:
+        if key != "state" and value is not None:
             placed[key] = (home if key in written else state_path.parent) / value
     return replace(cfg, **placed)
 

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from typing import Iterable, Mapping
 
 from .calendar import BankCalendar, InvoiceDates, invoice_dates
-from .config import STAGES, Config, Stage
+from .config import CHANNELS, STAGES, Config, Stage
 from .models import Account, History, Invoice, LedgerEntry, Notice, TimelineEntry
 
 STAGE_RANK = {name: i for i, name in enumerate(STAGES)}
@@ -141,25 +141,58 @@ def account_timeline(
     cal: BankCalendar,
     config: Config,
 ) -> list[TimelineEntry]:
-    """Every notice date of the account's open invoices as if never paid, merged per date."""
+    """Every notice date of the account's open invoices as if never paid, merged as the plan
+    merges them, so that the timeline shows what will really go out each day.
+
+    On each date, a channel that reaches someone (`recipients`) carries the most advanced stage
+    among the invoices' notices that use it (RULES.md step 2): one entry per (date, stage) lists the
+    channels carrying that stage and the invoices they speak for. Sorted by date, then ladder order.
+    """
     invoices = list(invoices)
-    by_date: dict[date, list[tuple[str, InvoiceNotice]]] = defaultdict(list)
+    by_channel: dict[tuple[date, str], list[tuple[str, InvoiceNotice]]] = defaultdict(list)
     for invoice in invoices:
         if invoice.paid is not None:
             continue
         first = is_first_time(account, invoice, invoices, history, cal, config)
         for notice in invoice_timeline(invoice, first, cal, config):
-            by_date[notice.date].append((invoice.id, notice))
+            for channel in notice.channels:
+                by_channel[(notice.date, channel)].append((invoice.id, notice))
+    rows: dict[tuple[date, str], list[tuple[str, Carried]]] = defaultdict(list)
+    for (when, channel), items in by_channel.items():
+        if recipients(account, channel):
+            carried = carried_by_channel(items)
+            rows[(when, carried.stage)].append((channel, carried))
     return [
         TimelineEntry(
             date=when,
-            stage=_most_advanced(n.stage for _, n in notices),
-            channels=_union(n.channels for _, n in notices),
-            invoices=tuple(sorted({inv for inv, _ in notices})),
-            first_time=any(n.first_time for _, n in notices),
+            stage=stage,
+            channels=tuple(sorted((c for c, _ in row), key=CHANNELS.index)),
+            invoices=tuple(sorted({inv for _, carried in row for inv in carried.invoices})),
+            first_time=any(carried.first_time for _, carried in row),
         )
-        for when, notices in sorted(by_date.items())
+        for (when, stage), row in sorted(rows.items(), key=lambda item: (item[0][0], STAGE_RANK[item[0][1]]))
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """What one channel's message of one day says: the most advanced stage, the invoices it speaks
+    for, whether it is a first-time delinquent's."""
+    stage: str
+    invoices: tuple[str, ...]
+    first_time: bool
+
+
+def carried_by_channel(items: Iterable[tuple[str, InvoiceNotice]]) -> Carried:
+    """RULES.md step 2 for one channel: the (invoice id, notice) pairs that use it on one day merge
+    into one message with the most advanced of their stages. The plan and the timeline both merge
+    through here, so they cannot disagree."""
+    items = list(items)
+    return Carried(
+        stage=_most_advanced(n.stage for _, n in items),
+        invoices=tuple(sorted({inv for inv, _ in items})),
+        first_time=any(n.first_time for _, n in items),
+    )
 
 
 def recipients(account: Account, channel: str) -> tuple[str, ...]:
@@ -284,14 +317,15 @@ def _merge(today: date, account_id: str, due: list[Pending], tutorial_sent: set[
         groups[(pending.channel, pending.recipient)].append(pending)
     notices = []
     for (channel, recipient), items in sorted(groups.items()):
+        carried = carried_by_channel((p.invoice, p.notice) for p in items)
         notices.append(Notice(
             account=account_id,
             date=today,
-            stage=_most_advanced(p.notice.stage for p in items),
+            stage=carried.stage,
             channel=channel,
             recipient=recipient,
-            invoices=tuple(sorted({p.invoice for p in items})),
-            first_time=any(p.notice.first_time for p in items),
+            invoices=carried.invoices,
+            first_time=carried.first_time,
             tutorial=channel not in tutorial_sent and any(channel in p.notice.extra_channels for p in items),
             covers=tuple(sorted({(p.invoice, p.notice.date, p.notice.stage) for p in items})),
         ))

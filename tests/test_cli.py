@@ -333,3 +333,52 @@ def test_an_unexpected_exception_is_one_line_that_does_not_quote_its_message():
     result = CliRunner().invoke(group, ["boom"])
     assert result.exit_code == BUG_EXIT_CODE and "S3cr3t" not in result.output
     assert result.output.startswith("Error: internal error: unexpected ValueError at notifier/cli/")
+
+
+# The timeline tells what the plan sends (issue 6, points 16 and 17)
+
+def test_timeline_json_one_row_per_date_and_stage_as_the_plan_sends_it(cli, tmp_path):
+    billing = json.loads(json.dumps(BILLING))
+    billing["accounts"][0]["due_day"] = 30
+    billing["accounts"][0]["past_delinquencies"] = 1
+    billing["invoices"][0].update(issued="2026-10-05", paid=None)  # October still open: due 30/10, deleted 30/11
+    (tmp_path / "billing.json").write_text(json.dumps(billing), encoding="utf-8")
+    cli("import", "billing.json", "--date", "2026-11-10")
+    rows = [r for r in cli.json("timeline", "acme") if r["date"] == "2026-11-30"]
+    assert rows == [
+        {"date": "2026-11-30", "stage": "due_today", "channels": ["email"], "invoices": ["2026-11-acme"], "first_time": False},
+        {"date": "2026-11-30", "stage": "deletion_due", "channels": ["staff"], "invoices": ["2026-10-acme"], "first_time": False},
+    ]
+    plan = {(n["stage"], n["channel"], tuple(n["invoices"])) for n in cli.json("plan", "--date", "2026-11-30")
+            if n["account"] == "acme"}
+    assert plan == {("due_today", "email", ("2026-11-acme",)), ("deletion_due", "staff", ("2026-10-acme",))}
+
+
+def test_timeline_of_the_example_state_leaves_out_channels_that_reach_nobody(cli):
+    state = str(ROOT / "state.json.example")
+    no_contact = cli.json("--state", state, "timeline", "contabilidade-exata")  # no WhatsApp, no social handle
+    opted_out = cli.json("--state", state, "timeline", "pet-shop-amigo-fiel")  # opted out of WhatsApp
+    assert {c for r in no_contact for c in r["channels"]} == {"email", "staff"}
+    assert {c for r in opted_out for c in r["channels"]} == {"email", "social", "staff"}
+
+
+def test_example_state_atelie_on_30_11_each_channel_carries_its_own_stage(cli):
+    state = str(ROOT / "state.json.example")
+    plan = [n for n in cli.json("--state", state, "plan", "--date", "2026-11-30") if n["account"] == "atelie-flor-de-lis"]
+    # October's deletion_due (28/11, never expires) is still due on staff; the e-mail is November's due_today.
+    assert {(n["channel"], n["stage"], tuple(n["invoices"])) for n in plan} == {
+        ("email", "due_today", ("2026-11-atelie-flor-de-lis",)), ("staff", "deletion_due", ("2026-10-atelie-flor-de-lis",))}
+    rows = {r["date"]: r for r in cli.json("--state", state, "timeline", "atelie-flor-de-lis")}
+    assert (rows["2026-11-28"]["stage"], rows["2026-11-28"]["channels"]) == ("deletion_due", ["staff"])
+    assert (rows["2026-11-30"]["stage"], rows["2026-11-30"]["channels"]) == ("due_today", ["email"])
+
+
+def test_a_reader_that_goes_away_is_not_reported_as_a_bug(cli):
+    # `notifier plan --json | head -1`: the pipe closes before the output is written.
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--state", str(ROOT / "state.json.example"),
+                             "plan", "--date", "2026-11-24", "--json"], cwd=cli.workdir, env=cli.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1 and err == ""

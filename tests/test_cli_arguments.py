@@ -1,4 +1,4 @@
-"""Whatever is typed on the command line: a clear error or success, never a traceback, and a state
+"""Whatever is typed on the command line (or left in a NOTIFIER_ variable): a clear error or success, never a traceback, and a state
 that only a successful command changes (hypothesis, over every option and argument of every command).
 
 Each example runs the real program in a subprocess, as an operator would, on a copy of the example
@@ -72,6 +72,12 @@ def arguments_for(command: click.Command) -> st.SearchStrategy[list[str]]:
     return build()
 
 
+def environment_for(command: click.Command) -> st.SearchStrategy[dict[str, str]]:
+    """Some of the NOTIFIER_ variables that stand for the options of the group and the command."""
+    options = [p for p in (*group.params, *command.params) if isinstance(p, click.Option) and p.envvar]
+    return st.fixed_dictionaries({}, optional={p.envvar: values_for(p) for p in options})
+
+
 @pytest.fixture(scope="module")
 def workspace():
     """A folder with the example state, the example billing data and a config of its own."""
@@ -88,11 +94,12 @@ def workspace():
 @given(data=st.data())
 def test_any_arguments_give_a_clear_answer_and_a_rejection_changes_nothing(workspace, name, data):
     argv = data.draw(arguments_for(group.commands[name]), label="argv")
+    variables = data.draw(environment_for(group.commands[name]), label="environment")
     state = workspace / "state.json"
     before = state.read_bytes()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMAIL_", "TWILIO_", "STAFF_", "NOTIFIER_"))}
     proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *argv], cwd=workspace, capture_output=True,
-                          text=True, errors="replace", timeout=60, env={**env, "PYTHONPATH": str(ROOT)})
+                          text=True, errors="replace", timeout=60, env={**env, **variables, "PYTHONPATH": str(ROOT)})
     for sign in SIGNS_OF_A_BUG:
         assert sign not in proc.stderr, proc.stderr
     if proc.returncode != 0:

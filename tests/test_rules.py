@@ -1,6 +1,7 @@
 """The billing calendar and the dunning rules of RULES.md, as tables of real dates."""
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -156,6 +157,13 @@ def test_merge_of_different_stages_uses_the_most_advanced():
     ]
 
 
+def test_merge_takes_the_most_advanced_stage_whatever_the_order_of_the_invoices():
+    october = invoice(id="2026-10", due="2026-10-20")
+    november = invoice(id="2026-11", due="2026-11-20")
+    got = notices("2026-11-17", [november, october], acc=account(past_delinquencies=1))
+    assert {g[0] for g in got if g[1] == "email"} == {"deletion_warning"}
+
+
 def test_paid_on_the_effective_due_date_is_not_late_and_gets_no_overdue_notice():
     paid = invoice(paid="2026-11-23")
     assert not is_late(paid, CAL, CFG)
@@ -261,3 +269,80 @@ def test_plan_day_sorted_by_account_channel_recipient():
                     [invoice(), invoice(id="beta-2026-11", acc="beta")], {}, [], CAL, CFG)
     keys = [(n.account, n.channel, n.recipient) for n in plan.notices]
     assert keys == sorted(keys) and {k[0] for k in keys} == {"acme", "beta"}
+
+
+# The timeline shows what the plan sends (issue 6, points 16 and 17)
+
+def test_timeline_lists_only_channels_that_reach_someone():
+    nobody = account(whatsapp=None, social=())
+    assert [(g[1], g[2]) for g in timeline(invoice(), acc=nobody)][2:4] == [
+        ("overdue", ("email",)), ("suspension_warning", ("email",))]
+    opted_out = account(opt_out=frozenset({"whatsapp"}))
+    assert [(g[1], g[2]) for g in timeline(invoice(), acc=opted_out)][2:4] == [
+        ("overdue", ("email", "social")), ("suspension_warning", ("email",))]
+
+
+def test_timeline_each_channel_carries_its_most_advanced_stage_of_the_day():
+    # due day 30: October's deletion date (30/11) is November's effective due date.
+    october = invoice(id="2026-10", due="2026-10-30")
+    november = invoice(id="2026-11", due="2026-11-30")
+    on_30 = [g for g in timeline(november, october, acc=account(past_delinquencies=1)) if g[0] == "2026-11-30"]
+    assert on_30 == [
+        ("2026-11-30", "due_today", ("email",), ("2026-11",)),
+        ("2026-11-30", "deletion_due", ("staff",), ("2026-10",)),
+    ]
+
+
+def test_timeline_merges_two_invoices_on_one_channel_into_the_most_advanced_stage():
+    # October due 24/10 (a saturday): deletion warning 24/11 - 7 = 17/11, November's reminder day.
+    november = invoice(id="2026-11", due="2026-11-20")  # listed first, the less advanced on 17/11
+    october = invoice(id="2026-10", due="2026-10-24", issued="2026-10-05")
+    on_17 = [g for g in timeline(november, october, acc=account(past_delinquencies=1)) if g[0] == "2026-11-17"]
+    assert on_17 == [("2026-11-17", "deletion_warning", ("email",), ("2026-10", "2026-11"))]
+
+
+def daily_cycle(accounts, invoices, first: date, last: date):
+    """What a daemon running every day from `first` to `last` plans each day, every notice handled."""
+    ledger: list[LedgerEntry] = []
+    day = first
+    while day <= last:
+        result = plan_day(day, accounts, invoices, {}, ledger, CAL, CFG)
+        yield day, result.notices
+        ledger += [LedgerEntry(inv, n.account, when, stage, n.channel, n.recipient, "sent", n.tutorial)
+                   for n in result.notices for inv, when, stage in n.covers]
+        day += timedelta(days=1)
+
+
+def test_plan_and_timeline_agree_day_by_day_for_accounts_with_several_invoices():
+    from notifier.store import Store
+    from tests.conftest import ROOT
+    snap = Store(ROOT / "state.json.example").snapshot()
+    due_30 = account(id="due-30", past_delinquencies=0)
+    accounts = [*snap.accounts(), due_30]
+    invoices = [*snap.invoices(), invoice(id="due-30-10", due="2026-10-30", acc="due-30"),
+                invoice(id="due-30-11", due="2026-11-30", acc="due-30")]
+    timelines = {acc.id: account_timeline(acc, [i for i in invoices if i.account == acc.id], None, CAL, CFG)
+                 for acc in accounts}
+    several = {acc for acc, entries in timelines.items() if len({i for e in entries for i in e.invoices}) > 1}
+    assert {"atelie-flor-de-lis", "due-30"} <= several
+    # Compared from the day after the last recorded payment: before it, the plan still sees invoices
+    # that the timeline (open invoices only) no longer shows.
+    last_payment = max(i.paid for i in invoices if i.paid)
+    compared = 0
+    for day, notices in daily_cycle(accounts, invoices, D("2026-10-01"), D("2027-01-31")):
+        if day <= last_payment:
+            continue
+        rows: dict[tuple[str, str], tuple[set, set, set]] = defaultdict(lambda: (set(), set(), set()))
+        for n in notices:  # the plan's messages as the timeline shows them: one row per stage
+            channels, invs, first = rows[(n.account, n.stage)]
+            channels.add(n.channel), invs.update(n.invoices), first.add(n.first_time)
+        planned = {key: (channels, invs, any(first)) for key, (channels, invs, first) in rows.items()}
+        shown = {(acc, e.stage): (set(e.channels), set(e.invoices), e.first_time)
+                 for acc, entries in timelines.items() for e in entries if e.date == day}
+        assert planned == shown, day
+        compared += len(planned)
+    assert compared > 20
+    plan_30 = {(n.account, n.stage, n.channel) for day, ns in daily_cycle(accounts, invoices, D("2026-10-01"), D("2026-11-30"))
+               if day == D("2026-11-30") for n in ns}
+    assert {("atelie-flor-de-lis", "due_today", "email"), ("due-30", "due_today", "email"),
+            ("due-30", "deletion_due", "staff")} <= plan_30

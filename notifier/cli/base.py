@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import traceback
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -57,6 +58,9 @@ class Context:
 
 
 def _check_state_file(path: Path, create: bool) -> None:
+    """ClickException unless `path` is a state file, or (`create`) could become one: a file in a
+    folder that exists. The store itself would create both the folder and the file on its first
+    write, which is how a typo in --state used to start a second, empty store."""
     try:
         if path.is_dir():
             raise click.ClickException(f"{path}: is a folder, not a state file")
@@ -115,10 +119,20 @@ class Group(click.Group):
             raise
         except _user_errors() as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:
+            _stdout_closed()
         except Exception as exc:
             if os.environ.get("NOTIFIER_DEBUG"):
                 raise
             raise Bug(exc) from None
+
+
+def _stdout_closed() -> None:
+    """The reader of our output went away (`notifier plan | head`): not a bug, nothing to say.
+    Python's own advice: point stdout at /dev/null, so the final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
 
 
 def shorten(text: str, limit: int = 80) -> str:
@@ -189,6 +203,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def _print_version(ctx, _param, value) -> None:
+    """`--version`, from the installed package's metadata: the one place the version is written is
+    pyproject.toml. A checkout run without installing has no metadata, and says so."""
     if not value or ctx.resilient_parsing:
         return
     try:
