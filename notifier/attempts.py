@@ -65,3 +65,10 @@ class AttemptLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def note(self, when: datetime, event: str, fields: Mapping[str, Any], actor: str) -> str:
+        """Any record that is not a contact attempt (a payment correction, ...); returns its id."""
+        record_id = uuid.uuid4().hex
+        self._append({"event": event, "id": record_id, "time": when.isoformat(timespec="seconds"),
+                      "actor": actor, **fields})
+        return record_id

@@ -26,7 +26,7 @@ import difflib
 import gc
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from operator import attrgetter
@@ -46,6 +46,16 @@ INVOICE_FIELDS = ("id", "account", "amount", "issued", "due", "paid", "payment_u
 REQUIRED = {"accounts": ("id", "company", "document", "emails"), "invoices": ("id", "account", "amount", "issued")}
 MAX_EMAILS = 2
 MAX_REPORTED = 200  # a file with a systematic mistake would otherwise print a million lines
+# Longest accepted text per field. What is imported ends in e-mail subjects, WhatsApp and SMS
+# bodies and staff tasks: a 200,000-character company name made one WhatsApp send 451 messages.
+MAX_LENGTH = {
+    "id": 100, "account": 100, "company": 200, "contact_name": 200, "document": 30, "domain": 253,
+    "emails": 254, "portal_email": 254, "whatsapp": 30, "social": 512, "opt_out": 20,
+    "amount": 20, "issued": 10, "due": 10, "paid": 10, "payment_url": 2048, "pix_code": 512,
+}
+MAX_NETWORK = 50
+MAX_AMOUNT = Decimal("999999999.99")
+MAX_PAST_DELINQUENCIES = 999
 # email is the contractual channel (RULES.md, "Stop"); staff is the company's own channel, and
 # opting out of it would silently drop finance's tasks for this account.
 NOT_OPTIONAL = {"email": "e-mail is the contractual channel and cannot be opted out of",
@@ -57,6 +67,10 @@ CSV_NAMES = ("accounts.csv", "invoices.csv")
 class Batch:
     accounts: list[Account]
     invoices: list[Invoice]
+    # `FILE:LINE: field: reason` of what was imported all the same (a payment date that differs
+    # from the stored one, which is kept).
+    warnings: list[str] = field(default_factory=list)
+    files: tuple[Path, ...] = field(default=(), compare=False)  # the files read, in order
 
 
 class InvalidImport(Exception):
@@ -73,15 +87,17 @@ class InvalidImport(Exception):
         return "\n".join(lines)
 
 
-def parse_file(path: Path, accounts_by_id: Mapping[str, Account], today: date | None = None) -> Batch:
+def parse_file(path: Path, accounts_by_id: Mapping[str, Account], today: date | None = None,
+               payments: Mapping[str, date] | None = None) -> Batch:
     """Read and validate a JSON file or a CSV pair (a folder, or either CSV file of the pair).
 
     `accounts_by_id` is what the store already holds: an invoice may belong to an account that is
     not in the file, and takes its default due date from that account's `due_day`. With `today`,
-    a payment date after it is rejected.
+    a payment date after it is rejected. `payments` are the stored payment dates by invoice id:
+    a different date in the file is reported as a warning (the store keeps its own).
     """
     path = Path(path)
-    builder = _Builder(accounts_by_id, today)
+    builder = _Builder(accounts_by_id, today, payments)
     # A big import creates millions of objects and no reference cycles: the cyclic garbage
     # collector would walk the growing heap again and again for nothing (~15% of the time).
     collecting = gc.isenabled()
@@ -90,6 +106,7 @@ def parse_file(path: Path, accounts_by_id: Mapping[str, Account], today: date | 
         if path.is_dir() or path.suffix.lower() == ".csv":
             _read_csv_pair(path, builder)
         elif path.suffix.lower() == ".json":
+            builder.files.append(path)
             _JsonReader(path, builder).read()
         else:
             raise InvalidImport([f"{path}: unknown kind of file: give a .json file, "
@@ -105,11 +122,25 @@ def parse_file(path: Path, accounts_by_id: Mapping[str, Account], today: date | 
 # clean value, or None when the field is absent or wrong. Values come typed from JSON, or as text
 # from CSV after `_CsvReader._record` split its lists.
 
+def payment_date_problems(issued: date, paid: date, today: date | None) -> list[tuple[str, str]]:
+    """What is wrong with paying an invoice issued on `issued` on `paid`, as (field, reason):
+    a payment before the invoice existed, or one that has not happened yet. The importer and
+    `pay` refuse the same dates with the same words."""
+    problems = []
+    if paid < issued:
+        problems.append(("paid", f"before the issue date {issued.isoformat()}: {paid.isoformat()}"))
+    if today is not None and paid > today:
+        problems.append(("paid", f"in the future (today is {today.isoformat()}): {paid.isoformat()}"))
+    return problems
+
+
 def _kind(value) -> str:
     if isinstance(value, bool):
         return f"true/false ({str(value).lower()})"
     if isinstance(value, str):
-        return f"text {value!r}"
+        return f"text {_quoted(value)}"
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a number too large"  # its digits would not even print (Python's int-to-text limit)
     if isinstance(value, (int, Decimal, float)):
         return f"number {value}"
     if isinstance(value, list):
@@ -117,6 +148,34 @@ def _kind(value) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _quoted(text: str, limit: int = 60) -> str:
+    """`text` for an error message: quoted, and cut when long (a 200,000-character name must
+    not come back as a 200,000-character error)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+# Characters that have no place in one line of text: C0 and C1 controls (NUL, BEL, ESC, CR, LF,
+# TAB...), the Unicode line and paragraph separators, and lone surrogates (not text at all: they
+# cannot even be written as UTF-8).
+_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _line_problem(text: str, limit: int) -> str | None:
+    """Why `text` cannot be one field of one line, or None. `isprintable()` answers in C for the
+    usual text; only text it rejects is searched for the culprit."""
+    if len(text) > limit:
+        return f"too long: {len(text)} characters (at most {limit})"
+    if text.isprintable():
+        return None
+    bad = _NOT_IN_A_LINE.search(text)
+    if bad is None:
+        return None  # a no-break space or a format character: unusual, harmless
+    char = bad.group()
+    if "\ud800" <= char <= "\udfff":
+        return f"not valid text: a lone surrogate U+{ord(char):04X} at position {bad.start() + 1}"
+    return f"contains a control character (U+{ord(char):04X}) at position {bad.start() + 1}: one line of plain text expected"
 
 
 def _absent(value) -> bool:
@@ -128,7 +187,11 @@ def _text(raw: dict, key: str, problems: list, required: bool = False) -> str | 
     if value.__class__ is str:
         value = value.strip()
         if value:
-            return value
+            problem = _line_problem(value, MAX_LENGTH[key])
+            if problem is None:
+                return value
+            problems.append((key, problem))
+            return None
     elif value is not None:
         problems.append((key, f"must be text, not {_kind(value)}"))
         return None
@@ -137,16 +200,16 @@ def _text(raw: dict, key: str, problems: list, required: bool = False) -> str | 
     return None
 
 
-def _whole(raw: dict, key: str, low: int, high: int | None, problems: list) -> int | None:
+def _whole(raw: dict, key: str, low: int, high: int, problems: list) -> int | None:
     value = raw.get(key)
     if _absent(value):
         return None
     if value.__class__ is not int:
         problems.append((key, f"must be a whole number, not {_kind(value)}"))
         return None
-    if value < low or (high is not None and value > high):
-        allowed = f"{low}..{high}" if high is not None else f"{low} or more"
-        problems.append((key, f"must be {allowed}, not {value}"))
+    if value < low or value > high:
+        shown = value if value.bit_length() <= 64 else "a number too large"
+        problems.append((key, f"must be {low}..{high}, not {shown}"))
         return None
     return value
 
@@ -163,6 +226,8 @@ def _items(raw: dict, key: str, what: str, problems: list) -> list[tuple[int, st
     for i, item in enumerate(value):
         if item.__class__ is not str or not item.strip():
             problems.append((f"{key}[{i}]", f"must be {what}, not {_kind(item)}"))
+        elif (problem := _line_problem(item.strip(), MAX_LENGTH[key])) is not None:
+            problems.append((f"{key}[{i}]", problem))
         else:
             items.append((i, item.strip()))
     return items
@@ -184,7 +249,7 @@ def _unknown(raw: dict, known: tuple[str, ...], problems: list) -> None:
             problems.append((key, f"unknown field ({hint})"))
 
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class _Dates(dict):
@@ -205,7 +270,7 @@ class _Dates(dict):
             return None
         text = value.strip()
         if not _DATE.fullmatch(text):
-            problems.append((key, f"not a date in ISO format (YYYY-MM-DD): {value!r}"))
+            problems.append((key, f"not a date in ISO format (YYYY-MM-DD): {_quoted(value)}"))
             return None
         try:
             day = date.fromisoformat(text)
@@ -219,7 +284,7 @@ class _Dates(dict):
         return day
 
 
-_AMOUNT = re.compile(r"-?\d+(?:\.\d+)?")
+_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # ASCII digits: Decimal("１２３") is 123 too
 
 
 class _Amounts(dict):
@@ -242,7 +307,7 @@ class _Amounts(dict):
         value = raw.get("amount")
         if value.__class__ is str:
             text = value.strip()
-        elif value.__class__ is int or value.__class__ is Decimal:
+        elif (value.__class__ is int and value.bit_length() <= 64) or value.__class__ is Decimal:
             text = str(value)
         elif value is None:
             text = ""
@@ -252,8 +317,8 @@ class _Amounts(dict):
         if not text:
             problems.append(("amount", "required"))
             return None
-        if not _AMOUNT.fullmatch(text):
-            problems.append(("amount", f"not a decimal number (write 1234.56): {text!r}"))
+        if len(text) > MAX_LENGTH["amount"] or not _AMOUNT.fullmatch(text):
+            problems.append(("amount", f"not a decimal number (write 1234.56): {_quoted(text, 30)}"))
             return None
         if text[0] == "-":
             problems.append(("amount", f"must not be negative: {text}"))
@@ -262,13 +327,16 @@ class _Amounts(dict):
             problems.append(("amount", f"more than 2 decimal places: {text}"))
             return None
         amount = self.decimal(text)
+        if amount > MAX_AMOUNT:
+            problems.append(("amount", f"more than {MAX_AMOUNT}: {text}"))
+            return None
         if value.__class__ is str:
             self.valid[value] = amount
         return amount
 
 
 _URL = re.compile(r"https?://[^\s/]+\S*")
-_NETWORK = re.compile(r"[a-z][a-z0-9_]*")
+_NETWORK = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
 _DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}")
 _ACCOUNT_KEYS = frozenset(ACCOUNT_FIELDS)
 _INVOICE_KEYS = frozenset(INVOICE_FIELDS)
@@ -286,10 +354,9 @@ def _account(raw: dict, problems: list) -> Account | None:
         document = _normalized(normalize_document, document, "document", problems)
     domain = (_text(raw, "domain", problems) or "").lower()
     if domain and not _DOMAIN.fullmatch(domain):
-        problems.append(("domain", f"not a domain name (like empresa.com.br): {raw['domain']!r}"))
+        problems.append(("domain", f"not a domain name (like empresa.com.br): {_quoted(raw['domain'])}"))
 
     emails: list[str] = []
-    before = len(problems)
     items = _items(raw, "emails", "an e-mail address", problems)
     if _absent(raw.get("emails")):
         problems.append(("emails", "required: one or two billing e-mails"))
@@ -303,14 +370,15 @@ def _account(raw: dict, problems: list) -> Account | None:
             problems.append((f"emails[{i}]", f"appears twice: {item!r}"))
         else:
             emails.append(address)
-    emails_ok = len(problems) == before
 
     portal_email = _text(raw, "portal_email", problems)
     if portal_email is not None:
         address = _normalized(normalize_email, portal_email, "portal_email", problems)
         same = [e for e in emails if address is not None and e.lower() == address.lower()]
-        # Compared only with a clean list: after a wrong address in `emails`, this would be noise.
-        if address is not None and not same and emails_ok:
+        # A billing address that is itself wrong still counts as listed, as written: its own
+        # error says what to fix, and this one would be noise.
+        listed = same or [item for _, item in items if item.lower() == portal_email.lower()]
+        if address is not None and not listed:
             problems.append(("portal_email", f"must be one of the billing e-mails (emails): {portal_email!r}"))
         portal_email = same[0] if same else None
 
@@ -325,16 +393,18 @@ def _account(raw: dict, problems: list) -> Account | None:
             problems.append(("social", f"must be an object of network: handle, not {_kind(value)}"))
         else:
             for network, handle in value.items():
-                if not _NETWORK.fullmatch(network):
-                    problems.append((f"social.{network}",
+                if len(network) > MAX_NETWORK or not _NETWORK.fullmatch(network):
+                    problems.append((f"social.{network[:MAX_NETWORK]}",
                                      "a network is named in lower-case letters, digits and _ (like instagram)"))
                 elif handle.__class__ is not str or not handle.strip():
                     problems.append((f"social.{network}", f"must be a handle or an apprise URL, not {_kind(handle)}"))
+                elif (problem := _line_problem(handle.strip(), MAX_LENGTH["social"])) is not None:
+                    problems.append((f"social.{network}", problem))
                 else:
                     social.append((network, handle.strip()))
 
     due_day = _whole(raw, "due_day", 1, 31, problems)
-    past = _whole(raw, "past_delinquencies", 0, None, problems)
+    past = _whole(raw, "past_delinquencies", 0, MAX_PAST_DELINQUENCIES, problems)
 
     opt_out = set()
     for i, name in _items(raw, "opt_out", "a channel name", problems):
@@ -368,16 +438,13 @@ def _invoice(raw: dict, problems: list, dates: _Dates, amounts: _Amounts, today:
     issued = dates.parse(raw, "issued", problems, required=True)
     due = dates.parse(raw, "due", problems)
     paid = dates.parse(raw, "paid", problems)
-    if issued is not None:
-        if due is not None and due < issued:
-            problems.append(("due", f"before the issue date {issued.isoformat()}: {due.isoformat()}"))
-        if paid is not None and paid < issued:
-            problems.append(("paid", f"before the issue date {issued.isoformat()}: {paid.isoformat()}"))
-    if paid is not None and today is not None and paid > today:
-        problems.append(("paid", f"in the future (today is {today.isoformat()}): {paid.isoformat()}"))
+    if issued is not None and due is not None and due < issued:
+        problems.append(("due", f"before the issue date {issued.isoformat()}: {due.isoformat()}"))
+    if paid is not None:
+        problems += payment_date_problems(issued or date.min, paid, today)
     payment_url = _text(raw, "payment_url", problems)
     if payment_url is not None and not _URL.fullmatch(payment_url):
-        problems.append(("payment_url", f"not an http(s) URL: {payment_url!r}"))
+        problems.append(("payment_url", f"not an http(s) URL: {_quoted(payment_url)}"))
     pix_code = _text(raw, "pix_code", problems)
     if pix_code is not None and not pix_code.startswith("000201"):
         problems.append(("pix_code", f"not a PIX copy-and-paste code (those start with 000201): {pix_code[:20]!r}"))
@@ -392,10 +459,14 @@ def _invoice(raw: dict, problems: list, dates: _Dates, amounts: _Amounts, today:
 # which gives (line, full field name) and is called only when there is something to report.
 
 class _Builder:
-    def __init__(self, accounts_by_id: Mapping[str, Account], today: date | None):
+    def __init__(self, accounts_by_id: Mapping[str, Account], today: date | None,
+                 payments: Mapping[str, date] | None = None):
         self.stored = accounts_by_id
         self.today = today
+        self.payments = payments or {}
         self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.files: list[Path] = []
         self.accounts: list[Account] = []
         self.file_accounts: dict[str, Account] = {}
         self.account_lines: dict[str, int] = {}  # every account id of the import, valid or not
@@ -412,10 +483,11 @@ class _Builder:
     def error(self, file: str, line: int, field: str, reason: str) -> None:
         self.errors.append(f"{file}:{line}: {field}: {reason}" if field else f"{file}:{line}: {reason}")
 
-    def report(self, where, problems: list) -> None:
+    def report(self, where, problems: list, into: list | None = None) -> None:
         for field, reason in problems:
             line, name = where.locate(field)
-            self.error(where.file, line, name, reason)
+            (self.errors if into is None else into).append(f"{where.file}:{line}: {name}: {reason}" if name
+                                                           else f"{where.file}:{line}: {reason}")
 
     def _first(self, lines: dict[str, int], raw: dict, where, problems: list) -> bool:
         """Record the id's line; False (and a problem) when the import already had that id."""
@@ -453,17 +525,24 @@ class _Builder:
             return
         problems: list = []
         invoice = _invoice(raw, problems, self.dates, self.amounts, self.today)
-        if self._first(self.invoice_lines, raw, where, problems) and invoice is not None:
-            account = self.file_accounts.get(invoice.account) or self.stored.get(invoice.account)
+        first = self._first(self.invoice_lines, raw, where, problems)
+        account_id = _text(raw, "account", [])
+        account = self.file_accounts.get(account_id) or self.stored.get(account_id)
+        if account is None and account_id is not None and account_id not in self.account_lines:
+            # Perhaps in an account listed further on: decided at the end, with the record's other
+            # problems already reported now (every problem of a record in one run).
+            line, name = where.locate("account")
+            self.unresolved.append((account_id, f"{where.file}:{line}: {name}"))
+        if first and invoice is not None:
             if account is not None:
                 # The account's own id string instead of one copy per invoice: ~60 MB less on a
                 # big import.
                 invoice = Invoice(invoice.id, account.id, invoice.amount, invoice.issued,
                                   invoice.due, invoice.paid, invoice.payment_url, invoice.pix_code)
-            elif invoice.account not in self.account_lines:
-                line, name = where.locate("account")
-                self.unresolved.append((invoice.account, f"{where.file}:{line}: {name}"))
             self.invoices.append(invoice)
+            stored_paid = self.payments.get(invoice.id)
+            if stored_paid is not None and invoice.paid is not None and invoice.paid != stored_paid:
+                self.report(where, [("paid", f"already paid on {stored_paid:%d/%m/%Y} (kept)")], self.warnings)
         if problems:
             self.report(where, problems)
 
@@ -478,13 +557,15 @@ class _Builder:
         """
         keys, invoice_lines, file_accounts, stored = _INVOICE_KEYS, self.invoice_lines, self.file_accounts, self.stored
         amounts, dates, today, url_ok, due_for = self.amounts.valid, self.dates, self.today, _URL.fullmatch, self._due
+        payments, longest = self.payments, MAX_LENGTH
 
         def plain(raw) -> Invoice | None:
             if raw.__class__ is not dict or not raw.keys() <= keys:
                 return None
             get = raw.get
             id_, account_id = get("id"), get("account")
-            if id_.__class__ is not str or not id_ or id_.strip() != id_ or account_id.__class__ is not str:
+            if (id_.__class__ is not str or not id_ or len(id_) > longest["id"] or not id_.isprintable()
+                    or id_.strip() != id_ or account_id.__class__ is not str):
                 return None
             due, paid, url, pix = get("due"), get("paid"), get("payment_url"), get("pix_code")
             try:
@@ -509,11 +590,14 @@ class _Builder:
                 due = due_for(issued, account.due_day)
             elif due < issued:
                 return None
-            if paid is not None and (paid < issued or (today is not None and paid > today)):
+            if paid is not None and (paid < issued or (today is not None and paid > today)
+                                     or payments.get(id_, paid) != paid):
                 return None
-            if url is not None and (url.__class__ is not str or not url_ok(url)):
+            if url is not None and (url.__class__ is not str or not url_ok(url) or len(url) > longest["payment_url"]
+                                    or not url.isprintable()):
                 return None
-            if pix is not None and (pix.__class__ is not str or pix[:6] != "000201" or pix.strip() != pix):
+            if pix is not None and (pix.__class__ is not str or pix[:6] != "000201" or pix.strip() != pix
+                                    or len(pix) > longest["pix_code"] or not pix.isprintable()):
                 return None
             return Invoice(id_, account.id, amount, issued, due, paid, url, pix)
 
@@ -536,7 +620,7 @@ class _Builder:
             if invoice.due is None:
                 account = self.file_accounts.get(invoice.account) or self.stored[invoice.account]
                 invoices[i] = invoice._replace(due=self._due(invoice.issued, account.due_day))
-        return Batch(self.accounts, invoices)
+        return Batch(self.accounts, invoices, self.warnings, tuple(self.files))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -741,7 +825,7 @@ class _JsonReader:
 # turned into what the JSON format would hold before the shared checks run.
 _CSV_LISTS = ("emails", "opt_out")
 _CSV_WHOLE = ("due_day", "past_delinquencies")
-_WHOLE = re.compile(r"-?\d+")
+_WHOLE = re.compile(r"-?[0-9]+")
 
 
 class _CsvReader:
@@ -864,7 +948,9 @@ def _read_csv_pair(path: Path, builder: _Builder) -> None:
         raise InvalidImport([f"{folder}: neither {CSV_NAMES[0]} nor {CSV_NAMES[1]} is there"])
     # Accounts first, so each invoice finds its account and its default due date.
     if accounts.exists():
+        builder.files.append(accounts)
         _CsvReader(accounts, builder).read(ACCOUNT_FIELDS, builder.add_account)
     builder.accounts_done = True
     if invoices.exists():
+        builder.files.append(invoices)
         _CsvReader(invoices, builder).read(INVOICE_FIELDS, builder.add_invoice)

@@ -84,12 +84,12 @@ ACCOUNT_RULES = [
     ({"document": "111.111.111-11"}, "document", "not a valid CPF"),
     ({"document": "35"}, "document", "not a CPF (000.000.000-00) nor a CNPJ (00.000.000/0000-00): '35'"),
     ({"document": "11.222.333/0001/81"}, "document", "not a CPF (000.000.000-00) nor a CNPJ"),
-    ({"emails": _DROP}, "emails", "required: one or two billing e-mails"),
-    ({"emails": []}, "emails", "required: one or two billing e-mails"),
-    ({"emails": "financeiro@acme.com.br"}, "emails", "must be a list, not text"),
+    ({"emails": _DROP, "portal_email": _DROP}, "emails", "required: one or two billing e-mails"),
+    ({"emails": [], "portal_email": _DROP}, "emails", "required: one or two billing e-mails"),
+    ({"emails": "financeiro@acme.com.br", "portal_email": _DROP}, "emails", "must be a list, not text"),
     ({"emails": ["a@acme.com.br", "b@acme.com.br", "c@acme.com.br"], "portal_email": _DROP}, "emails", "at most 2 billing e-mails, not 3"),
-    ({"emails": ["financeiro@acme.com.br", "x@"]}, "emails[1]", "not a valid e-mail address: 'x@'"),
-    ({"emails": ["financeiro@acme.com.br", 7]}, "emails[1]", "must be an e-mail address, not number 7"),
+    ({"emails": ["financeiro@acme.com.br", "x@"], "portal_email": _DROP}, "emails[1]", "not a valid e-mail address: 'x@'"),
+    ({"emails": ["financeiro@acme.com.br", 7], "portal_email": _DROP}, "emails[1]", "must be an e-mail address, not number 7"),
     ({"emails": ["financeiro@acme.com.br", "Financeiro@ACME.com.br"], "portal_email": _DROP}, "emails[1]", "appears twice"),
     ({"emails": ["financeiro@acme.com.br", "joao@acme.test"], "portal_email": _DROP}, "emails[1]", "not a valid e-mail address"),
     ({"portal_email": "diretoria@acme.com.br"}, "portal_email", "must be one of the billing e-mails (emails)"),
@@ -105,7 +105,7 @@ ACCOUNT_RULES = [
     ({"due_day": "20"}, "due_day", "must be a whole number, not text '20'"),
     ({"due_day": 20.0}, "due_day", "must be a whole number, not number 20.0"),
     ({"due_day": True}, "due_day", "must be a whole number, not true/false (true)"),
-    ({"past_delinquencies": -1}, "past_delinquencies", "must be 0 or more, not -1"),
+    ({"past_delinquencies": -1}, "past_delinquencies", "must be 0..999, not -1"),
     ({"past_delinquencies": "two"}, "past_delinquencies", "must be a whole number"),
     ({"opt_out": ["email"]}, "opt_out[0]", "e-mail is the contractual channel and cannot be opted out of"),
     ({"opt_out": ["whatsapp", "staff"]}, "opt_out[1]", "staff is the company's internal channel"),
@@ -534,9 +534,11 @@ def test_csv_errors_give_the_csv_line_and_column(tmp_path):
         ["2026-11-beta", "beta", "1,5", "2026-11-05"],
     ])
     assert errors(tmp_path / "accounts.csv") == [
+        f"{tmp_path / 'accounts.csv'}:3: company: contains a control character (U+000A) at position 5: "
+        "one line of plain text expected",
         f"{tmp_path / 'accounts.csv'}:3: due_day: must be a whole number, not text '2x'",
         f"{tmp_path / 'accounts.csv'}:5: social: write network=handle (like instagram=@empresa), not 'instagram'",
-        f"{tmp_path / 'accounts.csv'}:5: past_delinquencies: must be 0 or more, not -1",
+        f"{tmp_path / 'accounts.csv'}:5: past_delinquencies: must be 0..999, not -1",
         f"{invoices}:3: amount: not a decimal number (write 1234.56): '1,5'",
     ]
 

@@ -90,7 +90,7 @@ def test_documents_are_compact_and_keyed_by_id(tmp_path):
     path = tmp_path / "state.json"
     fill(Store(path))
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert set(data) == {"accounts", "invoices", "ledger", "history"}
+    assert set(data) == {"accounts", "invoices", "ledger", "history", "archived"}
     assert data["accounts"]["bare"] == {
         "company": "Bare Ltda", "document": "123.456.789-09", "emails": ["a@bare.com.br"], "due_day": 20,
     }
@@ -245,7 +245,7 @@ def test_a_corrupt_file_stops_and_is_never_overwritten(tmp_path, content, open_s
 
 @pytest.mark.parametrize("doc, reason", [
     ({"account": "acme", "amount": 149.9, "issued": "2026-11-05", "due": "2026-11-20"}, "amount must be a string"),
-    ({"account": "acme", "amount": "149.90", "issued": "05/11/2026", "due": "2026-11-20"}, "Invalid isoformat"),
+    ({"account": "acme", "amount": "149.90", "issued": "05/11/2026", "due": "2026-11-20"}, "a date must be text YYYY-MM-DD"),
     ({"account": "acme", "amount": "149.90", "issued": "2026-11-05"}, "KeyError: 'due'"),
 ])
 def test_a_document_that_does_not_fit_names_itself(tmp_path, doc, reason):
@@ -314,7 +314,7 @@ def test_tinydb_reads_and_writes_the_file_through_our_storage(tmp_path):
     fill(Store(path))
     db = TinyDB(path, storage=AtomicJSONStorage)
     db.table_class = StrTable
-    assert db.tables() == {"accounts", "invoices", "ledger", "history"}
+    assert db.tables() == {"accounts", "invoices", "ledger", "history", "archived"}
     assert db.table("accounts").get(doc_id="acme")["company"] == "ACME Comércio Ltda"
     db.table("accounts").insert(Document({"company": "Via TinyDB", "document": "x", "emails": ["t@t.com.br"], "due_day": 5}, doc_id="tiny"))
     assert Store(path).snapshot().account("tiny") == Account(id="tiny", company="Via TinyDB", document="x", emails=("t@t.com.br",), due_day=5)
@@ -452,14 +452,14 @@ def test_import_sends_old_paid_invoices_straight_to_the_archive(tmp_path):
     source = archive_store(tmp_path / "c").snapshot()
     with direct.transaction() as s:
         s.upsert_accounts(source.accounts())
-        assert s.import_invoices(source.invoices(), TODAY, CFG) == 3
+        assert s.import_invoices(source.invoices(), TODAY, CFG) == (3, 0)
     assert direct.snapshot().invoices() == via_archive.snapshot().invoices()
     assert direct.snapshot().histories() == via_archive.snapshot().histories()
     assert [r["id"] for r in read_archive(direct.archive_path)] == ["2026-05-late", "2026-06-late", "2026-06-ontime"]
     # an invoice kept open earlier and now imported as paid long ago leaves the state
     late_payment = source.invoice("2026-11-ontime")._replace(due=D("2026-06-20"), paid=D("2026-07-10"))
     with direct.transaction() as s:
-        assert s.import_invoices([late_payment], TODAY, CFG) == 1
+        assert s.import_invoices([late_payment], TODAY, CFG) == (1, 0)
     assert direct.snapshot().invoice("2026-11-ontime") is None
     assert direct.snapshot().histories()["ontime"] == History("ontime", first_late_due=D("2026-06-20"), late_count=1)
 
