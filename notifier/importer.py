@@ -244,9 +244,15 @@ def _normalized(check, value: str, field: str, problems: list):
 def _unknown(raw: dict, known: tuple[str, ...], problems: list) -> None:
     for key in raw:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = difflib.get_close_matches(key[:MAX_NETWORK], known, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-            problems.append((key, f"unknown field ({hint})"))
+            problems.append((_key_shown(key), f"unknown field ({hint})"))
+
+
+def _key_shown(key: str) -> str:
+    """A key of the file as an error names it: as written when it is a plain word, else quoted
+    and cut (an escape sequence in a key must not reach the operator's terminal)."""
+    return key if key.isprintable() and len(key) <= MAX_NETWORK else _quoted(key, MAX_NETWORK)
 
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -708,10 +714,17 @@ class _JsonReader:
         return _WS.match(self.text, pos).end()
 
     def value(self, pos: int):
+        """The JSON value at `pos` and where it ends, or InvalidImport naming the syntax error."""
         try:
-            return self.decoder.raw_decode(self.text, pos)
+            return self.decoder.scan_once(self.text, pos)  # raw_decode without its Python frame
+        except StopIteration as exc:
+            raise self.fail(exc.value, "Expecting value") from None
         except json.JSONDecodeError as exc:
             raise self.fail(exc.pos, exc.msg) from None
+        except RecursionError:
+            raise self.fail(pos, "values nested too deeply") from None
+        except ValueError:  # Python refuses to read an integer of more than 4,300 digits
+            raise self.fail(pos, "a number with too many digits") from None
 
     def read(self) -> None:
         text = self.text
@@ -729,13 +742,13 @@ class _JsonReader:
                 raise self.fail(pos, "expected ':' after a key")
             pos = self.skip(pos + 1)
             if key in seen:
-                self.builder.error(self.file, self.line_at(pos), key, "appears twice in the file")
+                self.builder.error(self.file, self.line_at(pos), _key_shown(key), "appears twice in the file")
             seen.add(key)
             if key in ("accounts", "invoices"):
                 pos = self.records(key, pos)
                 self.builder.accounts_done |= key == "accounts"
             else:
-                self.builder.error(self.file, self.line_at(pos), key, "unknown field (expected accounts and invoices)")
+                self.builder.error(self.file, self.line_at(pos), _key_shown(key), "unknown field (expected accounts and invoices)")
                 pos = self.value(pos)[1]
             pos = self.skip(pos)
             if text[pos:pos + 1] == ",":
@@ -763,12 +776,7 @@ class _JsonReader:
         pos = self.skip(pos + 1)
         index = 0
         while text[pos:pos + 1] != "]":
-            try:
-                raw, end = self.decoder.scan_once(text, pos)  # raw_decode without its Python frame
-            except StopIteration as exc:
-                raise self.fail(exc.value, "Expecting value") from None
-            except json.JSONDecodeError as exc:
-                raise self.fail(exc.pos, exc.msg) from None
+            raw, end = self.value(pos)
             self.line_at(pos)
             self.start, self.end, self.index = pos, end, index
             add(raw, self)
@@ -809,7 +817,7 @@ class _JsonReader:
         decoder = json.JSONDecoder(object_hook=hook, parse_float=builder.amounts.decimal)
         try:
             invoices, end = decoder.scan_once(self.text, pos)
-        except (StopIteration, json.JSONDecodeError):
+        except (StopIteration, ValueError, RecursionError):  # `records` tells what is wrong
             return None
         # Not an object among the records, or the same id twice (checked at once, not per record).
         if failed or taken != len(invoices) or len(set(map(attrgetter("id"), invoices))) != taken:
