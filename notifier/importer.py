@@ -11,27 +11,29 @@ Two formats, the same fields (README, "Import"):
 `FILE:LINE: field: reason`: an operator fixes the file once instead of once per error. It never
 touches the store; the caller writes the batch in one go.
 
-Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. JSON records
-are decoded one at a time (the decoder's `raw_decode` step), so the line of each record is known
-without a second pass and no tree of a million dicts is ever held. Invoices, 96% of the records,
-go first through an optimistic pass that turns each one into an `Invoice` as the decoder reads it;
-at the first record that is not plainly valid, that pass is dropped and the records are read one
-by one with their lines, which reports every problem. Fields are located in the text only to
-report a problem.
+Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. A JSON file is
+validated on orjson's parse, which is fast but knows no line numbers (`_read_json_fast`); most
+invoices (96% of the records) are taken by `_Builder.plain_invoice`, a check that costs a
+fraction of the full one. Only a file where some record has something to report is read a
+second time, record by record with their lines (`_JsonReader`), which reports every problem.
+`read_source` also gives the files' SHA-256, so the same content imported again is recognised
+without being parsed (the CLI's everyday re-import).
 """
 from __future__ import annotations
 
 import csv
 import difflib
 import gc
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from operator import attrgetter
 from pathlib import Path
 from typing import Iterable, Mapping
+
+import orjson
 
 from .calendar import due_date_for
 from .config import CHANNELS
@@ -87,40 +89,74 @@ class InvalidImport(Exception):
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Source:
+    """What an import reads: its files in reading order, their SHA-256 together (the same content
+    imported again is recognised without parsing it), and the bytes of a JSON file (read once, for
+    the digest and the parse)."""
+    files: tuple[Path, ...]
+    digest: str
+    json: bytes | None = None
+
+
+def read_source(path: Path) -> Source:
+    """The JSON file, or the files of the CSV pair that exist (a folder, or either CSV file of the
+    pair); InvalidImport when there is nothing to read."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".csv":
+        files = _csv_pair(path)
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.name.encode() + b"\0")
+            try:
+                with open(file, "rb") as fh:
+                    while block := fh.read(1 << 20):
+                        digest.update(block)
+            except OSError as exc:
+                raise InvalidImport([f"{file}: cannot read: {exc.strerror}"]) from None
+        return Source(files, digest.hexdigest())
+    if path.suffix.lower() == ".json":
+        data = _read_bytes(path)
+        return Source((path,), hashlib.sha256(data).hexdigest(), data)
+    raise InvalidImport([f"{path}: unknown kind of file: give a .json file, "
+                         "or accounts.csv/invoices.csv or their folder"])
+
+
 def parse_file(path: Path, accounts_by_id: Mapping[str, Account], today: date | None = None,
                payments: Mapping[str, date] | None = None) -> Batch:
-    """Read and validate a JSON file or a CSV pair (a folder, or either CSV file of the pair).
+    """`parse_source` of `read_source(path)`."""
+    return parse_source(read_source(path), accounts_by_id, today, payments)
+
+
+def parse_source(source: Source, accounts_by_id: Mapping[str, Account], today: date | None = None,
+                 payments: Mapping[str, date] | None = None) -> Batch:
+    """Validate what `read_source` read into a Batch.
 
     `accounts_by_id` is what the store already holds: an invoice may belong to an account that is
     not in the file, and takes its default due date from that account's `due_day`. With `today`,
     a payment date after it is rejected. `payments` are the stored payment dates by invoice id:
     a different date in the file is reported as a warning (the store keeps its own).
     """
-    path = Path(path)
-    builder = _Builder(accounts_by_id, today, payments)
     # A big import creates millions of objects and no reference cycles: the cyclic garbage
     # collector would walk the growing heap again and again for nothing (~15% of the time).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        if path.is_dir() or path.suffix.lower() == ".csv":
-            _read_csv_pair(path, builder)
-        elif path.suffix.lower() == ".json":
-            builder.files.append(path)
-            _JsonReader(path, builder).read()
+        builder = _Builder(accounts_by_id, today, payments)
+        builder.files.extend(source.files)
+        if source.json is None:
+            _read_csv_pair(source.files, builder)
         else:
-            raise InvalidImport([f"{path}: unknown kind of file: give a .json file, "
-                                 "or accounts.csv/invoices.csv or their folder"])
+            [path] = source.files
+            if not _read_json_fast(path, source.json, builder):
+                builder = _Builder(accounts_by_id, today, payments)  # start again, with lines
+                builder.files.append(path)
+                _JsonReader(path, _decode(path, source.json), builder).read()
         return builder.finish()
     finally:
         if collecting:
             gc.enable()
 
-
-# ---------------------------------------------------------------------------------------------
-# Field checks shared by both formats. Each appends (field, reason) to `problems` and returns the
-# clean value, or None when the field is absent or wrong. Values come typed from JSON, or as text
-# from CSV after `_CsvReader._record` split its lists.
 
 def payment_date_problems(issued: date, paid: date, today: date | None) -> list[tuple[str, str]]:
     """What is wrong with paying an invoice issued on `issued` on `paid`, as (field, reason):
@@ -472,7 +508,7 @@ class _Builder:
         self.payments = payments or {}
         self.errors: list[str] = []
         self.warnings: list[str] = []
-        self.files: list[Path] = []
+        self.files: list[Path] = []  # what was read, for the caller to say
         self.accounts: list[Account] = []
         self.file_accounts: dict[str, Account] = {}
         self.account_lines: dict[str, int] = {}  # every account id of the import, valid or not
@@ -649,6 +685,62 @@ def _decode(path: Path, data: bytes, errors: Iterable[str] = ()) -> str:
 # ---------------------------------------------------------------------------------------------
 # JSON
 
+class _NeedsLines(Exception):
+    """The fast pass met something to report: the pass that knows lines takes over."""
+
+
+class _Unlocated:
+    """The `where` of the fast pass: no lines. Asked where a problem is, it gives up the pass."""
+    line = 0
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def locate(self, field: str):
+        raise _NeedsLines
+
+
+def _read_json_fast(path: Path, data: bytes, builder: _Builder) -> bool:
+    """Every record validated on orjson's parse; True when none had anything to report.
+
+    False, with `builder` to be thrown away, at the first record with an error or a warning, and
+    for anything orjson reads otherwise than Python's decoder or the located pass would report:
+    text that is not JSON or not UTF-8, a section key written twice (orjson keeps the last), an
+    amount as a JSON number with a fraction (orjson makes it a float, never exact) or a whole
+    number beyond 64 bits. Each invoice's dict is dropped once it is an Invoice, so the tree
+    and the models are not held twice.
+    """
+    if data.count(b'"accounts"') > 1 or data.count(b'"invoices"') > 1:
+        return False
+    try:
+        tree = orjson.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)  # a BOM, as Notepad writes
+    except orjson.JSONDecodeError:
+        return False
+    if tree.__class__ is not dict or not tree.keys() <= {"accounts", "invoices"}:
+        return False
+    accounts, invoices = tree.get("accounts", []), tree.get("invoices", [])
+    if accounts.__class__ is not list or invoices.__class__ is not list:
+        return False
+    del tree
+    where = _Unlocated(str(path))
+    plain, lines, taken = builder.plain_invoice, builder.invoice_lines, builder.invoices.append
+    try:
+        for raw in accounts:
+            builder.add_account(raw, where)
+        builder.accounts_done = True  # every account of the file is known before any invoice
+        for i, raw in enumerate(invoices):
+            invoice = plain(raw)
+            if invoice is None:
+                builder.add_invoice(raw, where)  # the full checks; anything to say ends the pass
+            else:
+                lines[invoice.id] = 0
+                taken(invoice)
+            invoices[i] = None
+    except _NeedsLines:
+        return False
+    return True
+
+
 _WS = re.compile(r"[ \t\n\r]*")
 _KEY_CACHE: dict[str, re.Pattern] = {}
 _FIELD_PARTS = re.compile(r"\[(\d+)\]|([^.\[]+)")  # emails[1] -> ("", "emails"), ("1", "")
@@ -658,9 +750,9 @@ class _JsonReader:
     """Walks `{"accounts": [...], "invoices": [...]}` one record at a time, counting newlines as
     it goes, so the text is scanned for them once and in order."""
 
-    def __init__(self, path: Path, builder: _Builder):
+    def __init__(self, path: Path, text: str, builder: _Builder):
         self.file = str(path)
-        self.text = _decode(path, _read_bytes(path))
+        self.text = text
         self.builder = builder
         self.decoder = json.JSONDecoder(parse_float=builder.amounts.decimal)
         self.line = 1
@@ -766,11 +858,6 @@ class _JsonReader:
         if text[pos:pos + 1] != "[":
             self.builder.error(self.file, self.line_at(pos), section, "must be a list [...] of objects")
             return self.value(pos)[1]
-        if section == "invoices" and not self.builder.invoices and not self.builder.invoice_lines:
-            end = self.plain_invoices(pos)
-            if end is not None:
-                self.line_at(end)
-                return end
         add = self.builder.add_account if section == "accounts" else self.builder.add_invoice
         self.section = section
         pos = self.skip(pos + 1)
@@ -789,41 +876,6 @@ class _JsonReader:
             elif text[pos:pos + 1] != "]":
                 raise self.fail(pos, "expected ',' or ']' after a record")
         return pos + 1
-
-    def plain_invoices(self, pos: int) -> int | None:
-        """The usual file's invoices, all of them at once: the decoder turns each record into an
-        Invoice as soon as it has read it (`object_hook`), with no Python loop and no dict kept.
-        Only for the first list of invoices. Returns where it ends; or None, with its work undone,
-        if any record is not plain:
-        `records` then reads them one by one, which knows lines and reports every problem."""
-        builder = self.builder
-        plain = builder.plain_invoice
-        dates, amounts, today = builder.dates, builder.amounts, builder.today
-        failed, taken = False, 0
-
-        def hook(raw):
-            nonlocal failed, taken
-            if failed:
-                return None
-            invoice = plain(raw)
-            if invoice is None and _invoice(raw, [], dates, amounts, today) is not None:
-                invoice = plain(raw)  # a date or an amount not seen before, now checked and known
-            if invoice is None:
-                failed = True
-                return None
-            taken += 1
-            return invoice
-
-        decoder = json.JSONDecoder(object_hook=hook, parse_float=builder.amounts.decimal)
-        try:
-            invoices, end = decoder.scan_once(self.text, pos)
-        except (StopIteration, ValueError, RecursionError):  # `records` tells what is wrong
-            return None
-        # Not an object among the records, or the same id twice (checked at once, not per record).
-        if failed or taken != len(invoices) or len(set(map(attrgetter("id"), invoices))) != taken:
-            return None
-        builder.invoices.extend(invoices)
-        return end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -941,7 +993,9 @@ class _CsvReader:
         return raw, problems
 
 
-def _read_csv_pair(path: Path, builder: _Builder) -> None:
+def _csv_pair(path: Path) -> tuple[Path, ...]:
+    """The files of the CSV pair that exist, accounts first (each invoice finds its account and
+    its default due date)."""
     if path.is_dir():
         folder = path
     elif path.name in CSV_NAMES:
@@ -951,14 +1005,17 @@ def _read_csv_pair(path: Path, builder: _Builder) -> None:
     else:
         raise InvalidImport([f"{path}: CSV files must be named {' and '.join(CSV_NAMES)} "
                              "(the pair is read from one folder)"])
-    accounts, invoices = folder / CSV_NAMES[0], folder / CSV_NAMES[1]
-    if not accounts.exists() and not invoices.exists():
+    files = tuple(folder / name for name in CSV_NAMES if (folder / name).exists())
+    if not files:
         raise InvalidImport([f"{folder}: neither {CSV_NAMES[0]} nor {CSV_NAMES[1]} is there"])
-    # Accounts first, so each invoice finds its account and its default due date.
-    if accounts.exists():
-        builder.files.append(accounts)
-        _CsvReader(accounts, builder).read(ACCOUNT_FIELDS, builder.add_account)
+    return files
+
+
+def _read_csv_pair(files: tuple[Path, ...], builder: _Builder) -> None:
+    for file in files:
+        if file.name == CSV_NAMES[0]:
+            _CsvReader(file, builder).read(ACCOUNT_FIELDS, builder.add_account)
+        else:
+            builder.accounts_done = True
+            _CsvReader(file, builder).read(INVOICE_FIELDS, builder.add_invoice)
     builder.accounts_done = True
-    if invoices.exists():
-        builder.files.append(invoices)
-        _CsvReader(invoices, builder).read(INVOICE_FIELDS, builder.add_invoice)

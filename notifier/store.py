@@ -53,9 +53,10 @@ from .config import Config
 from .models import Account, History, Invoice, LedgerEntry
 from .rules import is_late
 
-# The tables a read-only snapshot turns into models; `archived` only matters to a transaction.
+# The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
+# read, see `Snapshot.last_import`) only matter to a transaction.
 MODEL_TABLES = ("accounts", "invoices", "ledger", "history")
-TABLES = MODEL_TABLES + ("archived",)
+TABLES = MODEL_TABLES + ("archived", "imports")
 LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
 CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
 
@@ -655,6 +656,17 @@ class Snapshot:
                 self._touched(name)
         self._models["history"] = histories  # up to date: an import archiving batch by batch reuses it
 
+    def last_import(self) -> tuple[str, date] | None:
+        """(SHA-256 of what the last import read, its day), or None before the first import."""
+        doc = self.raw["imports"].get("last")
+        return None if doc is None else (doc["sha256"], self._convert.date(doc["day"]))
+
+    def record_import(self, digest: str, day: date) -> None:
+        doc = {"sha256": digest, "day": day.isoformat()}
+        if self.raw["imports"].get("last") != doc:
+            self.raw["imports"]["last"] = doc
+            self._touched("imports")
+
     def _archived_ids(self) -> set[str]:
         """The ids of every archived invoice, from the `archived` table (kept up to date as
         invoices leave)."""
@@ -1012,10 +1024,19 @@ def _archived(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> tuple[st
     return _text_list(doc, "invoices")
 
 
+def _import(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> tuple[str, date]:
+    _check_texts(doc, ("sha256",), ())
+    day = dates[doc["day"]]
+    if day is None:
+        raise TypeError("day must be a date (YYYY-MM-DD)")
+    return doc["sha256"], day
+
+
 _FROM_DOC: dict[str, Callable[[str, dict, _Dates, _Amounts], Any]] = {
     "accounts": _account,
     "invoices": _invoice,
     "ledger": _ledger,
     "history": _history,
     "archived": _archived,
+    "imports": _import,
 }

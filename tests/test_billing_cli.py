@@ -106,13 +106,27 @@ def test_import_refuses_a_day_far_from_today(example_state, tmp_path, day, reaso
 # --- point 5: archiving is idempotent ----------------------------------------------------------
 
 def test_three_imports_archive_each_invoice_once_and_count_its_lateness_once(cli, tmp_path):
-    lines, counts = [], []
-    for _ in range(3):
-        out = cli("import", str(EXAMPLES / "billing.json"), "--date", "2027-06-01").stdout
+    # The second file holds the same records laid out otherwise, so it is imported in full; the
+    # third is the second again, recognised by its digest.
+    reindented = tmp_path / "billing.json"
+    reindented.write_text(json.dumps(_BASE, ensure_ascii=False, indent=4), encoding="utf-8")
+    lines, counts, outputs = [], [], []
+    for path in (EXAMPLES / "billing.json", reindented, reindented):
+        outputs.append(cli("import", str(path), "--date", "2027-06-01").stdout)
         lines.append(len((tmp_path / "state.archive.jsonl").read_text(encoding="utf-8").splitlines()))
         counts.append(cli.json("show", "clinica-vida-plena")["archived_late_invoices"])
     assert lines == [23, 23, 23] and counts == [1, 1, 1]  # the issue saw 23, 46, 69 and 1, 2, 3
-    assert "23 invoices already in the archive, left as archived" in out
+    assert "23 invoices already in the archive, left as archived" in outputs[1]
+    assert outputs[2].startswith(f"nothing new: {reindented} holds what was imported on 01/06/2027")
+
+
+def test_the_same_file_again_is_nothing_new_but_a_later_day_still_archives(cli, tmp_path):
+    cli("import", str(EXAMPLES / "billing.json"), "--date", "2026-11-26")
+    state = (tmp_path / "state.json").read_bytes()
+    assert cli("import", str(EXAMPLES / "billing.json"), "--date", "2026-11-26").stdout.startswith("nothing new")
+    assert (tmp_path / "state.json").read_bytes() == state  # nothing written
+    later = cli("import", str(EXAMPLES / "billing.json"), "--date", "2027-06-01").stdout
+    assert later.startswith("nothing new") and "archived 23 paid invoices" in later
 
 
 KILLED_IMPORT = """

@@ -26,23 +26,33 @@ def import_(obj: Context, path: Path, day):
     """Import billing data: a JSON file, or accounts.csv (+ invoices.csv beside it), or a folder
     holding both. Upserts by id; all or nothing. A payment date already stored is never undone:
     a file without it keeps it, a file with another date is warned about and the stored one kept."""
-    from ..importer import parse_file
+    from ..importer import parse_source, read_source
     today = obj.today(day)
     _refuse_far_from_today("--date", today, obj.now().date())
+    source = read_source(path)
+    batch, moved, known = None, 0, 0
     with obj.store().transaction() as snap:
-        batch = parse_file(path, {a.id: a for a in snap.accounts()}, today, snap.payments())
-        snap.upsert_accounts(batch.accounts)
-        moved, known = snap.import_invoices(batch.invoices, today, obj.config)
+        last = snap.last_import()
+        # The same content again on the same day or later (the everyday case: tomorrow's export
+        # with nothing new) would validate and store exactly what it did then: skip to archiving.
+        if last is None or last[0] != source.digest or today < last[1]:
+            batch = parse_source(source, {a.id: a for a in snap.accounts()}, today, snap.payments())
+            snap.upsert_accounts(batch.accounts)
+            moved, known = snap.import_invoices(batch.invoices, today, obj.config)
+            snap.record_import(source.digest, today)
         more, rows = snap.archive(today, obj.config)
+    archived = [_count(n, noun) for n, noun in ((moved + more, "paid invoice"), (rows, "ledger row")) if n]
+    done = f"; archived {' and '.join(archived)}" if archived else ""
+    if batch is None:
+        click.echo(f"nothing new: {', '.join(map(str, source.files))} holds what was imported on {last[1]:%d/%m/%Y}{done}")
+        return
     for warning in batch.warnings:
         click.echo(f"warning: {warning}", err=True)
-    for other in batch.files:
+    for other in source.files:
         if path.is_file() and other != path:
             click.echo(f"also read {other} (the other file of the CSV pair, beside it)")
-    archived = [_count(n, noun) for n, noun in ((moved + more, "paid invoice"), (rows, "ledger row")) if n]
     click.echo(f"imported {_count(len(batch.accounts), 'account')} and {_count(len(batch.invoices), 'invoice')} "
-               f"into {obj.config.state}"
-               + (f"; archived {' and '.join(archived)}" if archived else "")
+               f"into {obj.config.state}{done}"
                + (f"; {_count(known, 'invoice')} already in the archive, left as archived" if known else ""))
 
 
