@@ -23,7 +23,7 @@ from .config import Config
 from .documents import normalize_email, normalize_phone
 from .models import Account, Notice
 from .render import TemplateError
-from .rules import account_timeline, is_first_time, plan_account, recipients, stage_channels
+from .rules import account_timeline, collectible, is_first_time, plan_account, recipients, stage_channels
 
 # The provider named in a Result that no channel produced: the notifier itself stopped the message.
 NOTIFIER = "notifier"
@@ -65,7 +65,7 @@ def notices_for_account(
     cal = config.calendar
     invoices = snapshot.invoices(account_id)
     history = snapshot.histories().get(account_id)
-    open_invoices = [i for i in invoices if i.unpaid_on(today)]
+    open_invoices = [i for i in invoices if i.unpaid_on(today) and collectible(i)]
     if not open_invoices:
         raise DeliveryError(f"account {account_id!r} has no open invoice on {today:%d/%m/%Y}: nothing to send")
     if stage is None:

@@ -11,27 +11,29 @@ Two formats, the same fields (README, "Import"):
 `FILE:LINE: field: reason`: an operator fixes the file once instead of once per error. It never
 touches the store; the caller writes the batch in one go.
 
-Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. JSON records
-are decoded one at a time (the decoder's `raw_decode` step), so the line of each record is known
-without a second pass and no tree of a million dicts is ever held. Invoices, 96% of the records,
-go first through an optimistic pass that turns each one into an `Invoice` as the decoder reads it;
-at the first record that is not plainly valid, that pass is dropped and the records are read one
-by one with their lines, which reports every problem. Fields are located in the text only to
-report a problem.
+Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. A JSON file is
+validated on orjson's parse, which is fast but knows no line numbers (`_read_json_fast`); most
+invoices (96% of the records) are taken by `_Builder.plain_invoice`, a check that costs a
+fraction of the full one. Only a file where some record has something to report is read a
+second time, record by record with their lines (`_JsonReader`), which reports every problem.
+`read_source` also gives the files' SHA-256, so the same content imported again is recognised
+without being parsed (the CLI's everyday re-import).
 """
 from __future__ import annotations
 
 import csv
 import difflib
 import gc
+import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from operator import attrgetter
 from pathlib import Path
 from typing import Iterable, Mapping
+
+import orjson
 
 from .calendar import due_date_for
 from .config import CHANNELS
@@ -46,6 +48,16 @@ INVOICE_FIELDS = ("id", "account", "amount", "issued", "due", "paid", "payment_u
 REQUIRED = {"accounts": ("id", "company", "document", "emails"), "invoices": ("id", "account", "amount", "issued")}
 MAX_EMAILS = 2
 MAX_REPORTED = 200  # a file with a systematic mistake would otherwise print a million lines
+# Longest accepted text per field. What is imported ends in e-mail subjects, WhatsApp and SMS
+# bodies and staff tasks: a 200,000-character company name made one WhatsApp send 451 messages.
+MAX_LENGTH = {
+    "id": 100, "account": 100, "company": 200, "contact_name": 200, "document": 30, "domain": 253,
+    "emails": 254, "portal_email": 254, "whatsapp": 30, "social": 512, "opt_out": 20,
+    "amount": 20, "issued": 10, "due": 10, "paid": 10, "payment_url": 2048, "pix_code": 512,
+}
+MAX_NETWORK = 50
+MAX_AMOUNT = Decimal("999999999.99")
+MAX_PAST_DELINQUENCIES = 999
 # email is the contractual channel (RULES.md, "Stop"); staff is the company's own channel, and
 # opting out of it would silently drop finance's tasks for this account.
 NOT_OPTIONAL = {"email": "e-mail is the contractual channel and cannot be opted out of",
@@ -57,6 +69,10 @@ CSV_NAMES = ("accounts.csv", "invoices.csv")
 class Batch:
     accounts: list[Account]
     invoices: list[Invoice]
+    # `FILE:LINE: field: reason` of what was imported all the same (a payment date that differs
+    # from the stored one, which is kept).
+    warnings: list[str] = field(default_factory=list)
+    files: tuple[Path, ...] = field(default=(), compare=False)  # the files read, in order
 
 
 class InvalidImport(Exception):
@@ -73,43 +89,94 @@ class InvalidImport(Exception):
         return "\n".join(lines)
 
 
-def parse_file(path: Path, accounts_by_id: Mapping[str, Account], today: date | None = None) -> Batch:
-    """Read and validate a JSON file or a CSV pair (a folder, or either CSV file of the pair).
+@dataclass(frozen=True)
+class Source:
+    """What an import reads: its files in reading order, their SHA-256 together (the same content
+    imported again is recognised without parsing it), and the bytes of a JSON file (read once, for
+    the digest and the parse)."""
+    files: tuple[Path, ...]
+    digest: str
+    json: bytes | None = None
+
+
+def read_source(path: Path) -> Source:
+    """The JSON file, or the files of the CSV pair that exist (a folder, or either CSV file of the
+    pair); InvalidImport when there is nothing to read."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".csv":
+        files = _csv_pair(path)
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.name.encode() + b"\0")
+            try:
+                with open(file, "rb") as fh:
+                    while block := fh.read(1 << 20):
+                        digest.update(block)
+            except OSError as exc:
+                raise InvalidImport([f"{file}: cannot read: {exc.strerror}"]) from None
+        return Source(files, digest.hexdigest())
+    if path.suffix.lower() == ".json":
+        data = _read_bytes(path)
+        return Source((path,), hashlib.sha256(data).hexdigest(), data)
+    raise InvalidImport([f"{path}: unknown kind of file: give a .json file, "
+                         "or accounts.csv/invoices.csv or their folder"])
+
+
+def parse_file(path: Path, accounts_by_id: Mapping[str, Account], today: date | None = None,
+               payments: Mapping[str, date] | None = None) -> Batch:
+    """`parse_source` of `read_source(path)`."""
+    return parse_source(read_source(path), accounts_by_id, today, payments)
+
+
+def parse_source(source: Source, accounts_by_id: Mapping[str, Account], today: date | None = None,
+                 payments: Mapping[str, date] | None = None) -> Batch:
+    """Validate what `read_source` read into a Batch.
 
     `accounts_by_id` is what the store already holds: an invoice may belong to an account that is
     not in the file, and takes its default due date from that account's `due_day`. With `today`,
-    a payment date after it is rejected.
+    a payment date after it is rejected. `payments` are the stored payment dates by invoice id:
+    a different date in the file is reported as a warning (the store keeps its own).
     """
-    path = Path(path)
-    builder = _Builder(accounts_by_id, today)
     # A big import creates millions of objects and no reference cycles: the cyclic garbage
     # collector would walk the growing heap again and again for nothing (~15% of the time).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        if path.is_dir() or path.suffix.lower() == ".csv":
-            _read_csv_pair(path, builder)
-        elif path.suffix.lower() == ".json":
-            _JsonReader(path, builder).read()
+        builder = _Builder(accounts_by_id, today, payments)
+        builder.files.extend(source.files)
+        if source.json is None:
+            _read_csv_pair(source.files, builder)
         else:
-            raise InvalidImport([f"{path}: unknown kind of file: give a .json file, "
-                                 "or accounts.csv/invoices.csv or their folder"])
+            [path] = source.files
+            if not _read_json_fast(path, source.json, builder):
+                builder = _Builder(accounts_by_id, today, payments)  # start again, with lines
+                builder.files.append(path)
+                _JsonReader(path, _decode(path, source.json), builder).read()
         return builder.finish()
     finally:
         if collecting:
             gc.enable()
 
 
-# ---------------------------------------------------------------------------------------------
-# Field checks shared by both formats. Each appends (field, reason) to `problems` and returns the
-# clean value, or None when the field is absent or wrong. Values come typed from JSON, or as text
-# from CSV after `_CsvReader._record` split its lists.
+def payment_date_problems(issued: date, paid: date, today: date | None) -> list[tuple[str, str]]:
+    """What is wrong with paying an invoice issued on `issued` on `paid`, as (field, reason):
+    a payment before the invoice existed, or one that has not happened yet. The importer and
+    `pay` refuse the same dates with the same words."""
+    problems = []
+    if paid < issued:
+        problems.append(("paid", f"before the issue date {issued.isoformat()}: {paid.isoformat()}"))
+    if today is not None and paid > today:
+        problems.append(("paid", f"in the future (today is {today.isoformat()}): {paid.isoformat()}"))
+    return problems
+
 
 def _kind(value) -> str:
     if isinstance(value, bool):
         return f"true/false ({str(value).lower()})"
     if isinstance(value, str):
-        return f"text {value!r}"
+        return f"text {_quoted(value)}"
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a number too large"  # its digits would not even print (Python's int-to-text limit)
     if isinstance(value, (int, Decimal, float)):
         return f"number {value}"
     if isinstance(value, list):
@@ -117,6 +184,34 @@ def _kind(value) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _quoted(text: str, limit: int = 60) -> str:
+    """`text` for an error message: quoted, and cut when long (a 200,000-character name must
+    not come back as a 200,000-character error)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+# Characters that have no place in one line of text: C0 and C1 controls (NUL, BEL, ESC, CR, LF,
+# TAB...), the Unicode line and paragraph separators, and lone surrogates (not text at all: they
+# cannot even be written as UTF-8).
+_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _line_problem(text: str, limit: int) -> str | None:
+    """Why `text` cannot be one field of one line, or None. `isprintable()` answers in C for the
+    usual text; only text it rejects is searched for the culprit."""
+    if len(text) > limit:
+        return f"too long: {len(text)} characters (at most {limit})"
+    if text.isprintable():
+        return None
+    bad = _NOT_IN_A_LINE.search(text)
+    if bad is None:
+        return None  # a no-break space or a format character: unusual, harmless
+    char = bad.group()
+    if "\ud800" <= char <= "\udfff":
+        return f"not valid text: a lone surrogate U+{ord(char):04X} at position {bad.start() + 1}"
+    return f"contains a control character (U+{ord(char):04X}) at position {bad.start() + 1}: one line of plain text expected"
 
 
 def _absent(value) -> bool:
@@ -128,7 +223,11 @@ def _text(raw: dict, key: str, problems: list, required: bool = False) -> str | 
     if value.__class__ is str:
         value = value.strip()
         if value:
-            return value
+            problem = _line_problem(value, MAX_LENGTH[key])
+            if problem is None:
+                return value
+            problems.append((key, problem))
+            return None
     elif value is not None:
         problems.append((key, f"must be text, not {_kind(value)}"))
         return None
@@ -137,16 +236,16 @@ def _text(raw: dict, key: str, problems: list, required: bool = False) -> str | 
     return None
 
 
-def _whole(raw: dict, key: str, low: int, high: int | None, problems: list) -> int | None:
+def _whole(raw: dict, key: str, low: int, high: int, problems: list) -> int | None:
     value = raw.get(key)
     if _absent(value):
         return None
     if value.__class__ is not int:
         problems.append((key, f"must be a whole number, not {_kind(value)}"))
         return None
-    if value < low or (high is not None and value > high):
-        allowed = f"{low}..{high}" if high is not None else f"{low} or more"
-        problems.append((key, f"must be {allowed}, not {value}"))
+    if value < low or value > high:
+        shown = value if value.bit_length() <= 64 else "a number too large"
+        problems.append((key, f"must be {low}..{high}, not {shown}"))
         return None
     return value
 
@@ -163,6 +262,8 @@ def _items(raw: dict, key: str, what: str, problems: list) -> list[tuple[int, st
     for i, item in enumerate(value):
         if item.__class__ is not str or not item.strip():
             problems.append((f"{key}[{i}]", f"must be {what}, not {_kind(item)}"))
+        elif (problem := _line_problem(item.strip(), MAX_LENGTH[key])) is not None:
+            problems.append((f"{key}[{i}]", problem))
         else:
             items.append((i, item.strip()))
     return items
@@ -179,12 +280,18 @@ def _normalized(check, value: str, field: str, problems: list):
 def _unknown(raw: dict, known: tuple[str, ...], problems: list) -> None:
     for key in raw:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = difflib.get_close_matches(key[:MAX_NETWORK], known, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-            problems.append((key, f"unknown field ({hint})"))
+            problems.append((_key_shown(key), f"unknown field ({hint})"))
 
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+def _key_shown(key: str) -> str:
+    """A key of the file as an error names it: as written when it is a plain word, else quoted
+    and cut (an escape sequence in a key must not reach the operator's terminal)."""
+    return key if key.isprintable() and len(key) <= MAX_NETWORK else _quoted(key, MAX_NETWORK)
+
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class _Dates(dict):
@@ -205,7 +312,7 @@ class _Dates(dict):
             return None
         text = value.strip()
         if not _DATE.fullmatch(text):
-            problems.append((key, f"not a date in ISO format (YYYY-MM-DD): {value!r}"))
+            problems.append((key, f"not a date in ISO format (YYYY-MM-DD): {_quoted(value)}"))
             return None
         try:
             day = date.fromisoformat(text)
@@ -219,7 +326,7 @@ class _Dates(dict):
         return day
 
 
-_AMOUNT = re.compile(r"-?\d+(?:\.\d+)?")
+_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # ASCII digits: Decimal("１２３") is 123 too
 
 
 class _Amounts(dict):
@@ -242,7 +349,7 @@ class _Amounts(dict):
         value = raw.get("amount")
         if value.__class__ is str:
             text = value.strip()
-        elif value.__class__ is int or value.__class__ is Decimal:
+        elif (value.__class__ is int and value.bit_length() <= 64) or value.__class__ is Decimal:
             text = str(value)
         elif value is None:
             text = ""
@@ -252,8 +359,8 @@ class _Amounts(dict):
         if not text:
             problems.append(("amount", "required"))
             return None
-        if not _AMOUNT.fullmatch(text):
-            problems.append(("amount", f"not a decimal number (write 1234.56): {text!r}"))
+        if len(text) > MAX_LENGTH["amount"] or not _AMOUNT.fullmatch(text):
+            problems.append(("amount", f"not a decimal number (write 1234.56): {_quoted(text, 30)}"))
             return None
         if text[0] == "-":
             problems.append(("amount", f"must not be negative: {text}"))
@@ -262,13 +369,16 @@ class _Amounts(dict):
             problems.append(("amount", f"more than 2 decimal places: {text}"))
             return None
         amount = self.decimal(text)
+        if amount > MAX_AMOUNT:
+            problems.append(("amount", f"more than {MAX_AMOUNT}: {text}"))
+            return None
         if value.__class__ is str:
             self.valid[value] = amount
         return amount
 
 
 _URL = re.compile(r"https?://[^\s/]+\S*")
-_NETWORK = re.compile(r"[a-z][a-z0-9_]*")
+_NETWORK = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
 _DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}")
 _ACCOUNT_KEYS = frozenset(ACCOUNT_FIELDS)
 _INVOICE_KEYS = frozenset(INVOICE_FIELDS)
@@ -286,10 +396,9 @@ def _account(raw: dict, problems: list) -> Account | None:
         document = _normalized(normalize_document, document, "document", problems)
     domain = (_text(raw, "domain", problems) or "").lower()
     if domain and not _DOMAIN.fullmatch(domain):
-        problems.append(("domain", f"not a domain name (like empresa.com.br): {raw['domain']!r}"))
+        problems.append(("domain", f"not a domain name (like empresa.com.br): {_quoted(raw['domain'])}"))
 
     emails: list[str] = []
-    before = len(problems)
     items = _items(raw, "emails", "an e-mail address", problems)
     if _absent(raw.get("emails")):
         problems.append(("emails", "required: one or two billing e-mails"))
@@ -303,14 +412,15 @@ def _account(raw: dict, problems: list) -> Account | None:
             problems.append((f"emails[{i}]", f"appears twice: {item!r}"))
         else:
             emails.append(address)
-    emails_ok = len(problems) == before
 
     portal_email = _text(raw, "portal_email", problems)
     if portal_email is not None:
         address = _normalized(normalize_email, portal_email, "portal_email", problems)
         same = [e for e in emails if address is not None and e.lower() == address.lower()]
-        # Compared only with a clean list: after a wrong address in `emails`, this would be noise.
-        if address is not None and not same and emails_ok:
+        # A billing address that is itself wrong still counts as listed, as written: its own
+        # error says what to fix, and this one would be noise.
+        listed = same or [item for _, item in items if item.lower() == portal_email.lower()]
+        if address is not None and not listed:
             problems.append(("portal_email", f"must be one of the billing e-mails (emails): {portal_email!r}"))
         portal_email = same[0] if same else None
 
@@ -325,16 +435,18 @@ def _account(raw: dict, problems: list) -> Account | None:
             problems.append(("social", f"must be an object of network: handle, not {_kind(value)}"))
         else:
             for network, handle in value.items():
-                if not _NETWORK.fullmatch(network):
-                    problems.append((f"social.{network}",
+                if len(network) > MAX_NETWORK or not _NETWORK.fullmatch(network):
+                    problems.append((f"social.{network[:MAX_NETWORK]}",
                                      "a network is named in lower-case letters, digits and _ (like instagram)"))
                 elif handle.__class__ is not str or not handle.strip():
                     problems.append((f"social.{network}", f"must be a handle or an apprise URL, not {_kind(handle)}"))
+                elif (problem := _line_problem(handle.strip(), MAX_LENGTH["social"])) is not None:
+                    problems.append((f"social.{network}", problem))
                 else:
                     social.append((network, handle.strip()))
 
     due_day = _whole(raw, "due_day", 1, 31, problems)
-    past = _whole(raw, "past_delinquencies", 0, None, problems)
+    past = _whole(raw, "past_delinquencies", 0, MAX_PAST_DELINQUENCIES, problems)
 
     opt_out = set()
     for i, name in _items(raw, "opt_out", "a channel name", problems):
@@ -368,16 +480,13 @@ def _invoice(raw: dict, problems: list, dates: _Dates, amounts: _Amounts, today:
     issued = dates.parse(raw, "issued", problems, required=True)
     due = dates.parse(raw, "due", problems)
     paid = dates.parse(raw, "paid", problems)
-    if issued is not None:
-        if due is not None and due < issued:
-            problems.append(("due", f"before the issue date {issued.isoformat()}: {due.isoformat()}"))
-        if paid is not None and paid < issued:
-            problems.append(("paid", f"before the issue date {issued.isoformat()}: {paid.isoformat()}"))
-    if paid is not None and today is not None and paid > today:
-        problems.append(("paid", f"in the future (today is {today.isoformat()}): {paid.isoformat()}"))
+    if issued is not None and due is not None and due < issued:
+        problems.append(("due", f"before the issue date {issued.isoformat()}: {due.isoformat()}"))
+    if paid is not None:
+        problems += payment_date_problems(issued or date.min, paid, today)
     payment_url = _text(raw, "payment_url", problems)
     if payment_url is not None and not _URL.fullmatch(payment_url):
-        problems.append(("payment_url", f"not an http(s) URL: {payment_url!r}"))
+        problems.append(("payment_url", f"not an http(s) URL: {_quoted(payment_url)}"))
     pix_code = _text(raw, "pix_code", problems)
     if pix_code is not None and not pix_code.startswith("000201"):
         problems.append(("pix_code", f"not a PIX copy-and-paste code (those start with 000201): {pix_code[:20]!r}"))
@@ -392,10 +501,14 @@ def _invoice(raw: dict, problems: list, dates: _Dates, amounts: _Amounts, today:
 # which gives (line, full field name) and is called only when there is something to report.
 
 class _Builder:
-    def __init__(self, accounts_by_id: Mapping[str, Account], today: date | None):
+    def __init__(self, accounts_by_id: Mapping[str, Account], today: date | None,
+                 payments: Mapping[str, date] | None = None):
         self.stored = accounts_by_id
         self.today = today
+        self.payments = payments or {}
         self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.files: list[Path] = []  # what was read, for the caller to say
         self.accounts: list[Account] = []
         self.file_accounts: dict[str, Account] = {}
         self.account_lines: dict[str, int] = {}  # every account id of the import, valid or not
@@ -412,10 +525,11 @@ class _Builder:
     def error(self, file: str, line: int, field: str, reason: str) -> None:
         self.errors.append(f"{file}:{line}: {field}: {reason}" if field else f"{file}:{line}: {reason}")
 
-    def report(self, where, problems: list) -> None:
-        for field, reason in problems:
-            line, name = where.locate(field)
-            self.error(where.file, line, name, reason)
+    def report(self, where, problems: list, into: list | None = None) -> None:
+        for key, reason in problems:
+            line, name = where.locate(key)
+            (self.errors if into is None else into).append(f"{where.file}:{line}: {name}: {reason}" if name
+                                                           else f"{where.file}:{line}: {reason}")
 
     def _first(self, lines: dict[str, int], raw: dict, where, problems: list) -> bool:
         """Record the id's line; False (and a problem) when the import already had that id."""
@@ -453,17 +567,24 @@ class _Builder:
             return
         problems: list = []
         invoice = _invoice(raw, problems, self.dates, self.amounts, self.today)
-        if self._first(self.invoice_lines, raw, where, problems) and invoice is not None:
-            account = self.file_accounts.get(invoice.account) or self.stored.get(invoice.account)
+        first = self._first(self.invoice_lines, raw, where, problems)
+        account_id = _text(raw, "account", [])
+        account = self.file_accounts.get(account_id) or self.stored.get(account_id)
+        if account is None and account_id is not None and account_id not in self.account_lines:
+            # Perhaps in an account listed further on: decided at the end, with the record's other
+            # problems already reported now (every problem of a record in one run).
+            line, name = where.locate("account")
+            self.unresolved.append((account_id, f"{where.file}:{line}: {name}"))
+        if first and invoice is not None:
             if account is not None:
                 # The account's own id string instead of one copy per invoice: ~60 MB less on a
                 # big import.
                 invoice = Invoice(invoice.id, account.id, invoice.amount, invoice.issued,
                                   invoice.due, invoice.paid, invoice.payment_url, invoice.pix_code)
-            elif invoice.account not in self.account_lines:
-                line, name = where.locate("account")
-                self.unresolved.append((invoice.account, f"{where.file}:{line}: {name}"))
             self.invoices.append(invoice)
+            stored_paid = self.payments.get(invoice.id)
+            if stored_paid is not None and invoice.paid is not None and invoice.paid != stored_paid:
+                self.report(where, [("paid", f"already paid on {stored_paid:%d/%m/%Y} (kept)")], self.warnings)
         if problems:
             self.report(where, problems)
 
@@ -478,13 +599,15 @@ class _Builder:
         """
         keys, invoice_lines, file_accounts, stored = _INVOICE_KEYS, self.invoice_lines, self.file_accounts, self.stored
         amounts, dates, today, url_ok, due_for = self.amounts.valid, self.dates, self.today, _URL.fullmatch, self._due
+        payments, longest = self.payments, MAX_LENGTH
 
         def plain(raw) -> Invoice | None:
             if raw.__class__ is not dict or not raw.keys() <= keys:
                 return None
             get = raw.get
             id_, account_id = get("id"), get("account")
-            if id_.__class__ is not str or not id_ or id_.strip() != id_ or account_id.__class__ is not str:
+            if (id_.__class__ is not str or not id_ or len(id_) > longest["id"] or not id_.isprintable()
+                    or id_.strip() != id_ or account_id.__class__ is not str):
                 return None
             due, paid, url, pix = get("due"), get("paid"), get("payment_url"), get("pix_code")
             try:
@@ -509,11 +632,14 @@ class _Builder:
                 due = due_for(issued, account.due_day)
             elif due < issued:
                 return None
-            if paid is not None and (paid < issued or (today is not None and paid > today)):
+            if paid is not None and (paid < issued or (today is not None and paid > today)
+                                     or payments.get(id_, paid) != paid):
                 return None
-            if url is not None and (url.__class__ is not str or not url_ok(url)):
+            if url is not None and (url.__class__ is not str or not url_ok(url) or len(url) > longest["payment_url"]
+                                    or not url.isprintable()):
                 return None
-            if pix is not None and (pix.__class__ is not str or pix[:6] != "000201" or pix.strip() != pix):
+            if pix is not None and (pix.__class__ is not str or pix[:6] != "000201" or pix.strip() != pix
+                                    or len(pix) > longest["pix_code"] or not pix.isprintable()):
                 return None
             return Invoice(id_, account.id, amount, issued, due, paid, url, pix)
 
@@ -536,7 +662,7 @@ class _Builder:
             if invoice.due is None:
                 account = self.file_accounts.get(invoice.account) or self.stored[invoice.account]
                 invoices[i] = invoice._replace(due=self._due(invoice.issued, account.due_day))
-        return Batch(self.accounts, invoices)
+        return Batch(self.accounts, invoices, self.warnings, tuple(self.files))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -559,6 +685,62 @@ def _decode(path: Path, data: bytes, errors: Iterable[str] = ()) -> str:
 # ---------------------------------------------------------------------------------------------
 # JSON
 
+class _NeedsLines(Exception):
+    """The fast pass met something to report: the pass that knows lines takes over."""
+
+
+class _Unlocated:
+    """The `where` of the fast pass: no lines. Asked where a problem is, it gives up the pass."""
+    line = 0
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def locate(self, field: str):
+        raise _NeedsLines
+
+
+def _read_json_fast(path: Path, data: bytes, builder: _Builder) -> bool:
+    """Every record validated on orjson's parse; True when none had anything to report.
+
+    False, with `builder` to be thrown away, at the first record with an error or a warning, and
+    for anything orjson reads otherwise than Python's decoder or the located pass would report:
+    text that is not JSON or not UTF-8, a section key written twice (orjson keeps the last), an
+    amount as a JSON number with a fraction (orjson makes it a float, never exact) or a whole
+    number beyond 64 bits. Each invoice's dict is dropped once it is an Invoice, so the tree
+    and the models are not held twice.
+    """
+    if data.count(b'"accounts"') > 1 or data.count(b'"invoices"') > 1:
+        return False
+    try:
+        tree = orjson.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)  # a BOM, as Notepad writes
+    except orjson.JSONDecodeError:
+        return False
+    if tree.__class__ is not dict or not tree.keys() <= {"accounts", "invoices"}:
+        return False
+    accounts, invoices = tree.get("accounts", []), tree.get("invoices", [])
+    if accounts.__class__ is not list or invoices.__class__ is not list:
+        return False
+    del tree
+    where = _Unlocated(str(path))
+    plain, lines, taken = builder.plain_invoice, builder.invoice_lines, builder.invoices.append
+    try:
+        for raw in accounts:
+            builder.add_account(raw, where)
+        builder.accounts_done = True  # every account of the file is known before any invoice
+        for i, raw in enumerate(invoices):
+            invoice = plain(raw)
+            if invoice is None:
+                builder.add_invoice(raw, where)  # the full checks; anything to say ends the pass
+            else:
+                lines[invoice.id] = 0
+                taken(invoice)
+            invoices[i] = None
+    except _NeedsLines:
+        return False
+    return True
+
+
 _WS = re.compile(r"[ \t\n\r]*")
 _KEY_CACHE: dict[str, re.Pattern] = {}
 _FIELD_PARTS = re.compile(r"\[(\d+)\]|([^.\[]+)")  # emails[1] -> ("", "emails"), ("1", "")
@@ -568,9 +750,9 @@ class _JsonReader:
     """Walks `{"accounts": [...], "invoices": [...]}` one record at a time, counting newlines as
     it goes, so the text is scanned for them once and in order."""
 
-    def __init__(self, path: Path, builder: _Builder):
+    def __init__(self, path: Path, text: str, builder: _Builder):
         self.file = str(path)
-        self.text = _decode(path, _read_bytes(path))
+        self.text = text
         self.builder = builder
         self.decoder = json.JSONDecoder(parse_float=builder.amounts.decimal)
         self.line = 1
@@ -624,10 +806,17 @@ class _JsonReader:
         return _WS.match(self.text, pos).end()
 
     def value(self, pos: int):
+        """The JSON value at `pos` and where it ends, or InvalidImport naming the syntax error."""
         try:
-            return self.decoder.raw_decode(self.text, pos)
+            return self.decoder.scan_once(self.text, pos)  # raw_decode without its Python frame
+        except StopIteration as exc:
+            raise self.fail(exc.value, "Expecting value") from None
         except json.JSONDecodeError as exc:
             raise self.fail(exc.pos, exc.msg) from None
+        except RecursionError:
+            raise self.fail(pos, "values nested too deeply") from None
+        except ValueError:  # Python refuses to read an integer of more than 4,300 digits
+            raise self.fail(pos, "a number with too many digits") from None
 
     def read(self) -> None:
         text = self.text
@@ -645,13 +834,13 @@ class _JsonReader:
                 raise self.fail(pos, "expected ':' after a key")
             pos = self.skip(pos + 1)
             if key in seen:
-                self.builder.error(self.file, self.line_at(pos), key, "appears twice in the file")
+                self.builder.error(self.file, self.line_at(pos), _key_shown(key), "appears twice in the file")
             seen.add(key)
             if key in ("accounts", "invoices"):
                 pos = self.records(key, pos)
                 self.builder.accounts_done |= key == "accounts"
             else:
-                self.builder.error(self.file, self.line_at(pos), key, "unknown field (expected accounts and invoices)")
+                self.builder.error(self.file, self.line_at(pos), _key_shown(key), "unknown field (expected accounts and invoices)")
                 pos = self.value(pos)[1]
             pos = self.skip(pos)
             if text[pos:pos + 1] == ",":
@@ -669,22 +858,12 @@ class _JsonReader:
         if text[pos:pos + 1] != "[":
             self.builder.error(self.file, self.line_at(pos), section, "must be a list [...] of objects")
             return self.value(pos)[1]
-        if section == "invoices" and not self.builder.invoices and not self.builder.invoice_lines:
-            end = self.plain_invoices(pos)
-            if end is not None:
-                self.line_at(end)
-                return end
         add = self.builder.add_account if section == "accounts" else self.builder.add_invoice
         self.section = section
         pos = self.skip(pos + 1)
         index = 0
         while text[pos:pos + 1] != "]":
-            try:
-                raw, end = self.decoder.scan_once(text, pos)  # raw_decode without its Python frame
-            except StopIteration as exc:
-                raise self.fail(exc.value, "Expecting value") from None
-            except json.JSONDecodeError as exc:
-                raise self.fail(exc.pos, exc.msg) from None
+            raw, end = self.value(pos)
             self.line_at(pos)
             self.start, self.end, self.index = pos, end, index
             add(raw, self)
@@ -698,41 +877,6 @@ class _JsonReader:
                 raise self.fail(pos, "expected ',' or ']' after a record")
         return pos + 1
 
-    def plain_invoices(self, pos: int) -> int | None:
-        """The usual file's invoices, all of them at once: the decoder turns each record into an
-        Invoice as soon as it has read it (`object_hook`), with no Python loop and no dict kept.
-        Only for the first list of invoices. Returns where it ends; or None, with its work undone,
-        if any record is not plain:
-        `records` then reads them one by one, which knows lines and reports every problem."""
-        builder = self.builder
-        plain = builder.plain_invoice
-        dates, amounts, today = builder.dates, builder.amounts, builder.today
-        failed, taken = False, 0
-
-        def hook(raw):
-            nonlocal failed, taken
-            if failed:
-                return None
-            invoice = plain(raw)
-            if invoice is None and _invoice(raw, [], dates, amounts, today) is not None:
-                invoice = plain(raw)  # a date or an amount not seen before, now checked and known
-            if invoice is None:
-                failed = True
-                return None
-            taken += 1
-            return invoice
-
-        decoder = json.JSONDecoder(object_hook=hook, parse_float=builder.amounts.decimal)
-        try:
-            invoices, end = decoder.scan_once(self.text, pos)
-        except (StopIteration, json.JSONDecodeError):
-            return None
-        # Not an object among the records, or the same id twice (checked at once, not per record).
-        if failed or taken != len(invoices) or len(set(map(attrgetter("id"), invoices))) != taken:
-            return None
-        builder.invoices.extend(invoices)
-        return end
-
 
 # ---------------------------------------------------------------------------------------------
 # CSV
@@ -741,7 +885,7 @@ class _JsonReader:
 # turned into what the JSON format would hold before the shared checks run.
 _CSV_LISTS = ("emails", "opt_out")
 _CSV_WHOLE = ("due_day", "past_delinquencies")
-_WHOLE = re.compile(r"-?\d+")
+_WHOLE = re.compile(r"-?[0-9]+")
 
 
 class _CsvReader:
@@ -849,7 +993,9 @@ class _CsvReader:
         return raw, problems
 
 
-def _read_csv_pair(path: Path, builder: _Builder) -> None:
+def _csv_pair(path: Path) -> tuple[Path, ...]:
+    """The files of the CSV pair that exist, accounts first (each invoice finds its account and
+    its default due date)."""
     if path.is_dir():
         folder = path
     elif path.name in CSV_NAMES:
@@ -859,12 +1005,17 @@ def _read_csv_pair(path: Path, builder: _Builder) -> None:
     else:
         raise InvalidImport([f"{path}: CSV files must be named {' and '.join(CSV_NAMES)} "
                              "(the pair is read from one folder)"])
-    accounts, invoices = folder / CSV_NAMES[0], folder / CSV_NAMES[1]
-    if not accounts.exists() and not invoices.exists():
+    files = tuple(folder / name for name in CSV_NAMES if (folder / name).exists())
+    if not files:
         raise InvalidImport([f"{folder}: neither {CSV_NAMES[0]} nor {CSV_NAMES[1]} is there"])
-    # Accounts first, so each invoice finds its account and its default due date.
-    if accounts.exists():
-        _CsvReader(accounts, builder).read(ACCOUNT_FIELDS, builder.add_account)
+    return files
+
+
+def _read_csv_pair(files: tuple[Path, ...], builder: _Builder) -> None:
+    for file in files:
+        if file.name == CSV_NAMES[0]:
+            _CsvReader(file, builder).read(ACCOUNT_FIELDS, builder.add_account)
+        else:
+            builder.accounts_done = True
+            _CsvReader(file, builder).read(INVOICE_FIELDS, builder.add_invoice)
     builder.accounts_done = True
-    if invoices.exists():
-        _CsvReader(invoices, builder).read(INVOICE_FIELDS, builder.add_invoice)

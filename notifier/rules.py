@@ -18,7 +18,6 @@ from .models import Account, History, Invoice, LedgerEntry, Notice, TimelineEntr
 STAGE_RANK = {name: i for i, name in enumerate(STAGES)}
 # Stages that may happen before the invoice is late; every other stage needs the overdue date.
 PRE_DUE_STAGES = ("reminder", "due_today")
-NEVER_EXPIRES = ("deletion_due",)
 UNSTOPPABLE_CHANNELS = ("email",)  # the contractual channel: no opt-out (RULES.md, "Stop")
 
 
@@ -56,6 +55,12 @@ def dates_of(invoice: Invoice, cal: BankCalendar, config: Config) -> InvoiceDate
     return invoice_dates(invoice.due, cal, config.settlement_days)
 
 
+def collectible(invoice: Invoice) -> bool:
+    """Something to collect: an invoice of R$ 0,00 gets no notice and counts as no delinquency
+    (RULES.md, "What every notice must tell")."""
+    return invoice.amount > 0
+
+
 def is_late(invoice: Invoice, cal: BankCalendar, config: Config) -> bool:
     """Late: not paid on or before the effective due date. An open invoice counts as late, which is
     what it will be if never paid (the timeline's assumption)."""
@@ -82,7 +87,7 @@ def is_first_time(
     return not any(
         other.due < invoice.due and is_late(other, cal, config)
         for other in account_invoices
-        if other.id != invoice.id
+        if other.id != invoice.id and collectible(other)
     )
 
 
@@ -151,7 +156,7 @@ def account_timeline(
     invoices = list(invoices)
     by_channel: dict[tuple[date, str], list[tuple[str, InvoiceNotice]]] = defaultdict(list)
     for invoice in invoices:
-        if invoice.paid is not None:
+        if invoice.paid is not None or not collectible(invoice):
             continue
         first = is_first_time(account, invoice, invoices, history, cal, config)
         for notice in invoice_timeline(invoice, first, cal, config):
@@ -237,10 +242,11 @@ def plan_account(
 ) -> tuple[list[Notice], list[Pending]]:
     """The notices of one account for `today`, and its superseded pending notices.
 
-    Steps 2 and 4–7 of RULES.md: an invoice counts while unpaid on `today`; each of its timeline
-    dates up to `today` is pending on every channel and recipient the ledger has not handled; a
-    pending date older than the invoice's latest reached date is superseded (except
-    `deletion_due`); what remains is merged into one message per channel and recipient.
+    Steps 2 and 4–7 of RULES.md: an invoice counts while unpaid on `today` (and not R$ 0,00);
+    each of its timeline dates up to `today` is pending on every channel and recipient the ledger
+    has not handled; a pending date older than the invoice's latest reached date is superseded;
+    what remains is merged into one message per channel and recipient. (`deletion_due` never
+    expires because the ladder's offset limits make it every timeline's last date.)
     """
     invoices = list(invoices)
     handled = {entry.key for entry in ledger}
@@ -248,12 +254,12 @@ def plan_account(
     due: list[Pending] = []
     superseded: list[Pending] = []
     for invoice in invoices:
-        if not invoice.unpaid_on(today):
+        if not invoice.unpaid_on(today) or not collectible(invoice):
             continue
         first = is_first_time(account, invoice, invoices, history, cal, config)
         reached = [n for n in invoice_timeline(invoice, first, cal, config) if n.date <= today]
         for i, notice in enumerate(reached):
-            expired = i < len(reached) - 1 and notice.stage not in NEVER_EXPIRES
+            expired = i < len(reached) - 1
             for channel in notice.channels:
                 for recipient in recipients(account, channel):
                     if (invoice.id, notice.date, channel, recipient) in handled:
@@ -275,7 +281,7 @@ def plan_day(
     `today` (most have none: they are skipped without further work), sorted by account, channel,
     recipient."""
     invoices = list(invoices)
-    owing = {inv.account for inv in invoices if inv.unpaid_on(today)}
+    owing = {inv.account for inv in invoices if inv.unpaid_on(today) and collectible(inv)}
     invoices_by_account = _group((inv for inv in invoices if inv.account in owing), lambda inv: inv.account)
     ledger_by_account = _group((e for e in ledger if e.account in owing), lambda entry: entry.account)
     notices: list[Notice] = []

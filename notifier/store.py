@@ -26,11 +26,16 @@ keeps only the model objects, never the whole file or every raw dict at once (se
 Archive: paid invoices older than the retention window, and the ledger of paid invoices, leave the
 state for an append-only JSON Lines file beside it (`state.archive.jsonl`), so the state grows with
 the number of accounts, not with the years. See `Snapshot.archive()` and `Store._commit()`.
+Archiving is idempotent: the `archived` table (per account, the ids of its archived invoices) is
+written in the same atomic replace as the histories, so an invoice that an import brings again is
+recognised, never archived twice and its lateness never counted twice. `read_archive()` reads the
+file back, coping with what a crash can leave there (a torn last line, a block appended twice).
 """
 from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 from contextlib import contextmanager
 from datetime import date
@@ -48,9 +53,12 @@ from .config import Config
 from .models import Account, History, Hold, Invoice, LedgerEntry
 from .rules import is_late
 
-TABLES = ("accounts", "invoices", "ledger", "history")
-# The daily cycle's tables (staff holds; `meta`: heartbeat, last cycle...): written only once used,
-# so a store that never ran a cycle keeps the four tables above.
+# The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
+# read, see `Snapshot.last_import`) only matter to a transaction.
+MODEL_TABLES = ("accounts", "invoices", "ledger", "history")
+TABLES = MODEL_TABLES + ("archived", "imports")
+# The daily cycle's tables (staff holds; `meta`: heartbeat, last cycle, the log's head...): written
+# only once used, so a store that never ran a cycle keeps the tables above.
 CYCLE_TABLES = ("holds", "meta")
 LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
 CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
@@ -60,10 +68,57 @@ class StoreError(Exception):
     """A problem with the state file that a person must fix; the message names the file."""
 
 
+class AlreadyPaid(StoreError):
+    """`record_payment` of an invoice that has a payment date: changing one is a correction."""
+
+    def __init__(self, invoice_id: str, paid: date):
+        self.invoice_id, self.paid = invoice_id, paid
+        super().__init__(f"{invoice_id}: already paid on {paid:%d/%m/%Y}")
+
+
 def archive_path_for(state: Path) -> Path:
     """`state.json` -> `state.archive.jsonl`, in the same directory."""
     stem = state.name[: -len(".json")] if state.name.endswith(".json") else state.name
     return state.with_name(stem + ".archive.jsonl")
+
+
+def retention_cutoff(today: date, retention_months: int) -> date:
+    """The first payment date the state still keeps on `today`: an invoice paid before it belongs
+    in the archive. Import and `archive()` both decide with this and `past_retention`, so they can
+    never disagree at the boundary."""
+    return add_months(today, -retention_months)
+
+
+def past_retention(paid, cutoff) -> bool:
+    """Paid before `cutoff`. Works on dates and on ISO strings alike (they sort the same way), so
+    `archive()` can decide on the stored text without converting every document."""
+    return paid is not None and paid < cutoff
+
+
+def read_archive(path: Path) -> Iterator[dict]:
+    """The archive's records, each (kind, id) once, in the order first written.
+
+    A crash can leave two things in this append-only file, and neither loses data: a torn line
+    (the process died mid-append, before the state was replaced, so the same records are appended
+    again by the next run) and a block written twice (died after the append and before the
+    replace). Torn lines are skipped and repeated records dropped.
+    """
+    seen: set[tuple[str, str]] = set()
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # torn by a crash: its complete copy comes later
+            key = (record.get("kind"), record.get("id")) if isinstance(record, dict) else None
+            if key is None or key in seen:
+                continue
+            seen.add(key)
+            yield record
 
 
 def ledger_key(entry: LedgerEntry) -> str:
@@ -206,18 +261,20 @@ def _read_our_layout(f: BinaryIO, sink) -> None:
         if not isinstance(name, str) or name in seen:
             raise _NotOurLayout
         seen.add(name)
+        wanted = sink.wants(name)
         sink.add(name, {})
         chunk: list[bytes] = []
         for line in f:
             if line[0] != 34:  # not a document line, which starts with '"'
                 break
             if len(chunk) == CHUNK:
-                sink.add(name, _parse_chunk(chunk, last=False))
+                if wanted:  # a table the sink does not keep is only checked for its layout
+                    sink.add(name, _parse_chunk(chunk, last=False))
                 chunk = []
             chunk.append(line)
         else:
             raise _NotOurLayout  # the file ends inside a table
-        if chunk:
+        if chunk and wanted:
             sink.add(name, _parse_chunk(chunk, last=True))
         if line == b"},\n":  # another table follows
             line = f.readline()
@@ -321,7 +378,7 @@ class Store:
         no lock. Its change methods raise: change the store through `transaction()`."""
         sink = _ModelTables(self.path)
         _read(self.path, sink)
-        models = {name: sink.tables.get(name, {}) for name in TABLES + CYCLE_TABLES}
+        models = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES}
         return Snapshot(self.path, self.retention_months, models=models)
 
     @contextmanager
@@ -344,7 +401,8 @@ class Store:
             raise StoreError(f"{self.path}: cannot take the lock {self._lock.lock_file}: {exc.strerror or exc}") from None
         self._local.in_transaction = True
         try:
-            snapshot = Snapshot(self.path, self.retention_months, raw=self._storage.read() or {})
+            raw = self._storage.read() or {}
+            snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=_validated(self.path, raw))
             yield snapshot
             if snapshot.changed:
                 self._commit(snapshot)
@@ -394,6 +452,7 @@ class Snapshot:
         # Fully converted tables, by name; a read-only snapshot has all of them.
         self._models: dict[str, dict[str, Any]] = dict(models or {})
         self._by_account: dict[str, dict[str, list[str]]] = {}
+        self._archived: set[str] | None = None  # see _archived_ids
         self._convert = _Converter(path)
 
     @property
@@ -420,6 +479,10 @@ class Snapshot:
 
     def ledger(self, account_id: str | None = None) -> list[LedgerEntry]:
         return self._select("ledger", account_id)
+
+    def payments(self) -> dict[str, date]:
+        """The stored payment dates by invoice id (for the importer to report a file that differs)."""
+        return {i.id: i.paid for i in self._all("invoices").values() if i.paid is not None}
 
     def histories(self) -> dict[str, History]:
         """Per account id, what is remembered of its archived invoices (absent: nothing archived)."""
@@ -453,35 +516,61 @@ class Snapshot:
     # Changing: only from Store.transaction(), written when its block ends
 
     def upsert_accounts(self, accounts: Iterable[Account]) -> None:
+        """Insert or replace accounts by id. An account imported again unchanged changes nothing,
+        so importing the same file twice writes nothing the second time."""
         table = self.raw["accounts"]
+        changed = False
         with _gc_paused():
             for account in accounts:
-                table[account.id] = _account_doc(account)
-        self._touched("accounts")
+                doc = _account_doc(account)
+                if table.get(account.id) != doc:
+                    table[account.id] = doc
+                    changed = True
+        if changed:
+            self._touched("accounts")
 
     def upsert_invoices(self, invoices: Iterable[Invoice]) -> None:
-        """StoreError for an invoice of an account the store does not hold: a bug upstream (the
+        """Insert or replace invoices by id, keeping a stored payment date and its corrections:
+        payments only move forward, and billing data that does not know of a payment recorded
+        with `pay` must not undo it (`correct_payment` is the one way to change a payment date).
+
+        StoreError for an invoice of an account the store does not hold: a bug upstream (the
         importer checks this first). Let it end the transaction, which then writes nothing; the
         invoices before it are already in this snapshot (keeping them all aside to undo would cost
         the memory an import of a million invoices cannot spare)."""
         table, accounts = self.raw["invoices"], self.raw["accounts"]
+        changed = False
         try:
             with _gc_paused():
                 for invoice in invoices:
                     if invoice.account not in accounts:
                         raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
-                    table[invoice.id] = _invoice_doc(invoice)
+                    old = table.get(invoice.id)
+                    doc = _invoice_doc(invoice) if old is None else _over_stored(old, _invoice_doc(invoice))
+                    if doc != old:
+                        table[invoice.id] = doc
+                        changed = True
         finally:
-            self._touched("invoices")
+            if changed:
+                self._touched("invoices")
 
     def record_payment(self, invoice_id: str, paid: date) -> Invoice:
-        """Set (or correct) the payment date; StoreError when the store does not hold the invoice."""
-        table = self.raw["invoices"]
-        if invoice_id not in table:
-            raise StoreError(f"unknown invoice {invoice_id!r} (not in {self._path}: archived or never imported)")
-        doc = table[invoice_id] = {**table[invoice_id], "paid": paid.isoformat()}
-        self._touched("invoices")
-        return self._convert.one("invoices", invoice_id, doc)
+        """Set the payment date of an open invoice. StoreError when the store does not hold the
+        invoice; `AlreadyPaid` when it has a payment date (change one with `correct_payment`)."""
+        doc = self._stored_invoice(invoice_id)
+        if "paid" in doc:
+            raise AlreadyPaid(invoice_id, self._convert.date(doc["paid"]))
+        return self._set_paid(invoice_id, {**doc, "paid": paid.isoformat()})
+
+    def correct_payment(self, invoice_id: str, paid: date, on: date, by: str) -> tuple[Invoice, date | None]:
+        """Change the payment date of an invoice, keeping the previous one in the document's
+        `corrections` (with the day and who corrected it): finance must be able to show what was
+        recorded before. Returns the invoice and the previous payment date (None if it was open)."""
+        doc = self._stored_invoice(invoice_id)
+        previous = doc.get("paid")
+        corrections = [*doc.get("corrections", ()), {"paid": previous, "on": on.isoformat(), "by": by}]
+        invoice = self._set_paid(invoice_id, {**doc, "paid": paid.isoformat(), "corrections": corrections})
+        return invoice, None if previous is None else self._convert.date(previous)
 
     def add_ledger(self, entries: Iterable[LedgerEntry]) -> None:
         """Record handled notices; an entry with the key of an existing one replaces it."""
@@ -494,58 +583,87 @@ class Snapshot:
     def archive(self, today: date, config: Config) -> tuple[int, int]:
         """Move what the rules no longer need to the archive; returns (invoices, ledger rows) moved.
 
-        - Invoices paid more than `retention_months` before `today`. Before one leaves, its account's
-          History learns whether it was late, so that first-time delinquency is still told right.
+        - Invoices paid before `retention_cutoff(today)`. Before one leaves, its account's History
+          learns whether it was late, so that first-time delinquency is still told right.
         - Ledger rows of invoices paid on or before `today` (the store keeps the ledger of open
           invoices only), or of invoices the store no longer holds.
         The records reach the archive file only when the transaction commits (`Store._commit`).
         """
         invoices, ledger = self.raw["invoices"], self.raw["ledger"]
-        cutoff = add_months(today, -self._retention_months).isoformat()
-        done = today.isoformat()
         # ISO dates compare as strings: no need to convert every invoice to find the old ones.
-        old = [key for key, doc in invoices.items() if doc.get("paid") is not None and doc["paid"] < cutoff]
+        cutoff = retention_cutoff(today, self._retention_months).isoformat()
+        done = today.isoformat()
+        old = [key for key, doc in invoices.items() if past_retention(doc.get("paid"), cutoff)]
         closed = {key for key, doc in invoices.items() if doc.get("paid") is not None and doc["paid"] <= done}
         rows = [key for key, doc in ledger.items() if doc.get("invoice") in closed or doc.get("invoice") not in invoices]
         if not old and not rows:
             return 0, 0
         with _gc_paused():
-            self._archive_invoices([self._convert.one("invoices", key, invoices.pop(key)) for key in old], today, config)
+            self._archive_stored(old, today, config)
             for key in rows:
                 self._append_archive({"kind": "ledger", "archived": done, "id": key, **ledger.pop(key)})
         self._touched("ledger")
         return len(old), len(rows)
 
-    def import_invoices(self, invoices: Iterable[Invoice], today: date, config: Config) -> int:
-        """Upsert invoices, except those already past the retention window: they go straight to
-        the archive (their accounts' History updated as `archive()` would), so that importing two
-        years of history never puts most of it into the state only to take it out again. Returns
-        how many went to the archive."""
-        cutoff = add_months(today, -self._retention_months)
+    def import_invoices(self, invoices: Iterable[Invoice], today: date, config: Config) -> tuple[int, int]:
+        """Upsert imported invoices; returns (archived now, already archived before).
+
+        An invoice already past the retention window goes straight to the archive (its account's
+        History updated as `archive()` would), so that importing two years of history never puts
+        most of it into the state only to take it out again. One the archive already holds is left
+        alone: an import is repeated every morning, and must neither archive an invoice twice nor
+        count its lateness twice. A stored payment date wins over the file's (`upsert_invoices`),
+        also when deciding the retention.
+        """
+        cutoff = retention_cutoff(today, self._retention_months)
         table, accounts = self.raw["invoices"], self.raw["accounts"]
+        archived = self._archived_ids()
+        dates = self._convert.date
         kept: list[Invoice] = []
         old: list[Invoice] = []
+        leaving: list[str] = []  # kept in the state before, past the window now
+        known = 0
         with _gc_paused():
             for invoice in invoices:
-                if invoice.paid is None or invoice.paid >= cutoff:
-                    kept.append(invoice)
+                if invoice.id in archived:
+                    known += 1
                     continue
-                if invoice.account not in accounts:
+                stored = table.get(invoice.id)
+                if stored is not None and "paid" in stored:
+                    invoice = invoice._replace(paid=dates(stored["paid"]))
+                if stored is not None or not past_retention(invoice.paid, cutoff):
+                    kept.append(invoice)
+                    if past_retention(invoice.paid, cutoff):
+                        leaving.append(invoice.id)
+                elif invoice.account not in accounts:
                     raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
-                table.pop(invoice.id, None)  # re-imported after it was kept: it leaves the state now
-                old.append(invoice)
-            self._archive_invoices(old, today, config)
+                else:
+                    old.append(invoice)
+            done = today.isoformat()
+            self._archive_invoices(((invoice, _invoice_archive_record(invoice, done)) for invoice in old), config)
         self.upsert_invoices(kept)
-        return len(old)
+        with _gc_paused():
+            self._archive_stored(leaving, today, config)
+        return len(old) + len(leaving), known
 
-    def _archive_invoices(self, invoices: list[Invoice], today: date, config: Config) -> None:
-        """Append invoices to the archive, first teaching each account's History whether they were
-        late, so that first-time delinquency is still told right without them."""
+    def _archive_stored(self, keys: list[str], today: date, config: Config) -> None:
+        """Archive these invoices of the state, each record made from its document as stored, so
+        that what only the document holds (a payment's corrections) goes with it."""
+        table, done = self.raw["invoices"], today.isoformat()
+        leaving = ((key, table.pop(key)) for key in keys)
+        self._archive_invoices(((self._convert.one("invoices", key, doc),
+                                 {"kind": "invoice", "archived": done, "id": key, **doc}) for key, doc in leaving), config)
+
+    def _archive_invoices(self, leaving: Iterable[tuple[Invoice, dict]], config: Config) -> None:
+        """Append (invoice, archive record) pairs to the archive, note their ids as archived, and
+        first teach each account's History whether they were late, so that first-time delinquency
+        is still told right without them."""
         cal = config.calendar
         late: dict[tuple[date, date], bool] = {}  # lateness depends on (due, paid) only: decide each pair once
         newly_late: dict[str, list] = {}  # account -> [earliest due, count] of its late archived invoices
-        done = today.isoformat()
-        for invoice in invoices:
+        archived_ids, archived = self._archived_ids(), self.raw["archived"]
+        count_before = len(archived_ids)
+        for invoice, record in leaving:
             pair = (invoice.due, invoice.paid)
             if pair not in late:
                 late[pair] = is_late(invoice, cal, config)
@@ -556,16 +674,52 @@ class Snapshot:
                 else:
                     seen[0] = min(seen[0], invoice.due)
                     seen[1] += 1
-            self._append_archive(_invoice_archive_record(invoice, done))
+            self._append_archive(record)
+            archived_ids.add(invoice.id)
+            doc = archived.get(invoice.account)
+            if doc is None:
+                doc = archived[invoice.account] = {"invoices": []}
+            doc["invoices"].append(invoice.id)
         histories = self.histories()
         for account, (due, count) in newly_late.items():
             past = histories.get(account) or History(account)
             first = due if past.first_late_due is None else min(past.first_late_due, due)
             histories[account] = now = History(account, first, past.late_count + count)
             self.raw["history"][account] = _history_doc(now)
-        for name in ("invoices", "history"):
-            self._touched(name)
+        if count_before != len(archived_ids):
+            for name in ("invoices", "history", "archived"):
+                self._touched(name)
         self._models["history"] = histories  # up to date: an import archiving batch by batch reuses it
+
+    def last_import(self) -> tuple[str, date] | None:
+        """(SHA-256 of what the last import read, its day), or None before the first import."""
+        doc = self.raw["imports"].get("last")
+        return None if doc is None else (doc["sha256"], self._convert.date(doc["day"]))
+
+    def record_import(self, digest: str, day: date) -> None:
+        doc = {"sha256": digest, "day": day.isoformat()}
+        if self.raw["imports"].get("last") != doc:
+            self.raw["imports"]["last"] = doc
+            self._touched("imports")
+
+    def _archived_ids(self) -> set[str]:
+        """The ids of every archived invoice, from the `archived` table (kept up to date as
+        invoices leave)."""
+        if self._archived is None:
+            self._archived = {i for doc in self.raw["archived"].values() for i in doc["invoices"]}
+        return self._archived
+
+    def _stored_invoice(self, invoice_id: str) -> dict:
+        doc = self.raw["invoices"].get(invoice_id)
+        if doc is None:
+            where = "archived" if invoice_id in self._archived_ids() else "never imported"
+            raise StoreError(f"unknown invoice {invoice_id!r} (not in {self._path}: {where})")
+        return doc
+
+    def _set_paid(self, invoice_id: str, doc: dict) -> Invoice:
+        self.raw["invoices"][invoice_id] = doc
+        self._touched("invoices")
+        return self._convert.one("invoices", invoice_id, doc)
 
     def _append_archive(self, record: dict) -> None:
         self.archive_lines += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
@@ -620,6 +774,9 @@ class _RawTables:
     def reset(self) -> None:
         self.tables = {}
 
+    def wants(self, name: str) -> bool:
+        return True
+
     def add(self, name: str, docs: dict) -> None:
         for key, doc in docs.items():
             if type(doc) is not dict:
@@ -638,9 +795,27 @@ class _ModelTables:
     def reset(self) -> None:
         self.tables = {}
 
+    def wants(self, name: str) -> bool:
+        return name in MODEL_TABLES + CYCLE_TABLES
+
     def add(self, name: str, docs: dict) -> None:
-        if name in _FROM_DOC:
+        if self.wants(name):
             self.tables.setdefault(name, {}).update(self._convert.many(name, docs))
+
+
+def _validated(path: Path, raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every document of our tables as a model, or StoreError naming the first that does not fit.
+
+    A transaction checks what it read exactly as a read-only snapshot does: a state that `plan`
+    refuses must not be rewritten by `pay`. The models are kept, so the transaction's own reads
+    cost nothing more."""
+    convert = _Converter(path)
+    with _gc_paused():
+        return {name: convert.many(name, raw[name]) for name in TABLES + CYCLE_TABLES if name in raw}
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
 
 
 class _Dates(dict):
@@ -651,6 +826,8 @@ class _Dates(dict):
         super().__init__({None: None})
 
     def __missing__(self, text: str) -> date:
+        if text.__class__ is not str or not _ISO_DATE.fullmatch(text):
+            raise TypeError(f"a date must be text YYYY-MM-DD, not {_shown(text)}")
         value = self[text] = date.fromisoformat(text)
         return value
 
@@ -660,8 +837,8 @@ class _Amounts(dict):
     have been rounded as a float."""
 
     def __missing__(self, text: str) -> Decimal:
-        if not isinstance(text, str):
-            raise TypeError(f'amount must be a string such as "149.90", not {text!r}')
+        if text.__class__ is not str or not _AMOUNT.fullmatch(text):
+            raise TypeError(f'amount must be a string such as "149.90", not {_shown(text)}')
         value = self[text] = Decimal(text)
         return value
 
@@ -722,20 +899,57 @@ def _account_doc(a: Account) -> dict:
 
 def _account(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Account:
     get = doc.get
+    _check_texts(doc, ("company", "document"), ("contact_name", "domain", "portal_email", "whatsapp"))
+    social = get("social", {})
+    if social.__class__ is not dict or not all(h.__class__ is str for h in social.values()):
+        raise TypeError(f"social must be an object of network: handle, not {_shown(social)}")
     return Account(
         key,
         doc["company"],
         doc["document"],
-        tuple(doc["emails"]),
+        _text_list(doc, "emails"),
         get("contact_name", ""),
         get("domain", ""),
         get("portal_email"),
         get("whatsapp"),
-        tuple(doc["social"].items()) if "social" in doc else (),
-        doc["due_day"],
-        get("past_delinquencies", 0),
-        frozenset(doc["opt_out"]) if "opt_out" in doc else frozenset(),
+        tuple(social.items()),
+        _whole(doc, "due_day", 1, 31),
+        _whole(doc, "past_delinquencies", 0, None, 0),
+        frozenset(_text_list(doc, "opt_out", ())),
     )
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _check_texts(doc: dict, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """TypeError unless the `required` fields are text and the `optional` ones text or absent."""
+    for name in required:
+        if doc[name].__class__ is not str:
+            raise TypeError(f"{name} must be text, not {_shown(doc[name])}")
+    for name in optional:
+        value = doc.get(name)
+        if value is not None and value.__class__ is not str:
+            raise TypeError(f"{name} must be text, not {_shown(value)}")
+
+
+def _text_list(doc: dict, name: str, default=None) -> tuple[str, ...]:
+    """A list of text (`"emails": "ab@x.com"` would otherwise become one address per character)."""
+    value = doc[name] if default is None else doc.get(name, default)
+    if value.__class__ not in (list, tuple) or not all(item.__class__ is str for item in value):
+        raise TypeError(f"{name} must be a list of text, not {_shown(value)}")
+    return tuple(value)
+
+
+def _whole(doc: dict, name: str, low: int, high: int | None, default: int | None = None) -> int:
+    value = doc[name] if default is None else doc.get(name, default)
+    if value.__class__ is not int:
+        raise TypeError(f"{name} must be a whole number, not {_shown(value)}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} out of range: {value}")
+    return value
 
 
 def _invoice_doc(i: Invoice) -> dict:
@@ -747,6 +961,14 @@ def _invoice_doc(i: Invoice) -> dict:
     if i.pix_code is not None:
         doc["pix_code"] = i.pix_code
     return doc
+
+
+def _over_stored(old: dict, new: dict) -> dict:
+    """`new` as it replaces the stored `old`: the stored payment date and its corrections stay."""
+    for key in ("paid", "corrections"):
+        if key in old:
+            new[key] = old[key]
+    return new
 
 
 def _invoice_archive_record(i: Invoice, archived: str) -> dict:
@@ -765,12 +987,16 @@ def _invoice_archive_record(i: Invoice, archived: str) -> dict:
 
 def _invoice(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Invoice:
     get = doc.get
+    _check_texts(doc, ("account",), ("payment_url", "pix_code"))
+    issued, due = dates[doc["issued"]], dates[doc["due"]]
+    if issued is None or due is None:
+        raise TypeError("issued and due must be dates (YYYY-MM-DD)")
     return Invoice(
         key,
         doc["account"],
         amounts[doc["amount"]],
-        dates[doc["issued"]],
-        dates[doc["due"]],
+        issued,
+        due,
         dates[get("paid")],
         get("payment_url"),
         get("pix_code"),
@@ -796,15 +1022,22 @@ def _ledger_doc(e: LedgerEntry) -> dict:
 
 def _ledger(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> LedgerEntry:
     get = doc.get
+    _check_texts(doc, ("invoice", "account", "stage", "channel", "recipient", "status"), ("attempt_id",))
+    tutorial = get("tutorial", False)
+    if tutorial.__class__ is not bool:
+        raise TypeError(f"tutorial must be true or false, not {_shown(tutorial)}")
+    notice_date = dates[doc["notice_date"]]
+    if notice_date is None:
+        raise TypeError("notice_date must be a date (YYYY-MM-DD)")
     return LedgerEntry(
         doc["invoice"],
         doc["account"],
-        dates[doc["notice_date"]],
+        notice_date,
         doc["stage"],
         doc["channel"],
         doc["recipient"],
         doc["status"],
-        get("tutorial", False),
+        tutorial,
         get("attempt_id"),
     )
 
@@ -819,7 +1052,19 @@ def _history_doc(h: History) -> dict:
 
 
 def _history(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> History:
-    return History(key, dates[doc.get("first_late_due")], doc.get("late_count", 0))
+    return History(key, dates[doc.get("first_late_due")], _whole(doc, "late_count", 0, None, 0))
+
+
+def _archived(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> tuple[str, ...]:
+    return _text_list(doc, "invoices")
+
+
+def _import(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> tuple[str, date]:
+    _check_texts(doc, ("sha256",), ())
+    day = dates[doc["day"]]
+    if day is None:
+        raise TypeError("day must be a date (YYYY-MM-DD)")
+    return doc["sha256"], day
 
 
 def _hold(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Hold:
@@ -833,4 +1078,6 @@ _FROM_DOC: dict[str, Callable[[str, dict, _Dates, _Amounts], Any]] = {
     "history": _history,
     "holds": _hold,
     "meta": lambda key, doc, dates, amounts: doc,
+    "archived": _archived,
+    "imports": _import,
 }

@@ -84,12 +84,12 @@ ACCOUNT_RULES = [
     ({"document": "111.111.111-11"}, "document", "not a valid CPF"),
     ({"document": "35"}, "document", "not a CPF (000.000.000-00) nor a CNPJ (00.000.000/0000-00): '35'"),
     ({"document": "11.222.333/0001/81"}, "document", "not a CPF (000.000.000-00) nor a CNPJ"),
-    ({"emails": _DROP}, "emails", "required: one or two billing e-mails"),
-    ({"emails": []}, "emails", "required: one or two billing e-mails"),
-    ({"emails": "financeiro@acme.com.br"}, "emails", "must be a list, not text"),
+    ({"emails": _DROP, "portal_email": _DROP}, "emails", "required: one or two billing e-mails"),
+    ({"emails": [], "portal_email": _DROP}, "emails", "required: one or two billing e-mails"),
+    ({"emails": "financeiro@acme.com.br", "portal_email": _DROP}, "emails", "must be a list, not text"),
     ({"emails": ["a@acme.com.br", "b@acme.com.br", "c@acme.com.br"], "portal_email": _DROP}, "emails", "at most 2 billing e-mails, not 3"),
-    ({"emails": ["financeiro@acme.com.br", "x@"]}, "emails[1]", "not a valid e-mail address: 'x@'"),
-    ({"emails": ["financeiro@acme.com.br", 7]}, "emails[1]", "must be an e-mail address, not number 7"),
+    ({"emails": ["financeiro@acme.com.br", "x@"], "portal_email": _DROP}, "emails[1]", "not a valid e-mail address: 'x@'"),
+    ({"emails": ["financeiro@acme.com.br", 7], "portal_email": _DROP}, "emails[1]", "must be an e-mail address, not number 7"),
     ({"emails": ["financeiro@acme.com.br", "Financeiro@ACME.com.br"], "portal_email": _DROP}, "emails[1]", "appears twice"),
     ({"emails": ["financeiro@acme.com.br", "joao@acme.test"], "portal_email": _DROP}, "emails[1]", "not a valid e-mail address"),
     ({"portal_email": "diretoria@acme.com.br"}, "portal_email", "must be one of the billing e-mails (emails)"),
@@ -105,7 +105,7 @@ ACCOUNT_RULES = [
     ({"due_day": "20"}, "due_day", "must be a whole number, not text '20'"),
     ({"due_day": 20.0}, "due_day", "must be a whole number, not number 20.0"),
     ({"due_day": True}, "due_day", "must be a whole number, not true/false (true)"),
-    ({"past_delinquencies": -1}, "past_delinquencies", "must be 0 or more, not -1"),
+    ({"past_delinquencies": -1}, "past_delinquencies", "must be 0..999, not -1"),
     ({"past_delinquencies": "two"}, "past_delinquencies", "must be a whole number"),
     ({"opt_out": ["email"]}, "opt_out[0]", "e-mail is the contractual channel and cannot be opted out of"),
     ({"opt_out": ["whatsapp", "staff"]}, "opt_out[1]", "staff is the company's internal channel"),
@@ -117,6 +117,23 @@ ACCOUNT_RULES = [
     ({"domain": "https://acme.com.br"}, "domain", "not a domain name (like empresa.com.br)"),
     ({"emial": "x"}, "emial", "unknown field (did you mean 'emails'?)"),
     ({"zzz": 1}, "zzz", "unknown field (known: id, company"),
+    # Limits on imported text (issue 6, point 22)
+    ({"company": "ACME\x1b]0;pwned\x07"}, "company", "contains a control character (U+001B) at position 5"),
+    ({"company": "A" * 201}, "company", "too long: 201 characters (at most 200)"),
+    ({"company": "ACME\u2028Ltda"}, "company", "contains a control character (U+2028)"),
+    ({"contact_name": "Maria\nBcc: x@evil.com"}, "contact_name", "contains a control character (U+000A) at position 6"),
+    ({"id": "acme\x00"}, "id", "contains a control character (U+0000) at position 5"),
+    ({"id": "a" * 101}, "id", "too long: 101 characters (at most 100)"),
+    ({"domain": "acme.com.br\x07"}, "domain", "contains a control character (U+0007)"),
+    ({"emails": ["fin\x07@acme.com.br"], "portal_email": _DROP}, "emails[0]", "contains a control character (U+0007)"),
+    ({"social": {"instagram": "@acme\r\nBcc: x"}}, "social.instagram", "contains a control character (U+000D)"),
+    ({"social": {"instagram": "@" + "a" * 512}}, "social.instagram", "too long: 513 characters (at most 512)"),
+    ({"whatsapp": "+５５11987654321"}, "whatsapp", "not a phone number in E.164 format"),
+    ({"document": "１１.２２２.３３３/0001-81"}, "document", "not a CPF"),
+    ({"document": "1" * 200}, "document", "too long: 200 characters (at most 30)"),
+    ({"past_delinquencies": 10**30}, "past_delinquencies", "must be 0..999, not a number too large"),
+    ({"past_delinquencies": 1000}, "past_delinquencies", "must be 0..999, not 1000"),
+    ({"\x1b[2Jbad": 1}, "'\\x1b[2Jbad'", "unknown field"),  # quoted: no escape reaches the terminal
 ]
 
 
@@ -158,6 +175,18 @@ INVOICE_RULES = [
     ({"payment_url": "https://www.lucanet.com.br/fatura 1"}, "payment_url", "not an http(s) URL"),
     ({"pix_code": "pix-123"}, "pix_code", "not a PIX copy-and-paste code (those start with 000201)"),
     ({"amout": "1.00"}, "amout", "unknown field (did you mean 'amount'?)"),
+    # Limits on imported text and ASCII digits (issue 6, point 22)
+    ({"amount": "１２３"}, "amount", "not a decimal number (write 1234.56): '１２３'"),
+    ({"amount": "١٢٣.٤٥"}, "amount", "not a decimal number"),
+    ({"amount": "1000000000.00"}, "amount", "more than 999999999.99: 1000000000.00"),
+    ({"amount": "1" * 40}, "amount", "not a decimal number (write 1234.56): '1111"),
+    ({"amount": 10**30}, "amount", "must be a decimal number (1234.56), not a number too large"),
+    ({"issued": "２０２６-11-05"}, "issued", "not a date in ISO format"),
+    ({"id": "2026-11\nBcc: x@evil.com"}, "id", "contains a control character (U+000A) at position 8"),
+    ({"pix_code": "000201abc\r\nBcc: x"}, "pix_code", "contains a control character (U+000D)"),
+    ({"pix_code": "000201" + "9" * 507}, "pix_code", "too long: 513 characters (at most 512)"),
+    ({"payment_url": "https://pague.com.br/" + "a" * 2040}, "payment_url", "too long: 2061 characters (at most 2048)"),
+    ({"payment_url": "https://pague.com.br/\x1b[2J"}, "payment_url", "contains a control character (U+001B)"),
 ]
 
 
@@ -534,9 +563,11 @@ def test_csv_errors_give_the_csv_line_and_column(tmp_path):
         ["2026-11-beta", "beta", "1,5", "2026-11-05"],
     ])
     assert errors(tmp_path / "accounts.csv") == [
+        f"{tmp_path / 'accounts.csv'}:3: company: contains a control character (U+000A) at position 5: "
+        "one line of plain text expected",
         f"{tmp_path / 'accounts.csv'}:3: due_day: must be a whole number, not text '2x'",
         f"{tmp_path / 'accounts.csv'}:5: social: write network=handle (like instagram=@empresa), not 'instagram'",
-        f"{tmp_path / 'accounts.csv'}:5: past_delinquencies: must be 0 or more, not -1",
+        f"{tmp_path / 'accounts.csv'}:5: past_delinquencies: must be 0..999, not -1",
         f"{invoices}:3: amount: not a decimal number (write 1234.56): '1,5'",
     ]
 
@@ -617,3 +648,60 @@ def test_csv_not_in_utf8_gives_the_line_of_the_bad_byte(tmp_path):
     data = path.read_bytes().replace(b"Empresa 2500,", "Empresa São,".encode("latin-1"))
     path.write_bytes(data)
     assert errors(path)[-1] == f"{path}:2502: not UTF-8 text: save the file as UTF-8"
+
+
+# --- every problem, warnings, text that is not text (issue 6, points 1, 20, 23) -------------------
+
+def test_every_problem_of_a_record_is_reported_in_one_run(tmp_path):
+    path = write_json(tmp_path, [account(emails=["financeiro@acme.com.br", "x@"], portal_email="diretoria@acme.com.br")],
+                      [invoice(account="ghost", amount="1,5", issued="2026-02-30")])
+    found = [re.sub(r"^.*?:\d+: ", "", e).split(":")[0] for e in errors(path)]
+    assert found == ["accounts[0].emails[1]", "accounts[0].portal_email",
+                     "invoices[0].amount", "invoices[0].issued", "invoices[0].account"]
+
+
+def test_a_payment_date_that_differs_from_the_stored_one_is_a_warning_with_its_line(tmp_path):
+    path = write_json(tmp_path, [account()], [invoice(paid="2026-11-19"), invoice(id="b", paid=None),
+                                              invoice(id="c", paid="2026-11-18")])
+    stored = {"2026-11-acme": date(2026, 11, 18), "b": date(2026, 11, 18), "c": date(2026, 11, 18)}
+    batch = parse_file(path, {}, TODAY, payments=stored)
+    line = path.read_text(encoding="utf-8").splitlines().index('      "paid": "2026-11-19",') + 1
+    assert batch.warnings == [f"{path}:{line}: invoices[0].paid: already paid on 18/11/2026 (kept)"]
+    assert [i.paid for i in batch.invoices] == [date(2026, 11, 19), None, date(2026, 11, 18)]  # the store decides
+
+
+def test_a_lone_surrogate_is_an_error_not_a_traceback(tmp_path):
+    path = tmp_path / "billing.json"
+    path.write_text(json.dumps({"accounts": [account(company="ACME \ud800")]}), encoding="ascii")  # as \\ud800
+    [error] = errors(path)
+    assert error.endswith("accounts[0].company: not valid text: a lone surrogate U+D800 at position 6")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('{"accounts": [' + "[" * 100_000 + "]" * 100_000 + "]}", "values nested too deeply"),
+    ('{"invoices": [{"id": "a", "amount": ' + "9" * 5000 + "}]}", "a number with too many digits"),
+])
+def test_json_that_python_cannot_hold_is_an_error(tmp_path, text, reason):
+    path = tmp_path / "billing.json"
+    path.write_text(text, encoding="utf-8")
+    assert errors(path)[-1].endswith(f"not valid JSON: {reason}")
+
+
+def test_the_fast_pass_and_the_located_pass_read_a_valid_file_alike(tmp_path):
+    from notifier.importer import _JsonReader, _read_json_fast
+    data = (EXAMPLES / "billing.json").read_bytes()
+    fast, located = _Builder({}, TODAY), _Builder({}, TODAY)
+    assert _read_json_fast(EXAMPLES / "billing.json", data, fast)
+    _JsonReader(EXAMPLES / "billing.json", data.decode(), located).read()
+    assert fast.finish() == located.finish()
+
+
+@pytest.mark.parametrize("text", [
+    '{"accounts": [], "accounts": []}',  # orjson would keep the last silently
+    '{"invoices": [{"id": "a", "account": "acme", "amount": 0.10, "issued": "2026-11-05"}]}',  # a float
+    '{"accounts": [{"id": "a", "past_delinquencies": 100000000000000000000}]}',  # beyond 64 bits
+    '{"accounts": [{"id": "\\ud800"}]}',  # a lone surrogate orjson refuses
+])
+def test_the_fast_pass_leaves_to_the_located_pass_what_it_cannot_read_alike(tmp_path, text):
+    from notifier.importer import _read_json_fast
+    assert not _read_json_fast(tmp_path / "b.json", text.encode(), _Builder({"acme": Account("acme", "A", "x", ("a@a.com.br",))}, TODAY))

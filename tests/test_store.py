@@ -20,7 +20,9 @@ from notifier.calendar import BankCalendar
 from notifier.config import Config
 from notifier.models import Account, History, Invoice, LedgerEntry
 from notifier.rules import is_first_time
-from notifier.store import CHUNK, AtomicJSONStorage, Store, StoreError, ledger_key
+from notifier.store import (
+    CHUNK, AlreadyPaid, AtomicJSONStorage, Store, StoreError, ledger_key, read_archive, retention_cutoff,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 D = date.fromisoformat
@@ -90,7 +92,7 @@ def test_documents_are_compact_and_keyed_by_id(tmp_path):
     path = tmp_path / "state.json"
     fill(Store(path))
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert set(data) == {"accounts", "invoices", "ledger", "history"}
+    assert set(data) == {"accounts", "invoices", "ledger", "history", "archived"}
     assert data["accounts"]["bare"] == {
         "company": "Bare Ltda", "document": "123.456.789-09", "emails": ["a@bare.com.br"], "due_day": 20,
     }
@@ -245,7 +247,7 @@ def test_a_corrupt_file_stops_and_is_never_overwritten(tmp_path, content, open_s
 
 @pytest.mark.parametrize("doc, reason", [
     ({"account": "acme", "amount": 149.9, "issued": "2026-11-05", "due": "2026-11-20"}, "amount must be a string"),
-    ({"account": "acme", "amount": "149.90", "issued": "05/11/2026", "due": "2026-11-20"}, "Invalid isoformat"),
+    ({"account": "acme", "amount": "149.90", "issued": "05/11/2026", "due": "2026-11-20"}, "a date must be text YYYY-MM-DD"),
     ({"account": "acme", "amount": "149.90", "issued": "2026-11-05"}, "KeyError: 'due'"),
 ])
 def test_a_document_that_does_not_fit_names_itself(tmp_path, doc, reason):
@@ -314,7 +316,7 @@ def test_tinydb_reads_and_writes_the_file_through_our_storage(tmp_path):
     fill(Store(path))
     db = TinyDB(path, storage=AtomicJSONStorage)
     db.table_class = StrTable
-    assert db.tables() == {"accounts", "invoices", "ledger", "history"}
+    assert db.tables() == {"accounts", "invoices", "ledger", "history", "archived"}
     assert db.table("accounts").get(doc_id="acme")["company"] == "ACME Comércio Ltda"
     db.table("accounts").insert(Document({"company": "Via TinyDB", "document": "x", "emails": ["t@t.com.br"], "due_day": 5}, doc_id="tiny"))
     assert Store(path).snapshot().account("tiny") == Account(id="tiny", company="Via TinyDB", document="x", emails=("t@t.com.br",), due_day=5)
@@ -389,7 +391,7 @@ def archive_store(tmp_path, retention_months: int = 3) -> Store:
     return store
 
 
-def read_archive(path: Path) -> list[dict]:
+def archive_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
@@ -401,7 +403,7 @@ def test_archive_moves_old_paid_invoices_and_the_ledger_of_paid_ones(tmp_path):
     assert [i.id for i in s.invoices()] == ["2026-10-late", "2026-11-late", "2026-11-ontime"]
     assert [e.invoice for e in s.ledger()] == ["2026-11-late", "2026-11-ontime"]
     assert s.histories() == {"late": History("late", first_late_due=D("2026-05-20"), late_count=1)}
-    records = read_archive(store.archive_path)
+    records = archive_lines(store.archive_path)
     assert store.archive_path.name == "state.archive.jsonl"
     assert [(r["kind"], r["id"]) for r in records] == [
         ("invoice", "2026-05-late"), ("invoice", "2026-06-late"), ("invoice", "2026-06-ontime"),
@@ -413,7 +415,7 @@ def test_archive_moves_old_paid_invoices_and_the_ledger_of_paid_ones(tmp_path):
     }
     with store.transaction() as s:
         assert s.archive(TODAY, CFG) == (0, 0)
-    assert len(read_archive(store.archive_path)) == 5
+    assert len(archive_lines(store.archive_path)) == 5
 
 
 @pytest.mark.parametrize("archive_first", [False, True], ids=["before archive", "after archive"])
@@ -452,14 +454,14 @@ def test_import_sends_old_paid_invoices_straight_to_the_archive(tmp_path):
     source = archive_store(tmp_path / "c").snapshot()
     with direct.transaction() as s:
         s.upsert_accounts(source.accounts())
-        assert s.import_invoices(source.invoices(), TODAY, CFG) == 3
+        assert s.import_invoices(source.invoices(), TODAY, CFG) == (3, 0)
     assert direct.snapshot().invoices() == via_archive.snapshot().invoices()
     assert direct.snapshot().histories() == via_archive.snapshot().histories()
-    assert [r["id"] for r in read_archive(direct.archive_path)] == ["2026-05-late", "2026-06-late", "2026-06-ontime"]
+    assert [r["id"] for r in archive_lines(direct.archive_path)] == ["2026-05-late", "2026-06-late", "2026-06-ontime"]
     # an invoice kept open earlier and now imported as paid long ago leaves the state
     late_payment = source.invoice("2026-11-ontime")._replace(due=D("2026-06-20"), paid=D("2026-07-10"))
     with direct.transaction() as s:
-        assert s.import_invoices([late_payment], TODAY, CFG) == 1
+        assert s.import_invoices([late_payment], TODAY, CFG) == (1, 0)
     assert direct.snapshot().invoice("2026-11-ontime") is None
     assert direct.snapshot().histories()["ontime"] == History("ontime", first_late_due=D("2026-06-20"), late_count=1)
 
@@ -486,7 +488,7 @@ def test_a_crash_between_archive_and_state_duplicates_lines_and_loses_none(tmp_p
     assert store.path.read_bytes() == state_before
     with store.transaction() as s:
         s.archive(TODAY, CFG)
-    records = read_archive(store.archive_path)
+    records = archive_lines(store.archive_path)
     assert len(records) == 10
     assert len({(r["kind"], r["id"]) for r in records}) == 5
 
@@ -559,3 +561,155 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         assert sorted(a.id for a in s.accounts() if a.company == name) == sorted(f"{name}-{i}" for i in range(1, 50, 2))
         assert sorted(e.invoice for e in s.ledger(name)) == sorted(f"{name}-{i}" for i in range(0, 50, 2))
     assert len(s.accounts()) == 2 + 50 and len(s.ledger()) == 2 + 50
+
+
+# Payments only move forward (issue 6, point 1)
+
+
+def test_an_upsert_never_clears_nor_changes_a_stored_payment(tmp_path):
+    store = Store(tmp_path / "state.json")
+    fill(store)
+    with store.transaction() as s:
+        s.record_payment("2026-11-bare", D("2026-11-23"))
+    for billing_says in (None, D("2026-11-21")):
+        with store.transaction() as s:
+            s.upsert_invoices([BARE_INVOICE._replace(paid=billing_says, amount=Decimal("99.90"))])
+        kept = store.snapshot().invoice("2026-11-bare")
+        assert (kept.paid, kept.amount) == (D("2026-11-23"), Decimal("99.90"))  # the rest of the record is updated
+
+
+def test_paying_again_is_refused_and_a_correction_keeps_the_previous_date(tmp_path):
+    store = Store(tmp_path / "state.json")
+    fill(store)
+    with pytest.raises(AlreadyPaid, match="2026-11-acme: already paid on 12/11/2026"), store.transaction() as s:
+        s.record_payment("2026-11-acme", D("2026-11-13"))
+    with store.transaction() as s:
+        invoice, previous = s.correct_payment("2026-11-acme", D("2026-11-13"), on=D("2026-11-25"), by="ana")
+    assert (invoice.paid, previous) == (D("2026-11-13"), D("2026-11-12"))
+    doc = json.loads(store.path.read_text(encoding="utf-8"))["invoices"]["2026-11-acme"]
+    assert doc["corrections"] == [{"paid": "2026-11-12", "on": "2026-11-25", "by": "ana"}]
+    with store.transaction() as s:  # an import of the old date neither undoes it nor drops the record of it
+        s.upsert_invoices([FULL_INVOICE])
+    doc = json.loads(store.path.read_text(encoding="utf-8"))["invoices"]["2026-11-acme"]
+    assert doc["paid"] == "2026-11-13" and len(doc["corrections"]) == 1
+
+
+def test_an_import_without_the_payment_does_not_bring_an_archived_invoice_back(tmp_path):
+    store = archive_store(tmp_path)
+    with store.transaction() as s:
+        s.archive(TODAY, CFG)
+    unpaid_again = source_invoice = Invoice(id="2026-05-late", account="late", amount=Decimal("149.90"),
+                                            issued=D("2026-05-05"), due=D("2026-05-20"))
+    with store.transaction() as s:
+        assert s.import_invoices([unpaid_again], TODAY, CFG) == (0, 1)
+    assert store.snapshot().invoice(source_invoice.id) is None
+
+
+# Archiving is idempotent (issue 6, point 5)
+
+
+def test_importing_the_same_history_again_archives_nothing_and_counts_nothing(tmp_path):
+    source = archive_store(tmp_path / "source").snapshot()
+    store = Store(tmp_path / "state.json")
+    with store.transaction() as s:
+        s.upsert_accounts(source.accounts())
+    for _ in range(3):
+        with store.transaction() as s:
+            s.import_invoices(source.invoices(), TODAY, CFG)
+            s.archive(TODAY, CFG)
+    assert [r["id"] for r in read_archive(store.archive_path)] == ["2026-05-late", "2026-06-late", "2026-06-ontime"]
+    assert store.snapshot().histories() == {"late": History("late", first_late_due=D("2026-05-20"), late_count=1)}
+
+
+def test_an_import_that_changes_nothing_writes_nothing(tmp_path):
+    source = archive_store(tmp_path / "source").snapshot()
+    store = Store(tmp_path / "state.json")
+    with store.transaction() as s:
+        s.upsert_accounts(source.accounts())
+        s.import_invoices(source.invoices(), TODAY, CFG)
+    before = store.path.stat().st_mtime_ns, store.path.read_bytes()
+    with store.transaction() as s:
+        s.upsert_accounts(source.accounts())
+        s.import_invoices(source.invoices(), TODAY, CFG)
+        s.archive(TODAY, CFG)
+        assert not s.changed
+    assert (store.path.stat().st_mtime_ns, store.path.read_bytes()) == before
+
+
+def test_the_archive_reader_skips_torn_lines_and_repeated_blocks(tmp_path):
+    path = tmp_path / "state.archive.jsonl"
+    block = b'{"kind":"invoice","id":"a","paid":"2026-01-10"}\n{"kind":"ledger","id":"a|2026-01-17|email|x"}\n'
+    path.write_bytes(b'{"kind":"invoice","id":"a","pa\n'  # torn by a crash, then kept apart by the next append
+                     + block + block  # a block appended again after a crash before the state's rename
+                     + b'{"kind":"invoice","id":"b"}\n{"kind":"invoice","id":"c","pa')  # torn tail
+    assert [(r["kind"], r["id"]) for r in read_archive(path)] == [
+        ("invoice", "a"), ("ledger", "a|2026-01-17|email|x"), ("invoice", "b")]
+    assert list(read_archive(tmp_path / "none.jsonl")) == []
+
+
+# Bound by bound, import and archive() agree (issue 6, point 24)
+
+
+@pytest.mark.parametrize("paid, archived", [("2026-08-24", True), ("2026-08-25", False)])
+def test_import_and_archive_agree_at_the_retention_boundary(tmp_path, paid, archived):
+    assert retention_cutoff(TODAY, 3) == D("2026-08-25")
+    invoice = Invoice(id="i", account="bare", amount=Decimal("1"), issued=D("2026-08-01"), due=D("2026-08-20"), paid=D(paid))
+    direct, later = Store(tmp_path / "a.json"), Store(tmp_path / "b.json")
+    for store in (direct, later):
+        with store.transaction() as s:
+            s.upsert_accounts([BARE_ACCOUNT])
+    with direct.transaction() as s:
+        assert s.import_invoices([invoice], TODAY, CFG) == (int(archived), 0)
+    with later.transaction() as s:
+        s.upsert_invoices([invoice])
+        assert s.archive(TODAY, CFG)[0] == int(archived)
+    assert direct.snapshot().invoices() == later.snapshot().invoices() == ([] if archived else [invoice])
+
+
+def test_archive_takes_the_ledger_of_an_invoice_paid_today_and_of_invoices_no_longer_stored(tmp_path):
+    store = Store(tmp_path / "state.json")
+    fill(store)
+    orphan = BARE_ENTRY._replace(invoice="2026-10-gone")
+    with store.transaction() as s:
+        s.record_payment("2026-11-bare", TODAY)
+        s.add_ledger([orphan])
+        assert s.archive(TODAY, CFG) == (0, 3)  # acme's (paid 12/11), bare's (paid today) and the orphan
+    assert store.snapshot().ledger() == []
+    assert {r["invoice"] for r in read_archive(store.archive_path)} == {"2026-11-acme", "2026-11-bare", "2026-10-gone"}
+
+
+# A transaction reads exactly what a snapshot reads (issue 6, point 7)
+
+
+BAD_DOCUMENTS = {
+    "amount as a number": ("invoices", "2026-11-bare", {"amount": 89.9}, "amount must be a string"),
+    "amount in fullwidth digits": ("invoices", "2026-11-bare", {"amount": "１２３"}, "amount must be a string"),
+    "emails as text": ("accounts", "bare", {"emails": "ab@x.com"}, "emails must be a list of text"),
+    "an e-mail not text": ("accounts", "bare", {"emails": [7]}, "emails must be a list of text"),
+    "social as a list": ("accounts", "bare", {"social": ["@x"]}, "social must be an object"),
+    "due_day as text": ("accounts", "bare", {"due_day": "20"}, "due_day must be a whole number"),
+    "due_day out of range": ("accounts", "bare", {"due_day": 40}, "due_day out of range"),
+    "company missing": ("accounts", "bare", {"company": None}, "company must be text"),
+    "issued missing": ("invoices", "2026-11-bare", {"issued": None}, "issued and due must be dates"),
+    "date in another format": ("invoices", "2026-11-bare", {"due": "20261120"}, "a date must be text YYYY-MM-DD"),
+    "ledger tutorial as text": ("ledger", ledger_key(BARE_ENTRY), {"tutorial": "yes"}, "tutorial must be true or false"),
+    "history count as text": ("history", "bare", {"late_count": "1"}, "late_count must be a whole number"),
+    "archived ids as text": ("archived", "bare", {"invoices": "2026-01-bare"}, "invoices must be a list of text"),
+}
+
+
+@pytest.mark.parametrize("table, key, change, reason", BAD_DOCUMENTS.values(), ids=BAD_DOCUMENTS.keys())
+def test_a_transaction_refuses_what_a_snapshot_refuses_and_never_writes_over_it(tmp_path, table, key, change, reason):
+    path = tmp_path / "state.json"
+    fill(Store(path))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.setdefault(table, {}).setdefault(key, {}).update(change)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    before = path.read_bytes()
+    refused = f"not a valid state file: {table} '.*': .*{reason}"
+    if table != "archived":  # a table a read-only snapshot has no use for, so does not read
+        with pytest.raises(StoreError, match=refused):
+            Store(path).snapshot()
+    with pytest.raises(StoreError, match=refused), Store(path).transaction() as s:
+        s.record_payment("2026-11-bare", D("2026-11-23"))
+    assert path.read_bytes() == before

@@ -1,6 +1,9 @@
 """Billing data: import it, record payments, look at accounts (operations and finance)."""
 from __future__ import annotations
 
+import getpass
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -8,35 +11,91 @@ import click
 from ..calendar import invoice_dates
 from .base import cli, Context, date_option, json_option, get_account, echo_json, print_table, br_date
 
+# How far after the real today (the clock's, not --date's) the day of an import may be:
+# `import --date 9999-12-31` would archive every paid invoice; a year covers every honest use (a
+# frozen day for a rehearsal). `pay` needs no window: a payment is never in the future.
+DATE_WINDOW = timedelta(days=366)
+CENTS = Decimal("0.01")
+
+
 @cli.command("import")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@date_option("The day of the import (for the archive's retention window); default: today.")
+@date_option("The day of the import (for the archive's retention window), within a year of today; default: today.")
 @click.pass_obj
 def import_(obj: Context, path: Path, day):
     """Import billing data: a JSON file, or accounts.csv (+ invoices.csv beside it), or a folder
-    holding both. Upserts by id; all or nothing."""
-    from ..importer import parse_file
+    holding both. Upserts by id; all or nothing. A payment date already stored is never undone:
+    a file without it keeps it, a file with another date is warned about and the stored one kept."""
+    from ..importer import parse_source, read_source
     today = obj.today(day)
+    _refuse_far_from_today("--date", today, obj.now().date())
+    source = read_source(path)
+    batch, moved, known = None, 0, 0
     with obj.store(create=True).transaction() as snap:
-        batch = parse_file(path, {a.id: a for a in snap.accounts()}, today)
-        snap.upsert_accounts(batch.accounts)
-        moved = snap.import_invoices(batch.invoices, today, obj.config)
+        last = snap.last_import()
+        # The same content again on the same day or later (the everyday case: tomorrow's export
+        # with nothing new) would validate and store exactly what it did then: skip to archiving.
+        if last is None or last[0] != source.digest or today < last[1]:
+            batch = parse_source(source, {a.id: a for a in snap.accounts()}, today, snap.payments())
+            snap.upsert_accounts(batch.accounts)
+            moved, known = snap.import_invoices(batch.invoices, today, obj.config)
+            snap.record_import(source.digest, today)
         more, rows = snap.archive(today, obj.config)
-    moved += more
-    click.echo(f"imported {len(batch.accounts)} accounts and {len(batch.invoices)} invoices into {obj.config.state}"
-               + (f"; archived {moved} paid invoices and {rows} ledger rows" if moved or rows else ""))
+    archived = [_count(n, noun) for n, noun in ((moved + more, "paid invoice"), (rows, "ledger row")) if n]
+    done = f"; archived {' and '.join(archived)}" if archived else ""
+    if batch is None:
+        click.echo(f"nothing new: {', '.join(map(str, source.files))} holds what was imported on {last[1]:%d/%m/%Y}{done}")
+        return
+    for warning in batch.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for other in source.files:
+        if path.is_file() and other != path:
+            click.echo(f"also read {other} (the other file of the CSV pair, beside it)")
+    click.echo(f"imported {_count(len(batch.accounts), 'account')} and {_count(len(batch.invoices), 'invoice')} "
+               f"into {obj.config.state}{done}"
+               + (f"; {_count(known, 'invoice')} already in the archive, left as archived" if known else ""))
 
 
 @cli.command()
 @click.argument("invoice")
-@date_option("The payment date as the bank reports it; default: today.")
+@date_option("The payment date as the bank reports it (not in the future, not before the issue); default: today.")
+@click.option("--correct", is_flag=True, help="Change the payment date of an invoice already paid (recorded as a correction).")
+@click.option("--by", "actor", help="Who records it, for the record (default: the system user name).")
 @click.pass_obj
-def pay(obj: Context, invoice: str, day):
-    """Record the payment of INVOICE: no notice goes out for it from that date on."""
+def pay(obj: Context, invoice: str, day, correct: bool, actor: str | None):
+    """Record the payment of INVOICE: no notice goes out for it from that date on.
+
+    An invoice already paid keeps its date unless --correct is given; the previous date is kept in
+    the invoice and the correction is written to the contact-attempt log."""
+    from ..attempts import AttemptLog
+    from ..importer import payment_date_problems
+    from ..store import AlreadyPaid
+    real_today = obj.now().date()
     paid_on = obj.today(day)
+    actor = actor or _user()
     with obj.store().transaction() as snap:
-        inv = snap.record_payment(invoice, paid_on)
-    click.echo(f"{inv.id}: paid on {paid_on:%d/%m/%Y}")
+        stored = snap.invoice(invoice)
+        if stored is not None:
+            problems = payment_date_problems(stored.issued, paid_on, real_today)
+            if problems:
+                raise click.ClickException("; ".join(f"{invoice}: {field}: {reason}" for field, reason in problems))
+        try:
+            snap.record_payment(invoice, paid_on)
+            previous = None
+        except AlreadyPaid as exc:
+            if not correct:
+                raise click.ClickException(f"{exc}: nothing changed (pass --correct to change the payment date)") from None
+            if exc.paid == paid_on:
+                raise click.ClickException(f"{exc}: nothing to correct") from None
+            inv, previous = snap.correct_payment(invoice, paid_on, real_today, actor)
+    if previous is None:
+        click.echo(f"{invoice}: paid on {paid_on:%d/%m/%Y}")
+        return
+    # After the commit: the log records a correction that the state really holds.
+    AttemptLog(obj.config.attempt_log).note(obj.now(), "payment_corrected", {
+        "invoice": invoice, "account": inv.account, "paid": paid_on.isoformat(), "previous_paid": previous.isoformat(),
+    }, actor)
+    click.echo(f"{invoice}: payment date corrected from {previous:%d/%m/%Y} to {paid_on:%d/%m/%Y} (by {actor})")
 
 
 @cli.command()
@@ -53,13 +112,13 @@ def accounts(obj: Context, as_json):
     for acc in sorted(snap.accounts(), key=lambda a: a.id):
         opened = open_by_account.get(acc.id, [])
         rows.append({"id": acc.id, "company": acc.company, "due_day": acc.due_day, "emails": list(acc.emails),
-                     "open_invoices": len(opened), "open_amount": str(sum((i.amount for i in opened), start=0))})
+                     "open_invoices": len(opened), "open_amount": _cents(sum((i.amount for i in opened), Decimal(0)))})
     if as_json:
         echo_json(rows)
         return
     print_table(["id", "company", "due day", "e-mails", "open", "amount open"],
-           [[r["id"], r["company"], r["due_day"], ", ".join(r["emails"]), r["open_invoices"], r["open_amount"]]
-            for r in rows])
+                [[r["id"], r["company"], r["due_day"], ", ".join(r["emails"]), r["open_invoices"],
+                  _br_amount(r["open_amount"])] for r in rows])
 
 
 @cli.command()
@@ -73,7 +132,7 @@ def show(obj: Context, account: str, as_json):
     cal = obj.config.calendar
     invoices = []
     for inv in sorted(snap.invoices(account), key=lambda i: i.due):
-        row = {"id": inv.id, "amount": str(inv.amount), "issued": inv.issued.isoformat(), "due": inv.due.isoformat(),
+        row = {"id": inv.id, "amount": _cents(inv.amount), "issued": inv.issued.isoformat(), "due": inv.due.isoformat(),
                "paid": inv.paid.isoformat() if inv.paid else None}
         if inv.paid is None:
             d = invoice_dates(inv.due, cal, obj.config.settlement_days)
@@ -93,8 +152,55 @@ def show(obj: Context, account: str, as_json):
         return
     for key, value in data.items():
         if key != "invoices":
-            click.echo(f"{key:>24}: {value if value not in (None, [], {}) else '-'}")
+            click.echo(f"{key:>24}: {_shown(value)}")
     click.echo("")
     print_table(["invoice", "amount", "due", "effective due", "overdue", "suspension", "deletion", "paid"],
-           [[r["id"], r["amount"], br_date(r["due"]), br_date(r.get("effective_due")), br_date(r.get("overdue")),
-             br_date(r.get("suspension")), br_date(r.get("deletion")), br_date(r["paid"])] for r in invoices])
+                [[r["id"], _br_amount(r["amount"]), br_date(r["due"]), br_date(r.get("effective_due")),
+                  br_date(r.get("overdue")), br_date(r.get("suspension")), br_date(r.get("deletion")),
+                  br_date(r["paid"])] for r in invoices])
+
+
+def _refuse_far_from_today(option: str, day: date, real_today: date) -> None:
+    """Stop on a day after DATE_WINDOW from the real today, or before 2000 (the importer's own
+    range of plausible dates). Earlier days are allowed: they archive less, never more, and
+    rehearsals and tests replay past days."""
+    if day > real_today + DATE_WINDOW:
+        raise click.ClickException(
+            f"{option} {day.isoformat()}: more than a year after today ({real_today:%d/%m/%Y}): "
+            f"the day of an import is today, or a nearby day for a rehearsal")
+    if day.year < 2000:
+        raise click.ClickException(f"{option} {day.isoformat()}: before 2000: not a day billing data can be imported on")
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 account`, `2 accounts`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _cents(amount: Decimal) -> str:
+    """An amount as JSON shows it: always two decimals ("59.90", "0.00"), however it was typed."""
+    return str(amount.quantize(CENTS))
+
+
+def _br_amount(cents: str) -> str:
+    """"1234.50" as a Brazilian reads it in a table: 1.234,50."""
+    whole, _, fraction = cents.partition(".")
+    return f"{int(whole):,}".replace(",", ".") + "," + fraction
+
+
+def _shown(value) -> str:
+    """A field of `show` as plain text: lists joined, social handles as `network: handle`."""
+    if value in (None, "", [], {}):
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{network}: {handle}" for network, handle in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment nor in the password database
+        return "staff"
