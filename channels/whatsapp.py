@@ -54,7 +54,9 @@ class WhatsAppChannel(TwilioChannel):
                 template["content_variables"] = json.dumps(dict(message.content_variables), ensure_ascii=False)
             parts = [template]
         elif self.freeform:
-            parts = [{"body": body} for body in split_whatsapp(message.text, MAX_BODY)]
+            # The renderer's own parts (the Pix code alone in one, so a phone copies just it).
+            parts = [{"body": body} for text in (message.parts or (message.text,))
+                     for body in split_whatsapp(text, MAX_BODY)]
         else:
             stage = message.meta.get("stage", "?")
             return Result(FAILED, self.provider, permanent=True, detail=(

@@ -16,7 +16,7 @@ from channels import FAILED, ChannelError, Message, Result
 from .attempts import AttemptLog
 from .config import Config
 from .models import Account, Notice
-from .rules import account_timeline, is_first_time, plan_account, recipients, stage_channels
+from .rules import account_timeline, is_first_time, plan_account, recipients, stage_channels, wants_tutorial
 
 
 class DeliveryError(Exception):
@@ -73,7 +73,7 @@ def notices_for_account(
             notices.append(Notice(
                 account=account.id, date=today, stage=stage, channel=name, recipient=recipient,
                 invoices=tuple(sorted(i.id for i in open_invoices)), first_time=first,
-                tutorial=name in extra,
+                tutorial=wants_tutorial(name, extra, first, config.tutorial_in_first_overdue_email),
             ))
     if not notices:
         raise DeliveryError(f"account {account_id!r} has no recipient on channel {channel!r}: pass --to")
