@@ -65,3 +65,11 @@ class AttemptLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def note(self, when: datetime, event: str, fields: Mapping[str, Any], actor: str) -> str:
+        """Any record other than a send (an opt-out, a contact...), with who did it. (Minimal
+        version of the method in CONTRACTS.md; h7's attempt log replaces it.)"""
+        record_id = uuid.uuid4().hex
+        self._append({"event": event, "id": record_id, "time": when.isoformat(timespec="seconds"),
+                      "actor": actor, **fields})
+        return record_id

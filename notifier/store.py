@@ -421,8 +421,24 @@ class Snapshot:
         table = self.raw["accounts"]
         with _gc_paused():
             for account in accounts:
-                table[account.id] = _account_doc(account)
+                doc = _account_doc(account)
+                # A customer's own opt-out (STAFF_OPT_OUT) is not billing data: an import keeps it.
+                kept = table.get(account.id, _NO_DOC).get(STAFF_OPT_OUT)
+                if kept:
+                    doc[STAFF_OPT_OUT] = kept
+                table[account.id] = doc
         self._touched("accounts")
+
+    def record_opt_out(self, account_id: str, channel: str, by: str, day: date) -> Account:
+        """The customer asked not to be contacted on `channel` (a SAIR reply, Twilio's 21610):
+        kept beside the imported record, so no import brings the channel back."""
+        doc = self.raw["accounts"].get(account_id)
+        if doc is None:
+            raise StoreError(f"unknown account {account_id!r} (not in {self._path})")
+        staff = {**doc.get(STAFF_OPT_OUT, {}), channel: {"by": by, "date": day.isoformat()}}
+        doc = self.raw["accounts"][account_id] = {**doc, STAFF_OPT_OUT: staff}
+        self._touched("accounts")
+        return self._convert.one("accounts", account_id, doc)
 
     def upsert_invoices(self, invoices: Iterable[Invoice]) -> None:
         """StoreError for an invoice of an account the store does not hold: a bug upstream (the
@@ -685,8 +701,15 @@ def _account_doc(a: Account) -> dict:
     return doc
 
 
+STAFF_OPT_OUT = "staff_opt_out"  # {channel: {"by": name, "date": ISO}}, set by `notifier opt-out`
+_NO_DOC: dict = {}
+
+
 def _account(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Account:
     get = doc.get
+    opt_out = frozenset(doc["opt_out"]) if "opt_out" in doc else frozenset()
+    if STAFF_OPT_OUT in doc:
+        opt_out |= frozenset(doc[STAFF_OPT_OUT])
     return Account(
         key,
         doc["company"],
@@ -699,7 +722,7 @@ def _account(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Account:
         tuple(doc["social"].items()) if "social" in doc else (),
         doc["due_day"],
         get("past_delinquencies", 0),
-        frozenset(doc["opt_out"]) if "opt_out" in doc else frozenset(),
+        opt_out,
     )
 
 

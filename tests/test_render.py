@@ -678,3 +678,17 @@ def test_each_meta_template_follows_the_rules_and_its_mapping_renders(path):
     assert sorted(spec["variables"], key=int) == numbers
     message = render("whatsapp", path.stem, config=whatsapp_config(**{path.stem: spec}), day=date(2026, 11, 24))
     assert message.content_sid == spec["content_sid"] and all(message.content_variables.values())
+
+
+def test_the_whatsapp_channel_sends_each_part_as_its_own_message(tmp_path):
+    """Point 7: free-form WhatsApp goes as the renderer's parts, the Pix code alone in one."""
+    import json
+    import channels
+    message = render("whatsapp", tutorial=True)
+    channel = channels.build("whatsapp", Config(outbox=tmp_path, channels={"whatsapp": {"freeform": True}}))
+    channel.send(message)  # no Twilio configured: the outbox keeps what would be sent
+    [written] = list((tmp_path / "whatsapp").glob("*.json"))
+    bodies = [m["body"] for m in json.loads(written.read_text(encoding="utf-8"))["messages"]]
+    assert bodies[0] == message.parts[0].strip() and bodies[1] == "00020126580014br.gov.bcb.pix0136acme"
+    assert bodies[2].startswith("*Como funciona a cobrança da Lucanet*")  # the tutorial: 1,600 a body
+    assert bodies[2:] == split_whatsapp(message.parts[2])

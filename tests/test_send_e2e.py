@@ -101,6 +101,9 @@ def test_permanent_failure_is_logged_and_alerts_staff(cli, providers, tmp_path):
     [alert] = sink.posts_to("/staff")
     body = alert.json
     assert "Contato inválido" in body["title"] and "21610" in body["message"] and "Beta Serviços" in body["message"]
+    # The customer said STOP: recorded as an opt-out (notifier/optout.py), shown by `show`.
+    assert "beta: opted out of whatsapp (the customer replied STOP)" in proc.stdout
+    assert "whatsapp" in cli.json("show", "beta")["opt_out"]
     failed, staff = attempts(tmp_path)
     assert (failed["result"]["status"], failed["result"]["code"], failed["result"]["permanent"]) == ("failed", "21610", True)
     assert staff["channel"] == "staff" and staff["result"]["status"] == "sent"

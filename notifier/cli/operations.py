@@ -8,6 +8,7 @@ import click
 from ..attempts import AttemptLog
 from ..config import CHANNELS
 from ..delivery import deliver, failure_alerts, notices_for_account, render_all
+from ..optout import record_stop_replies
 from .base import cli, Context, message_options
 
 @cli.command()
@@ -30,6 +31,10 @@ def check(obj: Context, connect):
             click.echo(f"{name:>9}: {'ok' if not found else 'PROBLEM'} ({channel.describe()})")
         finally:
             channel.close()
+    missing = Renderer(obj.config).whatsapp_missing_stages()
+    if missing:  # h6b turns this into a problem per stage; the list comes from the renderer
+        click.echo(f"  warning: whatsapp: no approved template (content_sid) for {', '.join(missing)}: "
+                   "see docs/whatsapp-templates/")
     if obj.config.company.is_example:
         click.echo("  warning: [company] is the built-in example: set your legal name, CNPJ and address before sending to customers")
     for p in problems:
@@ -59,6 +64,8 @@ def send(obj: Context, account, channel, stage, to, day):
                                    + "\n  ".join(problems))
     deliveries = deliver(render_all(snap, renderer, notices, today), obj.config, log, obj.now)
     deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now)
+    for account_id, name in record_stop_replies(obj.store(), deliveries, today):  # notifier/optout.py
+        click.echo(f"{account_id}: opted out of {name} (the customer replied STOP)")
     failed = 0
     for d in deliveries:
         r = d.result
