@@ -52,3 +52,13 @@ def test_stop_replies_name_the_channel_the_customer_said_stop_on():
     assert stop_replies([delivery("sms", "21610"), delivery("whatsapp", "21211"),
                          delivery("whatsapp", "21610", {"fallback": "sms"}), delivery("sms", "21610")]) == [("acme", "sms")]
     assert stop_replies([delivery("whatsapp", "21610")]) == [("acme", "whatsapp")]
+
+
+def test_check_names_the_whatsapp_stages_without_an_approved_template(cli, tmp_path):
+    out = cli("check").stdout
+    assert "whatsapp: no approved template (content_sid) for overdue, suspension_warning" in out
+    (tmp_path / "n.toml").write_text(
+        '[channels.whatsapp.templates.overdue]\ncontent_sid = "HX' + "0" * 32 + '"\n'
+        'variables = { "1" = "{{ customer }}" }\n', encoding="utf-8")
+    out = cli("--config", "n.toml", "check", check=False).stdout
+    assert "no approved template (content_sid) for suspension_warning:" in out
