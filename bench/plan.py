@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from notifier.calendar import due_date_for  # noqa: E402
+from notifier.documents import pix_crc16  # noqa: E402
 
 TODAY = date(2026, 11, 26)
 MONTHS = 24
-PIX = "00020101021226900014br.gov.bcb.pix2568pix.lucanet.com.br/qr/v2/cobv/{}5204000053039865406{}5802BR5925LUCANET HOSPEDAGEM6009SAO PAULO62070503***6304ABCD"
+PIX = "00020101021226900014br.gov.bcb.pix2568pix.lucanet.com.br/qr/v2/cobv/{}5204000053039865406{}5802BR5925LUCANET HOSPEDAGEM6009SAO PAULO62070503***6304"
 
 
 def cnpj(n: int) -> str:
@@ -82,7 +83,8 @@ def generate(n: int, path: Path, seed: int = 7) -> None:
                        "paid": paid.isoformat() if paid else None,
                        "payment_url": f"https://pagar.lucanet.com.br/f/{issued:%Y-%m}-acc{i:06d}"}
                 if m % 3 == 0:  # billing systems issue PIX codes for part of the portfolio only
-                    inv["pix_code"] = PIX.format(f"{i:06d}{m:02d}", amount.replace(".", ""))
+                    code = PIX.format(f"{i:06d}{m:02d}", amount.replace(".", ""))
+                    inv["pix_code"] = code + pix_crc16(code)  # the importer checks the CRC
                 out.write(("" if first else ",") + json.dumps(inv) + "\n")
                 first = False
         out.write("]}\n")

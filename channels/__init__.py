@@ -28,7 +28,9 @@ class Message:
 
     `text` is the plain-text body (every channel has one). E-mail adds `subject` and `html`;
     WhatsApp may add an approved template (`content_sid` + `content_variables`) for use outside a
-    customer-service window. `meta` carries what the log needs to tie the message to its notice
+    customer-service window, and `parts`: the free-form bodies to send one after the other (`text`
+    is them joined, for logs and previews). `images` are the HTML e-mail's inline images, each
+    (Content-ID, data, MIME type), which the HTML shows as `cid:` links. `meta` carries what the log needs to tie the message to its notice
     (account, stage, invoices...), never secrets.
 
     `payload` is set by `Channel.prepare`: the exact bytes the channel will hand its provider,
@@ -43,6 +45,8 @@ class Message:
     content_sid: str | None = None
     content_variables: Mapping[str, str] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    parts: tuple[str, ...] = ()
+    images: tuple[tuple[str, bytes, str], ...] = ()
     payload: bytes | None = None
 
 

@@ -270,6 +270,12 @@ class EmailChannel(Channel):
         email.set_content(message.text, cte="quoted-printable")
         if message.html:
             email.add_alternative(message.html, subtype="html", cte="quoted-printable")
+            # Inline images (the Pix QR codes) go beside the HTML in a multipart/related part.
+            html = email.get_payload()[-1]
+            for cid, data, mime in message.images:
+                maintype, _, subtype = mime.partition("/")
+                html.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{cid}>",
+                                 disposition="inline", filename=f"{cid.partition('@')[0]}.{subtype}")
         return email
 
     def _send_smtp(self, settings: SmtpSettings, envelope_from: str, recipient: str, data: bytes,

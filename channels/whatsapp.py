@@ -58,7 +58,9 @@ class WhatsAppChannel(TwilioChannel):
                 template["ContentVariables"] = json.dumps(dict(message.content_variables), ensure_ascii=False)
             parts = [template]
         elif self.freeform:
-            parts = [{"Body": body} for body in split_whatsapp(message.text, MAX_BODY)]
+            # The renderer's own parts (the Pix code alone in one, so a phone copies just it).
+            parts = [{"Body": body} for text in (message.parts or (message.text,))
+                     for body in split_whatsapp(text, MAX_BODY)]
         else:
             return message
         sender = {} if self.outbox else {"From": self.sender}

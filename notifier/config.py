@@ -132,11 +132,12 @@ class Company:
     finance_email: str = "financeiro@lucanet.com.br"
     site: str = "https://www.lucanet.com.br"
     portal_url: str = "https://www.lucanet.com.br"
-    portal_path: str = (
-        'canto superior direito do nosso site, no botão "Painéis / Webmail / Ajuda" '
-        'seguido de "Painel Financeiro"'
-    )
-    payment_methods: tuple[str, ...] = ("boleto bancário", "PIX", "cartão de crédito")
+    # Where the portal is on the page, as a phrase that follows its address ("em URL (...)").
+    portal_path: str = 'no canto superior direito, botão "Painéis / Webmail / Ajuda" e depois "Painel Financeiro"'
+    payment_methods: tuple[str, ...] = ("boleto bancário", "Pix", "cartão de crédito")
+    # Messages after the due date state the contract's late charges in this sentence; none when empty.
+    late_fees: str = ""
+    tickets_url: str = ""  # where a customer opens a ticket (cancellation is asked by ticket)
 
     @property
     def is_example(self) -> bool:
@@ -170,6 +171,8 @@ class Config:
     env: Mapping[str, str] = field(default_factory=dict)
     source: str = "<built-in defaults>"
     unit_prices: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # RULES.md: the tutorial also goes with a first-time delinquent's first overdue e-mail.
+    tutorial_in_first_overdue_email: bool = True
 
     @property
     def tz(self) -> ZoneInfo:
@@ -268,7 +271,7 @@ class _Where:
 _TOP_KEYS = {
     "ladder", "settlement_days", "extra_holidays", "contact_hours", "timezone",
     "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels", "prices",
-    "cycle", "do_not_contact",
+    "cycle", "do_not_contact", "tutorial_in_first_overdue_email",
 }
 
 
@@ -295,6 +298,10 @@ def _parse(raw: dict, where: _Where) -> Config:
         except (ZoneInfoNotFoundError, ValueError):
             raise where.error("timezone", f"unknown time zone {tz!r}") from None
         values["timezone"] = str(tz)
+    if "tutorial_in_first_overdue_email" in raw:
+        if not isinstance(raw["tutorial_in_first_overdue_email"], bool):
+            raise where.error("tutorial_in_first_overdue_email", "must be true or false")
+        values["tutorial_in_first_overdue_email"] = raw["tutorial_in_first_overdue_email"]
     if "contact_hours" in raw:
         values["contact_hours"] = _parse_hours(raw["contact_hours"], where)
     if "company" in raw:

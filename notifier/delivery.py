@@ -23,7 +23,8 @@ from .config import Config
 from .documents import normalize_email, normalize_phone
 from .models import Account, Notice
 from .render import TemplateError
-from .rules import account_timeline, collectible, is_first_time, plan_account, recipients, stage_channels
+from .rules import (account_timeline, collectible, is_first_time, plan_account, recipients, stage_channels,
+                    wants_tutorial)
 
 # The provider named in a Result that no channel produced: the notifier itself stopped the message.
 NOTIFIER = "notifier"
@@ -89,7 +90,7 @@ def notices_for_account(
             notices.append(Notice(
                 account=account.id, date=today, stage=stage, channel=name, recipient=recipient,
                 invoices=tuple(sorted(i.id for i in open_invoices)), first_time=first,
-                tutorial=name in extra,
+                tutorial=wants_tutorial(name, extra, first, config.tutorial_in_first_overdue_email),
             ))
     if not notices:
         raise DeliveryError(f"account {account_id!r} has no recipient on channel {channel!r}: pass --to")

@@ -6,6 +6,7 @@ compare equal whichever way the billing system wrote them.
 """
 from __future__ import annotations
 
+import binascii
 import re
 from operator import mul
 
@@ -116,3 +117,24 @@ def normalize_phone(value: str) -> str:
                 f"or 8 digits starting with 2-5 (landline): {value!r}"
             )
     return number
+
+
+def pix_crc16(payload: str) -> str:
+    """CRC16-CCITT (polynomial 0x1021, initial value 0xFFFF) of a BR Code as four upper-case hex
+    digits: what the Central Bank's Pix manual puts in field 63, computed over everything before
+    those four digits (including "6304"). `binascii.crc_hqx` is that CRC, in C: an import checks
+    hundreds of thousands of codes."""
+    return f"{binascii.crc_hqx(payload.encode('utf-8'), 0xFFFF):04X}"
+
+
+def pix_code_problem(code: str) -> str | None:
+    """Why a Pix copy-and-paste code would fail in the customer's bank app, or None when it is
+    sound: it must start with 000201 and end with field 63 (`6304` and its CRC16)."""
+    if not code.startswith("000201"):
+        return f"not a Pix copy-and-paste code (those start with 000201): {code[:20]!r}"
+    if len(code) < 14 or code[-8:-4] != "6304":
+        return "not a complete Pix code: it must end with its CRC field, 6304 and four hex digits"
+    expected = pix_crc16(code[:-4])
+    if code[-4:].upper() != expected:
+        return f"the Pix code's check digits (CRC16) do not match: it ends in {code[-4:]!r}, expected {expected!r}"
+    return None

@@ -37,7 +37,7 @@ import orjson
 
 from .calendar import due_date_for
 from .config import CHANNELS
-from .documents import normalize_document, normalize_email, normalize_phone
+from .documents import normalize_document, normalize_email, normalize_phone, pix_code_problem
 from .models import Account, Invoice
 
 ACCOUNT_FIELDS = (
@@ -488,8 +488,8 @@ def _invoice(raw: dict, problems: list, dates: _Dates, amounts: _Amounts, today:
     if payment_url is not None and not _URL.fullmatch(payment_url):
         problems.append(("payment_url", f"not an http(s) URL: {_quoted(payment_url)}"))
     pix_code = _text(raw, "pix_code", problems)
-    if pix_code is not None and not pix_code.startswith("000201"):
-        problems.append(("pix_code", f"not a PIX copy-and-paste code (those start with 000201): {pix_code[:20]!r}"))
+    if pix_code is not None and (problem := pix_code_problem(pix_code)):
+        problems.append(("pix_code", problem))
     if len(problems) > start:
         return None
     return Invoice(id_, account, amount, issued, due, paid, payment_url, pix_code)
@@ -638,8 +638,8 @@ class _Builder:
             if url is not None and (url.__class__ is not str or not url_ok(url) or len(url) > longest["payment_url"]
                                     or not url.isprintable()):
                 return None
-            if pix is not None and (pix.__class__ is not str or pix[:6] != "000201" or pix.strip() != pix
-                                    or len(pix) > longest["pix_code"] or not pix.isprintable()):
+            if pix is not None and (pix.__class__ is not str or pix.strip() != pix or len(pix) > longest["pix_code"]
+                                    or not pix.isprintable() or pix_code_problem(pix)):
                 return None
             return Invoice(id_, account.id, amount, issued, due, paid, url, pix)
 

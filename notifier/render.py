@@ -12,6 +12,7 @@ so a broken template is found before any customer sees it.
 """
 from __future__ import annotations
 
+import io
 import re
 import traceback
 import unicodedata
@@ -22,21 +23,26 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jinja2
+import segno
 from babel.numbers import format_currency
 from markupsafe import Markup, escape
 
 from channels import FAILED, Message, Result
 
-from .calendar import BankCalendar, InvoiceDates, invoice_dates
+from .calendar import BankCalendar, InvoiceDates, invoice_dates, month_end
 from .config import CHANNELS, DEFAULT_LADDER, STAGES, Config
 from .models import Account, Invoice, Notice
-from .rules import social_handle
+from .rules import PRE_DUE_STAGES, invoice_timeline, social_handle
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "message_templates"
 
 WHATSAPP_BODY_LIMIT = 1600  # Twilio's limit for one WhatsApp body
 WHATSAPP_TEMPLATE_LIMIT = 1024  # Meta: an approved template's body, variables included
+WHATSAPP_TEXT_LIMIT = 1024  # our own free-form WhatsApp text: one screen, like a template
+SOCIAL_LIMIT = 1000  # Instagram's direct messages take about 1,000 characters
 SMS_MAX_SEGMENTS = 2
+# The stages a customer may receive on WhatsApp; each needs an approved template to go out.
+WHATSAPP_STAGES = tuple(s for s in STAGES if s != "deletion_due")
 
 
 class TemplateError(Exception):
@@ -85,13 +91,53 @@ def bare_url(url: str) -> str:
     return re.sub(r"^https?://", "", str(url)).rstrip("/")
 
 
+# `|b` marks words that stand out (amounts, dates) with two private-use characters, which no
+# billing data contains: each channel then shows them its own way (`_finish`), so a sentence is
+# written once for the e-mail, its HTML and WhatsApp.
+BOLD_START, BOLD_END = "\ue000", "\ue001"
+
+
+def bold(value) -> str:
+    return f"{BOLD_START}{value}{BOLD_END}"
+
+
+def plain(text) -> str:
+    """Text with the `|b` marks removed (SMS, social, staff, the e-mail's text part)."""
+    return str(text).replace(BOLD_START, "").replace(BOLD_END, "")
+
+
+def rich_inline(text) -> Markup:
+    """Text escaped for HTML, its `|b` marks as <strong>."""
+    return Markup(str(escape(str(text))).replace(BOLD_START, "<strong>").replace(BOLD_END, "</strong>"))
+
+
 def paragraphs(text) -> Markup:
-    """Plain text as HTML paragraphs (blank line = new paragraph, line break = <br>), escaped."""
+    """Plain text as HTML paragraphs (blank line = new paragraph, line break = <br>), escaped,
+    `|b` marks in bold."""
     blocks = [b for b in re.split(r"\n\s*\n", str(text).strip()) if b.strip()]
     return Markup("\n").join(
-        Markup("<p>{}</p>").format(Markup("<br>\n").join(escape(line) for line in block.split("\n")))
+        Markup("<p>{}</p>").format(Markup("<br>\n").join(rich_inline(line) for line in block.split("\n")))
         for block in blocks
     )
+
+
+def day_month(value: str) -> str:
+    """20/11/2026 -> 20/11: a subject has no room for the year a phone would cut anyway."""
+    return str(value)[:5]
+
+
+def upper_first(text) -> str:
+    """The first letter in upper case and the rest untouched (Jinja's `capitalize` lowers the
+    rest: "joão Pereira")."""
+    text = str(text)
+    return text[:1].upper() + text[1:]
+
+
+def _finish(text: str, channel: str) -> str:
+    """The `|b` marks as the channel shows them: *bold* on WhatsApp, nothing elsewhere."""
+    if channel == "whatsapp":
+        return text.replace(BOLD_START, "*").replace(BOLD_END, "*")
+    return plain(text)
 
 
 # --- SMS: GSM-7 -----------------------------------------------------------------------------------
@@ -200,7 +246,8 @@ _DATE_FIELDS = tuple(f.name for f in fields(InvoiceDates))
 
 @dataclass(frozen=True)
 class InvoiceView:
-    """One open invoice as templates see it: amounts and dates already formatted."""
+    """One open invoice as templates see it: amounts and dates already formatted, and where it
+    stands today, so that each invoice of a message can be told with its own dates."""
     id: str
     amount: str
     due: str
@@ -210,14 +257,26 @@ class InvoiceView:
     deletion: str
     late: bool  # not paid by its effective due date, as of today
     shifted: bool  # the due date is not a bank business day: payable later without penalty
+    suspended: bool  # its suspension date is today or past
+    deletion_passed: bool  # its deletion date is past (today it is `is_deletion_day`)
     payment_url: str | None
     pix_code: str | None
+    qr_cid: str | None  # Content-ID of its Pix QR code image in the HTML e-mail
 
 
 @dataclass(frozen=True)
 class KeyDates:
-    """The dates a stage's wording talks about: those of the invoices that brought the notice
-    (the earliest of each, when several did), plus facts about today relative to them."""
+    """The dates a stage's headline talks about, each taken from the invoice that decides it.
+
+    The due dates are those of the invoice that brought the notice (`invoice`); the suspension
+    and deletion are the earliest among every open invoice (`suspension_by`, `deletion_by`),
+    because the oldest unpaid invoice is the one that suspends the service or has its data
+    deleted. Telling a customer "suspended from today" when an older invoice suspended the
+    service a month ago would contradict the earlier notices.
+    """
+    invoice: InvoiceView
+    suspension_by: InvoiceView
+    deletion_by: InvoiceView
     due: str
     effective_due: str
     overdue: str
@@ -227,6 +286,10 @@ class KeyDates:
     is_suspension_day: bool
     suspended: bool  # the suspension date is today or past
     is_deletion_day: bool
+    deletion_passed: bool
+    # RULES.md "What every notice must tell": no suspension_warning comes before the suspension
+    # date (late legacy due days), so the reminder and due-day notices state it themselves.
+    tell_suspension: bool
 
 
 def _web_url(url: str | None) -> str | None:
@@ -256,7 +319,10 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.env.filters.update(brl=brl, date=br_date, mask_document=mask_document, join_or=join_or, bare_url=bare_url,
-                                paragraphs=paragraphs)
+                                paragraphs=paragraphs, rich=paragraphs, rich_inline=rich_inline, plain=plain,
+                                b=bold, ddmm=day_month, upper_first=upper_first)
+        self._subject = self.env.from_string(
+            '{% import "stages/" ~ stage ~ ".txt" as words with context %}{{ words.subject() }}')
         self._tutorial: str | None = None
         self._found: list[tuple[str | None, str | None, str]] | None = None
 
@@ -278,13 +344,17 @@ class Renderer:
         }
         common = dict(channel=channel, recipient=notice.recipient, reply_to=self.config.company.finance_email)
         if channel == "email":
-            subject = " ".join(self._render(f"email/{stage}.subject.txt", ctx).split())
-            text = _tidy(self._render(f"email/{stage}.txt", ctx))
-            html = self._render(f"email/{stage}.html", {**ctx, "subject": subject})
-            return Message(text=text, subject=subject, html=html, meta=meta, **common)
+            subject = plain(" ".join(self._render_subject(ctx).split()))
+            text = plain(_tidy(self._render("email/base.txt", ctx)))
+            html = plain(self._render("email/base.html", {**ctx, "subject": subject}))
+            # Each Pix code also as a QR code, for paying from a phone while reading on a computer.
+            images = tuple((inv.qr_cid, pix_qr_png(inv.pix_code), "image/png")
+                           for inv in ctx["invoices"] if inv.qr_cid)
+            return Message(text=text, subject=subject, html=html, images=images, meta=meta, **common)
         if channel == "sms":
             return Message(text=self._sms(stage, ctx), meta=meta, **common)
-        text = _tidy(self._render(f"{channel}/{stage}.txt", ctx))
+        name = f"staff/{stage}.txt" if channel == "staff" else f"{channel}/base.txt"
+        text = _finish(_tidy(self._render(name, ctx)), channel)
         if channel == "staff":
             # The staff base puts a title on the first line: it becomes the task's title.
             subject, _, text = text.partition("\n")
@@ -297,24 +367,39 @@ class Renderer:
                     meta["sms_text"] = self._sms(stage, {**ctx, "channel": "sms"})
                 except TemplateError:
                     pass  # no fallback text rather than no WhatsApp message; `check()` reports it
-            return Message(text=text, content_sid=content_sid, content_variables=variables, meta=meta, **common)
+            parts = self._whatsapp_parts(text, ctx)
+            return Message(text="\n\n".join(p.strip("\n") for p in parts) + "\n", parts=parts,
+                           content_sid=content_sid, content_variables=variables, meta=meta, **common)
         if channel == "social":
+            if len(text) > SOCIAL_LIMIT:
+                raise TemplateError(f"{self._path_of(name)}: {len(text)} characters, more "
+                                    f"than the {SOCIAL_LIMIT} a direct message takes")
             # The recipient of a URL handle is the network's name only (the URL holds a secret):
             # the channel gets the handle itself here (see channels/social.py).
             meta["social_handle"] = social_handle(account, notice.recipient)
         return Message(text=text, meta=meta, **common)
 
+    def _whatsapp_parts(self, text: str, ctx: Mapping) -> tuple[str, ...]:
+        """The free-form WhatsApp bodies, in order: the message itself, then each Pix code alone
+        (a long press copies a whole message, so the code must be all there is in it), then the
+        tutorial when it goes in full."""
+        pix = [inv.pix_code + "\n" for inv in ctx["invoices"] if inv.pix_code]
+        tutorial = [_finish(_tidy(self._render("whatsapp/tutorial.txt", ctx)), "whatsapp")] if ctx["tutorial"] else []
+        return (text, *pix, *tutorial)
+
     def render_failure_alert(self, failed: Notice, account: Account, open_invoices: list[Invoice], today: date,
                              result) -> Message:
-        """A staff alert that a customer message failed permanently (invalid number, address
-        refused...): the notifier will not retry it, so a person must fix the contact data."""
+        """A staff alert that a customer message did not go, telling staff what to do about its
+        cause (`failure_cause`): configure something, fix the customer's record, or nothing (it
+        will be retried)."""
         notice = replace(failed, channel="staff", recipient="staff", tutorial=False)
         failure = {"channel": failed.channel, "recipient": failed.recipient, "stage": failed.stage,
-                   "provider": result.provider, "code": result.code or "", "detail": result.detail}
+                   "provider": result.provider, "code": result.code or "", "detail": result.detail,
+                   "cause": failure_cause(result)}
         ctx = {**self._context(notice, account, open_invoices, today), "failure": failure}
         subject, _, text = _tidy(self._render("staff/failure.txt", ctx)).partition("\n")
         meta = {"account": account.id, "stage": failed.stage, "invoices": list(failed.invoices),
-                "notice_date": failed.date.isoformat(), "alert": "permanent_failure"}
+                "notice_date": failed.date.isoformat(), "alert": f"failure:{failure['cause']}"}
         return Message(channel="staff", recipient="staff", text=text.strip() + "\n", subject=subject.strip(),
                        reply_to=self.config.company.finance_email, meta=meta)
 
@@ -349,7 +434,12 @@ class Renderer:
         problems += [("whatsapp", None, p) for p in self._check_whatsapp_config()]
         for notice, account, invoices, today in sample_cases():
             try:  # SMS too: render() tolerates a WhatsApp message without its SMS fallback text
-                self.render(notice, account, invoices, today)
+                message = self.render(notice, account, invoices, today)
+                if notice.channel == "whatsapp" and len(message.parts[0]) > WHATSAPP_TEXT_LIMIT:
+                    problems.append(("whatsapp", notice.stage,
+                                     f"{self._path_of('whatsapp/base.txt')}: {len(message.parts[0])} characters "
+                                     f"for sample {account.id}, stage {notice.stage}: keep WhatsApp's text under "
+                                     f"{WHATSAPP_TEXT_LIMIT} (one screen), the tutorial and Pix codes apart"))
             except TemplateError as exc:
                 problems.append((notice.channel, notice.stage, str(exc)))
             if notice.channel == "whatsapp":
@@ -364,52 +454,76 @@ class Renderer:
 
     def _context(self, notice: Notice, account: Account, open_invoices: list[Invoice], today: date) -> dict:
         company = self.config.company
-        rows = []
+        rows: dict[str, InvoiceView] = {}
         raw: dict[str, InvoiceDates] = {}
         for inv in sorted(open_invoices, key=lambda i: (i.due, i.id)):
             d = raw[inv.id] = invoice_dates(inv.due, self.calendar, self.config.settlement_days)
-            rows.append(InvoiceView(
+            rows[inv.id] = InvoiceView(
                 id=inv.id, amount=brl(inv.amount), **{f: br_date(getattr(d, f)) for f in _DATE_FIELDS},
                 late=today > d.effective_due, shifted=d.effective_due != d.due,
+                suspended=today >= d.suspension, deletion_passed=today > d.deletion,
                 payment_url=_web_url(inv.payment_url), pix_code=inv.pix_code or None,
-            ))
-        # The invoices that brought this notice at its own stage; the stage's dates are theirs.
-        ids = {i for i, _, stage in notice.covers if stage == notice.stage} or set(notice.invoices)
-        chosen = [d for i, d in raw.items() if i in ids] or list(raw.values())
-        earliest = {f: min(getattr(d, f) for d in chosen) for f in _DATE_FIELDS}
-        dates = KeyDates(
-            **{f: br_date(v) for f, v in earliest.items()},
-            shifted=earliest["effective_due"] != earliest["due"],
-            is_suspension_day=today == earliest["suspension"],
-            suspended=today >= earliest["suspension"],
-            is_deletion_day=today == earliest["deletion"],
-        )
-        tutorial_text = self.tutorial() if notice.tutorial else ""
+                qr_cid=_content_id("pix", inv.id) if inv.pix_code else None,
+            )
+        dates = self._key_dates(notice, open_invoices, raw, rows, today)
+        any_late = any(r.late for r in rows.values())
         return {
             "company": company,
             "account": account,
             "customer": account.contact_name or account.company,
             "service": account.domain or account.company,
+            "service_of": f"da hospedagem de {account.domain}" if account.domain
+                          else f"dos serviços contratados por {account.company}",
+            "of_domain": f" da hospedagem de {account.domain}" if account.domain else "",
+            # A person's name after "hospedagem de"/"dados de" reads as their personal data:
+            # without a domain, the services are those the account contracted.
+            "services": f"os serviços de hospedagem de {account.domain}" if account.domain
+                        else f"os serviços contratados por {account.company}",
+            "data_of": f"os dados da hospedagem de {account.domain}" if account.domain
+                       else f"os dados da conta de {account.company}",
             # Outside e-mail never the full CPF/CNPJ (RULES.md; LGPD necessity).
             "document": account.document if notice.channel == "email" else mask_document(account.document),
             "document_kind": document_kind(account.document),
             "has_portal": account.has_portal_access,
-            "invoices": rows,
+            "invoices": list(rows.values()),
             "total": brl(sum((i.amount for i in open_invoices), Decimal(0))),
-            "any_late": any(r.late for r in rows),
-            "any_pix": any(r.pix_code for r in rows),
-            "any_link": any(r.payment_url for r in rows),
-            "invoice_summary": "; ".join(f"fatura {r.id}: {r.amount}, vencimento {r.due}" for r in rows),
+            "any_late": any_late,
+            "any_pix": any(r.pix_code for r in rows.values()),
+            "any_link": any(r.payment_url for r in rows.values()),
+            "invoice_summary": "; ".join(f"fatura {r.id}: {r.amount}, vencimento {r.due}" for r in rows.values()),
             "dates": dates,
+            "late_fees": company.late_fees if any_late else "",
+            "month_end": br_date(month_end(today)),
             "stage": notice.stage,
             "channel": notice.channel,
             "recipient": notice.recipient,
             "today": br_date(today),
             "first_time": notice.first_time,
             "tutorial": notice.tutorial,
-            "tutorial_text": tutorial_text,
+            "tutorial_text": self.tutorial() if notice.tutorial else "",
             "tutorial_url": self.config.env.get("TUTORIAL_URL", ""),
         }
+
+    def _key_dates(self, notice: Notice, open_invoices: list[Invoice], raw: Mapping[str, InvoiceDates],
+                   rows: Mapping[str, InvoiceView], today: date) -> KeyDates:
+        """The headline's dates (see `KeyDates`): the invoice that brought the notice at its own
+        stage (the earliest due, when several did), the earliest suspension and deletion."""
+        ids = {i for i, _, stage in notice.covers if stage == notice.stage} or set(notice.invoices)
+        brought = [i for i in raw if i in ids] or list(raw)
+        first = min(brought, key=lambda i: (raw[i].due, i))
+        suspension_by = min(raw, key=lambda i: (raw[i].suspension, i))
+        deletion_by = min(raw, key=lambda i: (raw[i].deletion, i))
+        d, suspension, deletion = raw[first], raw[suspension_by].suspension, raw[deletion_by].deletion
+        invoice = next(i for i in open_invoices if i.id == first)
+        warned = any(n.stage == "suspension_warning" for n in invoice_timeline(invoice, False, self.calendar, self.config))
+        return KeyDates(
+            invoice=rows[first], suspension_by=rows[suspension_by], deletion_by=rows[deletion_by],
+            due=br_date(d.due), effective_due=br_date(d.effective_due), overdue=br_date(d.overdue),
+            suspension=br_date(suspension), deletion=br_date(deletion), shifted=d.effective_due != d.due,
+            is_suspension_day=today == suspension, suspended=today >= suspension,
+            is_deletion_day=today == deletion, deletion_passed=today > deletion,
+            tell_suspension=notice.stage in PRE_DUE_STAGES and not warned and today < suspension,
+        )
 
     def _render(self, name: str, ctx: Mapping) -> str:
         try:
@@ -420,18 +534,25 @@ class Renderer:
             raise self._located(exc, name) from exc
 
     def _sms(self, stage: str, ctx: Mapping) -> str:
-        """One line of GSM-7 in at most two segments: rendered in full, or else again with
-        `short` true (the template leaves out what it can), or else an error."""
-        name = f"sms/{stage}.txt"
-        for short in (False, True):
-            text = to_gsm7(" ".join(self._render(name, {**ctx, "short": short}).split()))
+        """One line of GSM-7 in at most two segments: rendered in full, or else again with less
+        (`fit` 1 and 2, `short` true: the template leaves out what it can), or else an error."""
+        name = "sms/base.txt"
+        # `fit` 0: everything; 1 (`short`): terse, the site for the address; 2: no late charges either.
+        for fit in (0, 1, 2):
+            text = to_gsm7(" ".join(plain(self._render(name, {**ctx, "fit": fit, "short": fit > 0})).split()))
             segments = sms_segments(text)
             if segments <= SMS_MAX_SEGMENTS:
                 return text
         raise TemplateError(
-            f"{self._path_of(name)}: the SMS takes {segments} segments ({len(text)} characters), at most "
-            f"{SMS_MAX_SEGMENTS} ({153 * SMS_MAX_SEGMENTS} GSM-7 characters) allowed"
+            f"{self._path_of(name)} (stage {stage}): the SMS takes {segments} segments ({len(text)} characters), "
+            f"at most {SMS_MAX_SEGMENTS} ({153 * SMS_MAX_SEGMENTS} GSM-7 characters) allowed"
         )
+
+    def _render_subject(self, ctx: Mapping) -> str:
+        try:
+            return self._subject.render(ctx)
+        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the template's
+            raise self._located(exc, f"stages/{ctx['stage']}.txt") from exc
 
     def _whatsapp_template(self, stage: str, ctx: Mapping) -> tuple[str | None, dict[str, str] | None]:
         """The approved template for `stage`, if configured: its Content SID and its variables,
@@ -466,6 +587,17 @@ class Renderer:
                 f"template's {WHATSAPP_TEMPLATE_LIMIT}"
             )
         return spec["content_sid"], values
+
+    def whatsapp_missing_stages(self) -> list[str]:
+        """The stages the ladder sends on WhatsApp (to anyone, first-time delinquents included)
+        that have no approved template (`content_sid`), in ladder order. Outside a customer-service
+        window such a message cannot go (Twilio 63016), so `check` names them: see
+        docs/whatsapp-templates/ for the templates to submit."""
+        templates = self._whatsapp_templates()
+        templates = templates if isinstance(templates, Mapping) else {}
+        used = [s.name for s in self.config.ladder if "whatsapp" in s.channels + s.first_time_channels]
+        return [name for name in used
+                if not (isinstance(templates.get(name), Mapping) and templates[name].get("content_sid"))]
 
     def _whatsapp_templates(self) -> Mapping:
         options = self.config.channels.get("whatsapp", {})
@@ -510,6 +642,37 @@ class Renderer:
         return TemplateError(f"{where or self._path_of(name)}: {message}")
 
 
+# Provider answers that say the contact itself is wrong: a person must fix the customer's record.
+# Twilio: 21211 invalid number, 21614 not a mobile, 63003 no WhatsApp, 21610 the customer said
+# STOP; ours: "invalid_address"; SMTP: 5xx to RCPT (no such mailbox, domain refuses mail).
+CONTACT_CODES = frozenset({"21211", "21614", "63003", "21610", "invalid_address",
+                           "550", "551", "553", "554"})
+
+
+def failure_cause(result) -> str:
+    """Why a message did not go, as staff act on it: "config" (our configuration: `blocked`,
+    see CONTRACTS.md), "contact" (the customer's record), "retry" (a temporary failure, e.g. a
+    provider outage: the notifier tries again) or "provider" (refused for another reason)."""
+    if result.status == "blocked":
+        return "config"
+    if result.code in CONTACT_CODES:
+        return "contact"
+    return "provider" if result.permanent else "retry"
+
+
+def _content_id(kind: str, name: str) -> str:
+    """A Content-ID for an inline image (RFC 2392: a message-id, so only safe characters)."""
+    return f"{kind}-{re.sub(r'[^A-Za-z0-9.-]', '-', name)}@notifier"
+
+
+def pix_qr_png(code: str) -> bytes:
+    """The Pix code as a QR code PNG a bank app reads off a screen: error correction M (what the
+    Central Bank's manual asks), four modules of quiet zone, 6 px per module."""
+    buffer = io.BytesIO()
+    segno.make(code, error="m", micro=False).save(buffer, kind="png", scale=6, border=4)
+    return buffer.getvalue()
+
+
 def _tidy(text: str) -> str:
     """Trailing spaces off every line and at most one blank line in a row, so templates can use
     conditional blocks freely without leaving holes in the message."""
@@ -521,12 +684,14 @@ def _tidy(text: str) -> str:
 
 SAMPLE_PIX = (
     "00020101021226900014br.gov.bcb.pix2568pix.exemplo.com.br/qr/v2/cobv/9d36b84fc70b478fb95c12729b90ca25"
-    "5204000053039865406149.905802BR5925LUCANET HOSPEDAGEM DE SIT6009SAO PAULO62070503***63041D3D"
+    "5204000053039865406149.905802BR5925LUCANET HOSPEDAGEM DE SIT6009SAO PAULO62070503***63044525"
 )
-# Two accounts that between them take every branch of the templates: a company with portal
-# access, a PIX code and a payment link, due on a holiday (20/11/2026: payable until 23/11); a
-# person (CPF) without domain, portal or contact name, with a legacy due day 5 (the deletion
-# warning comes before the suspension), two open invoices and nothing but the portal to pay.
+# Three accounts that between them take every branch of the templates: a company with portal
+# access, a Pix code and a payment link, due on a holiday (20/11/2026: payable until 23/11); a
+# person (CPF) without domain, portal or contact name, a repeat delinquent with a legacy due day 5
+# (the deletion warning comes before the suspension), two open invoices and nothing but the
+# portal to pay; a first-time company without portal access with a legacy due day 28, which no
+# suspension_warning reaches before its suspension on 01/12 (RULES.md "What every notice must tell").
 SAMPLE_ACCOUNTS = (
     Account(
         id="exemplo", company="Exemplo Comércio de Artigos Ltda", document="12.345.678/0001-95",
@@ -537,6 +702,11 @@ SAMPLE_ACCOUNTS = (
     Account(
         id="joao", company="João Pereira", document="111.444.777-35", emails=("joao.pereira@gmail.com",),
         whatsapp="+5521998765432", due_day=5, past_delinquencies=2,
+    ),
+    Account(
+        id="atelie", company="Ateliê Flor de Lis Ltda", document="11.444.777/0001-61",
+        emails=("contato@ateliefloredelis.com.br",), contact_name="Ana Lima", domain="ateliefloredelis.com.br",
+        whatsapp="+5531991234567", social=(("instagram", "@ateliefloredelis"),), due_day=28,
     ),
 )
 SAMPLE_INVOICES = {
@@ -551,6 +721,10 @@ SAMPLE_INVOICES = {
         Invoice(id="2026-11-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 11, 5),
                 due=date(2026, 11, 5)),
     ),
+    "atelie": (
+        Invoice(id="2026-11-atelie", account="atelie", amount=Decimal("149.90"), issued=date(2026, 11, 5),
+                due=date(2026, 11, 28), payment_url="https://pagar.lucanet.com.br/f/2026-11-atelie"),
+    ),
 }
 
 
@@ -564,12 +738,12 @@ def sample_cases():
     Each stage falls where the default ladder puts it for the account's newest invoice: on the
     day for "exemplo", a day late for "joao" (as after a catch-up), so that wording about "today"
     is exercised both ways. The tutorial goes where a first-time delinquent gets it by default:
-    overdue on WhatsApp and social. The recipient is the channel's first for the account, or a
+    overdue on e-mail, WhatsApp and social. The recipient is the channel's first for the account, or a
     stand-in.
     """
     from .rules import recipients
     calendar = BankCalendar()
-    for account, lag in zip(SAMPLE_ACCOUNTS, (0, 1)):
+    for account, lag in zip(SAMPLE_ACCOUNTS, (0, 1, 0)):
         invoices = list(SAMPLE_INVOICES[account.id])
         newest = invoice_dates(invoices[-1].due, calendar, 1)
         first_time = account.past_delinquencies == 0
@@ -579,7 +753,7 @@ def sample_cases():
             for channel in CHANNELS:
                 found = recipients(account, channel)
                 recipient = found[0] if found else {"social": "instagram:@perfil"}.get(channel, account.whatsapp or "staff")
-                tutorial = first_time and stage == "overdue" and channel in ("whatsapp", "social")
+                tutorial = first_time and stage == "overdue" and channel in ("email", "whatsapp", "social")
                 notice = Notice(
                     account=account.id, date=today, stage=stage, channel=channel,
                     recipient=recipient, invoices=tuple(i.id for i in invoices),

@@ -265,7 +265,7 @@ def plan_account(
                     if (invoice.id, notice.date, channel, recipient) in handled:
                         continue
                     (superseded if expired else due).append(Pending(invoice.id, account.id, notice, channel, recipient))
-    return _merge(today, account.id, due, tutorial_sent), superseded
+    return _merge(today, account.id, due, tutorial_sent, config.tutorial_in_first_overdue_email), superseded
 
 
 def plan_day(
@@ -316,8 +316,16 @@ def superseded_rows(pending: Iterable[Pending]) -> list[LedgerEntry]:
         for p in pending
     ]
 
+def wants_tutorial(channel: str, extra_channels: Iterable[str], first_time: bool, email_tutorial: bool) -> bool:
+    """RULES.md "extra effort": the tutorial goes with the first message of a first-time
+    delinquent on each extra channel, and (`tutorial_in_first_overdue_email`) in the first
+    e-mail after the due date, so one with no WhatsApp or social handle gets it too. "First"
+    is the caller's part: a channel whose tutorial the ledger records as sent gets it no more."""
+    return channel in extra_channels or (email_tutorial and first_time and channel == "email")
 
-def _merge(today: date, account_id: str, due: list[Pending], tutorial_sent: set[str]) -> list[Notice]:
+
+def _merge(today: date, account_id: str, due: list[Pending], tutorial_sent: set[str],
+           email_tutorial: bool) -> list[Notice]:
     groups: dict[tuple[str, str], list[Pending]] = defaultdict(list)
     for pending in due:
         groups[(pending.channel, pending.recipient)].append(pending)
@@ -332,7 +340,8 @@ def _merge(today: date, account_id: str, due: list[Pending], tutorial_sent: set[
             recipient=recipient,
             invoices=carried.invoices,
             first_time=carried.first_time,
-            tutorial=channel not in tutorial_sent and any(channel in p.notice.extra_channels for p in items),
+            tutorial=channel not in tutorial_sent and any(
+                wants_tutorial(channel, p.notice.extra_channels, p.notice.first_time, email_tutorial) for p in items),
             covers=tuple(sorted({(p.invoice, p.notice.date, p.notice.stage) for p in items})),
         ))
     return notices

@@ -523,11 +523,26 @@ class Snapshot:
         with _gc_paused():
             for account in accounts:
                 doc = _account_doc(account)
+                # A customer's own opt-out (STAFF_OPT_OUT) is not billing data: an import keeps it.
+                kept = table.get(account.id, _NO_DOC).get(STAFF_OPT_OUT)
+                if kept:
+                    doc[STAFF_OPT_OUT] = kept
                 if table.get(account.id) != doc:
                     table[account.id] = doc
                     changed = True
         if changed:
             self._touched("accounts")
+
+    def record_opt_out(self, account_id: str, channel: str, by: str, day: date) -> Account:
+        """The customer asked not to be contacted on `channel` (a SAIR reply, Twilio's 21610):
+        kept beside the imported record, so no import brings the channel back."""
+        doc = self.raw["accounts"].get(account_id)
+        if doc is None:
+            raise StoreError(f"unknown account {account_id!r} (not in {self._path})")
+        staff = {**doc.get(STAFF_OPT_OUT, {}), channel: {"by": by, "date": day.isoformat()}}
+        doc = self.raw["accounts"][account_id] = {**doc, STAFF_OPT_OUT: staff}
+        self._touched("accounts")
+        return self._convert.one("accounts", account_id, doc)
 
     def upsert_invoices(self, invoices: Iterable[Invoice]) -> None:
         """Insert or replace invoices by id, keeping a stored payment date and its corrections:
@@ -897,12 +912,21 @@ def _account_doc(a: Account) -> dict:
     return doc
 
 
+STAFF_OPT_OUT = "staff_opt_out"  # {channel: {"by": name, "date": ISO}}, set by `notifier opt-out`
+_NO_DOC: dict = {}
+
+
 def _account(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Account:
     get = doc.get
     _check_texts(doc, ("company", "document"), ("contact_name", "domain", "portal_email", "whatsapp"))
     social = get("social", {})
     if social.__class__ is not dict or not all(h.__class__ is str for h in social.values()):
         raise TypeError(f"social must be an object of network: handle, not {_shown(social)}")
+    opt_out = frozenset(_text_list(doc, "opt_out", ()))
+    if STAFF_OPT_OUT in doc:
+        if doc[STAFF_OPT_OUT].__class__ is not dict:
+            raise TypeError(f"{STAFF_OPT_OUT} must be an object of channel: who and when, not {_shown(doc[STAFF_OPT_OUT])}")
+        opt_out |= frozenset(doc[STAFF_OPT_OUT])
     return Account(
         key,
         doc["company"],
@@ -915,7 +939,7 @@ def _account(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Account:
         tuple(social.items()),
         _whole(doc, "due_day", 1, 31),
         _whole(doc, "past_delinquencies", 0, None, 0),
-        frozenset(_text_list(doc, "opt_out", ())),
+        opt_out,
     )
 
 

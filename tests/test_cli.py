@@ -48,9 +48,9 @@ def test_plan_json_for_a_day(imported):
     plan = imported.json("plan", "--date", "2026-11-24")
     assert plan == [
         {"account": "acme", "date": "2026-11-24", "stage": "overdue", "channel": "email",
-         "recipient": "financeiro@acme.com.br", "invoices": ["2026-11-acme"], "first_time": True, "tutorial": False},
+         "recipient": "financeiro@acme.com.br", "invoices": ["2026-11-acme"], "first_time": True, "tutorial": True},
         {"account": "acme", "date": "2026-11-24", "stage": "overdue", "channel": "email",
-         "recipient": "maria@acme.com.br", "invoices": ["2026-11-acme"], "first_time": True, "tutorial": False},
+         "recipient": "maria@acme.com.br", "invoices": ["2026-11-acme"], "first_time": True, "tutorial": True},
         {"account": "acme", "date": "2026-11-24", "stage": "overdue", "channel": "social",
          "recipient": "instagram:@acme", "invoices": ["2026-11-acme"], "first_time": True, "tutorial": True},
         {"account": "acme", "date": "2026-11-24", "stage": "overdue", "channel": "whatsapp",
@@ -138,7 +138,7 @@ def test_preview_and_send_to_the_outbox(imported, tmp_path):
     preview = imported("preview", "acme", "--date", "2026-11-24", "--channel", "email").stdout
     assert "Assunto:" in preview and "R$\xa0149,90" in preview and "20/11/2026" in preview
     whatsapp = imported("preview", "acme", "--date", "2026-11-24", "--channel", "whatsapp").stdout
-    assert "45.723.174/0001-10" not in whatsapp and "723.174" in whatsapp  # never the full CNPJ outside e-mail
+    assert "723.174" not in whatsapp and "Olá, Maria Souza!" in whatsapp  # no CPF/CNPJ outside e-mail
     sent = imported("send", "acme", "--channel", "email", "--date", "2026-11-24").stdout
     assert sent.count("sent via outbox") == 2
     emls = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
@@ -197,7 +197,7 @@ def test_readme_main_command_runs_one_cycle_on_a_copy_of_the_example_state(cli, 
 
 
 def test_send_refuses_when_a_template_is_broken(imported, tmp_path):
-    override = tmp_path / "my_templates" / "email"
+    override = tmp_path / "my_templates" / "stages"
     override.mkdir(parents=True)
     (override / "overdue.txt").write_text("Olá {{ cliente_inexistente }}\n", encoding="utf-8")
     (tmp_path / "n.toml").write_text('templates = "my_templates"\n', encoding="utf-8")

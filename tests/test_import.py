@@ -40,7 +40,7 @@ def invoice(**changes) -> dict:
     base = {
         "id": "2026-11-acme", "account": "acme", "amount": "149.90", "issued": "2026-11-05",
         "due": "2026-11-20", "paid": None, "payment_url": "https://www.lucanet.com.br/fatura/2026-11-acme",
-        "pix_code": "00020126580014br.gov.bcb.pix0136",
+        "pix_code": "00020126580014br.gov.bcb.pix01366304A1D3",
     }
     return _changed(base, changes)
 
@@ -173,7 +173,11 @@ INVOICE_RULES = [
     ({"paid": "2206-11-20"}, "paid", "implausible year"),
     ({"payment_url": "www.lucanet.com.br/fatura/1"}, "payment_url", "not an http(s) URL"),
     ({"payment_url": "https://www.lucanet.com.br/fatura 1"}, "payment_url", "not an http(s) URL"),
-    ({"pix_code": "pix-123"}, "pix_code", "not a PIX copy-and-paste code (those start with 000201)"),
+    ({"pix_code": "pix-123"}, "pix_code", "not a Pix copy-and-paste code (those start with 000201)"),
+    # The last four hex digits are a CRC16 of the rest: a code mistyped or cut fails in the bank app.
+    ({"pix_code": "00020126580014br.gov.bcb.pix01366304A1D4"}, "pix_code",
+     "the Pix code's check digits (CRC16) do not match: it ends in 'A1D4', expected 'A1D3'"),
+    ({"pix_code": "00020126580014br.gov.bcb.pix0136"}, "pix_code", "not a complete Pix code"),
     ({"amout": "1.00"}, "amout", "unknown field (did you mean 'amount'?)"),
     # Limits on imported text and ASCII digits (issue 6, point 22)
     ({"amount": "１２３"}, "amount", "not a decimal number (write 1234.56): '１２３'"),
@@ -349,7 +353,7 @@ def test_a_valid_record_becomes_the_model(tmp_path):
         invoices=[Invoice(
             id="2026-11-acme", account="acme", amount=Decimal("149.90"), issued=date(2026, 11, 5),
             due=date(2026, 11, 20), paid=date(2026, 11, 19),
-            payment_url="https://www.lucanet.com.br/fatura/2026-11-acme", pix_code="00020126580014br.gov.bcb.pix0136",
+            payment_url="https://www.lucanet.com.br/fatura/2026-11-acme", pix_code="00020126580014br.gov.bcb.pix01366304A1D3",
         )],
     )
 
@@ -441,7 +445,7 @@ def test_a_file_with_only_accounts_or_nothing(tmp_path):
 _GOOD = {
     "id": ["i1"], "account": ["acme"], "amount": ["149.90", "0.10", " 5.00"], "issued": ["2026-11-05"],
     "due": ["2026-11-20", "2026-11-05", None, _DROP], "paid": ["2026-11-19", None, _DROP],
-    "payment_url": ["https://pay.example.com.br/x", None, _DROP], "pix_code": ["000201abc", None, _DROP],
+    "payment_url": ["https://pay.example.com.br/x", None, _DROP], "pix_code": ["00020126580014br.gov.bcb.pix01366304A1D3", None, _DROP],
 }
 _ANY = {
     "id": ["i1", " i1", "", None, 5, ["x"]],
@@ -451,7 +455,8 @@ _ANY = {
     "due": ["2026-11-20", "2026-11-04", "2026-11-05", "", None, "x", ["2026-11-20"]],
     "paid": ["2026-11-19", "2026-11-27", "2026-11-04", "1999-12-31", "", None, "bad", 1],
     "payment_url": ["https://pay.example.com.br/x", "http://a.b/c", "ftp://a", "https://a b", "", None, 7],
-    "pix_code": ["000201abc", " 000201abc", "123", "", None, 1],
+    "pix_code": ["00020126580014br.gov.bcb.pix01366304A1D3", "00020126580014br.gov.bcb.pix01366304A1D4", "000201abc",
+                 " 00020126580014br.gov.bcb.pix01366304A1D3", "123", "", None, 1],
     "extra": [None],
 }
 _changes = st.lists(st.sampled_from(sorted(_ANY)).flatmap(

@@ -17,6 +17,7 @@ import pytest
 
 from notifier.config import CHANNELS, STAGES, Company, Config
 from notifier.models import Account, Invoice, Notice
+from channels import Result
 from notifier.render import (
     GSM7_BASIC,
     GSM7_EXTENDED,
@@ -24,6 +25,7 @@ from notifier.render import (
     SAMPLE_INVOICES,
     Renderer,
     TemplateError,
+    failure_cause,
     mask_document,
     sample_cases,
     sms_segments,
@@ -78,17 +80,24 @@ def test_every_stage_and_channel_carries_the_facts(stage, channel):
         "account": "acme", "stage": stage, "invoices": ["2026-11-acme"], "notice_date": "2026-11-24", "tutorial": False}
     if channel == "social":
         assert message.meta["social_handle"] == dict(ACME.social)[message.recipient.split(":", 1)[0]]
-    assert as_sent(f"R${NBSP}1.234,56") in text and "20/11/2026" in text
-    if channel in CUSTOMER_CHANNELS:  # CDC art. 42-A
+    if channel == "social":  # short and neutral: no amount, no Pix, no customer document
+        assert "R$" not in text and "000201" not in text and ACME.document not in text and len(text) < 1000
+        assert "acme.com.br" in text and "financeiro@lucanet.com.br" in text and "Painel Financeiro" in text
+    else:
+        assert as_sent(f"R${NBSP}1.234,56") in text and "20/11/2026" in text
+    if channel in CUSTOMER_CHANNELS:  # CDC art. 42-A (an SMS may let the site stand for the address)
         company = Company()
-        for fact in (company.legal_name, company.cnpj, company.address):
+        for fact in (company.legal_name, company.cnpj) + ((company.address,) if channel != "sms" else ()):
             assert as_sent(fact) in text
-    if channel in ("email", "whatsapp", "social"):
+    if channel in ("email", "whatsapp"):
         assert "financeiro@lucanet.com.br" in text and "Painel Financeiro" in text
-        assert "PIX copia e cola: 00020126580014br.gov.bcb.pix0136acme" in text
+        assert "00020126580014br.gov.bcb.pix0136acme" in text
         assert "https://pagar.lucanet.com.br/f/2026-11-acme" in text
-    if stage in ("suspension_warning", "suspended", "deletion_warning", "deletion_due") and channel != "sms":
-        assert ("cancelamento deve ser solicitado por chamado" in text) == (channel != "staff")
+    if channel == "whatsapp":  # the Pix code alone in its own message, so a phone copies just it
+        assert message.parts[1] == "00020126580014br.gov.bcb.pix0136acme\n"
+        assert message.parts[0].rstrip().endswith("Responda SAIR para não receber mais mensagens por aqui.")
+    if stage in ("suspension_warning", "suspended", "deletion_warning", "deletion_due") and channel == "email":
+        assert "cancelamento deve ser solicitado por chamado" in text
     if channel == "email":
         assert message.subject and "\n" not in message.subject and "acme.com.br" in message.subject
         assert message.html.startswith("<!DOCTYPE html>") and "R$" in message.html
@@ -105,26 +114,32 @@ def test_dates_follow_the_bank_calendar():
     # Due day 5: the deletion warning comes before the suspension (RULES.md), and says so.
     early = ACME_INVOICE._replace(due=date(2026, 11, 5))
     warning = render("email", "deletion_warning", invoices=(early,), day=date(2026, 11, 28)).text
-    assert "a data prevista é 05/12/2026. Antes disso, em 30/11/2026, os serviços serão suspensos." in warning
+    assert ("serão apagados em 05/12/2026 e o débito ficará sujeito a protesto. Antes disso, em 30/11/2026, os "
+            "serviços serão suspensos.") in warning
 
 
 def test_two_open_invoices_are_both_listed_with_their_total():
     older = ACME_INVOICE._replace(id="2026-10-acme", amount=Decimal("149.90"), due=date(2026, 10, 20), pix_code=None,
                     payment_url=None)
     message = render("email", invoices=(older, ACME_INVOICE))
-    assert f"- Fatura 2026-10-acme: R${NBSP}149,90, com vencimento em 20/10/2026 (vencida)" in message.text
-    assert f"- Fatura 2026-11-acme: R${NBSP}1.234,56, com vencimento em 20/11/2026 (vencida)" in message.text
-    assert f"Total: R${NBSP}1.384,46" in message.text and f"R${NBSP}1.384,46" in message.html
+    assert (f"- Fatura 2026-10-acme: R${NBSP}149,90\n  vencimento em 20/10/2026 (vencida) · serviços suspensos desde "
+            "31/10/2026 · exclusão dos dados prevista desde 20/11/2026") in message.text
+    assert (f"- Fatura 2026-11-acme: R${NBSP}1.234,56\n  vencimento em 20/11/2026 (vencida) · suspensão dos serviços "
+            "em 30/11/2026 · exclusão dos dados em 20/12/2026") in message.text
+    assert f"Total em aberto (2 faturas): R${NBSP}1.384,46" in message.text
+    assert f"<strong>Total em aberto (2 faturas)</strong></td><td align=\"right\" style=\"white-space:nowrap;\"><strong>R${NBSP}1.384,46" in message.html
 
 
 def test_an_account_without_portal_access_is_told_how_to_get_the_invitation():
     no_portal = ACME._replace(portal_email=None)
     email = render("email", account=no_portal)
-    assert ("O acesso é liberado por convite: basta pedi-lo respondendo a este e-mail e indicar qual dos e-mails "
+    # Without access, the invitation comes first, where the portal is offered.
+    assert ("Como pagar:\n- Pelo Painel Financeiro, a forma mais segura, com boleto bancário, Pix ou cartão de crédito. "
+            "O acesso é liberado por convite: peça o seu respondendo a este e-mail e indique qual dos e-mails "
             "cadastrados para cobrança deseja usar no login (financeiro@acme.com.br ou maria@acme.com.br).") in email.text
     assert "O acesso é liberado por convite" in email.html
     whatsapp = render("whatsapp", account=no_portal).text
-    assert "basta pedi-lo pelo e-mail financeiro@lucanet.com.br e indicar o e-mail que deseja usar no login" in whatsapp
+    assert "pelo Painel Financeiro, em www.lucanet.com.br (o acesso é por convite: peça o seu ao nosso financeiro)" in whatsapp
     assert "maria@acme.com.br" not in whatsapp
     assert "convite" not in render("email").text
 
@@ -138,7 +153,6 @@ def test_customer_fields_stay_escaped_in_html_and_literal_in_text():
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Ltda" in message.html
     assert "Ana &#34;&lt;b&gt;&#34; &amp; Cia" in message.html
     assert "<script>alert(1)</script> Ltda" in message.text and 'Olá, Ana "<b>" & Cia,' in message.text
-    assert "<script>alert(1)</script> Ltda" in message.subject
     assert "<script>alert(1)</script> Ltda" in render("whatsapp", account=evil).text
 
 
@@ -152,8 +166,8 @@ def test_documents_are_masked_outside_email(document, masked):
         message = render(channel, account=account)
         assert document not in message.text and document not in (message.subject or "")
         assert document not in str(message.content_variables) and document not in str(message.meta)
-        if channel != "sms":  # SMS has no room for it: left out
-            assert masked in message.text
+        # Staff see it masked; a customer's phone or profile may be read by others: left out.
+        assert (masked in message.text) == (channel == "staff")
 
 
 def test_mask_document_shapes():
@@ -176,20 +190,41 @@ def test_sms_is_gsm7_in_at_most_two_segments(stage):
         text = render("sms", stage, account=account, invoices=invoices).text
         assert is_gsm7(text) and NBSP not in text, text
         assert sms_segments(text) <= 2 and "\n" not in text
-        assert "R$ " in text and "Duvidas: financeiro@lucanet.com.br." in text
+        assert "R$ " in text and "financeiro@lucanet.com.br." in text
 
 
-def test_a_long_domain_makes_the_sms_leave_out_what_it_can():
-    long_domain = ACME._replace(domain="padaria-e-confeitaria-do-joao.com.br")
-    text = render("sms", "deletion_warning", account=long_domain).text
-    assert sms_segments(text) == 2 and is_gsm7(text)
-    assert "padaria-e-confeitaria-do-joao.com.br" in text and "CNPJ 11.222.333/0001-81" in text
-    assert "Duvidas" not in text
+# The longest company and customer data we expect to meet (issue 9, point 4).
+LONG_COMPANY = replace(Company(), legal_name="Lucanet Hospedagem de Sites e Serviços de Internet Ltda",
+                       address="Avenida Brigadeiro Faria Lima, 1234, conjunto 56, Jardim Paulistano, São Paulo - SP, 01452-000",
+                       late_fees="multa de 2% e juros de 1% ao mês, conforme contrato; o valor atualizado está no Painel Financeiro")
+LONG_DOMAIN = "padaria-e-confeitaria-do-joao.com.br"
+
+
+@pytest.mark.parametrize("n, account, invoices, today", [c for c in sample_cases() if c[0].channel == "sms"],
+                         ids=lambda v: getattr(v, "stage", None) and f"{v.account}.{v.stage}")
+def test_every_sms_says_how_to_pay_and_whom_to_ask_even_with_the_longest_data(n, account, invoices, today):
+    """RULES.md: every message says how to pay and whom to ask, SMS included, within two segments."""
+    account = account._replace(domain=LONG_DOMAIN)
+    text = Renderer(Config(company=LONG_COMPANY)).render(n, account, invoices, today).text
+    assert sms_segments(text) <= 2 and is_gsm7(text), text
+    assert len(text) <= 300, f"{len(text)} characters: keep some headroom under 306"
+    assert text.startswith(to_gsm7(LONG_COMPANY.legal_name) + ":") and "CNPJ 11.222.333/0001-81" in text
+    assert LONG_DOMAIN in text and "R$ " in text
+    how_to_pay = "Pague em www.lucanet.com.br." if account.has_portal_access else "Boleto, Pix e duvidas:"
+    assert how_to_pay in text and "financeiro@lucanet.com.br" in text
+    assert "www.lucanet.com.br" in text  # the site stands for the address left out
+
+
+def test_sms_states_the_late_charges_when_they_fit():
+    text = render("sms", "overdue", config=Config(company=replace(Company(), late_fees="multa de 2%")),
+                  account=ACME._replace(domain="a.com.br")).text
+    assert "Pagamento apos o vencimento: multa de 2%." in text and "www.lucanet.com.br" in text
+    assert "apos o vencimento" not in render("sms", "reminder", day=date(2026, 11, 17)).text
 
 
 def test_an_sms_that_cannot_fit_is_an_error_naming_the_template():
     huge = ACME._replace(domain="x" * 200 + ".com.br")
-    with pytest.raises(TemplateError, match=r"message_templates/sms/overdue\.txt: the SMS takes 3 segments"):
+    with pytest.raises(TemplateError, match=r"message_templates/sms/base\.txt \(stage overdue\): the SMS takes 3 segments"):
         render("sms", account=huge)
     # On WhatsApp the message still goes; only its SMS fallback text is missing.
     assert "sms_text" not in render("whatsapp", account=huge).meta
@@ -240,16 +275,30 @@ def test_split_whatsapp_cuts_an_oversized_paragraph_between_lines_then_words():
     assert split_whatsapp("😀" * 30, limit=40) == ["😀" * 20, "😀" * 10]
 
 
-def test_whatsapp_with_the_tutorial_splits_into_bodies_twilio_accepts():
+def test_whatsapp_sends_its_text_then_the_pix_code_alone_then_the_tutorial():
     message = render("whatsapp", tutorial=True)
-    assert "Como funciona a cobrança da Lucanet" in message.text and "virada do mês" in message.text
-    assert len(message.text) > 1600
-    parts = split_whatsapp(message.text)
-    assert len(parts) >= 2 and all(len(p) <= 1600 for p in parts)
-    assert "\n\n".join(parts) == message.text.strip()
-    assert parts[0].startswith("Olá, Maria Souza! Aqui é a equipe financeira da Lucanet.")
-    assert parts[-1].rstrip().endswith("avisos de cobrança de ACME Comércio Ltda.")
-    assert render("whatsapp").text.count("Como funciona a cobrança") == 0
+    text, pix, tutorial = message.parts
+    assert text.startswith("Olá, Maria Souza! Aqui é a equipe financeira da Lucanet.")
+    assert "*R$\u00a01.234,56*" in text and "*20/11/2026*" in text and "*30/11/2026*" in text  # WhatsApp's bold
+    assert "O código Pix copia e cola vem na próxima mensagem." in text and "Na última mensagem" in text
+    assert pix == "00020126580014br.gov.bcb.pix0136acme\n"
+    assert tutorial.startswith("*Como funciona a cobrança da Lucanet*\n\nPor padrão") and "virada do mês" in tutorial
+    assert message.text == "\n\n".join(p.strip("\n") for p in message.parts) + "\n"
+    assert all(len(p) <= 1600 for part in message.parts for p in split_whatsapp(part))
+    assert "Como funciona" not in "".join(render("whatsapp").parts)
+
+
+@pytest.mark.parametrize("n, account, invoices, today", [c for c in sample_cases() if c[0].channel == "whatsapp"],
+                         ids=lambda v: getattr(v, "stage", None) and f"{v.account}.{v.stage}")
+def test_whatsapp_text_is_short_and_offers_the_opt_out(n, account, invoices, today):
+    message = Renderer(Config()).render(n, account, invoices, today)
+    text = message.parts[0]
+    assert len(text) < 1024, f"{len(text)} characters"  # one screen, like an approved template
+    assert text.rstrip().endswith("Responda SAIR para não receber mais mensagens por aqui.")
+    assert "Lucanet Hospedagem de Sites Ltda · CNPJ 11.222.333/0001-81 · Rua Exemplo, 100" in text
+    assert [p.strip() for p in message.parts[1:len([i for i in invoices if i.pix_code]) + 1]] == \
+        [i.pix_code for i in invoices if i.pix_code]
+    assert "000201" not in text  # the Pix code only alone, in its own message
 
 
 TEMPLATE_CONFIG = {
@@ -309,26 +358,42 @@ def test_check_names_an_unknown_stage_and_a_missing_tutorial_url():
 
 def test_the_tutorial_takes_its_facts_from_the_configuration():
     company = replace(Company(), name="Hospeda Bem", finance_email="cobranca@hospedabem.com.br",
-                      site="https://hospedabem.com.br", portal_path="menu Cliente, opção Financeiro",
-                      payment_methods=("PIX", "boleto bancário"))
+                      site="https://hospedabem.com.br", portal_url="https://hospedabem.com.br/painel",
+                      portal_path="menu Cliente, opção Financeiro", payment_methods=("Pix", "boleto bancário"),
+                      tickets_url="https://hospedabem.com.br/chamados")
     tutorial = Renderer(Config(company=company)).tutorial()
-    assert "Você pode pagar com PIX ou boleto bancário." in tutorial
+    assert "Você pode pagar com Pix ou boleto bancário." in tutorial
     assert tutorial.count("cobranca@hospedabem.com.br") == 2
-    assert "no site da Hospeda Bem, https://hospedabem.com.br (menu Cliente, opção Financeiro)" in tutorial
+    assert "Painel Financeiro, em https://hospedabem.com.br/painel (menu Cliente, opção Financeiro)" in tutorial
     assert "lucanet" not in tutorial.lower()
-    assert "cancelamento deve ser solicitado por chamado, antes da virada do mês" in tutorial
+    assert ("cancelamento deve ser solicitado por chamado, aberto em https://hospedabem.com.br/chamados, antes da "
+            "virada do mês") in tutorial
+    # Point 12: the company's words, edited.
+    assert "para que fique atento aos vencimentos, a fim de evitar" in tutorial and "principalmente" not in tutorial
     email = Renderer(Config(company=company)).render(notice("email", tutorial=True), ACME, [ACME_INVOICE], OVERDUE_DAY)
-    assert "Você pode pagar com PIX ou boleto bancário." in email.text
-    assert "<p>Você pode pagar com PIX ou boleto bancário.</p>" in email.html
+    assert "Você pode pagar com Pix ou boleto bancário." in email.text
+    assert "<p>Você pode pagar com Pix ou boleto bancário.</p>" in email.html
 
 
 # --- overrides and broken templates ---------------------------------------------------------------
 
+STAGES_DIR = Path(__file__).parent.parent / "message_templates" / "stages"
+
+
+def override_stage(tmp_path, stage: str, old: str, new: str) -> Path:
+    """An operator's copy of stages/STAGE.txt with one piece changed."""
+    (tmp_path / "stages").mkdir(exist_ok=True)
+    text = (STAGES_DIR / f"{stage}.txt").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "stages" / f"{stage}.txt"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
 def test_an_operator_template_wins_over_ours(tmp_path):
-    (tmp_path / "email").mkdir()
-    (tmp_path / "email" / "overdue.subject.txt").write_text("Aviso do operador sobre {{ service }}\n", encoding="utf-8")
+    override_stage(tmp_path, "overdue", "{% macro subject() %}Em atraso:", "{% macro subject() %}Aviso do operador. Em atraso:")
     message = render("email", config=Config(templates=tmp_path))
-    assert message.subject == "Aviso do operador sobre acme.com.br"
+    assert message.subject.startswith("Aviso do operador. Em atraso: fatura de R$")
     assert "não identificamos o pagamento" in message.text  # everything else is still ours
 
 
@@ -338,20 +403,18 @@ def test_a_missing_override_folder_is_refused(tmp_path):
 
 
 def test_check_reports_file_and_line_of_an_undefined_variable(tmp_path):
-    (tmp_path / "whatsapp").mkdir()
-    broken = tmp_path / "whatsapp" / "overdue.txt"
-    broken.write_text('{% extends "common/base.txt" %}\n{% block intro %}\nOlá {{ cliente_nome }}!\n{% endblock %}\n',
-                      encoding="utf-8")
+    broken = override_stage(tmp_path, "overdue", "{% macro headline() %}\n", "{% macro headline() %}\n{{ cliente_nome }}\n")
+    line = broken.read_text(encoding="utf-8").split("\n").index("{{ cliente_nome }}") + 1
     problems = Renderer(Config(templates=tmp_path)).check()
-    assert f"{broken}:3: 'cliente_nome' is undefined" in problems
-    assert len(problems) == 1  # the same error once, not once per sample; social extends it too
-    with pytest.raises(TemplateError, match=f"{broken}:3: 'cliente_nome' is undefined"):
+    assert f"{broken}:{line}: 'cliente_nome' is undefined" in problems
+    assert len(problems) == 1  # the same error once, not once per sample and channel
+    with pytest.raises(TemplateError, match=f"{broken}:{line}: 'cliente_nome' is undefined"):
         render("whatsapp", config=Config(templates=tmp_path))
 
 
 def test_check_reports_file_and_line_of_a_syntax_error(tmp_path):
     (tmp_path / "common").mkdir()
-    broken = tmp_path / "common" / "footer.txt"
+    broken = tmp_path / "common" / "say.txt"
     broken.write_text("{{ company.legal_name }}\n\n{% if %}\n", encoding="utf-8")
     problems = Renderer(Config(templates=tmp_path)).check()
     assert len(problems) == 1 and problems[0].startswith(f"{broken}:3: ")
@@ -369,8 +432,7 @@ def test_a_missing_included_template_names_the_including_file(tmp_path):
 
 def snapshot_cases():
     for n, account, invoices, today in sample_cases():
-        if account.id == "exemplo" or n.stage == "overdue":
-            yield pytest.param(n, account, invoices, today, id=f"{account.id}.{n.stage}.{n.channel}")
+        yield pytest.param(n, account, invoices, today, id=f"{account.id}.{n.stage}.{n.channel}")
 
 
 def show(message) -> str:
@@ -380,9 +442,15 @@ def show(message) -> str:
         parts.append(f"subject: {message.subject}")
     if message.content_sid:
         parts.append(f"content_sid: {message.content_sid}\ncontent_variables: {dict(message.content_variables)}")
-    parts.append(f"----- text -----\n{message.text}")
+    if message.parts:
+        parts.append("\n".join(f"----- whatsapp message {i} of {len(message.parts)} -----\n{p.rstrip()}"
+                               for i, p in enumerate(message.parts, 1)))
+    else:
+        parts.append(f"----- text -----\n{message.text}")
     if message.html:
         parts.append(f"----- html -----\n{message.html}")
+    for cid, data, mime in message.images:
+        parts.append(f"----- inline image {cid} ({mime}, {len(data)} bytes) -----")
     if message.meta.get("sms_text"):
         parts.append(f"----- sms fallback -----\n{message.meta['sms_text']}")
     return "\n".join(parts).replace(NBSP, " ").rstrip("\n") + "\n"
@@ -397,3 +465,230 @@ def test_snapshot(n, account, invoices, today):
         path.write_text(got, encoding="utf-8")
     assert path.exists(), f"no snapshot {path.name}: run with UPDATE_SNAPSHOTS=1 and review it"
     assert got == path.read_text(encoding="utf-8"), f"{path.name} changed: rerun with UPDATE_SNAPSHOTS=1 if intended"
+
+
+# --- issue 9: what every notice must tell ----------------------------------------------------------
+
+ATELIE = SAMPLE_ACCOUNTS[2]  # due day 28: no suspension_warning before its suspension on 01/12/2026
+ATELIE_NOV = SAMPLE_INVOICES["atelie"][0]
+ATELIE_OCT = ATELIE_NOV._replace(id="2026-10-atelie", due=date(2026, 10, 28), issued=date(2026, 10, 5))
+
+
+@pytest.mark.parametrize("stage, day", [("reminder", date(2026, 11, 25)), ("due_today", date(2026, 11, 30))])
+def test_a_late_due_day_is_told_its_suspension_date_before_it_comes(stage, day):
+    """Point 1: the ladder leaves no suspension_warning for due day 28, so the reminder and the
+    due-day notice state the suspension date themselves, on every channel that tells dates."""
+    renderer = Renderer(Config())
+    n = notice("email", stage, account=ATELIE, invoices=(ATELIE_NOV,), day=day)
+    email = renderer.render(n, ATELIE, [ATELIE_NOV], day)
+    assert ("Atenção: se a fatura não for paga até 30/11/2026, conforme o contrato, os serviços de hospedagem de "
+            "ateliefloredelis.com.br serão suspensos em 01/12/2026.") in email.text
+    assert "<strong>01/12/2026</strong>" in email.html
+    sms = renderer.render(replace(n, channel="sms", recipient=ATELIE.whatsapp), ATELIE, [ATELIE_NOV], day).text
+    assert "suspensao em 01/12/2026." in sms.lower()
+    # Due day 20 gets its suspension_warning on 27/11: the reminder need not say it.
+    assert "serão suspensos" not in render("email", stage, day=date(2026, 11, 17) if stage == "reminder" else date(2026, 11, 23)).text
+
+
+def test_with_several_open_invoices_each_date_comes_from_the_invoice_that_decides_it():
+    """Point 2: on 01/12 the November invoice suspends nothing new; the October one suspended the
+    service on 31/10 and its deletion date, 28/11, has passed. Each invoice is listed with its own
+    dates, and the total is labelled as a total."""
+    day = date(2026, 12, 1)
+    covers = (("2026-11-atelie", day, "suspended"), ("2026-11-atelie", day, "overdue"))
+    n = replace(notice("email", "suspended", account=ATELIE, invoices=(ATELIE_OCT, ATELIE_NOV), day=day), covers=covers)
+    email = Renderer(Config()).render(n, ATELIE, [ATELIE_OCT, ATELIE_NOV], day)
+    assert ("os serviços de hospedagem de ateliefloredelis.com.br estão suspensos desde 31/10/2026, porque a fatura "
+            "2026-10-atelie de R$\u00a0149,90, com vencimento em 28/10/2026, continua em aberto.") in email.text
+    assert "a partir de hoje" not in email.text and "28/12/2026" not in email.text.split("Faturas em aberto")[0]
+    assert "a fatura 2026-10-atelie, com vencimento em 28/10/2026, completou um mês em aberto em 28/11/2026" in email.text
+    assert ("- Fatura 2026-10-atelie: R$\u00a0149,90\n  vencimento em 28/10/2026 (vencida) · serviços suspensos desde "
+            "31/10/2026 · exclusão dos dados prevista desde 28/11/2026") in email.text
+    assert ("- Fatura 2026-11-atelie: R$\u00a0149,90\n  vencimento em 28/11/2026 (vencida) · serviços suspensos desde "
+            "01/12/2026 · exclusão dos dados em 28/12/2026") in email.text
+    assert "Total em aberto (2 faturas): R$\u00a0299,80" in email.text
+    assert email.subject.startswith("Serviços suspensos desde 31/10: fatura de R$ 149,90")
+    sms = Renderer(Config()).render(replace(n, channel="sms", recipient=ATELIE.whatsapp), ATELIE,
+                                    [ATELIE_OCT, ATELIE_NOV], day).text
+    assert "suspensos desde 31/10/2026 pela fatura de R$ 149,90 vencida em 28/10/2026" in sms
+    assert "299,80" not in sms or "Total em aberto: R$ 299,80" in sms  # a total is called a total
+
+
+def test_the_first_overdue_email_of_a_first_time_delinquent_carries_the_tutorial_once():
+    """Point 3: plan (and so preview and send) put the tutorial in the first e-mail after the due
+    date for a first-time delinquent, as the company's text, unless the option is off."""
+    from notifier.models import LedgerEntry
+    from notifier.rules import plan_account
+    config = Config()
+    day = date(2026, 12, 1)  # due day 28: overdue and suspended on the same day
+    notices, _ = plan_account(day, ATELIE, [ATELIE_NOV], None, [], config.calendar, config)
+    emails = [n for n in notices if n.channel == "email"]
+    assert emails and all(n.tutorial for n in emails)
+    text = Renderer(config).render(emails[0], ATELIE, [ATELIE_NOV], day).text
+    assert text.count("Como funciona a cobrança da Lucanet") == 1 and "Por padrão, nossas cobranças" in text
+    sent = [LedgerEntry(ATELIE_NOV.id, ATELIE.id, day, "suspended", "email", r, "sent", tutorial=True)
+            for r in ATELIE.emails]
+    later, _ = plan_account(date(2026, 12, 21), ATELIE, [ATELIE_NOV], None, sent, config.calendar, config)
+    assert [n for n in later if n.channel == "email"] and not any(n.tutorial for n in later if n.channel == "email")
+    off = replace(config, tutorial_in_first_overdue_email=False)
+    notices, _ = plan_account(day, ATELIE, [ATELIE_NOV], None, [], off.calendar, off)
+    assert not any(n.tutorial for n in notices if n.channel == "email")
+    # A reminder is never "first time": no tutorial before the due date.
+    before, _ = plan_account(date(2026, 11, 25), ATELIE, [ATELIE_NOV], None, [], config.calendar, config)
+    assert before and not any(n.tutorial for n in before)
+
+
+@pytest.mark.parametrize("n, account, invoices, today", [c for c in sample_cases() if c[0].channel == "social"],
+                         ids=lambda v: getattr(v, "stage", None) and f"{v.account}.{v.stage}")
+def test_a_social_dm_is_short_and_discreet(n, account, invoices, today):
+    """Point 9: who we are, a billing matter about the domain, where to look, how to check us,
+    the tutorial link; no amount, no Pix code, no CPF/CNPJ of the customer."""
+    config = Config(env={"TUTORIAL_URL": "https://www.lucanet.com.br/cobranca"})
+    text = Renderer(config).render(n, account, invoices, today).text
+    assert len(text) < 1000
+    assert "R$" not in text and "000201" not in text and account.document not in text
+    assert mask_document(account.document) not in text and not re.search(r"\d{2}/\d{2}/\d{4}", text)
+    assert text.startswith("Olá! Aqui é a equipe financeira da Lucanet")
+    assert "e-mail cadastrado para cobrança" in text and "Painel Financeiro" in text
+    assert "Para confirmar que esta mensagem é nossa" in text and "Não pedimos pagamento por mensagem direta." in text
+    assert (account.domain or account.company) in text
+    assert ("Como funciona a nossa cobrança: https://www.lucanet.com.br/cobranca" in text) == bool(n.tutorial) or n.tutorial is False
+
+
+def test_the_html_email_shows_a_pix_qr_code_per_invoice_with_the_code_below():
+    """Point 10: a QR code for each invoice with a Pix code, attached inline by Content-ID."""
+    import segno  # noqa: F401  (the library that draws it)
+    from channels.email import EmailChannel
+    older = ACME_INVOICE._replace(id="2026-10-acme", due=date(2026, 10, 20), pix_code=SAMPLE_INVOICES["exemplo"][0].pix_code)
+    message = render("email", invoices=(older, ACME_INVOICE))
+    assert [cid for cid, _, _ in message.images] == ["pix-2026-10-acme@notifier", "pix-2026-11-acme@notifier"]
+    for cid, data, mime in message.images:
+        assert mime == "image/png" and data.startswith(b"\x89PNG")
+        assert f'<img src="cid:{cid}"' in message.html
+    html = message.html
+    assert html.index('src="cid:pix-2026-11-acme@notifier"') < html.index("00020126580014br.gov.bcb.pix0136acme")
+    assert "<img" not in render("email", invoices=(ACME_INVOICE._replace(pix_code=None),)).html
+    email = EmailChannel(Config()).compose(message, "Lucanet <financeiro@lucanet.com.br>")
+    related = [part for part in email.walk() if part.get_content_type() == "multipart/related"]
+    assert len(related) == 1
+    images = [p for p in related[0].iter_parts() if p.get_content_maintype() == "image"]
+    assert [p["Content-ID"] for p in images] == ["<pix-2026-10-acme@notifier>", "<pix-2026-11-acme@notifier>"]
+    assert images[0].get_content() == message.images[0][1]
+
+
+def test_subjects_put_the_key_words_first_and_the_email_opens_with_the_amount():
+    """Point 11."""
+    assert render("email", "reminder", day=date(2026, 11, 17)).subject.startswith("Vence em 20/11: fatura de R$")
+    assert render("email", "due_today", day=date(2026, 11, 23)).subject.startswith(
+        "Último dia para pagar sem acréscimos: fatura de R$ 1.234,56")  # 20/11 was a holiday
+    plain_due = ACME_INVOICE._replace(due=date(2026, 11, 19))
+    assert render("email", "due_today", invoices=(plain_due,), day=date(2026, 11, 19)).subject.startswith("Vence hoje:")
+    assert render("email").subject.startswith("Em atraso: fatura de R$ 1.234,56 da hospedagem de acme.com.br")
+    assert render("email", "suspension_warning", day=date(2026, 11, 27)).subject.startswith("Suspensão em 30/11:")
+    message = render("email")
+    assert message.text.split("\n")[2] == "Valor em aberto: R$\u00a01.234,56 (vencimento em 20/11/2026)"
+    assert ('<div style="display:none; max-height:0; overflow:hidden; mso-hide:all;">Valor em aberto: '
+            'R$\u00a01.234,56 (vencimento em 20/11/2026) · Lucanet</div>') in message.html
+
+
+def test_late_charges_are_stated_after_the_due_date_and_never_before():
+    """Point 5: `[company] late_fees` in every post-due notice; nothing when unset."""
+    fees = "multa de 2% e juros de 1% ao mês, conforme contrato; o valor atualizado está no Painel Financeiro"
+    config = Config(company=replace(Company(), late_fees=fees))
+    sentence = f"Pagamento após o vencimento: {fees}."
+    for stage in ("overdue", "suspension_warning", "suspended", "deletion_warning", "deletion_due"):
+        for channel in ("email", "whatsapp"):
+            assert sentence in render(channel, stage, config=config).text, (stage, channel)
+    assert sentence in render("email", config=config).html
+    assert "após o vencimento" not in render("email", "reminder", config=config, day=date(2026, 11, 17)).text
+    assert "após o vencimento" not in render("email").text
+
+
+def test_wording_without_a_domain_speaks_of_the_services_not_the_person():
+    """Point 12."""
+    joao, invoices = SAMPLE_ACCOUNTS[1], SAMPLE_INVOICES["joao"]
+    text = render("email", "deletion_warning", account=joao, invoices=invoices, day=date(2026, 11, 29)).text
+    assert "dos serviços contratados por João Pereira" in text and "os dados da conta de João Pereira" in text
+    assert "hospedagem de João Pereira" not in text and "dados de João Pereira" not in text
+    config = Config(company=replace(Company(), tickets_url="https://www.lucanet.com.br/chamados"))
+    text = render("email", "suspended", config=config, day=date(2026, 12, 1)).text
+    assert ("o cancelamento deve ser solicitado por chamado, aberto em https://www.lucanet.com.br/chamados, antes da "
+            "virada do mês, ou seja, até 31/12/2026.") in text
+    assert "PIX" not in text and "Pix" in text
+
+
+@pytest.mark.parametrize("result, cause, says", [
+    (Result("blocked", "twilio", code="config:whatsapp.templates.overdue", detail="configure a content_sid"),
+     "config", "O que configurar (config:whatsapp.templates.overdue): configure a content_sid"),
+    (Result("failed", "twilio", code="21211", detail="invalid number", permanent=True),
+     "contact", "corrija o cadastro no sistema de cobrança"),
+    (Result("failed", "smtp", code="421", detail="try later"), "retry", "o notificador tentará de novo"),
+    (Result("failed", "twilio", code="30007", detail="filtered", permanent=True), "provider", "Veja o motivo"),
+])
+def test_the_staff_failure_alert_says_what_to_do_for_its_cause(result, cause, says):
+    """Point 13."""
+    alert = Renderer(Config()).render_failure_alert(notice("whatsapp"), ACME, [ACME_INVOICE], OVERDUE_DAY, result)
+    assert failure_cause(result) == cause and alert.meta["alert"] == f"failure:{cause}"
+    assert says in alert.text
+    assert ("corrija o cadastro no sistema de cobrança" in alert.text) == (cause == "contact")
+
+
+def test_whatsapp_missing_stages_names_the_ladder_stages_without_a_content_sid():
+    assert Renderer(Config()).whatsapp_missing_stages() == ["overdue", "suspension_warning"]
+    config = whatsapp_config(overdue=TEMPLATE_CONFIG)
+    assert Renderer(config).whatsapp_missing_stages() == ["suspension_warning"]
+
+
+# --- WhatsApp templates to submit to Meta (docs/whatsapp-templates) --------------------------------
+
+ROOT = Path(__file__).parent.parent
+META_TEMPLATES = sorted((ROOT / "docs" / "whatsapp-templates").glob("*.json"))
+
+
+def example_whatsapp_mapping() -> dict:
+    """The commented-out [channels.whatsapp.templates.*] tables of notifier.example.toml, read."""
+    import tomllib
+    lines = (ROOT / "notifier.example.toml").read_text(encoding="utf-8").split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("# [channels.whatsapp.templates."))
+    text = "\n".join(line[2:] for line in lines[start:] if line.startswith("# "))
+    return tomllib.loads(text)["channels"]["whatsapp"]["templates"]
+
+
+def test_a_meta_template_ships_for_every_stage_a_customer_may_get_on_whatsapp():
+    from notifier.render import WHATSAPP_STAGES
+    assert [p.stem for p in META_TEMPLATES] == sorted(WHATSAPP_STAGES)
+    assert sorted(example_whatsapp_mapping()) == sorted(WHATSAPP_STAGES)
+
+
+@pytest.mark.parametrize("path", META_TEMPLATES, ids=lambda p: p.stem)
+def test_each_meta_template_follows_the_rules_and_its_mapping_renders(path):
+    import json
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    body = doc["types"]["twilio/text"]["body"]
+    company = Company()
+    assert doc["language"] == "pt_BR" and len(body) <= 1024
+    assert company.legal_name in body and company.cnpj in body and company.address in body  # CDC art. 42-A
+    assert body.endswith("Responda SAIR para não receber mais mensagens por aqui.")
+    assert not body.startswith("{{") and not re.search(r"\}\}\s*\{\{", body)  # Meta's rules on variables
+    numbers = sorted(set(re.findall(r"\{\{(\d+)\}\}", body)), key=int)
+    assert numbers == [str(i) for i in range(1, len(numbers) + 1)] == sorted(doc["variables"], key=int)
+    assert "000201" not in body and not re.search(r"\d{3}\.\d{3}\.\d{3}-\d{2}", body)
+    assert not re.search(r"\b(?:PIX|devedor|inadimplente|cobrança judicial|nome sujo)\b", body)
+    spec = {**example_whatsapp_mapping()[path.stem], "content_sid": "HX" + "0" * 32}
+    assert sorted(spec["variables"], key=int) == numbers
+    message = render("whatsapp", path.stem, config=whatsapp_config(**{path.stem: spec}), day=date(2026, 11, 24))
+    assert message.content_sid == spec["content_sid"] and all(message.content_variables.values())
+
+
+def test_the_whatsapp_channel_sends_each_part_as_its_own_message(tmp_path):
+    """Point 7: free-form WhatsApp goes as the renderer's parts, the Pix code alone in one."""
+    import json
+    import channels
+    message = render("whatsapp", tutorial=True)
+    channel = channels.build("whatsapp", Config(outbox=tmp_path, channels={"whatsapp": {"freeform": True}}))
+    channel.send(message)  # no Twilio configured: the outbox keeps what would be sent
+    [written] = list((tmp_path / "whatsapp").glob("*.json"))
+    bodies = [m["body"] for m in json.loads(written.read_text(encoding="utf-8"))["messages"]]
+    assert bodies[0] == message.parts[0].strip() and bodies[1] == "00020126580014br.gov.bcb.pix0136acme"
+    assert bodies[2].startswith("*Como funciona a cobrança da Lucanet*")  # the tutorial: 1,600 a body
+    assert bodies[2:] == split_whatsapp(message.parts[2])

@@ -199,9 +199,9 @@ def test_past_delinquencies_means_no_extra_effort():
 
 def test_first_time_delinquent_gets_whatsapp_and_social_with_the_tutorial():
     got = notices("2026-11-24", [invoice()])
-    assert got == [
-        ("overdue", "email", "financeiro@acme.com.br", ("2026-11",), False),
-        ("overdue", "email", "maria@acme.com.br", ("2026-11",), False),
+    assert got == [  # and the first overdue e-mail too (tutorial_in_first_overdue_email)
+        ("overdue", "email", "financeiro@acme.com.br", ("2026-11",), True),
+        ("overdue", "email", "maria@acme.com.br", ("2026-11",), True),
         ("overdue", "social", "instagram:@acme", ("2026-11",), True),
         ("overdue", "whatsapp", "+5511987654321", ("2026-11",), True),
     ]
@@ -245,8 +245,8 @@ def test_catch_up_after_five_missed_days_skips_superseded_and_sends_the_tutorial
               + ledger_for("2026-11", "2026-11-23", "due_today", ("email",)))
     today = D("2026-11-29")  # missed 24..28: the overdue notice is superseded by the 27/11 warning
     got, superseded = plan_account(today, account(), [invoice()], None, ledger, CAL, CFG)
-    assert [(n.stage, n.channel, n.tutorial) for n in got] == [
-        ("suspension_warning", "email", False), ("suspension_warning", "email", False),
+    assert [(n.stage, n.channel, n.tutorial) for n in got] == [  # the first e-mail after the due date
+        ("suspension_warning", "email", True), ("suspension_warning", "email", True),
         ("suspension_warning", "whatsapp", True),
     ]
     assert sorted((p.notice.stage, p.channel) for p in superseded) == [

@@ -43,7 +43,7 @@ def providers(cli, tmp_path):
             ],
             "invoices": [
                 {"id": "2026-11-acme", "account": "acme", "amount": "1234.56", "issued": "2026-11-05",
-                 "pix_code": "00020101021226900014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR5913ACME6009SAO PAULO62070503***6304ABCD"},
+                 "pix_code": "00020101021226900014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR5913ACME6009SAO PAULO62070503***630408BF"},
                 {"id": "2026-11-beta", "account": "beta", "amount": "99.90", "issued": "2026-11-05"},
             ],
         }
@@ -92,8 +92,8 @@ def test_whatsapp_goes_as_the_approved_template_and_social_through_apprise(cli, 
     assert variables == {"1": "Maria Souza", "2": "R$ 1.234,56", "3": "https://www.lucanet.com.br/cobranca"}
     cli("send", "acme", "--channel", "social", "--date", "2026-11-24")
     [post] = sink.posts_to("/social")
-    assert "1.234,56" in post.json["message"]
-    assert "45.723.174/0001-10" not in post.json["message"]
+    assert "acme.com.br" in post.json["message"]  # short and neutral: no amount, no document
+    assert "1.234,56" not in post.json["message"] and "45.723.174/0001-10" not in post.json["message"]
     [whatsapp, social] = attempts(tmp_path)
     assert whatsapp["result"]["provider"] == "twilio" and whatsapp["result"]["provider_id"].startswith("SM")
     assert social["recipient"] == "telegram" and social["result"]["status"] == "sent"
@@ -106,7 +106,10 @@ def test_permanent_failure_is_logged_and_alerts_staff(cli, providers, tmp_path):
     assert proc.returncode == 1 and "failed" in proc.stdout and "21610" in proc.stdout
     [alert] = sink.posts_to("/staff")
     body = alert.json
-    assert "Falha permanente" in body["title"] and "21610" in body["message"] and "Beta Serviços" in body["message"]
+    assert "Contato inválido" in body["title"] and "21610" in body["message"] and "Beta Serviços" in body["message"]
+    # The customer said STOP: recorded as an opt-out (notifier/optout.py), shown by `show`.
+    assert "beta: opted out of whatsapp (the customer replied STOP)" in proc.stdout
+    assert "whatsapp" in cli.json("show", "beta")["opt_out"]
     failed, staff = attempts(tmp_path)
     assert (failed["result"]["status"], failed["result"]["code"], failed["result"]["permanent"]) == ("failed", "21610", True)
     assert staff["channel"] == "staff" and staff["result"]["status"] == "sent"

@@ -11,6 +11,7 @@ from channels import BLOCKED, FAILED
 from ..config import CHANNELS, Config
 from ..delivery import config_alerts, deliver, failure_alerts, notices_for_account, render_or_block
 from ..documents import normalize_document
+from ..optout import record_stop_replies
 from .base import cli, Context, message_options
 
 
@@ -39,6 +40,10 @@ def check(obj: Context, connect):
             click.echo(f"{name:>9}: {'ok' if not found else 'PROBLEM'}, {mode}: {channel.describe()}")
         finally:
             channel.close()
+    missing = Renderer(obj.config).whatsapp_missing_stages()
+    if missing:  # h6b turns this into a problem per stage; the list comes from the renderer
+        click.echo(f"  warning: whatsapp: no approved template (content_sid) for {', '.join(missing)}: "
+                   "see docs/whatsapp-templates/")
     if obj.config.company.is_example:
         click.echo("  warning: [company] is the built-in example: set your legal name, CNPJ and address before sending to customers")
     for p in problems:
@@ -85,6 +90,8 @@ def send(obj: Context, account, channel, stage, to, day):
     if to is None:
         deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now, actor)
     deliveries += deliver(config_alerts(deliveries, today), obj.config, log, obj.now, actor)
+    for account_id, name in record_stop_replies(obj.store(), deliveries, today):  # notifier/optout.py
+        click.echo(f"{account_id}: opted out of {name} (the customer replied STOP)")
     for d in deliveries:
         click.echo(_outcome(d.notice.channel, d.notice.recipient, d.result))
     if any(d.result.status in (FAILED, BLOCKED) for d in deliveries):

@@ -1,0 +1,36 @@
+"""Opt-outs the providers report: a customer who replied STOP to our SMS number (Twilio 21610)
+is opted out of that channel as if staff had recorded it with `notifier opt-out`.
+
+The hook is called after a batch of deliveries, outside any provider call (the store is locked
+only to write the opt-outs): today by `notifier send` (cli/operations.py); the daily cycle calls it
+the same way after each batch. A WhatsApp "SAIR" reply arrives as an inbound message, not as an
+error code: staff record it with `notifier opt-out ACCOUNT --channel whatsapp --channel sms`.
+"""
+from __future__ import annotations
+
+from datetime import date
+from typing import Iterable
+
+UNSUBSCRIBED = "21610"  # Twilio: "Attempt to send to unsubscribed recipient" (the customer said STOP)
+RECORDED_BY = "twilio:21610"
+
+
+def stop_replies(deliveries: Iterable) -> list[tuple[str, str]]:
+    """(account, channel) for each delivery refused because the recipient said STOP; the channel
+    is SMS when it was WhatsApp's SMS fallback that was refused."""
+    found = []
+    for d in deliveries:
+        if d.result.code == UNSUBSCRIBED:
+            channel = "sms" if d.result.evidence.get("fallback") == "sms" else d.notice.channel
+            found.append((d.notice.account, channel))
+    return list(dict.fromkeys(found))
+
+
+def record_stop_replies(store, deliveries: Iterable, today: date) -> list[tuple[str, str]]:
+    """Write the opt-outs of `stop_replies` to the store, in one transaction; returns them."""
+    stops = stop_replies(deliveries)
+    if stops:
+        with store.transaction() as snap:
+            for account, channel in stops:
+                snap.record_opt_out(account, channel, RECORDED_BY, today)
+    return stops
