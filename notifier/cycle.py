@@ -42,7 +42,9 @@ logger = logging.getLogger("notifier.cycle")
 
 TASK = getattr(channels, "TASK", "task")
 UNKNOWN = "unknown"
-BATCH = 256  # claims per group commit; also bounds what a stop must still answer
+# Claims are written ahead of the workers, a group at a time (one fsync each): up to CLAIM_AHEAD
+# messages per worker. That bounds what a SIGKILL can leave `unknown` (claimed, never sent).
+CLAIM_AHEAD = 4
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
 COLUMNS = ("sent", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
@@ -289,12 +291,13 @@ class Cycle:
         pool = Pool(self.config, self.log, self.clock, self.stop, log_lock=self.log_lock, actor=self.actor)
         ledger = _LedgerWriter(self.store, rows)
         queue = list(reversed(notices))  # popped from the end: in plan order
+        window = CLAIM_AHEAD * pool.workers
         total, done = len(notices), 0
         deliveries: list[Delivery] = []
         try:
             while queue or pool.outstanding:
-                if queue and not self.stop.is_set() and pool.outstanding < BATCH:
-                    self._claim(snap, today, queue, pool, summary)
+                if queue and not self.stop.is_set() and pool.outstanding <= window // 2:
+                    self._claim(snap, today, queue, pool, summary, window - pool.outstanding)
                 outcomes = pool.take()
                 if outcomes:
                     self._finish(outcomes, ledger, summary, deliveries)
@@ -312,10 +315,10 @@ class Cycle:
         summary.stopped = self.stop.is_set() and bool(queue)
         return deliveries
 
-    def _claim(self, snap, today, queue: list[Notice], pool: Pool, summary: Summary) -> None:
-        """Render the next batch, write its claims with one fsync, and hand it to the workers."""
+    def _claim(self, snap, today, queue: list[Notice], pool: Pool, summary: Summary, size: int) -> None:
+        """Render the next `size` messages, write their claims with one fsync, hand them to the workers."""
         batch = []
-        while queue and len(batch) < BATCH:
+        while queue and len(batch) < size:
             notice = queue.pop()
             try:
                 message = self._render(snap, notice, today)
