@@ -433,13 +433,24 @@ class _LedgerWriter:
         self.count = 0
         self.last = self._time()
         self.writes = 0
+        self.seen = self._stamp()
 
     def add(self, rows: list[LedgerEntry]) -> None:
         self.rows += rows
         self.count += len(rows)
 
     def due(self) -> bool:
+        """Time to write: enough rows, enough time, or another process changed the store (a
+        payment, a hold: learn of it now rather than at the end)."""
+        if self._stamp() != self.seen:
+            return True
         return bool(self.rows) and (self.count >= FLUSH_EVERY or self._time() - self.last >= FLUSH_SECONDS)
+
+    def _stamp(self) -> int | None:
+        try:
+            return self.store.path.stat().st_mtime_ns
+        except OSError:
+            return None
 
     def flush(self, today: date):
         """Write the waiting rows; returns a predicate telling the queued notices that a payment or
@@ -453,6 +464,7 @@ class _LedgerWriter:
                     if doc.get("paid") is not None and doc["paid"] <= today.isoformat()}
             held = {h.account for h in snap.holds().values() if h.active_on(today)}
         self.rows = []
+        self.seen = self._stamp()
         if not paid and not held:
             return None
         return lambda n: n.account in held or any(inv in paid for inv in n.invoices)
