@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -45,6 +46,9 @@ UNKNOWN = "unknown"
 # Claims are written ahead of the workers, a group at a time (one fsync each): up to CLAIM_AHEAD
 # messages per worker. That bounds what a SIGKILL can leave `unknown` (claimed, never sent).
 CLAIM_AHEAD = 4
+# Each fsync in this thread also waits for the workers to hand back the GIL: outcomes are logged
+# in groups (one per `workers` answers, or OUTCOME_SECONDS), which only delays their record.
+OUTCOME_SECONDS = 0.1
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
 COLUMNS = ("sent", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
@@ -294,14 +298,21 @@ class Cycle:
         window = CLAIM_AHEAD * pool.workers
         total, done = len(notices), 0
         deliveries: list[Delivery] = []
+        answered: list[Outcome] = []  # outcomes not yet in the log: written in groups too
+        oldest = 0.0
         try:
             while queue or pool.outstanding:
                 if queue and not self.stop.is_set() and pool.outstanding <= window // 2:
                     self._claim(snap, today, queue, pool, summary, window - pool.outstanding)
-                outcomes = pool.take()
-                if outcomes:
-                    self._finish(outcomes, ledger, summary, deliveries)
-                    done += len(outcomes)
+                got = pool.take()
+                if got and not answered:
+                    oldest = time.monotonic()
+                answered += got
+                if answered and (len(answered) >= pool.workers or not pool.outstanding or self.stop.is_set()
+                                 or time.monotonic() - oldest >= OUTCOME_SECONDS):
+                    self._finish(answered, ledger, summary, deliveries)
+                    done += len(answered)
+                    answered = []
                     self.progress(done, total)
                 if self.stop.is_set() and not pool.outstanding:
                     break
@@ -311,6 +322,8 @@ class Cycle:
                         queue[:] = [n for n in queue if not stale(n)]
         finally:
             pool.close()
+            if answered:
+                self._finish(answered, ledger, summary, deliveries)
             ledger.flush(today)
         summary.stopped = self.stop.is_set() and bool(queue)
         return deliveries
@@ -426,7 +439,6 @@ class _LedgerWriter:
     concern (the next pass plans them again, rendered with the payment known)."""
 
     def __init__(self, store: Store, rows: list[LedgerEntry]):
-        import time
         self._time = time.monotonic
         self.store = store
         self.rows = list(rows)
