@@ -214,6 +214,9 @@ def test_hold_pauses_then_catches_up(cli, smtp):
     assert cli.json("run-once", "--date", DAY)["counts"]["email"] == {"sent": 1, "held": 1, "skipped": 4}
     assert [m.rcpt_tos for m in smtp.received] == [["financeiro@beta.com.br"]]
     assert cli.json("status", "--date", DAY)["holds"][0]["account"] == "acme"
+    assert cli.json("show", "acme")["hold"] == {"reason": "promised_payment", "since": DAY, "until": "2026-11-26",
+                                                "by": "ana", "note": ""}
+    assert "on hold (promised_payment, by ana) from 24/11/2026 until 26/11/2026" in cli("timeline", "acme").stdout
     cli("run-once", "--date", "2026-11-25")
     assert len(smtp.received) == 1
     cli("run-once", "--date", "2026-11-26")  # the hold ended: the overdue notice is caught up

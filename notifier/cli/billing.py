@@ -86,7 +86,8 @@ def show(obj: Context, account: str, as_json):
         "domain": acc.domain, "emails": list(acc.emails), "portal_email": acc.portal_email,
         "whatsapp": acc.whatsapp, "social": dict(acc.social), "due_day": acc.due_day,
         "past_delinquencies": acc.past_delinquencies, "opt_out": sorted(acc.opt_out),
-        "archived_late_invoices": history.late_count if history else 0, "invoices": invoices,
+        "archived_late_invoices": history.late_count if history else 0,
+        "hold": _hold_json(snap.holds().get(account)), "invoices": invoices,
     }
     if as_json:
         echo_json(data)
@@ -98,3 +99,11 @@ def show(obj: Context, account: str, as_json):
     print_table(["invoice", "amount", "due", "effective due", "overdue", "suspension", "deletion", "paid"],
            [[r["id"], r["amount"], br_date(r["due"]), br_date(r.get("effective_due")), br_date(r.get("overdue")),
              br_date(r.get("suspension")), br_date(r.get("deletion")), br_date(r["paid"])] for r in invoices])
+
+
+def _hold_json(hold) -> dict | None:
+    """A staff hold on the account (`notifier hold`), as `show` prints it."""
+    if hold is None:
+        return None
+    return {"reason": hold.reason, "since": hold.since.isoformat(), "until": hold.until.isoformat(), "by": hold.by,
+            "note": hold.note}
