@@ -22,11 +22,6 @@ from .models import Hold, Notice
 from .rules import recipients
 from .store import Store
 
-HOLD_REASONS = ("promised_payment", "disputed", "negotiating", "other")
-CONTACT_CHANNELS = ("phone", "instagram", "facebook", "whatsapp", "other")
-CONTACT_OUTCOMES = ("reached", "no_answer", "wrong_contact", "promised_payment", "other")
-ESCALATION_CHANNELS = ("whatsapp", "sms", "social", "email")
-
 
 def _account(snap, account_id: str):
     account = snap.account(account_id)
@@ -252,8 +247,13 @@ def day_counts(records: Iterable[dict], day: date, tz) -> dict:
 
 
 def send_daily_summary(store: Store, config: Config, log: AttemptLog, clock, today: date) -> None:
-    """The staff summary of yesterday on the staff channel (pt-BR: staff read Portuguese)."""
+    """The staff summary of yesterday on the staff channel (pt-BR: staff read Portuguese), once a
+    day even when the daemon restarts or runs a catch-up cycle before the daily one."""
     import channels
+    with store.transaction() as snap:
+        if (snap.meta("daily_summary") or {}).get("day") == today.isoformat():
+            return
+        snap.set_meta("daily_summary", {"day": today.isoformat()})
     from datetime import timedelta
     from channels import Message
     yesterday = today - timedelta(days=1)

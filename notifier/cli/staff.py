@@ -9,6 +9,11 @@ import click
 from .base import DATE, Context, cli, date_option, echo_json, json_option, print_table
 from .daemon import clock_for
 
+HOLD_REASONS = ("promised_payment", "disputed", "negotiating", "other")
+CONTACT_CHANNELS = ("phone", "instagram", "facebook", "whatsapp", "other")
+CONTACT_OUTCOMES = ("reached", "no_answer", "wrong_contact", "promised_payment", "other")
+ESCALATION_CHANNELS = ("whatsapp", "sms", "social", "email")
+
 by_option = click.option("--by", required=True, help="Who is doing this (recorded in the attempt log).")
 note_option = click.option("--note", default="", help="Free text kept with the record.")
 
@@ -21,7 +26,7 @@ def _log(obj: Context):
 @cli.command()
 @click.argument("account")
 @by_option
-@click.option("--channel", "channels_", multiple=True, type=click.Choice(("whatsapp", "sms", "social", "email")),
+@click.option("--channel", "channels_", multiple=True, type=click.Choice(ESCALATION_CHANNELS),
               help="A channel of the escalation (repeat); default: whatsapp, social and email.")
 @note_option
 @click.option("--now", "override", is_flag=True, help="Send outside contact hours too (logged as such).")
@@ -49,9 +54,9 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
 @cli.command()
 @click.argument("account")
 @by_option
-@click.option("--channel", required=True, type=click.Choice(("phone", "instagram", "facebook", "whatsapp", "other")))
+@click.option("--channel", required=True, type=click.Choice(CONTACT_CHANNELS))
 @click.option("--outcome", required=True,
-              type=click.Choice(("reached", "no_answer", "wrong_contact", "promised_payment", "other")))
+              type=click.Choice(CONTACT_OUTCOMES))
 @note_option
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
@@ -97,7 +102,7 @@ def tasks_done(obj: Context, task_id, by, outcome, day):
 @cli.command()
 @click.argument("account")
 @by_option
-@click.option("--reason", required=True, type=click.Choice(("promised_payment", "disputed", "negotiating", "other")))
+@click.option("--reason", required=True, type=click.Choice(HOLD_REASONS))
 @click.option("--until", required=True, type=DATE, callback=lambda c, p, v: v.date(),
               help="The day the hold ends by itself (YYYY-MM-DD).")
 @note_option
