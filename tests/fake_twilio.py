@@ -212,7 +212,7 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             authorized = self._authorized()
             form = dict(parse_qsl(raw, keep_blank_values=True))
             if route and route[0] == "create":
-                fake.posts.append({"form": form, "authorized": authorized})
+                fake.posts.append({"form": form, "authorized": authorized, "time": time.monotonic()})
             if not authorized:
                 self._answer(*_error(401, 20003, "Authenticate"), extra={"WWW-Authenticate": 'Basic realm="Twilio API"'})
             elif route is None:

@@ -145,12 +145,23 @@ def test_retry_waits_at_least_retry_after(cli, fake_twilio):
     wire(cli, twilio=fake_twilio)
     fake_twilio.fail("whatsapp:+5511900000001", 429, 20429, "Too Many Requests", times=1, retry_after="2")
     cli("run-once", "--date", DAY)
-    first = fake_twilio.refusals[0][1]
+    [(_, refused)] = fake_twilio.refusals
     assert fake_twilio.forms  # sent on the second try
     evidence = [r for r in records(cli.workdir) if r["event"] == "failed"][0]["evidence"]
     assert evidence["retry_after"] == "2"
-    # the accepted try came at least Retry-After seconds after the refusal
-    assert time.monotonic() - first >= 2
+    # the second try came at least Retry-After seconds after the refusal ([cycle] backoff is 0.2 s)
+    assert fake_twilio.posts[1]["time"] - refused >= 2
+
+
+def test_a_slow_smtp_server_is_overlapped_by_the_workers(cli):
+    with SmtpServer(RecordingHandler(delay=1.5)) as server:
+        setup(cli, [account(f"c{i}") for i in range(8)])  # [cycle] workers = 4
+        wire(cli, server)
+        began = time.monotonic()
+        cli("run-once", "--date", DAY)
+        assert len(server.received) == 8
+        assert time.monotonic() - began < 9  # one after the other: 12 s and more; 4 at a time: 3 s + start-up
+        assert len({m.connection for m in server.received}) == 4  # one connection per worker, reused
 
 
 @pytest.mark.parametrize("reply, column, row", [
