@@ -7,6 +7,7 @@ real output; with some set, a missing one is a configuration mistake and is name
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, ClassVar, Mapping
 
 import requests
@@ -95,7 +96,10 @@ class TwilioChannel(Channel):
         try:
             msg = self.client.api.v2010.account.messages.create(from_=self.sender, **fields)
         except TWILIO_ERRORS as exc:
-            return self.failure(exc)
+            result = self.failure(exc)
+            wait = getattr(self.client.http_client, "retry_after", None)
+            # The cycle's back-off waits at least this long before trying again (429, 503).
+            return replace(result, evidence={**result.evidence, "retry_after": wait}) if wait else result
         return {"sid": msg.sid, "status": msg.status, "num_segments": _int(msg.num_segments)}
 
     def sent(self, to: str, answers: list[dict], **evidence) -> Result:
@@ -179,6 +183,16 @@ def sdk_fields(request: dict) -> dict:
     return {_SDK_NAMES[k]: v for k, v in request.items() if k not in ("To", "From")}
 
 
+class _HttpClient(TwilioHttpClient):
+    """Keeps the last answer's Retry-After header, which the SDK's exceptions do not carry."""
+    retry_after: str | None = None
+
+    def request(self, *args, **kwargs):
+        response = super().request(*args, **kwargs)
+        self.retry_after = (response.headers or {}).get("Retry-After")
+        return response
+
+
 def build_client(account_sid: str, auth_token: str, api_base: str = DEFAULT_API_BASE,
                  timeout: float = DEFAULT_TIMEOUT) -> Client:
     """A twilio `Client` whose every Messages/Accounts URL starts with `api_base`.
@@ -190,7 +204,7 @@ def build_client(account_sid: str, auth_token: str, api_base: str = DEFAULT_API_
     """
     client = Client(
         account_sid, auth_token,
-        http_client=TwilioHttpClient(timeout=timeout),
+        http_client=_HttpClient(timeout=timeout),
         environment={"TWILIO_ACCOUNT_SID": account_sid},
     )
     client.api.base_url = api_base.rstrip("/")

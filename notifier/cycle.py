@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -41,7 +42,12 @@ logger = logging.getLogger("notifier.cycle")
 
 TASK = getattr(channels, "TASK", "task")
 UNKNOWN = "unknown"
-BATCH = 256  # claims per group commit; also bounds what a stop must still answer
+# Claims are written ahead of the workers, a group at a time (one fsync each): up to CLAIM_AHEAD
+# messages per worker. That bounds what a SIGKILL can leave `unknown` (claimed, never sent).
+CLAIM_AHEAD = 4
+# Each fsync in this thread also waits for the workers to hand back the GIL: outcomes are logged
+# in groups (one per `workers` answers, or OUTCOME_SECONDS), which only delays their record.
+OUTCOME_SECONDS = 0.1
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
 COLUMNS = ("sent", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
@@ -288,16 +294,24 @@ class Cycle:
         pool = Pool(self.config, self.log, self.clock, self.stop, log_lock=self.log_lock, actor=self.actor)
         ledger = _LedgerWriter(self.store, rows)
         queue = list(reversed(notices))  # popped from the end: in plan order
+        window = CLAIM_AHEAD * pool.workers
         total, done = len(notices), 0
         deliveries: list[Delivery] = []
+        answered: list[Outcome] = []  # outcomes not yet in the log: written in groups too
+        oldest = 0.0
         try:
             while queue or pool.outstanding:
-                if queue and not self.stop.is_set() and pool.outstanding < BATCH:
-                    self._claim(snap, today, queue, pool, summary)
-                outcomes = pool.take()
-                if outcomes:
-                    self._finish(outcomes, ledger, summary, deliveries)
-                    done += len(outcomes)
+                if queue and not self.stop.is_set() and pool.outstanding <= window // 2:
+                    self._claim(snap, today, queue, pool, summary, window - pool.outstanding)
+                got = pool.take()
+                if got and not answered:
+                    oldest = time.monotonic()
+                answered += got
+                if answered and (len(answered) >= pool.workers or not pool.outstanding or self.stop.is_set()
+                                 or time.monotonic() - oldest >= OUTCOME_SECONDS):
+                    self._finish(answered, ledger, summary, deliveries)
+                    done += len(answered)
+                    answered = []
                     self.progress(done, total)
                 if self.stop.is_set() and not pool.outstanding:
                     break
@@ -307,14 +321,16 @@ class Cycle:
                         queue[:] = [n for n in queue if not stale(n)]
         finally:
             pool.close()
+            if answered:
+                self._finish(answered, ledger, summary, deliveries)
             ledger.flush(today)
         summary.stopped = self.stop.is_set() and bool(queue)
         return deliveries
 
-    def _claim(self, snap, today, queue: list[Notice], pool: Pool, summary: Summary) -> None:
-        """Render the next batch, write its claims with one fsync, and hand it to the workers."""
+    def _claim(self, snap, today, queue: list[Notice], pool: Pool, summary: Summary, size: int) -> None:
+        """Render the next `size` messages, write their claims with one fsync, hand them to the workers."""
         batch = []
-        while queue and len(batch) < BATCH:
+        while queue and len(batch) < size:
             notice = queue.pop()
             try:
                 message = self._render(snap, notice, today)
@@ -422,20 +438,30 @@ class _LedgerWriter:
     concern (the next pass plans them again, rendered with the payment known)."""
 
     def __init__(self, store: Store, rows: list[LedgerEntry]):
-        import time
         self._time = time.monotonic
         self.store = store
         self.rows = list(rows)
         self.count = 0
         self.last = self._time()
         self.writes = 0
+        self.seen = self._stamp()
 
     def add(self, rows: list[LedgerEntry]) -> None:
         self.rows += rows
         self.count += len(rows)
 
     def due(self) -> bool:
+        """Time to write: enough rows, enough time, or another process changed the store (a
+        payment, a hold: learn of it now rather than at the end)."""
+        if self._stamp() != self.seen:
+            return True
         return bool(self.rows) and (self.count >= FLUSH_EVERY or self._time() - self.last >= FLUSH_SECONDS)
+
+    def _stamp(self) -> int | None:
+        try:
+            return self.store.path.stat().st_mtime_ns
+        except OSError:
+            return None
 
     def flush(self, today: date):
         """Write the waiting rows; returns a predicate telling the queued notices that a payment or
@@ -449,6 +475,7 @@ class _LedgerWriter:
                     if doc.get("paid") is not None and doc["paid"] <= today.isoformat()}
             held = {h.account for h in snap.holds().values() if h.active_on(today)}
         self.rows = []
+        self.seen = self._stamp()
         if not paid and not held:
             return None
         return lambda n: n.account in held or any(inv in paid for inv in n.invoices)

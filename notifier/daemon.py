@@ -157,9 +157,6 @@ class Daemon:
                     summary.to_json() or "nothing to send", " (stopped)" if summary.stopped else "")
         return summary
 
-    def next_run(self) -> datetime | None:
-        return self.scheduler.next_run
-
 
 def next_daily(config: Config, now: datetime) -> datetime:
     """When the next daily cycle is due after `now` (for `notifier status`)."""

@@ -126,8 +126,9 @@ class Pool:
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
         self.outstanding = 0
+        self.workers = workers or config.cycle.workers
         self._threads = [threading.Thread(target=self._work, name=f"sender-{i}", daemon=True)
-                         for i in range(workers or config.cycle.workers)]
+                         for i in range(self.workers)]
         for t in self._threads:
             t.start()
 

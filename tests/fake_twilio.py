@@ -46,6 +46,8 @@ class Failure:
     code: int | None
     message: str
     after: int = 0  # messages to this address that succeed before it starts failing
+    times: int | None = None  # fail this many times, then accept (None: always)
+    retry_after: str | None = None  # a Retry-After header to send with the error
 
 
 class FakeTwilio:
@@ -57,6 +59,7 @@ class FakeTwilio:
         self.posts: list[dict] = []  # every POST to Messages.json: {"form", "authorized"}
         self.messages: dict[str, dict] = {}  # sid -> the JSON Twilio answered
         self.failures: dict[str, Failure] = {}
+        self.refusals: list[tuple[str, float]] = []  # (To, monotonic time) of each error answered
         # True: every request gets an HTML page with 200, as from a wrong TWILIO_API_BASE.
         self.html_only = False
         self.delay = 0.0  # seconds to wait before answering, to make a client time out
@@ -86,9 +89,10 @@ class FakeTwilio:
         env.update(overrides)
         return {k: v for k, v in env.items() if v is not None}
 
-    def fail(self, to: str, status: int, code: int | None, message: str, after: int = 0) -> None:
+    def fail(self, to: str, status: int, code: int | None, message: str, after: int = 0,
+             times: int | None = None, retry_after: str | None = None) -> None:
         """Make messages to exactly `to` (e.g. "whatsapp:+5511900000001") fail like Twilio."""
-        self.failures[to] = Failure(status, code, message, after)
+        self.failures[to] = Failure(status, code, message, after, times, retry_after)
 
     def start(self) -> "FakeTwilio":
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -117,8 +121,12 @@ class FakeTwilio:
         with self._lock:
             failure = self.failures.get(to)
             count = self._sent_to.get(to, 0)
-            if failure and count >= failure.after:
-                return _error(failure.status, failure.code, failure.message)
+            if failure and count >= failure.after and failure.times != 0:
+                if failure.times is not None:
+                    failure.times -= 1
+                self.refusals.append((to, time.monotonic()))
+                return _error(failure.status, failure.code, failure.message) + (
+                    {"Retry-After": failure.retry_after} if failure.retry_after else {},)
             self._sent_to[to] = count + 1
             sid = "SM" + uuid.uuid4().hex
             now = format_datetime(datetime.now(timezone.utc), usegmt=True).replace("GMT", "+0000")
@@ -204,7 +212,7 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             authorized = self._authorized()
             form = dict(parse_qsl(raw, keep_blank_values=True))
             if route and route[0] == "create":
-                fake.posts.append({"form": form, "authorized": authorized})
+                fake.posts.append({"form": form, "authorized": authorized, "time": time.monotonic()})
             if not authorized:
                 self._answer(*_error(401, 20003, "Authenticate"), extra={"WWW-Authenticate": 'Basic realm="Twilio API"'})
             elif route is None:
@@ -212,7 +220,8 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             elif route[1]["account"] != fake.account_sid:
                 self._answer(*_error(404, 20404, f"The requested resource {path} was not found"))
             elif route[0] == "create":
-                self._answer(*fake.create(form))
+                status, body, *headers = fake.create(form)
+                self._answer(status, body, extra=headers[0] if headers else None)
             elif route[0] == "fetch_message":
                 self._answer(*fake.fetch_message(route[1]["sid"]))
             else:

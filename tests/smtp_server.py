@@ -42,8 +42,9 @@ class RecordingHandler:
     """aiosmtpd handler. `rcpt_replies` / `data_replies` map a recipient to the reply that refuses
     it (e.g. "550 5.1.1 <x>: Recipient address rejected"); everyone else is accepted."""
 
-    def __init__(self, queue_prefix: str = "ABC123", rcpt_replies=None, data_replies=None):
+    def __init__(self, queue_prefix: str = "ABC123", rcpt_replies=None, data_replies=None, delay: float = 0.0):
         self.queue_prefix = queue_prefix
+        self.delay = delay  # seconds before answering DATA: a slow server
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_replies = dict(data_replies or {})
         self.received: list[Received] = []
@@ -57,6 +58,8 @@ class RecordingHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         refusal = next((self.data_replies[r] for r in envelope.rcpt_tos if r in self.data_replies), None)
         if refusal:
             return refusal

@@ -145,7 +145,8 @@ def show(obj: Context, account: str, as_json):
         "domain": acc.domain, "emails": list(acc.emails), "portal_email": acc.portal_email,
         "whatsapp": acc.whatsapp, "social": dict(acc.social), "due_day": acc.due_day,
         "past_delinquencies": acc.past_delinquencies, "opt_out": sorted(acc.opt_out),
-        "archived_late_invoices": history.late_count if history else 0, "invoices": invoices,
+        "archived_late_invoices": history.late_count if history else 0,
+        "hold": _hold_json(snap.holds().get(account)), "invoices": invoices,
     }
     if as_json:
         echo_json(data)
@@ -204,3 +205,11 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name in the environment nor in the password database
         return "staff"
+
+
+def _hold_json(hold) -> dict | None:
+    """A staff hold on the account (`notifier hold`), as `show` prints it."""
+    if hold is None:
+        return None
+    return {"reason": hold.reason, "since": hold.since.isoformat(), "until": hold.until.isoformat(), "by": hold.by,
+            "note": hold.note}

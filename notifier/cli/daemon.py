@@ -113,3 +113,59 @@ def run_once(obj: Context, day, at, dry_run, limit, as_json):
                    "problems": summary.problems, "stopped": summary.stopped})
     else:
         print_summary(summary, dry_run)
+
+
+@cli.command()
+@date_option("Run as of this day (frozen, for tests): the clock starts at the cycle time and advances.")
+@click.pass_obj
+def daemon(obj: Context, day):
+    """Run unattended: the daily cycle at the configured time (a catch-up cycle at start), what
+    waited for contact hours and temporary failures in between, a daily staff summary. Stops
+    cleanly on SIGTERM/SIGINT; refuses to start when another one runs on the same state."""
+    from ..attempts import AttemptLog
+    from ..daemon import AlreadyRunning, Daemon, PidLock
+    from ..render import Renderer
+    from ..staff import send_daily_summary
+    setup_logging()
+    clock = clock_for(obj, day, None)
+    store, log = obj.store(), AttemptLog(obj.config.attempt_log)
+    renderer = Renderer(obj.config)
+    problems = renderer.check()
+    if problems:
+        raise click.ClickException("the templates have problems (see `notifier check`):\n  " + "\n  ".join(problems))
+    try:
+        with PidLock(obj.config.state):
+            d = Daemon(obj.config, store, log, renderer, clock,
+                       summary=lambda today: send_daily_summary(store, obj.config, log, clock, today))
+            d.install_signals()
+            d.run()
+    except AlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
+@date_option("As of this day (YYYY-MM-DD), at the current time of day; default: now.")
+@json_option
+@click.pass_obj
+def status(obj: Context, day, as_json):
+    """The daemon's health: last cycle and heartbeat, next run, what waits for contact hours, open
+    staff tasks and holds. Exits 1 when the last cycle is older than expected (for monitoring)."""
+    from ..attempts import AttemptLog
+    from ..staff import health
+    now = obj.now() if day is None else datetime.combine(day, obj.now().time(), obj.config.tz)
+    report = health(obj.store(), obj.config, AttemptLog(obj.config.attempt_log), now)
+    if as_json:
+        echo_json(report)
+    else:
+        for key in ("state", "last_cycle", "heartbeat", "next_cycle", "waiting_until"):
+            click.echo(f"{key:>14}: {report[key] or '-'}")
+        click.echo(f"{'last counts':>14}: {report['counts'] or '-'}")
+        click.echo(f"{'open tasks':>14}: {len(report['open_tasks'])}")
+        for t in report["open_tasks"]:
+            click.echo(f"{'':>16}{t['id']} {t['kind']} {t['account']} {t['channel']} {t['recipient']}")
+        click.echo(f"{'holds':>14}: {len(report['holds'])}")
+        for h in report["holds"]:
+            click.echo(f"{'':>16}{h['account']} {h['reason']} until {h['until']} (by {h['by']})")
+    if report["stale"]:
+        click.echo(f"STALE: {report['stale']}", err=True)
+        sys.exit(1)

@@ -40,9 +40,12 @@ def timeline(obj: Context, account: str, as_json):
     acc = get_account(snap, account)
     entries = rules.account_timeline(acc, snap.invoices(account), snap.histories().get(account),
                                      obj.config.calendar, obj.config)
+    hold = snap.holds().get(account)
     if as_json:
         echo_json([e.to_json() for e in entries])
         return
+    if hold is not None:  # the notices dated inside it wait for it to end (notifier hold)
+        click.echo(f"on hold ({hold.reason}, by {hold.by}) from {hold.since:%d/%m/%Y} until {hold.until:%d/%m/%Y}")
     if not entries:
         click.echo(f"{account} has no open invoice: no notice ahead.")
         return

@@ -1,0 +1,127 @@
+"""Support staff stepping in: escalate, record a contact, staff tasks, holds. Every command
+names its actor (`--by`), recorded in the attempt log."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .base import DATE, Context, cli, date_option, echo_json, json_option, print_table
+from .daemon import clock_for
+
+HOLD_REASONS = ("promised_payment", "disputed", "negotiating", "other")
+CONTACT_CHANNELS = ("phone", "instagram", "facebook", "whatsapp", "other")
+CONTACT_OUTCOMES = ("reached", "no_answer", "wrong_contact", "promised_payment", "other")
+ESCALATION_CHANNELS = ("whatsapp", "sms", "social", "email")
+
+by_option = click.option("--by", required=True, help="Who is doing this (recorded in the attempt log).")
+note_option = click.option("--note", default="", help="Free text kept with the record.")
+
+
+def _log(obj: Context):
+    from ..attempts import AttemptLog
+    return AttemptLog(obj.config.attempt_log)
+
+
+@cli.command()
+@click.argument("account")
+@by_option
+@click.option("--channel", "channels_", multiple=True, type=click.Choice(ESCALATION_CHANNELS),
+              help="A channel of the escalation (repeat); default: whatsapp, social and email.")
+@note_option
+@click.option("--now", "override", is_flag=True, help="Send outside contact hours too (logged as such).")
+@date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
+@click.pass_obj
+def escalate(obj: Context, account, by, channels_, note, override, day):
+    """Send ACCOUNT the extra-effort sequence now (current stage, with the tutorial), respecting
+    opt-outs and contact hours."""
+    from ..render import Renderer
+    from ..staff import escalate as run
+    outcomes, waiting = run(obj.store(), obj.config, _log(obj), Renderer(obj.config), clock_for(obj, day, None), account, by,
+                            channels_ or ("whatsapp", "social", "email"), note, override)
+    for o in outcomes:
+        r = o.result
+        click.echo(f"{o.job.notice.channel} → {o.job.notice.recipient}: {r.status}"
+                   + ("" if r.ok else f" ({r.code or ''} {r.detail})"))
+    for notice, at in waiting:
+        when = f"from {at:%d/%m/%Y %H:%M}" if at else "not within two weeks"
+        click.echo(f"{notice.channel} → {notice.recipient}: not sent, outside contact hours (allowed {when}; "
+                   "--now to send anyway)", err=True)
+    if any(not o.result.ok for o in outcomes):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("account")
+@by_option
+@click.option("--channel", required=True, type=click.Choice(CONTACT_CHANNELS))
+@click.option("--outcome", required=True,
+              type=click.Choice(CONTACT_OUTCOMES))
+@note_option
+@date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
+@click.pass_obj
+def contact(obj: Context, account, by, channel, outcome, note, day):
+    """Record a contact with ACCOUNT made by hand, in the attempt log."""
+    from ..staff import record_contact
+    record = record_contact(obj.store(), _log(obj), clock_for(obj, day, None)(), account, by, channel, outcome, note)
+    click.echo(f"recorded contact {record} with {account} by {by}: {channel}, {outcome}")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--open", "only_open", is_flag=True, help="Only the tasks nobody has closed.")
+@json_option
+@click.pass_context
+def tasks(ctx, only_open, as_json):
+    """Staff tasks: social networks to contact by hand, deletions due, `unknown` attempts after a
+    crash, bounces to fix. `tasks done ID --by NAME` closes one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..staff import tasks as find
+    found = [t for t in find(_log(ctx.obj).records()) if not only_open or t.done is None]
+    if as_json:
+        echo_json([t.to_json() for t in found])
+        return
+    print_table(["id", "kind", "time", "account", "channel", "recipient", "open", "detail"],
+                [[t.id, t.kind, t.time, t.account, t.channel, t.recipient, "" if t.done else "open", t.detail[:60]]
+                 for t in found])
+
+
+@tasks.command("done")
+@click.argument("task_id")
+@by_option
+@click.option("--outcome", default="", help="What was done (free text).")
+@date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
+@click.pass_obj
+def tasks_done(obj: Context, task_id, by, outcome, day):
+    """Close staff task TASK_ID."""
+    from ..staff import close_task
+    task = close_task(_log(obj), clock_for(obj, day, None)(), task_id, by, outcome)
+    click.echo(f"closed task {task.id} ({task.kind}, {task.account}) by {by}")
+
+
+@cli.command()
+@click.argument("account")
+@by_option
+@click.option("--reason", required=True, type=click.Choice(HOLD_REASONS))
+@click.option("--until", required=True, type=DATE, callback=lambda c, p, v: v.date(),
+              help="The day the hold ends by itself (YYYY-MM-DD).")
+@note_option
+@date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
+@click.pass_obj
+def hold(obj: Context, account, by, reason, until, note, day):
+    """Pause ACCOUNT's ladder: nothing automatic goes out until --until (notices caught up after)."""
+    from ..staff import place_hold
+    h = place_hold(obj.store(), _log(obj), clock_for(obj, day, None)(), account, by, reason, until, note)
+    click.echo(f"{account}: on hold ({reason}) until {h.until:%d/%m/%Y}, by {by}")
+
+
+@cli.command()
+@click.argument("account")
+@by_option
+@date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
+@click.pass_obj
+def release(obj: Context, account, by, day):
+    """End ACCOUNT's hold now."""
+    from ..staff import release_hold
+    h = release_hold(obj.store(), _log(obj), clock_for(obj, day, None)(), account, by)
+    click.echo(f"{account}: hold ({h.reason}, until {h.until:%d/%m/%Y}) released by {by}")
