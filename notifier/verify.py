@@ -52,9 +52,11 @@ def verify(log_path, messages: MessageStore, expected: Mapping | None = None, ch
     v = Verdict()
     expect_seq, last_hash, last_line = 1, GENESIS, 0
     missing: dict[int, tuple[int, int | None]] = {}  # seq not where expected -> (line, index of its problem)
-    seen_hash_at: str | None = None  # hash of the record numbered expected["count"]
+    seen_hash_at: str | None = GENESIS  # hash of the record numbered expected["count"] (0: the start)
     chain_broken = False
     want = int(expected["count"]) if expected else None
+    if want:
+        seen_hash_at = None
 
     def problem(text: str) -> None:
         if len(v.problems) < MAX_PROBLEMS:
@@ -105,7 +107,7 @@ def verify(log_path, messages: MessageStore, expected: Mapping | None = None, ch
             expect_seq = seq + 1
         last_hash, last_line = digest, line.number
         v.records += 1
-        if want is not None and seq == want:
+        if want and seq == want:
             seen_hash_at = digest
         if check_messages and rec.get("event") == "sending":
             where = stored_message(rec)
