@@ -84,7 +84,7 @@ def show(obj: Context, account: str, as_json):
     data = {
         "id": acc.id, "company": acc.company, "contact_name": acc.contact_name, "document": acc.document,
         "domain": acc.domain, "emails": list(acc.emails), "portal_email": acc.portal_email,
-        "whatsapp": acc.whatsapp, "social": dict(acc.social), "due_day": acc.due_day,
+        "whatsapp": acc.whatsapp, "social": _shown_handles(acc.social), "due_day": acc.due_day,
         "past_delinquencies": acc.past_delinquencies, "opt_out": sorted(acc.opt_out),
         "archived_late_invoices": history.late_count if history else 0, "invoices": invoices,
     }
@@ -98,3 +98,9 @@ def show(obj: Context, account: str, as_json):
     print_table(["invoice", "amount", "due", "effective due", "overdue", "suspension", "deletion", "paid"],
            [[r["id"], r["amount"], br_date(r["due"]), br_date(r.get("effective_due")), br_date(r.get("overdue")),
              br_date(r.get("suspension")), br_date(r.get("deletion")), br_date(r["paid"])] for r in invoices])
+
+
+def _shown_handles(social) -> dict:
+    """Social handles for the screen: one that is an apprise URL holds a token, shown masked."""
+    from channels._apprise import public_url
+    return {network: public_url(handle) if "://" in handle else handle for network, handle in social}
