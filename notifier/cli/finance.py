@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from ..config import CHANNELS
 from .base import DATE, Context, cli, echo_json
 
 
@@ -39,9 +41,91 @@ def verify_log(obj: Context, as_json):
         sys.exit(1)
 
 
-def _verdict(obj: Context):
+def _verdict(obj: Context, snap=None):
     """The log checked against the head the state recorded (none when there is no state yet)."""
     from ..verify import verify
     log = obj.log()
-    expected = obj.store().snapshot().meta("log_head") if Path(obj.config.state).exists() else None
-    return verify(log.path, log.messages, expected)
+    snap = snap or obj.store().snapshot()
+    return verify(log.path, log.messages, snap.meta("log_head"))
+
+
+@cli.command()
+@click.argument("account")
+@since_option
+@until_option
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Write the report here (one self-contained HTML file).")
+@click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also print it to this PDF (A4) with headless Chromium.")
+@click.pass_obj
+def audit(obj: Context, account, since, until, html_path, pdf_path):
+    """The report finance sends ACCOUNT: every contact attempt, its status history and exact text,
+    and the log's integrity check, in Portuguese."""
+    from ..audit import render_audit
+    from ..pdf import PdfError, html_to_pdf
+    snap = obj.store().snapshot()
+    verdict = _verdict(obj, snap)
+    args = (obj.config, snap, obj.log(), account, verdict, snap.meta("log_head"), obj.now(), since, until)
+    html = render_audit(*args)
+    if snap.account(account) is None and "data-attempt" not in html:
+        raise click.ClickException(f"no account {account!r} in the store and no attempt for it in the log")
+    _write_text(html_path, html)
+    click.echo(f"{html_path}: audit of {account}, {html.count('data-attempt')} attempt(s); log "
+               + ("verified" if verdict.ok else f"NOT verified ({len(verdict.problems)} problem(s))"))
+    if pdf_path:
+        printable = pdf_path.with_name(pdf_path.name + ".html")
+        _write_text(printable, render_audit(*args, expanded=True))
+        try:
+            html_to_pdf(printable, pdf_path)
+        except PdfError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            printable.unlink(missing_ok=True)
+        click.echo(f"{pdf_path}: the same report as PDF (A4, every text expanded)")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Written under a temporary name and renamed: a report is whole or absent."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+@cli.command()
+@click.option("--account", help="Only this account.")
+@click.option("--invoice", help="Only attempts about this invoice.")
+@since_option
+@until_option
+@click.option("--channel", type=click.Choice(CHANNELS), help="Only this channel.")
+@click.option("--status", help="Only attempts whose latest status is this (sent, delivered, failed, bounced...).")
+@click.option("--actor", help='Only attempts made by this actor ("daemon", or a staff member).')
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="csv: for Excel in Portuguese (; UTF-8 with BOM, dd/mm/aaaa hh:mm); json: one object per line.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of the screen.")
+@click.pass_obj
+def attempts(obj: Context, account, invoice, since, until, channel, status, actor, fmt, output):
+    """One line per contact attempt with its latest status, oldest first."""
+    from ..exports import row, table_lines, write_csv, write_json_lines
+    from ..history import Filters, attempts as select
+    tz = obj.config.tz
+    filters = Filters(account, invoice, since, until, channel, status, actor, tz)
+    rows = (row(a) for a in select(obj.log(), filters))
+    with _output(output) as out:
+        if fmt == "csv":
+            write_csv(rows, out, tz)
+        elif fmt == "json":
+            write_json_lines(rows, out)
+        else:
+            for line in table_lines(rows, tz):
+                out.write(line + "\n")
+
+
+@contextmanager
+def _output(path: Path | None):
+    """The file to write (UTF-8, newlines as written), or standard output."""
+    if path is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        yield f
