@@ -114,3 +114,27 @@ def test_audit_html_in_a_real_chromium_and_pdf(logged, tmp_path):
 def test_audit_of_an_unknown_account(logged, tmp_path):
     proc = logged("audit", "ghost", "--html", str(tmp_path / "x.html"), check=False)
     assert proc.returncode == 1 and "ghost" in proc.stderr and not (tmp_path / "x.html").exists()
+
+
+def test_report_counts_per_stage_and_channel_and_who_paid_within_three_days(logged, tmp_path):
+    logged("pay", "2026-11-beta", "--date", "2026-11-20")  # 3 days after its reminder of 17/11
+    rows = {(r["stage"], r["channel"]): r for r in map(json.loads, logged(
+        "report", "--month", "2026-11", "--format", "json").stdout.splitlines())}
+    assert set(rows) == {("reminder", "email"), ("overdue", "email"), ("overdue", "whatsapp")}  # no staff
+    reminder, overdue, whatsapp = rows["reminder", "email"], rows["overdue", "email"], rows["overdue", "whatsapp"]
+    assert (reminder["attempts"], reminder["sent"], reminder["accounts"], reminder["paid_within_window"],
+            reminder["recovery_rate"], reminder["recovered"]) == (1, 1, 1, 1, 1.0, "99.90")
+    assert (overdue["attempts"], overdue["sent"], overdue["paid_within_window"], overdue["recovered"]) == (2, 2, 0, "0")
+    assert (whatsapp["failed"], whatsapp["accounts"]) == (1, 0)  # a failed notice reached nobody
+    narrow = logged("report", "--month", "2026-11", "--format", "json", "--window", "2").stdout
+    assert '"recovered":"99.90"' not in narrow
+
+    csv_text = logged("report", "--month", "2026-11", "--format", "csv").stdout
+    assert csv_text.startswith("\ufeffEtapa;Canal;") and "Lembrete;E-mail;1;1;0;0;0;0;1;1;100,00;99,90" in csv_text
+
+    html = tmp_path / "relatorio.html"
+    logged("report", "--month", "2026-11", "--html", str(html))
+    text = html.read_text(encoding="utf-8")
+    assert "<svg" in text and "novembro de 2026" in text and "100,0%" in text and "R$\xa099,90" in text
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text)
+    assert logged("report", "--month", "2026-13", check=False).returncode == 2

@@ -6,9 +6,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import orjson
 
 from ..config import CHANNELS
-from .base import DATE, Context, cli, echo_json
+from .base import DATE, Context, cli, echo_json, print_table
 
 
 def _day(ctx, param, value):
@@ -129,3 +130,73 @@ def _output(path: Path | None):
         return
     with open(path, "w", encoding="utf-8", newline="") as f:
         yield f
+
+
+def _month(ctx, param, value):
+    import re
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise click.BadParameter("write the month as YYYY-MM, e.g. 2026-11")
+    return value
+
+
+@cli.command()
+@click.option("--month", required=True, callback=_month, help="The month of the notices (YYYY-MM).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report as HTML, with a chart.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="csv: for Excel in Portuguese (; BOM, decimal comma); json: one object per line.")
+@click.option("--window", type=click.IntRange(0, 30), default=3, show_default=True,
+              help="Days after a notice within which a payment counts as recovered.")
+@click.pass_obj
+def report(obj: Context, month, html_path, fmt, window):
+    """Per stage and channel: attempts, sent, delivered, read, bounced, failed, and the accounts
+    that paid within --window days after the notice (recovery rate and amount)."""
+    from ..reports import build, month_attempts, payments_from
+    from ..store import archive_path_for
+    tz = obj.config.tz
+    found = month_attempts(obj.log(), month, tz)
+    wanted = {i for a in found for i in a.sending.get("invoices") or ()}
+    paid = payments_from(obj.store().snapshot(), archive_path_for(obj.config.state), wanted)
+    lines = build(found, paid.get, tz, window)
+    if html_path:
+        _write_text(html_path, _report_html(obj, month, lines, window))
+    if fmt == "json":
+        for line in lines:
+            click.echo(orjson.dumps(line.to_json()).decode())
+    elif fmt == "csv":
+        _report_csv(lines)
+    else:
+        print_table(["stage", "channel", "attempts", "sent", "delivered", "read", "bounced", "failed", "accounts",
+                     f"paid ≤{window}d", "rate", "recovered"],
+                    [[l.stage, l.channel, l.attempts, l.sent, l.delivered, l.read, l.bounced, l.failed,
+                      len(l.accounts), len(l.paid_accounts), f"{l.rate:.1%}", l.recovered] for l in lines])
+    if html_path:
+        click.echo(f"{html_path}: the report as HTML", err=fmt != "table")
+
+
+def _report_csv(lines) -> None:
+    import csv
+    from ..exports import BOM, CHANNEL_LABELS, STAGE_LABELS, br_decimal
+    out = sys.stdout
+    out.write(BOM)
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Entregues", "Lidas", "Devolvidas", "Falhas",
+                     "Contas", "Pagaram na janela", "Recuperação (%)", "Valor recuperado (R$)"])
+    for l in lines:
+        writer.writerow([STAGE_LABELS.get(l.stage, l.stage), CHANNEL_LABELS.get(l.channel, l.channel), l.attempts,
+                         l.sent, l.delivered, l.read, l.bounced, l.failed, len(l.accounts), len(l.paid_accounts),
+                         br_decimal(l.rate * 100), br_decimal(l.recovered)])
+
+
+def _report_html(obj: Context, month: str, lines, window: int) -> str:
+    from babel.dates import format_date
+    from ..audit import environment
+    from ..exports import CHANNEL_LABELS, STAGE_LABELS
+    from ..reports import month_bounds
+    first, _ = month_bounds(month)
+    return environment().get_template("report.html").render(
+        company=obj.config.company, lines=lines, window=window,
+        month_label=format_date(first, "MMMM 'de' yyyy", locale="pt_BR"),
+        generated=obj.now().strftime("%d/%m/%Y %H:%M"),
+        stage_label=lambda s: STAGE_LABELS.get(s, s), channel_label=lambda c: CHANNEL_LABELS.get(c, c),
+        percent=lambda r: f"{r * 100:.1f}%".replace(".", ","),
+    )
