@@ -15,10 +15,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from .attempts import AttemptLog, scan
-
-_SENDING = b'"event":"sending"'
-_REF = b'"ref":"'
+from .attempts import AttemptLog, is_sending, ref_of, scan
 
 
 @dataclass(frozen=True)
@@ -96,21 +93,21 @@ def attempts(log: AttemptLog, filters: Filters) -> Iterator[Attempt]:
     needle = filters.needle()
     for line in scan(log.path):
         raw = line.raw
-        if _SENDING in raw[:120]:
+        if is_sending(raw):
             if needle is not None and needle not in raw:
                 continue
             rec = line.record
             if rec is not None and rec.get("event") == "sending" and filters.selects(rec):
                 updates[rec["id"]] = []
         elif updates:
-            ref = _ref(raw)
+            ref = ref_of(raw)
             if ref in updates and line.record is not None and line.record.get("ref") == ref:
                 updates[ref].append(_lean(line.record))
     if not updates:
         return
     for line in scan(log.path):
         raw = line.raw
-        if _SENDING not in raw[:120] or (needle is not None and needle not in raw):
+        if not is_sending(raw) or (needle is not None and needle not in raw):
             continue
         rec = line.record
         if rec is None or rec.get("id") not in updates:
@@ -118,15 +115,6 @@ def attempts(log: AttemptLog, filters: Filters) -> Iterator[Attempt]:
         attempt = Attempt(rec, updates.pop(rec["id"]))
         if filters.status is None or attempt.status == filters.status:
             yield attempt
-
-
-def _ref(raw: bytes) -> str | None:
-    at = raw.find(_REF)
-    if at < 0:
-        return None
-    start = at + len(_REF)
-    end = raw.find(b'"', start)
-    return raw[start:end].decode("ascii", "replace")
 
 
 def _lean(record: dict) -> dict:
