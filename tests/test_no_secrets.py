@@ -24,7 +24,8 @@ TWILIO_TOKEN = "TwTok5512zzx9aa"
 STAFF_TOKEN = "StaffTok8841kk"
 SOCIAL_TOKEN = "SocialTok3390mm"
 TG_TOKEN = "123456789:TgBotTok7720pp"
-SECRETS = (SMTP_PASSWORD, TWILIO_TOKEN, STAFF_TOKEN, SOCIAL_TOKEN, TG_TOKEN)
+IMAP_PASSWORD = "ImapPw6605rr"
+SECRETS = (SMTP_PASSWORD, TWILIO_TOKEN, STAFF_TOKEN, SOCIAL_TOKEN, TG_TOKEN, IMAP_PASSWORD)
 
 CONFIG = """
 [channels.whatsapp]
@@ -52,10 +53,13 @@ def billing(sink: JsonSink) -> dict:
 DAY = ("--date", "2026-11-24")
 # What talks to providers runs in every setup; the rest once, with the working one.
 PROVIDER_COMMANDS = [("check",), ("check", "--connect")] + [
-    ("send", "acme", "--channel", c, "--stage", "overdue", *DAY) for c in ("email", "whatsapp", "sms", "social", "staff")]
+    ("send", "acme", "--channel", c, "--stage", "overdue", *DAY) for c in ("email", "whatsapp", "sms", "social", "staff")
+] + [("poll-status",), ("read-bounces",)]
 OTHER_COMMANDS = [
     ("accounts",), ("show", "acme"), ("plan", *DAY), ("timeline", "acme"), ("preview", "acme", "--stage", "overdue", *DAY),
-    ("verify-log",), ("pay", "2026-11-acme", "--date", "2026-11-25"),
+    ("verify-log",), ("attempts",), ("attempts", "--format", "csv"), ("attempts", "--format", "json"),
+    ("audit", "acme", "--html", "audit.html"), ("report", "--month", "2026-11", "--html", "report.html"),
+    ("pay", "2026-11-acme", "--date", "2026-11-25"),
 ]
 
 
@@ -82,6 +86,7 @@ def setups(smtp, twilio, sink) -> dict[str, dict]:
         "EMAIL_URL": f"smtp://cobranca:{SMTP_PASSWORD}@127.0.0.1:{port}/?from=Lucanet <cobranca@lucanet.com.br>",
         "STAFF_URLS": f"json://staff:{STAFF_TOKEN}@127.0.0.1:{port}/staff tgram://{TG_TOKEN}/",
         "TUTORIAL_URL": "https://www.lucanet.com.br/cobranca",
+        "BOUNCE_IMAP_URL": f"imap://cobranca:{IMAP_PASSWORD}@127.0.0.1:{port}/INBOX",
     }
     refused = {
         # Wrong values that contain the right ones: a leak of either is found.

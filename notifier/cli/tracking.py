@@ -59,3 +59,30 @@ def serve_webhooks(obj: Context, listen):
         pass
     finally:
         server.server_close()
+
+
+@cli.command("read-bounces")
+@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path),
+              help="Read DSNs from this Maildir (default: bounce_maildir in [channels.email], else BOUNCE_IMAP_URL).")
+@click.pass_obj
+def read_bounces(obj: Context, maildir):
+    """Read new delivery status notifications (bounces) and append a `bounced` record to each
+    e-mail attempt they name; a hard bounce is a staff task to fix the billing e-mail."""
+    from ..bounces import BounceError, from_imap, from_maildir, parse_dsn, record
+    folder = maildir or obj.config.channels.get("email", {}).get("bounce_maildir")
+    imap_url = obj.config.env.get("BOUNCE_IMAP_URL")
+    if not folder and not imap_url:
+        raise click.ClickException("no bounce source: pass --maildir, set bounce_maildir in [channels.email], "
+                                   "or set BOUNCE_IMAP_URL")
+    messages = from_maildir(Path(folder)) if folder else from_imap(imap_url)
+    try:
+        bounces = [b for data in messages for b in parse_dsn(data)]
+    except BounceError as exc:
+        raise click.ClickException(str(exc)) from None
+    records, unmatched = record(obj.log(), bounces, obj.now())
+    for r in records:
+        kind = "hard: staff task to fix the billing e-mail" if r["hard"] else "soft"
+        click.echo(f"{r['ref']} {r['account']} {r['recipient']}: bounced {r['status']} ({kind}) {r['detail']}".rstrip())
+    for b in unmatched:
+        click.echo(f"  no attempt found for the bounce of {b.recipient} ({b.status}, Message-ID {b.message_id})", err=True)
+    click.echo(f"{len(bounces)} bounce(s) read, {len(records)} recorded, {len(unmatched)} unmatched")
