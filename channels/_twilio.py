@@ -45,7 +45,8 @@ class TwilioChannel(Channel):
     """Base of the Twilio channels: settings from `config.env`, one client reused for every send.
 
     Options (`[channels.NAME]`): `timeout`, seconds to wait for Twilio (default 30; the SDK's own
-    default is to wait forever, which would stall a whole cycle on one dead connection).
+    default is to wait forever, which would stall a whole cycle on one dead connection);
+    `status_callback`, the public URL of `notifier serve-webhooks` that Twilio posts statuses to.
     """
     from_var: ClassVar[str]
     from_prefix: ClassVar[str] = ""
@@ -60,6 +61,11 @@ class TwilioChannel(Channel):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ChannelError(f"channels.{self.name}.timeout: must be a positive number of seconds, not {timeout!r}")
         self.timeout = float(timeout)
+        callback = self.options.get("status_callback")
+        if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
+            raise ChannelError(f"channels.{self.name}.status_callback: must be the http(s) URL where Twilio "
+                               f"posts status changes (notifier serve-webhooks), not {callback!r}")
+        self.status_callback = callback
         if self.outbox:
             return
         missing = [v for v in wanted if not env.get(v)]
@@ -76,6 +82,10 @@ class TwilioChannel(Channel):
             raise ChannelError(f"{self.name}: TWILIO_API_BASE must be an http:// or https:// URL, not {self.api_base!r}")
         sender = env[self.from_var].strip()
         self.sender = sender if sender.startswith(self.from_prefix) else self.from_prefix + sender
+
+    def callback_fields(self) -> dict:
+        """`StatusCallback` for each request when configured: Twilio then posts every status change."""
+        return {"StatusCallback": self.status_callback} if self.status_callback and not self.outbox else {}
 
     @property
     def live(self) -> bool:
@@ -135,12 +145,9 @@ class TwilioChannel(Channel):
     def delivery_status(self, sid: str) -> Result:
         """What Twilio says now about a message it accepted earlier (queued, sent, delivered,
         undelivered, failed, read), for an audit or a later check of delivery."""
-        if self.outbox:
-            raise ChannelError(f"{self.name}: no Twilio account configured: nothing to look up")
-        try:
-            msg = self.client.api.v2010.account.messages(sid).fetch()
-        except TWILIO_ERRORS as exc:
-            return self.failure(exc)
+        msg = self._fetch(sid)
+        if isinstance(msg, Result):
+            return msg
         failed = msg.status in ("failed", "undelivered")
         return Result(
             FAILED if failed else SENT, PROVIDER, provider_id=msg.sid,
@@ -148,6 +155,22 @@ class TwilioChannel(Channel):
             permanent=failed,
             evidence={"sid": msg.sid, "status": msg.status, "num_segments": _int(msg.num_segments)},
         )
+
+    def message_status(self, sid: str) -> tuple[str, str | None, str | None] | None:
+        """(status, error code, error text) of message `sid` for the status poll
+        (notifier/statuses.py), or None when Twilio cannot be asked right now."""
+        msg = self._fetch(sid)
+        if isinstance(msg, Result):
+            return None
+        return msg.status, str(msg.error_code) if msg.error_code else None, msg.error_message
+
+    def _fetch(self, sid: str):
+        if self.outbox:
+            raise ChannelError(f"{self.name}: no Twilio account configured: nothing to look up")
+        try:
+            return self.client.api.v2010.account.messages(sid).fetch()
+        except TWILIO_ERRORS as exc:
+            return self.failure(exc)
 
     def check(self, connect: bool = False) -> list[str]:
         if self.outbox or not connect:

@@ -20,8 +20,8 @@ class SmsChannel(TwilioChannel):
     def prepare(self, message: Message) -> Message:
         """The request fields posted to Twilio, as JSON."""
         sender = {} if self.outbox else {"From": self.sender}
-        return replace(message, payload=encode_payload({"requests": [{"To": message.recipient, **sender,
-                                                                      "Body": message.text}]}))
+        request = {"To": message.recipient, **sender, "Body": message.text, **self.callback_fields()}
+        return replace(message, payload=encode_payload({"requests": [request]}))
 
     def send(self, message: Message) -> Result:
         to = message.recipient

@@ -64,7 +64,7 @@ class WhatsAppChannel(TwilioChannel):
         else:
             return message
         sender = {} if self.outbox else {"From": self.sender}
-        payload = {"requests": [{"To": to, **sender, **part} for part in parts]}
+        payload = {"requests": [{"To": to, **sender, **part, **self.callback_fields()} for part in parts]}
         if self.sms_fallback and message.meta.get("sms_text"):
             payload["sms_fallback"] = {"To": number, "Body": message.meta["sms_text"]}
         return replace(message, payload=encode_payload(payload))

@@ -94,7 +94,8 @@ def content_of(message) -> dict:
     return content
 
 
-def _parse(raw: bytes) -> dict | None:
+def parse_line(raw: bytes) -> dict | None:
+    """The record on one line (without its newline), or None when the line is not a record."""
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -116,7 +117,23 @@ def scan(path: Path) -> Iterator[Line]:
         for number, data in enumerate(f, 1):
             terminated = data.endswith(b"\n")
             raw = data[:-1] if terminated else data
-            yield Line(number, raw, _parse(raw), terminated)
+            yield Line(number, raw, parse_line(raw), terminated)
+
+
+def is_sending(raw: bytes) -> bool:
+    """Whether a line is a `sending` record, from its bytes alone (the event comes right after the
+    seq and id): readers skip the other lines without parsing them."""
+    return b'"event":"sending"' in raw[:120]
+
+
+def ref_of(raw: bytes) -> str | None:
+    """The `ref` of an outcome or status line, from its bytes alone (readers parse only the lines
+    whose ref they want; the caller still checks the parsed record's `ref`)."""
+    at = raw.find(b'"ref":"')
+    if at < 0:
+        return None
+    start = at + 7
+    return raw[start:raw.find(b'"', start)].decode("ascii", "replace")
 
 
 def _default(value):
@@ -156,11 +173,11 @@ def read_tail(path: Path) -> _Tail:
             fragment = lines.pop()  # b"" after a final newline, else the unterminated last line
             if pos > 0:
                 lines.pop(0)  # may be cut by the block boundary
-            last = next((raw for raw in reversed(lines) if _parse(raw) is not None), None)
+            last = next((raw for raw in reversed(lines) if parse_line(raw) is not None), None)
             if last is None and pos > 0:
                 continue
-            head = Head(0, GENESIS) if last is None else Head(_parse(last)["seq"], line_hash(last))
-            whole = _parse(fragment) if fragment else None
+            head = Head(0, GENESIS) if last is None else Head(parse_line(last)["seq"], line_hash(last))
+            whole = parse_line(fragment) if fragment else None
             if whole is not None and whole["seq"] == head.count + 1 and whole["prev"] == head.hash:
                 head = Head(whole["seq"], line_hash(fragment))  # whole but for its newline
             return _Tail(head, size, needs_newline)

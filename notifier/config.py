@@ -66,6 +66,7 @@ ENV_VARS = (
     "TWILIO_SMS_FROM",
     "TWILIO_API_BASE",
     "TUTORIAL_URL",
+    "BOUNCE_IMAP_URL",
 )
 
 

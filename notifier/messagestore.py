@@ -65,6 +65,7 @@ def folder_for(log_path: Path) -> Path:
 class MessageStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self._readers: dict[str, object] = {}  # pack name -> open file: verify reads thousands
 
     def put_many(self, month: str, items: list[tuple[str, bytes]]) -> list[Stored]:
         """Append (attempt id, payload) pairs to the pack of `month` ("YYYY-MM") with one write and
@@ -110,9 +111,11 @@ class MessageStore:
         """The payload `where` points at, not checked (`verify` compares the hash itself)."""
         path = self.folder / where.pack
         try:
-            with open(path, "rb") as f:
-                f.seek(where.offset)
-                packed = f.read(where.zsize)
+            f = self._readers.get(where.pack)
+            if f is None:
+                f = self._readers[where.pack] = open(path, "rb")
+            f.seek(where.offset)
+            packed = f.read(where.zsize)
         except OSError as exc:
             raise MessageStoreError(f"{path}: cannot read the stored message: {exc.strerror or exc}") from None
         try:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import orjson
 
-from .attempts import GENESIS, Head, line_hash, scan, stored_message
+from .attempts import GENESIS, Head, is_sending, line_hash, parse_line, stored_message
 from .messagestore import MessageStore, MessageStoreError
 
 MAX_PROBLEMS = 20  # beyond the first few, more lines say nothing a person can act on
@@ -61,58 +61,62 @@ def verify(log_path, messages: MessageStore, expected: Mapping | None = None, ch
         if len(v.problems) < MAX_PROBLEMS:
             v.problems.append(text)
 
-    for line in scan(log_path):
-        rec = line.record
-        if rec is None:
-            if _is_json_object(line.raw):
-                problem(f"line {line.number}: a JSON object that is not a record of this log (no seq/prev): inserted")
+    for number, raw, terminated in _lines(log_path):
+        link = _link(raw)
+        rec = None
+        if link is None or (check_messages and is_sending(raw)):
+            rec = parse_line(raw)
+            link = (rec["seq"], rec["prev"]) if rec is not None else None
+        if link is None:
+            if _is_json_object(raw):
+                problem(f"line {number}: a JSON object that is not a record of this log (no seq/prev): inserted")
                 chain_broken = True
-            elif not line.terminated:
-                v.notes.append(f"line {line.number}: an incomplete last line (a write interrupted by a crash), ignored")
+            elif not terminated:
+                v.notes.append(f"line {number}: an incomplete last line (a write interrupted by a crash), ignored")
             else:
-                v.notes.append(f"line {line.number}: an incomplete line (a write interrupted by a crash), ignored")
+                v.notes.append(f"line {number}: an incomplete line (a write interrupted by a crash), ignored")
             continue
-        seq, digest = rec["seq"], line_hash(line.raw)
-        name = f"record {seq} (line {line.number}, {rec.get('event')} {rec.get('id')})"
+        seq, prev = link
+        digest = line_hash(raw)
         if seq == expect_seq:
-            if rec["prev"] != last_hash and not chain_broken:
+            if prev != last_hash and not chain_broken:
                 if seq == 1:
-                    problem(f"{name}: its link to the start of the log is wrong: changed")
+                    problem(f"{_name(seq, number, raw, rec)}: its link to the start of the log is wrong: changed")
                 else:
                     problem(f"record {seq - 1} (line {last_line}) was changed: its bytes no longer hash to "
-                            f"the `prev` of record {seq} (line {line.number})")
+                            f"the `prev` of record {seq} (line {number})")
                 chain_broken = True
         elif seq > expect_seq:
             index = None
             if not chain_broken:
                 gap = f"record {expect_seq}" if seq == expect_seq + 1 else f"records {expect_seq} to {seq - 1}"
                 index = len(v.problems)
-                problem(f"{gap} removed: missing before line {line.number}")
+                problem(f"{gap} removed: missing before line {number}")
             for gone in range(expect_seq, seq):
-                missing[gone] = (line.number, index)
+                missing[gone] = (number, index)
             chain_broken = True
         elif seq in missing:
             expected_at, index = missing.pop(seq)
-            text = f"records reordered: {name} belongs before line {expected_at}"
+            text = f"records reordered: {_name(seq, number, raw, rec)} belongs before line {expected_at}"
             if index is not None and index < len(v.problems):
                 v.problems[index] = text  # what looked like a removal was a move
             else:
                 problem(text)
         else:
-            problem(f"line {line.number}: record {seq} appears a second time: {expect_seq - seq} record(s) "
-                    f"inserted before line {line.number}")
+            problem(f"line {number}: record {seq} appears a second time: {expect_seq - seq} record(s) "
+                    f"inserted before line {number}")
             chain_broken = True
         if seq >= expect_seq:
             expect_seq = seq + 1
-        last_hash, last_line = digest, line.number
+        last_hash, last_line = digest, number
         v.records += 1
-        if want is not None and seq == want:
+        if want and seq == want:
             seen_hash_at = digest
-        if check_messages and rec.get("event") == "sending":
+        if check_messages and rec is not None and rec.get("event") == "sending":
             where = stored_message(rec)
             if where is not None:
                 v.messages += 1
-                _check_message(messages, where, name, problem)
+                _check_message(messages, where, _name(seq, number, raw, rec), problem)
     v.head = Head(expect_seq - 1, last_hash)
     if expected:
         if v.head.count < want:
@@ -122,6 +126,38 @@ def verify(log_path, messages: MessageStore, expected: Mapping | None = None, ch
             problem(f"record {want} was changed or replaced since the state recorded the log's head "
                     f"(hash {expected['hash']}, now {seen_hash_at})")
     return v
+
+
+def _lines(path) -> Iterator[tuple[int, bytes, bool]]:
+    try:
+        f = open(path, "rb", buffering=1 << 20)
+    except FileNotFoundError:
+        return
+    with f:
+        for number, data in enumerate(f, 1):
+            terminated = data.endswith(b"\n")
+            yield number, data[:-1] if terminated else data, terminated
+
+
+_HEAD, _TAIL = b'{"seq":', b'"}'
+
+
+def _link(raw: bytes) -> tuple[int, str] | None:
+    """(seq, prev) from a line's bytes in the log's own layout, without parsing the JSON: the
+    hash of the line covers every other byte, so the chain needs nothing else. None for a line in
+    any other form (it is then parsed, and judged, as JSON)."""
+    if not (raw.startswith(_HEAD) and raw.endswith(_TAIL) and raw[-76:-66] == b',"prev":"'):
+        return None
+    comma = raw.find(b",", 7, 30)
+    digits = raw[7:comma]
+    if comma < 0 or not digits.isdigit():
+        return None
+    return int(digits), raw[-66:-2].decode("ascii", "replace")
+
+
+def _name(seq: int, number: int, raw: bytes, rec: dict | None) -> str:
+    rec = rec if rec is not None else parse_line(raw) or {}
+    return f"record {seq} (line {number}, {rec.get('event')} {rec.get('id')})"
 
 
 def _check_message(messages: MessageStore, where, name: str, problem) -> None:

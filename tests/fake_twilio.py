@@ -3,6 +3,8 @@
 The twilio SDK talks to it over real HTTP when `TWILIO_API_BASE` is its `url`: message create and
 fetch, account fetch, HTTP basic auth checked. Every posted form is recorded, and `fail()` makes a
 `To` address answer with an error, as Twilio would, so tests can walk every error code.
+`set_status()` moves a message on (delivered, read, failed...) for later fetches and posts its
+signed status callback, as Twilio does.
 
 Use the `fake_twilio` fixture: `from tests.fake_twilio import fake_twilio` in a test module.
 """
@@ -18,9 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
+import urllib.error
+import urllib.request
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from twilio.request_validator import RequestValidator
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
@@ -88,6 +93,22 @@ class FakeTwilio:
         }
         env.update(overrides)
         return {k: v for k, v in env.items() if v is not None}
+
+    def set_status(self, sid: str, status: str, error_code: int | None = None, error_message: str | None = None) -> int | None:
+        """Move message `sid` to `status`, as Twilio does when WhatsApp or the carrier reports;
+        its next fetch says so. When it was sent with a StatusCallback, post the callback, signed
+        as Twilio signs (X-Twilio-Signature), and return our endpoint's HTTP status."""
+        with self._lock:
+            message = self.messages[sid]
+            message.update(status=status, error_code=error_code, error_message=error_message)
+            callback = message["_form"].get("StatusCallback")
+        if not callback:
+            return None
+        form = {"AccountSid": self.account_sid, "MessageSid": sid, "SmsSid": sid, "MessageStatus": status,
+                "SmsStatus": status, "To": message["to"], "From": message["from"], "ApiVersion": "2010-04-01"}
+        if error_code is not None:
+            form["ErrorCode"] = str(error_code)
+        return post_callback(callback, form, RequestValidator(self.auth_token).compute_signature(callback, form))
 
     def fail(self, to: str, status: int, code: int | None, message: str, after: int = 0,
              times: int | None = None, retry_after: str | None = None) -> None:
@@ -175,6 +196,22 @@ class FakeTwilio:
             "type": "Full",
             "uri": f"/2010-04-01/Accounts/{self.account_sid}.json",
         }
+
+
+def post_callback(url: str, form: dict, signature: str | None) -> int | None:
+    """POST a status callback form to `url` as Twilio would; the HTTP status of the answer, or
+    None when nothing listens there (Twilio would retry later; the poll still finds the status)."""
+    request = urllib.request.Request(url, data=urlencode(form).encode(), method="POST")
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    if signature is not None:
+        request.add_header("X-Twilio-Signature", signature)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except urllib.error.URLError:
+        return None
 
 
 def _error(status: int, code: int | None, message: str) -> tuple[int, dict]:

@@ -124,3 +124,4 @@ def test_a_changed_stored_message_is_named(sent, tmp_path):
     fixed = json.loads((copy.workdir / "attempts.jsonl").read_bytes().splitlines()[2])
     assert fixed == sending  # the log itself is untouched
     check_fails(copy, f"record 3 (line 3, sending {sending['id']})", "stored message")
+    assert copy("verify-log", "--chain-only").returncode == 0  # the records themselves are intact

@@ -143,7 +143,7 @@ def show(obj: Context, account: str, as_json):
     data = {
         "id": acc.id, "company": acc.company, "contact_name": acc.contact_name, "document": acc.document,
         "domain": acc.domain, "emails": list(acc.emails), "portal_email": acc.portal_email,
-        "whatsapp": acc.whatsapp, "social": dict(acc.social), "due_day": acc.due_day,
+        "whatsapp": acc.whatsapp, "social": _shown_handles(acc.social), "due_day": acc.due_day,
         "past_delinquencies": acc.past_delinquencies, "opt_out": sorted(acc.opt_out),
         "archived_late_invoices": history.late_count if history else 0,
         "hold": _hold_json(snap.holds().get(account)), "invoices": invoices,
@@ -162,15 +162,13 @@ def show(obj: Context, account: str, as_json):
 
 
 def _refuse_far_from_today(option: str, day: date, real_today: date) -> None:
-    """Stop on a day after DATE_WINDOW from the real today, or before 2000 (the importer's own
-    range of plausible dates). Earlier days are allowed: they archive less, never more, and
-    rehearsals and tests replay past days."""
+    """Stop on a day after DATE_WINDOW from the real today (every --date is already within
+    2000–2099: `Day`). Earlier days are allowed: they archive less, never more, and rehearsals and
+    tests replay past days."""
     if day > real_today + DATE_WINDOW:
         raise click.ClickException(
             f"{option} {day.isoformat()}: more than a year after today ({real_today:%d/%m/%Y}): "
             f"the day of an import is today, or a nearby day for a rehearsal")
-    if day.year < 2000:
-        raise click.ClickException(f"{option} {day.isoformat()}: before 2000: not a day billing data can be imported on")
 
 
 def _count(n: int, noun: str) -> str:
@@ -213,3 +211,9 @@ def _hold_json(hold) -> dict | None:
         return None
     return {"reason": hold.reason, "since": hold.since.isoformat(), "until": hold.until.isoformat(), "by": hold.by,
             "note": hold.note}
+
+
+def _shown_handles(social) -> dict:
+    """Social handles for the screen: one that is an apprise URL holds a token, shown masked."""
+    from channels._apprise import public_url
+    return {network: public_url(handle) if "://" in handle else handle for network, handle in social}
