@@ -32,7 +32,7 @@ from channels import FAILED, SENT, ChannelError, Message, Result
 from . import hours, rules
 from .attempts import AttemptLog
 from .config import Config
-from .delivery import Delivery, failure_alerts
+from .delivery import Delivery, close_all, failure_alerts, notice_fields, prepare
 from .dispatch import BLOCKED, Job, Outcome, Pool
 from .holds import parse_do_not_contact, screen
 from .models import LedgerEntry, Notice
@@ -92,24 +92,6 @@ def ledger_status(status: str, permanent: bool) -> str | None:
     if status == FAILED and permanent:
         return "failed"
     return None
-
-
-def notice_fields(notice: Notice) -> dict:
-    """What the attempt log records of a notice (CONTRACTS.md); `covers` lets the ledger be
-    rebuilt from the log alone."""
-    return {
-        "account": notice.account,
-        "invoices": list(notice.invoices),
-        "stage": notice.stage,
-        "channel": notice.channel,
-        "recipient": notice.recipient,
-        "notice_date": notice.date.isoformat(),
-        "first_time": notice.first_time,
-        "tutorial": notice.tutorial,
-        "covers": [[inv, day.isoformat(), stage] for inv, day, stage in notice.covers],
-        "template": f"{notice.channel}/{notice.stage}",
-        "attempt": 1,
-    }
 
 
 def ledger_rows(fields: dict, status: str, attempt_id: str | None) -> list[LedgerEntry]:
@@ -189,6 +171,8 @@ class Cycle:
         self.progress = progress or (lambda done, total: None)
         self.actor = actor
         self.log_lock = threading.Lock()
+        # Channels that prepare each message's bytes before its claim (no provider is called).
+        self._preparers: dict = {}
 
     def run(self, today: date, dry_run: bool = False, limit: int | None = None) -> Summary:
         now = self.clock()
@@ -321,6 +305,7 @@ class Cycle:
                         queue[:] = [n for n in queue if not stale(n)]
         finally:
             pool.close()
+            close_all(self._preparers)
             if answered:
                 self._finish(answered, ledger, summary, deliveries)
             ledger.flush(today)
@@ -339,12 +324,13 @@ class Cycle:
                 summary.add(notice.channel, "blocked")
                 summary.problems.setdefault(code, f"{type(exc).__name__}: {exc}")
                 continue
-            batch.append((notice, message, notice_fields(notice)))
+            message, _ = prepare(self._preparers, self.config, message)  # a channel error blocks it in the pool
+            batch.append((notice, message, notice_fields(notice, message)))
         if not batch:
             return
         now = self.clock()
         with self.log_lock:
-            ids = self.log.start_many([(now, m, f, self.actor, None) for _, m, f in batch])
+            ids = self.log.start_many([(now, m, f, self.actor, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
         for (notice, message, fields), attempt in zip(batch, ids):
             pool.submit(Job(notice, message, fields, attempt))
 

@@ -183,19 +183,8 @@ def deliver(
     deliveries = []
     try:
         for notice, message in rendered:
-            if notice.channel not in built:
-                try:
-                    built[notice.channel] = channels.build(notice.channel, config)
-                except ChannelError as exc:
-                    built[notice.channel] = exc
-            channel = built[notice.channel]
-            attempt_id = new_id()
-            message = replace(message, meta={**message.meta, "attempt_id": attempt_id})
-            if not isinstance(channel, ChannelError):
-                try:
-                    message = channel.prepare(message)
-                except ChannelError as exc:
-                    channel = exc
+            message, channel = prepare(built, config, message)
+            attempt_id = message.meta["attempt_id"]
             fields = {**notice_fields(notice, message), "attempt": attempt_of(notice)}
             _logged(log, "nothing more was sent", log.start, now(), message, fields, actor, message.payload, attempt_id)
             result = _send(channel, notice.channel, message)
@@ -203,10 +192,38 @@ def deliver(
                          "its outcome is not recorded", log.finish, attempt_id, now(), result)
             deliveries.append(Delivery(notice, message, attempt_id, result))
     finally:
-        for channel in built.values():
-            if not isinstance(channel, ChannelError):
-                channel.close()
+        close_all(built)
     return deliveries
+
+
+def close_all(built: dict) -> None:
+    """Close every channel of a `prepare` cache (their connections) and empty it."""
+    for channel in built.values():
+        if not isinstance(channel, ChannelError):
+            channel.close()
+    built.clear()
+
+
+def prepare(built: dict, config: Config, message: Message,
+            attempt_id: str | None = None) -> tuple[Message, channels.Channel | ChannelError]:
+    """`message` with a new attempt id and the exact bytes its channel will hand the provider
+    (`Channel.prepare`), and the channel, built once per `built` cache. The id comes first: the
+    payload carries it (the e-mail's VERP Return-Path). A channel that cannot be built or cannot
+    prepare the message comes back as its `ChannelError`, and the message without a payload."""
+    name = message.channel
+    if name not in built:
+        try:
+            built[name] = channels.build(name, config)
+        except ChannelError as exc:
+            built[name] = exc
+    channel = built[name]
+    message = replace(message, payload=None, meta={**message.meta, "attempt_id": attempt_id or new_id()})
+    if isinstance(channel, ChannelError):
+        return message, channel
+    try:
+        return channel.prepare(message), channel
+    except ChannelError as exc:
+        return message, exc
 
 
 def _send(channel: channels.Channel | ChannelError, name: str, message: Message) -> Result:
@@ -277,16 +294,21 @@ def _config_alert(code: str, blocked: list[Delivery], today: date) -> tuple[Noti
     return notice, message
 
 
-def notice_fields(notice: Notice, message: Message) -> dict:
-    """What the log's `sending` record says of the notice: enough to rebuild the ledger from the
-    log (`covers`) and to tell finance which template was used."""
+def notice_fields(notice: Notice, message: Message | None = None) -> dict:
+    """What the attempt log records of a notice: enough to rebuild the ledger from the log
+    (`covers`) and to tell finance which template was used. Without a message (a notice recorded
+    as skipped) the template is the stage's own."""
+    template = (message.meta.get("template") or message.content_sid) if message is not None else None
     return {
         "account": notice.account,
         "invoices": list(notice.invoices),
         "stage": notice.stage,
+        "channel": notice.channel,
+        "recipient": notice.recipient,
         "notice_date": notice.date.isoformat(),
         "first_time": notice.first_time,
         "tutorial": notice.tutorial,
         "covers": [[invoice, day.isoformat(), stage] for invoice, day, stage in notice.covers],
-        "template": message.meta.get("template") or message.content_sid or f"{notice.channel}/{notice.stage}",
+        "template": template or f"{notice.channel}/{notice.stage}",
+        "attempt": 1,
     }

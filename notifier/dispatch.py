@@ -31,6 +31,7 @@ from channels import FAILED, ChannelError, Message, Result
 
 from .attempts import AttemptLog
 from .config import Config
+from .delivery import prepare
 from .models import Notice
 
 logger = logging.getLogger("notifier.dispatch")
@@ -181,9 +182,9 @@ class Pool:
 
     def _deliver(self, job: Job, built: dict) -> Outcome:
         """Send with retries; each retry finishes the previous try and claims a new attempt."""
-        attempt, tries = job.attempt, 1
+        attempt, tries, message = job.attempt, 1, job.message
         while True:
-            result = self._send_once(job, built)
+            result = self._send_once(job, built, message)
             if not retryable(result) or tries >= self.tries or self.stop.is_set():
                 return Outcome(job, result, self.clock(), attempt, tries)
             delay = backoff(tries, result, self.base)
@@ -192,11 +193,12 @@ class Pool:
             if delay > MAX_BACKOFF or self.stop.wait(delay):
                 return Outcome(job, result, self.clock(), None, tries)
             tries += 1
+            message, _ = prepare(built, self.config, job.message)
             with self.log_lock:
-                [attempt] = self.log.start_many([(self.clock(), job.message, {**job.fields, "attempt": tries},
-                                                  self.actor, None)])
+                [attempt] = self.log.start_many([(self.clock(), message, {**job.fields, "attempt": tries},
+                                                  self.actor, message.payload, message.meta["attempt_id"])])
 
-    def _send_once(self, job: Job, built: dict) -> Result:
+    def _send_once(self, job: Job, built: dict, message: Message) -> Result:
         name = job.notice.channel
         if not self.limit(name).wait(self.stop):
             return stopped_result(name)
@@ -209,7 +211,7 @@ class Pool:
         if isinstance(channel, ChannelError):
             return Result(BLOCKED, name, code=f"config:channel.{name}", detail=str(channel))
         try:
-            return channel.send(job.message)
+            return channel.send(message)
         except ChannelError as exc:
             return Result(FAILED, name, detail=str(exc), permanent=True)
         except Exception as exc:  # one bad message never stops the others

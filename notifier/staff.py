@@ -15,8 +15,7 @@ from typing import Callable, Iterable
 from . import hours
 from .attempts import AttemptLog
 from .config import Config
-from .cycle import notice_fields
-from .delivery import DeliveryError, current_stage
+from .delivery import DeliveryError, current_stage, notice_fields
 from .dispatch import Job, Pool
 from .models import Hold, Notice
 from .rules import recipients

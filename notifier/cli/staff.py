@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .base import DATE, Context, cli, date_option, echo_json, json_option, print_table
+from .base import Context, Day, cli, date_option, echo_json, json_option, print_table
 from .daemon import clock_for
 
 HOLD_REASONS = ("promised_payment", "disputed", "negotiating", "other")
@@ -103,7 +103,7 @@ def tasks_done(obj: Context, task_id, by, outcome, day):
 @click.argument("account")
 @by_option
 @click.option("--reason", required=True, type=click.Choice(HOLD_REASONS))
-@click.option("--until", required=True, type=DATE, callback=lambda c, p, v: v.date(),
+@click.option("--until", required=True, type=Day(),
               help="The day the hold ends by itself (YYYY-MM-DD).")
 @note_option
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
