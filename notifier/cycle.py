@@ -45,8 +45,9 @@ UNKNOWN = "unknown"
 # Claims are written ahead of the workers, a group at a time (one fsync each): up to CLAIM_AHEAD
 # messages per worker. That bounds what a SIGKILL can leave `unknown` (claimed, never sent).
 CLAIM_AHEAD = 4
+CLAIM_MIN = 64  # ...and at least this many: one fsync per message would cost more than the sends
 # Each fsync in this thread also waits for the workers to hand back the GIL: outcomes are logged
-# in groups (one per `workers` answers, or OUTCOME_SECONDS), which only delays their record.
+# in groups (half a claim window of answers, or OUTCOME_SECONDS), which only delays their record.
 OUTCOME_SECONDS = 0.1
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
@@ -278,7 +279,7 @@ class Cycle:
         pool = Pool(self.config, self.log, self.clock, self.stop, log_lock=self.log_lock, actor=self.actor)
         ledger = _LedgerWriter(self.store, rows)
         queue = list(reversed(notices))  # popped from the end: in plan order
-        window = CLAIM_AHEAD * pool.workers
+        window = max(CLAIM_AHEAD * pool.workers, CLAIM_MIN)
         total, done = len(notices), 0
         deliveries: list[Delivery] = []
         answered: list[Outcome] = []  # outcomes not yet in the log: written in groups too
@@ -291,7 +292,7 @@ class Cycle:
                 if got and not answered:
                     oldest = time.monotonic()
                 answered += got
-                if answered and (len(answered) >= pool.workers or not pool.outstanding or self.stop.is_set()
+                if answered and (len(answered) >= window // 2 or not pool.outstanding or self.stop.is_set()
                                  or time.monotonic() - oldest >= OUTCOME_SECONDS):
                     self._finish(answered, ledger, summary, deliveries)
                     done += len(answered)
