@@ -599,14 +599,15 @@ class _Builder:
         """
         keys, invoice_lines, file_accounts, stored = _INVOICE_KEYS, self.invoice_lines, self.file_accounts, self.stored
         amounts, dates, today, url_ok, due_for = self.amounts.valid, self.dates, self.today, _URL.fullmatch, self._due
-        payments, longest = self.payments, MAX_LENGTH
+        payments = self.payments
+        max_id, max_url, max_pix = MAX_LENGTH["id"], MAX_LENGTH["payment_url"], MAX_LENGTH["pix_code"]
 
         def plain(raw) -> Invoice | None:
             if raw.__class__ is not dict or not raw.keys() <= keys:
                 return None
             get = raw.get
             id_, account_id = get("id"), get("account")
-            if (id_.__class__ is not str or not id_ or len(id_) > longest["id"] or not id_.isprintable()
+            if (id_.__class__ is not str or not id_ or len(id_) > max_id or not id_.isprintable()
                     or id_.strip() != id_ or account_id.__class__ is not str):
                 return None
             due, paid, url, pix = get("due"), get("paid"), get("payment_url"), get("pix_code")
@@ -635,11 +636,11 @@ class _Builder:
             if paid is not None and (paid < issued or (today is not None and paid > today)
                                      or payments.get(id_, paid) != paid):
                 return None
-            if url is not None and (url.__class__ is not str or not url_ok(url) or len(url) > longest["payment_url"]
-                                    or not url.isprintable()):
+            if url is not None and (url.__class__ is not str or len(url) > max_url or not url.isprintable()
+                                    or not url_ok(url)):
                 return None
             if pix is not None and (pix.__class__ is not str or pix[:6] != "000201" or pix.strip() != pix
-                                    or len(pix) > longest["pix_code"] or not pix.isprintable()):
+                                    or len(pix) > max_pix or not pix.isprintable()):
                 return None
             return Invoice(id_, account.id, amount, issued, due, paid, url, pix)
 
