@@ -4,9 +4,11 @@
 
 Generates an import file of N accounts with 24 months of invoices (mostly paid on time, some paid
 late, some open), then measures, each in a fresh process as an operator would run it: a plain
-`json.load` of the import file (the baseline), `import`, `plan` for one day, `timeline` of every
-account (one process walking all accounts through the library), and one `pay`. Prints the sizes,
-times (best of 3 runs), peak memory (max RSS) and each time as a multiple of the baseline.
+`json.load` of the import file (the baseline), `import` into an empty store, the same file
+imported again (the everyday case: nothing new, nothing archived), `plan` for one day,
+`timeline` of every account (one process walking all accounts through the library), and one
+`pay` (on a copy of the state, so that every run pays an open invoice). Prints the sizes, times
+(best of 3 runs), peak memory (max RSS) and each time as a multiple of the baseline.
 Run by hand, not in CI. Files go to bench/out/ (ignored by git).
 """
 from __future__ import annotations
@@ -40,8 +42,9 @@ def cnpj(n: int) -> str:
     return f"{s[:2]}.{s[2:5]}.{s[5:8]}/{s[8:12]}-{s[12:]}"
 
 
-def generate(n: int, path: Path, seed: int = 7) -> None:
-    """Write the import file line by line (one record per line), never holding it all in memory."""
+def generate(n: int, path: Path, seed: int = 7) -> str:
+    """Write the import file line by line (one record per line), never holding it all in memory.
+    Returns the id of an invoice still open (for `pay`)."""
     rnd = random.Random(seed)
     first_month = date(TODAY.year - 2, TODAY.month + 1, 5) if TODAY.month < 12 else date(TODAY.year - 1, 1, 5)
     with open(path, "w", encoding="utf-8") as out:
@@ -60,7 +63,7 @@ def generate(n: int, path: Path, seed: int = 7) -> None:
                 acc["social"] = {"instagram": f"@empresa{i}"}
             out.write(("," if i else "") + json.dumps(acc, ensure_ascii=False) + "\n")
         out.write('],\n"invoices": [\n')
-        first = True
+        first, open_one = True, None
         for i in range(n):
             for m in range(MONTHS):
                 month = first_month.month - 1 + m
@@ -77,6 +80,8 @@ def generate(n: int, path: Path, seed: int = 7) -> None:
                     paid = due - timedelta(days=rnd.randint(0, 10))  # on time
                 if paid is not None and paid > TODAY:
                     paid = None
+                if paid is None and m == MONTHS - 1 and open_one is None:
+                    open_one = f"{issued:%Y-%m}-acc{i:06d}"
                 amount = f"{rnd.choice([29.9, 49.9, 149.9, 299.9, 1234.56]):.2f}"
                 inv = {"id": f"{issued:%Y-%m}-acc{i:06d}", "account": f"acc{i:06d}", "amount": amount,
                        "issued": issued.isoformat(), "due": due.isoformat(),
@@ -88,6 +93,7 @@ def generate(n: int, path: Path, seed: int = 7) -> None:
                 out.write(("" if first else ",") + json.dumps(inv) + "\n")
                 first = False
         out.write("]}\n")
+    return open_one
 
 
 def measure(code: str, setup: str = "", repeat: int = 3) -> dict:
@@ -143,7 +149,7 @@ def main() -> None:
     for stale in (state, state.with_suffix(".archive.jsonl"), Path(f"{state}.lock")):
         stale.unlink(missing_ok=True)
     t = time.perf_counter()
-    generate(n, billing)
+    open_invoice = generate(n, billing)
     print(f"N = {n} accounts, {n * MONTHS} invoices; generated in {time.perf_counter() - t:.1f} s")
     print(f"import file: {billing.stat().st_size / 1e6:.1f} MB")
 
@@ -153,11 +159,19 @@ def main() -> None:
     fresh = "".join(f"pathlib.Path({str(p)!r}).unlink(missing_ok=True)\n" for p in (state, state.with_suffix(".archive.jsonl")))
     rows.append(("import", measure(cli(["--state", str(state), "import", str(billing), "--date", TODAY.isoformat()]),
                                    setup="import pathlib\n" + fresh)))
-    print(f"store after import: {state.stat().st_size / 1e6:.1f} MB "
-          f"(archive {state.with_suffix('.archive.jsonl').stat().st_size / 1e6:.1f} MB)")
+    archive = state.with_suffix(".archive.jsonl")
+    print(f"store after import: {state.stat().st_size / 1e6:.1f} MB (archive {archive.stat().st_size / 1e6:.1f} MB)")
+    archived = archive.stat().st_size
+    rows.append(("re-import (same file)", measure(cli(["--state", str(state), "import", str(billing),
+                                                      "--date", TODAY.isoformat()], quiet=True))))
+    if archive.stat().st_size != archived:
+        raise SystemExit("re-import added to the archive")
     rows.append(("plan (one day)", measure(cli(["--state", str(state), "plan", "--date", "2026-11-24", "--json"], quiet=True))))
     rows.append(("timeline (every account)", measure(TIMELINES.replace("STATE", repr(str(state))))))
-    rows.append(("pay (one invoice)", measure(cli(["--state", str(state), "pay", f"{TODAY:%Y-%m}-acc000001"] + day[2:]))))
+    paid = out / f"pay-{n}.json"
+    rows.append(("pay (one invoice)", measure(cli(["--state", str(paid), "pay", open_invoice] + day[2:],
+                                                  quiet=True),
+                                              setup=f"import shutil\nshutil.copy({str(state)!r}, {str(paid)!r})")))
     print(f"{'step':<26}{'seconds':>9}{'x baseline':>12}{'peak MB':>10}")
     for name, r in rows:
         print(f"{name:<26}{r['seconds']:>9.2f}{r['seconds'] / base['seconds']:>12.2f}{r['max_rss_mb']:>10.0f}")

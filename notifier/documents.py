@@ -15,8 +15,8 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 # Bare or with the usual punctuation. Since July 2026 a new CNPJ may have letters in its first 12
 # characters (the two check digits stay numeric); older CNPJs are the all-digit case of the same rule.
-_CPF_SHAPE = re.compile(r"\d{3}\.\d{3}\.\d{3}-\d{2}|\d{11}")
-_CNPJ_SHAPE = re.compile(r"[0-9A-Z]{2}\.[0-9A-Z]{3}\.[0-9A-Z]{3}/[0-9A-Z]{4}-\d{2}|[0-9A-Z]{12}\d{2}")
+_CPF_SHAPE = re.compile(r"\d{3}\.\d{3}\.\d{3}-\d{2}|\d{11}", re.ASCII)  # ASCII: "１" is a \d too
+_CNPJ_SHAPE = re.compile(r"[0-9A-Z]{2}\.[0-9A-Z]{3}\.[0-9A-Z]{3}/[0-9A-Z]{4}-\d{2}|[0-9A-Z]{12}\d{2}", re.ASCII)
 _CPF_WEIGHTS = (tuple(range(10, 1, -1)), tuple(range(11, 1, -1)))
 _CNPJ_WEIGHTS = ((5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2), (6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2))
 
@@ -92,7 +92,7 @@ BRAZILIAN_DDDS = frozenset(
     "51 53 54 55 61 62 63 64 65 66 67 68 69 71 73 74 75 77 79 81 82 83 84 85 86 87 88 89 "
     "91 92 93 94 95 96 97 98 99".split()
 )
-_E164 = re.compile(r"\+[1-9]\d{7,14}")
+_E164 = re.compile(r"\+[1-9]\d{7,14}", re.ASCII)
 _PHONE_PUNCTUATION = str.maketrans("", "", " -().")
 
 

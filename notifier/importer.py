@@ -11,13 +11,16 @@ Two formats, the same fields (README, "Import"):
 `FILE:LINE: field: reason`: an operator fixes the file once instead of once per error. It never
 touches the store; the caller writes the batch in one go.
 
-Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. A JSON file is
-validated on orjson's parse, which is fast but knows no line numbers (`_read_json_fast`); most
-invoices (96% of the records) are taken by `_Builder.plain_invoice`, a check that costs a
-fraction of the full one. Only a file where some record has something to report is read a
-second time, record by record with their lines (`_JsonReader`), which reports every problem.
-`read_source` also gives the files' SHA-256, so the same content imported again is recognised
-without being parsed (the CLI's everyday re-import).
+Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. JSON records
+are decoded one at a time (the decoder's `raw_decode` step), so the line of each record is known
+without a second pass and no tree of a million dicts is ever held (parsing the whole file with
+orjson first was tried: no faster here, and the tree doubled the peak memory to 2.1 GB).
+Invoices, 96% of the records, go first through an optimistic pass that turns each one into an
+`Invoice` as the decoder reads it (`_Builder.plain_invoice`, a fraction of the full checks); at
+the first record that is not plainly valid, that pass is dropped and the records are read one by
+one with their lines, which reports every problem. Fields are located in the text only to report
+a problem. `read_source` also gives the files' SHA-256, so the same content imported again is
+recognised without being parsed (the CLI's everyday re-import).
 """
 from __future__ import annotations
 
@@ -28,12 +31,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from operator import attrgetter
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterable, Mapping
-
-import orjson
 
 from .calendar import due_date_for
 from .config import CHANNELS
@@ -148,10 +150,7 @@ def parse_source(source: Source, accounts_by_id: Mapping[str, Account], today: d
             _read_csv_pair(source.files, builder)
         else:
             [path] = source.files
-            if not _read_json_fast(path, source.json, builder):
-                builder = _Builder(accounts_by_id, today, payments)  # start again, with lines
-                builder.files.append(path)
-                _JsonReader(path, _decode(path, source.json), builder).read()
+            _JsonReader(path, _decode(path, source.json), builder).read()
         return builder.finish()
     finally:
         if collecting:
@@ -599,14 +598,15 @@ class _Builder:
         """
         keys, invoice_lines, file_accounts, stored = _INVOICE_KEYS, self.invoice_lines, self.file_accounts, self.stored
         amounts, dates, today, url_ok, due_for = self.amounts.valid, self.dates, self.today, _URL.fullmatch, self._due
-        payments, longest = self.payments, MAX_LENGTH
+        payments = self.payments
+        max_id, max_url, max_pix = MAX_LENGTH["id"], MAX_LENGTH["payment_url"], MAX_LENGTH["pix_code"]
 
         def plain(raw) -> Invoice | None:
             if raw.__class__ is not dict or not raw.keys() <= keys:
                 return None
             get = raw.get
             id_, account_id = get("id"), get("account")
-            if (id_.__class__ is not str or not id_ or len(id_) > longest["id"] or not id_.isprintable()
+            if (id_.__class__ is not str or not id_ or len(id_) > max_id or not id_.isprintable()
                     or id_.strip() != id_ or account_id.__class__ is not str):
                 return None
             due, paid, url, pix = get("due"), get("paid"), get("payment_url"), get("pix_code")
@@ -635,10 +635,10 @@ class _Builder:
             if paid is not None and (paid < issued or (today is not None and paid > today)
                                      or payments.get(id_, paid) != paid):
                 return None
-            if url is not None and (url.__class__ is not str or not url_ok(url) or len(url) > longest["payment_url"]
-                                    or not url.isprintable()):
+            if url is not None and (url.__class__ is not str or len(url) > max_url or not url.isprintable()
+                                    or not url_ok(url)):
                 return None
-            if pix is not None and (pix.__class__ is not str or pix.strip() != pix or len(pix) > longest["pix_code"]
+            if pix is not None and (pix.__class__ is not str or pix.strip() != pix or len(pix) > max_pix
                                     or not pix.isprintable() or pix_code_problem(pix)):
                 return None
             return Invoice(id_, account.id, amount, issued, due, paid, url, pix)
@@ -684,62 +684,6 @@ def _decode(path: Path, data: bytes, errors: Iterable[str] = ()) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # JSON
-
-class _NeedsLines(Exception):
-    """The fast pass met something to report: the pass that knows lines takes over."""
-
-
-class _Unlocated:
-    """The `where` of the fast pass: no lines. Asked where a problem is, it gives up the pass."""
-    line = 0
-
-    def __init__(self, file: str):
-        self.file = file
-
-    def locate(self, field: str):
-        raise _NeedsLines
-
-
-def _read_json_fast(path: Path, data: bytes, builder: _Builder) -> bool:
-    """Every record validated on orjson's parse; True when none had anything to report.
-
-    False, with `builder` to be thrown away, at the first record with an error or a warning, and
-    for anything orjson reads otherwise than Python's decoder or the located pass would report:
-    text that is not JSON or not UTF-8, a section key written twice (orjson keeps the last), an
-    amount as a JSON number with a fraction (orjson makes it a float, never exact) or a whole
-    number beyond 64 bits. Each invoice's dict is dropped once it is an Invoice, so the tree
-    and the models are not held twice.
-    """
-    if data.count(b'"accounts"') > 1 or data.count(b'"invoices"') > 1:
-        return False
-    try:
-        tree = orjson.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)  # a BOM, as Notepad writes
-    except orjson.JSONDecodeError:
-        return False
-    if tree.__class__ is not dict or not tree.keys() <= {"accounts", "invoices"}:
-        return False
-    accounts, invoices = tree.get("accounts", []), tree.get("invoices", [])
-    if accounts.__class__ is not list or invoices.__class__ is not list:
-        return False
-    del tree
-    where = _Unlocated(str(path))
-    plain, lines, taken = builder.plain_invoice, builder.invoice_lines, builder.invoices.append
-    try:
-        for raw in accounts:
-            builder.add_account(raw, where)
-        builder.accounts_done = True  # every account of the file is known before any invoice
-        for i, raw in enumerate(invoices):
-            invoice = plain(raw)
-            if invoice is None:
-                builder.add_invoice(raw, where)  # the full checks; anything to say ends the pass
-            else:
-                lines[invoice.id] = 0
-                taken(invoice)
-            invoices[i] = None
-    except _NeedsLines:
-        return False
-    return True
-
 
 _WS = re.compile(r"[ \t\n\r]*")
 _KEY_CACHE: dict[str, re.Pattern] = {}
@@ -858,6 +802,11 @@ class _JsonReader:
         if text[pos:pos + 1] != "[":
             self.builder.error(self.file, self.line_at(pos), section, "must be a list [...] of objects")
             return self.value(pos)[1]
+        if section == "invoices" and not self.builder.invoices and not self.builder.invoice_lines:
+            end = self.plain_invoices(pos)
+            if end is not None:
+                self.line_at(end)
+                return end
         add = self.builder.add_account if section == "accounts" else self.builder.add_invoice
         self.section = section
         pos = self.skip(pos + 1)
@@ -876,6 +825,43 @@ class _JsonReader:
             elif text[pos:pos + 1] != "]":
                 raise self.fail(pos, "expected ',' or ']' after a record")
         return pos + 1
+
+
+    def plain_invoices(self, pos: int) -> int | None:
+        """The usual file's invoices, all of them at once: the decoder turns each record into an
+        Invoice as soon as it has read it (`object_hook`), with no Python loop and no dict kept.
+        Only for the first list of invoices. Returns where it ends; or None, with its work undone,
+        if any record is not plain:
+        `records` then reads them one by one, which knows lines and reports every problem."""
+        builder = self.builder
+        plain = builder.plain_invoice
+        dates, amounts, today = builder.dates, builder.amounts, builder.today
+        failed, taken = False, 0
+
+        def hook(raw):
+            nonlocal failed, taken
+            if failed:
+                return None
+            invoice = plain(raw)
+            if invoice is None and _invoice(raw, [], dates, amounts, today) is not None:
+                invoice = plain(raw)  # a date or an amount not seen before, now checked and known
+            if invoice is None:
+                failed = True
+                return None
+            taken += 1
+            return invoice
+
+        decoder = json.JSONDecoder(object_hook=hook, parse_float=builder.amounts.decimal)
+        try:
+            invoices, end = decoder.scan_once(self.text, pos)
+        except (StopIteration, ValueError, RecursionError):  # `records` tells what is wrong
+            return None
+        # Not an object among the records, or the same id twice (checked at once, not per record).
+        if failed or taken != len(invoices) or len(set(map(attrgetter("id"), invoices))) != taken:
+            return None
+        builder.invoices.extend(invoices)
+        return end
+
 
 
 # ---------------------------------------------------------------------------------------------

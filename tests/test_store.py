@@ -92,7 +92,7 @@ def test_documents_are_compact_and_keyed_by_id(tmp_path):
     path = tmp_path / "state.json"
     fill(Store(path))
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert set(data) == {"accounts", "invoices", "ledger", "history", "archived"}
+    assert set(data) == {"accounts", "invoices", "ledger", "history", "archived", "imports"}
     assert data["accounts"]["bare"] == {
         "company": "Bare Ltda", "document": "123.456.789-09", "emails": ["a@bare.com.br"], "due_day": 20,
     }
@@ -316,7 +316,7 @@ def test_tinydb_reads_and_writes_the_file_through_our_storage(tmp_path):
     fill(Store(path))
     db = TinyDB(path, storage=AtomicJSONStorage)
     db.table_class = StrTable
-    assert db.tables() == {"accounts", "invoices", "ledger", "history", "archived"}
+    assert db.tables() == {"accounts", "invoices", "ledger", "history", "archived", "imports"}
     assert db.table("accounts").get(doc_id="acme")["company"] == "ACME Comércio Ltda"
     db.table("accounts").insert(Document({"company": "Via TinyDB", "document": "x", "emails": ["t@t.com.br"], "due_day": 5}, doc_id="tiny"))
     assert Store(path).snapshot().account("tiny") == Account(id="tiny", company="Via TinyDB", document="x", emails=("t@t.com.br",), due_day=5)
