@@ -105,10 +105,12 @@ def parse_line(raw: bytes) -> dict | None:
     return record
 
 
-def scan(path: Path) -> Iterator[Line]:
-    """Every line of the log file, in order, parsed; nothing when the file does not exist."""
+def raw_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number from 1, bytes without the newline, whether it had one) of every line of the
+    log file, unparsed; nothing when the file does not exist. Readers that need a few records out
+    of many parse only those."""
     try:
-        f = open(path, "rb")
+        f = open(path, "rb", buffering=1 << 20)
     except FileNotFoundError:
         return
     except OSError as exc:
@@ -116,8 +118,13 @@ def scan(path: Path) -> Iterator[Line]:
     with f:
         for number, data in enumerate(f, 1):
             terminated = data.endswith(b"\n")
-            raw = data[:-1] if terminated else data
-            yield Line(number, raw, parse_line(raw), terminated)
+            yield number, data[:-1] if terminated else data, terminated
+
+
+def scan(path: Path) -> Iterator[Line]:
+    """Every line of the log file, in order, parsed; nothing when the file does not exist."""
+    for number, raw, terminated in raw_lines(path):
+        yield Line(number, raw, parse_line(raw), terminated)
 
 
 def is_sending(raw: bytes) -> bool:
@@ -279,13 +286,19 @@ class AttemptLog:
         if not self._hold_run_lock(exclusive=True):
             return []
         try:
-            pending: dict[str, dict] = {}
-            for record in self.records():
-                if record.get("event") == "sending":
-                    pending[record["id"]] = record
-                elif "ref" in record:
-                    pending.pop(record["ref"], None)
-            pending = {k: v for k, v in pending.items() if k not in self._open_attempts}
+            # Matched as bytes: only the few sendings left unanswered are parsed.
+            waiting: dict[str, bytes] = {}
+            for _, raw, _ in raw_lines(self.path):
+                if is_sending(raw):
+                    at = raw.find(b'"id":"', 0, 40) + 6
+                    waiting[raw[at:raw.find(b'"', at)].decode("ascii", "replace")] = raw
+                else:
+                    ref = ref_of(raw)
+                    if ref in waiting:
+                        waiting.pop(ref)
+            parsed = {k: parse_line(raw) for k, raw in waiting.items() if k not in self._open_attempts}
+            # A torn sending line never finished its write-ahead, so it was never sent: not unknown.
+            pending = {k: r for k, r in parsed.items() if r is not None and r.get("id") == k}
             if pending:
                 self._append([_unknown(when, actor, sending) for sending in pending.values()])
             return list(pending.values())

@@ -5,8 +5,8 @@ archived, and must look the same in ten years), printable on A4: who we are (CDC
 account and its invoices, every contact attempt in time order with its status history, the
 provider's ids, the exact text the customer was sent and the exact bytes handed to the provider
 (each checked against the SHA-256 the log recorded before the send), and the verdict of the whole
-log's hash chain with its head. Every customer field is escaped (Jinja2 autoescape): a company
-name may contain "<script>".
+log's hash chain with its head (`verify-log` checks every other stored message). Every customer
+field is escaped (Jinja2 autoescape): a company name may contain "<script>".
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from .attempts import AttemptLog, is_sending, ref_of, scan
+from .attempts import AttemptLog, is_sending, parse_line, raw_lines, ref_of
 
 
 @dataclass(frozen=True)
@@ -91,25 +91,25 @@ def attempts(log: AttemptLog, filters: Filters) -> Iterator[Attempt]:
     """
     updates: dict[str, list[dict]] = {}
     needle = filters.needle()
-    for line in scan(log.path):
-        raw = line.raw
+    for _, raw, _ in raw_lines(log.path):
         if is_sending(raw):
             if needle is not None and needle not in raw:
                 continue
-            rec = line.record
+            rec = parse_line(raw)
             if rec is not None and rec.get("event") == "sending" and filters.selects(rec):
                 updates[rec["id"]] = []
         elif updates:
             ref = ref_of(raw)
-            if ref in updates and line.record is not None and line.record.get("ref") == ref:
-                updates[ref].append(_lean(line.record))
+            if ref in updates:
+                rec = parse_line(raw)
+                if rec is not None and rec.get("ref") == ref:
+                    updates[ref].append(_lean(rec))
     if not updates:
         return
-    for line in scan(log.path):
-        raw = line.raw
+    for _, raw, _ in raw_lines(log.path):
         if not is_sending(raw) or (needle is not None and needle not in raw):
             continue
-        rec = line.record
+        rec = parse_line(raw)
         if rec is None or rec.get("id") not in updates:
             continue
         attempt = Attempt(rec, updates.pop(rec["id"]))

@@ -404,22 +404,32 @@ class Store:
             raw = self._storage.read() or {}
             snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=_validated(self.path, raw))
             yield snapshot
-            if snapshot.changed:
-                self._commit(snapshot)
+            head = self._log_head_to_record(snapshot)
+            if snapshot.changed or head is not None:
+                self._commit(snapshot, head)
         finally:
             self._local.in_transaction = False
             self._lock.release()
 
-    def _commit(self, snapshot: Snapshot) -> None:
+    def _log_head_to_record(self, snapshot: Snapshot) -> dict | None:
+        """The attempt log's head when it moved since the state recorded it, else None. Every
+        transaction records it then, even one that changed nothing else (an import of a file with
+        nothing new): the state is the second copy that catches records cut off the log's end."""
+        if self.log_head is None:
+            return None
+        count, digest = self.log_head()
+        head = {"count": count, "hash": digest}
+        return None if snapshot.raw.get("meta", {}).get("log_head") == head else head
+
+    def _commit(self, snapshot: Snapshot, head: dict | None = None) -> None:
         """New state file written, then archive lines appended, then the state replaced.
 
         A crash after the append and before the rename leaves the archived records in both files;
         the next archive run appends them again. Archive readers therefore dedupe by (kind, id),
         and no record is ever lost: it leaves the state only once it is safely in the archive.
         """
-        if self.log_head is not None:
-            count, digest = self.log_head()
-            snapshot.raw.setdefault("meta", {})["log_head"] = {"count": count, "hash": digest}
+        if head is not None:
+            snapshot.raw.setdefault("meta", {})["log_head"] = head
         tmp = self._storage.write_new(snapshot.raw)
         if snapshot.archive_lines:
             try:

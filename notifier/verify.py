@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import orjson
 
-from .attempts import GENESIS, Head, is_sending, line_hash, parse_line, stored_message
+from .attempts import GENESIS, Head, is_sending, line_hash, parse_line, raw_lines, stored_message
 from .messagestore import MessageStore, MessageStoreError
 
 MAX_PROBLEMS = 20  # beyond the first few, more lines say nothing a person can act on
@@ -61,7 +61,7 @@ def verify(log_path, messages: MessageStore, expected: Mapping | None = None, ch
         if len(v.problems) < MAX_PROBLEMS:
             v.problems.append(text)
 
-    for number, raw, terminated in _lines(log_path):
+    for number, raw, terminated in raw_lines(log_path):
         link = _link(raw)
         rec = None
         if link is None or (check_messages and is_sending(raw)):
@@ -126,17 +126,6 @@ def verify(log_path, messages: MessageStore, expected: Mapping | None = None, ch
             problem(f"record {want} was changed or replaced since the state recorded the log's head "
                     f"(hash {expected['hash']}, now {seen_hash_at})")
     return v
-
-
-def _lines(path) -> Iterator[tuple[int, bytes, bool]]:
-    try:
-        f = open(path, "rb", buffering=1 << 20)
-    except FileNotFoundError:
-        return
-    with f:
-        for number, data in enumerate(f, 1):
-            terminated = data.endswith(b"\n")
-            yield number, data[:-1] if terminated else data, terminated
 
 
 _HEAD, _TAIL = b'{"seq":', b'"}'

@@ -53,22 +53,29 @@ deliver(render_all(snap, Renderer(config), notices, today), config, AttemptLog(c
 
 
 class SlowHandler(RecordingHandler):
+    """Takes half a second to answer each DATA; `holding` says one is being held right now."""
+    holding = 0
+
     async def handle_DATA(self, server, session, envelope):
+        self.holding += 1
         await asyncio.sleep(0.5)
-        return await super().handle_DATA(server, session, envelope)
+        try:
+            return await super().handle_DATA(server, session, envelope)
+        finally:
+            self.holding -= 1
 
 
 def test_sigkill_mid_run_then_restart(cli, tmp_path):
     (tmp_path / "billing.json").write_text(json.dumps(BILLING), encoding="utf-8")
     cli("import", "billing.json", "--date", "2026-11-10")
-    with SmtpServer(SlowHandler()) as smtp:
+    handler = SlowHandler()
+    with SmtpServer(handler) as smtp:
         env = {**cli.env, "EMAIL_URL": smtp.url()}
         proc = subprocess.Popen([sys.executable, "-c", SENDER], cwd=tmp_path, env=env)
         deadline = time.monotonic() + 60
-        while len(smtp.received) < 5 and time.monotonic() < deadline:
+        while not (len(smtp.received) >= 5 and handler.holding) and time.monotonic() < deadline:
             time.sleep(0.01)
-        # Now a DATA is waiting for its slow answer, or about to be: kill without warning.
-        time.sleep(0.2)
+        # Now the server holds a DATA, the client waits for its answer: kill without warning.
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert len(smtp.received) < MANY, "the run finished before the kill: make the server slower"

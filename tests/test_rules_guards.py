@@ -42,7 +42,8 @@ def test_a_permanently_failed_notice_is_handled_and_not_planned_again():
 
 def test_a_tutorial_whose_send_failed_goes_with_the_next_message_on_that_channel():
     # Mutation caught: the tutorial counted as given although its send failed.
-    ledger = (rows("2026-11", "2026-11-24", "overdue", "email", "sent")
+    # (the first overdue e-mail carried it too: tutorial_in_first_overdue_email, on by default)
+    ledger = (rows("2026-11", "2026-11-24", "overdue", "email", "sent", tutorial=True)
               + rows("2026-11", "2026-11-24", "overdue", "whatsapp", "failed", tutorial=True)
               + rows("2026-11", "2026-11-24", "overdue", "social", "sent", tutorial=True))
     got = {n.channel: n.tutorial for n in plan("2026-11-27", [invoice()], ledger)}
