@@ -146,5 +146,6 @@ def _templates_key(stage: str) -> str:
 
 def _missing_template(stage: str) -> str:
     return (f"{_templates_key(stage)}: no approved Content template for stage {stage}, and freeform = false: "
-            f"its WhatsApp messages are blocked; configure the template's content_sid, "
-            "or set freeform = true under [channels.whatsapp] where free-form text is allowed")
+            f"its WhatsApp messages are blocked; submit docs/whatsapp-templates/{stage}.json to Meta and "
+            "configure its content_sid, or set freeform = true under [channels.whatsapp] where free-form "
+            "text is allowed")

@@ -591,17 +591,6 @@ class Renderer:
             )
         return spec["content_sid"], values
 
-    def whatsapp_missing_stages(self) -> list[str]:
-        """The stages the ladder sends on WhatsApp (to anyone, first-time delinquents included)
-        that have no approved template (`content_sid`), in ladder order. Outside a customer-service
-        window such a message cannot go (Twilio 63016), so `check` names them: see
-        docs/whatsapp-templates/ for the templates to submit."""
-        templates = self._whatsapp_templates()
-        templates = templates if isinstance(templates, Mapping) else {}
-        used = [s.name for s in self.config.ladder if "whatsapp" in s.channels + s.first_time_channels]
-        return [name for name in used
-                if not (isinstance(templates.get(name), Mapping) and templates[name].get("content_sid"))]
-
     def _whatsapp_templates(self) -> Mapping:
         options = self.config.channels.get("whatsapp", {})
         return options.get("templates", {}) if isinstance(options, Mapping) else {}

@@ -227,10 +227,11 @@ def test_without_a_config_the_log_and_outbox_go_beside_the_state(cli, tmp_path):
 
 def test_relative_paths_in_the_config_count_from_its_folder(cli, tmp_path):
     etc = tmp_path / "etc"
-    (etc / "my_templates" / "email").mkdir(parents=True)
-    ours = (ROOT / "message_templates" / "email" / "overdue.txt").read_text(encoding="utf-8")
-    (etc / "my_templates" / "email" / "overdue.txt").write_text(
-        ours.replace("{% block intro %}\n", "{% block intro %}\nMARCA-DO-OPERADOR\n"), encoding="utf-8")
+    (etc / "my_templates" / "stages").mkdir(parents=True)
+    ours = (ROOT / "message_templates" / "stages" / "overdue.txt").read_text(encoding="utf-8")
+    assert "{% macro headline() %}\n" in ours
+    (etc / "my_templates" / "stages" / "overdue.txt").write_text(
+        ours.replace("{% macro headline() %}\n", "{% macro headline() %}\nMARCA-DO-OPERADOR\n"), encoding="utf-8")
     (etc / "n.toml").write_text('state = "data/state.json"\nattempt_log = "logs/attempts.jsonl"\n'
                                 'outbox = "out"\ntemplates = "my_templates"\n', encoding="utf-8")
     (etc / "data").mkdir()

@@ -55,10 +55,13 @@ def test_stop_replies_name_the_channel_the_customer_said_stop_on():
 
 
 def test_check_names_the_whatsapp_stages_without_an_approved_template(cli, tmp_path):
-    out = cli("check").stdout
-    assert "whatsapp: no approved template (content_sid) for overdue, suspension_warning" in out
+    def missing(*args):
+        err = cli(*args, "check", check=False).stderr
+        return [stage for stage in ("overdue", "suspension_warning")
+                if f"no approved Content template for stage {stage}" in err
+                and f"docs/whatsapp-templates/{stage}.json" in err]
+    assert missing() == ["overdue", "suspension_warning"]
     (tmp_path / "n.toml").write_text(
         '[channels.whatsapp.templates.overdue]\ncontent_sid = "HX' + "0" * 32 + '"\n'
         'variables = { "1" = "{{ customer }}" }\n', encoding="utf-8")
-    out = cli("--config", "n.toml", "check", check=False).stdout
-    assert "no approved template (content_sid) for suspension_warning:" in out
+    assert missing("--config", "n.toml") == ["suspension_warning"]

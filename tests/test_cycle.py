@@ -132,7 +132,9 @@ def test_twilio_errors_retry_fall_back_or_stop(cli, smtp, fake_twilio):
     assert rows == {(numbers["limited"], "sent"), (numbers["invalid"], "sent"), (numbers["window"], "failed"),
                     (numbers["stop"], "failed")}  # the 500 is temporary: no row, tried again
     alerts = [json.loads(p.read_text()) for p in (cli.workdir / "outbox" / "staff").glob("*.json")]
-    assert len([a for a in alerts if a["meta"].get("alert") == "permanent_failure"]) == 2
+    # One alert per permanent failure (63016: outside WhatsApp's window; 21610: the customer's STOP).
+    assert sorted(a["meta"].get("alert") for a in alerts if a["meta"].get("alert", "").startswith("failure:")) \
+        == ["failure:contact", "failure:provider"]
     fake_twilio.failures.pop(w["down"])
     cli("run-once", "--date", DAY)
     to = {f["To"] for f in fake_twilio.forms}
@@ -211,7 +213,7 @@ def test_a_broken_template_blocks_only_its_messages(cli, smtp):
     wire(cli, smtp)
     override = cli.workdir / "tpl" / "whatsapp"
     override.mkdir(parents=True)
-    (override / "overdue.txt").write_text("{{ nao_existe }}\n", encoding="utf-8")
+    (override / "base.txt").write_text("{{ nao_existe }}\n", encoding="utf-8")
     (cli.workdir / "notifier.toml").write_text('templates = "tpl"\n' + (cli.workdir / "notifier.toml").read_text())
     result = cli.json("run-once", "--date", DAY)
     assert result["counts"] == {"email": {"sent": 1, "skipped": 2}, "whatsapp": {"blocked": 1}}

@@ -31,7 +31,8 @@ BILLING = {
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """Two accounts, e-mails and a WhatsApp attempt (which fails: no template) in the log."""
+    """Two accounts, e-mails and a WhatsApp attempt (blocked: no approved template, our configuration)
+    with its staff alert, in the log."""
     cli = clean_cli(tmp_path_factory.mktemp("finance"))
     (cli.workdir / "billing.json").write_text(json.dumps(BILLING, ensure_ascii=False), encoding="utf-8")
     cli("import", "billing.json", "--date", "2026-11-10")
@@ -46,8 +47,8 @@ def test_attempts_json_lines_one_per_attempt_with_its_latest_status(logged):
     lines = logged("attempts", "--format", "json").stdout.splitlines()
     rows = [json.loads(line) for line in lines]
     assert [(r["account"], r["channel"], r["status"]) for r in rows] == [
-        ("acme", "email", "sent"), ("acme", "email", "sent"), ("acme", "whatsapp", "failed"),
-        ("acme", "staff", "sent"), ("beta", "email", "sent")]
+        ("acme", "email", "sent"), ("acme", "email", "sent"), ("acme", "whatsapp", "blocked"),
+        ("", "staff", "sent"), ("beta", "email", "sent")]  # the alert speaks of a setting, not an account
     assert rows[0]["provider"] == "outbox" and rows[0]["message_id"].startswith("<")
 
 
@@ -57,7 +58,7 @@ def test_attempts_filters(logged):
     assert ids("--account", "beta") == ["contas@beta.com.br"]
     assert ids("--invoice", "2026-11-beta") == ["contas@beta.com.br"]
     assert ids("--channel", "whatsapp") == ["+5511987654321"]
-    assert ids("--status", "failed") == ["+5511987654321"]
+    assert ids("--status", "blocked") == ["+5511987654321"] and ids("--status", "failed") == []
     assert ids("--account", "acme", "--channel", "email") == ["financeiro@acme.com.br", "maria@acme.com.br"]
     assert ids("--actor", "nobody") == []
     assert ids("--until", "2000-01-01") == [] and len(ids("--since", "2000-01-01")) == 5
@@ -70,7 +71,7 @@ def test_attempts_csv_opens_in_excel_set_to_portuguese(logged, tmp_path):
     assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel then reads "Comércio" right
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=";"))
     assert rows[0][:7] == ["Data/hora", "Conta", "Faturas", "Etapa", "Canal", "Destinatário", "Status"]
-    assert len(rows) == 5 and all(len(r) == len(rows[0]) for r in rows)
+    assert len(rows) == 4 and all(len(r) == len(rows[0]) for r in rows)
     assert re.fullmatch(r"\d\d/\d\d/\d{4} \d\d:\d\d", rows[1][0])
     assert rows[1][3] == "Em atraso" and rows[1][4] == "E-mail" and rows[1][6] == "enviado"
     assert b"\r\n" in data
@@ -78,8 +79,8 @@ def test_attempts_csv_opens_in_excel_set_to_portuguese(logged, tmp_path):
 
 def test_attempts_table_streams_fixed_columns(logged):
     out = logged("attempts", "--account", "acme").stdout.splitlines()
-    assert out[0].startswith("when (São Paulo)") and len(out) == 2 + 4
-    assert "failed" in out[4] and "whatsapp" in out[4]
+    assert out[0].startswith("when (São Paulo)") and len(out) == 2 + 3
+    assert "blocked" in out[4] and "whatsapp" in out[4]
 
 
 def test_audit_html_in_a_real_chromium_and_pdf(logged, tmp_path):
@@ -125,7 +126,7 @@ def test_report_counts_per_stage_and_channel_and_who_paid_within_three_days(logg
     assert (reminder["attempts"], reminder["sent"], reminder["accounts"], reminder["paid_within_window"],
             reminder["recovery_rate"], reminder["recovered"]) == (1, 1, 1, 1, 1.0, "99.90")
     assert (overdue["attempts"], overdue["sent"], overdue["paid_within_window"], overdue["recovered"]) == (2, 2, 0, "0")
-    assert (whatsapp["failed"], whatsapp["accounts"]) == (1, 0)  # a failed notice reached nobody
+    assert (whatsapp["failed"], whatsapp["accounts"]) == (0, 0)  # blocked: not the customer's failure, reached nobody
     narrow = logged("report", "--month", "2026-11", "--format", "json", "--window", "2").stdout
     assert '"recovered":"99.90"' not in narrow
 

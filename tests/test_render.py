@@ -633,12 +633,6 @@ def test_the_staff_failure_alert_says_what_to_do_for_its_cause(result, cause, sa
     assert ("corrija o cadastro no sistema de cobrança" in alert.text) == (cause == "contact")
 
 
-def test_whatsapp_missing_stages_names_the_ladder_stages_without_a_content_sid():
-    assert Renderer(Config()).whatsapp_missing_stages() == ["overdue", "suspension_warning"]
-    config = whatsapp_config(overdue=TEMPLATE_CONFIG)
-    assert Renderer(config).whatsapp_missing_stages() == ["suspension_warning"]
-
-
 # --- WhatsApp templates to submit to Meta (docs/whatsapp-templates) --------------------------------
 
 ROOT = Path(__file__).parent.parent

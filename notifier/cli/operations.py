@@ -40,10 +40,6 @@ def check(obj: Context, connect):
             click.echo(f"{name:>9}: {'ok' if not found else 'PROBLEM'}, {mode}: {channel.describe()}")
         finally:
             channel.close()
-    missing = Renderer(obj.config).whatsapp_missing_stages()
-    if missing:  # h6b turns this into a problem per stage; the list comes from the renderer
-        click.echo(f"  warning: whatsapp: no approved template (content_sid) for {', '.join(missing)}: "
-                   "see docs/whatsapp-templates/")
     if obj.config.company.is_example:
         click.echo("  warning: [company] is the built-in example: set your legal name, CNPJ and address before sending to customers")
     for p in problems:
