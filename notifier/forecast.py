@@ -19,7 +19,8 @@ from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 
 from .config import Config
-from .models import Account, History, Invoice, LedgerEntry
+from .hours import RESTRICTED_CHANNELS, window
+from .models import Account, History, Hold, Invoice, LedgerEntry
 from .rules import handled_rows, plan_day, superseded_rows
 
 # (day, channel) -> may that channel reach customers on that day at all?
@@ -78,6 +79,17 @@ def forecast(
         for (stage, channel), n in sorted(counts.items(), key=lambda item: (_rank(config, item[0][0]), item[0][1])):
             rows.append(ForecastRow(day, stage, channel, n, prices.get(channel, Decimal(0)) * n))
     return rows
+
+
+def contact_days(config: Config) -> MayContact:
+    """The forecast's view of contact hours: a WhatsApp, SMS or social notice goes on a day that
+    has allowed hours at all (the daemon sends it once they open) and waits on any other day."""
+    return lambda day, channel: channel not in RESTRICTED_CHANNELS or window(day, config.contact_hours) is not None
+
+
+def on_hold(holds: Mapping[str, Hold]) -> Held:
+    """Whether an account's ladder is paused on a day, from the stored holds (`notifier hold`)."""
+    return lambda account, day: account in holds and holds[account].active_on(day)
 
 
 def totals(rows: Iterable[ForecastRow]) -> dict[str, tuple[int, Decimal]]:

@@ -101,3 +101,20 @@ def test_bad_prices_are_refused_at_start(tmp_path, cli):
     (tmp_path / "n.toml").write_text('[prices]\nwhatsapp = "-1"\n', encoding="utf-8")
     proc = cli("--config", "n.toml", "forecast", check=False)
     assert proc.returncode == 1 and "prices.whatsapp" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_command_applies_contact_hours_and_holds(tmp_path, cli):
+    shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")
+    # Hours only on Saturdays: the WhatsApp and social notices of the week wait for 28/11 (the
+    # overdue ones superseded meanwhile by the suspension warning); e-mail goes on its days.
+    (tmp_path / "n.toml").write_text('[contact_hours]\nweekdays = ""\n', encoding="utf-8")
+    week = json.loads(cli("--config", "n.toml", "forecast", "--date", "2026-11-23", "--days", "7",
+                          "--format", "json").stdout)
+    restricted = [r for r in week if r["channel"] in ("whatsapp", "sms", "social")]
+    assert restricted and {r["date"] for r in restricted} == {"2026-11-28"}
+    assert [r for r in week if r["channel"] == "email" and r["date"] == "2026-11-24"]
+    before = json.loads(cli("forecast", "--date", "2026-11-24", "--days", "1", "--format", "json").stdout)
+    cli("hold", "padaria-sao-joao", "--by", "ana", "--reason", "negotiating", "--until", "2026-12-10",
+        "--date", "2026-11-24")
+    held = json.loads(cli("forecast", "--date", "2026-11-24", "--days", "1", "--format", "json").stdout)
+    assert sum(r["messages"] for r in held) < sum(r["messages"] for r in before)

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import click
 
-from ..forecast import forecast as run_forecast, totals
+from ..forecast import contact_days, forecast as run_forecast, on_hold, totals
 from ..render import brl
 from .base import Context, cli, date_option, echo_json, print_table
 
@@ -22,11 +22,13 @@ def forecast(obj: Context, day: date | None, days: int, fmt: str):
     """Messages per day, stage and channel the ladder will send if nobody pays, with their cost.
 
     Built from the real day plan over the stored open invoices (catch-up, merges and the
-    first-time extra channels included); invoices not yet issued are not in it. Prices come from
+    first-time extra channels included), with contact hours (WhatsApp, SMS and social wait for a
+    day that allows them) and staff holds; invoices not yet issued are not in it. Prices come from
     the configuration's [prices] table (BRL)."""
     start = obj.today(day)
     snap = obj.store().snapshot()
-    rows = run_forecast(start, days, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), obj.config)
+    rows = run_forecast(start, days, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), obj.config,
+                        may_contact=contact_days(obj.config), held=on_hold(snap.holds()))
     if fmt == "json":
         echo_json([r.to_json() for r in rows])
         return
