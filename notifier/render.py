@@ -328,6 +328,7 @@ class Renderer:
             '{% import "stages/" ~ stage ~ ".txt" as words with context %}{{ words.subject() }}')
         self._tutorial: str | None = None
         self._found: list[tuple[str | None, str | None, str]] | None = None
+        self._warnings: list[str] = []  # found with the problems: what reads badly but still goes
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -418,6 +419,11 @@ class Renderer:
         variables) against built-in sample accounts; each problem as "path:line: message"."""
         return list(dict.fromkeys(text for _, _, text in self._problems()))
 
+    def warnings(self) -> list[str]:
+        """What `check` should say but nothing blocks: a WhatsApp text longer than one screen."""
+        self._problems()
+        return list(dict.fromkeys(self._warnings))
+
     def problems_for(self, channel: str, stage: str) -> list[str]:
         """The problems of `check()` that stop a message of `channel` at `stage`: a broken
         template or setting blocks only the messages that need it."""
@@ -439,10 +445,11 @@ class Renderer:
             try:  # SMS too: render() tolerates a WhatsApp message without its SMS fallback text
                 message = self.render(notice, account, invoices, today)
                 if notice.channel == "whatsapp" and len(message.parts[0]) > WHATSAPP_TEXT_LIMIT:
-                    problems.append(("whatsapp", notice.stage,
-                                     f"{self._path_of('whatsapp/base.txt')}: {len(message.parts[0])} characters "
-                                     f"for sample {account.id}, stage {notice.stage}: keep WhatsApp's text under "
-                                     f"{WHATSAPP_TEXT_LIMIT} (one screen), the tutorial and Pix codes apart"))
+                    # Long, not broken: it still goes (a body may hold 1,600), so it blocks nothing.
+                    self._warnings.append(
+                        f"{self._path_of('whatsapp/base.txt')}: {len(message.parts[0])} characters for sample "
+                        f"{account.id}, stage {notice.stage}: keep WhatsApp's text under {WHATSAPP_TEXT_LIMIT} "
+                        "(one screen), the tutorial and Pix codes apart")
             except TemplateError as exc:
                 problems.append((notice.channel, notice.stage, str(exc)))
             if notice.channel == "whatsapp":

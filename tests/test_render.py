@@ -686,3 +686,15 @@ def test_the_whatsapp_channel_sends_each_part_as_its_own_message(tmp_path):
     assert bodies[0] == message.parts[0].strip() and bodies[1] == "00020126580014br.gov.bcb.pix0136acme"
     assert bodies[2].startswith("*Como funciona a cobrança da Lucanet*")  # the tutorial: 1,600 a body
     assert bodies[2:] == split_whatsapp(message.parts[2])
+
+
+def test_a_whatsapp_text_longer_than_a_screen_is_a_warning_not_a_block(tmp_path):
+    # With a late-fee sentence, a two-invoice sample runs past 1,024 characters: check says so,
+    # but the message still goes (a body holds 1,600): nothing is blocked for it.
+    from notifier.config import load_config
+    toml = tmp_path / "n.toml"
+    toml.write_text('[company]\nlate_fees = "multa de 2% e juros de 1% ao mês, conforme contrato; o valor '
+                    'atualizado está no Painel Financeiro"\n', encoding="utf-8")
+    renderer = Renderer(load_config(toml, {}))
+    assert any("joao, stage overdue" in w for w in renderer.warnings())
+    assert renderer.problems_for("whatsapp", "overdue") == [] and renderer.check() == []

@@ -25,7 +25,8 @@ def check(obj: Context, connect):
     outbox, and where."""
     import channels
     from ..render import Renderer
-    problems = [f"templates: {p}" for p in Renderer(obj.config).check()]
+    renderer = Renderer(obj.config)
+    problems = [f"templates: {p}" for p in renderer.check()]
     problems += company_problems(obj.config)
     for name in CHANNELS:
         try:
@@ -40,6 +41,8 @@ def check(obj: Context, connect):
             click.echo(f"{name:>9}: {'ok' if not found else 'PROBLEM'}, {mode}: {channel.describe()}")
         finally:
             channel.close()
+    for warning in renderer.warnings():
+        click.echo(f"  warning: templates: {warning}")
     if obj.config.company.is_example:
         click.echo("  warning: [company] is the built-in example: set your legal name, CNPJ and address before sending to customers")
     for p in problems:
