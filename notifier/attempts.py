@@ -42,6 +42,7 @@ from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 import orjson
 
 from .messagestore import MessageStore, Stored, folder_for
+from .fsync import fsync_dir as _fsync_dir
 
 GENESIS = "0" * 64
 TAIL_BLOCK = 1 << 16
@@ -409,10 +410,3 @@ def _write_all(fd: int, blob: bytes | bytearray) -> None:
         written = os.write(fd, view)
         view = view[written:]
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -32,6 +32,8 @@ from typing import Iterator
 
 import orjson
 
+from .fsync import fsync_dir as _fsync_dir
+
 LEVEL = 9
 
 
@@ -144,10 +146,3 @@ class MessageStore:
         """Bytes the packs take, for README's "disk per month" figure."""
         return sum(p.stat().st_size for p in self.folder.glob("*.pack")) if self.folder.exists() else 0
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -52,6 +52,7 @@ from .calendar import add_months
 from .config import Config
 from .models import Account, History, Hold, Invoice, LedgerEntry
 from .rules import is_late
+from .fsync import fsync_dir as _fsync_dir
 
 # The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
 # read, see `Snapshot.last_import`) only matter to a transaction.
@@ -320,14 +321,6 @@ def _keep_mode(old: Path, new: Path) -> None:
     except FileNotFoundError:
         pass
 
-
-def _fsync_dir(directory: Path) -> None:
-    # Without this the rename itself may not survive a power cut.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _append_lines(path: Path, blob: bytes | bytearray) -> None:
