@@ -67,7 +67,6 @@ def pay(obj: Context, invoice: str, day, correct: bool, actor: str | None):
 
     An invoice already paid keeps its date unless --correct is given; the previous date is kept in
     the invoice and the correction is written to the contact-attempt log."""
-    from ..attempts import AttemptLog
     from ..importer import payment_date_problems
     from ..store import AlreadyPaid
     real_today = obj.now().date()
@@ -92,7 +91,7 @@ def pay(obj: Context, invoice: str, day, correct: bool, actor: str | None):
         click.echo(f"{invoice}: paid on {paid_on:%d/%m/%Y}")
         return
     # After the commit: the log records a correction that the state really holds.
-    AttemptLog(obj.config.attempt_log).note(obj.now(), "payment_corrected", {
+    obj.log().note(obj.now(), "payment_corrected", {
         "invoice": invoice, "account": inv.account, "paid": paid_on.isoformat(), "previous_paid": previous.isoformat(),
     }, actor)
     click.echo(f"{invoice}: payment date corrected from {previous:%d/%m/%Y} to {paid_on:%d/%m/%Y} (by {actor})")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import click
 
-from ..attempts import AttemptLog
 from .base import cli, Context, date_option
 
 # Channels a customer can opt out of (e-mail is the contractual channel; staff is ours).
@@ -27,7 +26,7 @@ def opt_out(obj: Context, account: str, channels: tuple[str, ...], by: str, day)
     with obj.store().transaction() as snap:
         for channel in channels:
             acc = snap.record_opt_out(account, channel, by.strip(), today)
-    log = AttemptLog(obj.config.attempt_log)
+    log = obj.log()
     for channel in channels:
         log.note(obj.now(), "opt_out", {"account": account, "channel": channel, "date": today.isoformat()}, by.strip())
     click.echo(f"{account}: no more {' and '.join(channels)} (recorded by {by.strip()} on {today:%d/%m/%Y}); "

@@ -82,7 +82,6 @@ def run_once(obj: Context, day, at, dry_run, limit, as_json):
     notices as skipped, send, log every attempt and mark what was handled in the ledger."""
     import signal
     import threading
-    from ..attempts import AttemptLog
     from ..cycle import Cycle, reconcile, record_cycle
     from ..daemon import AlreadyRunning, PidLock
     from ..render import Renderer
@@ -91,7 +90,7 @@ def run_once(obj: Context, day, at, dry_run, limit, as_json):
     setup_logging()
     clock = clock_for(obj, day, at)
     today = clock().date()
-    store, log = obj.store(), AttemptLog(obj.config.attempt_log)
+    store, log = obj.store(), obj.log()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -122,13 +121,12 @@ def daemon(obj: Context, day):
     """Run unattended: the daily cycle at the configured time (a catch-up cycle at start), what
     waited for contact hours and temporary failures in between, a daily staff summary. Stops
     cleanly on SIGTERM/SIGINT; refuses to start when another one runs on the same state."""
-    from ..attempts import AttemptLog
     from ..daemon import AlreadyRunning, Daemon, PidLock
     from ..render import Renderer
     from ..staff import send_daily_summary
     setup_logging()
     clock = clock_for(obj, day, None)
-    store, log = obj.store(), AttemptLog(obj.config.attempt_log)
+    store, log = obj.store(), obj.log()
     renderer = Renderer(obj.config)
     problems = renderer.check()
     if problems:
@@ -150,10 +148,9 @@ def daemon(obj: Context, day):
 def status(obj: Context, day, as_json):
     """The daemon's health: last cycle and heartbeat, next run, what waits for contact hours, open
     staff tasks and holds. Exits 1 when the last cycle is older than expected (for monitoring)."""
-    from ..attempts import AttemptLog
     from ..staff import health
     now = obj.now() if day is None else datetime.combine(day, obj.now().time(), obj.config.tz)
-    report = health(obj.store(), obj.config, AttemptLog(obj.config.attempt_log), now)
+    report = health(obj.store(), obj.config, obj.log(), now)
     if as_json:
         echo_json(report)
     else:

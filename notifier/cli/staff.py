@@ -18,11 +18,6 @@ by_option = click.option("--by", required=True, help="Who is doing this (recorde
 note_option = click.option("--note", default="", help="Free text kept with the record.")
 
 
-def _log(obj: Context):
-    from ..attempts import AttemptLog
-    return AttemptLog(obj.config.attempt_log)
-
-
 @cli.command()
 @click.argument("account")
 @by_option
@@ -37,7 +32,7 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
     opt-outs and contact hours."""
     from ..render import Renderer
     from ..staff import escalate as run
-    outcomes, waiting = run(obj.store(), obj.config, _log(obj), Renderer(obj.config), clock_for(obj, day, None), account, by,
+    outcomes, waiting = run(obj.store(), obj.config, obj.log(), Renderer(obj.config), clock_for(obj, day, None), account, by,
                             channels_ or ("whatsapp", "social", "email"), note, override)
     for o in outcomes:
         r = o.result
@@ -63,7 +58,7 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
 def contact(obj: Context, account, by, channel, outcome, note, day):
     """Record a contact with ACCOUNT made by hand, in the attempt log."""
     from ..staff import record_contact
-    record = record_contact(obj.store(), _log(obj), clock_for(obj, day, None)(), account, by, channel, outcome, note)
+    record = record_contact(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by, channel, outcome, note)
     click.echo(f"recorded contact {record} with {account} by {by}: {channel}, {outcome}")
 
 
@@ -77,7 +72,7 @@ def tasks(ctx, only_open, as_json):
     if ctx.invoked_subcommand is not None:
         return
     from ..staff import tasks as find
-    found = [t for t in find(_log(ctx.obj).records()) if not only_open or t.done is None]
+    found = [t for t in find(ctx.obj.log().records()) if not only_open or t.done is None]
     if as_json:
         echo_json([t.to_json() for t in found])
         return
@@ -95,7 +90,7 @@ def tasks(ctx, only_open, as_json):
 def tasks_done(obj: Context, task_id, by, outcome, day):
     """Close staff task TASK_ID."""
     from ..staff import close_task
-    task = close_task(_log(obj), clock_for(obj, day, None)(), task_id, by, outcome)
+    task = close_task(obj.log(), clock_for(obj, day, None)(), task_id, by, outcome)
     click.echo(f"closed task {task.id} ({task.kind}, {task.account}) by {by}")
 
 
@@ -111,7 +106,7 @@ def tasks_done(obj: Context, task_id, by, outcome, day):
 def hold(obj: Context, account, by, reason, until, note, day):
     """Pause ACCOUNT's ladder: nothing automatic goes out until --until (notices caught up after)."""
     from ..staff import place_hold
-    h = place_hold(obj.store(), _log(obj), clock_for(obj, day, None)(), account, by, reason, until, note)
+    h = place_hold(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by, reason, until, note)
     click.echo(f"{account}: on hold ({reason}) until {h.until:%d/%m/%Y}, by {by}")
 
 
@@ -123,5 +118,5 @@ def hold(obj: Context, account, by, reason, until, note, day):
 def release(obj: Context, account, by, day):
     """End ACCOUNT's hold now."""
     from ..staff import release_hold
-    h = release_hold(obj.store(), _log(obj), clock_for(obj, day, None)(), account, by)
+    h = release_hold(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by)
     click.echo(f"{account}: hold ({h.reason}, until {h.until:%d/%m/%Y}) released by {by}")
