@@ -146,3 +146,10 @@ def get(name: str) -> type[Channel]:
 def build(name: str, config) -> Channel:
     """An instance of channel `name` configured from `config` (its `[channels.NAME]` table)."""
     return get(name)(config, config.channels.get(name, {}))
+
+
+def public_url(url: str) -> str:
+    """An apprise URL (a social handle, a staff target) with its secrets masked, for showing it:
+    the core asks here rather than import a channel's helper."""
+    from ._apprise import public_url as masked
+    return masked(url)

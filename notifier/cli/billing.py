@@ -214,5 +214,5 @@ def _hold_json(hold) -> dict | None:
 
 def _shown_handles(social) -> dict:
     """Social handles for the screen: one that is an apprise URL holds a token, shown masked."""
-    from channels._apprise import public_url
+    from channels import public_url
     return {network: public_url(handle) if "://" in handle else handle for network, handle in social}
