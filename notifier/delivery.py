@@ -241,8 +241,10 @@ def _logged(log: AttemptLog, consequence: str, write, *args):
     permission) becomes one sentence that says where and what it means for the run."""
     try:
         return write(*args)
-    except (OSError, LogError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    except LogError as exc:  # already names the file and the reason
+        raise DeliveryError(f"{exc}: {consequence}") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
         raise DeliveryError(f"cannot write the attempt log {log.path}: {reason}: {consequence}") from None
 
 
