@@ -364,6 +364,13 @@ class Renderer:
             subject, _, text = text.partition("\n")
             return Message(text=text.strip() + "\n", subject=subject.strip(), meta=meta, **common)
         if channel == "whatsapp":
+            if len(text) > WHATSAPP_TEXT_LIMIT:
+                # Past one screen (several invoices, a late-fee sentence): the terse wording, which
+                # keeps every date and amount and leaves out the secondary sentences.
+                short = {**ctx, "short": True}
+                if not account.domain:  # the greeting names the customer: "da sua conta" will do
+                    short.update(service_of="da sua conta", services="os serviços da sua conta")
+                text = _finish(_tidy(self._render(name, short)), channel)
             content_sid, variables = self._whatsapp_template(stage, ctx)
             if "sms" not in account.opt_out:
                 # The WhatsApp channel sends this by SMS when the number has no WhatsApp.
@@ -512,6 +519,9 @@ class Renderer:
             "tutorial": notice.tutorial,
             "tutorial_text": self.tutorial() if notice.tutorial else "",
             "tutorial_url": self.config.env.get("TUTORIAL_URL", ""),
+            # The terse wording: SMS when two segments are tight, WhatsApp past one screen.
+            "short": False,
+            "fit": 0,
         }
 
     def _key_dates(self, notice: Notice, open_invoices: list[Invoice], raw: Mapping[str, InvoiceDates],

@@ -25,6 +25,7 @@ from notifier.render import (
     SAMPLE_INVOICES,
     Renderer,
     TemplateError,
+    brl,
     failure_cause,
     mask_document,
     sample_cases,
@@ -218,7 +219,7 @@ def test_every_sms_says_how_to_pay_and_whom_to_ask_even_with_the_longest_data(n,
 def test_sms_states_the_late_charges_when_they_fit():
     text = render("sms", "overdue", config=Config(company=replace(Company(), late_fees="multa de 2%")),
                   account=ACME._replace(domain="a.com.br")).text
-    assert "Pagamento apos o vencimento: multa de 2%." in text and "www.lucanet.com.br" in text
+    assert "pos o vencimento: multa de 2%." in text and "www.lucanet.com.br" in text
     assert "apos o vencimento" not in render("sms", "reminder", day=date(2026, 11, 17)).text
 
 
@@ -688,13 +689,49 @@ def test_the_whatsapp_channel_sends_each_part_as_its_own_message(tmp_path):
     assert bodies[2:] == split_whatsapp(message.parts[2])
 
 
-def test_a_whatsapp_text_longer_than_a_screen_is_a_warning_not_a_block(tmp_path):
-    # With a late-fee sentence, a two-invoice sample runs past 1,024 characters: check says so,
-    # but the message still goes (a body holds 1,600): nothing is blocked for it.
+EXAMPLE_LATE_FEES = ("multa de 2% e juros de 1% ao mês, conforme contrato; o valor atualizado está no "
+                     "Painel Financeiro")
+
+
+def _renderer_with_late_fees(tmp_path, fees):
     from notifier.config import load_config
     toml = tmp_path / "n.toml"
-    toml.write_text('[company]\nlate_fees = "multa de 2% e juros de 1% ao mês, conforme contrato; o valor '
-                    'atualizado está no Painel Financeiro"\n', encoding="utf-8")
-    renderer = Renderer(load_config(toml, {}))
+    toml.write_text(f'[company]\nlate_fees = "{fees}"\n', encoding="utf-8")
+    return Renderer(load_config(toml, {}))
+
+
+def test_whatsapp_past_one_screen_says_the_same_facts_in_fewer_words(tmp_path):
+    # notifier.example.toml's late-fee sentence with two invoices open ran to 1,150 characters:
+    # the terse wording brings every sample under one screen and keeps every amount and date.
+    from notifier.render import WHATSAPP_TEXT_LIMIT, sample_cases
+    renderer = _renderer_with_late_fees(tmp_path, EXAMPLE_LATE_FEES)
+    assert renderer.warnings() == []
+    terse = 0
+    for notice, account, invoices, today in sample_cases():
+        if notice.channel != "whatsapp":
+            continue
+        text = renderer.render(notice, account, invoices, today).parts[0]
+        assert len(text) <= WHATSAPP_TEXT_LIMIT, (account.id, notice.stage, len(text))
+        if "Aqui é o financeiro" in text:
+            terse += 1
+            if len(invoices) > 1:
+                for inv in invoices:
+                    assert f"{inv.id}: *{brl(inv.amount)}* · venc. {inv.due:%d/%m}" in text
+                assert f"Total em aberto: *{brl(sum(i.amount for i in invoices))}*" in text
+            else:
+                assert f"*{brl(invoices[0].amount)}*" in text
+            assert "multa de 2% e juros de 1% ao mês" in text
+            assert "www.lucanet.com.br" in text and "financeiro@lucanet.com.br" in text
+            assert "CNPJ 11.222.333/0001-81 · Rua Exemplo, 100" in text
+            assert text.rstrip().endswith("mensagens por aqui.")
+        else:
+            assert "Aqui é a equipe financeira" in text  # what fits keeps the full wording
+    assert terse >= 5  # joao's two-invoice notices past their due date, atelie's suspension
+
+
+def test_a_whatsapp_text_longer_than_a_screen_is_a_warning_not_a_block(tmp_path):
+    # A late-fee sentence too long even for the terse wording: check says so, but the message
+    # still goes (a body holds 1,600): nothing is blocked for it.
+    renderer = _renderer_with_late_fees(tmp_path, EXAMPLE_LATE_FEES + "; detalhes no contrato" * 12)
     assert any("joao, stage overdue" in w for w in renderer.warnings())
     assert renderer.problems_for("whatsapp", "overdue") == [] and renderer.check() == []
