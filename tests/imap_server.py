@@ -1,7 +1,7 @@
 """A small real IMAP4rev1 server (RFC 3501) on 127.0.0.1 for tests, in threads of the test process.
 
 It speaks the part of the protocol a mail client such as stdlib `imaplib` uses to read a mailbox:
-CAPABILITY, NOOP, LOGOUT, LOGIN, SELECT / EXAMINE, SEARCH and UID SEARCH (flags, keywords, header
+CAPABILITY, NOOP, LOGOUT, LOGIN, AUTHENTICATE PLAIN, SELECT / EXAMINE, SEARCH and UID SEARCH (flags, keywords, header
 and sequence/UID criteria with NOT, OR and groups), FETCH and UID FETCH (UID, FLAGS, INTERNALDATE,
 RFC822, RFC822.HEADER, RFC822.TEXT, RFC822.SIZE, BODY[...] and BODY.PEEK[...] with HEADER, TEXT,
 HEADER.FIELDS and partial ranges), STORE and UID STORE (+FLAGS, -FLAGS, FLAGS, .SILENT), EXPUNGE
@@ -17,6 +17,7 @@ memory and are shared by every connection; every command line is recorded.
 """
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import socketserver
@@ -229,13 +230,21 @@ class _Session(socketserver.StreamRequestHandler):
                 raise ProtocolError("already logged in")
             if len(args) != 2:
                 raise ProtocolError("LOGIN user password")
-            user, password = _atom(args[0]), _atom(args[1])
-            with self.imap.lock:
-                self.imap.logins.append((user, password))
-            if self.imap.users.get(user) != password:
-                self.send(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials")
+            return self.log_in(tag, _atom(args[0]), _atom(args[1]))
+        elif name == "AUTHENTICATE":
+            if self.user is not None or not args or _atom(args[0]).upper() != "PLAIN":
+                raise ProtocolError("AUTHENTICATE PLAIN only, before logging in")
+            if len(args) > 1:
+                answer = _atom(args[1]).encode()
+            else:
+                self.send("+ ")
+                answer = self.rfile.readline(1 << 16).strip()
+            try:  # RFC 4616: authzid NUL authcid NUL password, in UTF-8
+                _, user, password = base64.b64decode(answer, validate=True).decode("utf-8").split("\0")
+            except ValueError:
+                self.send(f"{tag} BAD [CLIENTBUG] not a PLAIN response")
                 return False
-            self.user = user
+            return self.log_in(tag, user, password)
         elif self.user is None:
             self.send(f"{tag} NO [CLIENTBUG] log in first")
             return False
@@ -282,6 +291,16 @@ class _Session(socketserver.StreamRequestHandler):
         else:
             raise ProtocolError(f"{name} is not supported by this server")
         self.send(f"{tag} OK {prefix}{name} completed")
+        return False
+
+    def log_in(self, tag: str, user: str, password: str) -> bool:
+        with self.imap.lock:
+            self.imap.logins.append((user, password))
+        if self.imap.users.get(user) != password:
+            self.send(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials")
+        else:
+            self.user = user
+            self.send(f"{tag} OK logged in")
         return False
 
     def numbered(self):
