@@ -257,8 +257,9 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
     sha256, loads = hashlib.sha256, orjson.loads
     buf = bytearray(BLOCK)
     view = memoryview(buf)
+    packs: dict[str, int] = {}  # pack name -> descriptor
     first_seq = first_prev = at_want = None
-    seq, last, messages = 0, b"", 0
+    seq, last, tail, messages = 0, "", b"", 0
     try:
         with open(path, "rb", buffering=0) as f:
             f.seek(start)
@@ -276,24 +277,34 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
                     if first_seq is None:  # the range's first record: where it joins the one before
                         comma = buf.find(b",", pos + 7, pos + 30)
                         digits = bytes(buf[pos + 7:comma])
-                        if comma < 0 or not digits.isdigit():
+                        if comma < 0 or not digits.isdigit() or buf[nl - 75:nl - 66] != _PREV_AT:
                             return None
-                        seq, last = int(digits) - 1, bytes(buf[nl - 66:nl - 2])
-                        first_seq, first_prev = seq + 1, last.decode("ascii", "replace")
+                        seq, first_prev = int(digits) - 1, buf[nl - 66:nl - 2].decode("ascii", "replace")
+                        first_seq, tail = seq + 1, _PREV_AT + buf[nl - 66:nl - 2] + b'"}'
                     seq += 1
-                    if (not buf.startswith(b'{"seq":%d,' % seq, pos) or buf[nl - 75:nl - 66] != _PREV_AT
-                            or buf[nl - 2:nl] != b'"}' or buf[nl - 66:nl - 2] != last):
+                    # `{"seq":N,` first, `,"prev":"<hash of the line before>"}` last: every other
+                    # byte is covered by this line's hash, which the next line (or the head) holds.
+                    if not buf.startswith(b'{"seq":%d,' % seq, pos) or not buf.endswith(tail, pos, nl):
                         return None
-                    last = sha256(view[pos:nl]).hexdigest().encode()
+                    last = sha256(view[pos:nl]).hexdigest()
+                    tail = b',"prev":"%s"}' % last.encode()
                     if seq == want:
-                        at_want = last.decode()
-                    if check_messages and buf.find(b'"event":"sending"', pos, min(pos + 120, nl)) >= 0:
-                        at = buf.rfind(_MESSAGE, max(pos, nl - 600), nl)
+                        at_want = last
+                    if check_messages and 0 <= buf.find(b'"event":"sending"', pos, pos + 120) < nl:
+                        at = buf.rfind(_MESSAGE, nl - 600 if nl - 600 > pos else pos, nl)
                         if at < 0:
                             if buf.find(b'"message":', pos, nl) >= 0:
                                 return None  # a pointer somewhere else: the precise pass reads it
                         else:
-                            if not store.matches(Stored.from_json(loads(view[at + 11:nl - 75]))):
+                            where = loads(view[at + 11:nl - 75])
+                            zsha = where.get("zsha256")
+                            if zsha is not None:  # inline: half a million of them in a big log
+                                fd = packs.get(where["pack"])
+                                if fd is None:
+                                    fd = packs[where["pack"]] = os.open(os.path.join(folder, where["pack"]), os.O_RDONLY)
+                                if sha256(os.pread(fd, where["zsize"], where["offset"])).hexdigest() != zsha:
+                                    return None
+                            elif not store.matches(Stored.from_json(where)):
                                 return None
                             messages += 1
                     pos = nl + 1
@@ -308,7 +319,9 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
     finally:
         view.release()
         store.close()
-    return _Range(first_seq, first_prev, seq, last.decode(), messages, at_want)
+        for fd in packs.values():
+            os.close(fd)
+    return _Range(first_seq, first_prev, seq, last, messages, at_want)
 
 
 def _is_json_object(raw: bytes) -> bool:
