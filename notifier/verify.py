@@ -182,6 +182,7 @@ def _check_message(messages: MessageStore, where, name: str, problem) -> None:
 
 PARALLEL_FROM = 64 << 20  # bytes of log from which the fast pass forks one process per core
 BLOCK = 8 << 20
+RANGES_PER_WORKER = 4
 _PREV_AT, _MESSAGE = b',"prev":"', b',"message":{"pack":'
 
 
@@ -208,7 +209,9 @@ def _fast(path: Path, folder: Path, expected: Mapping | None, check_messages: bo
     want = int(expected["count"]) if expected else None
     if workers is None:
         workers = (os.cpu_count() or 1) if size >= PARALLEL_FROM else 1
-    bounds = _split(path, size, max(1, workers))
+    workers = max(1, workers)
+    # A few ranges per process: on a shared machine a process that gets less CPU takes fewer.
+    bounds = _split(path, size, workers * RANGES_PER_WORKER if workers > 1 else 1)
     jobs = [(str(path), start, end, str(folder), check_messages, want) for start, end in bounds]
     if len(jobs) == 1:
         ranges = [_check_range(*jobs[0])]
@@ -216,7 +219,7 @@ def _fast(path: Path, folder: Path, expected: Mapping | None, check_messages: bo
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         # fork: the workers need nothing but the arguments, and start in milliseconds.
-        with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
             ranges = list(pool.map(_check_range_star, jobs))
     if any(r is None for r in ranges) or ranges[0].first_seq != 1 or ranges[0].first_prev != GENESIS:
         return None
