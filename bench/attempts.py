@@ -119,7 +119,8 @@ def append_cost(log: AttemptLog, messages: Messages, rounds: int = 200) -> tuple
 
 
 def run(folder: Path, *args: str) -> tuple[float, float, str]:
-    """`notifier ARGS` in a fresh process in `folder`: (seconds, max RSS in MB, stdout)."""
+    """`notifier ARGS` in a fresh process in `folder`: (seconds, max RSS in MB, stdout). The CPU
+    seconds it and its workers used go to CPU[-1]: on a shared machine they vary less than time."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=folder, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -127,9 +128,36 @@ def run(folder: Path, *args: str) -> tuple[float, float, str]:
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
+    CPU.append(usage.ru_utime + usage.ru_stime)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"notifier {' '.join(args)} failed: {err.decode()[-2000:]}")
     return seconds, usage.ru_maxrss / 1024, out.decode()
+
+
+CPU: list[float] = []
+
+
+def tool_throughput(*paths: Path) -> str:
+    """What `cat`, `sha256sum` and `openssl dgst` do with the same files here: the floor for reading and hashing."""
+    size = sum(p.stat().st_size for p in paths)
+    out = []
+    for tool in (["cat"], ["sha256sum"], ["openssl", "dgst", "-sha256"]):  # coreutils' sha256sum has no SHA-NI
+        start = time.perf_counter()
+        proc = subprocess.Popen([*tool, *map(str, paths)], stdout=subprocess.DEVNULL)
+        _, _, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        out.append(f"`{' '.join(tool)}` {size / 1e6 / wall:,.0f} MB/s ({size / 1e6 / (usage.ru_utime + usage.ru_stime or 1e-9):,.0f} MB/s of CPU)")
+    return ", ".join(out)
+
+
+def make_state(folder: Path) -> None:
+    """A state with one account (verify-log and audit read the log's head from it)."""
+    import json
+    billing = {"accounts": [{"id": "acc-00123", "company": "Padaria São João Ltda", "document": "15.881.399/0001-34",
+                             "emails": ["financeiro@acc-00123.com.br"], "due_day": 20}],
+               "invoices": [{"id": "2026-11-acc-00123", "account": "acc-00123", "amount": "89.90", "issued": "2026-11-05"}]}
+    (folder / "billing.json").write_text(json.dumps(billing), encoding="utf-8")
+    run(folder, "import", "billing.json", "--date", "2026-11-10")
 
 
 def disk(paths) -> int:
@@ -200,17 +228,23 @@ def main() -> None:
               f"| {disk([log.messages.folder]) / 1e6:,.0f} MB |", flush=True)
     records = log.head().count
     log.close()
-    print(f"\non the {records:,}-record log:")
-    print("| command | time | peak memory | |")
-    print("| --- | --- | --- | --- |")
+    make_state(folder)
+    print(f"\non the {records:,}-record log ({os.cpu_count()} cores; CPU = seconds of CPU, all processes):")
+    print("| command | time | CPU | peak memory | |")
+    print("| --- | --- | --- | --- | --- |")
     seconds, rss, out = run(folder, "verify-log")
-    print(f"| `verify-log` | {seconds:.1f} s | {rss:,.0f} MB | {records / seconds:,.0f} records/s, every stored message checked too |")
+    print(f"| `verify-log` | {seconds:.1f} s | {CPU[-1]:.1f} s | {rss:,.0f} MB | {records / seconds:,.0f} records/s, "
+          f"every stored message checked too |")
     seconds, rss, out = run(folder, "verify-log", "--chain-only")
-    print(f"| `verify-log --chain-only` | {seconds:.1f} s | {rss:,.0f} MB | {records / seconds:,.0f} records/s |")
+    print(f"| `verify-log --chain-only` | {seconds:.1f} s | {CPU[-1]:.1f} s | {rss:,.0f} MB | {records / seconds:,.0f} records/s |")
     seconds, rss, out = run(folder, "attempts", "--account", "acc-00123", "--format", "json")
-    print(f"| `attempts --account acc-00123` | {seconds:.1f} s | {rss:,.0f} MB | {len(out.splitlines())} attempts |")
+    print(f"| `attempts --account acc-00123` | {seconds:.1f} s | {CPU[-1]:.1f} s | {rss:,.0f} MB | {len(out.splitlines())} attempts |")
     seconds, rss, out = run(folder, "audit", "acc-00123", "--html", "audit.html")
-    print(f"| `audit acc-00123 --html` | {seconds:.1f} s | {rss:,.0f} MB | includes verify-log of the whole log |")
+    print(f"| `audit acc-00123 --html` | {seconds:.1f} s | {CPU[-1]:.1f} s | {rss:,.0f} MB | includes verify-log "
+          "--chain-only of the whole log |")
+    log_file, packs = folder / "attempts.jsonl", sorted((folder / "attempts.jsonl.messages").glob("*.pack"))
+    print(f"\nreading and hashing the same {sum(p.stat().st_size for p in [log_file, *packs]) / 1e9:.2f} GB "
+          f"(log and packs) here: {tool_throughput(log_file, *packs)}")
 
     print(f"\na month of the default ladder for {args.accounts:,} accounts:")
     print("| scenario | messages | records | log | message store | total |")

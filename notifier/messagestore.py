@@ -7,7 +7,7 @@ SMTP server, the request fields posted to Twilio), and prove it was not edited s
 Layout: one append-only pack file per month (`<log>.messages/2026-11.pack`), each entry a header
 line and the zlib-compressed payload:
 
-    {"id":"<attempt id>","sha256":"<hex of the raw bytes>","size":N,"zsize":M}\\n<M bytes>\\n
+    {"id":"<attempt id>","sha256":"<hex of the raw bytes>","size":N,"zsize":M,"zsha256":"<hex of the M bytes>"}\\n<M bytes>\\n
 
 Why a pack and not one file per attempt: a month of the default ladder for 5,000 accounts is tens
 of thousands of messages of a few kilobytes each; as separate files each takes a whole disk block
@@ -48,15 +48,20 @@ class Stored:
     offset: int  # of the compressed bytes, after the header line
     zsize: int
     size: int
-    sha256: str
+    sha256: str  # of the payload: what an audit shows and anyone can recompute from the .eml
+    zsha256: str | None = None  # of the compressed bytes as stored; None in entries written before it
 
     def to_json(self) -> dict:
-        return {"pack": self.pack, "offset": self.offset, "zsize": self.zsize, "size": self.size,
+        data = {"pack": self.pack, "offset": self.offset, "zsize": self.zsize, "size": self.size,
                 "sha256": self.sha256}
+        if self.zsha256 is not None:
+            data["zsha256"] = self.zsha256
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Stored":
-        return cls(data["pack"], int(data["offset"]), int(data["zsize"]), int(data["size"]), data["sha256"])
+        return cls(data["pack"], int(data["offset"]), int(data["zsize"]), int(data["size"]), data["sha256"],
+                   data.get("zsha256"))
 
 
 def folder_for(log_path: Path) -> Path:
@@ -67,7 +72,7 @@ def folder_for(log_path: Path) -> Path:
 class MessageStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self._readers: dict[str, object] = {}  # pack name -> open file: verify reads thousands
+        self._readers: dict[str, int] = {}  # pack name -> open descriptor: verify reads thousands
 
     def put_many(self, month: str, items: list[tuple[str, bytes]]) -> list[Stored]:
         """Append (attempt id, payload) pairs to the pack of `month` ("YYYY-MM") with one write and
@@ -88,11 +93,12 @@ class MessageStore:
             for attempt_id, payload in items:
                 packed = zlib.compress(payload, LEVEL)
                 digest = hashlib.sha256(payload).hexdigest()
+                zdigest = hashlib.sha256(packed).hexdigest()
                 header = orjson.dumps({"id": attempt_id, "sha256": digest, "size": len(payload),
-                                       "zsize": len(packed)}) + b"\n"
+                                       "zsize": len(packed), "zsha256": zdigest}) + b"\n"
                 start = offset + len(blob) + len(header)
                 blob += header + packed + b"\n"
-                stored.append(Stored(name, start, len(packed), len(payload), digest))
+                stored.append(Stored(name, start, len(packed), len(payload), digest, zdigest))
             os.write(fd, blob)
             os.fsync(fd)
         finally:
@@ -110,21 +116,44 @@ class MessageStore:
         return payload
 
     def read(self, where: Stored) -> bytes:
-        """The payload `where` points at, not checked (`verify` compares the hash itself)."""
-        path = self.folder / where.pack
+        """The payload `where` points at, not checked (`get` and `matches` check it)."""
+        return self._inflate(self._packed(where), where)
+
+    def matches(self, where: Stored) -> bool:
+        """Whether the bytes at `where` are still the ones written (MessageStoreError when they
+        cannot be read). With `zsha256` (every entry written since it exists) the compressed
+        bytes are hashed as stored: any changed byte still changes the hash, and a check no longer
+        inflates every message and hashes three times the bytes. An older entry, without it, is
+        inflated and its payload checked against `sha256`, as before."""
+        packed = self._packed(where)
+        if where.zsha256 is not None:
+            return len(packed) == where.zsize and hashlib.sha256(packed).hexdigest() == where.zsha256
+        data = self._inflate(packed, where)
+        return len(data) == where.size and hashlib.sha256(data).hexdigest() == where.sha256
+
+    def _packed(self, where: Stored) -> bytes:
+        """The compressed bytes of one entry: one pread on a pack kept open (verify reads
+        hundreds of thousands)."""
         try:
-            f = self._readers.get(where.pack)
-            if f is None:
-                f = self._readers[where.pack] = open(path, "rb")
-            f.seek(where.offset)
-            packed = f.read(where.zsize)
-        except OSError as exc:
-            raise MessageStoreError(f"{path}: cannot read the stored message: {exc.strerror or exc}") from None
+            fd = self._readers.get(where.pack)
+            if fd is None:
+                fd = self._readers[where.pack] = os.open(self.folder / where.pack, os.O_RDONLY)
+            return os.pread(fd, where.zsize, where.offset)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise MessageStoreError(f"{self.folder / where.pack}: cannot read the stored message: {reason}") from None
+
+    def _inflate(self, packed: bytes, where: Stored) -> bytes:
         try:
             return zlib.decompress(packed)
         except zlib.error:
-            raise MessageStoreError(f"{path} at {where.offset}: the stored message is damaged "
+            raise MessageStoreError(f"{self.folder / where.pack} at {where.offset}: the stored message is damaged "
                                     "(not the compressed bytes written)") from None
+
+    def close(self) -> None:
+        for fd in self._readers.values():
+            os.close(fd)
+        self._readers.clear()
 
     def entries(self, pack: str) -> Iterator[tuple[str, Stored]]:
         """(attempt id, pointer) of every entry of one pack, read from its header lines alone."""
@@ -140,7 +169,7 @@ class MessageStore:
                     return
                 offset = f.tell()
                 f.seek(head["zsize"] + 1, os.SEEK_CUR)
-                yield head["id"], Stored(pack, offset, head["zsize"], head["size"], head["sha256"])
+                yield head["id"], Stored(pack, offset, head["zsize"], head["size"], head["sha256"], head.get("zsha256"))
 
     def disk_usage(self) -> int:
         """Bytes the packs take, for README's "disk per month" figure."""

@@ -125,3 +125,72 @@ def test_a_changed_stored_message_is_named(sent, tmp_path):
     assert fixed == sending  # the log itself is untouched
     check_fails(copy, f"record 3 (line 3, sending {sending['id']})", "stored message")
     assert copy("verify-log", "--chain-only").returncode == 0  # the records themselves are intact
+
+
+# --- the fast pass: parallel ranges, and logs written before `zsha256` ---------------------------
+
+from notifier.attempts import line_hash  # noqa: E402
+from notifier.messagestore import MessageStore  # noqa: E402
+from notifier.verify import _precise, verify  # noqa: E402
+
+
+def state_head(cli: Cli) -> dict:
+    return json.loads((cli.workdir / "state.json").read_text(encoding="utf-8"))["meta"]["log_head"]
+
+
+def verdicts(cli: Cli, head) -> list[dict]:
+    """The verdict of the log in `cli`'s folder by the fast pass in 1, 2 and 3 processes, and by
+    the precise pass alone: all four must agree."""
+    log, store = cli.workdir / "attempts.jsonl", MessageStore(cli.workdir / "attempts.jsonl.messages")
+    out = [verify(log, store, head, workers=n).to_json() for n in (1, 2, 3)]
+    return out + [_precise(log, store, head, True).to_json()]
+
+
+def test_the_fast_pass_in_parallel_ranges_agrees_with_the_precise_one(sent, tmp_path):
+    head = state_head(sent)
+    good = verdicts(sent, head)
+    assert good[0]["ok"] and good[0]["records"] == 8 and good[0]["messages"] == 4
+    assert all(v == good[0] for v in good)
+    cases = {
+        "edit": lambda lines: lines[:2] + [lines[2].replace(b"maria@", b"mario@")] + lines[3:],
+        "delete": lambda lines: lines[:3] + lines[4:],
+        "swap": lambda lines: lines[:4] + [lines[5], lines[4]] + lines[6:],
+        "truncate": lambda lines: lines[:6],
+        "edit_last": lambda lines: lines[:-1] + [lines[-1].replace(b'"sent"', b'"failed"')],
+        "torn": lambda lines: lines + [b'{"seq":9,"id":"'],
+    }
+    for name, change in cases.items():
+        found = verdicts(tampered(sent, tmp_path, name, change), head)
+        assert all(v == found[-1] for v in found), name
+        assert found[-1]["ok"] == (name == "torn"), name
+
+
+def test_a_log_written_before_zsha256_still_verifies_and_its_messages_are_checked(sent, tmp_path):
+    """Message pointers without `zsha256` (every log written before it) are inflated and their
+    payload hashed: still verified, and a changed message still found."""
+    def old_format(lines):
+        out, prev = [], "0" * 64
+        for line in lines:
+            record = orjson.loads(line)
+            record.get("message", {}).pop("zsha256", None)
+            record["prev"] = prev
+            raw = orjson.dumps(record)
+            prev = line_hash(raw)
+            out.append(raw + b"\n")
+        return out
+    old = tampered(sent, tmp_path, "old", old_format)
+    assert b"zsha256" not in (old.workdir / "attempts.jsonl").read_bytes()
+    good = verdicts(old, None)
+    assert good[0]["ok"] and good[0]["messages"] == 4 and all(v == good[0] for v in good)
+
+    [pack] = (old.workdir / "attempts.jsonl.messages").glob("*.pack")
+    sending = json.loads((old.workdir / "attempts.jsonl").read_bytes().splitlines()[4])
+    where = sending["message"]
+    data = bytearray(pack.read_bytes())
+    import zlib
+    other = zlib.compress(b"Subject: nothing to see\r\n\r\nhello\r\n", 9)
+    data[where["offset"]:where["offset"] + where["zsize"]] = other.ljust(where["zsize"], b"\0")
+    pack.write_bytes(bytes(data))
+    found = verdicts(old, None)
+    assert all(v == found[-1] for v in found)
+    assert not found[0]["ok"] and f"record 5 (line 5, sending {sending['id']})" in found[0]["problems"][0]

@@ -68,18 +68,17 @@ def serve_webhooks(obj: Context, listen):
 def read_bounces(obj: Context, maildir):
     """Read new delivery status notifications (bounces) and append a `bounced` record to each
     e-mail attempt they name; a hard bounce is a staff task to fix the billing e-mail."""
-    from ..bounces import BounceError, from_imap, from_maildir, parse_dsn, record
+    from ..bounces import BounceError, ImapSource, MaildirSource, read_bounces as read
     folder = maildir or obj.config.channels.get("email", {}).get("bounce_maildir")
     imap_url = obj.config.env.get("BOUNCE_IMAP_URL")
     if not folder and not imap_url:
         raise click.ClickException("no bounce source: pass --maildir, set bounce_maildir in [channels.email], "
                                    "or set BOUNCE_IMAP_URL")
-    messages = from_maildir(Path(folder)) if folder else from_imap(imap_url)
     try:
-        bounces = [b for data in messages for b in parse_dsn(data)]
+        outcome = read(MaildirSource(Path(folder)) if folder else ImapSource(imap_url), obj.log(), obj.now())
     except BounceError as exc:
         raise click.ClickException(str(exc)) from None
-    records, unmatched = record(obj.log(), bounces, obj.now())
+    records, unmatched, bounces = outcome.records, outcome.unmatched, outcome.bounces
     for r in records:
         kind = "hard: staff task to fix the billing e-mail" if r["hard"] else "soft"
         click.echo(f"{r['ref']} {r['account']} {r['recipient']}: bounced {r['status']} ({kind}) {r['detail']}".rstrip())
