@@ -1,0 +1,115 @@
+"""Two years in one test: `run-once --date D` for every day of two years over a few hundred
+generated accounts, with the real command line in subprocesses, the local SMTP server and the
+Twilio-compatible server, and the invariants of issue 10 checked after every day
+(tests/simulation/oracle.py).
+
+The world (tests/simulation/model.py) is drawn from one seed: accounts with the default and legacy
+due days 1–31, one or two e-mails, with and without WhatsApp and social handles, opt-outs and
+numbers on the do-not-contact list; invoices issued on day 5 of each month; customers paying on
+time, on the effective due date after a weekend or holiday, late or never; payments learned the
+morning after through a re-import of the billing file or `notifier pay`; staff holds, releases,
+escalations and contacts on random days.
+
+    SIM_SEED=7 SIM_ACCOUNTS=300 SIM_DAYS=730 python -m pytest -q tests/test_simulation.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import date
+from email import policy
+from email.parser import BytesHeaderParser
+
+from tests.conftest import clean_cli
+from tests.fake_twilio import FakeTwilio
+from tests.simulation.model import DAY, World
+from tests.simulation.oracle import Oracle
+from tests.smtp_server import RecordingHandler, SmtpServer
+
+SEED = int(os.environ.get("SIM_SEED", "20261201"))
+ACCOUNTS = int(os.environ.get("SIM_ACCOUNTS", "200"))
+DAYS = int(os.environ.get("SIM_DAYS", "730"))
+START = date.fromisoformat(os.environ.get("SIM_START", "2024-12-01"))  # two years ending before today
+VERIFY_EVERY = int(os.environ.get("SIM_VERIFY_EVERY", "7"))  # days between two full verify-log runs
+
+CONFIG = """
+do_not_contact = "nao-me-ligue.csv"
+
+[cycle]
+workers = 4
+backoff = 0.2
+
+[channels.whatsapp]
+freeform = true
+rate = 0
+
+[channels.sms]
+rate = 0
+"""
+HEADERS = BytesHeaderParser(policy=policy.default)
+
+
+class Counting(RecordingHandler):
+    """Keeps only (recipients, attempt id) of each message: two years of e-mails would not fit."""
+
+    def __init__(self):
+        super().__init__()
+        self.got: list[tuple[tuple[str, ...], str | None]] = []
+        self._count_lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        headers = HEADERS.parsebytes(envelope.original_content)
+        with self._count_lock:
+            self.got.append((tuple(envelope.rcpt_tos), headers.get("X-Notifier-Attempt-Id")))
+            return f"250 2.0.0 Ok: queued as SIM{len(self.got)}"
+
+
+def test_two_years_every_day_keeps_every_promise(tmp_path):
+    world = World.generate(SEED, ACCOUNTS, START, DAYS)
+    cli = clean_cli(tmp_path)
+    (tmp_path / "notifier.toml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "nao-me-ligue.csv").write_text(
+        "telefone\n" + "".join(n.removeprefix("+55") + "\n" for n in sorted(world.do_not_contact)), encoding="utf-8")
+    handler = Counting()
+    oracle = Oracle(world, tmp_path / "attempts.jsonl", SEED)
+    holds_on = {h.since: [] for h in world.holds}
+    releases_on = {h.released: [] for h in world.holds if h.released}
+    for h in world.holds:
+        holds_on[h.since].append(h)
+        if h.released:
+            releases_on[h.released].append(h)
+    with SmtpServer(handler) as smtp, FakeTwilio() as twilio:
+        cli.env.update(NOTIFIER_CONFIG="notifier.toml", EMAIL_URL=smtp.url(), **twilio.env())
+        day = world.start
+        while day <= world.end:
+            iso = day.isoformat()
+            changed, to_pay = world.news(day)
+            if changed or day == world.start:
+                (tmp_path / "billing.json").write_text(json.dumps(world.billing(day)), encoding="utf-8")
+                cli("import", "billing.json", "--date", iso)
+            for inv in to_pay:  # learned from the bank by hand: the billing file never hears of it
+                cli("pay", inv.id, "--date", inv.paid.isoformat(), "--by", "financeiro")
+            for h in releases_on.get(day, []):
+                cli("release", h.account, "--by", "ana", "--date", iso)
+            for h in holds_on.get(day, []):
+                cli("hold", h.account, "--by", "ana", "--reason", h.reason, "--until", h.until.isoformat(), "--date", iso)
+            for acc in world.contacts.get(day, []):
+                cli("contact", acc, "--by", "bia", "--channel", "phone", "--outcome", "promised_payment", "--date", iso)
+            for acc in world.escalations.get(day, []):
+                cli("escalate", acc, "--by", "bia", "--date", iso)
+            cli("run-once", "--date", iso)
+            problems = oracle.check_day(day, handler.got, set(twilio.messages))
+            assert not problems, "\n".join(problems[:20])
+            if (day - world.start).days % VERIFY_EVERY == VERIFY_EVERY - 1 or day == world.end:
+                assert "ok" in cli("verify-log").stdout
+            day += DAY
+    problems = oracle.check_end()
+    assert not problems, "\n".join(problems[:30])
+    if DAYS < 120:
+        return
+    # the simulation did exercise what it checks
+    kinds = {r["stage"] for r in oracle.sendings.values()}
+    assert {"reminder", "due_today", "overdue", "suspension_warning", "suspended", "deletion_warning",
+            "deletion_due"} <= kinds
+    assert any(r.get("tutorial") for r in oracle.sendings.values() if r["channel"] == "whatsapp")
