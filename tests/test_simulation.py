@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+from collections import defaultdict
 from datetime import date
 from email import policy
 from email.parser import BytesHeaderParser
@@ -65,9 +67,29 @@ class Counting(RecordingHandler):
             return f"250 2.0.0 Ok: queued as SIM{len(self.got)}"
 
 
+class Timed:
+    """The command line, with the number and wall time of each command's processes (printed at
+    the end: where the test's minutes go)."""
+
+    def __init__(self, cli):
+        self.cli, self.spent = cli, defaultdict(lambda: [0, 0.0])
+
+    def __call__(self, *args: str):
+        began = time.monotonic()
+        try:
+            return self.cli(*args)
+        finally:
+            self.spent[args[0]][0] += 1
+            self.spent[args[0]][1] += time.monotonic() - began
+
+    def report(self) -> str:
+        return ", ".join(f"{name} {n}× {t / n:.2f} s" for name, (n, t) in sorted(self.spent.items()))
+
+
 def test_two_years_every_day_keeps_every_promise(tmp_path):
     world = World.generate(SEED, ACCOUNTS, START, DAYS)
-    cli = clean_cli(tmp_path)
+    plain = clean_cli(tmp_path)
+    cli = Timed(plain)
     (tmp_path / "notifier.toml").write_text(CONFIG, encoding="utf-8")
     (tmp_path / "nao-me-ligue.csv").write_text(
         "telefone\n" + "".join(n.removeprefix("+55") + "\n" for n in sorted(world.do_not_contact)), encoding="utf-8")
@@ -80,7 +102,7 @@ def test_two_years_every_day_keeps_every_promise(tmp_path):
         if h.released:
             releases_on[h.released].append(h)
     with SmtpServer(handler) as smtp, FakeTwilio() as twilio:
-        cli.env.update(NOTIFIER_CONFIG="notifier.toml", EMAIL_URL=smtp.url(), **twilio.env())
+        plain.env.update(NOTIFIER_CONFIG="notifier.toml", EMAIL_URL=smtp.url(), **twilio.env())
         day = world.start
         while day <= world.end:
             iso = day.isoformat()
@@ -104,6 +126,7 @@ def test_two_years_every_day_keeps_every_promise(tmp_path):
             if (day - world.start).days % VERIFY_EVERY == VERIFY_EVERY - 1 or day == world.end:
                 assert "ok" in cli("verify-log").stdout
             day += DAY
+    print(f"\n{DAYS} days, {ACCOUNTS} accounts, seed {SEED}: {cli.report()}")
     problems = oracle.check_end()
     assert not problems, "\n".join(problems[:30])
     if DAYS < 120:
@@ -113,3 +136,21 @@ def test_two_years_every_day_keeps_every_promise(tmp_path):
     assert {"reminder", "due_today", "overdue", "suspension_warning", "suspended", "deletion_warning",
             "deletion_due"} <= kinds
     assert any(r.get("tutorial") for r in oracle.sendings.values() if r["channel"] == "whatsapp")
+
+
+def test_an_escalation_is_logged_as_sent_and_a_social_task_is_no_failure(cli):
+    """Found by the simulation: escalate's e-mails went without their attempt id (no
+    X-Notifier-Attempt-Id, no stored bytes: the log could not prove what was sent), and a social
+    DM handed to staff made `escalate` exit 1."""
+    from tests.cycle_helpers import account, records, setup
+    setup(cli, [account("acme", social={"instagram": "@acme"})])
+    handler = Counting()
+    with SmtpServer(handler) as smtp:
+        cli.env["EMAIL_URL"] = smtp.url()
+        out = cli("escalate", "acme", "--by", "bia", "--date", "2026-11-24")  # exit 0
+    assert "social → instagram:@acme: task" in out.stdout
+    sendings = {r["id"]: r for r in records(cli.workdir) if r["event"] == "sending"}
+    [(rcpts, attempt)] = handler.got
+    assert sendings[attempt]["channel"] == "email" and rcpts == ("financeiro@acme.com.br",)
+    assert all(r.get("message") for r in sendings.values())  # the exact bytes are in the message store
+    assert "chain and messages: ok" in cli("verify-log").stdout
