@@ -162,7 +162,7 @@ class World:
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
-    def generate(cls, seed: int, n_accounts: int, start: date, days: int) -> "World":
+    def generate(cls, seed: int | str, n_accounts: int, start: date, days: int) -> "World":
         rng = random.Random(seed)
         accounts = {}
         for i in range(n_accounts):
