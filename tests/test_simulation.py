@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import threading
 import time
 from collections import defaultdict
@@ -141,11 +142,14 @@ def simulate(folder, seed: str) -> tuple[Oracle, Timed]:
 
 def test_two_years_every_day_keeps_every_promise(tmp_path):
     # Independent worlds side by side (one per core): the subprocesses are the time, not the test.
+    began, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with ThreadPoolExecutor(SHARDS) as pool:
         runs = [pool.submit(simulate, tmp_path / f"world{k}", f"{SEED}/{k}") for k in range(SHARDS)]
         results = [r.result() for r in runs]
     for k, (_, cli) in enumerate(results):
         print(f"\nworld {SEED}/{k}: {DAYS} days, {ACCOUNTS // SHARDS} accounts: {cli.report()}")
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"{time.monotonic() - began:.0f} s, the commands' CPU {used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime:.0f} s")
     if DAYS < 120:
         return
     # the simulation did exercise what it checks
