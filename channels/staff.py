@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from apprise.utils.parse import parse_urls
-
 from . import FAILED, SENT, Channel, Message, Result, decode_payload, encode_payload, register
 from . import outbox
 from ._apprise import NO_PROVIDER_ID, PROVIDER, parse, public_url, send_apprise
@@ -18,7 +16,11 @@ from ._apprise import NO_PROVIDER_ID, PROVIDER, parse, public_url, send_apprise
 
 def staff_urls(config) -> list[str]:
     # apprise's own splitter: a comma inside a URL's query (mailto://...?to=a@x,b@y) stays put.
-    return parse_urls(config.env.get("STAFF_URLS", ""))
+    urls = config.env.get("STAFF_URLS", "")
+    if not urls.strip():
+        return []  # the outbox: no need to import apprise (0.1–0.15 s at each start)
+    from apprise.utils.parse import parse_urls
+    return parse_urls(urls)
 
 
 @register

@@ -11,9 +11,36 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-# B3's calendar by class: `holidays.financial_holidays("BVMF")` would first import every country's
-# module (0.15 s at each start of the CLI).
-from holidays.financial.brasil_bolsa_balcao import BrasilBolsaBalcao
+
+def _holidays_class(module_name: str, class_name: str):
+    """A class of the `holidays` package, loaded from its own module file.
+
+    Importing `holidays.financial.brasil_bolsa_balcao` or `holidays.countries.brazil` the usual
+    way first runs its package's `__init__`, which imports every exchange or every country (and
+    `holidays.financial` every country too, through Colombia): 0.15–0.25 s at each start of the CLI.
+    The two modules need only the `holidays` core, so each is executed alone, under its own name,
+    once, when a year is first asked for.
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import holidays
+
+    module = sys.modules.get(module_name)
+    if module is None:
+        path = Path(holidays.__file__).parent.joinpath(*module_name.split(".")[1:]).with_suffix(".py")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[module_name] = module
+    return getattr(module, class_name)
+
+
+def brazil_national_holidays(years):
+    """Brazil's national holidays (`holidays.country_holidays("BR")`), for contact hours."""
+    return _holidays_class("holidays.countries.brazil", "Brazil")(years=years)
+
 
 ONE_DAY = timedelta(days=1)
 
@@ -48,7 +75,7 @@ def due_date_for(issued: date, due_day: int) -> date:
 @lru_cache(maxsize=256)
 def _bank_holidays(year: int) -> frozenset[date]:
     # B3 closes on 24 December but banks serve the public that day: the rules leave it out.
-    table = BrasilBolsaBalcao(years=year)
+    table = _holidays_class("holidays.financial.brasil_bolsa_balcao", "BrasilBolsaBalcao")(years=year)
     return frozenset(d for d, name in table.items() if not (d.month == 12 and d.day == 24))
 
 

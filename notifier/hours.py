@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
-# By class: `holidays.country_holidays("BR")` imports every country's module first.
-from holidays.countries.brazil import Brazil
+# Not `holidays.country_holidays("BR")`, which imports every country's module first.
+from .calendar import brazil_national_holidays as Brazil
 
 from .config import ContactHours
 

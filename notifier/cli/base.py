@@ -15,7 +15,6 @@ import sys
 import traceback
 from dataclasses import dataclass
 from datetime import date, datetime
-from importlib import metadata
 from pathlib import Path
 
 import click
@@ -23,7 +22,6 @@ import orjson
 from click.core import ParameterSource
 
 from ..config import STAGES, Config, ConfigError, load_config, read_env_file
-from ..delivery import DeliveryError
 
 
 DISTRIBUTION = "dunning-notifier"  # the name in pyproject.toml, where --version comes from
@@ -82,6 +80,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     command pays only for the modules it uses."""
     from channels import ChannelError
     from ..attempts import LogError
+    from ..delivery import DeliveryError
     from ..importer import InvalidImport
     from ..render import TemplateError
     from ..store import StoreError
@@ -207,6 +206,7 @@ def _print_version(ctx, _param, value) -> None:
     pyproject.toml. A checkout run without installing has no metadata, and says so."""
     if not value or ctx.resilient_parsing:
         return
+    from importlib import metadata  # 40–80 ms: only for --version
     try:
         version = metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:

@@ -6,12 +6,7 @@ import sys
 
 import click
 
-from channels import BLOCKED, FAILED
-
 from ..config import CHANNELS, Config
-from ..delivery import config_alerts, deliver, failure_alerts, notices_for_account, render_or_block
-from ..documents import normalize_document
-from ..optout import record_stop_replies
 from .base import cli, Context, message_options
 
 
@@ -54,6 +49,7 @@ def check(obj: Context, connect):
 
 def company_problems(config: Config) -> list[str]:
     """Every message names the company by its CNPJ (CDC art. 42-A): a wrong one is a problem."""
+    from ..documents import normalize_document
     try:
         normalize_document(config.company.cnpj)
     except ValueError as exc:
@@ -77,6 +73,9 @@ def send(obj: Context, account, channel, stage, to, day):
     For operators testing a setup: it does not mark the plan's notice as handled. With --to, one
     message goes to that recipient instead; a failure there raises no alert about the customer's
     record. A problem of our configuration blocks only the messages that need the broken part."""
+    from channels import BLOCKED, FAILED
+    from ..delivery import config_alerts, deliver, failure_alerts, notices_for_account, render_or_block
+    from ..optout import record_stop_replies
     from ..render import Renderer
     today = obj.today(day)
     snap = obj.store().snapshot()
@@ -99,6 +98,7 @@ def send(obj: Context, account, channel, stage, to, day):
 
 def _outcome(channel: str, recipient: str, r) -> str:
     """One line per message: its status (sent, task, failed, blocked), who answered and why."""
+    from channels import BLOCKED, FAILED
     line = f"{channel} → {recipient or '-'}: {r.status} via {r.provider}"
     if r.provider_id:
         line += f" ({r.provider_id})"

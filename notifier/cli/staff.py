@@ -34,6 +34,7 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
     from ..staff import escalate as run
     outcomes, waiting = run(obj.store(), obj.config, obj.log(), Renderer(obj.config), clock_for(obj, day, None), account, by,
                             channels_ or ("whatsapp", "social", "email"), note, override)
+    from channels import BLOCKED, FAILED
     for o in outcomes:
         r = o.result
         click.echo(f"{o.job.notice.channel} → {o.job.notice.recipient}: {r.status}"
@@ -42,7 +43,8 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
         when = f"from {at:%d/%m/%Y %H:%M}" if at else "not within two weeks"
         click.echo(f"{notice.channel} → {notice.recipient}: not sent, outside contact hours (allowed {when}; "
                    "--now to send anyway)", err=True)
-    if any(not o.result.ok for o in outcomes):
+    # A social DM handed to support staff (`task`) is how a plain handle is reached, not a failure.
+    if any(o.result.status in (FAILED, BLOCKED) for o in outcomes):
         sys.exit(1)
 
 

@@ -1,0 +1,39 @@
+"""What a command imports at start: each process of the CLI pays for every module it loads (a
+cron `run-once`, the two-years simulation's thousands of processes). Timings live in bench/; here
+only which modules load, and that the holiday tables loaded the short way are the library's."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+HEAVY = ("holidays.countries", "holidays.financial", "apprise", "segno", "jinja2", "email_validator", "twilio",
+         "notifier.render", "notifier.delivery", "notifier.rules", "importlib.metadata")
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = f"import sys\n{code}\nimport json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_help_loads_none_of_the_heavy_modules():
+    modules = loaded_after("import sys; sys.argv = ['notifier', '--help']\n"
+                           "from notifier.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass")
+    assert [m for m in modules if m.startswith(HEAVY)] == []
+
+
+def test_the_calendars_load_only_brazil_and_b3_and_match_the_library():
+    modules = loaded_after("from notifier.calendar import _bank_holidays\nfrom notifier.hours import _national_holidays\n"
+                           "_bank_holidays(2026); _national_holidays(2026)")
+    assert [m for m in modules if m.startswith(("holidays.countries", "holidays.financial"))] == [
+        "holidays.countries.brazil", "holidays.financial.brasil_bolsa_balcao"]
+    import holidays
+    from notifier.calendar import _bank_holidays
+    from notifier.hours import _national_holidays
+    for year in (2024, 2025, 2026, 2027, 2028):
+        assert _bank_holidays(year) == {d for d in holidays.financial_holidays("BVMF", years=year)
+                                        if (d.month, d.day) != (12, 24)}
+        assert _national_holidays(year) == set(holidays.country_holidays("BR", years=year))
