@@ -148,3 +148,70 @@ def test_a_log_folder_that_fills_up_between_send_and_outcome_loses_no_record_of_
     assert set(overdue) == {f"financeiro@c{i:02}.com.br" for i in range(ACCOUNTS)} and max(overdue.values()) == 1
     assert set(claims) == set(outcome)  # every claim answered (sent, or unknown at the restart)
     verify_log_ok(cli)
+
+
+# --- damaged files ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recorded(cli):
+    """Three accounts imported and the reminders of 17/11 sent (to the outbox) and logged."""
+    setup(cli, [account(f"c{i}") for i in range(3)])
+    cli("run-once", "--date", "2026-11-17")
+    return cli
+
+
+def test_a_truncated_state_stops_every_command_in_one_line_and_is_never_overwritten(recorded):
+    cli = recorded
+    state = cli.workdir / "state.json"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    cut, log = state.read_bytes(), (cli.workdir / "attempts.jsonl").read_bytes()
+    for args in (["run-once", "--date", DAY], ["daemon", "--date", DAY], ["verify-log"],
+                 ["hold", "c0", "--by", "ana", "--reason", "other", "--until", "2026-12-01", "--date", DAY]):
+        proc = cli(*args, check=False)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.startswith("Error: state.json: not a valid state file: not JSON") and "Traceback" not in proc.stderr
+    assert state.read_bytes() == cut and (cli.workdir / "attempts.jsonl").read_bytes() == log
+
+
+def damage_log_middle(path: Path) -> None:
+    data = path.read_bytes()
+    middle = len(data) // 2
+    path.write_bytes(data[:middle] + b"\x00garbage\xff" + data[middle + 10:])
+
+
+def damage_pack(path: Path) -> None:
+    pack = path.with_name(path.name + ".messages") / "2026-11.pack"
+    data = pack.read_bytes()
+    pack.write_bytes(data[:100] + b"X" * 50 + data[150:])
+
+
+@pytest.mark.parametrize("damage, says", [
+    (damage_log_middle, "PROBLEM: record 2 removed: missing before line 3"),
+    (damage_pack, "stored message: attempts.jsonl.messages/2026-11.pack at 143: the stored message is damaged"),
+])
+def test_a_damaged_log_or_message_store_is_named_by_verify_log_and_never_rewritten(recorded, damage, says):
+    cli = recorded
+    log = cli.workdir / "attempts.jsonl"
+    pack = cli.workdir / "attempts.jsonl.messages" / "2026-11.pack"
+    damage(log)
+    damaged = log.read_bytes(), pack.read_bytes()
+    for _ in range(2):  # before the next cycle, and after it: the evidence stays
+        proc = cli("verify-log", check=False)
+        assert proc.returncode == 1 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        cli("run-once", "--date", DAY)  # the cycle goes on, appending only
+        assert log.read_bytes().startswith(damaged[0]) and pack.read_bytes().startswith(damaged[1])
+
+
+def test_a_log_cut_in_the_middle_of_its_last_record_is_caught_and_its_claim_is_not_sent_again(recorded):
+    cli = recorded
+    log = cli.workdir / "attempts.jsonl"
+    log.write_bytes(log.read_bytes()[:-100])  # the last outcome (a `sent`) torn
+    cut = log.read_bytes()
+    proc = cli("verify-log", check=False)
+    assert proc.returncode == 1 and "records 6 to 6 were cut off the end" in proc.stderr, proc.stderr
+    emails = len(list((cli.workdir / "outbox" / "email").glob("*.eml")))
+    cli("run-once", "--date", "2026-11-17")  # the same day again: the torn answer's claim is unknown, not re-sent
+    assert len(list((cli.workdir / "outbox" / "email").glob("*.eml"))) == emails
+    assert log.read_bytes().startswith(cut)
+    assert [t["kind"] for t in cli.json("tasks", "--open")] == ["unknown"]
