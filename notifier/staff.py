@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from . import hours
 from .attempts import AttemptLog
 from .config import Config
-from .delivery import DeliveryError, current_stage, notice_fields
+from .delivery import DeliveryError, close_all, current_stage, notice_fields, prepare
 from .dispatch import Job, Pool
 from .models import Hold, Notice
 from .rules import recipients
@@ -164,11 +164,14 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
                                  "waiting": [n.channel for n, _ in waiting]}, by)
     invoices = [i for i in snap.invoices(account_id) if i.unpaid_on(now.date())]
     account = snap.account(account_id)
-    batch = []
+    batch, built = [], {}
     for n in sendable:
         fields = {**notice_fields(n), "covers": [], "escalation": True, "override_hours": override_hours}
-        batch.append((n, renderer.render(n, account, invoices, now.date()), fields))
-    ids = log.start_many([(clock(), m, f, by, None) for _, m, f in batch])
+        # The exact bytes first, carrying the claim's id: stored with the claim, as the cycle does.
+        message, _ = prepare(built, config, renderer.render(n, account, invoices, now.date()))
+        batch.append((n, message, fields))
+    close_all(built)
+    ids = log.start_many([(clock(), m, f, by, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
     pool = Pool(config, log, clock, threading.Event(), workers=max(1, len(batch)), actor=by)
     try:
         for (n, m, f), attempt in zip(batch, ids):
