@@ -26,7 +26,7 @@ from tests.fault_helpers import check_log_against_servers, start, verify_log_ok,
 from tests.smtp_server import RecordingHandler, SmtpServer
 
 DAY = "2026-11-24"  # the overdue date of invoices due 20/11: e-mail to all, WhatsApp to first-timers
-ACCOUNTS = 60
+ACCOUNTS = 40
 TRIALS = 20
 EMAILS = {f"financeiro@c{i:03}.com.br" for i in range(ACCOUNTS)}
 PHONES = {f"+55119{i:08}" for i in range(0, ACCOUNTS, 4)}  # every fourth account has WhatsApp
