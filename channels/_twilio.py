@@ -132,14 +132,14 @@ class TwilioChannel(Channel):
             return _rest_failure(exc)
         if isinstance(exc, requests.ReadTimeout):
             # Twilio got the request and may have accepted it: a retry could send the notice twice.
-            return Result(FAILED, PROVIDER, detail=f"no answer from Twilio at {self.api_base} within "
+            return Result(FAILED, PROVIDER, code="no_answer", detail=f"no answer from Twilio at {self.api_base} within "
                           f"{self.timeout:g} s: the message may have gone; not retried so that it cannot "
                           "go twice (look it up in Twilio's message log)", permanent=True)
         if isinstance(exc, requests.RequestException):
             # Connection refused, DNS, TLS: nothing was accepted, so trying again is safe.
-            return Result(FAILED, PROVIDER, detail=f"could not reach Twilio at {self.api_base}: "
+            return Result(FAILED, PROVIDER, code="unreachable", detail=f"could not reach Twilio at {self.api_base}: "
                           f"{type(exc).__name__}: {_short(exc)}", permanent=False)
-        return Result(FAILED, PROVIDER, detail=f"the answer from {self.api_base} is not Twilio's "
+        return Result(FAILED, PROVIDER, code="not_twilio", detail=f"the answer from {self.api_base} is not Twilio's "
                       "JSON (is TWILIO_API_BASE right?)", permanent=False)
 
     def delivery_status(self, sid: str) -> Result:

@@ -23,6 +23,7 @@ builds its own.
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import smtplib
@@ -48,6 +49,9 @@ _YES = ("1", "true", "yes", "on")
 _NO = ("0", "false", "no", "off", "")
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 NO_SMTPUTF8 = "smtputf8_unsupported"
+# Failures that carry no SMTP reply code are logged with one of these instead.
+LOST_DURING_DATA = "lost_during_data"
+DISCONNECTED = "disconnected"
 BAD_DOMAIN = "invalid_domain"
 # Postfix answers "queued as 4F2A1", Exim "id=1rXyZ-000abc-De"; other servers get their whole reply.
 _QUEUE_ID = re.compile(r"queued as\s+([^\s;,]+)|\bid=([^\s;,]+)", re.IGNORECASE)
@@ -306,16 +310,19 @@ class EmailChannel(Channel):
                         continue
                 if refused:
                     return _refusal(settings, exc)
-                return Result(FAILED, PROVIDER, detail=f"{settings.server} closed the connection: {exc}",
-                              evidence=evidence)
+                return Result(FAILED, PROVIDER, code=DISCONNECTED, evidence=evidence,
+                              detail=f"{settings.server} closed the connection: {exc}")
             except _LostDuringData as exc:
                 self._drop()
-                return Result(FAILED, PROVIDER, evidence=evidence,
+                # Permanent: a retry could give the customer the same notice twice.
+                return Result(FAILED, PROVIDER, code=LOST_DURING_DATA, permanent=True, evidence=evidence,
                               detail=f"connection to {settings.server} lost during DATA ({exc}): the server "
-                                     f"may have queued the message; look for {message_id} in its log")
+                                     f"may have queued the message; not retried so that it cannot go twice "
+                                     f"(look for {message_id} in its log)")
             except OSError as exc:
                 self._drop()
-                return Result(FAILED, PROVIDER, detail=f"{settings.server}: {exc}", evidence=evidence)
+                return Result(FAILED, PROVIDER, code=_errno_name(exc), detail=f"{settings.server}: {exc}",
+                              evidence=evidence)
         text = f"{code} {reply.decode('utf-8', 'replace')}"
         found = _QUEUE_ID.search(text)
         queue_id = next(g for g in found.groups() if g).rstrip(".") if found else None
@@ -343,7 +350,7 @@ class EmailChannel(Channel):
         except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing handed over
             _reset(smtp)
             raise _Refused("DATA", exc.smtp_code, exc.smtp_error) from None
-        except smtplib.SMTPServerDisconnected as exc:
+        except OSError as exc:  # hung up or timed out (SMTPServerDisconnected) once the data went
             raise _LostDuringData(str(exc) or "no reply") from None
         _expect("end of DATA", (code, reply))
         return code, reply
@@ -484,8 +491,16 @@ def _setup_failure(settings: SmtpSettings, exc: Exception) -> Result:
         detail = f"{settings.server} refused the connection: {code} {text}"
     else:
         detail = f"cannot connect to {settings.server}: {exc}"
-    return Result(FAILED, PROVIDER, code=str(code) if code is not None else None, detail=detail,
+    return Result(FAILED, PROVIDER, code=str(code) if code is not None else _errno_name(exc), detail=detail,
                   evidence={"server": settings.server})
+
+
+def _errno_name(exc: Exception) -> str:
+    """A code for a failure without an SMTP reply: the errno's name (ECONNREFUSED), else its kind."""
+    number = getattr(exc, "errno", None)
+    if number in errno.errorcode:
+        return errno.errorcode[number]
+    return "timeout" if isinstance(exc, TimeoutError) else DISCONNECTED
 
 
 def _wire(email: EmailMessage) -> bytes:

@@ -295,7 +295,8 @@ class AttemptLog:
                     waiting[raw[at:raw.find(b'"', at)].decode("ascii", "replace")] = raw
                 else:
                     ref = ref_of(raw)
-                    if ref in waiting:
+                    # A torn outcome line (the disk filled up mid-write) answers nothing.
+                    if ref in waiting and (parse_line(raw) or {}).get("ref") == ref:
                         waiting.pop(ref)
             parsed = {k: parse_line(raw) for k, raw in waiting.items() if k not in self._open_attempts}
             # A torn sending line never finished its write-ahead, so it was never sent: not unknown.
@@ -364,7 +365,7 @@ class AttemptLog:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._fd = _open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             if created:
                 _fsync_dir(self.path.parent)
         return self._fd
@@ -374,7 +375,7 @@ class AttemptLog:
         wants it exclusive, without waiting) knows whether another writer may be mid-send."""
         if self._run_fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._run_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+            self._run_fd = _open(self._lock_path, os.O_RDWR | os.O_CREAT)
         if not exclusive:
             fcntl.flock(self._run_fd, fcntl.LOCK_SH)
             return True
@@ -384,6 +385,14 @@ class AttemptLog:
             fcntl.flock(self._run_fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
             return False
         return True
+
+
+def _open(path: Path, flags: int) -> int:
+    """os.open for writing, its failure (a read-only or full folder) a LogError naming the file."""
+    try:
+        return os.open(path, flags, 0o640)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot open for writing: {exc.strerror or exc}") from None
 
 
 def new_id() -> str:

@@ -30,7 +30,7 @@ import schedule
 from .attempts import AttemptLog
 from .config import Config
 from .cycle import Cycle, reconcile, record_cycle
-from .store import Store
+from .store import Store, StoreError
 
 logger = logging.getLogger("notifier.daemon")
 
@@ -50,7 +50,10 @@ class PidLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only or full state folder: say so, not a traceback
+            raise StoreError(f"{self.path}: cannot create the lock file: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

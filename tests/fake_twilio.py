@@ -68,6 +68,9 @@ class FakeTwilio:
         # True: every request gets an HTML page with 200, as from a wrong TWILIO_API_BASE.
         self.html_only = False
         self.delay = 0.0  # seconds to wait before answering, to make a client time out
+        # To -> seconds to wait before answering a message to that address (which is then accepted:
+        # a client that timed out cannot know that it went).
+        self.slow: dict[str, float] = {}
         self._sent_to: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -250,6 +253,8 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             form = dict(parse_qsl(raw, keep_blank_values=True))
             if route and route[0] == "create":
                 fake.posts.append({"form": form, "authorized": authorized, "time": time.monotonic()})
+                if fake.slow.get(form.get("To")):
+                    time.sleep(fake.slow[form["To"]])
             if not authorized:
                 self._answer(*_error(401, 20003, "Authenticate"), extra={"WWW-Authenticate": 'Basic realm="Twilio API"'})
             elif route is None:

@@ -42,9 +42,14 @@ class RecordingHandler:
     """aiosmtpd handler. `rcpt_replies` / `data_replies` map a recipient to the reply that refuses
     it (e.g. "550 5.1.1 <x>: Recipient address rejected"); everyone else is accepted."""
 
-    def __init__(self, queue_prefix: str = "ABC123", rcpt_replies=None, data_replies=None, delay: float = 0.0):
+    def __init__(self, queue_prefix: str = "ABC123", rcpt_replies=None, data_replies=None, delay: float = 0.0,
+                 delays=None, hang_ups=()):
         self.queue_prefix = queue_prefix
         self.delay = delay  # seconds before answering DATA: a slow server
+        self.delays = dict(delays or {})  # recipient -> seconds before answering its DATA
+        # Recipients whose message the server queues and then hangs up on instead of answering DATA
+        # (the connection dropped mid-message: the client cannot know that it went).
+        self.hang_ups = set(hang_ups)
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_replies = dict(data_replies or {})
         self.received: list[Received] = []
@@ -58,11 +63,19 @@ class RecordingHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        delay = max([self.delay] + [self.delays.get(r, 0.0) for r in envelope.rcpt_tos])
+        if delay:
+            await asyncio.sleep(delay)
         refusal = next((self.data_replies[r] for r in envelope.rcpt_tos if r in self.data_replies), None)
         if refusal:
             return refusal
+        if self.hang_ups & set(envelope.rcpt_tos):
+            reply = self._record(server, session, envelope)
+            server.transport.abort()
+            return reply  # never reaches the client
+        return self._record(server, session, envelope)
+
+    def _record(self, server, session, envelope) -> str:
         with self._lock:
             reply = f"250 2.0.0 Ok: queued as {self.queue_prefix}{len(self.received) + 1}"
             self.received.append(Received(
@@ -98,10 +111,11 @@ class _Controller(Controller):
 class SmtpServer:
     """Context manager around `_Controller`. `users` ({login: password}) makes AUTH required;
     `cert` = (certfile, keyfile) with `tls="starttls"` (STARTTLS required before MAIL and AUTH) or
-    `tls="implicit"` (smtps). `smtputf8` offers the SMTPUTF8 extension (mailbox names in UTF-8)."""
+    `tls="implicit"` (smtps). `smtputf8` offers the SMTPUTF8 extension (mailbox names in UTF-8).
+    `port` binds that port (default: a free one the system chooses)."""
 
     def __init__(self, handler: RecordingHandler | None = None, users=None, cert=None, tls=None,
-                 smtputf8: bool = False):
+                 smtputf8: bool = False, port: int = 0):
         self.handler = handler or RecordingHandler()
         self.users = dict(users or {})
         kwargs = {"enable_SMTPUTF8": smtputf8}
@@ -115,7 +129,7 @@ class SmtpServer:
                 kwargs.update(tls_context=context, require_starttls=True)
             else:
                 kwargs.update(ssl_context=context)
-        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=0, **kwargs)
+        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=port, **kwargs)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
         if not isinstance(auth_data, LoginPassword):

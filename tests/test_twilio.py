@@ -175,7 +175,7 @@ def test_unreachable_twilio_is_temporary(tmp_path):
     })
     result = send(cfg, message(channel="sms"))
     assert not result.ok and not result.permanent
-    assert result.code is None
+    assert result.code == "unreachable"
     assert f"could not reach Twilio at http://127.0.0.1:{port}" in result.detail
 
 

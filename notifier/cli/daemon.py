@@ -128,9 +128,9 @@ def daemon(obj: Context, day):
     clock = clock_for(obj, day, None)
     store, log = obj.store(), obj.log()
     renderer = Renderer(obj.config)
-    problems = renderer.check()
-    if problems:
-        raise click.ClickException("the templates have problems (see `notifier check`):\n  " + "\n  ".join(problems))
+    for problem in renderer.check():
+        # One channel's problem is that channel's alone: the cycle blocks only the messages that need it.
+        logging.getLogger("notifier.daemon").warning("template problem (see `notifier check`): %s", problem)
     try:
         with PidLock(obj.config.state):
             d = Daemon(obj.config, store, log, renderer, clock,
