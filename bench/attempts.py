@@ -37,6 +37,9 @@ from notifier.attempts import AttemptLog  # noqa: E402
 from notifier.config import load_config  # noqa: E402
 from notifier.models import Account, Invoice, Notice  # noqa: E402
 from notifier.render import Renderer  # noqa: E402
+from bench._common import emit  # noqa: E402  (the figures, for bench/run_all.py)
+
+AREA = "Attempt log"
 
 OUT = ROOT / "bench" / "out"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
@@ -191,6 +194,7 @@ def main() -> None:
     print(f"payload of one e-mail: {len(messages.get('acc-x', 'overdue', 'email', 'a@b.com.br').payload):,} bytes")
     print("| records | grow to it | append one attempt (start + finish, 3 fsyncs): median | p95 | log | message store |")
     print("| --- | --- | --- | --- | --- | --- |")
+    first = None
     for size in sizes:
         t = time.perf_counter()
         grow(log, messages, size)
@@ -198,6 +202,9 @@ def main() -> None:
         median, p95 = append_cost(log, messages)
         print(f"| {size:,} | {grown:.1f} s | {median:.2f} ms | {p95:.2f} ms | {disk([log.path]) / 1e6:,.0f} MB "
               f"| {disk([log.messages.folder]) / 1e6:,.0f} MB |", flush=True)
+        emit(f"log.append.{size}", median, "ms", first, area=AREA, label=f"append one attempt, {size:,} records",
+             baseline_label=f"at {sizes[0]:,}")
+        first = first or median
     records = log.head().count
     log.close()
     print(f"\non the {records:,}-record log:")
@@ -205,12 +212,16 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     seconds, rss, out = run(folder, "verify-log")
     print(f"| `verify-log` | {seconds:.1f} s | {rss:,.0f} MB | {records / seconds:,.0f} records/s, every stored message checked too |")
+    emit("log.verify.rate", records / seconds, "records/s", area=AREA, label=f"verify-log, {records:,} records")
     seconds, rss, out = run(folder, "verify-log", "--chain-only")
     print(f"| `verify-log --chain-only` | {seconds:.1f} s | {rss:,.0f} MB | {records / seconds:,.0f} records/s |")
+    emit("log.verify_chain.rate", records / seconds, "records/s", area=AREA, label="verify-log --chain-only")
     seconds, rss, out = run(folder, "attempts", "--account", "acc-00123", "--format", "json")
     print(f"| `attempts --account acc-00123` | {seconds:.1f} s | {rss:,.0f} MB | {len(out.splitlines())} attempts |")
+    emit("log.attempts_account", seconds, "s", area=AREA, label=f"attempts --account, {records:,} records")
     seconds, rss, out = run(folder, "audit", "acc-00123", "--html", "audit.html")
     print(f"| `audit acc-00123 --html` | {seconds:.1f} s | {rss:,.0f} MB | includes verify-log of the whole log |")
+    emit("log.audit", seconds, "s", area=AREA, label=f"audit --html, {records:,} records")
 
     print(f"\na month of the default ladder for {args.accounts:,} accounts:")
     print("| scenario | messages | records | log | message store | total |")
