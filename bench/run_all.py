@@ -50,9 +50,9 @@ class Step:
 
 
 STEPS = (
-    Step("plan-5k", "Import and plan", ("bench/plan.py", "5000"), ("bench/plan.py", "300")),
-    Step("plan-20k", "Import and plan", ("bench/plan.py", "20000"), ("bench/plan.py", "1000")),
-    Step("plan-50k", "Import and plan", ("bench/plan.py", "50000"), ("bench/plan.py", "3000")),
+    Step("plan-small", "Import and plan", ("bench/plan.py", "5000"), ("bench/plan.py", "300")),
+    Step("plan-medium", "Import and plan", ("bench/plan.py", "20000"), ("bench/plan.py", "1000")),
+    Step("plan-large", "Import and plan", ("bench/plan.py", "50000"), ("bench/plan.py", "3000")),
     # cycle.py also starts the real daemon on the state the cycle left (nothing due) and measures it idle
     Step("cycle", "Cycle", ("bench/cycle.py", "10000", "--idle", "30"), ("bench/cycle.py", "500", "--idle", "10")),
     Step("apprise", "Cycle", ("bench/apprise_cycle.py", "10000", "--sample", "300"),
