@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench._common import cache_root, fmt, goal_met, ratio  # noqa: E402
 
 NOTES = ROOT / "bench" / "notes.toml"
-AREAS = ("Import and plan", "Cycle", "Attempt log", "Memory (peak RSS)", "Idle daemon", "Disk per month")
+AREAS = ("Start-up", "Import and plan", "Cycle", "Attempt log", "Memory (peak RSS)", "Idle daemon", "Disk per month")
 LIBRARIES = ("apprise", "jinja2", "orjson", "tinydb", "click", "schedule", "twilio", "aiosmtpd", "filelock")
 
 
@@ -46,13 +46,14 @@ class Step:
     name: str
     area: str  # the default area of figures that do not name one
     full: tuple[str, ...]  # the script and its arguments
-    quick: tuple[str, ...]
+    quick: tuple[str, ...] | None  # None: left out of a quick pass
 
 
 STEPS = (
+    Step("startup", "Start-up", ("bench/startup.py", "--repeat", "5"), ("bench/startup.py", "--repeat", "3")),
     Step("plan-small", "Import and plan", ("bench/plan.py", "5000"), ("bench/plan.py", "300")),
-    Step("plan-medium", "Import and plan", ("bench/plan.py", "20000"), ("bench/plan.py", "1000")),
-    Step("plan-large", "Import and plan", ("bench/plan.py", "50000"), ("bench/plan.py", "3000")),
+    Step("plan-medium", "Import and plan", ("bench/plan.py", "20000"), None),
+    Step("plan-large", "Import and plan", ("bench/plan.py", "50000"), ("bench/plan.py", "2000")),
     # cycle.py also starts the real daemon on the state the cycle left (nothing due) and measures it idle
     Step("cycle", "Cycle", ("bench/cycle.py", "10000", "--idle", "30"), ("bench/cycle.py", "500", "--idle", "10")),
     Step("apprise", "Cycle", ("bench/apprise_cycle.py", "10000", "--sample", "300"),
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(render(read_figures(args.render), notes, quick=args.quick), encoding="utf-8")
         print(f"wrote {args.out}")
         return 0
-    steps = list(STEPS)
+    steps = [s for s in STEPS if s.quick or not args.quick]
     if args.only:
         wanted = args.only.split(",")
         unknown = set(wanted) - {s.name for s in steps}
