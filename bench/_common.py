@@ -164,21 +164,39 @@ def cache_dir(kind: str, params: dict, code: tuple[str, ...] = ()) -> Path:
 
 # --- one command in a fresh process ------------------------------------------------------------------
 
+# A child's ru_maxrss (from wait4, or its own getrusage) is not its own peak on Linux: exec keeps
+# the high-water mark of the memory it replaced, so a child forked from a 60 MB bench script
+# reports at least 60 MB whatever it does. VmHWM in /proc/self/status belongs to the process's
+# memory after exec: the child writes it at exit, through a sitecustomize put on its path.
+_HWM_HOOK = """
+import atexit, os
+def _bench_write_hwm(path=os.environ.get("BENCH_HWM_FILE")):
+    if path:
+        with open("/proc/self/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+        with open(path, "w") as out:
+            out.write(str(kb))
+atexit.register(_bench_write_hwm)
+"""
+
+
 def run_measured(args: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float, str]:
-    """Run `args` in a fresh process: (wall seconds, its peak RSS in MB, stdout). Fails loudly.
-    The output goes through temporary files so that the child is reaped by `os.wait4`, the call
-    that returns its resource usage (Popen.wait would reap it and lose that)."""
+    """Run `args` (a Python program) in a fresh process: (wall seconds, its own peak RSS in MB,
+    stdout). Fails loudly. The peak is the child's VmHWM, written by it at exit (see _HWM_HOOK)."""
     import tempfile
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryDirectory(prefix="bench-hwm-") as tmp, tempfile.TemporaryFile() as out, \
+            tempfile.TemporaryFile() as err:
+        Path(tmp, "sitecustomize.py").write_text(_HWM_HOOK)
+        hwm = Path(tmp, "hwm")
         start = time.perf_counter()
-        proc = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                              env={**os.environ, **(env or {}), "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT}",
+                                   "BENCH_HWM_FILE": str(hwm)})
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(map(str, args))} failed ({proc.returncode}): "
                              f"{err.read().decode(errors='replace')[-2000:]}")
-        return seconds, usage.ru_maxrss / 1024, out.read().decode(errors="replace")
+        peak = int(hwm.read_text()) / 1024 if hwm.exists() else float("nan")
+        return seconds, peak, out.read().decode(errors="replace")

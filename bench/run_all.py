@@ -253,9 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--render", type=Path, metavar="JSONL", help="only render this file of figures")
     args = parser.parse_args(argv)
-    notes = load_notes()
     if args.render:
-        args.out.write_text(render(read_figures(args.render), notes, quick=args.quick), encoding="utf-8")
+        args.out.write_text(render(read_figures(args.render), load_notes(), quick=args.quick), encoding="utf-8")
         print(f"wrote {args.out}")
         return 0
     steps = [s for s in STEPS if s.quick or not args.quick]
@@ -276,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     done = run_steps(steps, args.quick, figures, out_dir)
     info.update(finished=datetime.now(timezone.utc).strftime("%H:%M"), load_end=_load(),
                 seconds=time.monotonic() - began)
-    args.out.write_text(render(read_figures(figures), notes, info, done, args.quick), encoding="utf-8")
+    # the notes are read now, not at the start: one edited during a long run counts
+    args.out.write_text(render(read_figures(figures), load_notes(), info, done, args.quick), encoding="utf-8")
     print(f"[run_all] wrote {args.out} ({len(read_figures(figures))} figures) in {info['seconds'] / 60:.1f} min; "
           f"figures in {figures.relative_to(ROOT)}")
     return 0 if all(s["returncode"] == 0 for s in done) else 1
