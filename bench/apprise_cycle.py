@@ -11,8 +11,10 @@ in its own process, answering at once):
 2. apprise: for each of the same S messages a fresh `Apprise` with a `mailto://` URL to the local
    server and `notify(title=subject, body=text)` (apprise composes its own MIME), which is how a
    cycle built on apprise would send.
-S defaults to 300: apprise costs a fifth of a second per message here, so 10,000 would take half
-an hour; the throughput per message is what is compared.
+S defaults to 300: apprise costs a fifth of a second per message here (a profile shows most of it
+in `ssl.SSLContext.set_default_verify_paths`: its SMTP controller builds an SSL context, loading
+the system's CA store, for every message, even with mode=insecure), so 10,000 would take half an
+hour; the throughput per message is what is compared.
 """
 from __future__ import annotations
 
@@ -100,7 +102,8 @@ def main() -> None:
           f"({(s / slow) / (s / plain):.3f}x the local limit)")
     emit("apprise.throughput", s / slow, "msg/s", s / plain, area="Cycle",
          label=f"apprise mailto, {s:,} of the cycle's messages", baseline_label="plain smtplib, one connection",
-         note="for scale: issue 8 expects about 0.1x", echo=True)
+         note="for scale (issue 8 expected about 0.1x); apprise builds an SSL context, loading the CA store, "
+              "for every message even with mode=insecure", echo=True)
 
 
 if __name__ == "__main__":
