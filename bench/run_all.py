@@ -3,7 +3,7 @@
     python bench/run_all.py            # the full pass (<= 20 min on the quiet 2-core machine)
     python bench/run_all.py --quick    # everything small, a couple of minutes: a smoke test
     python bench/run_all.py --only cycle,apprise      # some steps (the others are left out)
-    python bench/run_all.py --render figures.jsonl    # only re-render a file of figures
+    python bench/run_all.py --render bench/out/run_all/figures.jsonl   # re-render (after editing notes)
 
 Each bench script runs as a subprocess with BENCH_JSON naming a JSON-lines file; every figure it
 hands over through `bench._common.emit` is collected, judged against its goal (bench/_common.py's
@@ -253,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--render", type=Path, metavar="JSONL", help="only render this file of figures")
     args = parser.parse_args(argv)
-    if args.render:
-        args.out.write_text(render(read_figures(args.render), load_notes(), quick=args.quick), encoding="utf-8")
+    if args.render:  # the run's machine and steps too, when the run left them beside its figures
+        run = args.render.with_name("run.json")
+        saved = json.loads(run.read_text(encoding="utf-8")) if run.exists() else {}
+        args.out.write_text(render(read_figures(args.render), load_notes(), saved.get("info"), saved.get("steps"),
+                                   args.quick or saved.get("quick", False)), encoding="utf-8")
         print(f"wrote {args.out}")
         return 0
     steps = [s for s in STEPS if s.quick or not args.quick]
@@ -275,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     done = run_steps(steps, args.quick, figures, out_dir)
     info.update(finished=datetime.now(timezone.utc).strftime("%H:%M"), load_end=_load(),
                 seconds=time.monotonic() - began)
+    (out_dir / "run.json").write_text(json.dumps({"info": info, "steps": done, "quick": args.quick}), encoding="utf-8")
     # the notes are read now, not at the start: one edited during a long run counts
     args.out.write_text(render(read_figures(figures), load_notes(), info, done, args.quick), encoding="utf-8")
     print(f"[run_all] wrote {args.out} ({len(read_figures(figures))} figures) in {info['seconds'] / 60:.1f} min; "
