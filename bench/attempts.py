@@ -37,6 +37,9 @@ from notifier.attempts import AttemptLog  # noqa: E402
 from notifier.config import load_config  # noqa: E402
 from notifier.models import Account, Invoice, Notice  # noqa: E402
 from notifier.render import Renderer  # noqa: E402
+from bench._common import emit  # noqa: E402  (the figures, for bench/run_all.py)
+
+AREA = "Attempt log"
 
 OUT = ROOT / "bench" / "out"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
@@ -219,6 +222,7 @@ def main() -> None:
     print(f"payload of one e-mail: {len(messages.get('acc-x', 'overdue', 'email', 'a@b.com.br').payload):,} bytes")
     print("| records | grow to it | append one attempt (start + finish, 3 fsyncs): median | p95 | log | message store |")
     print("| --- | --- | --- | --- | --- | --- |")
+    first = None
     for size in sizes:
         t = time.perf_counter()
         grow(log, messages, size)
@@ -226,6 +230,9 @@ def main() -> None:
         median, p95 = append_cost(log, messages)
         print(f"| {size:,} | {grown:.1f} s | {median:.2f} ms | {p95:.2f} ms | {disk([log.path]) / 1e6:,.0f} MB "
               f"| {disk([log.messages.folder]) / 1e6:,.0f} MB |", flush=True)
+        emit(f"log.append.{size}", median, "ms", first, area=AREA, label=f"append one attempt, {size:,} records",
+             baseline_label=f"at {sizes[0]:,}")
+        first = first or median
     records = log.head().count
     log.close()
     make_state(folder)
@@ -235,13 +242,17 @@ def main() -> None:
     seconds, rss, out = run(folder, "verify-log")
     print(f"| `verify-log` | {seconds:.1f} s | {CPU[-1]:.1f} s | {rss:,.0f} MB | {records / seconds:,.0f} records/s, "
           f"every stored message checked too |")
+    emit("log.verify.rate", records / seconds, "records/s", area=AREA, label=f"verify-log, {records:,} records")
     seconds, rss, out = run(folder, "verify-log", "--chain-only")
     print(f"| `verify-log --chain-only` | {seconds:.1f} s | {CPU[-1]:.1f} s | {rss:,.0f} MB | {records / seconds:,.0f} records/s |")
+    emit("log.verify_chain.rate", records / seconds, "records/s", area=AREA, label="verify-log --chain-only")
     seconds, rss, out = run(folder, "attempts", "--account", "acc-00123", "--format", "json")
     print(f"| `attempts --account acc-00123` | {seconds:.1f} s | {CPU[-1]:.1f} s | {rss:,.0f} MB | {len(out.splitlines())} attempts |")
+    emit("log.attempts_account", seconds, "s", area=AREA, label=f"attempts --account, {records:,} records")
     seconds, rss, out = run(folder, "audit", "acc-00123", "--html", "audit.html")
     print(f"| `audit acc-00123 --html` | {seconds:.1f} s | {CPU[-1]:.1f} s | {rss:,.0f} MB | includes verify-log "
           "--chain-only of the whole log |")
+    emit("log.audit", seconds, "s", area=AREA, label=f"audit --html, {records:,} records")
     log_file, packs = folder / "attempts.jsonl", sorted((folder / "attempts.jsonl.messages").glob("*.pack"))
     print(f"\nreading and hashing the same {sum(p.stat().st_size for p in [log_file, *packs]) / 1e9:.2f} GB "
           f"(log and packs) here: {tool_throughput(log_file, *packs)}")

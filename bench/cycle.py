@@ -180,6 +180,14 @@ def main() -> None:
     print(f"run-once, {args.delay * 1000:.0f} ms/message, {args.workers} workers: {results['delay_s']:.1f} s; ideal "
           f"{ideal:.1f} s ({results['delay_ratio']:.2f}x, goal <= 1.3x)")
     print(f"idle daemon: {results['idle_cpu_percent']:.2f}% of a core, {rss:.0f} MB resident")
+    from bench._common import emit  # the figures, for bench/run_all.py
+    area, n = "Cycle", f"{args.n:,} e-mails"
+    emit("cycle.throughput", args.n / results["no_delay_s"], "msg/s", args.n / results["smtplib_s"], area=area,
+         label=f"run-once, {n}", baseline_label="plain smtplib, one connection")
+    emit("cycle.latency", results["delay_s"], "s", ideal, area=area, label=f"run-once, {n}, {args.delay * 1000:.0f} ms "
+         f"per message", baseline_label=f"ideal: messages x delay / {args.workers} workers")
+    emit("daemon.idle.cpu", results["idle_cpu_percent"], "%", area="Idle daemon", label=f"idle daemon, {args.idle:.0f} s")
+    emit("daemon.idle.rss", rss, "MB", area="Idle daemon", label="idle daemon, resident memory")
     shutil.rmtree(work)
 
 

@@ -175,6 +175,15 @@ def main() -> None:
     print(f"{'step':<26}{'seconds':>9}{'x baseline':>12}{'peak MB':>10}")
     for name, r in rows:
         print(f"{name:<26}{r['seconds']:>9.2f}{r['seconds'] / base['seconds']:>12.2f}{r['max_rss_mb']:>10.0f}")
+    from bench._common import emit  # the figures, for bench/run_all.py
+    keys = {"import": "import.first", "re-import (same file)": "import.again", "plan (one day)": "plan.day",
+            "timeline (every account)": "timeline.all", "pay (one invoice)": "pay.one"}
+    for name, r in rows[1:]:
+        key, label = keys.get(name, name.split()[0]), f"{name}, {n:,} accounts"
+        emit(f"{key}.{n}", r["seconds"], "s", base["seconds"], area="Import and plan", label=label,
+             baseline_label=f"json.load ({billing.stat().st_size / 1e6:.0f} MB)")
+        emit(f"memory.{key}.{n}", r["max_rss_mb"], "MB", base["max_rss_mb"], area="Memory (peak RSS)",
+             label=label, baseline_label="json.load")
 
 
 if __name__ == "__main__":
