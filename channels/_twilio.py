@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any, ClassVar, Mapping
-
-import requests
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
 
 from . import FAILED, SENT, Channel, ChannelError, Result, outbox
 
@@ -29,9 +26,32 @@ UNSUBSCRIBED = "21610"
 NOT_ON_WHATSAPP = "63003"
 OUTSIDE_WINDOW = "63016"
 
-# What can go wrong talking to Twilio. Anything else is a bug of ours and keeps its traceback.
-TWILIO_ERRORS = (TwilioRestException, TwilioServiceException, requests.RequestException,
-                 json.JSONDecodeError)
+
+@lru_cache(maxsize=None)
+def _sdk() -> SimpleNamespace:
+    """The Twilio SDK and `requests`, imported when a message is first sent or looked up: they
+    are a quarter of a second of every process's start, and most runs send nothing by Twilio."""
+    import requests
+    from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    class HttpClient(TwilioHttpClient):
+        """Keeps the last answer's Retry-After header, which the SDK's exceptions do not carry."""
+        retry_after: str | None = None
+
+        def request(self, *args, **kwargs):
+            response = super().request(*args, **kwargs)
+            self.retry_after = (response.headers or {}).get("Retry-After")
+            return response
+
+    return SimpleNamespace(
+        requests=requests, Client=Client, HttpClient=HttpClient,
+        rest_errors=(TwilioRestException, TwilioServiceException),
+        # What can go wrong talking to Twilio. Anything else is a bug of ours and keeps its traceback.
+        errors=(TwilioRestException, TwilioServiceException, requests.RequestException, json.JSONDecodeError),
+    )
+
 
 _HINTS = {
     OUTSIDE_WINDOW: "outside the 24-hour customer-service window a WhatsApp message needs an "
@@ -56,7 +76,7 @@ class TwilioChannel(Channel):
         env = config.env
         wanted = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", self.from_var)
         self.outbox = not any(env.get(v) for v in wanted + ("TWILIO_API_BASE",))
-        self._client: Client | None = None
+        self._client = None
         timeout = self.options.get("timeout", DEFAULT_TIMEOUT)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ChannelError(f"channels.{self.name}.timeout: must be a positive number of seconds, not {timeout!r}")
@@ -96,7 +116,7 @@ class TwilioChannel(Channel):
         return outbox.PROVIDER if self.outbox else PROVIDER
 
     @property
-    def client(self) -> Client:
+    def client(self):
         if self._client is None:
             self._client = build_client(self.account_sid, self.auth_token, self.api_base, self.timeout)
         return self._client
@@ -105,7 +125,7 @@ class TwilioChannel(Channel):
         """Post one message; Twilio's answer as a dict of evidence, or the failed `Result`."""
         try:
             msg = self.client.api.v2010.account.messages.create(from_=self.sender, **fields)
-        except TWILIO_ERRORS as exc:
+        except _sdk().errors as exc:
             result = self.failure(exc)
             wait = getattr(self.client.http_client, "retry_after", None)
             # The cycle's back-off waits at least this long before trying again (429, 503).
@@ -127,15 +147,16 @@ class TwilioChannel(Channel):
         return outbox.write_json(self.config.outbox, self.name, to, {"channel": self.name, "to": to, **payload, "meta": plain})
 
     def failure(self, exc: Exception) -> Result:
-        """The `Result` for one of `TWILIO_ERRORS`: permanent or worth retrying, in a sentence."""
-        if isinstance(exc, (TwilioRestException, TwilioServiceException)):
+        """The `Result` for one of `_sdk().errors`: permanent or worth retrying, in a sentence."""
+        sdk = _sdk()
+        if isinstance(exc, sdk.rest_errors):
             return _rest_failure(exc)
-        if isinstance(exc, requests.ReadTimeout):
+        if isinstance(exc, sdk.requests.ReadTimeout):
             # Twilio got the request and may have accepted it: a retry could send the notice twice.
             return Result(FAILED, PROVIDER, code="no_answer", detail=f"no answer from Twilio at {self.api_base} within "
                           f"{self.timeout:g} s: the message may have gone; not retried so that it cannot "
                           "go twice (look it up in Twilio's message log)", permanent=True)
-        if isinstance(exc, requests.RequestException):
+        if isinstance(exc, sdk.requests.RequestException):
             # Connection refused, DNS, TLS: nothing was accepted, so trying again is safe.
             return Result(FAILED, PROVIDER, code="unreachable", detail=f"could not reach Twilio at {self.api_base}: "
                           f"{type(exc).__name__}: {_short(exc)}", permanent=False)
@@ -169,7 +190,7 @@ class TwilioChannel(Channel):
             raise ChannelError(f"{self.name}: no Twilio account configured: nothing to look up")
         try:
             return self.client.api.v2010.account.messages(sid).fetch()
-        except TWILIO_ERRORS as exc:
+        except _sdk().errors as exc:
             return self.failure(exc)
 
     def check(self, connect: bool = False) -> list[str]:
@@ -177,7 +198,7 @@ class TwilioChannel(Channel):
             return []
         try:
             account = self.client.api.v2010.accounts(self.account_sid).fetch()
-        except TWILIO_ERRORS as exc:
+        except _sdk().errors as exc:
             return [f"{self.name}: cannot fetch Twilio account {self.account_sid}: {self.failure(exc).detail}"]
         if account.status != "active":
             return [f"{self.name}: Twilio account {self.account_sid} is {account.status}, not active"]
@@ -206,18 +227,8 @@ def sdk_fields(request: dict) -> dict:
     return {_SDK_NAMES[k]: v for k, v in request.items() if k not in ("To", "From")}
 
 
-class _HttpClient(TwilioHttpClient):
-    """Keeps the last answer's Retry-After header, which the SDK's exceptions do not carry."""
-    retry_after: str | None = None
-
-    def request(self, *args, **kwargs):
-        response = super().request(*args, **kwargs)
-        self.retry_after = (response.headers or {}).get("Retry-After")
-        return response
-
-
 def build_client(account_sid: str, auth_token: str, api_base: str = DEFAULT_API_BASE,
-                 timeout: float = DEFAULT_TIMEOUT) -> Client:
+                 timeout: float = DEFAULT_TIMEOUT):
     """A twilio `Client` whose every Messages/Accounts URL starts with `api_base`.
 
     The SDK joins `client.api.base_url` with "2010-04-01/Accounts/..." for each request, so
@@ -225,19 +236,20 @@ def build_client(account_sid: str, auth_token: str, api_base: str = DEFAULT_API_
     host names). It is given an environment of its own because, handed none, it reads
     TWILIO_EDGE/TWILIO_REGION from os.environ, and those would rewrite the host we chose.
     """
-    client = Client(
+    sdk = _sdk()
+    client = sdk.Client(
         account_sid, auth_token,
-        http_client=_HttpClient(timeout=timeout),
+        http_client=sdk.HttpClient(timeout=timeout),
         environment={"TWILIO_ACCOUNT_SID": account_sid},
     )
     client.api.base_url = api_base.rstrip("/")
     return client
 
 
-def _rest_failure(exc: TwilioRestException | TwilioServiceException) -> Result:
+def _rest_failure(exc) -> Result:
     status = int(exc.status or 0)
     code = str(exc.code) if exc.code else None
-    if isinstance(exc, TwilioServiceException):
+    if isinstance(exc, _sdk().rest_errors[1]):  # TwilioServiceException
         message = exc.detail or exc.title
     else:
         message = str(exc.msg).removeprefix("Unable to create record: ").removeprefix("Unable to fetch record: ")
