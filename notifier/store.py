@@ -40,7 +40,7 @@ import threading
 from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
-from itertools import islice
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
@@ -645,6 +645,7 @@ class Snapshot:
         old: list[Invoice] = []
         leaving: list[str] = []  # kept in the state before, past the window now
         known = 0
+        past: dict[date | None, bool] = {}
         with gc_paused():
             for invoice in invoices:
                 if invoice.id in archived:
@@ -653,16 +654,19 @@ class Snapshot:
                 stored = table.get(invoice.id)
                 if stored is not None and "paid" in stored:
                     invoice = invoice._replace(paid=dates(stored["paid"]))
-                if stored is not None or not past_retention(invoice.paid, cutoff):
+                is_past = past.get(invoice.paid)
+                if is_past is None:  # a few hundred distinct payment dates: decided once each
+                    is_past = past[invoice.paid] = past_retention(invoice.paid, cutoff)
+                if stored is not None or not is_past:
                     kept.append(invoice)
-                    if past_retention(invoice.paid, cutoff):
+                    if is_past:
                         leaving.append(invoice.id)
                 elif invoice.account not in accounts:
                     raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
                 else:
                     old.append(invoice)
             done = today.isoformat()
-            self._archive_invoices(((invoice, _invoice_archive_record(invoice, done)) for invoice in old), config)
+            self._archive_invoices(zip(old, map(_invoice_archive_record, old, repeat(done))), config)
         self.upsert_invoices(kept)
         with gc_paused():
             self._archive_stored(leaving, today, config)
