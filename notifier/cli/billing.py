@@ -27,11 +27,12 @@ def import_(obj: Context, path: Path, day):
     holding both. Upserts by id; all or nothing. A payment date already stored is never undone:
     a file without it keeps it, a file with another date is warned about and the stored one kept."""
     from ..importer import parse_source, read_source
+    from ..store import gc_paused
     today = obj.today(day)
     _refuse_far_from_today("--date", today, obj.now().date())
     source = read_source(path)
     batch, moved, known = None, 0, 0
-    with obj.store(create=True).transaction() as snap:
+    with gc_paused(), obj.store(create=True).transaction() as snap:
         last = snap.last_import()
         # The same content again on the same day or later (the everyday case: tomorrow's export
         # with nothing new) would validate and store exactly what it did then: skip to archiving.
