@@ -5,11 +5,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where the subprocesses keep their compiled modules. Some machines (this one, CI) set
+# PYTHONDONTWRITEBYTECODE, and then every `python run.py` compiled the notifier's modules anew.
+PYCACHE = Path(tempfile.gettempdir()) / f"notifier-tests-pycache-{os.getuid()}"
 
 
 class Cli:
@@ -36,6 +40,8 @@ def clean_cli(workdir: Path) -> Cli:
     # Only what a clean machine has: no provider variables, so every channel uses the outbox.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMAIL_", "TWILIO_", "STAFF_", "NOTIFIER_"))}
     env["PYTHONPATH"] = str(ROOT)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     return Cli(workdir, env)
 
 
