@@ -97,7 +97,7 @@ def prerendered(state: Path, day) -> list[tuple[str, bytes]]:
     out = []
     for n in plan.notices:
         message = renderer.render(n, snap.account(n.account), snap.invoices(n.account), day)
-        out.append((n.recipient, bytes(email.compose(message, SENDER))))
+        out.append((n.recipient, email.compose(message, SENDER)))
     return out
 
 
