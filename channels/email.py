@@ -433,6 +433,8 @@ class EmailChannel(Channel):
 
 
 def _address(message: Message) -> str | None:
+    if _mime.BARE.fullmatch(message.recipient):
+        return message.recipient  # the common case, without the cost of parsing it
     address = parseaddr(message.recipient)[1]
     return address if "@" in address and address == message.recipient.strip() else None
 
