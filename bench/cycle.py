@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import smtplib
 import subprocess
@@ -97,7 +98,7 @@ def prerendered(state: Path, day) -> list[tuple[str, bytes]]:
     out = []
     for n in plan.notices:
         message = renderer.render(n, snap.account(n.account), snap.invoices(n.account), day)
-        out.append((n.recipient, bytes(email.compose(message, SENDER))))
+        out.append((n.recipient, email.compose(message, SENDER)))
     return out
 
 
@@ -162,10 +163,13 @@ def main() -> None:
         for leftover in ("attempts.jsonl", "state.archive.jsonl"):
             (work / leftover).unlink(missing_ok=True)
         server = Server(delay)
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = cli(work, {**env, "EMAIL_URL": server.url()}, "run-once", "--date", day.isoformat())
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # run-once alone: the server still runs
         received = server.stop()
         assert received == args.n, f"{name}: {received} of {args.n} arrived"
         results[f"{name}_s"] = seconds
+        results[f"{name}_cpu_ms_per_message"] = ((after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)) * 1000 / args.n
     results["throughput_ratio"] = (args.n / results["no_delay_s"]) / (args.n / results["smtplib_s"])
     ideal = args.n * args.delay / args.workers
     results["ideal_delay_s"] = ideal
@@ -175,6 +179,8 @@ def main() -> None:
     state = work / "state.json"
     results["store_mb"] = state.stat().st_size / 1e6
     print(json.dumps(results, indent=2))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}; run-once CPU per message (start-up included): "
+          f"{results['no_delay_cpu_ms_per_message']:.2f} ms, {results['delay_cpu_ms_per_message']:.2f} ms with the delay")
     print(f"local limit (plain smtplib, one connection): {args.n / results['smtplib_s']:.0f} msg/s; "
           f"run-once, no delay: {args.n / results['no_delay_s']:.0f} msg/s ({results['throughput_ratio']:.2f}x, goal >= 0.5x)")
     print(f"run-once, {args.delay * 1000:.0f} ms/message, {args.workers} workers: {results['delay_s']:.1f} s; ideal "

@@ -30,15 +30,13 @@ import smtplib
 import ssl
 from dataclasses import dataclass, replace
 from datetime import datetime
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid, parseaddr
+from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
 import idna
 
-from . import (FAILED, SENT, Channel, ChannelError, Message, Result, _apprise, decode_payload, encode_payload,
+from . import (FAILED, SENT, Channel, ChannelError, Message, Result, _apprise, _mime, decode_payload, encode_payload,
                outbox, register)
 
 PROVIDER = "smtp"
@@ -55,6 +53,7 @@ DISCONNECTED = "disconnected"
 BAD_DOMAIN = "invalid_domain"
 # Postfix answers "queued as 4F2A1", Exim "id=1rXyZ-000abc-De"; other servers get their whole reply.
 _QUEUE_ID = re.compile(r"queued as\s+([^\s;,]+)|\bid=([^\s;,]+)", re.IGNORECASE)
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,7 @@ class SmtpSettings:
         return f"{self.host}:{self.port}"
 
 
+@lru_cache(maxsize=16)  # read for every message prepared and sent
 def parse_smtp_url(url: str) -> SmtpSettings:
     """The settings of an `smtp://` or `smtps://` EMAIL_URL; `ChannelError` names what is wrong."""
     try:
@@ -222,7 +222,7 @@ class EmailChannel(Channel):
             sender = f"{company.name} <{company.finance_email}>"
         else:
             sender = parse_smtp_url(self.url).sender
-        return replace(message, payload=_wire(self.compose(message, sender)))
+        return replace(message, payload=self.compose(message, sender))
 
     def send(self, message: Message) -> Result:
         mode = self._mode()
@@ -238,12 +238,12 @@ class EmailChannel(Channel):
             return Result(FAILED, mode, code=BAD_DOMAIN, permanent=True, detail=str(exc))
         if message.payload is None:
             message = self.prepare(message)
-        message_id = BytesHeaderParser(policy=policy.SMTP).parsebytes(message.payload)["Message-ID"]
+        found = message_id(message.payload)
         if mode == "outbox":
-            return outbox.write_eml(self.config.outbox, address, message.payload, message_id)
+            return outbox.write_eml(self.config.outbox, address, message.payload, found)
         settings = parse_smtp_url(self.url)
         return self._send_smtp(settings, self.envelope_sender(message, settings.sender_address), envelope,
-                               message.payload, message_id)
+                               message.payload, found)
 
     def envelope_sender(self, message: Message, default: str) -> str:
         """MAIL FROM, where bounces return: with `bounce_address` set (`[channels.email]`), a VERP
@@ -255,32 +255,25 @@ class EmailChannel(Channel):
         local, _, domain = str(bounce).rpartition("@")
         return f"{local}+{attempt}@{domain}"
 
-    def compose(self, message: Message, sender: str) -> EmailMessage:
-        """The e-mail for `message` from `sender`, with a Message-ID of our own domain."""
+    def compose(self, message: Message, sender: str) -> bytes:
+        """The e-mail for `message` from `sender` as it goes to the server and the outbox, with a
+        Message-ID of our own domain (`_mime`: written once, byte for byte what is stored)."""
         if not message.subject:
             raise ValueError("an e-mail message needs a subject")  # a renderer bug, not a send failure
-        email = EmailMessage(policy=policy.SMTP)
-        email["From"] = sender
-        email["To"] = message.recipient.strip()
-        email["Reply-To"] = message.reply_to or self.config.company.finance_email
-        email["Subject"] = message.subject
-        email["Date"] = format_datetime(datetime.now(self.config.tz))
-        email["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2])
-        # Tells autoresponders (vacation replies) not to answer a machine.
-        email["Auto-Submitted"] = "auto-generated"
-        for name, value in _audit_headers(message.meta):
-            email[name] = value
-        # Quoted-printable keeps the message 7-bit: any relay takes it, no 8BITMIME needed.
-        email.set_content(message.text, cte="quoted-printable")
-        if message.html:
-            email.add_alternative(message.html, subtype="html", cte="quoted-printable")
-            # Inline images (the Pix QR codes) go beside the HTML in a multipart/related part.
-            html = email.get_payload()[-1]
-            for cid, data, mime in message.images:
-                maintype, _, subtype = mime.partition("/")
-                html.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{cid}>",
-                                 disposition="inline", filename=f"{cid.partition('@')[0]}.{subtype}")
-        return email
+        headers = [
+            _mime.address("From", sender),
+            _mime.address("To", message.recipient.strip()),
+            _mime.address("Reply-To", message.reply_to or self.config.company.finance_email),
+            _mime.header("Subject", message.subject),
+            _mime.header("Date", format_datetime(datetime.now(self.config.tz))),
+            _mime.header("Message-ID", make_msgid(domain=_domain(sender))),
+            # Tells autoresponders (vacation replies) not to answer a machine.
+            _mime.header("Auto-Submitted", "auto-generated"),
+            *(_mime.header(name, value) for name, value in _audit_headers(message.meta)),
+        ]
+        # Quoted-printable keeps the message 7-bit: any relay takes it, no 8BITMIME needed. Inline
+        # images (the Pix QR codes) go beside the HTML in a multipart/related part.
+        return _mime.message(headers, message.text, message.html, message.images)
 
     def _send_smtp(self, settings: SmtpSettings, envelope_from: str, recipient: str, data: bytes,
                    message_id: str) -> Result:
@@ -447,6 +440,8 @@ class EmailChannel(Channel):
 
 
 def _address(message: Message) -> str | None:
+    if _mime.BARE.fullmatch(message.recipient):
+        return message.recipient  # the common case, without the cost of parsing it
     address = parseaddr(message.recipient)[1]
     return address if "@" in address and address == message.recipient.strip() else None
 
@@ -495,20 +490,24 @@ def _setup_failure(settings: SmtpSettings, exc: Exception) -> Result:
                   evidence={"server": settings.server})
 
 
+@lru_cache(maxsize=64)
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2]
+
+
+def message_id(payload: bytes) -> str | None:
+    """The Message-ID of an e-mail we composed, read from its header lines (a full parse of the
+    headers cost a millisecond a message)."""
+    found = _MESSAGE_ID.search(payload, 0, payload.find(b"\r\n\r\n"))
+    return found[1].decode("ascii") if found else None
+
+
 def _errno_name(exc: Exception) -> str:
     """A code for a failure without an SMTP reply: the errno's name (ECONNREFUSED), else its kind."""
     number = getattr(exc, "errno", None)
     if number in errno.errorcode:
         return errno.errorcode[number]
     return "timeout" if isinstance(exc, TimeoutError) else DISCONNECTED
-
-
-def _wire(email: EmailMessage) -> bytes:
-    """The bytes of `email` as they go to the server or the outbox: 7-bit, except the headers of
-    a mailbox name that only SMTPUTF8 can carry, which are written as raw UTF-8."""
-    if str(email["To"]).isascii():
-        return bytes(email)
-    return email.as_bytes(policy=email.policy.clone(utf8=True))
 
 
 def _audit_headers(meta) -> list[tuple[str, str]]:

@@ -51,6 +51,7 @@ CLAIM_MIN = 64  # ...and at least this many: one fsync per message would cost mo
 OUTCOME_SECONDS = 0.1
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
+STAMP_SECONDS = 0.5  # how often the cycle looks whether another process changed the store
 COLUMNS = ("sent", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
 
 
@@ -432,6 +433,7 @@ class _LedgerWriter:
         self.last = self._time()
         self.writes = 0
         self.seen = self._stamp()
+        self.looked = self.last
 
     def add(self, rows: list[LedgerEntry]) -> None:
         self.rows += rows
@@ -439,10 +441,15 @@ class _LedgerWriter:
 
     def due(self) -> bool:
         """Time to write: enough rows, enough time, or another process changed the store (a
-        payment, a hold: learn of it now rather than at the end)."""
-        if self._stamp() != self.seen:
-            return True
-        return bool(self.rows) and (self.count >= FLUSH_EVERY or self._time() - self.last >= FLUSH_SECONDS)
+        payment, a hold: learn of it now rather than at the end). The store's file is looked at
+        once every STAMP_SECONDS, not at every turn of the cycle's loop: a stat() gives up the
+        GIL, and the senders then keep the cycle's thread waiting to get it back."""
+        now = self._time()
+        if now - self.looked >= STAMP_SECONDS:
+            self.looked = now
+            if self._stamp() != self.seen:
+                return True
+        return bool(self.rows) and (self.count >= FLUSH_EVERY or now - self.last >= FLUSH_SECONDS)
 
     def _stamp(self) -> int | None:
         try:

@@ -334,6 +334,43 @@ def test_the_outbox_keeps_an_accented_address_readable(tmp_path):
     assert str(message_from_bytes(path.read_bytes(), policy=policy.default)["To"]) == "joão@exemplo.com.br"
 
 
+def test_what_arrives_reads_back_as_exactly_what_was_rendered(server, email):
+    """The e-mail is written by hand (`channels/_mime.py`): a mail reader must get back every
+    character of the subject, the text, the HTML and the images, whatever they hold."""
+    subject = ("Suspensão em 30/11: fatura de R$ 1.234,56 da hospedagem de um-domínio-bem-comprido.com.br "
+               "— pague até amanhã")
+    text = ("Olá,\n.\nUma linha com um ponto sozinho acima, espaços no fim   \n\tuma tabulação, a=b, =?x?=,\n"
+            "From the start of a line\n" + "uma linha muito comprida sem quebra " * 8 + "\n\n\n"
+            "R$\u00a01.234,56 · 🙂 ação\n")
+    html = '<p style="color:#1f2937">Olá, <strong>ação</strong> = 100%</p>\n<img src="cid:pix-a@notifier">\n'
+    png = bytes(range(256)) * 3
+    result = email.send(bill(subject=subject, text=text, html=html, images=(("pix-a@notifier", png, "image/png"),),
+                             meta={"account": "Conta Ímpar", "stage": "suspension_warning"}))
+
+    assert result.ok, result.detail
+    [got] = server.received
+    msg = got.message
+    assert str(msg["Subject"]) == subject
+    assert msg["X-Notifier-Account"] == "Conta Ímpar"
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == html
+    [image] = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert image.get_content() == png and image["Content-ID"] == "<pix-a@notifier>"
+    assert max(got.data) < 128
+    assert all(len(line) <= 78 for line in got.data.split(b"\r\n"))
+    assert b"\n" not in got.data.replace(b"\r\n", b"")  # CRLF only, as SMTP wants
+    assert result.evidence["message_id"] == msg["Message-ID"]
+
+
+def test_a_header_value_cannot_add_headers(server, email):
+    # A renderer bug, not a send failure (the pool logs it as the message's permanent error).
+    with pytest.raises(ValueError, match="line break"):
+        email.send(bill(reply_to="financeiro@lucanet.com.br\r\nBcc: todos@cliente.com.br"))
+    with pytest.raises(ValueError, match="line break"):
+        email.send(bill(subject="Fatura\nBcc: todos@cliente.com.br"))
+    assert server.received == []
+
+
 def test_false_and_empty_audit_values_make_no_header(server, email):
     meta = {"account": "ACME-1", "stage": "overdue", "tutorial": False, "invoices": [], "first_time": True}
     assert email.send(bill(meta=meta)).ok

@@ -559,6 +559,7 @@ def test_a_social_dm_is_short_and_discreet(n, account, invoices, today):
 def test_the_html_email_shows_a_pix_qr_code_per_invoice_with_the_code_below():
     """Point 10: a QR code for each invoice with a Pix code, attached inline by Content-ID."""
     import segno  # noqa: F401  (the library that draws it)
+    from email import message_from_bytes, policy
     from channels.email import EmailChannel
     older = ACME_INVOICE._replace(id="2026-10-acme", due=date(2026, 10, 20), pix_code=SAMPLE_INVOICES["exemplo"][0].pix_code)
     message = render("email", invoices=(older, ACME_INVOICE))
@@ -569,7 +570,8 @@ def test_the_html_email_shows_a_pix_qr_code_per_invoice_with_the_code_below():
     html = message.html
     assert html.index('src="cid:pix-2026-11-acme@notifier"') < html.index("00020126580014br.gov.bcb.pix0136acme")
     assert "<img" not in render("email", invoices=(ACME_INVOICE._replace(pix_code=None),)).html
-    email = EmailChannel(Config()).compose(message, "Lucanet <financeiro@lucanet.com.br>")
+    email = message_from_bytes(EmailChannel(Config()).compose(message, "Lucanet <financeiro@lucanet.com.br>"),
+                              policy=policy.default)
     related = [part for part in email.walk() if part.get_content_type() == "multipart/related"]
     assert len(related) == 1
     images = [p for p in related[0].iter_parts() if p.get_content_maintype() == "image"]
