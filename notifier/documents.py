@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import binascii
 import re
+from functools import lru_cache
 from operator import mul
 
-from email_validator import EmailNotValidError, validate_email
-from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 # Bare or with the usual punctuation. Since July 2026 a new CNPJ may have letters in its first 12
 # characters (the two check digits stay numeric); older CNPJs are the all-digit case of the same rule.
@@ -62,7 +61,12 @@ _SIMPLE_EMAIL = re.compile(
 )
 
 
-_ROLE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+@lru_cache(maxsize=None)
+def _role_mailboxes() -> frozenset[str]:
+    # email_validator is imported on first use: its regexes are a twentieth of a second of every
+    # process's start, and most commands read addresses already checked at import.
+    from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+    return frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
 def is_plain_email(address: str) -> bool:
@@ -71,7 +75,7 @@ def is_plain_email(address: str) -> bool:
     The library lower-cases role mailboxes (RFC 2142: "WWW@", "Postmaster@"): those take its path.
     """
     local, _, domain = address.partition("@")
-    return bool(_SIMPLE_EMAIL.fullmatch(address)) and "--" not in domain and local.lower() not in _ROLE_MAILBOXES
+    return bool(_SIMPLE_EMAIL.fullmatch(address)) and "--" not in domain and local.lower() not in _role_mailboxes()
 
 
 def normalize_email(value: str) -> str:
@@ -80,6 +84,7 @@ def normalize_email(value: str) -> str:
     address = value.strip()
     if is_plain_email(address):
         return address
+    from email_validator import EmailNotValidError, validate_email
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:

@@ -301,6 +301,16 @@ def _web_url(url: str | None) -> str | None:
     return url if url and re.match(r"https?://\S+$", url) else None
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between processes (Jinja's per-user folder in the system's temp
+    dir, keyed by each template's source): compiling them was a fifth of a second of every
+    `run-once` that renders anything. None where that folder cannot be made safely."""
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):  # Jinja refuses a cache folder that is not ours alone
+        return None
+
+
 class Renderer:
     """Renders notices into `channels.Message`s with the configured company and templates."""
 
@@ -324,6 +334,7 @@ class Renderer:
             auto_reload=False,
             trim_blocks=True,
             lstrip_blocks=True,
+            bytecode_cache=_bytecode_cache(),
         )
         self.env.filters.update(brl=brl, date=br_date, mask_document=mask_document, join_or=join_or, bare_url=bare_url,
                                 paragraphs=paragraphs, rich=paragraphs, rich_inline=rich_inline, plain=plain,
