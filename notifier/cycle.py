@@ -116,6 +116,7 @@ def reconcile(store: Store, log: AttemptLog, now: datetime) -> tuple[int, int]:
     unknown) and every `skipped` with covers gives ledger rows, added where the ledger has none.
     Run it when no cycle is running (the daemon's pid lock sees to that).
     """
+    store.refuse_a_cut_log()  # before recovery appends to a log that lost records
     unknown = log.recover(now)
     applied = (store.snapshot().meta("log_applied") or {}).get("records", 0)
     claims: dict[str, dict] = {}

@@ -203,15 +203,27 @@ def test_a_damaged_log_or_message_store_is_named_by_verify_log_and_never_rewritt
         assert log.read_bytes().startswith(damaged[0]) and pack.read_bytes().startswith(damaged[1])
 
 
-def test_a_log_cut_in_the_middle_of_its_last_record_is_caught_and_its_claim_is_not_sent_again(recorded):
+def test_a_log_cut_in_the_middle_of_its_last_record_stops_every_write_until_a_person_accepts_it(recorded):
     cli = recorded
-    log = cli.workdir / "attempts.jsonl"
+    log, state = cli.workdir / "attempts.jsonl", cli.workdir / "state.json"
     log.write_bytes(log.read_bytes()[:-100])  # the last outcome (a `sent`) torn
-    cut = log.read_bytes()
+    cut, before = log.read_bytes(), state.read_bytes()
     proc = cli("verify-log", check=False)
     assert proc.returncode == 1 and "records 6 to 6 were cut off the end" in proc.stderr, proc.stderr
     emails = len(list((cli.workdir / "outbox" / "email").glob("*.eml")))
+    # Going on would write the shorter head over the evidence: refused, nothing written, nothing sent.
+    for command in (("run-once", "--date", "2026-11-17"),
+                    ("hold", "c0", "--by", "ana", "--reason", "other", "--until", "2026-12-01", "--date", DAY)):
+        proc = cli(*command, check=False)
+        assert proc.returncode == 1 and "the attempt log has 5 records and the state saw 6" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and log.read_bytes() == cut and state.read_bytes() == before
+    assert cli("verify-log", check=False).returncode == 1  # the evidence stays
+    # A person decides to go on without a backup: the cut stays on record in every verdict.
+    assert "--by NAME" in cli("verify-log", "--accept-cut", check=False).stderr
+    cli("verify-log", "--accept-cut", "--by", "ana")
     cli("run-once", "--date", "2026-11-17")  # the same day again: the torn answer's claim is unknown, not re-sent
     assert len(list((cli.workdir / "outbox" / "email").glob("*.eml"))) == emails
     assert log.read_bytes().startswith(cut)
     assert [t["kind"] for t in cli.json("tasks", "--open")] == ["unknown"]
+    verdict = cli("verify-log")
+    assert "ana accepted a cut log: the state had seen 6 records" in verdict.stdout

@@ -19,11 +19,26 @@ until_option = click.option("--until", type=Day(), help="Up to and including thi
 @cli.command("verify-log")
 @click.option("--json", "as_json", is_flag=True, help="The verdict as JSON.")
 @click.option("--chain-only", is_flag=True, help="Check the records' chain and head only, not the stored messages (faster).")
+@click.option("--accept-cut", is_flag=True,
+              help="The log lost records the state had seen and there is no backup: go on with it as it is. "
+                   "The cut stays on record; every later verdict shows it.")
+@click.option("--by", help="Who accepts the cut (with --accept-cut).")
 @click.pass_obj
-def verify_log(obj: Context, as_json, chain_only):
+def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
     """Check the attempt log's hash chain, every stored message against its SHA-256, and the
     log's head against the one the state recorded; exit 1 naming the first tampered record."""
+    if accept_cut:
+        if not by or not by.strip():
+            raise click.UsageError("--accept-cut needs --by NAME: who decided to go on without the cut records")
+        cut = obj.store().accept_log_cut(by.strip(), obj.now().isoformat(timespec="seconds"))
+        click.echo("the log and the state agree: nothing to accept" if cut is None else
+                   f"accepted: the state had seen {cut['seen']['count']:,} records, the log has "
+                   f"{cut['found']['count']:,}; kept on record as a cut", err=True)
     verdict = _verdict(obj, check_messages=not chain_only)
+    for cut in (obj.store().snapshot().meta("log_cuts") or {}).get("cuts", []):
+        verdict.notes.append(f"on {cut['at']} {cut['by']} accepted a cut log: the state had seen "
+                             f"{cut['seen']['count']:,} records (last {cut['seen']['hash']}), the log held "
+                             f"{cut['found']['count']:,} (last {cut['found']['hash']})")
     if as_json:
         echo_json(verdict.to_json())
     else:

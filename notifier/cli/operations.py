@@ -81,6 +81,7 @@ def send(obj: Context, account, channel, stage, to, day):
     snap = obj.store().snapshot()
     notices = notices_for_account(snap, obj.config, account, today, stage, channel, to)
     renderer, log = Renderer(obj.config), obj.log()
+    obj.store().refuse_a_cut_log()  # before recovery appends to a log that lost records
     log.recover(obj.now())  # an attempt a crash interrupted becomes `unknown`, never re-sent
     actor = getpass.getuser()
     rendered, deliveries = render_or_block(snap, renderer, notices, today)
