@@ -227,3 +227,18 @@ def test_a_log_cut_in_the_middle_of_its_last_record_stops_every_write_until_a_pe
     assert [t["kind"] for t in cli.json("tasks", "--open")] == ["unknown"]
     verdict = cli("verify-log")
     assert "ana accepted a cut log: the state had seen 6 records" in verdict.stdout
+
+def test_audit_says_on_the_console_when_an_accounts_stored_message_is_damaged(recorded, tmp_path):
+    # The HTML said "NÃO CONFERE" while the console said "log verified" (found by the fault suite).
+    cli = recorded
+    pack = cli.workdir / "attempts.jsonl.messages" / "2026-11.pack"
+    data = pack.read_bytes()
+    pack.write_bytes(data[:-60] + bytes(b ^ 0xFF for b in data[-60:-40]) + data[-40:])  # inside the last message
+    lines = {}
+    for acc in ("c0", "c1", "c2"):
+        html = tmp_path / f"{acc}.html"
+        lines[acc] = cli("audit", acc, "--html", str(html)).stdout
+        damaged = "NÃO CONFERE" in html.read_text(encoding="utf-8")
+        assert ("stored message(s) do NOT match their hash" in lines[acc]) == damaged, lines[acc]
+        assert lines[acc].rstrip().endswith("log verified") == (not damaged), lines[acc]
+    assert any("do NOT match" in line for line in lines.values()), lines

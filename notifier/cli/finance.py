@@ -84,8 +84,10 @@ def audit(obj: Context, account, since, until, html_path, pdf_path):
     if snap.account(account) is None and "data-attempt" not in html:
         raise click.ClickException(f"no account {account!r} in the store and no attempt for it in the log")
     _write_text(html_path, html)
+    damaged = html.count("data-damaged")  # the account's stored messages that fail their hash
     click.echo(f"{html_path}: audit of {account}, {html.count('data-attempt')} attempt(s); log "
-               + ("verified" if verdict.ok else f"NOT verified ({len(verdict.problems)} problem(s))"))
+               + (f"NOT verified ({len(verdict.problems)} problem(s))" if not verdict.ok else
+                  f"chain verified, but {damaged} stored message(s) do NOT match their hash" if damaged else "verified"))
     if pdf_path:
         printable = pdf_path.with_name(pdf_path.name + ".html")
         _write_text(printable, render_audit(*args, expanded=True))
