@@ -203,9 +203,12 @@ class MaildirSource:
         self.box: mailbox.Maildir | None = None
 
     def __enter__(self) -> "MaildirSource":
-        if not (self.path / "new").is_dir():
-            raise BounceError(f"{self.path}: not a Maildir folder (no new/ inside)")
-        self.box = mailbox.Maildir(str(self.path), factory=None, create=False)
+        try:
+            if not (self.path / "new").is_dir():
+                raise BounceError(f"{self.path}: not a Maildir folder (no new/ inside)")
+            self.box = mailbox.Maildir(str(self.path), factory=None, create=False)
+        except OSError as exc:  # a name the system refuses (too long), a folder we may not read
+            raise BounceError(f"{str(self.path)[:200]}: cannot open the Maildir folder: {exc.strerror or exc}") from None
         return self
 
     def __exit__(self, *exc) -> None:
