@@ -166,6 +166,8 @@ def read_tail(path: Path) -> _Tail:
         f = open(path, "rb")
     except FileNotFoundError:
         return _Tail(Head(0, GENESIS), 0, False)
+    except OSError as exc:  # a folder in its place, no permission
+        raise LogError(f"{path}: cannot read the attempt log: {exc.strerror or exc}") from None
     with f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:

@@ -80,5 +80,7 @@ def test_sigkill_at_a_random_moment_then_finish_the_day(imported, tmp_path, tria
         everyone = {("email", e) for e in EMAILS} | {("whatsapp", p) for p in PHONES}
         assert got | unknown == everyone, "the day was not finished"
         assert not unknown & {(c["channel"], c["recipient"]) for c in by_event.get("sent", [])}
-        assert at_kill < TOTAL or unknown, "the kill came after the cycle"
+        # A kill meant for the last message or two may land once they are out and answered (a
+        # faster cycle): the invariants above still hold; any earlier kill must cut the cycle.
+        assert at_kill < TOTAL or unknown or kill_after >= TOTAL - 2, "the kill came after the cycle"
     verify_log_ok(cli)

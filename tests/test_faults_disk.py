@@ -183,12 +183,13 @@ def damage_log_middle(path: Path) -> None:
 def damage_pack(path: Path) -> None:
     pack = path.with_name(path.name + ".messages") / "2026-11.pack"
     data = pack.read_bytes()
-    pack.write_bytes(data[:100] + b"X" * 50 + data[150:])
+    start = data.index(b"}\n") + 2 + 10  # inside the first entry's compressed bytes, past its header line
+    pack.write_bytes(data[:start] + b"X" * 20 + data[start + 20:])
 
 
 @pytest.mark.parametrize("damage, says", [
     (damage_log_middle, "PROBLEM: record 2 removed: missing before line 3"),
-    (damage_pack, "stored message: attempts.jsonl.messages/2026-11.pack at 143: the stored message is damaged"),
+    (damage_pack, "the stored message (2026-11.pack at 220) no longer matches the SHA-256 in the record: changed"),
 ])
 def test_a_damaged_log_or_message_store_is_named_by_verify_log_and_never_rewritten(recorded, damage, says):
     cli = recorded
