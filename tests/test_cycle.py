@@ -251,3 +251,23 @@ def test_a_hold_longer_than_a_notice_records_it_skipped_with_the_reason(cli, smt
     cli("release", "acme", "--by", "ana", "--date", "2026-11-30")
     cli("run-once", "--date", "2026-11-30")
     assert [m.message["X-Notifier-Stage"] for m in smtp.received] == ["suspended"]
+
+
+def test_a_ledger_that_lost_its_rows_is_rebuilt_from_every_record_after_the_last_applied(cli):
+    # As after a crash between the log's outcomes and the store's write: the next cycle's
+    # reconcile reads the records after `log_applied` (the first one included) and sends nothing again.
+    import shutil
+    from tests.conftest import ROOT
+    shutil.copy(ROOT / "state.json.example", cli.workdir / "state.json")
+    cli("run-once", "--date", "2026-11-24")
+    sent = sorted(p.name for p in (cli.workdir / "outbox" / "email").glob("*.eml"))
+    state = json.loads((cli.workdir / "state.json").read_text(encoding="utf-8"))
+    assert state["meta"].get("log_applied", {"records": 0})["records"] == 0 and state["ledger"]
+    logged = {k: v["attempt_id"] for k, v in state["ledger"].items() if v.get("notice_date") == "2026-11-24"}
+    assert len(logged) == len(sent)
+    state["ledger"] = {k: v for k, v in state["ledger"].items() if k not in logged}
+    (cli.workdir / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    cli("run-once", "--date", "2026-11-24")
+    assert sorted(p.name for p in (cli.workdir / "outbox" / "email").glob("*.eml")) == sent
+    ledger = json.loads((cli.workdir / "state.json").read_text(encoding="utf-8"))["ledger"]
+    assert {k: ledger[k].get("attempt_id") for k in logged if k in ledger} == logged
