@@ -145,6 +145,16 @@ def ref_of(raw: bytes) -> str | None:
     return raw[start:raw.find(b'"', start)].decode("ascii", "replace")
 
 
+def seq_of(raw: bytes) -> int | None:
+    """The `seq` of a line written in the log's own layout (`{"seq":N,...`), from its bytes alone,
+    or None (another layout, a torn line): readers that want only the newest records skip the
+    others unparsed."""
+    if not raw.startswith(b'{"seq":'):
+        return None
+    digits = raw[7:27].partition(b",")[0]
+    return int(digits) if digits.isdigit() else None
+
+
 def _default(value):
     if isinstance(value, Decimal):
         return str(value)

@@ -30,7 +30,7 @@ import channels
 from channels import FAILED, SENT, ChannelError, Message, Result
 
 from . import hours, rules
-from .attempts import AttemptLog, parse_line, raw_lines
+from .attempts import AttemptLog, parse_line, raw_lines, seq_of
 from .config import Config
 from .delivery import Delivery, close_all, failure_alerts, notice_fields, prepare
 from .dispatch import BLOCKED, Job, Outcome, Pool
@@ -158,10 +158,9 @@ def _records_after(log: AttemptLog, applied: int) -> Iterator[dict]:
     bytes (`{"seq":N,`), unparsed: a run-once each day would otherwise parse the whole log, a
     little longer every day, to use only its last day's records."""
     for _, raw, _ in raw_lines(log.path):
-        if raw.startswith(b'{"seq":'):
-            head = raw[7:27].partition(b",")[0]
-            if head.isdigit() and int(head) <= applied:
-                continue
+        seq = seq_of(raw)
+        if seq is not None and seq <= applied:
+            continue
         record = parse_line(raw)
         if record is not None and record["seq"] > applied:
             yield record

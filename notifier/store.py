@@ -65,16 +65,13 @@ LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a pers
 CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
 
 
-
-_FROM_FILE = object()  # refuse_a_cut_log() reads the recorded head itself
-
-
 def _cut(recorded, count: int, digest: str) -> bool:
     """True when a log of `count` records ending in `digest` lacks records the state saw
     (`recorded`, its "log_head"), or ends in another record at the same count."""
     if not isinstance(recorded, Mapping):
         return False
     return count < recorded.get("count", 0) or (count == recorded.get("count") and digest != recorded.get("hash"))
+
 
 class StoreError(Exception):
     """A problem with the state file that a person must fix; the message names the file."""
@@ -390,7 +387,7 @@ class Store:
         return Snapshot(self.path, self.retention_months, models=models)
 
     @contextmanager
-    def transaction(self) -> Iterator[Snapshot]:
+    def transaction(self, accept_cut: bool = False) -> Iterator[Snapshot]:
         """Lock, read, yield a snapshot to change, and write it once at the end.
 
         Nothing is written when the block raises or changes nothing. Not re-entrant: a nested
@@ -410,7 +407,8 @@ class Store:
         self._local.in_transaction = True
         try:
             raw = self._storage.read() or {}
-            self.refuse_a_cut_log((raw.get("meta") or {}).get("log_head") if isinstance(raw, Mapping) else None)
+            if not accept_cut:
+                self._refuse_cut((raw.get("meta") or {}).get("log_head") if isinstance(raw, Mapping) else None)
             snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=_validated(self.path, raw))
             yield snapshot
             head = self._log_head_to_record(snapshot)
@@ -421,35 +419,32 @@ class Store:
             self._lock.release()
 
     def accept_log_cut(self, by: str, when: str) -> dict | None:
-        """Go on with the attempt log as it is now, after `_refuse_a_cut_log` stopped every write
+        """Go on with the attempt log as it is now, after `refuse_a_cut_log` stopped every write
         (no backup to restore): the cut is kept in `meta` "log_cuts" for good (verify-log shows
         it in every verdict), and the state takes the log's present head. Returns the cut
         recorded, or None when the log and the state agree."""
-        self._accepting = True
-        try:
-            with self.transaction() as snapshot:
-                seen = snapshot.meta("log_head")
-                count, digest = self.log_head()
-                if not _cut(seen, count, digest):
-                    return None
-                cut = {"at": when, "by": by, "seen": seen, "found": {"count": count, "hash": digest}}
-                cuts = (snapshot.meta("log_cuts") or {}).get("cuts", [])
-                snapshot.set_meta("log_cuts", {"cuts": [*cuts, cut]})
-                return cut
-        finally:
-            self._accepting = False
+        with self.transaction(accept_cut=True) as snapshot:
+            seen = snapshot.meta("log_head")
+            count, digest = self.log_head()
+            if not _cut(seen, count, digest):
+                return None
+            cut = {"at": when, "by": by, "seen": seen, "found": {"count": count, "hash": digest}}
+            cuts = (snapshot.meta("log_cuts") or {}).get("cuts", [])
+            snapshot.set_meta("log_cuts", {"cuts": [*cuts, cut]})
+            return cut
 
-    def refuse_a_cut_log(self, recorded: Mapping | None | object = _FROM_FILE) -> None:
+    def refuse_a_cut_log(self) -> None:
         """StoreError when the attempt log holds fewer records than the state saw in it, or a
         different last record at the same count: records were cut off or replaced. Writing on
         would record the shorter log's head over the evidence (verify-log could no longer see the
         cut), and what the cut records said was sent would be forgotten. Every transaction asks;
-        a cycle asks first, before its recovery appends to the log. `recorded`: the state's
-        "log_head" (read from the file when not given)."""
-        if self.log_head is None or getattr(self, "_accepting", False):
+        a cycle or a send asks first, before its recovery appends to the log."""
+        if self.path.exists():
+            self._refuse_cut(self.snapshot().meta("log_head"))
+
+    def _refuse_cut(self, recorded: Mapping | None) -> None:
+        if self.log_head is None:
             return
-        if recorded is _FROM_FILE:
-            recorded = self.snapshot().meta("log_head") if self.path.exists() else None
         count, digest = self.log_head()
         if _cut(recorded, count, digest):
             seen = (f"the state saw {recorded.get('count'):,}" if count < recorded.get("count", 0)
