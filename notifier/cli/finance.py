@@ -34,8 +34,9 @@ def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
         click.echo("the log and the state agree: nothing to accept" if cut is None else
                    f"accepted: the state had seen {cut['seen']['count']:,} records, the log has "
                    f"{cut['found']['count']:,}; kept on record as a cut", err=True)
-    verdict = _verdict(obj, check_messages=not chain_only)
-    for cut in (obj.store().snapshot().meta("log_cuts") or {}).get("cuts", []):
+    snap = obj.store().snapshot()
+    verdict = _verdict(obj, snap, check_messages=not chain_only)
+    for cut in (snap.meta("log_cuts") or {}).get("cuts", []):
         verdict.notes.append(f"on {cut['at']} {cut['by']} accepted a cut log: the state had seen "
                              f"{cut['seen']['count']:,} records (last {cut['seen']['hash']}), the log held "
                              f"{cut['found']['count']:,} (last {cut['found']['hash']})")
