@@ -194,3 +194,23 @@ def test_a_log_written_before_zsha256_still_verifies_and_its_messages_are_checke
     found = verdicts(old, None)
     assert all(v == found[-1] for v in found)
     assert not found[0]["ok"] and f"record 5 (line 5, sending {sending['id']})" in found[0]["problems"][0]
+
+
+def test_the_fast_pass_reads_each_message_from_the_block_of_its_pack_in_any_order(tmp_path):
+    """The fast pass hashes messages from a block of the pack read ahead; whatever the order and
+    size of what it asks for (in the block, past it, before it, larger than a block, past the end
+    of the file), it gets exactly the file's bytes."""
+    import random
+
+    from notifier.verify import _Window
+    data = random.Random(5).randbytes(10_000)
+    pack = tmp_path / "2026-11.pack"
+    pack.write_bytes(data)
+    window = _Window(str(pack), block=1_000)
+    asks = [(0, 10), (10, 500), (900, 200), (100, 50), (1_000, 101), (2_500, 1_500), (9_990, 40), (4_000, 999)]
+    asks += [(random.Random(i).randrange(10_000), random.Random(-i).randrange(1, 1_200)) for i in range(200)]
+    try:
+        for offset, size in asks:
+            assert bytes(window.bytes_at(offset, size)) == data[offset:offset + size], (offset, size)
+    finally:
+        window.close()
