@@ -12,7 +12,9 @@
    N x DELAY / W. Goal: within 1.3x.
 5. An idle daemon (nothing to send) for IDLE seconds: CPU share and resident memory. Goal: < 1%
    of a core and < 100 MB.
-The SMTP server runs in its own process (aiosmtpd), so it does not compete for our GIL.
+The SMTP server runs in its own process (aiosmtpd), so it does not compete for our GIL. It offers
+PIPELINING, as Postfix and the big providers do, so the cycle sends MAIL, RCPT and DATA in one write
+(`--no-pipelining`: a server that does not, one round trip per command).
 """
 from __future__ import annotations
 
@@ -35,9 +37,14 @@ SERVER = r"""
 import asyncio, sys
 sys.path.insert(0, sys.argv[2])
 from tests.smtp_server import _Controller as Controller  # binds port 0 and learns the port
-delay = float(sys.argv[1])
+delay, pipelining = float(sys.argv[1]), sys.argv[3] == "1"
 class Handler:
     count = 0
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if pipelining:  # as Postfix, Exim and the big providers do
+            responses.insert(-1, "250-PIPELINING")
+        return responses
     async def handle_DATA(self, server, session, envelope):
         if delay:
             await asyncio.sleep(delay)
@@ -54,8 +61,9 @@ SENDER = "Lucanet Cobranca <cobranca@lucanet.com.br>"
 
 
 class Server:
-    def __init__(self, delay: float):
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(delay), str(ROOT)], stdin=subprocess.PIPE,
+    def __init__(self, delay: float, pipelining: bool = True):
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(delay), str(ROOT), "1" if pipelining else "0"],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         self.port = int(self.proc.stdout.readline())
 
@@ -139,6 +147,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--idle", type=float, default=30.0)
+    parser.add_argument("--no-pipelining", action="store_true")
     args = parser.parse_args()
     day = date(2026, 11, 17)
     work = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
@@ -162,7 +171,7 @@ def main() -> None:
         shutil.copy(work / "fresh.json", work / "state.json")
         for leftover in ("attempts.jsonl", "state.archive.jsonl"):
             (work / leftover).unlink(missing_ok=True)
-        server = Server(delay)
+        server = Server(delay, pipelining=not args.no_pipelining)
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = cli(work, {**env, "EMAIL_URL": server.url()}, "run-once", "--date", day.isoformat())
         after = resource.getrusage(resource.RUSAGE_CHILDREN)  # run-once alone: the server still runs

@@ -329,6 +329,8 @@ class EmailChannel(Channel):
         `utf8` asks for SMTPUTF8 (and 8BITMIME, as the headers are raw UTF-8) for this one
         transaction; smtplib then sends the commands in UTF-8 until we set it back."""
         options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []) if utf8 else []
+        if smtp.has_extn("pipelining"):
+            return _pipelined(smtp, sender, recipient, data, options)
         try:
             _expect("MAIL FROM", smtp.mail(sender, options))
             _expect("RCPT TO", smtp.rcpt(recipient), 251)
@@ -450,6 +452,39 @@ def _expect(command: str, reply: tuple[int, bytes], *also_ok: int) -> None:
     code, text = reply
     if code != 250 and code not in also_ok:
         raise _Refused(command, code, text)
+
+
+def _pipelined(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, options: list[str]) -> tuple[int, bytes]:
+    """The same transaction where the server offers PIPELINING (RFC 2920; Postfix, Exim and the
+    big providers do): MAIL, RCPT and DATA go in one write and their three replies are read after,
+    two round trips fewer per message, most of a message's time on a server across the country.
+    The refusals mean what they mean one command at a time; the body goes only after all three
+    were accepted."""
+    params = "".join(" " + option for option in options)
+    commands = f"MAIL FROM:{smtplib.quoteaddr(sender)}{params}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
+    smtp.send(commands.encode("utf-8" if options else "ascii"))
+    replies = [smtp.getreply() for _ in range(3)]  # a hang-up: SMTPServerDisconnected, nothing handed over
+    for command, reply, also_ok in (("MAIL FROM", replies[0], ()), ("RCPT TO", replies[1], (251,))):
+        if reply[0] != 250 and reply[0] not in also_ok:
+            if replies[2][0] == 354:
+                smtp.close()  # a server that awaits a body after a refusal: hang up, the next send reconnects
+            elif reply[0] != 421:
+                _reset(smtp)
+            raise _Refused(command, *reply)
+    if replies[2][0] != 354:
+        _reset(smtp)
+        raise _Refused("DATA", *replies[2])
+    body = _DOT.sub(b"..", data)  # a line that starts with a dot gets another (RFC 5321 4.5.2)
+    try:
+        smtp.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code, reply = smtp.getreply()
+    except OSError as exc:  # hung up or timed out once the data went
+        raise _LostDuringData(str(exc) or "no reply") from None
+    _expect("end of DATA", (code, reply))
+    return code, reply
+
+
+_DOT = re.compile(rb"(?m)^\.")
 
 
 def _reset(smtp: smtplib.SMTP) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ logger = logging.getLogger("notifier.dispatch")
 
 BLOCKED = getattr(channels, "BLOCKED", "blocked")
 DEFAULT_RATES = {"whatsapp": 1.0, "sms": 1.0}  # Twilio: about 1 message/s per sender number
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while the senders wait (bench/cycle.py)
 MAX_BACKOFF = 120.0  # seconds; a provider asking for a longer wait is tried on the next pass
 
 
@@ -128,6 +130,11 @@ class Pool:
         self._done: queue.Queue = queue.Queue()
         self.outstanding = 0
         self.workers = workers or config.cycle.workers
+        # A worker woken by its server's reply waits for the GIL while another thread renders or
+        # composes; Python makes the holder let go only every 5 ms by default, and a message takes
+        # several such wake-ups: with 50 ms servers that was a fifth more time. Restored at close.
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self._threads = [threading.Thread(target=self._work, name=f"sender-{i}", daemon=True)
                          for i in range(self.workers)]
         for t in self._threads:
@@ -159,6 +166,7 @@ class Pool:
             self._jobs.put(None)
         for t in self._threads:
             t.join()
+        sys.setswitchinterval(self._switch)
 
     # --- in the worker threads ------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 It records every message it accepts, counts connections, answers like Postfix
 (`250 2.0.0 Ok: queued as ABC1231`), and can be told to refuse given recipients at RCPT or at the
-end of DATA, to require a login, or to speak TLS (STARTTLS or implicit).
+end of DATA, to require a login, to speak TLS (STARTTLS or implicit), or to offer PIPELINING as
+Postfix does (aiosmtpd reads pipelined commands one by one, but does not offer it by default).
 
     with SmtpServer() as server:
         ... EMAIL_URL = server.url(sender="Lucanet <cobranca@lucanet.com.br>") ...
@@ -54,9 +55,19 @@ class RecordingHandler:
         self.data_replies = dict(data_replies or {})
         self.received: list[Received] = []
         self.logins: list[tuple[str, str]] = []
+        self.pipelining = False  # offer PIPELINING (RFC 2920) in the reply to EHLO
+        # Per RCPT: whether the client's DATA had already arrived with it (commands pipelined).
+        self.data_with_rcpt: list[bool] = []
         self._lock = threading.Lock()
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname  # what aiosmtpd does itself when a handler has no EHLO hook
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.data_with_rcpt.append(b"DATA\r\n" in bytes(server._reader._buffer))
         if address in self.rcpt_replies:
             return self.rcpt_replies[address]
         envelope.rcpt_tos.append(address)
@@ -111,12 +122,13 @@ class _Controller(Controller):
 class SmtpServer:
     """Context manager around `_Controller`. `users` ({login: password}) makes AUTH required;
     `cert` = (certfile, keyfile) with `tls="starttls"` (STARTTLS required before MAIL and AUTH) or
-    `tls="implicit"` (smtps). `smtputf8` offers the SMTPUTF8 extension (mailbox names in UTF-8).
-    `port` binds that port (default: a free one the system chooses)."""
+    `tls="implicit"` (smtps). `smtputf8` offers the SMTPUTF8 extension (mailbox names in UTF-8),
+    `pipelining` the PIPELINING one. `port` binds that port (default: a free one the system chooses)."""
 
     def __init__(self, handler: RecordingHandler | None = None, users=None, cert=None, tls=None,
-                 smtputf8: bool = False, port: int = 0):
+                 smtputf8: bool = False, pipelining: bool = False, port: int = 0):
         self.handler = handler or RecordingHandler()
+        self.handler.pipelining = pipelining
         self.users = dict(users or {})
         kwargs = {"enable_SMTPUTF8": smtputf8}
         if self.users:

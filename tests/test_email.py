@@ -91,6 +91,36 @@ def test_one_connection_serves_several_messages(server, email):
     assert (first.provider_id, second.provider_id) == ("ABC1231", "ABC1232")
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_where_the_server_offers_pipelining_mail_rcpt_and_data_go_in_one_write(tmp_path, pipelining):
+    """Two round trips fewer per message (RFC 2920), only where the server says it can take them;
+    the body, dot-stuffed, arrives exactly as composed either way."""
+    dotted = bill("b@cliente.com.br", text="Linha um.\n.\n.ponto no início\n..dois\n")
+    with SmtpServer(pipelining=pipelining) as server:
+        email = channel(tmp_path, server.url(SENDER))
+        results = [email.send(bill("a@cliente.com.br")), email.send(dotted), email.send(bill("c@cliente.com.br"))]
+        email.close()
+
+    assert [r.ok for r in results] == [True] * 3, [r.detail for r in results]
+    assert [r.provider_id for r in results] == ["ABC1231", "ABC1232", "ABC1233"]
+    assert server.connections == 1
+    assert server.handler.data_with_rcpt == [pipelining] * 3
+    assert [r.rcpt_tos for r in server.received] == [["a@cliente.com.br"], ["b@cliente.com.br"], ["c@cliente.com.br"]]
+    assert server.received[1].message.get_body(("plain",)).get_content().replace("\r\n", "\n") == dotted.text
+
+
+def test_a_mailbox_name_with_accents_goes_pipelined_too(tmp_path):
+    with SmtpServer(smtputf8=True, pipelining=True) as server:
+        email = channel(tmp_path, server.url(SENDER))
+        accented = email.send(bill("joão@exemplo.com.br"))
+        plain = email.send(bill("maria@exemplo.com.br"))
+        email.close()
+
+    assert accented.ok and plain.ok, (accented.detail, plain.detail)
+    assert [r.rcpt_tos for r in server.received] == [["joão@exemplo.com.br"], ["maria@exemplo.com.br"]]
+    assert server.handler.data_with_rcpt == [True, True] and server.connections == 1
+
+
 def test_reconnects_once_when_the_server_hung_up(server, email):
     assert email.send(bill("a@cliente.com.br")).ok
     server.drop_connections()
@@ -108,10 +138,11 @@ def test_reconnects_once_when_the_server_hung_up(server, email):
     ("data", "554 5.7.1 Message rejected as spam", True),
     ("data", "451 4.3.0 Temporary local problem", False),
 ])
-def test_refusals_are_permanent_on_5xx_and_temporary_on_4xx(tmp_path, stage, reply, permanent):
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_refusals_are_permanent_on_5xx_and_temporary_on_4xx(tmp_path, stage, reply, permanent, pipelining):
     refusals = {"nobody@cliente.com.br": reply}
     handler = RecordingHandler(**{f"{stage}_replies": refusals})
-    with SmtpServer(handler) as server:
+    with SmtpServer(handler, pipelining=pipelining) as server:
         email = channel(tmp_path, server.url(SENDER))
         refused = email.send(bill("nobody@cliente.com.br"))
         accepted = email.send(bill("joao@cliente.com.br"))
