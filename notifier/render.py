@@ -40,6 +40,8 @@ WHATSAPP_BODY_LIMIT = 1600  # Twilio's limit for one WhatsApp body
 WHATSAPP_TEMPLATE_LIMIT = 1024  # Meta: an approved template's body, variables included
 WHATSAPP_TEXT_LIMIT = 1024  # our own free-form WhatsApp text: one screen, like a template
 SOCIAL_LIMIT = 1000  # Instagram's direct messages take about 1,000 characters
+# The channels whose bases lay out the stage's words (`words`) and the common sentences (`say`).
+WORDED = frozenset({"email", "whatsapp", "sms"})
 SMS_MAX_SEGMENTS = 2
 # The stages a customer may receive on WhatsApp; each needs an approved template to go out.
 WHATSAPP_STAGES = tuple(s for s in STAGES if s != "deletion_due")
@@ -339,8 +341,7 @@ class Renderer:
         self.env.filters.update(brl=brl, date=br_date, mask_document=mask_document, join_or=join_or, bare_url=bare_url,
                                 paragraphs=paragraphs, rich=paragraphs, rich_inline=rich_inline, plain=plain,
                                 b=bold, ddmm=day_month, upper_first=upper_first)
-        self._subject = self.env.from_string(
-            '{% import "stages/" ~ stage ~ ".txt" as words with context %}{{ words.subject() }}')
+        self._subject = self.env.from_string("{{ words.subject() }}")
         self._tutorial: str | None = None
         self._found: list[tuple[str | None, str | None, str]] | None = None
         self._warnings: list[str] = []  # found with the problems: what reads badly but still goes
@@ -362,6 +363,8 @@ class Renderer:
             "tutorial": notice.tutorial,
         }
         common = dict(channel=channel, recipient=notice.recipient, reply_to=self.config.company.finance_email)
+        if channel in WORDED:
+            ctx = self._with_words(ctx)
         if channel == "email":
             subject = plain(" ".join(self._render_subject(ctx).split()))
             text = plain(_tidy(self._render("email/base.txt", ctx)))
@@ -385,7 +388,7 @@ class Renderer:
                 short = {**ctx, "short": True}
                 if not account.domain:  # the greeting names the customer: "da sua conta" will do
                     short.update(service_of="da sua conta", services="os serviços da sua conta")
-                text = _finish(_tidy(self._render(name, short)), channel)
+                text = _finish(_tidy(self._render(name, self._with_words(short))), channel)
             content_sid, variables = self._whatsapp_template(stage, ctx)
             if "sms" not in account.opt_out:
                 # The WhatsApp channel sends this by SMS when the number has no WhatsApp.
@@ -560,6 +563,21 @@ class Renderer:
             tell_suspension=notice.stage in PRE_DUE_STAGES and not warned and today < suspension,
         )
 
+    def _with_words(self, ctx: Mapping) -> dict:
+        """`ctx` with the modules the bases use: `say` (common/say.txt) and `words` (the stage's
+        stages/STAGE.txt), made from it once for the whole message. Each part importing them
+        `with context` made them again: eight times an e-mail, a quarter of its rendering."""
+        say = self._module("common/say.txt", ctx)
+        return {**ctx, "say": say, "words": self._module(f"stages/{ctx['stage']}.txt", {**ctx, "say": say})}
+
+    def _module(self, name: str, ctx: Mapping):
+        try:
+            return self.env.get_template(name).make_module(ctx)
+        except TemplateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the template's
+            raise self._located(exc, name) from exc
+
     def _render(self, name: str, ctx: Mapping) -> str:
         try:
             return self.env.get_template(name).render(ctx)
@@ -574,7 +592,7 @@ class Renderer:
         name = "sms/base.txt"
         # `fit` 0: everything; 1 (`short`): terse, the site for the address; 2: no late charges either.
         for fit in (0, 1, 2):
-            text = to_gsm7(" ".join(plain(self._render(name, {**ctx, "fit": fit, "short": fit > 0})).split()))
+            text = to_gsm7(" ".join(plain(self._render(name, self._with_words({**ctx, "fit": fit, "short": fit > 0}))).split()))
             segments = sms_segments(text)
             if segments <= SMS_MAX_SEGMENTS:
                 return text
