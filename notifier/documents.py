@@ -9,7 +9,8 @@ from __future__ import annotations
 import binascii
 import re
 from functools import lru_cache
-from operator import mul
+from itertools import repeat
+from operator import itemgetter, methodcaller, mul
 
 
 # Bare or with the usual punctuation. Since July 2026 a new CNPJ may have letters in its first 12
@@ -143,3 +144,18 @@ def pix_code_problem(code: str) -> str | None:
     if code[-4:].upper() != expected:
         return f"the Pix code's check digits (CRC16) do not match: it ends in {code[-4:]!r}, expected {expected!r}"
     return None
+
+
+_BODY, _TAIL, _CRC_TAG = itemgetter(slice(None, -4)), itemgetter(slice(-4, None)), itemgetter(slice(-8, -4))
+
+
+def pix_codes_sound(codes: list[str]) -> bool:
+    """True when `pix_code_problem` finds nothing wrong with any of `codes`: the same checks, each
+    over every code at once with `map`s of C functions (an import checks hundreds of thousands of
+    codes; a Python call per code is a noticeable part of it). A test holds the two together."""
+    if not all(map(methodcaller("startswith", "000201"), codes)):
+        return False
+    if min(map(len, codes), default=14) < 14 or not set(map(_CRC_TAG, codes)) <= {"6304"}:
+        return False
+    expected = map("{:04X}".format, map(binascii.crc_hqx, map(str.encode, map(_BODY, codes)), repeat(0xFFFF)))
+    return all(map(str.__eq__, map(str.upper, map(_TAIL, codes)), expected))

@@ -32,15 +32,18 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, lt
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import msgspec
+
 from .calendar import due_date_for
 from .config import CHANNELS
-from .documents import normalize_document, normalize_email, normalize_phone, pix_code_problem
+from .documents import normalize_document, normalize_email, normalize_phone, pix_code_problem, pix_codes_sound
 from .models import Account, Invoice
 
 ACCOUNT_FIELDS = (
@@ -171,6 +174,9 @@ def parse_source(source: Source, accounts_by_id: Mapping[str, Account], today: d
             _read_csv_pair(source.files, builder)
         else:
             [path] = source.files
+            batch = _read_plain_json(path, source.json, builder)
+            if batch is not None:
+                return batch
             _JsonReader(path, _decode(path, source.json), builder).read()
         return builder.finish()
     finally:
@@ -883,6 +889,206 @@ class _JsonReader:
         builder.invoices.extend(invoices)
         return end
 
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON, the fast path: a file with nothing to report
+
+class _InvoiceIn(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """An invoice record as msgspec decodes it, in C: the fields' JSON types are checked, no value
+    is. (Text and None only, so no reference cycles: not tracked by the garbage collector.)"""
+    id: str
+    account: str
+    amount: str
+    issued: str
+    due: str | None = None
+    paid: str | None = None
+    payment_url: str | None = None
+    pix_code: str | None = None
+
+
+_DECODE_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_DECODE_ACCOUNTS = msgspec.json.Decoder(list[dict]).decode
+_DECODE_INVOICES = msgspec.json.Decoder(list[_InvoiceIn]).decode
+_TOP_OPEN = re.compile(rb"[ \t\n\r]*\{")
+_TOP_KEY = re.compile(rb'[ \t\n\r]*"(accounts|invoices)"[ \t\n\r]*:[ \t\n\r]*')
+_TOP_NEXT = re.compile(rb"[ \t\n\r]*(?:,|\}[ \t\n\r]*\Z)")
+_TOP_EMPTY = re.compile(rb"[ \t\n\r]*\}[ \t\n\r]*\Z")
+_BOM = b"\xef\xbb\xbf"
+_FIELDS = {name: attrgetter(name) for name in INVOICE_FIELDS}
+
+
+class _NotPlain(Exception):
+    """The fast path met something the full checks must look at: it gives up."""
+
+
+def _read_plain_json(path: Path, data: bytes, builder: _Builder) -> Batch | None:
+    """The Batch of a JSON file with nothing to report, or None: then `_JsonReader` reads it again,
+    slowly, with line numbers, and reports every problem (or, for what this path does not take,
+    such as an amount written as a JSON number, accepts it).
+
+    msgspec decodes the file at C speed into plain dicts (accounts) and `_InvoiceIn` structs
+    (invoices, 96% of the records), and the invoices are checked a column at a time (every id, then
+    every amount...) with C-level `map`s over values already seen valid: a few hundred distinct
+    dates and amounts are checked once each by the same functions as the full checks. It accepts
+    only what the full checks accept, with the same result (a property test compares the two).
+    """
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        members = _DECODE_TOP(memoryview(data)[start:])
+        spans = _top_spans(data, start, members)
+        if spans is None:
+            return None
+        # The spans, not `members`' values, are decoded: a value that decodes on its own as
+        # exactly that span is the first member's, so a key given twice cannot slip through.
+        raw_accounts = _DECODE_ACCOUNTS(spans["accounts"]) if "accounts" in spans else []
+        records = _DECODE_INVOICES(spans["invoices"]) if "invoices" in spans else []
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    del members, spans
+    accounts = []
+    for raw in raw_accounts:
+        account = _account(raw, [])
+        if account is None:
+            return None
+        accounts.append(account)
+    del raw_accounts
+    if len({a.id for a in accounts}) != len(accounts):
+        return None
+    try:
+        invoices = _plain_invoices(records, accounts, builder)
+    except _NotPlain:
+        return None
+    return Batch(accounts, invoices, [], (path,))
+
+
+def _top_spans(data: bytes, start: int, members: dict) -> dict[str, memoryview] | None:
+    """Where the values of `{"accounts": [...], "invoices": [...]}` are in `data`, by key, walking
+    the object's own punctuation between them (their lengths come from `members`); None for any
+    other shape (a key twice, another key), which the full checks report."""
+    view, spans = memoryview(data), {}
+    found = _TOP_OPEN.match(data, start)
+    if found is None:
+        return None
+    pos = found.end()
+    if _TOP_EMPTY.match(data, pos):
+        return spans
+    while True:
+        found = _TOP_KEY.match(data, pos)
+        if found is None:
+            return None
+        key = found[1].decode()
+        if key in spans or key not in members:
+            return None
+        begin = found.end()
+        end = begin + len(members[key])
+        spans[key] = view[begin:end]
+        found = _TOP_NEXT.match(data, end)
+        if found is None:
+            return None
+        pos = found.end()
+        if data[found.end() - 1:found.end()] != b",":
+            return spans
+
+
+class _Known(dict):
+    """Values of one field already accepted, and what they stand for. An unseen value is checked
+    once by `check`, the full checks' own function: accepted, it is kept; rejected, `_NotPlain`."""
+
+    def __init__(self, check, seed=()):
+        super().__init__(seed)
+        self.check = check
+
+    def __missing__(self, value):
+        problems: list = []
+        result = self.check(value, problems)
+        if problems:
+            raise _NotPlain
+        self[value] = result
+        return result
+
+
+def _plain_texts(values: list, limit: int) -> tuple[list, str]:
+    """`values` (text or None) as the full checks keep them ("" as None), and their texts joined
+    by spaces; `_NotPlain` unless every text is one line of at most `limit` characters with
+    nothing to strip. Checked on the joined texts, in C; only a column with a space or an unusual
+    character in a value is looked at value by value."""
+    if "" in values:
+        values = [value or None for value in values]
+    texts = list(filter(None, values))
+    if not texts:
+        return values, ""
+    if max(map(len, texts)) > limit:
+        raise _NotPlain
+    joined = " ".join(texts)
+    # isprintable() is False for every control and separator character but the ASCII space:
+    # printable text with no space but the separators has no whitespace at all, nothing to strip.
+    printable = joined.isprintable()
+    if not printable and _NOT_IN_A_LINE.search(joined):
+        raise _NotPlain
+    if (not printable or joined.count(" ") != len(texts) - 1) and list(map(str.strip, texts)) != texts:
+        raise _NotPlain
+    return values, joined
+
+
+def _plain_urls(urls: list[str], joined: str) -> bool:
+    """`_URL.fullmatch` of every one of `urls`, told from them `joined` by spaces when no URL has
+    a space of its own (then `https?://[^\\s/]+\\S*` is: a scheme, and a host that is not "/")."""
+    if joined.count(" ") != len(urls) - 1:
+        return all(map(_URL.fullmatch, urls))
+    joined = f" {joined} "
+    return (joined.count(" http://") + joined.count(" https://") == len(urls)
+            and not any(bad in joined for bad in (" http:// ", " https:// ", " http:///", " https:///")))
+
+
+def _plain_invoices(records: list[_InvoiceIn], accounts: list[Account], builder: _Builder) -> list[Invoice]:
+    """The Invoices of `records`, or `_NotPlain`. The same checks as `_invoice` and
+    `_Builder.add_invoice`, a field at a time over every record."""
+    column = {name: list(map(get, records)) for name, get in _FIELDS.items()}
+    del records
+    ids, _ = _plain_texts(column.pop("id"), MAX_LENGTH["id"])
+    if None in ids or len(set(ids)) != len(ids):
+        raise _NotPlain
+    owners = {**builder.stored, **{a.id: a for a in accounts}}
+    try:
+        # The account's own id string instead of one copy per invoice: ~60 MB less on a big import.
+        account_ids = list(map({key: a.id for key, a in owners.items()}.__getitem__, column.pop("account")))
+    except KeyError:  # not an account of this import nor of the store (or not written as its id)
+        raise _NotPlain from None
+    dates, today = builder.dates, builder.today
+    amounts = list(map(_Known(lambda text, problems: builder.amounts.parse({"amount": text}, problems)).__getitem__,
+                       column.pop("amount")))
+    issued = list(map(_Known(lambda text, problems: dates.parse({"d": text}, "d", problems, required=True)).__getitem__,
+                      column.pop("issued")))
+    optional = _Known(lambda text, problems: dates.parse({"d": text}, "d", problems), {None: None})
+    due = list(map(optional.__getitem__, column.pop("due")))
+    if None in due:
+        for i, day in enumerate(due):
+            if day is None:
+                due[i] = builder._due(issued[i], owners[account_ids[i]].due_day)
+    if any(map(lt, due, issued)):
+        raise _NotPlain
+    paid_texts = column.pop("paid")
+    paid = list(map(optional.__getitem__, paid_texts))
+    if paid.count(None) != len(paid):
+        # Compared with the issue date as if an open invoice were paid on the last day of all.
+        never = {text: day or date.max for text, day in optional.items()}
+        if any(map(lt, map(never.__getitem__, paid_texts), issued)) or (
+                today is not None and max(filter(None, paid)) > today):
+            raise _NotPlain
+        if builder.payments:  # a payment date that differs from the stored one is a warning, with its line
+            stored = builder.payments
+            if any(p is not None and stored.get(i, p) != p for i, p in zip(ids, paid)):
+                raise _NotPlain
+    del paid_texts
+    urls, joined = _plain_texts(column.pop("payment_url"), MAX_LENGTH["payment_url"])
+    if joined and not _plain_urls(list(filter(None, urls)), joined):
+        raise _NotPlain
+    pix, joined = _plain_texts(column.pop("pix_code"), MAX_LENGTH["pix_code"])
+    if joined and not pix_codes_sound(list(filter(None, pix))):
+        raise _NotPlain
+    del joined
+    return list(map(tuple.__new__, repeat(Invoice), zip(ids, account_ids, amounts, issued, due, paid, urls, pix)))
 
 
 # ---------------------------------------------------------------------------------------------
