@@ -37,7 +37,7 @@ from operator import attrgetter, lt
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import msgspec
 
@@ -928,45 +928,47 @@ def _read_plain_json(path: Path, data: bytes, builder: _Builder) -> Batch | None
     such as an amount written as a JSON number, accepts it).
 
     msgspec decodes the file at C speed into plain dicts (accounts) and `_InvoiceIn` structs
-    (invoices, 96% of the records), and the invoices are checked a column at a time (every id, then
-    every amount...) with C-level `map`s over values already seen valid: a few hundred distinct
-    dates and amounts are checked once each by the same functions as the full checks. It accepts
-    only what the full checks accept, with the same result (a property test compares the two).
+    (invoices, 96% of the records), and the invoices are checked a field at a time with C-level
+    `map`s over values already seen valid: a few hundred distinct dates and amounts are checked
+    once each, by the same functions as the full checks. It accepts only what the full checks
+    accept, with the same result (a property test compares the two).
     """
     start = len(_BOM) if data.startswith(_BOM) else 0
     try:
-        members = _DECODE_TOP(memoryview(data)[start:])
-        spans = _top_spans(data, start, members)
+        spans = _top_spans(data, start, _DECODE_TOP(memoryview(data)[start:]))
         if spans is None:
             return None
-        # The spans, not `members`' values, are decoded: a value that decodes on its own as
-        # exactly that span is the first member's, so a key given twice cannot slip through.
-        raw_accounts = _DECODE_ACCOUNTS(spans["accounts"]) if "accounts" in spans else []
-        records = _DECODE_INVOICES(spans["invoices"]) if "invoices" in spans else []
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        return None
-    del members, spans
-    accounts = []
-    for raw in raw_accounts:
-        account = _account(raw, [])
-        if account is None:
+        # What is decoded is the span, not the member's value msgspec gave (the last one of its
+        # key): a span that decodes on its own is exactly the first value, so a key given twice
+        # cannot slip through.
+        begin, end = spans.get("accounts", (0, 0))
+        raw_accounts = _DECODE_ACCOUNTS(memoryview(data)[begin:end]) if end else []
+        accounts = []
+        for raw in raw_accounts:
+            account = _account(raw, [])
+            if account is None:
+                return None
+            accounts.append(account)
+        del raw_accounts
+        if len({a.id for a in accounts}) != len(accounts):
             return None
-        accounts.append(account)
-    del raw_accounts
-    if len({a.id for a in accounts}) != len(accounts):
+        invoices = _PlainInvoices(accounts, builder)
+        if "invoices" in spans:
+            begin, end = spans["invoices"]
+            if data[begin:begin + 1] != b"[":
+                return None
+            for chunk in _invoice_chunks(data, begin, end):
+                invoices.take(_DECODE_INVOICES(chunk))
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, _NotPlain):
         return None
-    try:
-        invoices = _plain_invoices(records, accounts, builder)
-    except _NotPlain:
-        return None
-    return Batch(accounts, invoices, [], (path,))
+    return Batch(accounts, invoices.invoices, [], (path,))
 
 
-def _top_spans(data: bytes, start: int, members: dict) -> dict[str, memoryview] | None:
-    """Where the values of `{"accounts": [...], "invoices": [...]}` are in `data`, by key, walking
-    the object's own punctuation between them (their lengths come from `members`); None for any
-    other shape (a key twice, another key), which the full checks report."""
-    view, spans = memoryview(data), {}
+def _top_spans(data: bytes, start: int, members: dict) -> dict[str, tuple[int, int]] | None:
+    """Where the values of `{"accounts": [...], "invoices": [...]}` are in `data` (begin, end), by
+    key, walking the object's own punctuation between them (their lengths come from `members`);
+    None for any other shape (a key twice, another key), which the full checks report."""
+    spans: dict[str, tuple[int, int]] = {}
     found = _TOP_OPEN.match(data, start)
     if found is None:
         return None
@@ -981,13 +983,12 @@ def _top_spans(data: bytes, start: int, members: dict) -> dict[str, memoryview] 
         if key in spans or key not in members:
             return None
         begin = found.end()
-        end = begin + len(members[key])
-        spans[key] = view[begin:end]
-        found = _TOP_NEXT.match(data, end)
+        spans[key] = begin, begin + len(members[key])
+        found = _TOP_NEXT.match(data, begin + len(members[key]))
         if found is None:
             return None
         pos = found.end()
-        if data[found.end() - 1:found.end()] != b",":
+        if data[pos - 1:pos] != b",":
             return spans
 
 
@@ -1041,54 +1042,88 @@ def _plain_urls(urls: list[str], joined: str) -> bool:
             and not any(bad in joined for bad in (" http:// ", " https:// ", " http:///", " https:///")))
 
 
-def _plain_invoices(records: list[_InvoiceIn], accounts: list[Account], builder: _Builder) -> list[Invoice]:
-    """The Invoices of `records`, or `_NotPlain`. The same checks as `_invoice` and
-    `_Builder.add_invoice`, a field at a time over every record."""
-    column = {name: list(map(get, records)) for name, get in _FIELDS.items()}
-    del records
-    ids, _ = _plain_texts(column.pop("id"), MAX_LENGTH["id"])
-    if None in ids or len(set(ids)) != len(ids):
-        raise _NotPlain
-    owners = {**builder.stored, **{a.id: a for a in accounts}}
-    try:
+class _PlainInvoices:
+    """Invoices checked a field at a time over a chunk of records (every id, then every amount...)
+    with the same checks as `_invoice` and `_Builder.add_invoice`; `_NotPlain` at the first thing
+    they would report. A chunk of a few thousand records at a time: each pass over a chunk finds
+    its records still in the processor's cache, where passes over a million records would wait
+    on memory for every one of them."""
+
+    def __init__(self, accounts: list[Account], builder: _Builder):
+        self.builder = builder
+        self.owners = {**builder.stored, **{a.id: a for a in accounts}}
         # The account's own id string instead of one copy per invoice: ~60 MB less on a big import.
-        account_ids = list(map({key: a.id for key, a in owners.items()}.__getitem__, column.pop("account")))
-    except KeyError:  # not an account of this import nor of the store (or not written as its id)
-        raise _NotPlain from None
-    dates, today = builder.dates, builder.today
-    amounts = list(map(_Known(lambda text, problems: builder.amounts.parse({"amount": text}, problems)).__getitem__,
-                       column.pop("amount")))
-    issued = list(map(_Known(lambda text, problems: dates.parse({"d": text}, "d", problems, required=True)).__getitem__,
-                      column.pop("issued")))
-    optional = _Known(lambda text, problems: dates.parse({"d": text}, "d", problems), {None: None})
-    due = list(map(optional.__getitem__, column.pop("due")))
-    if None in due:
-        for i, day in enumerate(due):
-            if day is None:
-                due[i] = builder._due(issued[i], owners[account_ids[i]].due_day)
-    if any(map(lt, due, issued)):
-        raise _NotPlain
-    paid_texts = column.pop("paid")
-    paid = list(map(optional.__getitem__, paid_texts))
-    if paid.count(None) != len(paid):
-        # Compared with the issue date as if an open invoice were paid on the last day of all.
-        never = {text: day or date.max for text, day in optional.items()}
-        if any(map(lt, map(never.__getitem__, paid_texts), issued)) or (
-                today is not None and max(filter(None, paid)) > today):
+        self.owner_id = {key: a.id for key, a in self.owners.items()}.__getitem__
+        dates, amounts = builder.dates, builder.amounts
+        self.amount = _Known(lambda text, problems: amounts.parse({"amount": text}, problems)).__getitem__
+        self.issued = _Known(lambda text, problems: dates.parse({"d": text}, "d", problems, required=True)).__getitem__
+        self.optional = _Known(lambda text, problems: dates.parse({"d": text}, "d", problems), {None: None})
+        self.never: dict = {}  # `optional`, open as the last day of all (for comparisons)
+        self.ids: set[str] = set()
+        self.invoices: list[Invoice] = []
+
+    def take(self, records: list[_InvoiceIn]) -> None:
+        builder, column = self.builder, {name: list(map(get, records)) for name, get in _FIELDS.items()}
+        del records
+        ids, _ = _plain_texts(column.pop("id"), MAX_LENGTH["id"])
+        before = len(self.ids)
+        self.ids.update(ids)
+        if None in ids or len(self.ids) != before + len(ids):
             raise _NotPlain
-        if builder.payments:  # a payment date that differs from the stored one is a warning, with its line
-            stored = builder.payments
-            if any(p is not None and stored.get(i, p) != p for i, p in zip(ids, paid)):
+        try:
+            account_ids = list(map(self.owner_id, column.pop("account")))
+        except KeyError:  # not an account of this import nor of the store (or not written as its id)
+            raise _NotPlain from None
+        amounts = list(map(self.amount, column.pop("amount")))
+        issued = list(map(self.issued, column.pop("issued")))
+        optional = self.optional
+        due = list(map(optional.__getitem__, column.pop("due")))
+        if None in due:
+            for i, day in enumerate(due):
+                if day is None:
+                    due[i] = builder._due(issued[i], self.owners[account_ids[i]].due_day)
+        if any(map(lt, due, issued)):
+            raise _NotPlain
+        paid_texts = column.pop("paid")
+        paid = list(map(optional.__getitem__, paid_texts))
+        if paid.count(None) != len(paid):
+            # Compared with the issue date as if an open invoice were paid on the last day of all.
+            never = self.never
+            if len(never) != len(optional):
+                never.update((text, day or date.max) for text, day in optional.items())
+            if any(map(lt, map(never.__getitem__, paid_texts), issued)) or (
+                    builder.today is not None and max(filter(None, paid)) > builder.today):
                 raise _NotPlain
-    del paid_texts
-    urls, joined = _plain_texts(column.pop("payment_url"), MAX_LENGTH["payment_url"])
-    if joined and not _plain_urls(list(filter(None, urls)), joined):
-        raise _NotPlain
-    pix, joined = _plain_texts(column.pop("pix_code"), MAX_LENGTH["pix_code"])
-    if joined and not pix_codes_sound(list(filter(None, pix))):
-        raise _NotPlain
-    del joined
-    return list(map(tuple.__new__, repeat(Invoice), zip(ids, account_ids, amounts, issued, due, paid, urls, pix)))
+            if builder.payments:  # a payment date that differs from the stored one is a warning, with its line
+                stored = builder.payments
+                if any(p is not None and stored.get(i, p) != p for i, p in zip(ids, paid)):
+                    raise _NotPlain
+        urls, joined = _plain_texts(column.pop("payment_url"), MAX_LENGTH["payment_url"])
+        if joined and not _plain_urls(list(filter(None, urls)), joined):
+            raise _NotPlain
+        pix, joined = _plain_texts(column.pop("pix_code"), MAX_LENGTH["pix_code"])
+        if joined and not pix_codes_sound(list(filter(None, pix))):
+            raise _NotPlain
+        self.invoices += map(tuple.__new__, repeat(Invoice), zip(ids, account_ids, amounts, issued, due, paid, urls, pix))
+
+
+# Where one invoice record ends and the next begins, in a file that puts a newline between them:
+# a newline is never inside a JSON string, so a `}` with only a newline and a comma before the
+# next record (either side of the newline) closes an object. Invoices hold no objects: it closes
+# a record (and if not, the chunk does not decode and the full checks take over).
+_RECORD_BREAK = re.compile(rb"\}[ \t\r]*\n[ \t\r\n]*,|\},[ \t\r]*\n")
+_CHUNK_BYTES = 1 << 17
+
+
+def _invoice_chunks(data: bytes, begin: int, end: int) -> Iterator[bytes]:
+    """The records of the invoice list `data[begin:end]` as JSON lists of about `_CHUNK_BYTES`
+    each, cut between records; the whole list when it has no newlines."""
+    begin, end = begin + 1, end - 1  # inside the brackets
+    while begin < end:
+        cut = _RECORD_BREAK.search(data, begin + _CHUNK_BYTES, end) if begin + _CHUNK_BYTES < end else None
+        stop = cut.start() + 1 if cut else end
+        yield b"".join((b"[", data[begin:stop], b"]"))
+        begin = cut.end() if cut else end
 
 
 # ---------------------------------------------------------------------------------------------
