@@ -611,13 +611,14 @@ class Snapshot:
         the memory an import of a million invoices cannot spare)."""
         table, accounts = self.raw["invoices"], self.raw["accounts"]
         changed = False
+        iso = _IsoDays()
         try:
             with gc_paused():
                 for invoice in invoices:
                     if invoice.account not in accounts:
                         raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
                     old = table.get(invoice.id)
-                    doc = _invoice_doc(invoice) if old is None else _over_stored(old, _invoice_doc(invoice))
+                    doc = _invoice_doc(invoice, iso) if old is None else _over_stored(old, _invoice_doc(invoice, iso))
                     if doc != old:
                         table[invoice.id] = doc
                         changed = True
@@ -746,21 +747,25 @@ class Snapshot:
         if not invoices:
             return
         cal = config.calendar
-        # Lateness depends on (due, paid) only: decided once per pair, on one invoice that has it.
-        pairs = list(zip(map(_DUE, invoices), map(_PAID, invoices)))
-        late = {pair: is_late(invoice, cal, config) for pair, invoice in dict(zip(pairs, invoices)).items()}
+        # Lateness depends on (due, paid) only: decided once per pair, on an invoice that has it.
+        late = {(due, paid): is_late(Invoice("", "", _ZERO, due, due, paid), cal, config)
+                for due, paid in set(zip(map(_DUE, invoices), map(_PAID, invoices)))}
         newly_late: dict[str, list] = {}  # account -> [earliest due, count] of its late archived invoices
-        for invoice in compress(invoices, map(late.__getitem__, pairs)):
+        for invoice in compress(invoices, map(late.__getitem__, zip(map(_DUE, invoices), map(_PAID, invoices)))):
             seen = newly_late.get(invoice.account)
             if seen is None:
                 newly_late[invoice.account] = [invoice.due, 1]
             else:
                 seen[0] = min(seen[0], invoice.due)
                 seen[1] += 1
-        del pairs
-        self.archive_lines += lines
-        archived_ids, archived = self._archived_ids(), self.raw["archived"]
-        archived_ids.update(map(_ID, invoices))
+        if self.archive_lines:
+            self.archive_lines += lines
+        else:  # the usual case, and a big one: no copy
+            self.archive_lines = bytearray(lines) if lines.__class__ is not bytearray else lines
+        # The set of archived ids is made again from the table when next asked for (an import
+        # would otherwise add a million ids to it for nothing).
+        self._archived = None
+        archived = self.raw["archived"]
         for account, group in groupby(invoices, _ACCOUNT):  # an account's invoices come together
             doc = archived.get(account)
             if doc is None:
@@ -1046,10 +1051,19 @@ def _whole(doc: dict, name: str, low: int, high: int | None, default: int | None
     return value
 
 
-def _invoice_doc(i: Invoice) -> dict:
-    doc = {"account": i.account, "amount": str(i.amount), "issued": i.issued.isoformat(), "due": i.due.isoformat()}
+class _IsoDays(dict):
+    """date -> its ISO text, each made once (a few hundred distinct dates among 200,000 invoices)."""
+
+    def __missing__(self, day: date) -> str:
+        text = self[day] = day.isoformat()
+        return text
+
+
+def _invoice_doc(i: Invoice, iso: Mapping[date, str] | None = None) -> dict:
+    iso = _IsoDays() if iso is None else iso
+    doc = {"account": i.account, "amount": str(i.amount), "issued": iso[i.issued], "due": iso[i.due]}
     if i.paid is not None:
-        doc["paid"] = i.paid.isoformat()
+        doc["paid"] = iso[i.paid]
     if i.payment_url is not None:
         doc["payment_url"] = i.payment_url
     if i.pix_code is not None:
@@ -1082,14 +1096,15 @@ class _ArchivedInvoice(msgspec.Struct, tag_field="kind", tag="invoice", omit_def
 
 _ENCODE_LINES = msgspec.json.Encoder().encode_lines
 _ID, _ACCOUNT, _DUE, _PAID = attrgetter("id"), attrgetter("account"), attrgetter("due"), attrgetter("paid")
+_ZERO = Decimal(0)
 
 
 def _archive_records(invoices: list[Invoice], archived: str) -> bytearray:
     """The archive's JSON lines of `invoices`, archived on the day `archived` (ISO), a chunk at a
     time (the records of one chunk only are alive at once)."""
     lines, record = bytearray(), partial(_ArchivedInvoice, archived)
-    for start in range(0, len(invoices), CHUNK * 10):
-        lines += _ENCODE_LINES(list(starmap(record, invoices[start:start + CHUNK * 10])))
+    for start in range(0, len(invoices), 2000):  # a chunk's records stay in the processor's cache
+        lines += _ENCODE_LINES(list(starmap(record, invoices[start:start + 2000])))
     return lines
 
 
