@@ -24,12 +24,14 @@ _CNPJ_WEIGHTS = ((5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2), (6, 5, 4, 3, 2, 9, 8, 7, 
 def _check_digits_ok(chars: str, weights: tuple[tuple[int, ...], tuple[int, ...]]) -> bool:
     """Receita Federal's modulo-11 check digits. A character counts as its code minus 48, which is
     the digit itself for 0-9 and 17-42 for A-Z (the rule of the alphanumeric CNPJ). A number of one
-    repeated character passes the arithmetic but is not issued."""
-    if len(set(chars)) == 1:
+    repeated character passes the arithmetic but is not issued. (`chars` is ASCII: the shapes
+    above let nothing else through; its bytes are the character codes.)"""
+    if chars == chars[0] * len(chars):
         return False
+    codes = chars.encode("ascii")
     for position, row in zip((-2, -1), weights):
-        rest = (sum(map(mul, map(ord, chars), row)) - 48 * sum(row)) % 11
-        if chars[position] != str(0 if rest < 2 else 11 - rest):
+        rest = (sum(map(mul, codes, row)) - 48 * sum(row)) % 11
+        if codes[position] != 48 + (0 if rest < 2 else 11 - rest):
             return False
     return True
 
@@ -45,11 +47,11 @@ def normalize_document(value: str) -> str:
     if _CPF_SHAPE.fullmatch(doc):
         if not _check_digits_ok(bare, _CPF_WEIGHTS):
             raise ValueError(f"not a valid CPF (check digits do not match): {value!r}")
-        return f"{bare[:3]}.{bare[3:6]}.{bare[6:9]}-{bare[9:]}"
+        return doc if len(doc) == 14 else f"{bare[:3]}.{bare[3:6]}.{bare[6:9]}-{bare[9:]}"
     if _CNPJ_SHAPE.fullmatch(doc):
         if not _check_digits_ok(bare, _CNPJ_WEIGHTS):
             raise ValueError(f"not a valid CNPJ (check digits do not match): {value!r}")
-        return f"{bare[:2]}.{bare[2:5]}.{bare[5:8]}/{bare[8:12]}-{bare[12:]}"
+        return doc if len(doc) == 18 else f"{bare[:2]}.{bare[2:5]}.{bare[5:8]}/{bare[8:12]}-{bare[12:]}"
     raise ValueError(f"not a CPF (000.000.000-00) nor a CNPJ (00.000.000/0000-00): {value!r}")
 
 
