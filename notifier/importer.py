@@ -11,16 +11,17 @@ Two formats, the same fields (README, "Import"):
 `FILE:LINE: field: reason`: an operator fixes the file once instead of once per error. It never
 touches the store; the caller writes the batch in one go.
 
-Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. JSON records
-are decoded one at a time (the decoder's `raw_decode` step), so the line of each record is known
-without a second pass and no tree of a million dicts is ever held (parsing the whole file with
-orjson first was tried: no faster here, and the tree doubled the peak memory to 2.1 GB).
-Invoices, 96% of the records, go first through an optimistic pass that turns each one into an
-`Invoice` as the decoder reads it (`_Builder.plain_invoice`, a fraction of the full checks); at
-the first record that is not plainly valid, that pass is dropped and the records are read one by
-one with their lines, which reports every problem. Fields are located in the text only to report
-a problem. `read_source` also gives the files' SHA-256, so the same content imported again is
-recognised without being parsed (the CLI's everyday re-import).
+Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. A JSON file is
+read first by `_read_plain_json`, which reports nothing: msgspec decodes it in C (invoices into
+typed structs, a chunk of records at a time) and the records are checked a field at a time; it
+gives up at the first thing the full checks would report. Only then is the file read again, by
+`_JsonReader`: records decoded one at a time (the decoder's `raw_decode` step), so the line of each
+record is known without another pass, every problem reported with its line. Its invoices go first
+through an optimistic pass that turns each one into an `Invoice` as the decoder reads it
+(`_Builder.plain_invoice`, a fraction of the full checks); at the first record that is not plainly
+valid, that pass is dropped and the records are read one by one. Fields are located in the text
+only to report a problem. `read_source` also gives the files' SHA-256, so the same content
+imported again is recognised without being parsed (the CLI's everyday re-import).
 """
 from __future__ import annotations
 
