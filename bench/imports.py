@@ -24,9 +24,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.plan import TODAY, cli, generate, measure  # noqa: E402
 
-GOALS = {"first import": 3.0, "re-import": 1.5}
-
-
 def emit(*args, **kwargs) -> None:
     """Hand a figure to bench/run_all.py when its helper module is there (the bench contract)."""
     try:
@@ -81,11 +78,13 @@ def main() -> None:
         print(f"{n:>9,} {r['size_mb']:>8.0f} {base:>8.2f} s {cells[0]:>20} {cells[1]:>18}  "
               f"{r['json.load']['max_rss_mb']:.0f} / {r['first import']['max_rss_mb']:.0f} / {r['re-import']['max_rss_mb']:.0f}",
               flush=True)
-        emit(f"import {n} json.load", base, "s")
-        for step, goal in GOALS.items():
-            emit(f"import {n} {step}", r[step]["seconds"] / base, "x json.load", baseline=base, goal=goal,
-                 note=f"{r[step]['seconds']:.2f} s, peak {r[step]['max_rss_mb']:.0f} MB")
-
+        size = f"json.load ({r['size_mb']:.0f} MB)"
+        for step, key in (("first import", "import.first"), ("re-import", "import.again")):
+            label = f"{step}, {n:,} accounts"
+            emit(f"{key}.{n}", r[step]["seconds"], "s", baseline=base, area="Import and plan", label=label,
+                 baseline_label=size)
+            emit(f"memory.{key}.{n}", r[step]["max_rss_mb"], "MB", baseline=r["json.load"]["max_rss_mb"],
+                 area="Memory (peak RSS)", label=label, baseline_label="json.load")
 
 if __name__ == "__main__":
     main()

@@ -11,16 +11,17 @@ Two formats, the same fields (README, "Import"):
 `FILE:LINE: field: reason`: an operator fixes the file once instead of once per error. It never
 touches the store; the caller writes the batch in one go.
 
-Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. JSON records
-are decoded one at a time (the decoder's `raw_decode` step), so the line of each record is known
-without a second pass and no tree of a million dicts is ever held (parsing the whole file with
-orjson first was tried: no faster here, and the tree doubled the peak memory to 2.1 GB).
-Invoices, 96% of the records, go first through an optimistic pass that turns each one into an
-`Invoice` as the decoder reads it (`_Builder.plain_invoice`, a fraction of the full checks); at
-the first record that is not plainly valid, that pass is dropped and the records are read one by
-one with their lines, which reports every problem. Fields are located in the text only to report
-a problem. `read_source` also gives the files' SHA-256, so the same content imported again is
-recognised without being parsed (the CLI's everyday re-import).
+Speed and memory matter: an import is ~300 MB for 50,000 accounts x 24 invoices. A JSON file is
+read first by `_read_plain_json`, which reports nothing: msgspec decodes it in C (invoices into
+typed structs, a chunk of records at a time) and the records are checked a field at a time; it
+gives up at the first thing the full checks would report. Only then is the file read again, by
+`_JsonReader`: records decoded one at a time (the decoder's `raw_decode` step), so the line of each
+record is known without another pass, every problem reported with its line. Its invoices go first
+through an optimistic pass that turns each one into an `Invoice` as the decoder reads it
+(`_Builder.plain_invoice`, a fraction of the full checks); at the first record that is not plainly
+valid, that pass is dropped and the records are read one by one. Fields are located in the text
+only to report a problem. `read_source` also gives the files' SHA-256, so the same content
+imported again is recognised without being parsed (the CLI's everyday re-import).
 """
 from __future__ import annotations
 
@@ -32,15 +33,18 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, lt
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
+
+import msgspec
 
 from .calendar import due_date_for
 from .config import CHANNELS
-from .documents import normalize_document, normalize_email, normalize_phone, pix_code_problem
+from .documents import normalize_document, normalize_email, normalize_phone, pix_code_problem, pix_codes_sound
 from .models import Account, Invoice
 
 ACCOUNT_FIELDS = (
@@ -171,6 +175,9 @@ def parse_source(source: Source, accounts_by_id: Mapping[str, Account], today: d
             _read_csv_pair(source.files, builder)
         else:
             [path] = source.files
+            batch = _read_plain_json(path, source.json, builder)
+            if batch is not None:
+                return batch
             _JsonReader(path, _decode(path, source.json), builder).read()
         return builder.finish()
     finally:
@@ -883,6 +890,241 @@ class _JsonReader:
         builder.invoices.extend(invoices)
         return end
 
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON, the fast path: a file with nothing to report
+
+class _InvoiceIn(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """An invoice record as msgspec decodes it, in C: the fields' JSON types are checked, no value
+    is. (Text and None only, so no reference cycles: not tracked by the garbage collector.)"""
+    id: str
+    account: str
+    amount: str
+    issued: str
+    due: str | None = None
+    paid: str | None = None
+    payment_url: str | None = None
+    pix_code: str | None = None
+
+
+_DECODE_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_DECODE_ACCOUNTS = msgspec.json.Decoder(list[dict]).decode
+_DECODE_INVOICES = msgspec.json.Decoder(list[_InvoiceIn]).decode
+_TOP_OPEN = re.compile(rb"[ \t\n\r]*\{")
+_TOP_KEY = re.compile(rb'[ \t\n\r]*"(accounts|invoices)"[ \t\n\r]*:[ \t\n\r]*')
+_TOP_NEXT = re.compile(rb"[ \t\n\r]*(?:,|\}[ \t\n\r]*\Z)")
+_TOP_EMPTY = re.compile(rb"[ \t\n\r]*\}[ \t\n\r]*\Z")
+_BOM = b"\xef\xbb\xbf"
+_FIELDS = {name: attrgetter(name) for name in INVOICE_FIELDS}
+
+
+class _NotPlain(Exception):
+    """The fast path met something the full checks must look at: it gives up."""
+
+
+def _read_plain_json(path: Path, data: bytes, builder: _Builder) -> Batch | None:
+    """The Batch of a JSON file with nothing to report, or None: then `_JsonReader` reads it again,
+    slowly, with line numbers, and reports every problem (or, for what this path does not take,
+    such as an amount written as a JSON number, accepts it).
+
+    msgspec decodes the file at C speed into plain dicts (accounts) and `_InvoiceIn` structs
+    (invoices, 96% of the records), and the invoices are checked a field at a time with C-level
+    `map`s over values already seen valid: a few hundred distinct dates and amounts are checked
+    once each, by the same functions as the full checks. It accepts only what the full checks
+    accept, with the same result (a property test compares the two).
+    """
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        spans = _top_spans(data, start, _DECODE_TOP(memoryview(data)[start:]))
+        if spans is None:
+            return None
+        # What is decoded is the span, not the member's value msgspec gave (the last one of its
+        # key): a span that decodes on its own is exactly the first value, so a key given twice
+        # cannot slip through.
+        begin, end = spans.get("accounts", (0, 0))
+        raw_accounts = _DECODE_ACCOUNTS(memoryview(data)[begin:end]) if end else []
+        accounts = []
+        for raw in raw_accounts:
+            account = _account(raw, [])
+            if account is None:
+                return None
+            accounts.append(account)
+        del raw_accounts
+        if len({a.id for a in accounts}) != len(accounts):
+            return None
+        invoices = _PlainInvoices(accounts, builder)
+        if "invoices" in spans:
+            begin, end = spans["invoices"]
+            if data[begin:begin + 1] != b"[":
+                return None
+            for chunk in _invoice_chunks(data, begin, end):
+                invoices.take(_DECODE_INVOICES(chunk))
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, _NotPlain):
+        return None
+    return Batch(accounts, invoices.invoices, [], (path,))
+
+
+def _top_spans(data: bytes, start: int, members: dict) -> dict[str, tuple[int, int]] | None:
+    """Where the values of `{"accounts": [...], "invoices": [...]}` are in `data` (begin, end), by
+    key, walking the object's own punctuation between them (their lengths come from `members`);
+    None for any other shape (a key twice, another key), which the full checks report."""
+    spans: dict[str, tuple[int, int]] = {}
+    found = _TOP_OPEN.match(data, start)
+    if found is None:
+        return None
+    pos = found.end()
+    if _TOP_EMPTY.match(data, pos):
+        return spans
+    while True:
+        found = _TOP_KEY.match(data, pos)
+        if found is None:
+            return None
+        key = found[1].decode()
+        if key in spans or key not in members:
+            return None
+        begin = found.end()
+        spans[key] = begin, begin + len(members[key])
+        found = _TOP_NEXT.match(data, begin + len(members[key]))
+        if found is None:
+            return None
+        pos = found.end()
+        if data[pos - 1:pos] != b",":
+            return spans
+
+
+class _Known(dict):
+    """Values of one field already accepted, and what they stand for. An unseen value is checked
+    once by `check`, the full checks' own function: accepted, it is kept; rejected, `_NotPlain`."""
+
+    def __init__(self, check, seed=()):
+        super().__init__(seed)
+        self.check = check
+
+    def __missing__(self, value):
+        problems: list = []
+        result = self.check(value, problems)
+        if problems:
+            raise _NotPlain
+        self[value] = result
+        return result
+
+
+def _plain_texts(values: list, limit: int) -> tuple[list, str]:
+    """`values` (text or None) as the full checks keep them ("" as None), and their texts joined
+    by spaces; `_NotPlain` unless every text is one line of at most `limit` characters with
+    nothing to strip. Checked on the joined texts, in C; only a column with a space or an unusual
+    character in a value is looked at value by value."""
+    if "" in values:
+        values = [value or None for value in values]
+    texts = list(filter(None, values))
+    if not texts:
+        return values, ""
+    if max(map(len, texts)) > limit:
+        raise _NotPlain
+    joined = " ".join(texts)
+    # isprintable() is False for every control and separator character but the ASCII space:
+    # printable text with no space but the separators has no whitespace at all, nothing to strip.
+    printable = joined.isprintable()
+    if not printable and _NOT_IN_A_LINE.search(joined):
+        raise _NotPlain
+    if (not printable or joined.count(" ") != len(texts) - 1) and list(map(str.strip, texts)) != texts:
+        raise _NotPlain
+    return values, joined
+
+
+def _plain_urls(urls: list[str], joined: str) -> bool:
+    """`_URL.fullmatch` of every one of `urls`, told from them `joined` by spaces when no URL has
+    a space of its own (then `https?://[^\\s/]+\\S*` is: a scheme, and a host that is not "/")."""
+    if joined.count(" ") != len(urls) - 1:
+        return all(map(_URL.fullmatch, urls))
+    joined = f" {joined} "
+    return (joined.count(" http://") + joined.count(" https://") == len(urls)
+            and not any(bad in joined for bad in (" http:// ", " https:// ", " http:///", " https:///")))
+
+
+class _PlainInvoices:
+    """Invoices checked a field at a time over a chunk of records (every id, then every amount...)
+    with the same checks as `_invoice` and `_Builder.add_invoice`; `_NotPlain` at the first thing
+    they would report. A chunk of a few thousand records at a time: each pass over a chunk finds
+    its records still in the processor's cache, where passes over a million records would wait
+    on memory for every one of them."""
+
+    def __init__(self, accounts: list[Account], builder: _Builder):
+        self.builder = builder
+        self.owners = {**builder.stored, **{a.id: a for a in accounts}}
+        # The account's own id string instead of one copy per invoice: ~60 MB less on a big import.
+        self.owner_id = {key: a.id for key, a in self.owners.items()}.__getitem__
+        dates, amounts = builder.dates, builder.amounts
+        self.amount = _Known(lambda text, problems: amounts.parse({"amount": text}, problems)).__getitem__
+        self.issued = _Known(lambda text, problems: dates.parse({"d": text}, "d", problems, required=True)).__getitem__
+        self.optional = _Known(lambda text, problems: dates.parse({"d": text}, "d", problems), {None: None})
+        self.never: dict = {}  # `optional`, open as the last day of all (for comparisons)
+        self.ids: set[str] = set()
+        self.invoices: list[Invoice] = []
+
+    def take(self, records: list[_InvoiceIn]) -> None:
+        builder, column = self.builder, {name: list(map(get, records)) for name, get in _FIELDS.items()}
+        del records
+        ids, _ = _plain_texts(column.pop("id"), MAX_LENGTH["id"])
+        before = len(self.ids)
+        self.ids.update(ids)
+        if None in ids or len(self.ids) != before + len(ids):
+            raise _NotPlain
+        try:
+            account_ids = list(map(self.owner_id, column.pop("account")))
+        except KeyError:  # not an account of this import nor of the store (or not written as its id)
+            raise _NotPlain from None
+        amounts = list(map(self.amount, column.pop("amount")))
+        issued = list(map(self.issued, column.pop("issued")))
+        optional = self.optional
+        due = list(map(optional.__getitem__, column.pop("due")))
+        if None in due:
+            for i, day in enumerate(due):
+                if day is None:
+                    due[i] = builder._due(issued[i], self.owners[account_ids[i]].due_day)
+        if any(map(lt, due, issued)):
+            raise _NotPlain
+        paid_texts = column.pop("paid")
+        paid = list(map(optional.__getitem__, paid_texts))
+        if paid.count(None) != len(paid):
+            # Compared with the issue date as if an open invoice were paid on the last day of all.
+            never = self.never
+            if len(never) != len(optional):
+                never.update((text, day or date.max) for text, day in optional.items())
+            if any(map(lt, map(never.__getitem__, paid_texts), issued)) or (
+                    builder.today is not None and max(filter(None, paid)) > builder.today):
+                raise _NotPlain
+            if builder.payments:  # a payment date that differs from the stored one is a warning, with its line
+                stored = builder.payments
+                if any(p is not None and stored.get(i, p) != p for i, p in zip(ids, paid)):
+                    raise _NotPlain
+        urls, joined = _plain_texts(column.pop("payment_url"), MAX_LENGTH["payment_url"])
+        if joined and not _plain_urls(list(filter(None, urls)), joined):
+            raise _NotPlain
+        pix, joined = _plain_texts(column.pop("pix_code"), MAX_LENGTH["pix_code"])
+        if joined and not pix_codes_sound(list(filter(None, pix))):
+            raise _NotPlain
+        self.invoices += map(tuple.__new__, repeat(Invoice), zip(ids, account_ids, amounts, issued, due, paid, urls, pix))
+
+
+# Where one invoice record ends and the next begins, in a file that puts a newline between them:
+# a newline is never inside a JSON string, so a `}` with only a newline and a comma before the
+# next record (either side of the newline) closes an object. Invoices hold no objects: it closes
+# a record (and if not, the chunk does not decode and the full checks take over).
+_RECORD_BREAK = re.compile(rb"\}[ \t\r]*\n[ \t\r\n]*,|\},[ \t\r]*\n")
+_CHUNK_BYTES = 1 << 17
+
+
+def _invoice_chunks(data: bytes, begin: int, end: int) -> Iterator[bytes]:
+    """The records of the invoice list `data[begin:end]` as JSON lists of about `_CHUNK_BYTES`
+    each, cut between records; the whole list when it has no newlines."""
+    begin, end = begin + 1, end - 1  # inside the brackets
+    while begin < end:
+        cut = _RECORD_BREAK.search(data, begin + _CHUNK_BYTES, end) if begin + _CHUNK_BYTES < end else None
+        stop = cut.start() + 1 if cut else end
+        yield b"".join((b"[", data[begin:stop], b"]"))
+        begin = cut.end() if cut else end
 
 
 # ---------------------------------------------------------------------------------------------

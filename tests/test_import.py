@@ -17,7 +17,8 @@ from validate_docbr import CNPJ, CPF
 from notifier.calendar import due_date_for
 from notifier.documents import is_plain_email, normalize_document, normalize_email, normalize_phone
 from notifier.importer import (
-    ACCOUNT_FIELDS, INVOICE_FIELDS, Batch, InvalidImport, _Builder, _invoice, parse_file,
+    ACCOUNT_FIELDS, INVOICE_FIELDS, Batch, InvalidImport, _Builder, _decode, _invoice, _JsonReader,
+    _read_plain_json, parse_file,
 )
 from notifier.models import Account, Invoice
 
@@ -498,6 +499,104 @@ class _Where:
     @staticmethod
     def locate(field):
         return 1, field
+
+
+# --- the JSON fast path (msgspec, a field at a time) gives what the full reader gives --------------
+
+def _both_paths(path: Path, stored: dict | None = None, today: date | None = TODAY, payments: dict | None = None):
+    """(the fast path's Batch or None when it declines, the full reader's Batch or its errors)."""
+    data = path.read_bytes()
+    fast = _read_plain_json(path, data, _Builder(stored or {}, today, payments))
+    builder = _Builder(stored or {}, today, payments)
+    builder.files.append(path)
+    try:
+        _JsonReader(path, _decode(path, data), builder).read()
+        full = builder.finish()
+    except InvalidImport as exc:
+        full = exc.errors
+    return fast, full
+
+
+_ACCOUNT_ANY = {
+    "id": ["acme", " acme", "", None, 5],
+    "company": ["ACME", "A\x1bB", "a" * 201, "", "ACME\u00a0Ltda", " ACME "],
+    "document": ["11.222.333/0001-81", "11.222.333/0001-82", "111.444.777-35", "11222333000181"],
+    "domain": ["ACME.com.br", "acme", "", None],
+    "emails": [["financeiro@acme.com.br"], ["a@acme.com.br", "A@acme.com.br"], [], ["x"], "a@acme.com.br",
+               ["maria@acme.com.br", "Postmaster@acme.com.br"]],
+    "portal_email": ["maria@acme.com.br", "MARIA@acme.com.br", "outro@acme.com.br", "", None],
+    "whatsapp": ["+55 (11) 98765-4321", "+5500987654321", "", None],
+    "social": [{"instagram": "@acme"}, {"Insta": "@a"}, {"x": ""}, {}, None, "acme"],
+    "due_day": [1, 31, 0, 32, None, 20.0, True, "20"],
+    "past_delinquencies": [0, 999, 1000, -1, None],
+    "opt_out": [["whatsapp"], ["email"], ["fax"], [], None, "whatsapp"],
+}
+_layouts = st.sampled_from([{"indent": 2}, {"separators": (",", ":")}, {}])
+
+
+_ANY_JSON = {key: [float(v) if isinstance(v, Decimal) else v for v in values] for key, values in _ANY.items()}
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(sorted(_ANY_JSON)).flatmap(
+           lambda key: st.tuples(st.just(key), st.sampled_from(_ANY_JSON[key] + [_DROP]))), max_size=2),
+       st.lists(st.sampled_from(sorted(_ACCOUNT_ANY)).flatmap(
+           lambda key: st.tuples(st.just(key), st.sampled_from(_ACCOUNT_ANY[key] + [_DROP]))), max_size=2),
+       st.booleans(), _layouts)
+def test_the_fast_path_gives_what_the_full_reader_gives(tmp_path_factory, invoice_changes, account_changes,
+                                                          stored_account, layout):
+    """Every record checked by both readers: the fast one may decline (then the full one decides),
+    but what it accepts is exactly the full reader's Batch."""
+    acme = account()
+    for key, value in account_changes:
+        acme.pop(key, None) if value is _DROP else acme.__setitem__(key, value)
+    changed = invoice(id="i2")
+    for key, value in invoice_changes:
+        changed.pop(key, None) if value is _DROP else changed.__setitem__(key, value)
+    path = tmp_path_factory.mktemp("fast") / "billing.json"
+    records = [invoice(id="i1"), changed, invoice(id="i3", due=_DROP, paid="2026-11-21", pix_code=None)]
+    path.write_text(json.dumps({"accounts": [acme], "invoices": records}, ensure_ascii=False, **layout), encoding="utf-8")
+    stored = {"acme": Account("acme", "Old", "11.222.333/0001-81", ("a@acme.com.br",), due_day=10)} if stored_account else {}
+    fast, full = _both_paths(path, stored)
+    if fast is not None:
+        assert fast == full
+    if not invoice_changes and not account_changes:
+        assert fast is not None, "the fast path must take a plain valid file"
+
+
+def test_the_fast_path_reads_a_big_file_in_chunks_as_the_full_reader_does(tmp_path):
+    # 2,000 invoices, about 400 KB: several chunks, cut between records in both usual layouts.
+    records = [invoice(id=f"2026-{i:05d}", due=None if i % 7 == 0 else "2026-11-20",
+                       paid="2026-11-19" if i % 2 else None, pix_code=None if i % 3 else invoice()["pix_code"])
+               for i in range(2000)]
+    for layout in ({"indent": 2}, {}):
+        path = tmp_path / "big.json"
+        path.write_text(json.dumps({"invoices": records, "accounts": [account()]}, **layout), encoding="utf-8")
+        fast, full = _both_paths(path)
+        assert fast is not None and fast == full and len(fast.invoices) == 2000
+    # The generator's layout: one record a line, the comma that separates them at the line's start.
+    path.write_text('{"accounts": [' + json.dumps(account()) + '],\n"invoices": [\n'
+                    + "\n,".join(map(json.dumps, records)) + "\n]}\n", encoding="utf-8")
+    fast, full = _both_paths(path)
+    assert fast is not None and fast == full
+    # One bad record far into the file: the fast path declines, the full reader names its line.
+    records[1500]["amount"] = "1,5"
+    path.write_text('{"accounts": [' + json.dumps(account()) + '],\n"invoices": [\n'
+                    + "\n,".join(map(json.dumps, records)) + "\n]}\n", encoding="utf-8")
+    fast, full = _both_paths(path)
+    assert fast is None and full == [f"{path}:1503: invoices[1500].amount: not a decimal number (write 1234.56): '1,5'"]
+
+
+@pytest.mark.parametrize("text", [
+    '{"accounts": [], "accounts": [ACME]}', '{"accounts": [ACME], "accounts": []}',
+    '{"invoices": [], "accounts": [ACME], "invoices": []}', '{"accounts": [ACME], "other": 1}',
+    '{"accounts": [ACME], "invoices": [], "invoices": [{"social": {"invoices": []}}]}',
+])
+def test_the_fast_path_leaves_a_key_given_twice_to_the_full_reader(tmp_path, text):
+    path = tmp_path / "billing.json"
+    path.write_text(text.replace("ACME", json.dumps(account())), encoding="utf-8")
+    fast, full = _both_paths(path)
+    assert fast is None and isinstance(full, list) and full
 
 
 # --- CSV -----------------------------------------------------------------------------------------

@@ -32,27 +32,33 @@ def import_(obj: Context, path: Path, day):
     _refuse_far_from_today("--date", today, obj.now().date())
     source = read_source(path)
     batch, moved, known = None, 0, 0
-    with gc_paused(), obj.store(create=True).transaction() as snap:
-        last = snap.last_import()
-        # The same content again on the same day or later (the everyday case: tomorrow's export
-        # with nothing new) would validate and store exactly what it did then: skip to archiving.
-        if last is None or last[0] != source.digest or today < last[1]:
-            batch = parse_source(source, {a.id: a for a in snap.accounts()}, today, snap.payments())
-            snap.upsert_accounts(batch.accounts)
-            moved, known = snap.import_invoices(batch.invoices, today, obj.config)
-            snap.record_import(source.digest, today)
-        more, rows = snap.archive(today, obj.config)
+    with gc_paused():
+        with obj.store(create=True).transaction() as snap:
+            last = snap.last_import()
+            # The same content again on the same day or later (the everyday case: tomorrow's export
+            # with nothing new) would validate and store exactly what it did then: skip to archiving.
+            if last is None or last[0] != source.digest or today < last[1]:
+                batch = parse_source(source, {a.id: a for a in snap.accounts()}, today, snap.payments())
+                snap.upsert_accounts(batch.accounts)
+                moved, known = snap.import_invoices(batch.invoices, today, obj.config)
+                snap.record_import(source.digest, today)
+            more, rows = snap.archive(today, obj.config)
+        # Freed while the collector is still off: a million records left to it would be walked
+        # once more, for nothing, by its first collection (a tenth of a big import).
+        imported = None if batch is None else (len(batch.accounts), len(batch.invoices), batch.warnings)
+        del snap, batch
     archived = [_count(n, noun) for n, noun in ((moved + more, "paid invoice"), (rows, "ledger row")) if n]
     done = f"; archived {' and '.join(archived)}" if archived else ""
-    if batch is None:
+    if imported is None:
         click.echo(f"nothing new: {', '.join(map(str, source.files))} holds what was imported on {last[1]:%d/%m/%Y}{done}")
         return
-    for warning in batch.warnings:
+    accounts, invoices, warnings = imported
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     for other in source.files:
         if path.is_file() and other != path:
             click.echo(f"also read {other} (the other file of the CSV pair, beside it)")
-    click.echo(f"imported {_count(len(batch.accounts), 'account')} and {_count(len(batch.invoices), 'invoice')} "
+    click.echo(f"imported {_count(accounts, 'account')} and {_count(invoices, 'invoice')} "
                f"into {obj.config.state}{done}"
                + (f"; {_count(known, 'invoice')} already in the archive, left as archived" if known else ""))
 
