@@ -139,3 +139,16 @@ def test_report_counts_per_stage_and_channel_and_who_paid_within_three_days(logg
     assert "<svg" in text and "novembro de 2026" in text and "100,0%" in text and "R$\xa099,90" in text
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text)
     assert logged("report", "--month", "2026-13", check=False).returncode == 2
+
+
+def test_an_output_file_that_cannot_be_written_is_a_clear_error(logged, tmp_path):
+    for args in (["attempts", "-o", str(tmp_path / "no-such-folder" / "a.csv")],
+                 ["report", "--month", "2026-11", "--html", str(tmp_path / "no-such-folder" / "r.html")],
+                 ["audit", "acme", "--html", str(tmp_path / "no-such-folder" / "a.html")]):
+        proc = logged(*args, check=False)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert "no-such-folder" in proc.stderr and "cannot write: No such file or directory" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    for args in (["attempts", "-o", ""], ["report", "--month", "2026-11", "--html", str(tmp_path)]):
+        proc = logged(*args, check=False)
+        assert proc.returncode == 2 and "Invalid value" in proc.stderr, (args, proc.stderr)

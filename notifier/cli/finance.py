@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import click
 import orjson
 
 from ..config import CHANNELS
-from .base import Context, Day, cli, echo_json, print_table
+from .base import Context, Day, FilePath, cli, echo_json, print_table
 
 
 since_option = click.option("--since", type=Day(), help="From this day on (YYYY-MM-DD, São Paulo time).")
@@ -67,9 +67,9 @@ def _verdict(obj: Context, snap=None, check_messages: bool = True):
 @click.argument("account")
 @since_option
 @until_option
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--html", "html_path", type=FilePath(), required=True,
               help="Write the report here (one self-contained HTML file).")
-@click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--pdf", "pdf_path", type=FilePath(),
               help="Also print it to this PDF (A4) with headless Chromium.")
 @click.pass_obj
 def audit(obj: Context, account, since, until, html_path, pdf_path):
@@ -104,8 +104,13 @@ def audit(obj: Context, account, since, until, html_path, pdf_path):
 def _write_text(path: Path, text: str) -> None:
     """Written under a temporary name and renamed: a report is whole or absent."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with suppress(OSError):  # a half-written report is not left behind
+            tmp.unlink(missing_ok=True)
+        raise click.ClickException(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 @cli.command()
@@ -118,7 +123,7 @@ def _write_text(path: Path, text: str) -> None:
 @click.option("--actor", help='Only attempts made by this actor ("daemon", or a staff member).')
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="csv: for Excel in Portuguese (; UTF-8 with BOM, dd/mm/aaaa hh:mm); json: one object per line.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of the screen.")
+@click.option("--output", "-o", type=FilePath(), help="Write to this file instead of the screen.")
 @click.pass_obj
 def attempts(obj: Context, account, invoice, since, until, channel, status, actor, fmt, output):
     """One line per contact attempt with its latest status, oldest first."""
@@ -144,7 +149,11 @@ def _output(path: Path | None):
         yield sys.stdout
         sys.stdout.flush()
         return
-    with open(path, "w", encoding="utf-8", newline="") as f:
+    try:
+        f = open(path, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write: {exc.strerror or exc}") from None
+    with f:
         yield f
 
 
@@ -157,7 +166,7 @@ def _month(ctx, param, value):
 
 @cli.command()
 @click.option("--month", required=True, callback=_month, help="The month of the notices (YYYY-MM).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report as HTML, with a chart.")
+@click.option("--html", "html_path", type=FilePath(), help="Also write the report as HTML, with a chart.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="csv: for Excel in Portuguese (; BOM, decimal comma); json: one object per line.")
 @click.option("--window", type=click.IntRange(0, 30), default=3, show_default=True,
