@@ -8,9 +8,11 @@ install .` needs and drops secrets and state, and the systemd unit passes `syste
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 
@@ -151,3 +153,33 @@ def test_the_systemd_unit_runs_the_daemon_as_its_user_in_its_state_directory(cli
     env_file = tmp_path / ".env"
     env_file.write_text("")
     run_help(cli, ["notifier", *[str(env_file) if a.endswith("/.env") else a for a in args]])
+
+
+def run_once_log(cli, journal_stream: str | None, folder: Path) -> list[str]:
+    """The log lines `run-once` writes on a fresh copy of the example state in `folder`, its stderr
+    a file (the journal's stream is a socket systemd hands us, named by JOURNAL_STREAM=device:inode)."""
+    folder.mkdir()
+    shutil.copy(ROOT / "state.json.example", folder / "state.json")
+    stderr_path = folder / "stderr"
+    env = dict(cli.env)
+    env.pop("JOURNAL_STREAM", None)
+    with open(stderr_path, "w+b") as err:
+        if journal_stream is not None:
+            st = os.fstat(err.fileno())
+            env["JOURNAL_STREAM"] = journal_stream.format(dev=st.st_dev, ino=st.st_ino)
+        subprocess.run([sys.executable, str(ROOT / "run.py"), "run-once", "--date", "2026-11-24"], cwd=folder,
+                       env=env, stdout=subprocess.DEVNULL, stderr=err, timeout=120, check=True)
+    return [line for line in stderr_path.read_text(encoding="utf-8").splitlines() if "notifier.cycle" in line]
+
+
+def test_under_systemd_a_log_line_starts_with_its_priority_for_journald(cli, tmp_path):
+    lines = run_once_log(cli, "{dev}:{ino}", tmp_path / "journal")
+    assert lines and all(re.match(r"<6>notifier\.cycle: \S", line) for line in lines), lines
+
+
+def test_elsewhere_a_log_line_starts_with_its_time(cli, tmp_path):
+    # A JOURNAL_STREAM inherited by a process whose stderr went elsewhere is not the journal.
+    for n, stream in enumerate((None, "{dev}:{ino}1", "not-a-stream")):
+        lines = run_once_log(cli, stream, tmp_path / str(n))
+        assert lines and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} INFO notifier\.cycle: ", line)
+                             for line in lines), (stream, lines)
