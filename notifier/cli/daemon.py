@@ -15,9 +15,11 @@ TIME = click.DateTime(formats=["%H:%M"])
 
 
 def setup_logging() -> None:
-    """One line per event on stderr: journald and `docker logs` add their own context."""
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
+    """One line per event on stderr, as journald or `docker logs` reads it best (notifier/logformat.py)."""
+    from ..logformat import formatter
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 def clock_for(obj: Context, day, at):
