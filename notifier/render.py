@@ -12,7 +12,6 @@ so a broken template is found before any customer sees it.
 """
 from __future__ import annotations
 
-import io
 import re
 import traceback
 import unicodedata
@@ -32,6 +31,7 @@ from channels import FAILED, Message, Result
 from .calendar import BankCalendar, InvoiceDates, invoice_dates, month_end
 from .config import CHANNELS, DEFAULT_LADDER, STAGES, Config
 from .models import Account, Invoice, Notice
+from .pixqr import cache_folder, pix_qr_png
 from .rules import PRE_DUE_STAGES, invoice_timeline, social_handle
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "message_templates"
@@ -324,6 +324,9 @@ class Renderer:
                 raise TemplateError(f"{config.templates}: templates folder not found (config key: templates)")
             search.insert(0, override)
         self._roots = [str(p) for p in search]
+        # QR images are kept beside a state that exists (a command's); a library call or a check
+        # before the first import draws them, leaving no folder behind.
+        self._qr_cache = cache_folder(config.state) if Path(config.state).is_file() else None
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self._roots),
             undefined=jinja2.StrictUndefined,
@@ -367,7 +370,7 @@ class Renderer:
             text = plain(_tidy(self._render("email/base.txt", ctx)))
             html = plain(self._render("email/base.html", {**ctx, "subject": subject}))
             # Each Pix code also as a QR code, for paying from a phone while reading on a computer.
-            images = tuple((inv.qr_cid, pix_qr_png(inv.pix_code), "image/png")
+            images = tuple((inv.qr_cid, pix_qr_png(inv.pix_code, self._qr_cache), "image/png")
                            for inv in ctx["invoices"] if inv.qr_cid)
             return Message(text=text, subject=subject, html=html, images=images, meta=meta, **common)
         if channel == "sms":
@@ -687,15 +690,6 @@ def failure_cause(result) -> str:
 def _content_id(kind: str, name: str) -> str:
     """A Content-ID for an inline image (RFC 2392: a message-id, so only safe characters)."""
     return f"{kind}-{re.sub(r'[^A-Za-z0-9.-]', '-', name)}@notifier"
-
-
-def pix_qr_png(code: str) -> bytes:
-    """The Pix code as a QR code PNG a bank app reads off a screen: error correction M (what the
-    Central Bank's manual asks), four modules of quiet zone, 6 px per module."""
-    import segno  # 0.1 s with the urllib and xml.sax it imports: only for an invoice with a Pix code
-    buffer = io.BytesIO()
-    segno.make(code, error="m", micro=False).save(buffer, kind="png", scale=6, border=4)
-    return buffer.getvalue()
 
 
 def _tidy(text: str) -> str:
