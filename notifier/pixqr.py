@@ -2,38 +2,29 @@
 
 Drawing one with segno costs about 50 ms (choosing the best of the eight masks, then the PNG
 writer) plus 0.1 s to import it, and the same invoice's code goes into several notices over the
-days, each from a fresh process of `run-once`. So each PNG is kept in a cache folder beside the
-state (`state.json.cache/pix-qr/`), named by the SHA-256 of everything that decides its bytes:
-the code, the drawing parameters and segno's version. A cached image is therefore byte for byte
-what segno would draw again, and deleting the folder (or any file in it) only costs the time to
-draw them again. It sits beside the state, not in the message store (evidence, kept for audits)
-nor in a shared temporary folder: whoever can write there could as well edit the Pix codes in the
-state itself, and nobody else can slip another QR code into a customer's e-mail.
+days, each from a fresh process of `run-once`. So each PNG is kept in the cache beside the state
+(notifier/caches.py: `state.json.cache/pix-qr/`), named by the SHA-256 of everything that decides
+its bytes: the code, the drawing parameters and segno's version. A cached image is therefore byte
+for byte what segno would draw again. Why there and not elsewhere: see notifier/caches.py.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
+
+from . import caches
 
 # The Central Bank's manual asks for error correction M; four modules of quiet zone, 6 px a module.
 ERROR, SCALE, BORDER = "m", 6, 4
 _PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 
 
-def cache_folder(state: Path) -> Path:
-    """`state.json` -> `state.json.cache/pix-qr/`: disposable, beside the state it serves."""
-    state = Path(state)
-    return state.with_name(state.name + ".cache") / "pix-qr"
-
-
 def pix_qr_png(code: str, cache: Path | None = None) -> bytes:
     """The Pix code as a QR code PNG a bank app reads off a screen, from `cache` (a folder, see
-    `cache_folder`) when it holds it; drawn and stored there otherwise. No cache: drawn."""
+    `caches.folder("pix-qr")`) when it holds it; drawn and stored there otherwise. No cache: drawn."""
     version = _segno_version()
     if cache is None or version is None:
         return _draw(code)
@@ -43,14 +34,11 @@ def pix_qr_png(code: str, cache: Path | None = None) -> bytes:
 
 @lru_cache(maxsize=256)
 def _cached(code: str, path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-        if data.startswith(_PNG_START) and data.endswith(_PNG_END):  # a whole file, not a damaged one
-            return data
-    except OSError:
-        pass
+    data = caches.read(path)
+    if data is not None and data.startswith(_PNG_START) and data.endswith(_PNG_END):  # whole, not damaged
+        return data
     data = _draw(code)
-    _store(path, data)
+    caches.write(path, data)
     return data
 
 
@@ -60,20 +48,6 @@ def _draw(code: str) -> bytes:
     buffer = io.BytesIO()
     segno.make(code, error=ERROR, micro=False).save(buffer, kind="png", scale=SCALE, border=BORDER)
     return buffer.getvalue()
-
-
-def _store(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename, so a reader (another process
-    drawing the same code) sees the whole file or none. A cache that cannot be written is no
-    error: the image is sent all the same."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 @lru_cache(maxsize=1)

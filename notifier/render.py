@@ -27,10 +27,11 @@ from markupsafe import Markup, escape
 
 from channels import FAILED, Message, Result
 
+from . import caches
 from .calendar import BankCalendar, InvoiceDates, invoice_dates, month_end
 from .config import CHANNELS, DEFAULT_LADDER, STAGES, Config
 from .models import Account, Invoice, Notice
-from .pixqr import cache_folder, pix_qr_png
+from .pixqr import pix_qr_png
 from .rules import PRE_DUE_STAGES, invoice_timeline, social_handle
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "message_templates"
@@ -332,9 +333,7 @@ class Renderer:
                 raise TemplateError(f"{config.templates}: templates folder not found (config key: templates)")
             search.insert(0, override)
         self._roots = [str(p) for p in search]
-        # QR images are kept beside a state that exists (a command's); a library call or a check
-        # before the first import draws them, leaving no folder behind.
-        self._qr_cache = cache_folder(config.state) if Path(config.state).is_file() else None
+        self._qr_cache = caches.folder("pix-qr")  # None unless the command line keeps caches
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self._roots),
             undefined=jinja2.StrictUndefined,

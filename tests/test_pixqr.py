@@ -6,8 +6,8 @@ import io
 
 import segno
 
-from notifier import pixqr
-from notifier.pixqr import cache_folder, pix_qr_png
+from notifier import caches, pixqr
+from notifier.pixqr import pix_qr_png
 from notifier.render import SAMPLE_PIX
 
 OTHER_PIX = SAMPLE_PIX.replace("LUCANET", "LUCAMET")
@@ -26,8 +26,7 @@ def fresh_process() -> None:
 
 
 def test_a_cached_image_is_the_one_segno_draws_and_each_code_has_its_own(tmp_path):
-    cache = cache_folder(tmp_path / "state.json")
-    assert cache == tmp_path / "state.json.cache" / "pix-qr"
+    cache = tmp_path / "state.json.cache" / "pix-qr"
     fresh_process()
     first = pix_qr_png(SAMPLE_PIX, cache)
     assert first == drawn(SAMPLE_PIX)
@@ -42,7 +41,7 @@ def test_a_cached_image_is_the_one_segno_draws_and_each_code_has_its_own(tmp_pat
 
 def test_a_file_in_the_cache_is_what_is_sent(tmp_path):
     # Proves the cache is read (and not drawn again), which the byte-for-byte tests cannot tell.
-    cache = cache_folder(tmp_path / "state.json")
+    cache = tmp_path / "state.json.cache" / "pix-qr"
     fresh_process()
     pix_qr_png(SAMPLE_PIX, cache)
     [stored] = cache.iterdir()
@@ -53,7 +52,7 @@ def test_a_file_in_the_cache_is_what_is_sent(tmp_path):
 
 
 def test_a_deleted_or_damaged_cache_draws_the_image_again(tmp_path):
-    cache = cache_folder(tmp_path / "state.json")
+    cache = tmp_path / "state.json.cache" / "pix-qr"
     fresh_process()
     image = pix_qr_png(SAMPLE_PIX, cache)
     [stored] = cache.iterdir()
@@ -71,12 +70,12 @@ def test_a_cache_that_cannot_be_written_is_no_error(tmp_path):
     blocker = tmp_path / "state.json.cache"
     blocker.write_text("a file where the folder would go")
     fresh_process()
-    assert pix_qr_png(SAMPLE_PIX, cache_folder(tmp_path / "state.json")) == drawn(SAMPLE_PIX)
+    assert pix_qr_png(SAMPLE_PIX, tmp_path / "state.json.cache" / "pix-qr") == drawn(SAMPLE_PIX)
     assert blocker.read_text() == "a file where the folder would go"
 
 
 def test_another_segno_version_is_another_file(tmp_path, monkeypatch):
-    cache = cache_folder(tmp_path / "state.json")
+    cache = tmp_path / "state.json.cache" / "pix-qr"
     fresh_process()
     pix_qr_png(SAMPLE_PIX, cache)
     assert pixqr._segno_version() == segno.__version__
@@ -85,9 +84,12 @@ def test_another_segno_version_is_another_file(tmp_path, monkeypatch):
     assert len(list(cache.iterdir())) == 2
 
 
-def test_run_once_keeps_the_images_beside_the_state(cli):
+def test_run_once_keeps_the_images_beside_the_state_and_check_in_an_empty_folder_keeps_none(cli):
     from tests.conftest import ROOT
+    cli("check", check=False)  # it renders a sample e-mail with a Pix code
+    assert list(cli.workdir.iterdir()) == []
     (cli.workdir / "state.json").write_bytes((ROOT / "state.json.example").read_bytes())
     cli("run-once", "--date", "2026-11-23")
+    assert caches.folder_for(cli.workdir / "state.json") == cli.workdir / "state.json.cache"
     images = sorted((cli.workdir / "state.json.cache" / "pix-qr").iterdir())
     assert images and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
