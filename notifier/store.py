@@ -45,13 +45,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import orjson
-from filelock import FileLock, Timeout
 from tinydb.storages import Storage
 
 from .calendar import add_months
 from .config import Config
 from .models import Account, History, Hold, Invoice, LedgerEntry
 from .rules import is_late
+from .flock import FileLock, Timeout
 from .fsync import fsync_dir as _fsync_dir
 
 # The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
@@ -376,7 +376,7 @@ class Store:
         self._storage = AtomicJSONStorage(self.path)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
         self._lock_timeout = lock_timeout
-        self._local = threading.local()  # FileLock is per thread too: threads exclude each other
+        self._local = threading.local()  # the lock is per thread too: threads exclude each other
 
     def snapshot(self) -> Snapshot:
         """A read-only view of the file as it is now, every document already a model object; takes
