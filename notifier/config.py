@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import dotenv_values
-
 from .calendar import BankCalendar
 
 # Ladder order: a later stage is "more advanced". The anchor is the invoice date a stage's offset
@@ -258,6 +256,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         raise ConfigError(f"{path}: not a text file in UTF-8 (a .env file holds NAME=value lines)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the env file: {exc.strerror or exc}") from None
+    from dotenv import dotenv_values  # only where there is a .env file to read
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
