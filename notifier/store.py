@@ -326,6 +326,15 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _stamp(path: Path) -> tuple | None:
+    """What tells one version of the state file from another (see `Store.snapshot`)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _keep_mode(old: Path, new: Path) -> None:
     # The state holds customers' personal data; an operator's chmod 600 must survive our rewrite.
     try:
@@ -377,13 +386,25 @@ class Store:
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
         self._lock_timeout = lock_timeout
         self._local = threading.local()  # the lock is per thread too: threads exclude each other
+        self._seen: tuple[tuple, dict] | None = None  # the last snapshot's file stamp and models
 
     def snapshot(self) -> Snapshot:
         """A read-only view of the file as it is now, every document already a model object; takes
-        no lock. Its change methods raise: change the store through `transaction()`."""
+        no lock. Its change methods raise: change the store through `transaction()`.
+
+        The file is parsed again only when it changed since this store's last snapshot: a cycle
+        asks three times (the log's head, what was reconciled, the plan), mostly of the same file.
+        Every write replaces the file (a new inode), so an unchanged (device, inode, size, mtime)
+        is unchanged content; it is taken before the read, so a write meanwhile only costs a
+        read more next time. The models are immutable and shared by the snapshots."""
+        stamp = _stamp(self.path)
+        seen = self._seen
+        if stamp is not None and seen is not None and seen[0] == stamp:
+            return Snapshot(self.path, self.retention_months, models=seen[1])
         sink = _ModelTables(self.path)
         _read(self.path, sink)
         models = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES}
+        self._seen = (stamp, models) if stamp is not None else None
         return Snapshot(self.path, self.retention_months, models=models)
 
     @contextmanager
