@@ -7,11 +7,12 @@ processes (tests/test_simulation.py) pays it.
 For each command, in a fresh process: the best of REPEAT wall times, the best of REPEAT CPU times
 (user + system, the process's own: what the simulation's minutes are made of on a busy machine)
 and the peak memory. Commands: `python -c pass`, `notifier --version`, `--help`, `plan --help`
-(which loads the planning commands), `import` of examples/billing.json into a new store, `pay` of
-one invoice, and `run-once` of the bundled example (`state.json.example` on 23/11/2026: six
-messages to the outbox, e-mails with their Pix QR codes), each on a fresh copy of its files. The
-commands' own caches (compiled modules, templates, QR images) are warm, as in the simulation and
-on a server after its first day.
+(which loads the planning commands), `import` of examples/billing.json (into a new store, and
+into the bundled example's, as every morning), `pay` of one invoice, and `run-once` of the
+bundled example (`state.json.example` on 23/11/2026: six messages to the outbox, e-mails with
+their Pix QR codes), each on a fresh copy of its files. The commands' own caches (compiled
+modules, templates, QR images, holiday tables) are warm, as in the simulation and on a server
+after its first day.
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def main() -> None:
             ("help", ["--help"], lambda: None),
             ("plan_help", ["plan", "--help"], lambda: None),
             ("import", ["import", "billing.json", "--date", DAY], no_state),
+            ("import_again", ["import", "billing.json", "--date", DAY], example_state),
             ("pay", ["pay", "2026-11-atelie-flor-de-lis", "--date", DAY, "--by", "bench"], example_state),
             ("run_once", ["run-once", "--date", DAY], example_state),
         )
