@@ -34,8 +34,6 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
-import idna
-
 from . import (FAILED, SENT, Channel, ChannelError, Message, Result, _apprise, _mime, decode_payload, encode_payload,
                outbox, register)
 
@@ -163,6 +161,7 @@ def envelope_address(address: str) -> str:
     local, _, domain = address.rpartition("@")
     if domain.isascii():
         return address
+    import idna  # 10 ms (its tables' regexes): only for a domain that needs it
     try:
         return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
     except idna.IDNAError as exc:

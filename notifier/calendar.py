@@ -2,7 +2,9 @@
 
 Pure: every function takes the dates it needs and reads no clock. The holiday tables come from the
 `holidays` package (B3's calendar is exactly the bank calendar the rules ask for), computed for the
-years asked and cached.
+years asked and cached: in memory, and (when the command line keeps caches, notifier/caches.py)
+in `state.json.cache/holidays/`, one file per table, year and version of `holidays`. Importing
+the package's core and building a table cost 60-120 ms of every command that counts a date.
 """
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ import calendar as _stdcal
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
+
+import orjson
+
+from . import caches
 
 
 def _holidays_class(module_name: str, class_name: str):
@@ -37,9 +43,42 @@ def _holidays_class(module_name: str, class_name: str):
     return getattr(module, class_name)
 
 
-def brazil_national_holidays(years):
+def _table(module_name: str, class_name: str, year: int) -> list[date]:
+    """The dates of one `holidays` table for one year, from the cache when it holds them."""
+    folder, version = caches.folder("holidays"), _holidays_version()
+    path = folder / f"{class_name}-{year}-holidays-{version}.json" if folder and version else None
+    if path is not None:
+        data = caches.read(path)
+        if data is not None:
+            try:
+                return [date.fromisoformat(d) for d in orjson.loads(data)]
+            except (ValueError, TypeError):  # damaged: computed again below, and rewritten
+                pass
+    dates = sorted(_holidays_class(module_name, class_name)(years=year))
+    if path is not None:
+        caches.write(path, orjson.dumps([d.isoformat() for d in dates]))
+    return dates
+
+
+@lru_cache(maxsize=1)
+def _holidays_version() -> str | None:
+    """The installed `holidays` version, from its dist-info folder's name (importlib.metadata, or
+    the package's own `__version__`, would cost the import the cache saves); None, and no cache,
+    when it cannot be told."""
+    import importlib.util
+    from pathlib import Path
+    try:
+        spec = importlib.util.find_spec("holidays")
+        found = list(Path(spec.origin).parent.parent.glob("holidays-*.dist-info"))
+    except (AttributeError, ImportError, OSError, TypeError, ValueError):
+        return None
+    return found[0].name[len("holidays-"):-len(".dist-info")] if len(found) == 1 else None
+
+
+@lru_cache(maxsize=64)
+def national_holidays(year: int) -> frozenset[date]:
     """Brazil's national holidays (`holidays.country_holidays("BR")`), for contact hours."""
-    return _holidays_class("holidays.countries.brazil", "Brazil")(years=years)
+    return frozenset(_table("holidays.countries.brazil", "Brazil", year))
 
 
 ONE_DAY = timedelta(days=1)
@@ -75,8 +114,8 @@ def due_date_for(issued: date, due_day: int) -> date:
 @lru_cache(maxsize=256)
 def _bank_holidays(year: int) -> frozenset[date]:
     # B3 closes on 24 December but banks serve the public that day: the rules leave it out.
-    table = _holidays_class("holidays.financial.brasil_bolsa_balcao", "BrasilBolsaBalcao")(years=year)
-    return frozenset(d for d, name in table.items() if not (d.month == 12 and d.day == 24))
+    table = _table("holidays.financial.brasil_bolsa_balcao", "BrasilBolsaBalcao", year)
+    return frozenset(d for d in table if not (d.month == 12 and d.day == 24))
 
 
 @dataclass(frozen=True)

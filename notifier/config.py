@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import date, time
@@ -17,8 +16,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from dotenv import dotenv_values
 
 from .calendar import BankCalendar
 
@@ -234,6 +231,7 @@ def _place_files(cfg: Config, written: set[str], config_dir: Path | None, state:
 
 
 def _read_toml(path: Path) -> dict:
+    import tomllib  # 5 ms: only where a configuration file is given
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -258,6 +256,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         raise ConfigError(f"{path}: not a text file in UTF-8 (a .env file holds NAME=value lines)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the env file: {exc.strerror or exc}") from None
+    from dotenv import dotenv_values  # only where there is a .env file to read
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 

@@ -25,8 +25,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
-import schedule
-
 from .attempts import AttemptLog
 from .config import Config
 from .cycle import Cycle, reconcile, record_cycle
@@ -96,6 +94,7 @@ class Daemon:
         self.clock = clock
         self.stop = threading.Event()
         self.staff_summary = summary
+        import schedule  # only the daemon's loop needs it, not `run-once`'s pid lock
         self.scheduler = schedule.Scheduler()
 
     def install_signals(self) -> None:

@@ -8,20 +8,13 @@ The hours are `config.contact_hours`. Pure: every function takes the moment it d
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
 
 # Not `holidays.country_holidays("BR")`, which imports every country's module first.
-from .calendar import brazil_national_holidays as Brazil
-
+from .calendar import national_holidays as _national_holidays
 from .config import ContactHours
 
 RESTRICTED_CHANNELS = ("whatsapp", "sms", "social")
 LOOKAHEAD_DAYS = 14  # no allowed moment within two weeks means the hours allow none at all
-
-
-@lru_cache(maxsize=64)
-def _national_holidays(year: int) -> frozenset[date]:
-    return frozenset(Brazil(years=year))
 
 
 def window(day: date, hours: ContactHours) -> tuple[time, time] | None:

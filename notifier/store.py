@@ -48,13 +48,13 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import msgspec
 import orjson
-from filelock import FileLock, Timeout
 from tinydb.storages import Storage
 
 from .calendar import add_months
 from .config import Config
 from .models import Account, History, Hold, Invoice, LedgerEntry
 from .rules import is_late
+from .flock import FileLock, Timeout
 from .fsync import fsync_dir as _fsync_dir
 
 # The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
@@ -329,6 +329,15 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _stamp(path: Path) -> tuple | None:
+    """What tells one version of the state file from another (see `Store.snapshot`)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _keep_mode(old: Path, new: Path) -> None:
     # The state holds customers' personal data; an operator's chmod 600 must survive our rewrite.
     try:
@@ -379,14 +388,26 @@ class Store:
         self._storage = AtomicJSONStorage(self.path)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
         self._lock_timeout = lock_timeout
-        self._local = threading.local()  # FileLock is per thread too: threads exclude each other
+        self._local = threading.local()  # the lock is per thread too: threads exclude each other
+        self._seen: tuple[tuple, dict] | None = None  # the last snapshot's file stamp and models
 
     def snapshot(self) -> Snapshot:
         """A read-only view of the file as it is now, every document already a model object; takes
-        no lock. Its change methods raise: change the store through `transaction()`."""
+        no lock. Its change methods raise: change the store through `transaction()`.
+
+        The file is parsed again only when it changed since this store's last snapshot: a cycle
+        asks three times (the log's head, what was reconciled, the plan), mostly of the same file.
+        Every write replaces the file (a new inode), so an unchanged (device, inode, size, mtime)
+        is unchanged content; it is taken before the read, so a write meanwhile only costs a
+        read more next time. The models are immutable and shared by the snapshots."""
+        stamp = _stamp(self.path)
+        seen = self._seen
+        if stamp is not None and seen is not None and seen[0] == stamp:
+            return Snapshot(self.path, self.retention_months, models=seen[1])
         sink = _ModelTables(self.path)
         _read(self.path, sink)
         models = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES}
+        self._seen = (stamp, models) if stamp is not None else None
         return Snapshot(self.path, self.retention_months, models=models)
 
     @contextmanager

@@ -237,6 +237,20 @@ def test_whatsapp_carries_its_sms_fallback_text_unless_sms_is_opted_out():
     assert "sms_text" not in render("whatsapp", account=ACME._replace(opt_out=frozenset({"sms"}))).meta
 
 
+def test_amounts_are_written_as_babel_writes_brl_in_pt_br():
+    """`brl` writes CLDR's pt_BR currency format itself (loading babel's locale data cost every
+    rendering process 60-70 ms): babel stays the reference, for every shape of amount."""
+    import random
+    from babel.numbers import format_currency
+    rng = random.Random(20261201)
+    amounts = [Decimal(n).scaleb(-2) for n in range(0, 200_001, 7)]  # every grouping up to 2.000,00
+    amounts += [Decimal(rng.randrange(10 ** rng.randrange(1, 15))).scaleb(-rng.randrange(0, 5)) for _ in range(3000)]
+    amounts += [Decimal(v) for v in ("0.005", "0.015", "0.125", "0.135", "999.995", "1234.565", "1E3", "2.5E-3")]
+    amounts += [-a for a in amounts[::50]]
+    assert brl(Decimal("1234.56")) == f"R${NBSP}1.234,56" and brl("-0.5") == f"-R${NBSP}0,50"
+    assert [brl(a) for a in amounts] == [format_currency(a, "BRL", locale="pt_BR") for a in amounts]
+
+
 def test_to_gsm7_transliterates_only_what_gsm7_lacks():
     assert to_gsm7(f"Não há cobrança: R${NBSP}1.234,56 – é “já” 2ª via…") == 'Nao ha cobranca: R$ 1.234,56 - é "ja" 2a via...'
     assert to_gsm7("Ação {x} € 😀") == "Acao {x} € ?"

@@ -37,3 +37,36 @@ def test_the_calendars_load_only_brazil_and_b3_and_match_the_library():
         assert _bank_holidays(year) == {d for d in holidays.financial_holidays("BVMF", years=year)
                                         if (d.month, d.day) != (12, 24)}
         assert _national_holidays(year) == set(holidays.country_holidays("BR", years=year))
+
+
+def test_with_its_caches_warm_a_command_loads_neither_holidays_nor_segno(tmp_path):
+    """The holiday tables and Pix QR images kept beside the state (notifier/caches.py): a second
+    process reads them instead of importing the libraries, and reads what they compute."""
+    state = tmp_path / "state.json"
+    probe = (f"from pathlib import Path\nfrom notifier import caches\ncaches.keep_beside(Path({str(state)!r}))\n"
+             "from notifier.calendar import _bank_holidays, national_holidays\nfrom notifier.pixqr import pix_qr_png\n"
+             "from notifier.render import SAMPLE_PIX\n"
+             "tables = {y: sorted(_bank_holidays(y) | national_holidays(y)) for y in (2025, 2026)}\n"
+             "image = pix_qr_png(SAMPLE_PIX, caches.folder('pix-qr'))\n")
+    first = loaded_after(probe)
+    assert "holidays.holiday_base" in first and "segno" in first
+    assert sorted(p.name for p in (tmp_path / "state.json.cache").iterdir()) == ["holidays", "pix-qr"]
+    second = loaded_after(probe)
+    assert [m for m in second if m.startswith(("holidays", "segno"))] == []
+
+    from notifier import caches
+    from notifier.calendar import _bank_holidays, national_holidays
+    import holidays
+    caches.keep_beside(state)
+    try:
+        for path in (tmp_path / "state.json.cache" / "holidays").iterdir():
+            path.write_text('["2026-13-45"')  # damaged: computed again, from the library
+        _bank_holidays.cache_clear()
+        national_holidays.cache_clear()
+        assert _bank_holidays(2026) == {d for d in holidays.financial_holidays("BVMF", years=2026)
+                                        if (d.month, d.day) != (12, 24)}
+        assert national_holidays(2026) == set(holidays.country_holidays("BR", years=2026))
+    finally:
+        caches.keep_beside(None)
+        _bank_holidays.cache_clear()
+        national_holidays.cache_clear()

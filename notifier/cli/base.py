@@ -21,6 +21,7 @@ import click
 import orjson
 from click.core import ParameterSource
 
+from .. import caches
 from ..config import STAGES, Config, ConfigError, load_config, read_env_file
 
 
@@ -234,6 +235,9 @@ def cli(ctx, config_path, state, env_file):
         ctx.obj = Context(load_config(config_path, {**from_file, **os.environ}, state))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    # QR images and holiday tables kept between commands, beside a state that exists (a command
+    # in a folder with none, `check` before the first import, leaves no cache folder behind).
+    caches.keep_beside(ctx.obj.config.state if ctx.obj.config.state.is_file() else None)
 
 
 def message_options(f):

@@ -1,7 +1,6 @@
 """Finance's budget view: what the ladder will send in the coming days, and what it costs."""
 from __future__ import annotations
 
-import csv
 import sys
 from datetime import date, timedelta
 
@@ -35,6 +34,7 @@ def forecast(obj: Context, day: date | None, days: int, fmt: str):
     if fmt == "csv":
         out = sys.stdout
         out.write("\ufeff")
+        import csv  # only for --format csv
         writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
         writer.writerow(["data", "etapa", "canal", "mensagens", "custo (R$)"])
         for r in rows:
