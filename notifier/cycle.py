@@ -32,9 +32,9 @@ from channels import FAILED, SENT, ChannelError, Message, Result
 from . import hours, rules
 from .attempts import AttemptLog, parse_line, raw_lines, seq_of
 from .config import Config
-from .delivery import Delivery, close_all, failure_alerts, notice_fields, prepare
+from .delivery import Delivery, close_all, do_not_contact, failure_alerts, notice_fields, prepare
 from .dispatch import BLOCKED, Job, Outcome, Pool
-from .holds import parse_do_not_contact, screen
+from .holds import screen
 from .models import LedgerEntry, Notice
 from .store import Store, ledger_key
 
@@ -197,7 +197,7 @@ class Cycle:
         plan = rules.plan_day(today, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(),
                               self.config.calendar, self.config)
         account_of = {inv.id: inv.account for inv in snap.invoices()}
-        screened = screen(today, plan.notices, plan.superseded, snap.holds(), self.do_not_contact(), account_of)
+        screened = screen(today, plan.notices, plan.superseded, snap.holds(), do_not_contact(self.config), account_of)
         for notice in screened.held:
             summary.add(notice.channel, "held")
         sendable = []
@@ -224,17 +224,6 @@ class Cycle:
         deliveries = self._send(snap, today, sendable, rows, summary)
         self._alert(snap, today, deliveries, summary)
         return summary
-
-    def do_not_contact(self) -> frozenset[str]:
-        path = self.config.do_not_contact
-        if path is None:
-            return frozenset()
-        try:
-            with open(path, encoding="utf-8-sig") as fh:
-                return parse_do_not_contact(fh)
-        except OSError as exc:
-            # Sending to a number that asked not to be called is worse than not sending today.
-            raise ChannelError(f"do_not_contact: cannot read {path}: {exc.strerror or exc}") from None
 
     def _broken_channels(self, names: Iterable[str]) -> dict[str, str]:
         """Channels that cannot be built as configured (a missing credential, a bad rate): their

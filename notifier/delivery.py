@@ -21,6 +21,7 @@ from channels import BLOCKED, FAILED, ChannelError, Message, Result
 from .attempts import AttemptLog, LogError, new_id
 from .config import Config
 from .documents import normalize_email, normalize_phone
+from .holds import PHONE_CHANNELS, normalize, parse_do_not_contact
 from .models import Account, Notice
 from .render import TemplateError
 from .rules import (account_timeline, collectible, is_first_time, plan_account, recipients, stage_channels,
@@ -194,6 +195,28 @@ def deliver(
     finally:
         close_all(built)
     return deliveries
+
+
+def do_not_contact(config: Config) -> frozenset[str]:
+    """The numbers of the do-not-contact file (`do_not_contact` in the configuration), which get
+    no WhatsApp or SMS from the cycle or from staff; ChannelError when it cannot be read."""
+    path = config.do_not_contact
+    if path is None:
+        return frozenset()
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return parse_do_not_contact(fh)
+    except OSError as exc:
+        # Sending to a number that asked not to be called is worse than not sending today.
+        raise ChannelError(f"do_not_contact: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def split_do_not_contact(config: Config, notices: Iterable[Notice]) -> tuple[list[Notice], list[Notice]]:
+    """(the notices that may go, those whose WhatsApp or SMS number is on the do-not-contact
+    list): a number that asked not to be called is not called by staff either."""
+    barred = do_not_contact(config)
+    refused = [n for n in notices if n.channel in PHONE_CHANNELS and normalize(n.recipient) in barred]
+    return [n for n in notices if n not in refused], refused
 
 
 def close_all(built: dict) -> None:

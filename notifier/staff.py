@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from . import hours
 from .attempts import AttemptLog
 from .config import Config
-from .delivery import DeliveryError, close_all, current_stage, notice_fields, prepare
+from .delivery import DeliveryError, close_all, current_stage, notice_fields, prepare, split_do_not_contact
 from .dispatch import Job, Pool
 from .models import Hold, Notice
 from .rules import recipients
@@ -147,7 +147,8 @@ def escalation_notices(snap, config: Config, account_id: str, today: date, wante
 
 def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Callable[[], datetime],
              account_id: str, by: str, wanted: Iterable[str], note: str = "", override_hours: bool = False):
-    """Send the escalation now; returns (outcomes, [(notice, next allowed time)] that must wait).
+    """Send the escalation now; returns (outcomes, [(notice, next allowed time)] that must wait,
+    [notices refused: their number is on the do-not-contact list]).
 
     Outside contact hours the WhatsApp/SMS/social messages are not sent (the command names when
     they may be), unless `override_hours`, which is logged with the escalation."""
@@ -156,12 +157,15 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
     notices = escalation_notices(snap, config, account_id, now.date(), wanted)
     if not notices:
         raise DeliveryError(f"account {account_id!r} has no reachable recipient on {', '.join(wanted)} (opt-outs?)")
+    notices, refused = split_do_not_contact(config, notices)
     waiting = [(n, hours.next_allowed(n.channel, now, config.contact_hours)) for n in notices
                if not override_hours and not hours.allowed(n.channel, now, config.contact_hours)]
     sendable = [n for n in notices if all(n is not w for w, _ in waiting)]
     log.note(now, "escalation", {"account": account_id, "channels": sorted(set(wanted)), "note": note,
                                  "override_hours": override_hours,
                                  "waiting": [n.channel for n, _ in waiting]}, by)
+    for n in refused:
+        log.skip(now, {**notice_fields(n), "escalation": True}, "do-not-contact", actor=by)
     invoices = [i for i in snap.invoices(account_id) if i.unpaid_on(now.date())]
     account = snap.account(account_id)
     batch, built = [], {}
@@ -183,7 +187,7 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
         pool.close()
         close_all(built)
     log.finish_many([(o.attempt, o.when, o.result) for o in outcomes if o.attempt is not None])
-    return outcomes, waiting
+    return outcomes, waiting, refused
 
 
 # --- health and the daily staff summary ------------------------------------------------------------

@@ -148,3 +148,21 @@ def test_tasks_list_and_close(cli):
     assert again.returncode == 1 and "already closed by bia" in again.stderr
     cli("run-once", "--date", "2026-11-25")
     assert cli.json("tasks", "--open") == []  # a closed task does not come back
+
+
+def test_staff_do_not_call_a_number_on_the_do_not_contact_list(cli, fake_twilio):
+    """Neither an escalation nor a `send` by hand reaches a number that asked not to be called:
+    each is logged `skipped: do-not-contact` with its actor, and the other channels still go."""
+    setup(cli, [account("acme", whatsapp="+5511987654321")], config='do_not_contact = "nao-me-ligue.csv"\n' + CONFIG)
+    (cli.workdir / "nao-me-ligue.csv").write_text("telefone\n11987654321\n", encoding="utf-8")
+    cli.env.update(fake_twilio.env())
+    out = cli("escalate", "acme", "--by", "ana", "--channel", "whatsapp", "--channel", "sms", "--channel", "email",
+              "--now", "--date", DAY)
+    assert out.stdout.count("skipped, the number is on the do-not-contact list") == 2, out.stdout
+    out = cli("send", "acme", "--channel", "whatsapp", "--date", DAY)
+    assert "whatsapp → +5511987654321: skipped, the number is on the do-not-contact list" in out.stdout
+    assert fake_twilio.forms == []
+    skipped = [r for r in records(cli.workdir) if r["event"] == "skipped" and r.get("reason") == "do-not-contact"]
+    assert [(r["channel"], r["actor"]) for r in skipped][:2] == [("whatsapp", "ana"), ("sms", "ana")]
+    assert len(skipped) == 3
+    assert [r["channel"] for r in records(cli.workdir) if r["event"] == "sending"] == ["email"]

@@ -74,16 +74,21 @@ def send(obj: Context, account, channel, stage, to, day):
     message goes to that recipient instead; a failure there raises no alert about the customer's
     record. A problem of our configuration blocks only the messages that need the broken part."""
     from channels import BLOCKED, FAILED
-    from ..delivery import config_alerts, deliver, failure_alerts, notices_for_account, render_or_block
+    from ..delivery import (config_alerts, deliver, failure_alerts, notice_fields, notices_for_account, render_or_block,
+                            split_do_not_contact)
     from ..optout import record_stop_replies
     from ..render import Renderer
     today = obj.today(day)
     snap = obj.store().snapshot()
-    notices = notices_for_account(snap, obj.config, account, today, stage, channel, to)
+    notices, refused = split_do_not_contact(obj.config, notices_for_account(snap, obj.config, account, today, stage,
+                                                                             channel, to))
     renderer, log = Renderer(obj.config), obj.log()
     obj.store().refuse_a_cut_log()  # before recovery appends to a log that lost records
     log.recover(obj.now())  # an attempt a crash interrupted becomes `unknown`, never re-sent
     actor = getpass.getuser()
+    for n in refused:
+        log.skip(obj.now(), notice_fields(n), "do-not-contact", actor=actor)
+        click.echo(f"{n.channel} → {n.recipient}: skipped, the number is on the do-not-contact list")
     rendered, deliveries = render_or_block(snap, renderer, notices, today)
     deliveries += deliver(rendered, obj.config, log, obj.now, actor)
     if to is None:

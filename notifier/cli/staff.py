@@ -32,13 +32,15 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
     opt-outs and contact hours."""
     from ..render import Renderer
     from ..staff import escalate as run
-    outcomes, waiting = run(obj.store(), obj.config, obj.log(), Renderer(obj.config), clock_for(obj, day, None), account, by,
+    outcomes, waiting, refused = run(obj.store(), obj.config, obj.log(), Renderer(obj.config), clock_for(obj, day, None), account, by,
                             channels_ or ("whatsapp", "social", "email"), note, override)
     from channels import BLOCKED, FAILED
     for o in outcomes:
         r = o.result
         click.echo(f"{o.job.notice.channel} → {o.job.notice.recipient}: {r.status}"
                    + ("" if r.ok else f" ({r.code or ''} {r.detail})"))
+    for notice in refused:
+        click.echo(f"{notice.channel} → {notice.recipient}: skipped, the number is on the do-not-contact list")
     for notice, at in waiting:
         when = f"from {at:%d/%m/%Y %H:%M}" if at else "not within two weeks"
         click.echo(f"{notice.channel} → {notice.recipient}: not sent, outside contact hours (allowed {when}; "
