@@ -287,3 +287,18 @@ def test_any_import_file_gives_a_clear_error_or_success_and_a_rejection_changes_
         assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
         assert state.read_bytes() == before
         assert not (folder / "state.archive.jsonl").exists()
+
+
+def test_import_inside_another_program_leaves_nothing_behind(tmp_path):
+    """`leave_to_exit` keeps a big import's records for the process's exit only when the process
+    ends with the command (`python run.py`); a program that goes on (here a CliRunner) gets them
+    freed as usual, nothing hidden from its garbage collector."""
+    import gc
+    state = tmp_path / "state.json"
+    frozen = gc.get_freeze_count()
+    result = CliRunner().invoke(notifier_cli, ["--state", str(state), "import", str(EXAMPLES / "billing.json"),
+                                               "--date", "2026-11-26"],
+                                env={k: None for k in os.environ if k.startswith("NOTIFIER_")})
+    assert result.exit_code == 0, (result.output, result.stderr)
+    assert "imported" in result.output
+    assert gc.get_freeze_count() == frozen

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..calendar import invoice_dates
-from .base import cli, Context, date_option, json_option, get_account, echo_json, print_table, br_date
+from .base import cli, Context, date_option, leave_to_exit, json_option, get_account, echo_json, print_table, br_date
 
 # How far after the real today (the clock's, not --date's) the day of an import may be:
 # `import --date 9999-12-31` would archive every paid invoice; a year covers every honest use (a
@@ -43,9 +43,11 @@ def import_(obj: Context, path: Path, day):
                 moved, known = snap.import_invoices(batch.invoices, today, obj.config)
                 snap.record_import(source.digest, today)
             more, rows = snap.archive(today, obj.config)
-        # Freed while the collector is still off: a million records left to it would be walked
-        # once more, for nothing, by its first collection (a tenth of a big import).
+        # Never freed when the process ends with the command (freeing them takes a tenth of a big
+        # import), else freed while the collector is still off: a million records left to it
+        # would be walked once more, for nothing, by its first collection.
         imported = None if batch is None else (len(batch.accounts), len(batch.invoices), batch.warnings)
+        leave_to_exit(snap, batch)
         del snap, batch
     archived = [_count(n, noun) for n, noun in ((moved + more, "paid invoice"), (rows, "ledger row")) if n]
     done = f"; archived {' and '.join(archived)}" if archived else ""
