@@ -54,6 +54,8 @@ STEPS = (
     Step("plan-small", "Import and plan", ("bench/plan.py", "5000"), ("bench/plan.py", "300")),
     Step("plan-medium", "Import and plan", ("bench/plan.py", "20000"), None),
     Step("plan-large", "Import and plan", ("bench/plan.py", "50000"), ("bench/plan.py", "2000")),
+    # first import and the same file again, in fresh processes, rounds interleaved with json.load
+    Step("imports", "Import and plan", ("bench/imports.py", "--rounds", "3"), ("bench/imports.py", "--quick")),
     # cycle.py also starts the real daemon on the state the cycle left (nothing due) and measures it idle
     Step("cycle", "Cycle", ("bench/cycle.py", "10000", "--idle", "30"), ("bench/cycle.py", "500", "--idle", "10")),
     Step("apprise", "Cycle", ("bench/apprise_cycle.py", "10000", "--sample", "300"),
