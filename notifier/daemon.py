@@ -129,6 +129,8 @@ class Daemon:
             step()
         except Exception:
             logger.exception("%s failed; the daemon goes on", step.__name__)
+        finally:
+            self.store.forget()
 
     def catch_up(self) -> None:
         """At start: today's cycle if it has not completed yet, else a pass for what is pending."""

@@ -391,6 +391,11 @@ class Store:
         self._local = threading.local()  # the lock is per thread too: threads exclude each other
         self._seen: tuple[tuple, dict] | None = None  # the last snapshot's file stamp and models
 
+    def forget(self) -> None:
+        """Drop the last snapshot's models: a daemon idle between its passes need not hold the
+        whole state in memory (the next snapshot parses the file again)."""
+        self._seen = None
+
     def snapshot(self) -> Snapshot:
         """A read-only view of the file as it is now, every document already a model object; takes
         no lock. Its change methods raise: change the store through `transaction()`.

@@ -50,3 +50,15 @@ def test_an_unchanged_file_is_parsed_once_and_every_change_is_seen(tmp_path, mon
 
     path.unlink()
     assert store.snapshot().accounts() == []
+
+
+def test_forget_drops_the_kept_models_so_an_idle_daemon_holds_no_copy_of_the_state(tmp_path, monkeypatch):
+    path = tmp_path / "state.json"
+    store = Store(path)
+    with store.transaction() as snap:
+        snap.upsert_accounts([ACME])
+    reads = counting_reads(monkeypatch)
+    store.snapshot()
+    store.forget()  # what the daemon does after each of its passes
+    assert store._seen is None
+    assert store.snapshot().accounts() == [ACME] and len(reads) == 2
