@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jinja2
 from markupsafe import Markup, escape
@@ -581,16 +581,15 @@ class Renderer:
         return {**ctx, "say": say, "words": self._module(f"stages/{ctx['stage']}.txt", {**ctx, "say": say})}
 
     def _module(self, name: str, ctx: Mapping):
-        try:
-            return self.env.get_template(name).make_module(ctx)
-        except TemplateError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the template's
-            raise self._located(exc, name) from exc
+        return self._use(name, lambda template: template.make_module(ctx))
 
     def _render(self, name: str, ctx: Mapping) -> str:
+        return self._use(name, lambda template: template.render(ctx))
+
+    def _use(self, name: str, use: Callable):
+        """`use(template)` for the template `name`, a failure in it located ("path:line: ...")."""
         try:
-            return self.env.get_template(name).render(ctx)
+            return use(self.env.get_template(name))
         except TemplateError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure inside a template is the template's

@@ -109,18 +109,6 @@ def test_where_the_server_offers_pipelining_mail_rcpt_and_data_go_in_one_write(t
     assert server.received[1].message.get_body(("plain",)).get_content().replace("\r\n", "\n") == dotted.text
 
 
-def test_a_mailbox_name_with_accents_goes_pipelined_too(tmp_path):
-    with SmtpServer(smtputf8=True, pipelining=True) as server:
-        email = channel(tmp_path, server.url(SENDER))
-        accented = email.send(bill("joão@exemplo.com.br"))
-        plain = email.send(bill("maria@exemplo.com.br"))
-        email.close()
-
-    assert accented.ok and plain.ok, (accented.detail, plain.detail)
-    assert [r.rcpt_tos for r in server.received] == [["joão@exemplo.com.br"], ["maria@exemplo.com.br"]]
-    assert server.handler.data_with_rcpt == [True, True] and server.connections == 1
-
-
 def test_reconnects_once_when_the_server_hung_up(server, email):
     assert email.send(bill("a@cliente.com.br")).ok
     server.drop_connections()
@@ -325,8 +313,9 @@ def test_apprise_urls_are_described_with_their_keys_masked(tmp_path):
 
 # --- non-ASCII addresses: SMTPUTF8 where offered, IDNA for the domain --------------------------
 
-def test_a_mailbox_name_with_accents_goes_with_smtputf8_where_the_server_offers_it(tmp_path):
-    with SmtpServer(smtputf8=True) as server:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_mailbox_name_with_accents_goes_with_smtputf8_where_the_server_offers_it(tmp_path, pipelining):
+    with SmtpServer(smtputf8=True, pipelining=pipelining) as server:
         email = channel(tmp_path, server.url(SENDER))
         accented = email.send(bill("joão@exemplo.com.br"))
         plain = email.send(bill("maria@exemplo.com.br"))
@@ -336,6 +325,7 @@ def test_a_mailbox_name_with_accents_goes_with_smtputf8_where_the_server_offers_
     assert [r.rcpt_tos for r in server.received] == [["joão@exemplo.com.br"], ["maria@exemplo.com.br"]]
     assert str(server.received[0].message["To"]) == "joão@exemplo.com.br"
     assert server.connections == 1  # the UTF-8 transaction left the connection usable
+    assert server.handler.data_with_rcpt == [pipelining] * 2
     assert max(server.received[1].data) < 128  # an ASCII address still gets a 7-bit message
 
 
