@@ -25,11 +25,16 @@ def counting_reads(monkeypatch) -> list:
     return reads
 
 
-def test_an_unchanged_file_is_parsed_once_and_every_change_is_seen(tmp_path, monkeypatch):
-    path = tmp_path / "state.json"
+def store_with_acme(path) -> Store:
     store = Store(path)
     with store.transaction() as snap:
         snap.upsert_accounts([ACME])
+    return store
+
+
+def test_an_unchanged_file_is_parsed_once_and_every_change_is_seen(tmp_path, monkeypatch):
+    path = tmp_path / "state.json"
+    store = store_with_acme(path)
     reads = counting_reads(monkeypatch)
     assert store.snapshot().accounts() == [ACME]
     assert store.snapshot().accounts() == [ACME] and store.snapshot().account("acme") == ACME
@@ -53,10 +58,7 @@ def test_an_unchanged_file_is_parsed_once_and_every_change_is_seen(tmp_path, mon
 
 
 def test_forget_drops_the_kept_models_so_an_idle_daemon_holds_no_copy_of_the_state(tmp_path, monkeypatch):
-    path = tmp_path / "state.json"
-    store = Store(path)
-    with store.transaction() as snap:
-        snap.upsert_accounts([ACME])
+    store = store_with_acme(tmp_path / "state.json")
     reads = counting_reads(monkeypatch)
     store.snapshot()
     store.forget()  # what the daemon does after each of its passes
