@@ -21,7 +21,7 @@ from channels import BLOCKED, FAILED, ChannelError, Message, Result
 from .attempts import AttemptLog, LogError, new_id
 from .config import Config
 from .documents import normalize_email, normalize_phone
-from .holds import PHONE_CHANNELS, normalize, parse_do_not_contact
+from .holds import barred as is_barred, parse_do_not_contact
 from .models import Account, Notice
 from .render import TemplateError
 from .rules import (account_timeline, collectible, is_first_time, plan_account, recipients, stage_channels,
@@ -214,8 +214,8 @@ def do_not_contact(config: Config) -> frozenset[str]:
 def split_do_not_contact(config: Config, notices: Iterable[Notice]) -> tuple[list[Notice], list[Notice]]:
     """(the notices that may go, those whose WhatsApp or SMS number is on the do-not-contact
     list): a number that asked not to be called is not called by staff either."""
-    barred = do_not_contact(config)
-    refused = [n for n in notices if n.channel in PHONE_CHANNELS and normalize(n.recipient) in barred]
+    numbers = do_not_contact(config)
+    refused = [n for n in notices if is_barred(n, numbers)]
     return [n for n in notices if n not in refused], refused
 
 

@@ -39,7 +39,7 @@ def screen(today: date, notices: Iterable[Notice], superseded: Iterable[Pending]
         hold = holds.get(notice.account)
         if hold is not None and hold.active_on(today):
             held.append(notice)
-        elif notice.channel in PHONE_CHANNELS and normalize(notice.recipient) in do_not_contact:
+        elif barred(notice, do_not_contact):
             refused.append((notice, "do-not-contact"))
         else:
             send.append(notice)
@@ -51,6 +51,11 @@ def screen(today: date, notices: Iterable[Notice], superseded: Iterable[Pending]
         else:
             skipped.append((pending, "superseded"))
     return Screened(tuple(send), tuple(held), tuple(refused), tuple(skipped))
+
+
+def barred(notice: Notice, do_not_contact: frozenset[str]) -> bool:
+    """Whether `notice` would call a number on the do-not-contact list (WhatsApp and SMS only)."""
+    return notice.channel in PHONE_CHANNELS and normalize(notice.recipient) in do_not_contact
 
 
 def normalize(number: str) -> str:
