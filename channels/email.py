@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import re
 import smtplib
 import ssl
@@ -350,15 +351,14 @@ class EmailChannel(Channel):
         return code, reply
 
     def _connect(self, settings: SmtpSettings) -> smtplib.SMTP:
-        context = ssl.create_default_context()
         if settings.implicit_tls:
-            smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
+            smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=_tls())
         else:
             smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
         try:
             smtp.ehlo_or_helo_if_needed()
             if settings.starttls:
-                smtp.starttls(context=context)
+                smtp.starttls(context=_tls())
                 smtp.ehlo()
             if settings.user:
                 smtp.login(settings.user, settings.password or "")
@@ -565,3 +565,15 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _tls() -> ssl.SSLContext:
+    """The TLS context of the process's connections: loading the system's CA certificates costs
+    a tenth of a second, and a cycle opens a connection per worker (and per reconnect). The
+    variables that point OpenSSL at other certificates get a context of their own."""
+    return _tls_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@lru_cache(maxsize=4)
+def _tls_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import Message, Result, decode_payload, encode_payload, register
-from ._twilio import TwilioChannel, sdk_fields
+from ._twilio import TwilioChannel, outbox_fields, request_fields
 
 
 @register
@@ -27,10 +27,10 @@ class SmsChannel(TwilioChannel):
         to = message.recipient
         if message.payload is None:
             message = self.prepare(message)
-        [fields] = [sdk_fields(r) for r in decode_payload(message)["requests"]]
+        [request] = decode_payload(message)["requests"]
         if self.outbox:
-            return self.write_outbox(to, fields, message.meta)
-        answer = self.create(to=to, **fields)
+            return self.write_outbox(to, outbox_fields(request), message.meta)
+        answer = self.create(to, request_fields(request))
         if isinstance(answer, Result):
             return replace(answer, evidence={**answer.evidence, "to": to, "from": self.sender})
         return self.sent(to, [answer])

@@ -24,7 +24,7 @@ from dataclasses import replace
 from notifier.render import split_whatsapp
 
 from . import BLOCKED, ChannelError, Message, Result, build, decode_payload, encode_payload, register
-from ._twilio import INVALID_NUMBER, NOT_ON_WHATSAPP, TwilioChannel, sdk_fields
+from ._twilio import INVALID_NUMBER, NOT_ON_WHATSAPP, TwilioChannel, outbox_fields, request_fields
 
 MAX_BODY = 1600  # Twilio's limit for one WhatsApp body
 PREFIX = "whatsapp:"
@@ -78,10 +78,10 @@ class WhatsAppChannel(TwilioChannel):
             stage = message.meta.get("stage", "?")
             return Result(BLOCKED, self.provider, code=f"config:whatsapp.templates.{stage}",
                           detail=_missing_template(stage))
-        parts = [sdk_fields(request) for request in decode_payload(message)["requests"]]
+        requests = decode_payload(message)["requests"]
         if self.outbox:
-            return self.write_outbox(to, {"messages": parts}, message.meta)
-        result = self._send_parts(to, parts)
+            return self.write_outbox(to, {"messages": [outbox_fields(r) for r in requests]}, message.meta)
+        result = self._send_parts(to, [request_fields(r) for r in requests])
         if not result.ok and result.code in FALLBACK_CODES and self.sms_fallback:
             return self._fallback(message, number, result)
         return result
@@ -100,10 +100,10 @@ class WhatsAppChannel(TwilioChannel):
                 and not (isinstance(templates, dict) and stage.name in templates)]
 
     def _send_parts(self, to: str, parts: list[dict]) -> Result:
-        extra = {"content_sid": parts[0]["content_sid"]} if "content_sid" in parts[0] else {}
+        extra = {"content_sid": parts[0]["ContentSid"]} if "ContentSid" in parts[0] else {}
         answers = []
         for i, fields in enumerate(parts):
-            answer = self.create(to=to, **fields)
+            answer = self.create(to, fields)
             if isinstance(answer, Result):
                 sids = [a["sid"] for a in answers]
                 evidence = {**answer.evidence, "to": to, "from": self.sender, "sids": sids, "parts": len(parts), **extra}
