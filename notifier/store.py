@@ -40,13 +40,11 @@ import threading
 from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
-from functools import partial
-from itertools import compress, groupby, islice, starmap
+from itertools import compress, groupby, islice
 from operator import attrgetter, not_
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
-import msgspec
 import orjson
 from tinydb.storages import Storage
 
@@ -751,7 +749,8 @@ class Snapshot:
                     else:
                         old.append(invoice)
             del invoices, is_past, stored
-            self._archive_invoices(old, _archive_records(old, today.isoformat()), config)
+            from .archived import archive_records  # msgspec, only on a day something leaves
+            self._archive_invoices(old, archive_records(old, today.isoformat()), config)
         self.upsert_invoices(kept)
         with gc_paused():
             self._archive_stored(leaving, today, config)
@@ -1105,33 +1104,8 @@ def _over_stored(old: dict, new: dict) -> dict:
     return new
 
 
-class _ArchivedInvoice(msgspec.Struct, tag_field="kind", tag="invoice", omit_defaults=True, gc=False):
-    """An imported invoice's archive record: `_invoice_doc`'s fields after kind, archived and id.
-    msgspec writes a million of these in C (dates as YYYY-MM-DD, the amount as its text), where
-    building a dict per invoice for orjson took a fifth of a first import."""
-    archived: str
-    id: str
-    account: str
-    amount: Decimal
-    issued: date
-    due: date
-    paid: date | None = None
-    payment_url: str | None = None
-    pix_code: str | None = None
-
-
-_ENCODE_LINES = msgspec.json.Encoder().encode_lines
 _ID, _ACCOUNT, _DUE, _PAID = attrgetter("id"), attrgetter("account"), attrgetter("due"), attrgetter("paid")
 _ZERO = Decimal(0)
-
-
-def _archive_records(invoices: list[Invoice], archived: str) -> bytearray:
-    """The archive's JSON lines of `invoices`, archived on the day `archived` (ISO), a chunk at a
-    time (the records of one chunk only are alive at once)."""
-    lines, record = bytearray(), partial(_ArchivedInvoice, archived)
-    for start in range(0, len(invoices), 2000):  # a chunk's records stay in the processor's cache
-        lines += _ENCODE_LINES(list(starmap(record, invoices[start:start + 2000])))
-    return lines
 
 
 def _invoice(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Invoice:

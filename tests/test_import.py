@@ -792,10 +792,10 @@ def test_json_that_python_cannot_hold_is_an_error(tmp_path, text, reason):
 
 
 def test_the_fast_paths_invoice_records_have_the_models_fields():
-    """The fast path decodes invoices into `_InvoiceIn` and archives them as `_ArchivedInvoice`:
+    """The fast path decodes invoices into `_InvoiceIn` and archives them as `ArchivedInvoice`:
     a field added to `Invoice` must be added to both, or the fast path drops it."""
     from notifier.importer import _InvoiceIn
     from notifier.models import Invoice
-    from notifier.store import _ArchivedInvoice
+    from notifier.archived import ArchivedInvoice
     assert _InvoiceIn.__struct_fields__ == Invoice._fields
-    assert _ArchivedInvoice.__struct_fields__ == ("archived", *Invoice._fields)
+    assert ArchivedInvoice.__struct_fields__ == ("archived", *Invoice._fields)
