@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Mapping
 
-from .models import Hold, Notice
-from .rules import Pending
+from .calendar import BankCalendar
+from .config import Config
+from .models import Hold, Invoice, Notice
+from .rules import PRE_DUE_STAGES, Pending, collectible, invoice_timeline
 
 PHONE_CHANNELS = ("whatsapp", "sms")
 
@@ -51,6 +53,31 @@ def screen(today: date, notices: Iterable[Notice], superseded: Iterable[Pending]
         else:
             skipped.append((pending, "superseded"))
     return Screened(tuple(send), tuple(held), tuple(refused), tuple(skipped))
+
+
+def unwarned_suspensions(hold: Hold, invoices: Iterable[Invoice], cal: BankCalendar,
+                         config: Config) -> list[tuple[Invoice, date]]:
+    """Each open invoice that reaches its suspension date while `hold` lasts (or on the day it
+    ends) with no warning sent before the hold began, with that date.
+
+    A warning superseded during a hold is not sent afterwards (RULES.md, "Catch-up"), so such a
+    customer would be suspended without having been told the date: the staff who hold the account
+    are told, to tell the customer themselves. The warning is the `suspension_warning`, or, where
+    the ladder leaves none, the reminder and due-day notices that state the date instead.
+    """
+    found = []
+    for invoice in invoices:
+        if invoice.paid is not None or not collectible(invoice):
+            continue
+        timeline = invoice_timeline(invoice, False, cal, config)
+        suspension = next((n.date for n in timeline if n.stage == "suspended"), None)
+        if suspension is None or not hold.since < suspension <= hold.until:
+            continue
+        warning = [n.date for n in timeline if n.stage == "suspension_warning"] or \
+                  [n.date for n in timeline if n.stage in PRE_DUE_STAGES]
+        if not any(day < hold.since for day in warning):
+            found.append((invoice, suspension))
+    return found
 
 
 def barred(notice: Notice, do_not_contact: frozenset[str]) -> bool:

@@ -17,7 +17,8 @@ from .attempts import AttemptLog
 from .config import Config
 from .delivery import DeliveryError, close_all, current_stage, notice_fields, prepare, split_do_not_contact
 from .dispatch import Job, Pool
-from .models import Hold, Notice
+from .holds import unwarned_suspensions
+from .models import Hold, Invoice, Notice
 from .rules import recipients
 from .store import Store
 
@@ -32,9 +33,12 @@ def _account(snap, account_id: str):
 # --- holds -----------------------------------------------------------------------------------------
 
 
-def place_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by: str, reason: str,
-               until: date, note: str = "") -> Hold:
-    """Pause the ladder of an account until `until` (exclusive: on that day it ends by itself)."""
+def place_hold(store: Store, log: AttemptLog, config: Config, now: datetime, account_id: str, by: str,
+               reason: str, until: date, note: str = "") -> tuple[Hold, list[tuple[Invoice, date]]]:
+    """Pause the ladder of an account until `until` (exclusive: on that day it ends by itself).
+
+    Also returns the suspensions the customer will not be warned of because of the hold
+    (`holds.unwarned_suspensions`); the log's hold record names them too."""
     today = now.date()
     if until <= today:
         raise DeliveryError(f"--until {until:%d/%m/%Y} is not after today ({today:%d/%m/%Y})")
@@ -42,8 +46,12 @@ def place_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by
         _account(snap, account_id)
         hold = Hold(account_id, reason, until, by, today, note)
         snap.put_hold(hold)
-    log.note(now, "hold", {"account": account_id, "reason": reason, "until": until.isoformat(), "note": note}, by)
-    return hold
+        unwarned = unwarned_suspensions(hold, snap.invoices(account_id), config.calendar, config)
+    data = {"account": account_id, "reason": reason, "until": until.isoformat(), "note": note}
+    if unwarned:
+        data["unwarned_suspensions"] = {inv.id: day.isoformat() for inv, day in unwarned}
+    log.note(now, "hold", data, by)
+    return hold, unwarned
 
 
 def release_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by: str) -> Hold:

@@ -253,6 +253,24 @@ def test_a_hold_longer_than_a_notice_records_it_skipped_with_the_reason(cli, smt
     assert [m.message["X-Notifier-Stage"] for m in smtp.received] == ["suspended"]
 
 
+def test_a_hold_over_the_suspension_date_tells_staff_that_the_customer_will_not_be_warned(cli, smtp):
+    """Found by the simulation (seed 20261201/0, 200 days): a hold from before the warning to the
+    suspension day swallowed the warning, and the first message after it was `suspended`."""
+    setup(cli, [account("acme")])
+    wire(cli, smtp)
+    out = cli("hold", "acme", "--by", "ana", "--reason", "disputed", "--until", "2026-11-30", "--date", DAY).stdout
+    assert ("note: invoice 2026-11-acme reaches its suspension date 30/11/2026 during this hold, and its "
+            "warning will not be sent after it") in out
+    [hold] = [r for r in records(cli.workdir) if r["event"] == "hold"]
+    assert hold["unwarned_suspensions"] == {"2026-11-acme": "2026-11-30"}
+    # Ending the day before: the warning of 27/11 is caught up that day, before the suspension.
+    cli("release", "acme", "--by", "ana", "--date", DAY)
+    out = cli("hold", "acme", "--by", "ana", "--reason", "disputed", "--until", "2026-11-29", "--date", DAY).stdout
+    assert "note:" not in out and "unwarned_suspensions" not in [r for r in records(cli.workdir) if r["event"] == "hold"][-1]
+    cli("run-once", "--date", "2026-11-29")
+    assert [m.message["X-Notifier-Stage"] for m in smtp.received] == ["suspension_warning"]
+
+
 def test_a_ledger_that_lost_its_rows_is_rebuilt_from_every_record_after_the_last_applied(cli):
     # As after a crash between the log's outcomes and the store's write: the next cycle's
     # reconcile reads the records after `log_applied` (the first one included) and sends nothing again.

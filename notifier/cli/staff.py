@@ -110,8 +110,13 @@ def tasks_done(obj: Context, task_id, by, outcome, day):
 def hold(obj: Context, account, by, reason, until, note, day):
     """Pause ACCOUNT's ladder: nothing automatic goes out until --until (notices caught up after)."""
     from ..staff import place_hold
-    h = place_hold(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by, reason, until, note)
+    h, unwarned = place_hold(obj.store(), obj.log(), obj.config, clock_for(obj, day, None)(), account, by, reason,
+                             until, note)
     click.echo(f"{account}: on hold ({reason}) until {h.until:%d/%m/%Y}, by {by}")
+    for invoice, suspension in unwarned:
+        click.echo(f"note: invoice {invoice.id} reaches its suspension date {suspension:%d/%m/%Y} during this hold, "
+                   "and its warning will not be sent after it: tell the customer of the suspension yourself, "
+                   "or end the hold earlier")
 
 
 @cli.command()
