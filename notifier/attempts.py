@@ -123,6 +123,78 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
             yield number, data[:-1] if terminated else data, terminated
 
 
+class Mark(NamedTuple):
+    """A place in the log file: `records` records lie before byte `offset`. Readers that want
+    only what came after an earlier read start there instead of at the top."""
+    records: int
+    offset: int
+
+    @classmethod
+    def of(cls, doc) -> "Mark | None":
+        """A mark as the state stores it ({"records": N, "offset": B}), or None."""
+        if isinstance(doc, Mapping) and type(doc.get("records")) is int and type(doc.get("offset")) is int:
+            return cls(doc["records"], doc["offset"])
+        return None
+
+    def doc(self) -> dict:
+        return {"records": self.records, "offset": self.offset}
+
+
+_MARK_WINDOW = 1 << 20  # bytes read before a mark to find the start of the line that ends there
+
+
+class LinesAfter:
+    """The raw lines of the log after `since` (all of them when it is None or no longer falls
+    between record `since.records` and the next: the log was restored or rewritten, the state
+    edited by hand); `end` is then the mark after the last whole line read. A torn last line (no
+    newline) is passed, but the mark does not go past it."""
+
+    def __init__(self, path: Path, since: Mark | None = None):
+        self.path, self.since = path, since
+        self.end: Mark | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            f = open(self.path, "rb", buffering=1 << 20)
+        except FileNotFoundError:
+            self.end = Mark(0, 0)
+            return
+        except OSError as exc:
+            raise LogError(f"{self.path}: cannot read the attempt log: {exc.strerror or exc}") from None
+        with f:
+            records, offset = self._start(f)
+            f.seek(offset)
+            for data in f:
+                if not data.endswith(b"\n"):
+                    yield data
+                    break
+                raw = data[:-1]
+                seq = seq_of(raw)
+                if seq is not None:
+                    records = seq
+                offset += len(data)
+                yield raw
+        self.end = Mark(records, offset)
+
+    def _start(self, f) -> tuple[int, int]:
+        """(records, offset) to start from: the mark when the line ending at it is record
+        `since.records` and the next one, if any, is the record after; else the file's start."""
+        since = self.since
+        if since is None or since.offset <= 0 or since.records <= 0:
+            return 0, 0
+        f.seek(max(0, since.offset - _MARK_WINDOW))
+        before = f.read(since.offset - f.tell())
+        after = f.read(40)
+        start = before.rfind(b"\n", 0, len(before) - 1) + 1
+        if start == 0 and since.offset > _MARK_WINDOW:
+            return 0, 0  # a line longer than the window: no telling
+        last = before[start:]
+        if (last.endswith(b"\n") and seq_of(last) == since.records
+                and (not after or after.startswith(b'{"seq":%d,' % (since.records + 1)))):
+            return since.records, since.offset
+        return 0, 0
+
+
 def scan(path: Path) -> Iterator[Line]:
     """Every line of the log file, in order, parsed; nothing when the file does not exist."""
     for number, raw, terminated in raw_lines(path):
@@ -219,6 +291,7 @@ class AttemptLog:
         self._run_fd: int | None = None
         self._tail: _Tail | None = None
         self._open_attempts: dict[str, dict] = {}  # id -> what outcome records repeat of it
+        self.answered: Mark | None = None  # after `recover`: every sending before it has its outcome
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -288,7 +361,7 @@ class AttemptLog:
         self._append(records)
         return [r["id"] for r in records]
 
-    def recover(self, when: datetime, actor: str = "daemon") -> list[dict]:
+    def recover(self, when: datetime, actor: str = "daemon", since: Mark | None = None) -> list[dict]:
         """Append `unknown` for every `sending` that has no outcome; returns those sendings.
 
         Such an attempt was interrupted between the write-ahead record and the provider's answer:
@@ -296,13 +369,18 @@ class AttemptLog:
         send a customer the same notice twice); it becomes a staff task. Done only when no other
         process has the log open for writing, since their sendings may be in flight right now;
         otherwise nothing is done and [] returned (the next start does it).
+
+        `since` is an earlier `answered` mark: every sending before it has its outcome, so only
+        the log after it is read (a daily run-once would otherwise read a longer log every day).
+        After a recovery, `answered` is the mark of the log's end.
         """
         if not self._hold_run_lock(exclusive=True):
             return []
         try:
             # Matched as bytes: only the few sendings left unanswered are parsed.
             waiting: dict[str, bytes] = {}
-            for _, raw, _ in raw_lines(self.path):
+            lines = LinesAfter(self.path, since)
+            for raw in lines:
                 if is_sending(raw):
                     at = raw.find(b'"id":"', 0, 40) + 6
                     waiting[raw[at:raw.find(b'"', at)].decode("ascii", "replace")] = raw
@@ -311,11 +389,15 @@ class AttemptLog:
                     # A torn outcome line (the disk filled up mid-write) answers nothing.
                     if ref in waiting and (parse_line(raw) or {}).get("ref") == ref:
                         waiting.pop(ref)
+            ours = [k for k in waiting if k in self._open_attempts]
             parsed = {k: parse_line(raw) for k, raw in waiting.items() if k not in self._open_attempts}
             # A torn sending line never finished its write-ahead, so it was never sent: not unknown.
             pending = {k: r for k, r in parsed.items() if r is not None and r.get("id") == k}
             if pending:
                 self._append([_unknown(when, actor, sending) for sending in pending.values()])
+                lines.end = Mark(self._tail.head.count, self._tail.size)
+            # This process's own attempts in flight are not answered yet: no mark past them.
+            self.answered = None if ours else lines.end
             return list(pending.values())
         finally:
             self._hold_run_lock(exclusive=False)

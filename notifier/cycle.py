@@ -30,7 +30,7 @@ import channels
 from channels import FAILED, SENT, ChannelError, Message, Result
 
 from . import hours, rules
-from .attempts import AttemptLog, parse_line, raw_lines, seq_of
+from .attempts import AttemptLog, LinesAfter, Mark, parse_line, seq_of
 from .config import Config
 from .delivery import Delivery, close_all, do_not_contact, failure_alerts, notice_fields, prepare
 from .dispatch import BLOCKED, Job, Outcome, Pool
@@ -117,14 +117,15 @@ def reconcile(store: Store, log: AttemptLog, now: datetime) -> tuple[int, int]:
     Run it when no cycle is running (the daemon's pid lock sees to that).
     """
     store.refuse_a_cut_log()  # before recovery appends to a log that lost records
-    unknown = log.recover(now)
-    applied = (store.snapshot().meta("log_applied") or {}).get("records", 0)
+    applied_doc = store.snapshot().meta("log_applied") or {}
+    unknown = log.recover(now, since=Mark.of(applied_doc.get("answered")))
+    answered = log.answered or Mark.of(applied_doc.get("answered"))
+    applied = applied_doc.get("records", 0)
     claims: dict[str, dict] = {}
     outcomes: dict[str, tuple[str, bool]] = {}
     skips: list[dict] = []
-    count = 0
-    for record in _records_after(log, applied):
-        count = record["seq"]
+    lines = LinesAfter(log.path, Mark.of(applied_doc))
+    for record in _records_after(lines, applied):
         event = record.get("event")
         if event == "sending":
             if record.get("covers"):
@@ -134,30 +135,32 @@ def reconcile(store: Store, log: AttemptLog, now: datetime) -> tuple[int, int]:
                 skips.append(record)
         elif record.get("ref"):
             outcomes[record["ref"]] = (event, bool(record.get("permanent")))
-    count = max(count, applied)
+    end = lines.end if lines.end.records >= applied else Mark(applied, 0)
     rows = [row for record in skips for row in ledger_rows(record, "skipped", None)]
     for attempt_id, claim in claims.items():
         status = ledger_status(*outcomes.get(attempt_id, (None, False)))
         if status is not None:
             rows += ledger_rows(claim, status, attempt_id)
+    checkpoint = {**end.doc(), **({"answered": answered.doc()} if answered else {})}
     with store.transaction() as snap:
         invoices, ledger = snap.raw["invoices"], snap.raw["ledger"]
         missing = [r for r in rows if r.invoice in invoices and ledger_key(r) not in ledger]
         if missing:
             snap.add_ledger(missing)
-        if count != applied:
-            snap.set_meta("log_applied", {"records": count})
+        if checkpoint != applied_doc:
+            snap.set_meta("log_applied", checkpoint)
     if unknown or missing:
         logger.warning("reconciled the ledger with the attempt log: %d unknown attempt(s), %d ledger row(s) added",
                        len(unknown), len(missing))
     return len(unknown), len(missing)
 
 
-def _records_after(log: AttemptLog, applied: int) -> Iterator[dict]:
-    """The log's records numbered after `applied`. The ones before are skipped on their first
-    bytes (`{"seq":N,`), unparsed: a run-once each day would otherwise parse the whole log, a
-    little longer every day, to use only its last day's records."""
-    for _, raw, _ in raw_lines(log.path):
+def _records_after(lines: Iterable[bytes], applied: int) -> Iterator[dict]:
+    """The records numbered after `applied` among `lines` (which start at the mark of the last
+    reconcile when it still fits the log: a run-once each day would otherwise read the whole log,
+    a little longer every day, to use only its last day's records). Lines before are skipped on
+    their first bytes (`{"seq":N,`), unparsed."""
+    for raw in lines:
         seq = seq_of(raw)
         if seq is not None and seq <= applied:
             continue

@@ -76,9 +76,11 @@ def is_plain_email(address: str) -> bool:
     """An address the library would accept and return unchanged, told without calling it.
 
     The library lower-cases role mailboxes (RFC 2142: "WWW@", "Postmaster@"): those take its path.
+    A local part already in lower case is unchanged either way, so most imports never load it.
     """
     local, _, domain = address.partition("@")
-    return bool(_SIMPLE_EMAIL.fullmatch(address)) and "--" not in domain and local.lower() not in _role_mailboxes()
+    return (bool(_SIMPLE_EMAIL.fullmatch(address)) and "--" not in domain
+            and (local == local.lower() or local.lower() not in _role_mailboxes()))
 
 
 def normalize_email(value: str) -> str:

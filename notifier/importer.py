@@ -26,7 +26,6 @@ imported again is recognised without being parsed (the CLI's everyday re-import)
 from __future__ import annotations
 
 import csv
-import difflib
 import gc
 import hashlib
 import json
@@ -185,6 +184,13 @@ def parse_source(source: Source, accounts_by_id: Mapping[str, Account], today: d
             gc.enable()
 
 
+def _close_matches(word: str, known) -> list[str]:
+    """The known name that `word` was probably meant to be, for a "did you mean" (difflib is
+    imported only for a file with a mistake: a twentieth of a second of every import)."""
+    import difflib
+    return difflib.get_close_matches(word, known, n=1)
+
+
 def payment_date_problems(issued: date, paid: date, today: date | None) -> list[tuple[str, str]]:
     """What is wrong with paying an invoice issued on `issued` on `paid`, as (field, reason):
     a payment before the invoice existed, or one that has not happened yet. The importer and
@@ -307,7 +313,7 @@ def _normalized(check, value: str, field: str, problems: list):
 def _unknown(raw: dict, known: tuple[str, ...], problems: list) -> None:
     for key in raw:
         if key not in known:
-            close = difflib.get_close_matches(key[:MAX_NETWORK], known, n=1)
+            close = _close_matches(key[:MAX_NETWORK], known)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
             problems.append((_key_shown(key), f"unknown field ({hint})"))
 
@@ -1201,7 +1207,7 @@ class _CsvReader:
         ok = True
         for i, name in enumerate(header):
             if name not in fields:
-                close = difflib.get_close_matches(name, fields, n=1)
+                close = _close_matches(name, fields)
                 hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(fields)}"
                 self.builder.error(self.file, 1, name or f"column {i + 1}", f"unknown column ({hint})")
                 ok = False

@@ -149,6 +149,33 @@ def test_recover_marks_an_unanswered_sending_unknown_once(tmp_path):
     assert sum(r["event"] == "sending" for r in restarted.records()) == 2  # and never sent again
 
 
+def test_recover_reads_after_its_mark_only_when_the_mark_still_fits_the_log(tmp_path):
+    """A run-once a day gives recover the mark of the last recovery, so it reads only the day's
+    records; a mark that no longer falls between two records (a log restored or rewritten, a
+    hand-edited state) is no reason to miss an unanswered sending: the whole log is read."""
+    path = tmp_path / "attempts.jsonl"
+    first = AttemptLog(path)
+    first.finish(first.start(T0, email(), FIELDS), T0, Result("sent", "smtp"))
+    first.close()
+    day1 = AttemptLog(path)
+    assert day1.recover(T0) == []
+    mark = day1.answered
+    assert mark == (2, path.stat().st_size)  # the sending and its outcome, and where they end
+    day1.close()
+    crashed = AttemptLog(path)
+    lost = crashed.start(T0, email("maria@acme.com.br"), FIELDS)
+    crashed.close()  # died: no outcome
+    [found] = AttemptLog(path).recover(T0, since=mark)
+    assert found["id"] == lost
+    # The same unanswered sending again (a fresh copy of the log), with marks that do not fit:
+    for bad in ((1, mark.offset), (3, mark.offset), (2, mark.offset - 1), (2, mark.offset + 1),
+                (2, path.stat().st_size + 10)):
+        copy = tmp_path / f"copy-{bad[0]}-{bad[1]}.jsonl"
+        copy.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:3]))
+        [again] = AttemptLog(copy).recover(T0, since=type(mark)(*bad))
+        assert again["id"] == lost, bad
+
+
 def test_recover_leaves_alone_what_another_live_writer_may_be_sending(tmp_path):
     daemon = AttemptLog(tmp_path / "attempts.jsonl")
     daemon.start(T0, email(), FIELDS)  # in flight: the daemon is waiting for the SMTP server

@@ -271,6 +271,21 @@ def test_a_hold_over_the_suspension_date_tells_staff_that_the_customer_will_not_
     assert [m.message["X-Notifier-Stage"] for m in smtp.received] == ["suspension_warning"]
 
 
+def test_each_reconcile_records_where_the_next_one_starts_reading_the_log(cli):
+    """The next run-once reads the log from where this one's reconcile stopped (and recovers only
+    sendings after it), not from the top: the log grows every day for years."""
+    import shutil
+    from tests.conftest import ROOT
+    shutil.copy(ROOT / "state.json.example", cli.workdir / "state.json")
+    cli("run-once", "--date", "2026-11-24")
+    log = cli.workdir / "attempts.jsonl"
+    before = log.read_bytes()  # what the next reconcile finds
+    cli("run-once", "--date", "2026-11-25")
+    mark = {"records": before.count(b"\n"), "offset": len(before)}
+    meta = json.loads((cli.workdir / "state.json").read_text(encoding="utf-8"))["meta"]
+    assert meta["log_applied"] == {**mark, "answered": mark}
+
+
 def test_a_ledger_that_lost_its_rows_is_rebuilt_from_every_record_after_the_last_applied(cli):
     # As after a crash between the log's outcomes and the store's write: the next cycle's
     # reconcile reads the records after `log_applied` (the first one included) and sends nothing again.
