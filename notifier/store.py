@@ -433,10 +433,11 @@ class Store:
             raise StoreError(f"{self.path}: cannot take the lock {self._lock.lock_file}: {exc.strerror or exc}") from None
         self._local.in_transaction = True
         try:
+            stamp = _stamp(self.path)  # under the lock: no writer replaces the file meanwhile
             raw = self._storage.read() or {}
             if not accept_cut:
                 self._refuse_cut((raw.get("meta") or {}).get("log_head") if isinstance(raw, Mapping) else None)
-            snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=_validated(self.path, raw))
+            snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, stamp))
             yield snapshot
             head = self._log_head_to_record(snapshot)
             if snapshot.changed or head is not None:
@@ -444,6 +445,17 @@ class Store:
         finally:
             self._local.in_transaction = False
             self._lock.release()
+
+    def _models_of(self, raw: dict, stamp: tuple | None) -> dict[str, dict[str, Any]]:
+        """The validated models of what a transaction read. When the file is the one the last
+        snapshot converted (a cycle plans, then claims), its models are reused and only the
+        tables a snapshot does not keep are checked: a cycle's transactions would otherwise
+        convert the whole store again each time."""
+        seen = self._seen
+        if stamp is None or seen is None or seen[0] != stamp:
+            return _validated(self.path, raw)
+        rest = {name: raw[name] for name in TABLES if name in raw and name not in seen[1]}
+        return {**seen[1], **_validated(self.path, rest)}
 
     def accept_log_cut(self, by: str, when: str) -> dict | None:
         """Go on with the attempt log as it is now, after `refuse_a_cut_log` stopped every write

@@ -64,3 +64,36 @@ def test_forget_drops_the_kept_models_so_an_idle_daemon_holds_no_copy_of_the_sta
     store.forget()  # what the daemon does after each of its passes
     assert store._seen is None
     assert store.snapshot().accounts() == [ACME] and len(reads) == 2
+
+
+def test_a_transaction_checks_a_file_that_changed_since_the_last_snapshot(tmp_path):
+    """A transaction reuses the models of the last snapshot when the file is the same one (a
+    cycle plans, then claims): a file changed meanwhile is checked again, and a bad one refused."""
+    import json
+
+    import pytest
+
+    from notifier.store import StoreError
+    path = tmp_path / "state.json"
+    store = store_with_acme(path)
+    assert store.snapshot().account("acme") == ACME
+    with store.transaction() as snap:  # the same file: the snapshot's models
+        assert snap.account("acme") == ACME
+        snap.upsert_accounts([BETA])
+    assert [a.id for a in store.snapshot().accounts()] == ["acme", "beta"]
+    state = json.loads(path.read_text(encoding="utf-8"))
+    state["accounts"]["beta"]["emails"] = "not a list"  # a person's editor
+    path.write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(StoreError, match="accounts 'beta'"):
+        with store.transaction():
+            pass
+    # A document of a table no snapshot keeps is checked by every transaction all the same.
+    store = store_with_acme(tmp_path / "other.json")
+    store.snapshot()
+    state = json.loads(store.path.read_text(encoding="utf-8"))
+    state["imports"] = {"x": {"digest": 7}}
+    store.path.write_text(json.dumps(state), encoding="utf-8")
+    store.snapshot()
+    with pytest.raises(StoreError, match="imports 'x'"):
+        with store.transaction():
+            pass
