@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,7 +28,7 @@ def _path(outbox: Path, channel: str, recipient: str, suffix: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9@._+-]+", "_", recipient)[:80] or "recipient"
-    return folder / f"{stamp}-{safe}-{uuid.uuid4().hex[:8]}{suffix}"
+    return folder / f"{stamp}-{safe}-{os.urandom(4).hex()}{suffix}"
 
 
 def _write(path: Path, data: bytes) -> None:

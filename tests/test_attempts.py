@@ -193,3 +193,14 @@ def test_recover_of_the_same_process_skips_its_own_sendings_in_flight(tmp_path):
 def test_a_sending_record_is_never_written_by_note(tmp_path):
     with pytest.raises(ValueError):
         AttemptLog(tmp_path / "a.jsonl").note(T0, "sending", {}, "x")
+
+
+def test_record_ids_are_random_version_4_uuids_in_32_hex_digits():
+    import uuid
+
+    from notifier.attempts import new_id
+    ids = [new_id() for _ in range(600)]  # more than one 4 KB draw of random bytes
+    assert len(set(ids)) == len(ids)
+    for i in ids:
+        u = uuid.UUID(hex=i)
+        assert (u.hex, u.version, u.variant) == (i, 4, uuid.RFC_4122)

@@ -37,7 +37,9 @@ SEED = int(os.environ.get("SIM_SEED", "20261201"))
 ACCOUNTS = int(os.environ.get("SIM_ACCOUNTS", "200"))
 DAYS = int(os.environ.get("SIM_DAYS", "730"))
 START = date.fromisoformat(os.environ.get("SIM_START", "2024-12-01"))  # two years ending before today
-VERIFY_EVERY = int(os.environ.get("SIM_VERIFY_EVERY", "7"))  # days between two full verify-log runs
+# Days between two runs of `notifier verify-log` (the chain and every stored message), besides the
+# last day; the oracle checks the chain of each day's records itself.
+VERIFY_EVERY = int(os.environ.get("SIM_VERIFY_EVERY", "30"))
 # The days are split among independent worlds run side by side (one per core), each of ACCOUNTS
 # accounts: the time goes into ~2 processes a day, so splitting the accounts would not help.
 # SIM_WORLDS=1 is one world through the two years (twice the time).

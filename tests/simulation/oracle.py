@@ -6,6 +6,7 @@ the seed (`SIM_SEED`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -23,10 +24,14 @@ BR_DATE = re.compile(r"\b\d{2}/\d{2}/\d{4}\b")
 
 
 class LogReader:
-    """The attempt log read incrementally: each call returns only the records appended since."""
+    """The attempt log read incrementally: each call returns only the records appended since,
+    after checking that they continue the chain (each record's `prev` is the SHA-256 of the line
+    before, `seq` counts up by one): every day's records are checked the day they are written,
+    and `notifier verify-log` (which also checks the stored messages) runs less often."""
 
     def __init__(self, path: Path):
         self.path, self.offset = path, 0
+        self.seq, self.prev = 0, "0" * 64
 
     def new(self) -> list[dict]:
         if not self.path.exists():
@@ -36,7 +41,15 @@ class LogReader:
             chunk = f.read()
         end = chunk.rfind(b"\n") + 1
         self.offset += end
-        return [json.loads(line) for line in chunk[:end].splitlines()]
+        records = []
+        for line in chunk[:end].splitlines():
+            record = json.loads(line)
+            if (record["seq"], record["prev"]) != (self.seq + 1, self.prev):
+                raise AssertionError(f"{self.path}: record {record['seq']} does not continue the chain after "
+                                     f"record {self.seq}")
+            self.seq, self.prev = record["seq"], hashlib.sha256(line).hexdigest()
+            records.append(record)
+        return records
 
 
 class Oracle:
