@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
+import msgspec
 import orjson
 
 from .attempts import GENESIS, Head, is_sending, line_hash, parse_line, raw_lines, stored_message
@@ -257,7 +258,7 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
     line that is not an intact record in the log's own layout. Read into one reused buffer and
     hashed through memoryviews: no line is copied, and memory stays flat."""
     store = MessageStore(Path(folder))
-    sha256, loads = hashlib.sha256, orjson.loads
+    sha256, pointer = hashlib.sha256, msgspec.json.Decoder(_Pointer).decode
     buf = bytearray(BLOCK)
     view = memoryview(buf)
     packs: dict[str, _Window] = {}  # pack name -> the block of it last read
@@ -299,15 +300,16 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
                             if buf.find(b'"message":', pos, nl) >= 0:
                                 return None  # a pointer somewhere else: the precise pass reads it
                         else:
-                            where = loads(view[at + 11:nl - 75])
-                            zsha = where.get("zsha256")
+                            where = pointer(view[at + 11:nl - 75])
+                            zsha = where.zsha256
                             if zsha is not None:  # inline: half a million of them in a big log
-                                pack = packs.get(where["pack"])
+                                pack = packs.get(where.pack)
                                 if pack is None:
-                                    pack = packs[where["pack"]] = _Window(os.path.join(folder, where["pack"]))
-                                if sha256(pack.bytes_at(where["offset"], where["zsize"])).hexdigest() != zsha:
+                                    pack = packs[where.pack] = _Window(os.path.join(folder, where.pack))
+                                if sha256(pack.bytes_at(where.offset, where.zsize)).hexdigest() != zsha:
                                     return None
-                            elif not store.matches(Stored.from_json(where)):
+                            elif not store.matches(Stored(where.pack, where.offset, where.zsize, where.size,
+                                                          where.sha256)):
                                 return None
                             messages += 1
                     pos = nl + 1
@@ -317,7 +319,7 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
                 view[:kept] = view[pos:filled]
             if kept or first_seq is None:
                 return None  # a last line without its newline (torn, or whole): the precise pass
-    except (OSError, ValueError, KeyError, TypeError, MessageStoreError, orjson.JSONDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, MessageStoreError):  # msgspec's errors are ValueErrors
         return None
     finally:
         view.release()
@@ -325,6 +327,17 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
         for pack in packs.values():
             pack.close()
     return _Range(first_seq, first_prev, seq, last, messages, at_want)
+
+
+class _Pointer(msgspec.Struct, gc=False):
+    """A `sending` record's "message" (messagestore.Stored.to_json), decoded in C: the fast pass
+    reads half a million of them in a big log, in half the time it took to decode them into dicts."""
+    pack: str
+    offset: int
+    zsize: int
+    size: int
+    sha256: str
+    zsha256: str | None = None
 
 
 class _Window:
