@@ -62,6 +62,9 @@ TABLES = MODEL_TABLES + ("archived", "imports")
 # The daily cycle's tables (staff holds; `meta`: heartbeat, last cycle, the log's head...): written
 # only once used, so a store that never ran a cycle keeps the tables above.
 CYCLE_TABLES = ("holds", "meta")
+# Mode of a new state or archive file, as of the attempt log and its messages: customers' personal
+# data (LGPD), readable by the notifier's user and its group (finance's exports), nobody else.
+PRIVATE = 0o640
 LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
 CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
 
@@ -172,7 +175,7 @@ class AtomicJSONStorage(Storage):
         """
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            with open(tmp, "wb") as f:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE), "wb") as f:
                 _write(f, data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -337,7 +340,8 @@ def _stamp(path: Path) -> tuple | None:
 
 
 def _keep_mode(old: Path, new: Path) -> None:
-    # The state holds customers' personal data; an operator's chmod 600 must survive our rewrite.
+    # The state holds customers' personal data: a new one is PRIVATE, and an operator's chmod 600
+    # must survive our rewrite.
     try:
         os.chmod(new, os.stat(old).st_mode & 0o7777)
     except FileNotFoundError:
@@ -348,7 +352,7 @@ def _keep_mode(old: Path, new: Path) -> None:
 def _append_lines(path: Path, blob: bytes | bytearray) -> None:
     existed = path.exists()
     try:
-        with open(path, "a+b") as f:
+        with os.fdopen(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE), "a+b") as f:
             size = f.seek(0, os.SEEK_END)
             if size:
                 f.seek(size - 1)

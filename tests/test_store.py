@@ -713,3 +713,26 @@ def test_a_transaction_refuses_what_a_snapshot_refuses_and_never_writes_over_it(
     with pytest.raises(StoreError, match=refused), Store(path).transaction() as s:
         s.record_payment("2026-11-bare", D("2026-11-23"))
     assert path.read_bytes() == before
+
+
+def test_a_new_state_and_archive_are_not_readable_by_others_and_a_chosen_mode_stays(cli):
+    """Customers' personal data (LGPD): a new state file and archive get 0640, as the attempt log
+    does, whatever the umask lets other users read; an operator's chmod 600 survives rewrites."""
+    acme = {"id": "acme", "company": "Acme Ltda", "document": "11.222.333/0001-81",
+            "emails": ["financeiro@acme.com.br"]}
+    old = {"id": "2026-01-acme", "account": "acme", "amount": "149.90", "issued": "2026-01-05",
+           "paid": "2026-01-10"}  # long paid: archived at once
+    (cli.workdir / "billing.json").write_text(json.dumps({"accounts": [acme], "invoices": [old]}), encoding="utf-8")
+    previous = os.umask(0o002)  # a umask that would let everyone read
+    try:
+        cli("import", "billing.json", "--date", "2026-11-24")
+    finally:
+        os.umask(previous)
+    state, archive = cli.workdir / "state.json", cli.workdir / "state.archive.jsonl"
+    assert archive.read_text(encoding="utf-8").count("2026-01-acme") == 1
+    assert [oct(p.stat().st_mode & 0o777) for p in (state, archive)] == [oct(0o640)] * 2
+    state.chmod(0o600)
+    (cli.workdir / "billing.json").write_text(json.dumps({"accounts": [{**acme, "company": "Acme S.A."}],
+                                                          "invoices": []}), encoding="utf-8")
+    cli("import", "billing.json", "--date", "2026-11-25")
+    assert oct(state.stat().st_mode & 0o777) == oct(0o600)
