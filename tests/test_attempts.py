@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from channels import Message, Result
-from notifier.attempts import GENESIS, AttemptLog, read_tail
+from notifier.attempts import GENESIS, AttemptLog, Mark, new_id, read_tail
 from notifier.verify import verify
 
 T0 = datetime(2026, 11, 24, 11, 0, tzinfo=timezone.utc)
@@ -172,7 +172,7 @@ def test_recover_reads_after_its_mark_only_when_the_mark_still_fits_the_log(tmp_
                 (2, path.stat().st_size + 10)):
         copy = tmp_path / f"copy-{bad[0]}-{bad[1]}.jsonl"
         copy.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:3]))
-        [again] = AttemptLog(copy).recover(T0, since=type(mark)(*bad))
+        [again] = AttemptLog(copy).recover(T0, since=Mark(*bad))
         assert again["id"] == lost, bad
 
 
@@ -198,7 +198,6 @@ def test_a_sending_record_is_never_written_by_note(tmp_path):
 def test_record_ids_are_random_version_4_uuids_in_32_hex_digits():
     import uuid
 
-    from notifier.attempts import new_id
     ids = [new_id() for _ in range(600)]  # more than one 4 KB draw of random bytes
     assert len(set(ids)) == len(ids)
     for i in ids:
