@@ -112,7 +112,7 @@ class TwilioChannel(Channel):
     @property
     def client(self):
         if self._client is None:
-            self._client = build_client(self.account_sid, self.auth_token, self.api_base, self.timeout)
+            self._client = build_client(self.account_sid, self.auth_token, self.timeout)
         return self._client
 
     def create(self, to: str, fields: dict) -> dict | Result:
@@ -242,9 +242,8 @@ def outbox_fields(request: dict) -> dict:
     return {_OUTBOX_NAMES[k]: v for k, v in request_fields(request).items()}
 
 
-def build_client(account_sid: str, auth_token: str, api_base: str = DEFAULT_API_BASE,
-                 timeout: float = DEFAULT_TIMEOUT):
-    """A twilio `Client` for requests to URLs under `api_base` (`TwilioChannel._call`).
+def build_client(account_sid: str, auth_token: str, timeout: float = DEFAULT_TIMEOUT):
+    """A twilio `Client` for `TwilioChannel._call`, which names the whole URL (TWILIO_API_BASE).
 
     It is given an environment of its own because, handed none, it reads TWILIO_EDGE/TWILIO_REGION
     from os.environ, and those would rewrite the host we chose.
