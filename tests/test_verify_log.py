@@ -131,7 +131,7 @@ def test_a_changed_stored_message_is_named(sent, tmp_path):
 
 from notifier.attempts import line_hash  # noqa: E402
 from notifier.messagestore import MessageStore  # noqa: E402
-from notifier.verify import _precise, verify  # noqa: E402
+from notifier.verify import _fast, _precise, verify  # noqa: E402
 
 
 def state_head(cli: Cli) -> dict:
@@ -150,6 +150,11 @@ def test_the_fast_pass_in_parallel_ranges_agrees_with_the_precise_one(sent, tmp_
     head = state_head(sent)
     good = verdicts(sent, head)
     assert good[0]["ok"] and good[0]["records"] == 8 and good[0]["messages"] == 4
+    # ...and an intact log is proven by the fast pass itself, not handed on to the precise one.
+    log = sent.workdir / "attempts.jsonl"
+    for workers in (1, 2):
+        fast = _fast(log, log.with_name(log.name + ".messages"), head, True, workers)
+        assert fast is not None and fast.to_json() == good[0], workers
     assert all(v == good[0] for v in good)
     cases = {
         "edit": lambda lines: lines[:2] + [lines[2].replace(b"maria@", b"mario@")] + lines[3:],
