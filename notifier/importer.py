@@ -903,7 +903,8 @@ class _JsonReader:
 
 class _InvoiceIn(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """An invoice record as msgspec decodes it, in C: the fields' JSON types are checked, no value
-    is. (Text and None only, so no reference cycles: not tracked by the garbage collector.)"""
+    is. (Text and None only, so no reference cycles: not tracked by the garbage collector.) The
+    fields are INVOICE_FIELDS in their order: `_PlainInvoices.take` transposes them by position."""
     id: str
     account: str
     amount: str
@@ -922,7 +923,7 @@ _TOP_KEY = re.compile(rb'[ \t\n\r]*"(accounts|invoices)"[ \t\n\r]*:[ \t\n\r]*')
 _TOP_NEXT = re.compile(rb"[ \t\n\r]*(?:,|\}[ \t\n\r]*\Z)")
 _TOP_EMPTY = re.compile(rb"[ \t\n\r]*\}[ \t\n\r]*\Z")
 _BOM = b"\xef\xbb\xbf"
-_FIELDS = {name: attrgetter(name) for name in INVOICE_FIELDS}
+_ASTUPLE = msgspec.structs.astuple
 
 
 class _NotPlain(Exception):
@@ -1070,7 +1071,10 @@ class _PlainInvoices:
         self.invoices: list[Invoice] = []
 
     def take(self, records: list[_InvoiceIn]) -> None:
-        builder, column = self.builder, {name: list(map(get, records)) for name, get in _FIELDS.items()}
+        if not records:
+            return
+        # The columns, by transposing the records' tuples in C (half the time of a getter per field).
+        builder, column = self.builder, dict(zip(INVOICE_FIELDS, map(list, zip(*map(_ASTUPLE, records)))))
         del records
         ids, _ = _plain_texts(column.pop("id"), MAX_LENGTH["id"])
         before = len(self.ids)

@@ -181,7 +181,7 @@ class AtomicJSONStorage(Storage):
                 os.fsync(f.fileno())
             _keep_mode(self.path, tmp)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             if isinstance(exc, OSError):
                 raise StoreError(f"{self.path}: cannot write the state file: {exc.strerror or exc}") from None
             raise
@@ -191,9 +191,18 @@ class AtomicJSONStorage(Storage):
         try:
             os.replace(tmp, self.path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             raise StoreError(f"{self.path}: cannot replace the state file: {exc.strerror or exc}") from None
         _fsync_dir(self.path.parent)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary state file that will not replace the state; what is in the way (a
+    folder of that name) only stays, and the error being reported is the one that counts."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _write(f: BinaryIO, tables: dict[str, dict[str, Any]]) -> None:
@@ -349,8 +358,10 @@ def _keep_mode(old: Path, new: Path) -> None:
 
 
 
-def _append_lines(path: Path, blob: bytes | bytearray) -> None:
+def _append_lines(path: Path, blob: bytes | bytearray) -> int:
+    """Append `blob` to the archive and fsync it; returns the archive's size before (`_unappend`)."""
     existed = path.exists()
+    size = None
     try:
         with os.fdopen(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE), "a+b") as f:
             size = f.seek(0, os.SEEK_END)
@@ -364,9 +375,29 @@ def _append_lines(path: Path, blob: bytes | bytearray) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:
+        if size is not None:
+            _unappend(path, size)  # not even a torn tail of what could not be written
         raise StoreError(f"{path}: cannot append to the archive: {exc.strerror or exc}") from None
     if not existed:
         _fsync_dir(path.parent)
+    return size
+
+
+def _append_in_thread(path: Path, blob: bytes | bytearray, into: list) -> None:
+    """`_append_lines` for a thread: its result or its exception goes into `into`."""
+    try:
+        into.append(_append_lines(path, blob))
+    except BaseException as exc:
+        into.append(exc)
+
+
+def _unappend(path: Path, size: int) -> None:
+    """Cut the archive back to `size` bytes: a commit that failed leaves it as it was. (Only the
+    store lock's holder appends, so nobody else wrote after us.)"""
+    try:
+        os.truncate(path, size)
+    except OSError:
+        pass  # what stays is what a crash would leave: records also in the state, deduped on reading
 
 
 # The store
@@ -516,13 +547,27 @@ class Store:
         """
         if head is not None:
             snapshot.raw.setdefault("meta", {})["log_head"] = head
-        tmp = self._storage.write_new(snapshot.raw)
-        if snapshot.archive_lines:
-            try:
-                _append_lines(self.archive_path, snapshot.archive_lines)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+        if not snapshot.archive_lines:
+            self._storage.replace(self._storage.write_new(snapshot.raw))
+            return
+        # The archive's lines are written and fsynced by a thread while this one writes the new
+        # state file: system calls that let go of the interpreter lock, where one after the other
+        # they were a sixth of a big first import. The state is replaced only once both are safe.
+        appended: list = []
+        thread = threading.Thread(target=_append_in_thread, args=(self.archive_path, snapshot.archive_lines, appended),
+                                  name="archive-append")
+        thread.start()
+        try:
+            tmp = self._storage.write_new(snapshot.raw)
+        except BaseException:
+            thread.join()
+            if isinstance(appended[0], int):
+                _unappend(self.archive_path, appended[0])
+            raise
+        thread.join()
+        if not isinstance(appended[0], int):
+            _discard(tmp)
+            raise appended[0]
         self._storage.replace(tmp)
 
 

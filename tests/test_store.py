@@ -493,6 +493,23 @@ def test_a_crash_between_archive_and_state_duplicates_lines_and_loses_none(tmp_p
     assert len({(r["kind"], r["id"]) for r in records}) == 5
 
 
+def test_a_state_that_cannot_be_written_leaves_the_archive_as_it_was(tmp_path):
+    """The archive is appended while the new state is written: when the state cannot be, the
+    archive is cut back to what it held, and neither file changes."""
+    store = archive_store(tmp_path)
+    store.archive_path.write_bytes(b'{"kind":"invoice","archived":"2026-10-01","id":"older"}\n')
+    before = store.path.read_bytes(), store.archive_path.read_bytes()
+    (store.path.parent / (store.path.name + ".tmp")).mkdir()  # where the new state would be written
+    with pytest.raises(StoreError, match="cannot write the state file"), store.transaction() as s:
+        assert s.archive(TODAY, CFG)[0] == 3
+    assert (store.path.read_bytes(), store.archive_path.read_bytes()) == before
+    (store.path.parent / (store.path.name + ".tmp")).rmdir()
+    with store.transaction() as s:
+        s.archive(TODAY, CFG)
+    invoices = [r["id"] for r in archive_lines(store.archive_path) if r["kind"] == "invoice"]
+    assert invoices == ["older", "2026-05-late", "2026-06-late", "2026-06-ontime"]
+
+
 def test_a_torn_archive_line_is_kept_apart(tmp_path):
     store = archive_store(tmp_path)
     store.archive_path.write_bytes(b'{"kind":"invoice","archived":"2026-10-01","id":"tor')
