@@ -210,12 +210,15 @@ def _write(f: BinaryIO, tables: dict[str, dict[str, Any]]) -> None:
     document, a `}` line (`},` between tables), and a closing `}`. Plain JSON all the same."""
     f.write(b"{\n")
     names = list(tables)
+    dumps = orjson.dumps
     for i, name in enumerate(names):
-        f.write(orjson.dumps(name) + b":{\n")
-        items = iter(tables[name].items())
+        f.write(dumps(name) + b":{\n")
+        keys, docs = iter(tables[name]), iter(tables[name].values())
         separator = b""
-        while batch := list(islice(items, CHUNK)):
-            f.write(separator + b",\n".join([orjson.dumps({key: doc})[1:-1] for key, doc in batch]))
+        # Each line `"id":{...}` from the key and the document dumped apart, joined in C: a third
+        # less than one dict per document made to be dumped.
+        while batch := list(islice(keys, CHUNK)):
+            f.write(separator + b",\n".join(map(b"%b:%b".__mod__, zip(map(dumps, batch), map(dumps, islice(docs, len(batch)))))))
             separator = b",\n"
         if separator:
             f.write(b"\n")
