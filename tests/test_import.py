@@ -17,8 +17,8 @@ from validate_docbr import CNPJ, CPF
 from notifier.calendar import due_date_for
 from notifier.documents import is_plain_email, normalize_document, normalize_email, normalize_phone
 from notifier.importer import (
-    ACCOUNT_FIELDS, INVOICE_FIELDS, Batch, InvalidImport, _Builder, _decode, _invoice, _JsonReader,
-    _read_plain_json, parse_file,
+    ACCOUNT_FIELDS, INVOICE_FIELDS, Batch, InvalidImport, _account, _Builder, _decode, _invoice, _JsonReader,
+    _plain_account, _read_plain_json, parse_file,
 )
 from notifier.models import Account, Invoice
 
@@ -562,6 +562,32 @@ def test_the_fast_path_gives_what_the_full_reader_gives(tmp_path_factory, invoic
         assert fast == full
     if not invoice_changes and not account_changes:
         assert fast is not None, "the fast path must take a plain valid file"
+
+
+_ACCOUNT_MORE = {**_ACCOUNT_ANY,
+                 "emails": _ACCOUNT_ANY["emails"] + [["maria@acme.com.br"], ["Maria@acme.com.br", "financeiro@acme.com.br"]],
+                 "portal_email": _ACCOUNT_ANY["portal_email"] + ["Maria@Acme.com.br", " maria@acme.com.br"],
+                 "contact_name": ["", None, " Maria", "Maria\u00a0Souza"], "opt_out": _ACCOUNT_ANY["opt_out"] + [[" sms"], ["sms", "sms"]]}
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(sorted(_ACCOUNT_MORE)).flatmap(
+    lambda key: st.tuples(st.just(key), st.sampled_from(_ACCOUNT_MORE[key] + [_DROP]))), max_size=4))
+@example([("emails", ["a@acme.com.br", "A@acme.com.br"]), ("portal_email", _DROP)])
+@example([("portal_email", "outro@acme.com.br")])
+@example([("emails", ["maria@acme.com.br"]), ("portal_email", "MARIA@acme.com.br")])
+def test_the_plain_account_shortcut_gives_what_the_full_checks_give(changes):
+    """The fast path's shortcut for a usual account record takes it only as `_account` would:
+    the same Account, or it declines (and `_account` decides, with its messages)."""
+    raw = account()
+    for key, value in changes:
+        raw.pop(key, None) if value is _DROP else raw.__setitem__(key, value)
+    problems: list = []
+    full = _account(raw, problems)
+    fast = _plain_account(raw)
+    assert fast is None or (fast == full and not problems), (fast, full, problems)
+    if not changes:
+        assert fast is not None, "the shortcut must take a usual record"
 
 
 def test_the_fast_path_reads_a_big_file_in_chunks_as_the_full_reader_does(tmp_path):
