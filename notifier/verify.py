@@ -184,6 +184,7 @@ def _check_message(messages: MessageStore, where, name: str, problem) -> None:
 
 PARALLEL_FROM = 64 << 20  # bytes of log from which the fast pass forks one process per core
 BLOCK = 512 << 10  # read in blocks that stay in the CPU's cache: hashed while still there
+LONGEST_LINE = 64 << 20  # a line longer than a block gets a larger buffer, up to this
 WINDOW = 256 << 10  # of a pack, likewise
 RANGES_PER_WORKER = 4
 _PREV_AT, _MESSAGE = b',"prev":"', b',"message":{"pack":'
@@ -278,7 +279,7 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
             f.seek(start)
             left, kept = end - start, 0
             while left > 0:
-                got = f.readinto(view[kept:kept + min(BLOCK - kept, left)])
+                got = f.readinto(view[kept:kept + min(len(buf) - kept, left)])
                 if not got:
                     return None  # the file shrank under us
                 left -= got
@@ -340,8 +341,13 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
                             messages += 1
                     pos = nl + 1
                 kept = filled - pos
-                if kept == BLOCK:
-                    return None  # a line longer than the buffer: not one this log writes
+                if kept == len(buf):  # one line fills the buffer (a long message): a larger one
+                    if len(buf) >= LONGEST_LINE:
+                        return None  # not one this log writes: the precise pass says what it is
+                    view.release()
+                    buf += bytes(len(buf))
+                    view = memoryview(buf)
+                    continue
                 view[:kept] = view[pos:filled]
             if kept or first_seq is None:
                 return None  # a last line without its newline (torn, or whole): the precise pass

@@ -201,6 +201,31 @@ def test_a_log_written_before_zsha256_still_verifies_and_its_messages_are_checke
     assert not found[0]["ok"] and f"record 5 (line 5, sending {sending['id']})" in found[0]["problems"][0]
 
 
+def test_a_record_longer_than_the_fast_pass_block_is_still_proven_by_it(sent, tmp_path):
+    """A record larger than the fast pass's block (a long message's text) gets a larger buffer:
+    the log is still proven by the fast pass, not handed to the slow precise one."""
+    from notifier.verify import BLOCK
+
+    def long_record(lines):
+        out, prev = [], "0" * 64
+        for i, line in enumerate(lines):
+            record = orjson.loads(line)
+            if i == 3:  # the outcome of the second send: a provider's very long answer
+                record["detail"] = "x" * (3 * BLOCK)
+            record["prev"] = prev
+            raw = orjson.dumps(record)
+            prev = line_hash(raw)
+            out.append(raw + b"\n")
+        return out
+    long = tampered(sent, tmp_path, "long", long_record)
+    log = long.workdir / "attempts.jsonl"
+    assert max(map(len, log.read_bytes().splitlines())) > 3 * BLOCK
+    store = MessageStore(long.workdir / "attempts.jsonl.messages")
+    fast = _fast(log, store.folder, None, True, 1)
+    assert fast is not None and fast.to_json() == _precise(log, store, None, True).to_json()
+    assert fast.records == 8 and fast.messages == 4
+
+
 def test_the_fast_pass_reads_each_message_from_the_block_of_its_pack_in_any_order(tmp_path):
     """The fast pass hashes messages from a block of the pack read ahead; whatever the order and
     size of what it asks for (in the block, past it, before it, larger than a block, past the end
