@@ -309,36 +309,34 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
                     # the event is read where it is (a search for it cost a twentieth of the check).
                     if check_messages:
                         event = pos + len(head) + 32
-                        if not buf.startswith(_SENDING, event):
-                            if not buf.startswith(_EVENT, event):
-                                return None  # another layout: the precise pass reads it
-                            pos = nl + 1
-                            continue
-                        # The pointer is the record's last field but `prev`, and never longer
-                        # than POINTER_MAX: a narrow search (a wide one cost a fifth of the check).
-                        at = buf.rfind(_MESSAGE, nl - POINTER_MAX if nl - POINTER_MAX > pos else pos, nl - 75)
-                        if at < 0:
-                            if buf.find(b'"message":', pos, nl) >= 0:
-                                return None  # a pointer somewhere else: the precise pass reads it
-                        else:
-                            where = pointer(view[at + 11:nl - 75])
-                            zsha = where.zsha256
-                            if zsha is not None:  # inline, and the window too: half a million of them
-                                if where.pack != window_of:
-                                    window_of, window = where.pack, packs.get(where.pack)
-                                    if window is None:
-                                        window = packs[where.pack] = _Window(os.path.join(folder, where.pack))
-                                at = where.offset - window.start
-                                if 0 <= at and at + where.zsize <= window.end - window.start:
-                                    data = window.view[at:at + where.zsize]  # bytes_at's common case
-                                else:
-                                    data = window.bytes_at(where.offset, where.zsize)
-                                if sha256(data).hexdigest() != zsha:
+                        if buf.startswith(_SENDING, event):
+                            # The pointer is the record's last field but `prev`, and never longer
+                            # than POINTER_MAX: a narrow search (a wide one cost a fifth of the check).
+                            at = buf.rfind(_MESSAGE, nl - POINTER_MAX if nl - POINTER_MAX > pos else pos, nl - 75)
+                            if at < 0:
+                                if buf.find(b'"message":', pos, nl) >= 0:
+                                    return None  # a pointer somewhere else: the precise pass reads it
+                            else:
+                                where = pointer(view[at + 11:nl - 75])
+                                zsha = where.zsha256
+                                if zsha is not None:  # inline, and the window too: half a million of them
+                                    if where.pack != window_of:
+                                        window_of, window = where.pack, packs.get(where.pack)
+                                        if window is None:
+                                            window = packs[where.pack] = _Window(os.path.join(folder, where.pack))
+                                    at = where.offset - window.start
+                                    if 0 <= at and at + where.zsize <= window.end - window.start:
+                                        data = window.view[at:at + where.zsize]  # bytes_at's common case
+                                    else:
+                                        data = window.bytes_at(where.offset, where.zsize)
+                                    if sha256(data).hexdigest() != zsha:
+                                        return None
+                                elif not store.matches(Stored(where.pack, where.offset, where.zsize, where.size,
+                                                              where.sha256)):
                                     return None
-                            elif not store.matches(Stored(where.pack, where.offset, where.zsize, where.size,
-                                                          where.sha256)):
-                                return None
-                            messages += 1
+                                messages += 1
+                        elif not buf.startswith(_EVENT, event):
+                            return None  # another layout: the precise pass reads it
                     pos = nl + 1
                 kept = filled - pos
                 if kept == len(buf):  # one line fills the buffer (a long message): a larger one
