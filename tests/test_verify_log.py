@@ -170,20 +170,26 @@ def test_the_fast_pass_in_parallel_ranges_agrees_with_the_precise_one(sent, tmp_
         assert found[-1]["ok"] == (name == "torn"), name
 
 
-def test_a_log_written_before_zsha256_still_verifies_and_its_messages_are_checked(sent, tmp_path):
-    """Message pointers without `zsha256` (every log written before it) are inflated and their
-    payload hashed: still verified, and a changed message still found."""
-    def old_format(lines):
+def rechained(edit):
+    """A change for `tampered`: `edit(i, record)` on each record (in place), then the chain made
+    again over the edited lines, as the writer would have made it: a log that is intact."""
+    def change(lines):
         out, prev = [], "0" * 64
-        for line in lines:
+        for i, line in enumerate(lines):
             record = orjson.loads(line)
-            record.get("message", {}).pop("zsha256", None)
+            edit(i, record)
             record["prev"] = prev
             raw = orjson.dumps(record)
             prev = line_hash(raw)
             out.append(raw + b"\n")
         return out
-    old = tampered(sent, tmp_path, "old", old_format)
+    return change
+
+
+def test_a_log_written_before_zsha256_still_verifies_and_its_messages_are_checked(sent, tmp_path):
+    """Message pointers without `zsha256` (every log written before it) are inflated and their
+    payload hashed: still verified, and a changed message still found."""
+    old = tampered(sent, tmp_path, "old", rechained(lambda i, record: record.get("message", {}).pop("zsha256", None)))
     assert b"zsha256" not in (old.workdir / "attempts.jsonl").read_bytes()
     good = verdicts(old, None)
     assert good[0]["ok"] and good[0]["messages"] == 4 and all(v == good[0] for v in good)
@@ -206,18 +212,10 @@ def test_a_record_longer_than_the_fast_pass_block_is_still_proven_by_it(sent, tm
     the log is still proven by the fast pass, not handed to the slow precise one."""
     from notifier.verify import BLOCK
 
-    def long_record(lines):
-        out, prev = [], "0" * 64
-        for i, line in enumerate(lines):
-            record = orjson.loads(line)
-            if i == 3:  # the outcome of the second send: a provider's very long answer
-                record["detail"] = "x" * (3 * BLOCK)
-            record["prev"] = prev
-            raw = orjson.dumps(record)
-            prev = line_hash(raw)
-            out.append(raw + b"\n")
-        return out
-    long = tampered(sent, tmp_path, "long", long_record)
+    def long_answer(i, record):
+        if i == 3:  # the outcome of the second send: a provider's very long answer
+            record["detail"] = "x" * (3 * BLOCK)
+    long = tampered(sent, tmp_path, "long", rechained(long_answer))
     log = long.workdir / "attempts.jsonl"
     assert max(map(len, log.read_bytes().splitlines())) > 3 * BLOCK
     store = MessageStore(long.workdir / "attempts.jsonl.messages")
