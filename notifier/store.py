@@ -361,8 +361,7 @@ def _keep_mode(old: Path, new: Path) -> None:
 
 
 
-def _append_lines(path: Path, blob: bytes | bytearray) -> int:
-    """Append `blob` to the archive and fsync it; returns the archive's size before (`_unappend`)."""
+def _append_lines(path: Path, blob: bytes | bytearray) -> None:
     existed = path.exists()
     size = None
     try:
@@ -383,22 +382,35 @@ def _append_lines(path: Path, blob: bytes | bytearray) -> int:
         raise StoreError(f"{path}: cannot append to the archive: {exc.strerror or exc}") from None
     if not existed:
         _fsync_dir(path.parent)
-    return size
 
 
-def _append_in_thread(path: Path, blob: bytes | bytearray, into: list) -> None:
-    """`_append_lines` for a thread: its result or its exception goes into `into`."""
+def _in_thread(work: Callable[..., None], *args) -> Callable[[], BaseException | None]:
+    """Start `work(*args)` in a thread; returns the function that waits for it and gives its
+    exception, or None."""
+    problems: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work(*args)
+        except BaseException as exc:
+            problems.append(exc)
+    thread = threading.Thread(target=run, name=getattr(work, "__name__", "work"))
+    thread.start()
+
+    def wait() -> BaseException | None:
+        thread.join()
+        return problems[0] if problems else None
+    return wait
+
+
+def _unappend(path: Path, size: int | None) -> None:
+    """Cut the archive back to `size` bytes (None: it did not exist), so that a commit that failed
+    leaves it as it was. (Only the store lock's holder appends: nobody else wrote after us.)"""
     try:
-        into.append(_append_lines(path, blob))
-    except BaseException as exc:
-        into.append(exc)
-
-
-def _unappend(path: Path, size: int) -> None:
-    """Cut the archive back to `size` bytes: a commit that failed leaves it as it was. (Only the
-    store lock's holder appends, so nobody else wrote after us.)"""
-    try:
-        os.truncate(path, size)
+        if size is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.truncate(path, size)
     except OSError:
         pass  # what stays is what a crash would leave: records also in the state, deduped on reading
 
@@ -556,21 +568,18 @@ class Store:
         # The archive's lines are written and fsynced by a thread while this one writes the new
         # state file: system calls that let go of the interpreter lock, where one after the other
         # they were a sixth of a big first import. The state is replaced only once both are safe.
-        appended: list = []
-        thread = threading.Thread(target=_append_in_thread, args=(self.archive_path, snapshot.archive_lines, appended),
-                                  name="archive-append")
-        thread.start()
+        before = self.archive_path.stat().st_size if self.archive_path.exists() else None
+        appended = _in_thread(_append_lines, self.archive_path, snapshot.archive_lines)
         try:
             tmp = self._storage.write_new(snapshot.raw)
         except BaseException:
-            thread.join()
-            if isinstance(appended[0], int):
-                _unappend(self.archive_path, appended[0])
+            if appended() is None:
+                _unappend(self.archive_path, before)
             raise
-        thread.join()
-        if not isinstance(appended[0], int):
+        problem = appended()
+        if problem is not None:
             _discard(tmp)
-            raise appended[0]
+            raise problem
         self._storage.replace(tmp)
 
 
