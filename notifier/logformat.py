@@ -39,3 +39,17 @@ def stderr_is_journal() -> bool:
 
 def formatter() -> logging.Formatter:
     return JournalFormatter() if stderr_is_journal() else logging.Formatter(TIMESTAMPED, DATEFMT)
+
+
+class ErrorsForJournal:
+    """A text stream that writes each line to `stream` with the `<3>` (err) prefix: what a refused
+    command says on stderr (click's `Error: ...`), which is no log record of ours."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write("".join(f"<{PRIORITY[logging.ERROR]}>{line}" for line in text.splitlines(keepends=True)))
+
+    def flush(self) -> None:
+        self.stream.flush()

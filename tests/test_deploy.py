@@ -155,9 +155,10 @@ def test_the_systemd_unit_runs_the_daemon_as_its_user_in_its_state_directory(cli
     run_help(cli, ["notifier", *[str(env_file) if a.endswith("/.env") else a for a in args]])
 
 
-def run_once_log(cli, journal_stream: str | None, folder: Path) -> list[str]:
-    """The log lines `run-once` writes on a fresh copy of the example state in `folder`, its stderr
-    a file (the journal's stream is a socket systemd hands us, named by JOURNAL_STREAM=device:inode)."""
+def run_once_log(cli, journal_stream: str | None, folder: Path, *options: str) -> list[str]:
+    """The lines `run-once` writes to stderr on a fresh copy of the example state in `folder`, its
+    stderr a file (the journal's stream is a socket systemd hands us, named by
+    JOURNAL_STREAM=device:inode): its log lines, or with `options` that it refuses, its error."""
     folder.mkdir()
     shutil.copy(ROOT / "state.json.example", folder / "state.json")
     stderr_path = folder / "stderr"
@@ -167,14 +168,30 @@ def run_once_log(cli, journal_stream: str | None, folder: Path) -> list[str]:
         if journal_stream is not None:
             st = os.fstat(err.fileno())
             env["JOURNAL_STREAM"] = journal_stream.format(dev=st.st_dev, ino=st.st_ino)
-        subprocess.run([sys.executable, str(ROOT / "run.py"), "run-once", "--date", "2026-11-24"], cwd=folder,
-                       env=env, stdout=subprocess.DEVNULL, stderr=err, timeout=120, check=True)
-    return [line for line in stderr_path.read_text(encoding="utf-8").splitlines() if "notifier.cycle" in line]
+        done = subprocess.run([sys.executable, str(ROOT / "run.py"), *options, "run-once", "--date", "2026-11-24"],
+                              cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=err, timeout=120)
+    lines = stderr_path.read_text(encoding="utf-8").splitlines()
+    if options:
+        assert done.returncode != 0, lines
+        return lines
+    assert done.returncode == 0, lines
+    return [line for line in lines if "notifier.cycle" in line]
 
 
 def test_under_systemd_a_log_line_starts_with_its_priority_for_journald(cli, tmp_path):
     lines = run_once_log(cli, "{dev}:{ino}", tmp_path / "journal")
     assert lines and all(re.match(r"<6>notifier\.cycle: \S", line) for line in lines), lines
+
+
+def test_under_systemd_a_refused_command_says_why_at_the_err_priority(cli, tmp_path):
+    # journald files a line without a prefix as info: `journalctl -p err` would not show why the
+    # daemon failed to start (here: a config file that does not exist).
+    lines = run_once_log(cli, "{dev}:{ino}", tmp_path / "journal", "--config", "nao-existe.toml")
+    assert lines and all(line.startswith("<3>") for line in lines), lines
+    assert any("nao-existe.toml" in line for line in lines), lines
+    # The same error elsewhere is the plain `Error: ...` of any command line.
+    [line] = run_once_log(cli, None, tmp_path / "terminal", "--config", "nao-existe.toml")
+    assert line.startswith("Error: ") and "nao-existe.toml" in line
 
 
 def test_elsewhere_a_log_line_starts_with_its_time(cli, tmp_path):
