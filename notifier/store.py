@@ -67,6 +67,9 @@ CYCLE_TABLES = ("holds", "meta")
 PRIVATE = 0o640
 LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
 CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
+# A snapshot's chunk of at least this many documents is decoded by msgspec (notifier/storedocs.py):
+# below it, importing msgspec (5 ms) would cost more than it saves.
+TYPED_MIN = 1000
 
 
 def _cut(recorded, count: int, digest: str) -> bool:
@@ -294,13 +297,13 @@ def _read_our_layout(f: BinaryIO, sink) -> None:
                 break
             if len(chunk) == CHUNK:
                 if wanted:  # a table the sink does not keep is only checked for its layout
-                    sink.add(name, _parse_chunk(chunk, last=False))
+                    sink.add_chunk(name, chunk, last=False)
                 chunk = []
             chunk.append(line)
         else:
             raise _NotOurLayout  # the file ends inside a table
         if chunk and wanted:
-            sink.add(name, _parse_chunk(chunk, last=True))
+            sink.add_chunk(name, chunk, last=True)
         if line == b"},\n":  # another table follows
             line = f.readline()
             if line == b"}\n":
@@ -315,14 +318,18 @@ def _read_our_layout(f: BinaryIO, sink) -> None:
         raise _NotOurLayout
 
 
-def _parse_chunk(lines: list[bytes], last: bool) -> dict:
-    # Lines end with ",\n" except the table's last one: checked here, so that a file the full
-    # parse would reject is never accepted chunk by chunk.
+def _chunk_object(lines: list[bytes], last: bool) -> bytes:
+    """A chunk's document lines as one JSON object. Lines end with ",\n" except the table's last
+    one: checked here, so that a file the full parse would reject is never accepted chunk by chunk."""
     body = b"".join(lines)
     if body.endswith(b",\n") == last:
         raise _NotOurLayout
+    return b"{" + (body if last else body[:-2]) + b"}"
+
+
+def _parse_object(blob: bytes) -> dict:
     try:
-        return orjson.loads(b"{" + (body if last else body[:-2]) + b"}")
+        return orjson.loads(blob)
     except orjson.JSONDecodeError:
         raise _NotOurLayout from None
 
@@ -965,6 +972,9 @@ class _RawTables:
     def wants(self, name: str) -> bool:
         return True
 
+    def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
+        self.add(name, _parse_object(_chunk_object(lines, last)))
+
     def add(self, name: str, docs: dict) -> None:
         for key, doc in docs.items():
             if type(doc) is not dict:
@@ -985,6 +995,16 @@ class _ModelTables:
 
     def wants(self, name: str) -> bool:
         return name in MODEL_TABLES + CYCLE_TABLES
+
+    def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
+        blob = _chunk_object(lines, last)
+        models = None
+        if len(lines) >= TYPED_MIN:
+            from . import storedocs
+            models = storedocs.decode(name, blob, self._convert.dates, self._convert.amounts)
+        if models is None:
+            models = self._convert.many(name, _parse_object(blob))
+        self.tables.setdefault(name, {}).update(models)
 
     def add(self, name: str, docs: dict) -> None:
         if self.wants(name):
@@ -1036,22 +1056,22 @@ class _Converter:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._dates = _Dates()
-        self._amounts = _Amounts()
+        self.dates = _Dates()
+        self.amounts = _Amounts()
 
     def one(self, table: str, key: str, doc: dict):
         try:
-            return _FROM_DOC[table](key, doc, self._dates, self._amounts)
+            return _FROM_DOC[table](key, doc, self.dates, self.amounts)
         except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
             raise StoreError(
                 f"{self._path}: not a valid state file: {table} {key!r}: {type(exc).__name__}: {exc}"
             ) from None
 
     def date(self, text: str) -> date:
-        return self._dates[text]
+        return self.dates[text]
 
     def many(self, table: str, docs: dict) -> dict:
-        convert, dates, amounts = _FROM_DOC[table], self._dates, self._amounts
+        convert, dates, amounts = _FROM_DOC[table], self.dates, self.amounts
         try:
             return {key: convert(key, doc, dates, amounts) for key, doc in docs.items()}
         except Exception:

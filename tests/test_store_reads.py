@@ -3,11 +3,20 @@
 store, another process, a person's editor), the next snapshot sees it."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from datetime import date
+from decimal import Decimal
 
-from notifier import store as store_module
-from notifier.models import Account
-from notifier.store import Store
+import pytest
+from hypothesis import example, given, settings, strategies as st
+
+from notifier import store as store_module, storedocs
+from notifier.models import Account, Invoice, LedgerEntry
+from notifier.store import Store, StoreError, _Converter
+from tests.conftest import ROOT
 
 ACME = Account(id="acme", company="ACME Ltda", document="12.345.678/0001-95", emails=("a@acme.com.br",))
 BETA = Account(id="beta", company="Beta Ltda", document="123.456.789-09", emails=("b@beta.com.br",))
@@ -69,11 +78,6 @@ def test_forget_drops_the_kept_models_so_an_idle_daemon_holds_no_copy_of_the_sta
 def test_a_transaction_checks_a_file_that_changed_since_the_last_snapshot(tmp_path):
     """A transaction reuses the models of the last snapshot when the file is the same one (a
     cycle plans, then claims): a file changed meanwhile is checked again, and a bad one refused."""
-    import json
-
-    import pytest
-
-    from notifier.store import StoreError
     path = tmp_path / "state.json"
     store = store_with_acme(path)
     assert store.snapshot().account("acme") == ACME
@@ -97,3 +101,102 @@ def test_a_transaction_checks_a_file_that_changed_since_the_last_snapshot(tmp_pa
     with pytest.raises(StoreError, match="imports 'x'"):
         with store.transaction():
             pass
+
+
+# --- a big table's chunks are decoded by msgspec (notifier/storedocs.py) -------------------------
+
+# Each table's usual document (as the store writes it) and, per field, values of every JSON type,
+# the good ones among them.
+_ODD = [None, 0, 1, -1, 2**70, 1.5, 20.0, True, False, "", "x", " ", [], ["x"], [1], {}, {"a": "b"}, {"a": 1}]
+USUAL = {
+    "accounts": {"company": "ACME Ltda", "document": "12.345.678/0001-95", "emails": ["a@acme.com.br"],
+                 "contact_name": "Ana", "domain": "acme.com.br", "portal_email": "a@acme.com.br",
+                 "whatsapp": "+5511987654321", "social": {"instagram": "@acme"}, "due_day": 20,
+                 "past_delinquencies": 1, "opt_out": ["sms"], "staff_opt_out": {"whatsapp": {"by": "ana", "date": "2026-11-02"}}},
+    "invoices": {"account": "acme", "amount": "149.90", "issued": "2026-11-05", "due": "2026-11-20",
+                 "paid": "2026-11-19", "payment_url": "https://pague.example/1", "pix_code": "000201"},
+    "ledger": {"invoice": "2026-11-acme", "account": "acme", "notice_date": "2026-11-20", "stage": "due_today",
+               "channel": "email", "recipient": "a@acme.com.br", "status": "sent", "tutorial": True, "attempt_id": "a1"},
+    "history": {"first_late_due": "2026-06-20", "late_count": 2},
+}
+GOOD = {
+    "due_day": [1, 31, 32, 0], "past_delinquencies": [0, 3], "late_count": [0, 7], "tutorial": [True, False],
+    "emails": [["a@acme.com.br", "b@acme.com.br"], "a@acme.com.br", [None]], "opt_out": [["sms", "whatsapp"], "sms"],
+    "social": [{"facebook": "acme", "x": "@acme"}, ["@acme"]], "staff_opt_out": [{"sms": 1}, ["sms"]],
+    "amount": ["89", "1234.5", "1.234,56", "１２３", "-1"], "issued": ["2026-02-30", "20261105", "05/11/2026"],
+    "due": ["2026-12-01"], "paid": ["2026-13-01"], "notice_date": ["2026-11-2"], "first_late_due": ["2026-6-20"],
+}
+_DROP = object()
+
+
+def _outcome(table: str, docs: dict):
+    """What the store's own checks make of `docs`: the models, or "refused"."""
+    try:
+        return _Converter("state.json").many(table, docs)
+    except StoreError:
+        return "refused"
+
+
+def _agree(table: str, changes) -> None:
+    doc = dict(USUAL[table])
+    for key, value in changes:
+        doc.pop(key, None) if value is _DROP else doc.__setitem__(key, value)
+    docs = {"k1": USUAL[table], "k2": doc}
+    converter = _Converter("state.json")
+    fast = storedocs.decode(table, json.dumps(docs).encode(), converter.dates, converter.amounts)
+    slow = _outcome(table, json.loads(json.dumps(docs)))
+    assert fast is None or fast == slow, (changes, fast, slow)
+    if not changes:
+        assert fast is not None, "a usual document must be taken"
+
+
+def test_each_field_of_every_json_type_is_taken_by_msgspec_only_as_the_stores_checks_take_it():
+    for table, usual in USUAL.items():
+        _agree(table, [])
+        for key in usual:
+            for value in [_DROP, *_ODD, *GOOD.get(key, [])]:
+                _agree(table, [(key, value)])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(sorted(USUAL)).flatmap(lambda table: st.tuples(st.just(table), st.lists(
+    st.sampled_from(sorted(USUAL[table])).flatmap(lambda key: st.tuples(st.just(key), st.sampled_from(
+        [_DROP, *_ODD, *GOOD.get(key, [])]))), max_size=3))))
+@example(("accounts", [("contact_name", None), ("opt_out", _DROP)]))
+def test_a_chunk_msgspec_decodes_gives_what_the_stores_checks_give(case):
+    _agree(*case)  # several fields changed at once
+
+
+def test_a_big_store_reads_the_same_and_a_bad_document_still_names_itself(tmp_path):
+    """A store of more than TYPED_MIN documents a table: its snapshot is what the store's checks
+    alone make of it, and a document they refuse is named in the same words as in a small store."""
+    n = store_module.TYPED_MIN + 5
+    path = tmp_path / "state.json"
+    store = Store(path)
+    with store.transaction() as snap:
+        snap.upsert_accounts(ACME._replace(id=f"a{i:05d}", opt_out=frozenset({"sms"}) if i % 2 else frozenset())
+                             for i in range(n))
+        snap.upsert_invoices([Invoice(f"i{i:05d}", f"a{i:05d}", Decimal("149.90"), date(2026, 11, 5), date(2026, 11, 20),
+                                      date(2026, 11, 19) if i % 3 else None) for i in range(n)])
+        snap.add_ledger([LedgerEntry(f"i{i:05d}", f"a{i:05d}", date(2026, 11, 15), "reminder", "email",
+                                     "a@acme.com.br", "sent", attempt_id=f"t{i}") for i in range(n)])
+    data = json.loads(path.read_text(encoding="utf-8"))
+    typed = Store(path).snapshot()
+    for name in ("accounts", "invoices", "ledger"):
+        assert typed._models[name] == _Converter("state.json").many(name, data[name]) and len(data[name]) == n
+    # One bad amount deep in the big table, the file still in the store's own layout.
+    good = path.read_bytes()
+    path.write_bytes(good.replace(b'"i00500":{"account":"a00500","amount":"149.90"', b'"i00500":{"account":"a00500","amount":149.9'))
+    with pytest.raises(StoreError, match="not a valid state file: invoices 'i00500': TypeError: amount must be a string"):
+        Store(path).snapshot()
+    # The big tables went through msgspec; a small store's never load it (5 ms of every command).
+    path.write_bytes(good)
+    assert _snapshot_loads_msgspec(path)
+    assert not _snapshot_loads_msgspec(tmp_path / "small.json", store_with_acme(tmp_path / "small.json"))
+
+
+def _snapshot_loads_msgspec(path, _=None) -> bool:
+    probe = ("import sys; from notifier.store import Store; "
+             f"Store(__import__('pathlib').Path({str(path)!r})).snapshot(); print('msgspec' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return out.strip() == "True"
