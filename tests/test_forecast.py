@@ -26,8 +26,10 @@ def _run(snap, start, days, config=Config(), **kw):
 def test_first_day_is_the_plan_of_that_day(tmp_path, cli):
     shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")
     plan = cli.json("plan", "--date", "2026-11-24")
-    rows = json.loads(cli("forecast", "--date", "2026-11-24", "--days", "1", "--format", "json").stdout)
+    rows = json.loads(cli("forecast", "--from", "2026-11-24", "--days", "1", "--format", "json").stdout)
     assert {(r["stage"], r["channel"]): r["messages"] for r in rows} == Counter((n["stage"], n["channel"]) for n in plan)
+    # --date, as every other command spells the day, is the same option.
+    assert json.loads(cli("forecast", "--date", "2026-11-24", "--days", "1", "--format", "json").stdout) == rows
 
 
 def test_each_notice_is_counted_once_over_the_days(tmp_path):

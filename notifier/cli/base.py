@@ -217,8 +217,9 @@ class EnvOption(click.Option):
             raise
 
 
-def date_option(help_text="The day to act as (YYYY-MM-DD; env NOTIFIER_DATE); default: today in the configured time zone."):
-    return click.option("--date", "day", cls=EnvOption, type=Day(), envvar="NOTIFIER_DATE", help=help_text)
+def date_option(help_text="The day to act as (YYYY-MM-DD; env NOTIFIER_DATE); default: today in the configured time zone.",
+                names: tuple[str, ...] = ("--date",)):
+    return click.option(*names, "day", cls=EnvOption, type=Day(), envvar="NOTIFIER_DATE", help=help_text)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON instead of a table.")

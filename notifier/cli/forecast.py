@@ -10,7 +10,8 @@ from .base import Context, cli, date_option, echo_json, print_table
 
 
 @cli.command()
-@date_option("The first day of the forecast (YYYY-MM-DD); default: today.")
+# --from as finance says it (issue 10); --date as every other command says it.
+@date_option("The first day of the forecast (YYYY-MM-DD); default: today.", names=("--from", "--date"))
 @click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="How many days.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="csv: for Excel in Portuguese (semicolon, UTF-8 with BOM, decimal comma).")
