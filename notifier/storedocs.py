@@ -107,5 +107,7 @@ def decode(table: str, blob: bytes, dates, amounts) -> dict[str, Any] | None:
     decoder, build = known
     try:
         return build(decoder.decode(blob), dates, amounts)
-    except (ValueError, TypeError):  # msgspec's DecodeError is a ValueError; `dates`/`amounts` raise either
+    # msgspec's DecodeError is a ValueError; `dates`/`amounts` raise either; a value nested deeper
+    # than msgspec goes is a RecursionError (orjson takes it, and so do the store's checks).
+    except (ValueError, TypeError, RecursionError):
         return None
