@@ -21,7 +21,9 @@ import msgspec
 
 from .models import Account, History, Invoice, LedgerEntry
 
-_WHOLE = Annotated[int, msgspec.Meta(ge=0)]
+# orjson, which the store's checks read with, gives a whole number above 2**64 - 1 as a float (and
+# the checks refuse it); msgspec would keep it whole. Its bounds stop at int64: above, the checks decide.
+_WHOLE = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _NO_OPT_OUT: frozenset[str] = frozenset()
 
 
