@@ -8,9 +8,10 @@ text, and keep one object per distinct value).
 
 This is a fast way to accept a chunk, never a second judge: anything msgspec refuses (a wrong
 type, a missing field, invalid JSON) makes `decode` return None, and the store's own checks
-decide, with their own words for the error. It never accepts what those checks refuse, and builds the same
-models (tests/test_store_reads.py asserts both over generated documents). A module of its own,
-as `archived.py`, so that msgspec is imported only by a process that reads a big store.
+decide, with their own words for the error. It never accepts what those checks refuse, and it
+builds the same models (tests/test_store_reads.py holds it to both over every JSON type of every
+field). A module of its own, as `archived.py`, so that msgspec is imported only by a process
+that reads a big store.
 """
 from __future__ import annotations
 
