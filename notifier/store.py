@@ -369,6 +369,7 @@ def _keep_mode(old: Path, new: Path) -> None:
 
 
 def _append_lines(path: Path, blob: bytes | bytearray) -> None:
+    """Append `blob` to the archive and fsync it; on failure, cut back what it wrote."""
     existed = path.exists()
     size = None
     try:
