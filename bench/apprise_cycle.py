@@ -41,11 +41,11 @@ FROM = "cobranca@lucanet.com.br"
 
 def rendered(state: Path, limit: int) -> list[tuple[str, str, str, bytes]]:
     """The first `limit` messages of the day's cycle: (recipient, subject, text, composed .eml)."""
-    from channels.email import EmailChannel
-    from notifier import rules
+    from notifier.channels.email import EmailChannel
+    from notifier.billing import rules
     from notifier.config import Config
-    from notifier.render import Renderer
-    from notifier.store import Store
+    from notifier.run.render import Renderer
+    from notifier.state.store import Store
     config = Config(state=state)
     snap = Store(state).snapshot()
     plan = rules.plan_day(DAY, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), config.calendar,

@@ -32,11 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from channels import Message, Result, build  # noqa: E402
-from notifier.attempts import AttemptLog  # noqa: E402
+from notifier.channels import Message, Result, build  # noqa: E402
+from notifier.log.attempts import AttemptLog  # noqa: E402
 from notifier.config import load_config  # noqa: E402
-from notifier.models import Account, Invoice, Notice  # noqa: E402
-from notifier.render import Renderer  # noqa: E402
+from notifier.billing.models import Account, Invoice, Notice  # noqa: E402
+from notifier.run.render import Renderer  # noqa: E402
 from bench._common import emit  # noqa: E402  (the figures, for bench/run_all.py)
 
 AREA = "Attempt log"

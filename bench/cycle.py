@@ -94,11 +94,11 @@ def cli(workdir: Path, env: dict, *args: str) -> float:
 
 def prerendered(state: Path, day) -> list[tuple[str, bytes]]:
     """The cycle's messages, rendered and composed as the cycle would: the local limit's input."""
-    from channels.email import EmailChannel
-    from notifier import rules
+    from notifier.channels.email import EmailChannel
+    from notifier.billing import rules
     from notifier.config import Config
-    from notifier.render import Renderer
-    from notifier.store import Store
+    from notifier.run.render import Renderer
+    from notifier.state.store import Store
     config = Config(state=state)
     snap = Store(state).snapshot()
     plan = rules.plan_day(day, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), config.calendar, config)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import emit  # noqa: E402
 from bench.attempts import OUT, Messages, disk, month  # noqa: E402
-from notifier.attempts import scan  # noqa: E402
+from notifier.log.attempts import scan  # noqa: E402
 
 AREA = "Disk per month"
 SCENARIOS = (("typical", "typical month (12% late)", 0.12), ("nobody_pays", "nobody-pays month", 1.0))
@@ -65,8 +65,8 @@ def notifier(folder: Path, *args: str) -> None:
 
 def state_growth(folder: Path, log: Path, accounts: int, late_share: float) -> int:
     """Bytes the state (store + archive) grows by over the month: the next import and the ledger."""
-    from notifier.cycle import ledger_rows
-    from notifier.store import Store, archive_path_for
+    from notifier.run.cycle import ledger_rows
+    from notifier.state.store import Store, archive_path_for
     state = folder / "state.json"
     (folder / "nov.json").write_text(json.dumps(billing(accounts, late_share, None)), encoding="utf-8")
     (folder / "dec.json").write_text(json.dumps(billing(accounts, late_share, "2026-12-06")), encoding="utf-8")

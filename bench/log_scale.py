@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import cache_dir, emit, run_measured  # noqa: E402
 from bench.attempts import BATCH, Messages, append_cost, grow  # noqa: E402
-from notifier.attempts import AttemptLog  # noqa: E402
+from notifier.log.attempts import AttemptLog  # noqa: E402
 
 AREA = "Attempt log"
 MEMORY = "Memory (peak RSS)"
-GENERATOR = ("bench/attempts.py", "notifier/attempts.py", "notifier/messagestore.py")
+GENERATOR = ("bench/attempts.py", "notifier/log/attempts.py", "notifier/log/messagestore.py")
 ACCOUNT = "acc-00123"
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from notifier.calendar import due_date_for  # noqa: E402
-from notifier.documents import pix_crc16  # noqa: E402
+from notifier.billing.calendar import due_date_for  # noqa: E402
+from notifier.billing.documents import pix_crc16  # noqa: E402
 
 TODAY = date(2026, 11, 26)
 MONTHS = 24
@@ -128,8 +128,8 @@ def cli(args: list[str], quiet: bool = False) -> str:
 
 TIMELINES = """
 from notifier.config import Config
-from notifier.rules import account_timeline
-from notifier.store import Store
+from notifier.billing.rules import account_timeline
+from notifier.state.store import Store
 config = Config()
 snap = Store(STATE).snapshot()
 by_account = {}

@@ -189,7 +189,7 @@ class TwilioChannel(Channel):
 
     def message_status(self, sid: str) -> tuple[str, str | None, str | None] | None:
         """(status, error code, error text) of message `sid` for the status poll
-        (notifier/statuses.py), or None when Twilio cannot be asked right now."""
+        (notifier/log/statuses.py), or None when Twilio cannot be asked right now."""
         msg = self._fetch(sid)
         if isinstance(msg, Result):
             return None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from notifier.render import split_whatsapp
+from notifier.run.render import split_whatsapp
 
 from . import BLOCKED, ChannelError, Message, Result, build, decode_payload, encode_payload, register
 from ._twilio import INVALID_NUMBER, NOT_ON_WHATSAPP, TwilioChannel, outbox_fields, request_fields

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .calendar import BankCalendar
+from notifier.billing.calendar import BankCalendar
 
 # Ladder order: a later stage is "more advanced". The anchor is the invoice date a stage's offset
 # counts from (RULES.md, "Dates of one invoice").

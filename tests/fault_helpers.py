@@ -10,8 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from notifier.attempts import AttemptLog
-from notifier.staff import tasks
+from notifier.log.attempts import AttemptLog
+from notifier.staff.actions import tasks
 from tests.conftest import ROOT
 
 

@@ -11,9 +11,9 @@ import logging
 import apprise
 import pytest
 
-import channels
-from channels import FAILED, SENT, TASK, Message
-from channels._apprise import send_apprise
+from notifier import channels
+from notifier.channels import FAILED, SENT, TASK, Message
+from notifier.channels._apprise import send_apprise
 from notifier.config import Config
 from tests.json_sink import JsonSink
 

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from channels import Message, Result
-from notifier.attempts import GENESIS, AttemptLog, Mark, new_id, read_tail
-from notifier.verify import verify
+from notifier.channels import Message, Result
+from notifier.log.attempts import GENESIS, AttemptLog, Mark, new_id, read_tail
+from notifier.log.verify import verify
 
 T0 = datetime(2026, 11, 24, 11, 0, tzinfo=timezone.utc)
 FIELDS = {"account": "acme", "invoices": ["2026-11-acme"], "stage": "overdue", "notice_date": "2026-11-24",
@@ -56,7 +56,7 @@ def test_the_stored_message_is_the_exact_bytes(tmp_path):
     log = AttemptLog(tmp_path / "attempts.jsonl")
     payloads = [os.urandom(3000) + "ção".encode() for _ in range(3)]
     ids = log.start_many([(T0, email(), FIELDS, "daemon", p) for p in payloads])
-    from notifier.attempts import stored_message
+    from notifier.log.attempts import stored_message
     by_id = {r["id"]: r for r in log.records()}
     assert [log.messages.get(stored_message(by_id[i])) for i in ids] == payloads
     assert [i for i, _ in log.messages.entries("2026-11.pack")] == ids  # a pack reads on its own too

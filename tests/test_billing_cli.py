@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from notifier.store import Store, read_archive
+from notifier.state.store import Store, read_archive
 from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "examples"

@@ -9,7 +9,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from notifier.attempts import AttemptLog
+from notifier.log.attempts import AttemptLog
 from tests.imap_server import ImapServer, unused_port
 from tests.smtp_server import SmtpServer, make_certificate
 

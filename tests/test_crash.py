@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 
-from notifier.attempts import AttemptLog
+from notifier.log.attempts import AttemptLog
 from tests.conftest import ROOT
 from tests.smtp_server import RecordingHandler, SmtpServer
 
@@ -37,11 +37,11 @@ SENDER = f"""
 import os, sys
 from datetime import date, datetime
 sys.path.insert(0, {str(ROOT)!r})
-from notifier.attempts import AttemptLog
+from notifier.log.attempts import AttemptLog
 from notifier.config import load_config
-from notifier.delivery import deliver, notices_for_account, render_all
-from notifier.render import Renderer
-from notifier.store import Store
+from notifier.run.delivery import deliver, notices_for_account, render_all
+from notifier.run.render import Renderer
+from notifier.state.store import Store
 config = load_config(None, os.environ)
 snap = Store(config.state).snapshot()
 today = date(2026, 11, 24)

@@ -42,9 +42,9 @@ def test_an_opt_out_of_an_unknown_account_or_of_email_is_refused(imported):
 
 
 def test_stop_replies_name_the_channel_the_customer_said_stop_on():
-    from channels import FAILED, Result
-    from notifier.delivery import Delivery
-    from notifier.optout import stop_replies
+    from notifier.channels import FAILED, Result
+    from notifier.run.delivery import Delivery
+    from notifier.staff.optout import stop_replies
 
     def delivery(channel, code, evidence=None):
         notice = type("N", (), {"account": "acme", "channel": channel})()

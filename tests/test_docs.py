@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from notifier.calendar import BankCalendar, due_date_for, invoice_dates
+from notifier.billing.calendar import BankCalendar, due_date_for, invoice_dates
 from notifier.config import Config
-from notifier.models import Account, Invoice
-from notifier.rules import account_timeline
+from notifier.billing.models import Account, Invoice
+from notifier.billing.rules import account_timeline
 from tests.conftest import ROOT
 from tests.test_rules import DATES
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from channels import ChannelError, Message, build
-from channels.email import WEAK_EVIDENCE, EmailChannel, mask_url, parse_smtp_url
+from notifier.channels import ChannelError, Message, build
+from notifier.channels.email import WEAK_EVIDENCE, EmailChannel, mask_url, parse_smtp_url
 from notifier.config import Config
 from smtp_server import RecordingHandler, SmtpServer, make_certificate
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from notifier.attempts import AttemptLog, stored_message
+from notifier.log.attempts import AttemptLog, stored_message
 from tests.fake_twilio import FakeTwilio
 from tests.smtp_server import SmtpServer
 

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from notifier.pdf import find_browser, headless
+from notifier.reports.pdf import find_browser, headless
 from tests.conftest import clean_cli
 
 BILLING = {

@@ -1,4 +1,4 @@
-"""The state's lock (notifier/flock.py): another process or another thread holding it makes a
+"""The state's lock (notifier/state/flock.py): another process or another thread holding it makes a
 writer wait, then give up at its timeout; its release lets the next one in at once."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from notifier.flock import FileLock, Timeout
+from notifier.state.flock import FileLock, Timeout
 
 
 def test_a_lock_held_by_another_process_times_out_and_its_end_frees_it(tmp_path):

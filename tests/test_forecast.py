@@ -8,8 +8,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from notifier.config import Config, load_config
-from notifier.forecast import forecast
-from notifier.store import Store
+from notifier.reports.forecast import forecast
+from notifier.state.store import Store
 from tests.conftest import ROOT
 
 

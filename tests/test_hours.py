@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from notifier.config import ContactHours
-from notifier.holds import normalize, parse_do_not_contact
-from notifier.hours import allowed, next_allowed
+from notifier.staff.holds import normalize, parse_do_not_contact
+from notifier.billing.hours import allowed, next_allowed
 
 SP = ZoneInfo("America/Sao_Paulo")
 LAW = ContactHours()

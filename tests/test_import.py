@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from validate_docbr import CNPJ, CPF
 
-from notifier.calendar import due_date_for
-from notifier.documents import is_plain_email, normalize_document, normalize_email, normalize_phone
-from notifier.importer import (
+from notifier.billing.calendar import due_date_for
+from notifier.billing.documents import is_plain_email, normalize_document, normalize_email, normalize_phone
+from notifier.state.importer import (
     ACCOUNT_FIELDS, INVOICE_FIELDS, Batch, InvalidImport, _account, _Builder, _decode, _invoice, _JsonReader,
     _plain_account, _read_plain_json, parse_file,
 )
-from notifier.models import Account, Invoice
+from notifier.billing.models import Account, Invoice
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TODAY = date(2026, 11, 26)
@@ -821,8 +821,8 @@ def test_json_that_python_cannot_hold_is_an_error(tmp_path, text, reason):
 def test_the_fast_paths_invoice_records_have_the_models_fields():
     """The fast path decodes invoices into `_InvoiceIn` and archives them as `ArchivedInvoice`:
     a field added to `Invoice` must be added to both, or the fast path drops it."""
-    from notifier.importer import _InvoiceIn
-    from notifier.models import Invoice
-    from notifier.archived import ArchivedInvoice
+    from notifier.state.importer import _InvoiceIn
+    from notifier.billing.models import Invoice
+    from notifier.state.archived import ArchivedInvoice
     assert _InvoiceIn.__struct_fields__ == Invoice._fields
     assert ArchivedInvoice.__struct_fields__ == ("archived", *Invoice._fields)

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from notifier.messagestore import MessageStore
+from notifier.log.messagestore import MessageStore
 from tests.fake_twilio import FakeTwilio
 from tests.json_sink import JsonSink
 from tests.smtp_server import SmtpServer

@@ -1,4 +1,4 @@
-"""The Pix QR images kept beside the state (notifier/pixqr.py): what a cached image sends is byte
+"""The Pix QR images kept beside the state (notifier/billing/pixqr.py): what a cached image sends is byte
 for byte what segno draws, and a deleted or damaged cache only costs the time to draw again."""
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import io
 
 import segno
 
-from notifier import caches, pixqr
-from notifier.pixqr import pix_qr_png
-from notifier.render import SAMPLE_PIX
+from notifier.state import caches
+from notifier.billing import pixqr
+from notifier.billing.pixqr import pix_qr_png
+from notifier.run.render import SAMPLE_PIX
 
 OTHER_PIX = SAMPLE_PIX.replace("LUCANET", "LUCAMET")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from notifier.config import CHANNELS, STAGES, Company, Config
-from notifier.models import Account, Invoice, Notice
-from channels import Result
-from notifier.render import (
+from notifier.billing.models import Account, Invoice, Notice
+from notifier.channels import Result
+from notifier.run.render import (
     GSM7_BASIC,
     GSM7_EXTENDED,
     SAMPLE_ACCOUNTS,
@@ -532,8 +532,8 @@ def test_with_several_open_invoices_each_date_comes_from_the_invoice_that_decide
 def test_the_first_overdue_email_of_a_first_time_delinquent_carries_the_tutorial_once():
     """Point 3: plan (and so preview and send) put the tutorial in the first e-mail after the due
     date for a first-time delinquent, as the company's text, unless the option is off."""
-    from notifier.models import LedgerEntry
-    from notifier.rules import plan_account
+    from notifier.billing.models import LedgerEntry
+    from notifier.billing.rules import plan_account
     config = Config()
     day = date(2026, 12, 1)  # due day 28: overdue and suspended on the same day
     notices, _ = plan_account(day, ATELIE, [ATELIE_NOV], None, [], config.calendar, config)
@@ -574,7 +574,7 @@ def test_the_html_email_shows_a_pix_qr_code_per_invoice_with_the_code_below():
     """Point 10: a QR code for each invoice with a Pix code, attached inline by Content-ID."""
     import segno  # noqa: F401  (the library that draws it)
     from email import message_from_bytes, policy
-    from channels.email import EmailChannel
+    from notifier.channels.email import EmailChannel
     older = ACME_INVOICE._replace(id="2026-10-acme", due=date(2026, 10, 20), pix_code=SAMPLE_INVOICES["exemplo"][0].pix_code)
     message = render("email", invoices=(older, ACME_INVOICE))
     assert [cid for cid, _, _ in message.images] == ["pix-2026-10-acme@notifier", "pix-2026-11-acme@notifier"]
@@ -666,7 +666,7 @@ def example_whatsapp_mapping() -> dict:
 
 
 def test_a_meta_template_ships_for_every_stage_a_customer_may_get_on_whatsapp():
-    from notifier.render import WHATSAPP_STAGES
+    from notifier.run.render import WHATSAPP_STAGES
     assert [p.stem for p in META_TEMPLATES] == sorted(WHATSAPP_STAGES)
     assert sorted(example_whatsapp_mapping()) == sorted(WHATSAPP_STAGES)
 
@@ -694,7 +694,7 @@ def test_each_meta_template_follows_the_rules_and_its_mapping_renders(path):
 def test_the_whatsapp_channel_sends_each_part_as_its_own_message(tmp_path):
     """Point 7: free-form WhatsApp goes as the renderer's parts, the Pix code alone in one."""
     import json
-    import channels
+    from notifier import channels
     message = render("whatsapp", tutorial=True)
     channel = channels.build("whatsapp", Config(outbox=tmp_path, channels={"whatsapp": {"freeform": True}}))
     channel.send(message)  # no Twilio configured: the outbox keeps what would be sent
@@ -719,7 +719,7 @@ def _renderer_with_late_fees(tmp_path, fees):
 def test_whatsapp_past_one_screen_says_the_same_facts_in_fewer_words(tmp_path):
     # notifier.example.toml's late-fee sentence with two invoices open ran to 1,150 characters:
     # the terse wording brings every sample under one screen and keeps every amount and date.
-    from notifier.render import WHATSAPP_TEXT_LIMIT, sample_cases
+    from notifier.run.render import WHATSAPP_TEXT_LIMIT, sample_cases
     renderer = _renderer_with_late_fees(tmp_path, EXAMPLE_LATE_FEES)
     assert renderer.warnings() == []
     terse = 0

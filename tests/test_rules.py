@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from notifier.calendar import BankCalendar, due_date_for, invoice_dates
+from notifier.billing.calendar import BankCalendar, due_date_for, invoice_dates
 from notifier.config import Config
-from notifier.models import Account, History, Invoice, LedgerEntry
-from notifier.rules import account_timeline, is_first_time, is_late, plan_account, plan_day
+from notifier.billing.models import Account, History, Invoice, LedgerEntry
+from notifier.billing.rules import account_timeline, is_first_time, is_late, plan_account, plan_day
 
 CAL = BankCalendar()
 CFG = Config()
@@ -224,7 +224,7 @@ def sent(inv_id, day, stage, channel, recipient, tutorial=False, status="sent"):
 
 def ledger_for(inv_id, day, stage, channels, acc=None, tutorial=()):
     acc = acc or account()
-    from notifier.rules import recipients
+    from notifier.billing.rules import recipients
     return [sent(inv_id, day, stage, c, r, c in tutorial) for c in channels for r in recipients(acc, c)]
 
 
@@ -314,7 +314,7 @@ def daily_cycle(accounts, invoices, first: date, last: date):
 
 
 def test_plan_and_timeline_agree_day_by_day_for_accounts_with_several_invoices():
-    from notifier.store import Store
+    from notifier.state.store import Store
     from tests.conftest import ROOT
     snap = Store(ROOT / "state.json.example").snapshot()
     due_30 = account(id="due-30", past_delinquencies=0)

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from notifier.calendar import BankCalendar
+from notifier.billing.calendar import BankCalendar
 from notifier.config import Config
-from notifier.models import Account, History, Invoice, LedgerEntry
-from notifier.rules import account_timeline, is_first_time, plan_account, plan_day, recipients
+from notifier.billing.models import Account, History, Invoice, LedgerEntry
+from notifier.billing.rules import account_timeline, is_first_time, plan_account, plan_day, recipients
 
 CAL = BankCalendar()
 CFG = Config()

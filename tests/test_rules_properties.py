@@ -8,10 +8,10 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.calendar import BankCalendar, due_date_for, invoice_dates
+from notifier.billing.calendar import BankCalendar, due_date_for, invoice_dates
 from notifier.config import Config
-from notifier.models import Account, Invoice, LedgerEntry
-from notifier.rules import PRE_DUE_STAGES, plan_day
+from notifier.billing.models import Account, Invoice, LedgerEntry
+from notifier.billing.rules import PRE_DUE_STAGES, plan_day
 
 CAL = BankCalendar()
 CFG = Config()

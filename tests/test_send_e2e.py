@@ -107,7 +107,7 @@ def test_permanent_failure_is_logged_and_alerts_staff(cli, providers, tmp_path):
     [alert] = sink.posts_to("/staff")
     body = alert.json
     assert "Contato inválido" in body["title"] and "21610" in body["message"] and "Beta Serviços" in body["message"]
-    # The customer said STOP: recorded as an opt-out (notifier/optout.py), shown by `show`.
+    # The customer said STOP: recorded as an opt-out (notifier/staff/optout.py), shown by `show`.
     assert "beta: opted out of whatsapp (the customer replied STOP)" in proc.stdout
     assert "whatsapp" in cli.json("show", "beta")["opt_out"]
     failed, staff = attempts(tmp_path)
@@ -143,7 +143,7 @@ def log_records(tmp_path) -> list[dict]:
 
 
 def outcomes(tmp_path) -> list[str]:
-    from notifier.attempts import OUTCOMES
+    from notifier.log.attempts import OUTCOMES
     return [r["event"] for r in log_records(tmp_path) if r["event"] in OUTCOMES]
 
 
@@ -219,9 +219,9 @@ def test_a_whatsapp_stage_without_template_is_our_problem_told_once_not_the_cust
 def test_config_alerts_give_one_alert_per_problem_not_per_message():
     from datetime import date
 
-    from channels import BLOCKED, FAILED, Message, Result
-    from notifier.delivery import Delivery, config_alerts
-    from notifier.models import Notice
+    from notifier.channels import BLOCKED, FAILED, Message, Result
+    from notifier.run.delivery import Delivery, config_alerts
+    from notifier.billing.models import Notice
 
     def delivery(account, code, status=BLOCKED, channel="whatsapp"):
         notice = Notice(account=account, date=date(2026, 11, 24), stage="overdue", channel=channel,

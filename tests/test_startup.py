@@ -31,8 +31,8 @@ def test_the_calendars_load_only_brazil_and_b3_and_match_the_library():
     assert [m for m in modules if m.startswith(("holidays.countries", "holidays.financial"))] == [
         "holidays.countries.brazil", "holidays.financial.brasil_bolsa_balcao"]
     import holidays
-    from notifier.calendar import _bank_holidays
-    from notifier.hours import _national_holidays
+    from notifier.billing.calendar import _bank_holidays
+    from notifier.billing.hours import _national_holidays
     for year in (2024, 2025, 2026, 2027, 2028):
         assert _bank_holidays(year) == {d for d in holidays.financial_holidays("BVMF", years=year)
                                         if (d.month, d.day) != (12, 24)}
@@ -40,7 +40,7 @@ def test_the_calendars_load_only_brazil_and_b3_and_match_the_library():
 
 
 def test_with_its_caches_warm_a_command_loads_neither_holidays_nor_segno(tmp_path):
-    """The holiday tables and Pix QR images kept beside the state (notifier/caches.py): a second
+    """The holiday tables and Pix QR images kept beside the state (notifier/state/caches.py): a second
     process reads them instead of importing the libraries, and reads what they compute."""
     state = tmp_path / "state.json"
     probe = (f"from pathlib import Path\nfrom notifier import caches\ncaches.keep_beside(Path({str(state)!r}))\n"
@@ -54,8 +54,8 @@ def test_with_its_caches_warm_a_command_loads_neither_holidays_nor_segno(tmp_pat
     second = loaded_after(probe)
     assert [m for m in second if m.startswith(("holidays", "segno"))] == []
 
-    from notifier import caches
-    from notifier.calendar import _bank_holidays, national_holidays
+    from notifier.state import caches
+    from notifier.billing.calendar import _bank_holidays, national_holidays
     import holidays
     caches.keep_beside(state)
     try:

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from twilio.request_validator import RequestValidator
 
-from notifier.attempts import AttemptLog
-from notifier.statuses import Tracker
+from notifier.log.attempts import AttemptLog
+from notifier.log.statuses import Tracker
 from tests.conftest import ROOT
 from tests.fake_twilio import FakeTwilio, post_callback
 

@@ -16,11 +16,11 @@ from filelock import FileLock
 from tinydb import TinyDB
 from tinydb.table import Document, Table
 
-from notifier.calendar import BankCalendar
+from notifier.billing.calendar import BankCalendar
 from notifier.config import Config
-from notifier.models import Account, History, Invoice, LedgerEntry
-from notifier.rules import is_first_time
-from notifier.store import (
+from notifier.billing.models import Account, History, Invoice, LedgerEntry
+from notifier.billing.rules import is_first_time
+from notifier.state.store import (
     CHUNK, AlreadyPaid, AtomicJSONStorage, Store, StoreError, ledger_key, read_archive, retention_cutoff,
 )
 
@@ -527,8 +527,8 @@ WRITER = textwrap.dedent("""
     import sys, time
     from datetime import date
     from pathlib import Path
-    from notifier.models import Account, LedgerEntry
-    from notifier.store import Store
+    from notifier.billing.models import Account, LedgerEntry
+    from notifier.state.store import Store
 
     path, name, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     while not go.exists():  # both processes start writing together

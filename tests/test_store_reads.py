@@ -1,4 +1,4 @@
-"""A store's read-only snapshots parse the state file again only when it changed (notifier/store.py,
+"""A store's read-only snapshots parse the state file again only when it changed (notifier/state/store.py,
 `Store.snapshot`): a cycle asks three times, mostly of the same file. Whatever changed it (this
 store, another process, a person's editor), the next snapshot sees it."""
 from __future__ import annotations
@@ -14,9 +14,9 @@ import orjson
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from notifier import store as store_module, storedocs
-from notifier.models import Account, Invoice, LedgerEntry
-from notifier.store import Store, StoreError, _Converter
+from notifier.state import store as store_module, storedocs
+from notifier.billing.models import Account, Invoice, LedgerEntry
+from notifier.state.store import Store, StoreError, _Converter
 from tests.conftest import ROOT
 
 ACME = Account(id="acme", company="ACME Ltda", document="12.345.678/0001-95", emails=("a@acme.com.br",))
@@ -91,7 +91,7 @@ def test_a_transaction_checks_a_file_that_changed_since_the_last_snapshot(tmp_pa
             pass
 
 
-# --- a big table's chunks are decoded by msgspec (notifier/storedocs.py) -------------------------
+# --- a big table's chunks are decoded by msgspec (notifier/state/storedocs.py) -------------------------
 
 # Each table's usual document (as the store writes it) and, per field, values of every JSON type,
 # the good ones among them.

@@ -10,10 +10,10 @@ import socket
 
 import pytest
 
-import channels
-from channels import BLOCKED, ChannelError, Message
+from notifier import channels
+from notifier.channels import BLOCKED, ChannelError, Message
 from notifier.config import Config
-from notifier.render import split_whatsapp
+from notifier.run.render import split_whatsapp
 from tests.fake_twilio import fake_twilio  # noqa: F401 - fake_twilio is a fixture
 
 NUMBER = "+5511987654321"

@@ -129,9 +129,9 @@ def test_a_changed_stored_message_is_named(sent, tmp_path):
 
 # --- the fast pass: parallel ranges, and logs written before `zsha256` ---------------------------
 
-from notifier.attempts import line_hash  # noqa: E402
-from notifier.messagestore import MessageStore  # noqa: E402
-from notifier.verify import _fast, _precise, verify  # noqa: E402
+from notifier.log.attempts import line_hash  # noqa: E402
+from notifier.log.messagestore import MessageStore  # noqa: E402
+from notifier.log.verify import _fast, _precise, verify  # noqa: E402
 
 
 def state_head(cli: Cli) -> dict:
@@ -210,7 +210,7 @@ def test_a_log_written_before_zsha256_still_verifies_and_its_messages_are_checke
 def test_a_record_longer_than_the_fast_pass_block_is_still_proven_by_it(sent, tmp_path):
     """A record larger than the fast pass's block (a long message's text) gets a larger buffer:
     the log is still proven by the fast pass, not handed to the slow precise one."""
-    from notifier.verify import BLOCK
+    from notifier.log.verify import BLOCK
 
     def long_answer(i, record):
         if i == 3:  # the outcome of the second send: a provider's very long answer
@@ -230,7 +230,7 @@ def test_the_fast_pass_reads_each_message_from_the_block_of_its_pack_in_any_orde
     of the file), it gets exactly the file's bytes."""
     import random
 
-    from notifier.verify import _Window
+    from notifier.log.verify import _Window
     data = random.Random(5).randbytes(10_000)
     pack = tmp_path / "2026-11.pack"
     pack.write_bytes(data)

@@ -42,8 +42,8 @@ def test_the_installed_wheel_sends_an_email_to_the_outbox(tmp_path):
     elsewhere.mkdir()
     # Every module from the venv: a package the wheel forgot would otherwise be found through an
     # editable install of the system's site-packages and the test would pass for the wrong reason.
-    located = run(python, "-c", "import sys, notifier.cli, notifier.render, channels.email; print('\\n'.join("
-                  "m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in ('notifier', 'channels')))",
+    located = run(python, "-c", "import sys, notifier.cli, notifier.run.render, notifier.channels.email; print('\\n'.join("
+                  "m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'notifier'))",
                   cwd=elsewhere, env=env)
     assert all(Path(line).is_relative_to(venv) for line in located.split()), located
     run(notifier, "import", ROOT / "examples" / "billing.json", "--date", "2026-11-26", cwd=elsewhere, env=env)

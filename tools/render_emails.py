@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from notifier.config import Config  # noqa: E402
-from notifier.render import Renderer, sample_cases  # noqa: E402
+from notifier.run.render import Renderer, sample_cases  # noqa: E402
 
 WIDTHS = (800, 400)
 HEIGHT = 2600  # tall enough for the longest e-mail (the tutorial); the rest stays white

@@ -21,7 +21,7 @@ import click
 import orjson
 from click.core import ParameterSource
 
-from .. import caches
+from notifier.state import caches
 from ..config import STAGES, Config, ConfigError, load_config, read_env_file
 
 
@@ -60,14 +60,14 @@ class Context:
         """The store of the configured state file, which must exist unless `create` (only `import`
         creates one): on a mistyped --state every other command would show an empty store and
         look like "nothing to do"."""
-        from ..store import Store
+        from notifier.state.store import Store
         _check_state_file(self.config.state, create)
         return Store(self.config.state, retention_months=self.config.retention_months, log_head=self.log().head)
 
     def log(self):
         """The attempt log, one per command: its writer's lock and head are per instance."""
         if self._log is None:
-            from ..attempts import AttemptLog
+            from notifier.log.attempts import AttemptLog
             self._log = AttemptLog(self.config.attempt_log)
         return self._log
 
@@ -101,12 +101,12 @@ def _check_state_file(path: Path, create: bool) -> None:
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors a person can cause and fix: one sentence, no traceback. Imported lazily so that a
     command pays only for the modules it uses."""
-    from channels import ChannelError
-    from ..attempts import LogError
-    from ..delivery import DeliveryError
-    from ..importer import InvalidImport
-    from ..render import TemplateError
-    from ..store import StoreError
+    from notifier.channels import ChannelError
+    from notifier.log.attempts import LogError
+    from notifier.run.delivery import DeliveryError
+    from notifier.state.importer import InvalidImport
+    from notifier.run.render import TemplateError
+    from notifier.state.store import StoreError
     return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError, LogError)
 
 

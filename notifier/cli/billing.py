@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..calendar import invoice_dates
+from notifier.billing.calendar import invoice_dates
 from .base import cli, Context, date_option, leave_to_exit, json_option, get_account, echo_json, print_table, br_date
 
 # How far after the real today (the clock's, not --date's) the day of an import may be:
@@ -26,8 +26,8 @@ def import_(obj: Context, path: Path, day):
     """Import billing data: a JSON file, or accounts.csv (+ invoices.csv beside it), or a folder
     holding both. Upserts by id; all or nothing. A payment date already stored is never undone:
     a file without it keeps it, a file with another date is warned about and the stored one kept."""
-    from ..importer import parse_source, read_source
-    from ..store import gc_paused
+    from notifier.state.importer import parse_source, read_source
+    from notifier.state.store import gc_paused
     today = obj.today(day)
     _refuse_far_from_today("--date", today, obj.now().date())
     source = read_source(path)
@@ -76,8 +76,8 @@ def pay(obj: Context, invoice: str, day, correct: bool, actor: str | None):
 
     An invoice already paid keeps its date unless --correct is given; the previous date is kept in
     the invoice and the correction is written to the contact-attempt log."""
-    from ..importer import payment_date_problems
-    from ..store import AlreadyPaid
+    from notifier.state.importer import payment_date_problems
+    from notifier.state.store import AlreadyPaid
     real_today = obj.now().date()
     paid_on = obj.today(day)
     actor = actor or _user()
@@ -223,5 +223,5 @@ def _hold_json(hold) -> dict | None:
 
 def _shown_handles(social) -> dict:
     """Social handles for the screen: one that is an apprise URL holds a token, shown masked."""
-    from channels import public_url
+    from notifier.channels import public_url
     return {network: public_url(handle) if "://" in handle else handle for network, handle in social}

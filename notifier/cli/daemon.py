@@ -56,7 +56,7 @@ def progress_reporter(enabled: bool):
 
 
 def print_summary(summary, dry_run: bool) -> None:
-    from ..cycle import COLUMNS
+    from notifier.run.cycle import COLUMNS
     headers = ["channel", *(("would send" if c == "sent" and dry_run else c) for c in COLUMNS)]
     rows = summary.table()
     if rows:
@@ -84,9 +84,9 @@ def run_once(obj: Context, day, at, dry_run, limit, as_json):
     notices as skipped, send, log every attempt and mark what was handled in the ledger."""
     import signal
     import threading
-    from ..cycle import Cycle, reconcile, record_cycle
-    from ..daemon import AlreadyRunning, PidLock
-    from ..render import Renderer
+    from notifier.run.cycle import Cycle, reconcile, record_cycle
+    from notifier.run.daemon import AlreadyRunning, PidLock
+    from notifier.run.render import Renderer
     if at and not day:
         raise click.UsageError("--at needs --date")
     setup_logging()
@@ -123,9 +123,9 @@ def daemon(obj: Context, day):
     """Run unattended: the daily cycle at the configured time (a catch-up cycle at start), what
     waited for contact hours and temporary failures in between, a daily staff summary. Stops
     cleanly on SIGTERM/SIGINT; refuses to start when another one runs on the same state."""
-    from ..daemon import AlreadyRunning, Daemon, PidLock
-    from ..render import Renderer
-    from ..staff import send_daily_summary
+    from notifier.run.daemon import AlreadyRunning, Daemon, PidLock
+    from notifier.run.render import Renderer
+    from notifier.staff.actions import send_daily_summary
     setup_logging()
     clock = clock_for(obj, day, None)
     store, log = obj.store(), obj.log()
@@ -150,7 +150,7 @@ def daemon(obj: Context, day):
 def status(obj: Context, day, as_json):
     """The daemon's health: last cycle and heartbeat, next run, what waits for contact hours, open
     staff tasks and holds. Exits 1 when the last cycle is older than expected (for monitoring)."""
-    from ..staff import health
+    from notifier.staff.actions import health
     now = obj.now() if day is None else datetime.combine(day, obj.now().time(), obj.config.tz)
     report = health(obj.store(), obj.config, obj.log(), now)
     if as_json:

@@ -57,7 +57,7 @@ def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
 
 def _verdict(obj: Context, snap=None, check_messages: bool = True):
     """The log checked against the head the state recorded (none when there is no state yet)."""
-    from ..verify import verify
+    from notifier.log.verify import verify
     log = obj.log()
     snap = snap or obj.store().snapshot()
     return verify(log.path, log.messages, snap.meta("log_head"), check_messages)
@@ -75,8 +75,8 @@ def _verdict(obj: Context, snap=None, check_messages: bool = True):
 def audit(obj: Context, account, since, until, html_path, pdf_path):
     """The report finance sends ACCOUNT: every contact attempt, its status history and exact text,
     and the log's integrity check, in Portuguese."""
-    from ..audit import render_audit
-    from ..pdf import PdfError, html_to_pdf
+    from notifier.reports.audit import render_audit
+    from notifier.reports.pdf import PdfError, html_to_pdf
     snap = obj.store().snapshot()
     # The whole chain; of the stored messages, the account's own (each checked as it is shown).
     verdict = _verdict(obj, snap, check_messages=False)
@@ -127,8 +127,8 @@ def _write_text(path: Path, text: str) -> None:
 @click.pass_obj
 def attempts(obj: Context, account, invoice, since, until, channel, status, actor, fmt, output):
     """One line per contact attempt with its latest status, oldest first."""
-    from ..exports import row, table_lines, write_csv, write_json_lines
-    from ..history import Filters, attempts as select
+    from notifier.reports.exports import row, table_lines, write_csv, write_json_lines
+    from notifier.log.history import Filters, attempts as select
     tz = obj.config.tz
     filters = Filters(account, invoice, since, until, channel, status, actor, tz)
     rows = (row(a) for a in select(obj.log(), filters))
@@ -175,8 +175,8 @@ def _month(ctx, param, value):
 def report(obj: Context, month, html_path, fmt, window):
     """Per stage and channel: attempts, sent, delivered, read, bounced, failed, and the accounts
     that paid within --window days after the notice (recovery rate and amount)."""
-    from ..reports import build, month_attempts, payments_from
-    from ..store import archive_path_for
+    from notifier.reports.monthly import build, month_attempts, payments_from
+    from notifier.state.store import archive_path_for
     tz = obj.config.tz
     found = month_attempts(obj.log(), month, tz)
     wanted = {i for a in found for i in a.sending.get("invoices") or ()}
@@ -200,7 +200,7 @@ def report(obj: Context, month, html_path, fmt, window):
 
 def _report_csv(lines) -> None:
     import csv
-    from ..exports import BOM, CHANNEL_LABELS, STAGE_LABELS, br_decimal
+    from notifier.reports.exports import BOM, CHANNEL_LABELS, STAGE_LABELS, br_decimal
     out = sys.stdout
     out.write(BOM)
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
@@ -214,9 +214,9 @@ def _report_csv(lines) -> None:
 
 def _report_html(obj: Context, month: str, lines, window: int) -> str:
     from babel.dates import format_date
-    from ..audit import environment
-    from ..exports import CHANNEL_LABELS, STAGE_LABELS
-    from ..reports import month_bounds
+    from notifier.reports.audit import environment
+    from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS
+    from notifier.reports.monthly import month_bounds
     first, _ = month_bounds(month)
     return environment().get_template("report.html").render(
         company=obj.config.company, lines=lines, window=window,

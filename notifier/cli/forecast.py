@@ -23,8 +23,8 @@ def forecast(obj: Context, day: date | None, days: int, fmt: str):
     first-time extra channels included), with contact hours (WhatsApp, SMS and social wait for a
     day that allows them) and staff holds; invoices not yet issued are not in it. Prices come from
     the configuration's [prices] table (BRL)."""
-    from ..forecast import contact_days, forecast as run_forecast, on_hold, totals
-    from ..render import brl
+    from notifier.reports.forecast import contact_days, forecast as run_forecast, on_hold, totals
+    from notifier.run.render import brl
     start = obj.today(day)
     snap = obj.store().snapshot()
     rows = run_forecast(start, days, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), obj.config,

@@ -18,8 +18,8 @@ def check(obj: Context, connect):
 
     Each channel's line says whether it is live (messages leave the machine) or writes to the
     outbox, and where."""
-    import channels
-    from ..render import Renderer
+    from notifier import channels
+    from notifier.run.render import Renderer
     renderer = Renderer(obj.config)
     problems = [f"templates: {p}" for p in renderer.check()]
     problems += company_problems(obj.config)
@@ -49,7 +49,7 @@ def check(obj: Context, connect):
 
 def company_problems(config: Config) -> list[str]:
     """Every message names the company by its CNPJ (CDC art. 42-A): a wrong one is a problem."""
-    from ..documents import normalize_document
+    from notifier.billing.documents import normalize_document
     try:
         normalize_document(config.company.cnpj)
     except ValueError as exc:
@@ -73,11 +73,11 @@ def send(obj: Context, account, channel, stage, to, day):
     For operators testing a setup: it does not mark the plan's notice as handled. With --to, one
     message goes to that recipient instead; a failure there raises no alert about the customer's
     record. A problem of our configuration blocks only the messages that need the broken part."""
-    from channels import BLOCKED, FAILED
-    from ..delivery import (config_alerts, deliver, failure_alerts, notice_fields, notices_for_account, render_or_block,
+    from notifier.channels import BLOCKED, FAILED
+    from notifier.run.delivery import (config_alerts, deliver, failure_alerts, notice_fields, notices_for_account, render_or_block,
                             split_do_not_contact)
-    from ..optout import record_stop_replies
-    from ..render import Renderer
+    from notifier.staff.optout import record_stop_replies
+    from notifier.run.render import Renderer
     today = obj.today(day)
     snap = obj.store().snapshot()
     notices, refused = split_do_not_contact(obj.config, notices_for_account(snap, obj.config, account, today, stage,
@@ -94,7 +94,7 @@ def send(obj: Context, account, channel, stage, to, day):
     if to is None:
         deliveries += deliver(failure_alerts(snap, renderer, deliveries, today), obj.config, log, obj.now, actor)
     deliveries += deliver(config_alerts(deliveries, today), obj.config, log, obj.now, actor)
-    for account_id, name in record_stop_replies(obj.store(), deliveries, today):  # notifier/optout.py
+    for account_id, name in record_stop_replies(obj.store(), deliveries, today):  # notifier/staff/optout.py
         click.echo(f"{account_id}: opted out of {name} (the customer replied STOP)")
     for d in deliveries:
         click.echo(_outcome(d.notice.channel, d.notice.recipient, d.result))
@@ -104,7 +104,7 @@ def send(obj: Context, account, channel, stage, to, day):
 
 def _outcome(channel: str, recipient: str, r) -> str:
     """One line per message: its status (sent, task, failed, blocked), who answered and why."""
-    from channels import BLOCKED, FAILED
+    from notifier.channels import BLOCKED, FAILED
     line = f"{channel} → {recipient or '-'}: {r.status} via {r.provider}"
     if r.provider_id:
         line += f" ({r.provider_id})"

@@ -14,7 +14,7 @@ from .base import cli, Context, date_option, json_option, message_options, get_a
 @click.pass_obj
 def plan(obj: Context, day, as_json):
     """The notices the cycle of that day would send, given the ledger."""
-    from .. import rules
+    from notifier.billing import rules
     today = obj.today(day)
     snap = obj.store().snapshot()
     result = rules.plan_day(today, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(),
@@ -35,7 +35,7 @@ def plan(obj: Context, day, as_json):
 @click.pass_obj
 def timeline(obj: Context, account: str, as_json):
     """Every notice date of ACCOUNT's open invoices, as if they were never paid."""
-    from .. import rules
+    from notifier.billing import rules
     snap = obj.store().snapshot()
     acc = get_account(snap, account)
     entries = rules.account_timeline(acc, snap.invoices(account), snap.histories().get(account),
@@ -61,8 +61,8 @@ def timeline(obj: Context, account: str, as_json):
 @click.pass_obj
 def preview(obj: Context, account, channel, stage, to, day):
     """Print exactly what would be sent to ACCOUNT (today's plan, or --stage)."""
-    from ..delivery import notices_for_account, render_all
-    from ..render import Renderer
+    from notifier.run.delivery import notices_for_account, render_all
+    from notifier.run.render import Renderer
     today = obj.today(day)
     snap = obj.store().snapshot()
     notices = notices_for_account(snap, obj.config, account, today, stage, channel, to)

@@ -30,11 +30,11 @@ note_option = click.option("--note", default="", help="Free text kept with the r
 def escalate(obj: Context, account, by, channels_, note, override, day):
     """Send ACCOUNT the extra-effort sequence now (current stage, with the tutorial), respecting
     opt-outs and contact hours."""
-    from ..render import Renderer
-    from ..staff import escalate as run
+    from notifier.run.render import Renderer
+    from notifier.staff.actions import escalate as run
     outcomes, waiting, refused = run(obj.store(), obj.config, obj.log(), Renderer(obj.config), clock_for(obj, day, None), account, by,
                             channels_ or ("whatsapp", "social", "email"), note, override)
-    from channels import BLOCKED, FAILED
+    from notifier.channels import BLOCKED, FAILED
     for o in outcomes:
         r = o.result
         click.echo(f"{o.job.notice.channel} → {o.job.notice.recipient}: {r.status}"
@@ -61,7 +61,7 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
 @click.pass_obj
 def contact(obj: Context, account, by, channel, outcome, note, day):
     """Record a contact with ACCOUNT made by hand, in the attempt log."""
-    from ..staff import record_contact
+    from notifier.staff.actions import record_contact
     record = record_contact(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by, channel, outcome, note)
     click.echo(f"recorded contact {record} with {account} by {by}: {channel}, {outcome}")
 
@@ -75,7 +75,7 @@ def tasks(ctx, only_open, as_json):
     crash, bounces to fix. `tasks done ID --by NAME` closes one."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..staff import tasks as find
+    from notifier.staff.actions import tasks as find
     found = [t for t in find(ctx.obj.log().records()) if not only_open or t.done is None]
     if as_json:
         echo_json([t.to_json() for t in found])
@@ -93,7 +93,7 @@ def tasks(ctx, only_open, as_json):
 @click.pass_obj
 def tasks_done(obj: Context, task_id, by, outcome, day):
     """Close staff task TASK_ID."""
-    from ..staff import close_task
+    from notifier.staff.actions import close_task
     task = close_task(obj.log(), clock_for(obj, day, None)(), task_id, by, outcome)
     click.echo(f"closed task {task.id} ({task.kind}, {task.account}) by {by}")
 
@@ -109,7 +109,7 @@ def tasks_done(obj: Context, task_id, by, outcome, day):
 @click.pass_obj
 def hold(obj: Context, account, by, reason, until, note, day):
     """Pause ACCOUNT's ladder: nothing automatic goes out until --until (notices caught up after)."""
-    from ..staff import place_hold
+    from notifier.staff.actions import place_hold
     h, unwarned = place_hold(obj.store(), obj.log(), obj.config, clock_for(obj, day, None)(), account, by, reason,
                              until, note)
     click.echo(f"{account}: on hold ({reason}) until {h.until:%d/%m/%Y}, by {by}")
@@ -126,6 +126,6 @@ def hold(obj: Context, account, by, reason, until, note, day):
 @click.pass_obj
 def release(obj: Context, account, by, day):
     """End ACCOUNT's hold now."""
-    from ..staff import release_hold
+    from notifier.staff.actions import release_hold
     h = release_hold(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by)
     click.echo(f"{account}: hold ({h.reason}, until {h.until:%d/%m/%Y}) released by {by}")

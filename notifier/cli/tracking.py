@@ -22,7 +22,7 @@ def _show(records) -> None:
 def poll_status(obj: Context, max_age_hours):
     """Ask Twilio about every WhatsApp/SMS not yet delivered, read or failed, and append each
     change (delivered, read, undelivered, failed with Twilio's error code) to the log."""
-    from ..statuses import Tracker, poll_with_channels
+    from notifier.log.statuses import Tracker, poll_with_channels
     tracker = Tracker(obj.log(), timedelta(hours=max_age_hours))
     now = obj.now()
     asked = len(tracker.pending(now))
@@ -38,8 +38,8 @@ def serve_webhooks(obj: Context, listen):
     """Receive Twilio's status callbacks (signed with the auth token) and append each delivery
     status to the log. Give Twilio the public URL as `status_callback` in [channels.whatsapp] and
     [channels.sms]; put this behind your HTTPS reverse proxy."""
-    from ..statuses import Tracker
-    from ..webhooks import CallbackHandler, make_server, parse_listen
+    from notifier.log.statuses import Tracker
+    from notifier.log.webhooks import CallbackHandler, make_server, parse_listen
     token = obj.config.env.get("TWILIO_AUTH_TOKEN")
     urls = [u for name in ("whatsapp", "sms") if (u := obj.config.channels.get(name, {}).get("status_callback"))]
     if not token:
@@ -68,7 +68,7 @@ def serve_webhooks(obj: Context, listen):
 def read_bounces(obj: Context, maildir):
     """Read new delivery status notifications (bounces) and append a `bounced` record to each
     e-mail attempt they name; a hard bounce is a staff task to fix the billing e-mail."""
-    from ..bounces import BounceError, ImapSource, MaildirSource, read_bounces as read
+    from notifier.log.bounces import BounceError, ImapSource, MaildirSource, read_bounces as read
     folder = maildir or obj.config.channels.get("email", {}).get("bounce_maildir")
     imap_url = obj.config.env.get("BOUNCE_IMAP_URL")
     if not folder and not imap_url:

@@ -1,0 +1,404 @@
+"""Checking the attempt log: the hash chain, every stored message, and the head the state keeps.
+
+What each kind of tampering looks like (see attempts.py for the chain):
+- a record **changed**: its bytes no longer hash to the next record's `prev` (the last record's
+  to the head kept in the state);
+- a record **removed**: `seq` jumps (3 is followed by 5);
+- a record **inserted**: a `seq` appears twice, or a line is a JSON object that is not a record;
+- records **reordered**: a `seq` that was missing turns up later;
+- the end **cut off**: the log holds fewer records than the head the state recorded;
+- a stored message **changed**: its bytes no longer match the SHA-256 in its `sending` record.
+
+A line that is not JSON at all is what a crash mid-write leaves (attempts.py): it is reported as
+a note, not a failure, because the records around it still chain (nothing was lost with it).
+
+The check streams the log once, holding only the numbers it needs (memory flat in its size).
+
+Speed: a log that is intact (the common case, and the one whose cost matters: a million records
+must check in seconds) is proven by a fast pass that reads the file in blocks, takes each
+record's `seq` and `prev` from its bytes in the log's own layout, hashes every line, and checks
+every stored message on its compressed bytes; it is split into byte ranges checked by parallel
+processes (one per core), joined where the ranges meet. It proves the very same things, with
+stricter rules: the first line it cannot accept (any problem, a torn line, a record in another
+layout) sends the whole check to the precise pass below, which names what was done where.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, NamedTuple
+
+import msgspec
+import orjson
+
+from notifier.log.attempts import GENESIS, Head, is_sending, line_hash, parse_line, raw_lines, stored_message
+from notifier.log.messagestore import MessageStore, MessageStoreError, Stored
+
+MAX_PROBLEMS = 20  # beyond the first few, more lines say nothing a person can act on
+
+
+@dataclass
+class Verdict:
+    records: int = 0
+    messages: int = 0
+    head: Head = Head(0, GENESIS)
+    problems: list[str] = field(default_factory=list)  # the first names the first tampered record
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "records": self.records, "messages": self.messages,
+                "head": {"count": self.head.count, "hash": self.head.hash},
+                "problems": self.problems, "notes": self.notes}
+
+
+def verify(log_path, messages: MessageStore, expected: Mapping | None = None, check_messages: bool = True,
+           workers: int | None = None) -> Verdict:
+    """Check the log at `log_path` and its messages; `expected` is the head the state recorded
+    ({"count", "hash"}) or None when there is none yet. `workers`: processes for the fast pass
+    (default: one per core for a large log, else none)."""
+    fast = _fast(Path(log_path), messages.folder, expected, check_messages, workers)
+    return fast if fast is not None else _precise(log_path, messages, expected, check_messages)
+
+
+def _precise(log_path, messages: MessageStore, expected: Mapping | None, check_messages: bool) -> Verdict:
+    """The check line by line, naming the first record changed, removed, inserted or moved."""
+    v = Verdict()
+    expect_seq, last_hash, last_line = 1, GENESIS, 0
+    missing: dict[int, tuple[int, int | None]] = {}  # seq not where expected -> (line, index of its problem)
+    chain_broken = False
+    want = int(expected["count"]) if expected else None
+    # The hash of the record numbered `want`; a head of 0 records is the genesis hash.
+    seen_hash_at: str | None = GENESIS if want == 0 else None
+
+    def problem(text: str) -> None:
+        if len(v.problems) < MAX_PROBLEMS:
+            v.problems.append(text)
+
+    for number, raw, terminated in raw_lines(log_path):
+        link = _link(raw)
+        rec = None
+        if link is None or (check_messages and is_sending(raw)):
+            rec = parse_line(raw)
+            link = (rec["seq"], rec["prev"]) if rec is not None else None
+        if link is None:
+            if _is_json_object(raw):
+                problem(f"line {number}: a JSON object that is not a record of this log (no seq/prev): inserted")
+                chain_broken = True
+            elif not terminated:
+                v.notes.append(f"line {number}: an incomplete last line (a write interrupted by a crash), ignored")
+            else:
+                v.notes.append(f"line {number}: an incomplete line (a write interrupted by a crash), ignored")
+            continue
+        seq, prev = link
+        digest = line_hash(raw)
+        if seq == expect_seq:
+            if prev != last_hash and not chain_broken:
+                if seq == 1:
+                    problem(f"{_name(seq, number, raw, rec)}: its link to the start of the log is wrong: changed")
+                else:
+                    problem(f"record {seq - 1} (line {last_line}) was changed: its bytes no longer hash to "
+                            f"the `prev` of record {seq} (line {number})")
+                chain_broken = True
+        elif seq > expect_seq:
+            index = None
+            if not chain_broken:
+                gap = f"record {expect_seq}" if seq == expect_seq + 1 else f"records {expect_seq} to {seq - 1}"
+                index = len(v.problems)
+                problem(f"{gap} removed: missing before line {number}")
+            for gone in range(expect_seq, seq):
+                missing[gone] = (number, index)
+            chain_broken = True
+        elif seq in missing:
+            expected_at, index = missing.pop(seq)
+            text = f"records reordered: {_name(seq, number, raw, rec)} belongs before line {expected_at}"
+            if index is not None and index < len(v.problems):
+                v.problems[index] = text  # what looked like a removal was a move
+            else:
+                problem(text)
+        else:
+            problem(f"line {number}: record {seq} appears a second time: {expect_seq - seq} record(s) "
+                    f"inserted before line {number}")
+            chain_broken = True
+        if seq >= expect_seq:
+            expect_seq = seq + 1
+        last_hash, last_line = digest, number
+        v.records += 1
+        if want and seq == want:
+            seen_hash_at = digest
+        if check_messages and rec is not None and rec.get("event") == "sending":
+            where = stored_message(rec)
+            if where is not None:
+                v.messages += 1
+                _check_message(messages, where, _name(seq, number, raw, rec), problem)
+    v.head = Head(expect_seq - 1, last_hash)
+    if expected:
+        if v.head.count < want:
+            problem(f"the log ends at record {v.head.count} but the state recorded {want} records "
+                    f"(last hash {expected['hash']}): records {v.head.count + 1} to {want} were cut off the end")
+        elif seen_hash_at != expected["hash"] and not chain_broken:
+            problem(f"record {want} was changed or replaced since the state recorded the log's head "
+                    f"(hash {expected['hash']}, now {seen_hash_at})")
+    return v
+
+
+_HEAD, _TAIL = b'{"seq":', b'"}'
+
+
+def _link(raw: bytes) -> tuple[int, str] | None:
+    """(seq, prev) from a line's bytes in the log's own layout, without parsing the JSON: the
+    hash of the line covers every other byte, so the chain needs nothing else. None for a line in
+    any other form (it is then parsed, and judged, as JSON)."""
+    if not (raw.startswith(_HEAD) and raw.endswith(_TAIL) and raw[-75:-66] == b',"prev":"'):
+        return None
+    comma = raw.find(b",", 7, 30)
+    digits = raw[7:comma]
+    if comma < 0 or not digits.isdigit():
+        return None
+    return int(digits), raw[-66:-2].decode("ascii", "replace")
+
+
+def _name(seq: int, number: int, raw: bytes, rec: dict | None) -> str:
+    rec = rec if rec is not None else parse_line(raw) or {}
+    return f"record {seq} (line {number}, {rec.get('event')} {rec.get('id')})"
+
+
+def _check_message(messages: MessageStore, where, name: str, problem) -> None:
+    try:
+        same = messages.matches(where)
+    except MessageStoreError as exc:
+        problem(f"{name}: stored message: {exc}")
+        return
+    if not same:
+        problem(f"{name}: the stored message ({where.pack} at {where.offset}) no longer matches the "
+                "SHA-256 in the record: changed")
+
+
+# --- the fast pass -------------------------------------------------------------------------------
+
+PARALLEL_FROM = 64 << 20  # bytes of log from which the fast pass forks one process per core
+BLOCK = 512 << 10  # read in blocks that stay in the CPU's cache: hashed while still there
+LONGEST_LINE = 64 << 20  # a line longer than a block gets a larger buffer, up to this
+WINDOW = 256 << 10  # of a pack, likewise
+RANGES_PER_WORKER = 4
+_PREV_AT, _MESSAGE = b',"prev":"', b',"message":{"pack":'
+_EVENT, _SENDING = b'","event":"', b'","event":"sending"'
+POINTER_MAX = 320  # bytes from `,"message":` to the end of a line: 247 for a 1 TB pack, + `,"prev":...`
+
+
+class _Range(NamedTuple):
+    """What the fast pass proved about one byte range of the log: its records chain from
+    (first_seq, first_prev) to (last_seq, last_hash), and `at_want` is the hash of the record the
+    state's head names, when it is in the range."""
+    first_seq: int
+    first_prev: str
+    last_seq: int
+    last_hash: str
+    messages: int
+    at_want: str | None
+
+
+def _fast(path: Path, folder: Path, expected: Mapping | None, check_messages: bool, workers: int | None):
+    """The verdict of an intact log, or None when anything needs the precise pass."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if size == 0:
+        return None
+    want = int(expected["count"]) if expected else None
+    if workers is None:
+        workers = (os.cpu_count() or 1) if size >= PARALLEL_FROM else 1
+    workers = max(1, workers)
+    # A few ranges per process: on a shared machine a process that gets less CPU takes fewer.
+    bounds = _split(path, size, workers * RANGES_PER_WORKER if workers > 1 else 1)
+    jobs = [(str(path), start, end, str(folder), check_messages, want) for start, end in bounds]
+    if len(jobs) == 1:
+        ranges = [_check_range(*jobs[0])]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        # fork: the workers need nothing but the arguments, and start in milliseconds.
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
+            ranges = list(pool.map(_check_range_star, jobs))
+    if any(r is None for r in ranges) or ranges[0].first_seq != 1 or ranges[0].first_prev != GENESIS:
+        return None
+    for before, after in zip(ranges, ranges[1:]):
+        if after.first_seq != before.last_seq + 1 or after.first_prev != before.last_hash:
+            return None
+    head = Head(ranges[-1].last_seq, ranges[-1].last_hash)
+    if want is not None:
+        at_want = GENESIS if want == 0 else next((r.at_want for r in ranges if r.at_want), None)
+        if head.count < want or at_want != expected["hash"]:
+            return None
+    return Verdict(records=head.count, messages=sum(r.messages for r in ranges), head=head)
+
+
+def _split(path: Path, size: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` byte ranges of about the same size, each cut just after a newline."""
+    cuts = [0]
+    with open(path, "rb") as f:
+        for i in range(1, parts):
+            f.seek(max(size * i // parts, cuts[-1]))
+            f.readline()
+            at = f.tell()
+            if cuts[-1] < at < size:
+                cuts.append(at)
+    cuts.append(size)
+    return list(zip(cuts, cuts[1:]))
+
+
+def _check_range_star(job):
+    return _check_range(*job)
+
+
+def _check_range(path: str, start: int, end: int, folder: str, check_messages: bool, want: int | None):
+    """Prove the lines in [start, end) chain and their stored messages match; None at the first
+    line that is not an intact record in the log's own layout. Read into one reused buffer and
+    hashed through memoryviews: no line is copied, and memory stays flat."""
+    store = MessageStore(Path(folder))
+    sha256, pointer = hashlib.sha256, msgspec.json.Decoder(_Pointer).decode
+    buf = bytearray(BLOCK)
+    view = memoryview(buf)
+    packs: dict[str, _Window] = {}  # pack name -> the block of it last read
+    window_of, window = None, None  # the pack the last message was in, and its window
+    first_seq = first_prev = at_want = None
+    seq, last, tail, messages = 0, "", b"", 0
+    # Each line makes memoryviews, which the cyclic collector tracks: it would run every few
+    # hundred lines, for nothing (nothing here makes a cycle), a fortieth of the check.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with open(path, "rb", buffering=0) as f:
+            f.seek(start)
+            left, kept = end - start, 0
+            while left > 0:
+                got = f.readinto(view[kept:kept + min(len(buf) - kept, left)])
+                if not got:
+                    return None  # the file shrank under us
+                left -= got
+                filled, pos = kept + got, 0
+                while True:
+                    nl = buf.find(b"\n", pos, filled)
+                    if nl < 0:
+                        break
+                    if first_seq is None:  # the range's first record: where it joins the one before
+                        comma = buf.find(b",", pos + 7, pos + 30)
+                        digits = bytes(buf[pos + 7:comma])
+                        if comma < 0 or not digits.isdigit() or buf[nl - 75:nl - 66] != _PREV_AT:
+                            return None
+                        seq, first_prev = int(digits) - 1, buf[nl - 66:nl - 2].decode("ascii", "replace")
+                        first_seq, tail = seq + 1, _PREV_AT + buf[nl - 66:nl - 2] + b'"}'
+                    seq += 1
+                    # `{"seq":N,` first, `,"prev":"<hash of the line before>"}` last: every other
+                    # byte is covered by this line's hash, which the next line (or the head) holds.
+                    head = b'{"seq":%d,"id":"' % seq
+                    if not buf.startswith(head, pos) or not buf.endswith(tail, pos, nl):
+                        return None
+                    last = sha256(view[pos:nl]).hexdigest()
+                    tail = b',"prev":"%s"}' % last.encode()
+                    if seq == want:
+                        at_want = last
+                    # Every record of this log starts `{"seq":N,"id":"<32 hex digits>","event":"`:
+                    # the event is read where it is (a search for it cost a twentieth of the check).
+                    if check_messages:
+                        event = pos + len(head) + 32
+                        if buf.startswith(_SENDING, event):
+                            # The pointer is the record's last field but `prev`, and never longer
+                            # than POINTER_MAX: a narrow search (a wide one cost a fifth of the check).
+                            at = buf.rfind(_MESSAGE, nl - POINTER_MAX if nl - POINTER_MAX > pos else pos, nl - 75)
+                            if at < 0:
+                                if buf.find(b'"message":', pos, nl) >= 0:
+                                    return None  # a pointer somewhere else: the precise pass reads it
+                            else:
+                                where = pointer(view[at + 11:nl - 75])
+                                zsha = where.zsha256
+                                if zsha is not None:  # inline, and the window too: half a million of them
+                                    if where.pack != window_of:
+                                        window_of, window = where.pack, packs.get(where.pack)
+                                        if window is None:
+                                            window = packs[where.pack] = _Window(os.path.join(folder, where.pack))
+                                    at = where.offset - window.start
+                                    if 0 <= at and at + where.zsize <= window.end - window.start:
+                                        data = window.view[at:at + where.zsize]  # bytes_at's common case
+                                    else:
+                                        data = window.bytes_at(where.offset, where.zsize)
+                                    if sha256(data).hexdigest() != zsha:
+                                        return None
+                                elif not store.matches(Stored(where.pack, where.offset, where.zsize, where.size,
+                                                              where.sha256)):
+                                    return None
+                                messages += 1
+                        elif not buf.startswith(_EVENT, event):
+                            return None  # another layout: the precise pass reads it
+                    pos = nl + 1
+                kept = filled - pos
+                if kept == len(buf):  # one line fills the buffer (a long message): a larger one
+                    if len(buf) >= LONGEST_LINE:
+                        return None  # not one this log writes: the precise pass says what it is
+                    view.release()
+                    buf += bytes(len(buf))
+                    view = memoryview(buf)
+                    continue
+                view[:kept] = view[pos:filled]
+            if kept or first_seq is None:
+                return None  # a last line without its newline (torn, or whole): the precise pass
+    except (OSError, ValueError, KeyError, TypeError, MessageStoreError):  # msgspec's errors are ValueErrors
+        return None
+    finally:
+        if collecting:
+            gc.enable()
+        view.release()
+        store.close()
+        for pack in packs.values():
+            pack.close()
+    return _Range(first_seq, first_prev, seq, last, messages, at_want)
+
+
+class _Pointer(msgspec.Struct, gc=False):
+    """A `sending` record's "message" (messagestore.Stored.to_json), decoded in C: the fast pass
+    reads half a million of them in a big log, in half the time it took to decode them into dicts."""
+    pack: str
+    offset: int
+    zsize: int
+    size: int
+    sha256: str
+    zsha256: str | None = None
+
+
+class _Window:
+    """A pack read in blocks, as the log is: messages lie in it in the order the log names
+    them, so each is hashed from the block already read, where reading it alone (a system call and
+    a copy per message, half a million of them) cost a fifth of the whole check. A message that is
+    not in the block (another order, or larger than a block) moves the block to it."""
+
+    def __init__(self, path: str, block: int = WINDOW):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.view = memoryview(bytearray(block))
+        self.start = self.end = 0  # the file's bytes [start, end) are in the buffer
+
+    def bytes_at(self, offset: int, size: int):
+        if not (self.start <= offset and offset + size <= self.end):
+            if size > len(self.view):
+                return os.pread(self.fd, size, offset)
+            got = os.preadv(self.fd, [self.view], offset)
+            self.start, self.end = offset, offset + got
+        at = offset - self.start
+        return self.view[at:min(at + size, self.end - self.start)]  # short at the end of the file
+
+    def close(self) -> None:
+        self.view.release()
+        os.close(self.fd)
+
+
+def _is_json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(raw), dict)
+    except orjson.JSONDecodeError:
+        return False

@@ -1,0 +1,132 @@
+"""Attempts as rows for people: a terminal table, CSV that Excel in Portuguese opens right, JSON Lines.
+
+Every writer takes an iterator and writes as it goes, so a listing of a million attempts never
+sits in memory. Excel set to Portuguese (Brazil) reads a CSV correctly when it is separated by
+semicolons (its list separator, since the comma is the decimal mark), starts with a UTF-8 byte
+order mark (otherwise it guesses Windows-1252 and breaks "Comércio"), and has dates as
+dd/mm/aaaa hh:mm and numbers with a decimal comma.
+"""
+from __future__ import annotations
+
+import csv
+from decimal import Decimal
+from typing import IO, Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from notifier.log.history import Attempt, local_time
+
+BOM = "\ufeff"
+
+# What finance and customers read, in Portuguese.
+STAGE_LABELS = {
+    "reminder": "Lembrete",
+    "due_today": "Vencimento hoje",
+    "overdue": "Em atraso",
+    "suspension_warning": "Aviso de suspensão",
+    "suspended": "Suspensão",
+    "deletion_warning": "Aviso de exclusão",
+    "deletion_due": "Exclusão (tarefa interna)",
+}
+STATUS_LABELS = {
+    "sending": "em envio",
+    "sent": "enviado",
+    "delivered": "entregue",
+    "read": "lido",
+    "undelivered": "não entregue",
+    "failed": "falhou",
+    "bounced": "devolvido",
+    "task": "tarefa da equipe",
+    "blocked": "bloqueado (configuração)",
+    "unknown": "desconhecido (verificar)",
+    "skipped": "não enviado",
+}
+CHANNEL_LABELS = {"email": "E-mail", "whatsapp": "WhatsApp", "sms": "SMS", "social": "Rede social", "staff": "Equipe"}
+
+
+def row(attempt: Attempt) -> dict:
+    """One attempt as a flat row: the sending's facts and its latest status."""
+    s, out = attempt.sending, attempt.outcome or {}
+    last = attempt.updates[-1] if attempt.updates else {}
+    evidence = out.get("evidence") or {}
+    return {
+        "id": s["id"], "time": s["time"], "account": s.get("account"), "invoices": s.get("invoices") or [],
+        "stage": s.get("stage"), "channel": s.get("channel"), "recipient": s.get("recipient"),
+        "actor": s.get("actor"), "template": s.get("template"), "attempt": s.get("attempt"),
+        "status": attempt.status, "status_time": last.get("time"), "provider": out.get("provider"),
+        "provider_id": out.get("provider_id"), "message_id": evidence.get("message_id"),
+        "code": last.get("code") if last else None, "detail": last.get("detail") if last else None,
+    }
+
+
+def br_datetime(utc_text: str | None, tz: ZoneInfo) -> str:
+    return local_time(utc_text, tz).strftime("%d/%m/%Y %H:%M") if utc_text else ""
+
+
+def br_decimal(value: Decimal) -> str:
+    """1234.5 -> "1234,50": a number Excel in Portuguese reads as a number (no thousands mark)."""
+    return f"{Decimal(value):.2f}".replace(".", ",")
+
+
+def write_json_lines(rows: Iterable[dict], out: IO[str]) -> int:
+    n = 0
+    for n, r in enumerate(rows, 1):
+        out.write(orjson.dumps(r).decode() + "\n")
+    return n
+
+
+CSV_COLUMNS = (
+    ("Data/hora", lambda r, tz: br_datetime(r["time"], tz)),
+    ("Conta", lambda r, tz: r["account"]),
+    ("Faturas", lambda r, tz: ", ".join(r["invoices"])),
+    ("Etapa", lambda r, tz: STAGE_LABELS.get(r["stage"], r["stage"])),
+    ("Canal", lambda r, tz: CHANNEL_LABELS.get(r["channel"], r["channel"])),
+    ("Destinatário", lambda r, tz: r["recipient"]),
+    ("Status", lambda r, tz: STATUS_LABELS.get(r["status"], r["status"])),
+    ("Status em", lambda r, tz: br_datetime(r["status_time"], tz)),
+    ("Provedor", lambda r, tz: r["provider"]),
+    ("ID no provedor", lambda r, tz: r["provider_id"]),
+    ("Message-ID", lambda r, tz: r["message_id"]),
+    ("Código", lambda r, tz: r["code"]),
+    ("Detalhe", lambda r, tz: r["detail"]),
+    ("Modelo", lambda r, tz: r["template"]),
+    ("Tentativa nº", lambda r, tz: r["attempt"]),
+    ("Operador", lambda r, tz: r["actor"]),
+    ("ID da tentativa", lambda r, tz: r["id"]),
+)
+
+
+def write_csv(rows: Iterable[dict], out: IO[str], tz: ZoneInfo) -> int:
+    """Semicolon-separated, BOM first, Brazilian dates; `out` opened with newline=""."""
+    out.write(BOM)
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow([name for name, _ in CSV_COLUMNS])
+    n = 0
+    for n, r in enumerate(rows, 1):
+        writer.writerow(["" if (v := get(r, tz)) is None else v for _, get in CSV_COLUMNS])
+    return n
+
+
+TABLE_COLUMNS = (("when (São Paulo)", 16), ("account", 16), ("stage", 18), ("channel", 8), ("recipient", 30),
+                 ("status", 11), ("provider id", 0))
+
+
+def table_lines(rows: Iterable[dict], tz: ZoneInfo) -> Iterator[str]:
+    """Fixed-width lines, so the table streams (a width computed from all rows would not)."""
+    yield _cells([name for name, _ in TABLE_COLUMNS])
+    yield _cells(["-" * (width or 11) for _, width in TABLE_COLUMNS])
+    for r in rows:
+        yield _cells([br_datetime(r["time"], tz), r["account"], r["stage"], r["channel"], r["recipient"],
+                      r["status"], r["provider_id"] or ""])
+
+
+def _cells(values: list) -> str:
+    out = []
+    for (_, width), value in zip(TABLE_COLUMNS, values):
+        text = "" if value is None else str(value)
+        if width:
+            text = text if len(text) <= width else text[: width - 1] + "…"
+            text = text.ljust(width)
+        out.append(text)
+    return "  ".join(out).rstrip()

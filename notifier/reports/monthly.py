@@ -1,0 +1,125 @@
+"""The month's report: which notice works. Per stage and channel, how many attempts were made and
+what became of them, and how many of the accounts contacted paid within a few days after.
+
+"Paid within 3 days after the stage": an invoice the notice spoke for was paid on the notice's
+date or up to `window` days after it. Only notices that reached the customer (sent, delivered or
+read, not bounced) count: the rate is of accounts reached. That is correlation, not proof that the notice caused the
+payment, but compared across stages and channels it shows where the effort pays.
+
+Attempts are those whose notice date falls in the month; staff messages (alerts, the deletion
+task) are not contacts with a customer and are left out. Payments come from the store and, for
+invoices already archived, from the archive file, read once for the invoices needed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable, Iterable
+
+import orjson
+
+from notifier.log.attempts import AttemptLog
+from notifier.config import STAGES
+from notifier.log.history import Attempt, Filters, attempts, local_time
+
+WINDOW_DAYS = 3
+
+
+@dataclass
+class Line:
+    stage: str
+    channel: str
+    attempts: int = 0
+    sent: int = 0
+    delivered: int = 0
+    read: int = 0
+    bounced: int = 0
+    failed: int = 0
+    accounts: set = field(default_factory=set)
+    paid_accounts: set = field(default_factory=set)
+    recovered: Decimal = Decimal("0")
+    _counted: set = field(default_factory=set)
+
+    @property
+    def rate(self) -> float:
+        return len(self.paid_accounts) / len(self.accounts) if self.accounts else 0.0
+
+    def to_json(self) -> dict:
+        return {"stage": self.stage, "channel": self.channel, "attempts": self.attempts, "sent": self.sent,
+                "delivered": self.delivered, "read": self.read, "bounced": self.bounced, "failed": self.failed,
+                "accounts": len(self.accounts), "paid_within_window": len(self.paid_accounts),
+                "recovery_rate": round(self.rate, 4), "recovered": str(self.recovered)}
+
+
+@dataclass(frozen=True)
+class Payment:
+    amount: Decimal
+    paid: date | None
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    first = date.fromisoformat(month + "-01")
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return first, following - timedelta(days=1)
+
+
+def month_attempts(log: AttemptLog, month: str, tz) -> list[Attempt]:
+    """Customer attempts whose notice date is in `month`. The sending times are searched a week
+    wider, since a notice may go out (catch-up) days after its date."""
+    first, last = month_bounds(month)
+    found = attempts(log, Filters(since=first - timedelta(days=7), until=last + timedelta(days=40), tz=tz))
+    return [a for a in found if a.sending.get("channel") != "staff" and _notice_day(a, tz).strftime("%Y-%m") == month]
+
+
+def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], tz, window: int = WINDOW_DAYS) -> list[Line]:
+    lines: dict[tuple[str, str], Line] = {}
+    for a in found:
+        s = a.sending
+        line = lines.setdefault((s.get("stage"), s.get("channel")), Line(s.get("stage"), s.get("channel")))
+        events = a.events()
+        line.attempts += 1
+        line.sent += "sent" in events
+        line.delivered += bool(events & {"delivered", "read"})
+        line.read += "read" in events
+        line.bounced += "bounced" in events
+        line.failed += bool(events & {"failed", "undelivered"})
+        if not events & {"sent", "delivered", "read"} or "bounced" in events:
+            continue  # never reached the customer: it cannot have moved them to pay
+        line.accounts.add(s.get("account"))
+        day = _notice_day(a, tz)
+        for invoice in s.get("invoices") or ():
+            p = payments(invoice)
+            if p is None or p.paid is None or not day <= p.paid <= day + timedelta(days=window):
+                continue
+            line.paid_accounts.add(s.get("account"))
+            if invoice not in line._counted:
+                line._counted.add(invoice)
+                line.recovered += p.amount
+    order = {name: i for i, name in enumerate(STAGES)}
+    return sorted(lines.values(), key=lambda l: (order.get(l.stage, 99), l.channel or ""))
+
+
+def payments_from(snapshot, archive: Path, wanted: set[str]) -> dict[str, Payment]:
+    """Amount and payment date of the `wanted` invoices: the store's, then the archive's."""
+    found = {i.id: Payment(i.amount, i.paid) for i in snapshot.invoices() if i.id in wanted}
+    missing = wanted - set(found)
+    if missing and archive.exists():
+        with open(archive, "rb") as f:
+            for raw in f:
+                if b'"kind":"invoice"' not in raw:
+                    continue
+                try:
+                    rec = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue  # a torn last line of the archive
+                if rec.get("id") in missing:
+                    paid = rec.get("paid")
+                    found[rec["id"]] = Payment(Decimal(rec["amount"]), date.fromisoformat(paid) if paid else None)
+    return found
+
+
+def _notice_day(a: Attempt, tz) -> date:
+    notice = a.sending.get("notice_date")
+    return date.fromisoformat(notice) if notice else local_time(a.sending["time"], tz).date()

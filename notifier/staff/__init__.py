@@ -1,0 +1,1 @@
+"""Staff stepping in: holds, contacts made by hand, escalations, tasks, opt-outs."""

@@ -1,0 +1,297 @@
+"""Staff stepping in: holds, contacts made by hand, staff tasks, escalations.
+
+Everything a person does is a record in the attempt log with that person as its actor, so the
+audit shows who decided what, next to what the notifier did. Store changes (holds) go through a
+transaction each, so any number of staff commands and the daemon run at once without losing a
+write.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Callable, Iterable
+
+from notifier.billing import hours
+from notifier.log.attempts import AttemptLog
+from notifier.config import Config
+from notifier.run.delivery import DeliveryError, close_all, current_stage, notice_fields, prepare, split_do_not_contact
+from notifier.run.dispatch import Job, Pool
+from notifier.staff.holds import unwarned_suspensions
+from notifier.billing.models import Hold, Invoice, Notice
+from notifier.billing.rules import recipients
+from notifier.state.store import Store
+
+
+def _account(snap, account_id: str):
+    account = snap.account(account_id)
+    if account is None:
+        raise DeliveryError(f"no account {account_id!r} in the store")
+    return account
+
+
+# --- holds -----------------------------------------------------------------------------------------
+
+
+def place_hold(store: Store, log: AttemptLog, config: Config, now: datetime, account_id: str, by: str,
+               reason: str, until: date, note: str = "") -> tuple[Hold, list[tuple[Invoice, date]]]:
+    """Pause the ladder of an account until `until` (exclusive: on that day it ends by itself).
+
+    Also returns the suspensions the customer will not be warned of because of the hold
+    (`holds.unwarned_suspensions`); the log's hold record names them too."""
+    today = now.date()
+    if until <= today:
+        raise DeliveryError(f"--until {until:%d/%m/%Y} is not after today ({today:%d/%m/%Y})")
+    with store.transaction() as snap:
+        _account(snap, account_id)
+        hold = Hold(account_id, reason, until, by, today, note)
+        snap.put_hold(hold)
+        unwarned = unwarned_suspensions(hold, snap.invoices(account_id), config.calendar, config)
+    data = {"account": account_id, "reason": reason, "until": until.isoformat(), "note": note}
+    if unwarned:
+        data["unwarned_suspensions"] = {inv.id: day.isoformat() for inv, day in unwarned}
+    log.note(now, "hold", data, by)
+    return hold, unwarned
+
+
+def release_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by: str) -> Hold:
+    with store.transaction() as snap:
+        hold = snap.drop_hold(account_id)
+    if hold is None:
+        raise DeliveryError(f"account {account_id!r} is not on hold")
+    log.note(now, "release", {"account": account_id, "reason": hold.reason, "until": hold.until.isoformat()}, by)
+    return hold
+
+
+def active_holds(snap, today: date) -> list[Hold]:
+    return sorted((h for h in snap.holds().values() if h.active_on(today)), key=lambda h: h.account)
+
+
+# --- contacts made by hand ---------------------------------------------------------------------------
+
+
+def record_contact(store: Store, log: AttemptLog, now: datetime, account_id: str, by: str, channel: str,
+                   outcome: str, note: str = "") -> str:
+    _account(store.snapshot(), account_id)
+    return log.note(now, "contact", {"account": account_id, "channel": channel, "outcome": outcome, "note": note}, by)
+
+
+# --- staff tasks -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str  # the id of the record that made it a task; `tasks done ID` refers to it
+    kind: str  # social_manual, deletion_due, unknown, bounced
+    time: str
+    account: str
+    channel: str
+    recipient: str
+    detail: str
+    done: dict | None = None  # the closing `task_done` record
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "time": self.time, "account": self.account, "channel": self.channel,
+                "recipient": self.recipient, "detail": self.detail, "open": self.done is None,
+                "done_by": self.done.get("actor") if self.done else None,
+                "outcome": self.done.get("outcome") if self.done else None}
+
+
+def tasks(records: Iterable[dict]) -> list[Task]:
+    """Staff tasks, from the log alone (CONTRACTS.md): a `task` outcome (a message handed to staff,
+    e.g. a social network to contact by hand; also a staff-task `sent`, as channels reported it
+    before the `task` status), `unknown` (a crash between claim and answer), a hard `bounced`, and
+    a `deletion_due` notice on the staff channel. Closed by a `task_done` whose `ref` is its id."""
+    sendings: dict[str, dict] = {}
+    found: list[tuple[dict, str, dict]] = []
+    closed: dict[str, dict] = {}
+    for r in records:
+        event = r.get("event")
+        if event == "sending":
+            sendings[r.get("id") or r.get("attempt")] = r
+            continue
+        if event == "task_done":
+            closed[r.get("ref")] = r
+            continue
+        sending = sendings.get(r.get("ref") or r.get("attempt"), {})
+        if event == "task" or (r.get("provider") == "staff-task" and event in ("sent", "result")):
+            found.append((r, "social_manual", sending))
+        elif event == "unknown":
+            found.append((r, "unknown", sending))
+        elif event == "bounced" and r.get("hard"):
+            found.append((r, "bounced", sending or r))
+        elif event in ("sent", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
+            found.append((r, "deletion_due", sending))
+    return [Task(r["id"], kind, r.get("time", ""), s.get("account", ""), s.get("channel", ""),
+                 s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]))
+            for r, kind, s in found if r.get("id")]
+
+
+def close_task(log: AttemptLog, now: datetime, task_id: str, by: str, outcome: str = "") -> Task:
+    task = next((t for t in tasks(log.records()) if t.id == task_id), None)
+    if task is None:
+        raise DeliveryError(f"no staff task {task_id!r} (see `notifier tasks`)")
+    if task.done is not None:
+        raise DeliveryError(f"task {task_id} was already closed by {task.done.get('actor')}")
+    log.note(now, "task_done", {"ref": task_id, "account": task.account, "kind": task.kind, "outcome": outcome}, by)
+    return task
+
+
+# --- escalation ----------------------------------------------------------------------------------------
+
+
+def escalation_notices(snap, config: Config, account_id: str, today: date, wanted: Iterable[str]) -> list[Notice]:
+    """The extra-effort sequence now: the account's current stage, with the tutorial, on each
+    wanted channel the account has not opted out of (`rules.recipients` honours opt-outs)."""
+    account = _account(snap, account_id)
+    invoices = snap.invoices(account_id)
+    open_ids = tuple(sorted(i.id for i in invoices if i.unpaid_on(today)))
+    if not open_ids:
+        raise DeliveryError(f"account {account_id!r} has no open invoice on {today:%d/%m/%Y}: nothing to escalate")
+    stage = current_stage(account, invoices, snap.histories().get(account_id), today, config)
+    return [Notice(account_id, today, stage, channel, recipient, open_ids, True, True)
+            for channel in wanted for recipient in recipients(account, channel)]
+
+
+def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Callable[[], datetime],
+             account_id: str, by: str, wanted: Iterable[str], note: str = "", override_hours: bool = False):
+    """Send the escalation now; returns (outcomes, [(notice, next allowed time)] that must wait,
+    [notices refused: their number is on the do-not-contact list]).
+
+    Outside contact hours the WhatsApp/SMS/social messages are not sent (the command names when
+    they may be), unless `override_hours`, which is logged with the escalation."""
+    now = clock()
+    snap = store.snapshot()
+    notices = escalation_notices(snap, config, account_id, now.date(), wanted)
+    if not notices:
+        raise DeliveryError(f"account {account_id!r} has no reachable recipient on {', '.join(wanted)} (opt-outs?)")
+    notices, refused = split_do_not_contact(config, notices)
+    waiting = [(n, hours.next_allowed(n.channel, now, config.contact_hours)) for n in notices
+               if not override_hours and not hours.allowed(n.channel, now, config.contact_hours)]
+    sendable = [n for n in notices if all(n is not w for w, _ in waiting)]
+    log.note(now, "escalation", {"account": account_id, "channels": sorted(set(wanted)), "note": note,
+                                 "override_hours": override_hours,
+                                 "waiting": [n.channel for n, _ in waiting]}, by)
+    for n in refused:
+        log.skip(now, {**notice_fields(n), "escalation": True}, "do-not-contact", actor=by)
+    invoices = [i for i in snap.invoices(account_id) if i.unpaid_on(now.date())]
+    account = snap.account(account_id)
+    batch, built = [], {}
+    for n in sendable:
+        # Prepared as the cycle prepares its messages: the attempt id in the message (the e-mail's
+        # X-Notifier-Attempt-Id and VERP address) and its exact bytes in the message store.
+        message, _ = prepare(built, config, renderer.render(n, account, invoices, now.date()))
+        fields = {**notice_fields(n, message), "covers": [], "escalation": True, "override_hours": override_hours}
+        batch.append((n, message, fields))
+    ids = log.start_many([(clock(), m, f, by, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
+    pool = Pool(config, log, clock, threading.Event(), workers=max(1, len(batch)), actor=by)
+    try:
+        for (n, m, f), attempt in zip(batch, ids):
+            pool.submit(Job(n, m, f, attempt))
+        outcomes = []
+        while pool.outstanding:
+            outcomes += pool.take()
+    finally:
+        pool.close()
+        close_all(built)
+    log.finish_many([(o.attempt, o.when, o.result) for o in outcomes if o.attempt is not None])
+    return outcomes, waiting, refused
+
+
+# --- health and the daily staff summary ------------------------------------------------------------
+
+
+def health(store: Store, config: Config, log: AttemptLog, now: datetime) -> dict:
+    """What `notifier status` shows; `stale` says why the last cycle is older than expected."""
+    from datetime import timedelta
+    from notifier.run.daemon import next_daily
+    snap = store.snapshot()
+    beat = snap.meta("heartbeat") or {}
+    last = snap.meta("last_cycle") or {}
+    today_run = datetime.combine(now.date(), config.cycle.at, now.tzinfo)
+    # Today's cycle is expected once its time has passed (with an hour for a long cycle).
+    expected = now.date() if now >= today_run + timedelta(hours=1) else now.date() - timedelta(days=1)
+    stale = None
+    if not last:
+        stale = "no cycle has completed on this state yet"
+    elif last["day"] < expected.isoformat():
+        stale = f"the last completed cycle was for {last['day']}; expected {expected.isoformat()}"
+    return {
+        "state": str(config.state),
+        "last_cycle": last.get("day") and f"{last['day']} (at {last['time']})",
+        "heartbeat": beat.get("time"),
+        "counts": beat.get("counts"),
+        "next_cycle": next_daily(config, now).isoformat(timespec="minutes"),
+        "waiting_until": beat.get("waiting_until"),
+        "waiting": {ch: c.get("waiting") for ch, c in (beat.get("counts") or {}).items() if c.get("waiting")},
+        "open_tasks": [t.to_json() for t in tasks(log.records()) if t.done is None],
+        "holds": [{"account": h.account, "reason": h.reason, "until": h.until.isoformat(), "by": h.by, "note": h.note}
+                  for h in active_holds(snap, now.date())],
+        "stale": stale,
+    }
+
+
+def day_counts(records: Iterable[dict], day: date, tz) -> dict:
+    """Yesterday's work from the log: outcomes per stage and channel, failures, bounces."""
+    from collections import Counter
+    sendings: dict[str, dict] = {}
+    per: Counter = Counter()
+    failures, bounces = [], 0
+    for r in records:
+        event = r.get("event")
+        if event == "sending":
+            sendings[r.get("id") or r.get("attempt")] = r
+            continue
+        try:
+            when = datetime.fromisoformat(r["time"]).astimezone(tz).date()
+        except (KeyError, ValueError):
+            continue
+        if when != day:
+            continue
+        if event == "bounced":
+            bounces += 1
+        s = sendings.get(r.get("ref") or r.get("attempt"))
+        if s is None or s.get("channel") == "staff" and s.get("stage") != "deletion_due":
+            continue
+        status = r.get("status", event) if event == "result" else event
+        per[(s.get("stage", "?"), s.get("channel", "?"), status)] += 1
+        if status == "failed":
+            failures.append(f"{s.get('account')} {s.get('channel')} {s.get('recipient')}: {r.get('code') or ''} "
+                            f"{r.get('detail', '')[:120]}")
+    return {"counts": per, "failures": failures, "bounces": bounces}
+
+
+def send_daily_summary(store: Store, config: Config, log: AttemptLog, clock, today: date) -> None:
+    """The staff summary of yesterday on the staff channel (pt-BR: staff read Portuguese), once a
+    day even when the daemon restarts or runs a catch-up cycle before the daily one."""
+    from notifier import channels
+    with store.transaction() as snap:
+        if (snap.meta("daily_summary") or {}).get("day") == today.isoformat():
+            return
+        snap.set_meta("daily_summary", {"day": today.isoformat()})
+    from datetime import timedelta
+    from notifier.channels import Message
+    yesterday = today - timedelta(days=1)
+    records = list(log.records())
+    day = day_counts(records, yesterday, config.tz)
+    open_tasks = [t for t in tasks(records) if t.done is None]
+    lines = [f"Resumo da cobrança de {yesterday:%d/%m/%Y}", ""]
+    lines += [f"- {stage} / {channel}: {n} {status}" for (stage, channel, status), n in sorted(day["counts"].items())] \
+        or ["- nenhuma mensagem"]
+    lines += ["", f"Falhas: {len(day['failures'])}"] + [f"- {f}" for f in day["failures"][:50]]
+    lines += [f"Devoluções (bounces): {day['bounces']}", f"Tarefas abertas: {len(open_tasks)}"]
+    lines += [f"- {t.kind}: {t.account} {t.recipient} ({t.id})" for t in open_tasks[:50]]
+    due = [t for t in open_tasks if t.kind == "deletion_due"]
+    lines.append(f"Exclusões e protestos a fazer: {len(due)}")
+    if hasattr(log, "head"):
+        count, digest = log.head()
+        lines.append(f"Registro de tentativas: {count} registros, último hash {digest}")
+    message = Message(channel="staff", recipient="staff", subject=f"Resumo da cobrança de {yesterday:%d/%m/%Y}",
+                      text="\n".join(lines) + "\n", meta={"alert": "daily_summary", "day": yesterday.isoformat()})
+    staff = channels.build("staff", config)
+    try:
+        [attempt] = log.start_many([(clock(), message, {"channel": "staff", "recipient": "staff",
+                                                        "alert": "daily_summary"}, "daemon", None)])
+        log.finish_many([(attempt, clock(), staff.send(message))])
+    finally:
+        staff.close()

@@ -1,0 +1,1300 @@
+"""The state file: accounts, invoices, delinquency histories and the ledger of handled notices.
+
+One TinyDB database in one JSON file (default `state.json`), four tables, each document keyed by a
+string id: `accounts` and `history` by account id, `invoices` by invoice id, `ledger` by
+`ledger_key()` (invoice, notice date, channel, recipient). The id is the document's key, as TinyDB
+keeps it, and is not repeated inside. TinyDB can open the file
+(`TinyDB(path, storage=AtomicJSONStorage)`, with a `Table` whose `document_id_class` is `str`), but
+the store does not go through TinyDB's `Table` API: every `Table` write re-reads the storage and
+rebuilds the whole id map, so importing 50,000 accounts one upsert at a time would be quadratic.
+A transaction reads the tables once, changes plain dicts, and writes once.
+
+Safety, as the issue asks:
+- `AtomicJSONStorage` writes a new file beside the state, fsyncs it, renames it over the old one and
+  fsyncs the directory: a crash leaves the old or the new file, never a torn one. (TinyDB's own
+  `JSONStorage` rewrites the file in place and can leave it truncated.)
+- A state file that cannot be read or is not a TinyDB store stops the command with `StoreError` and
+  is never written over: only a transaction that read the whole file successfully writes it.
+- `Store.transaction()` holds an inter-process lock (`state.json.lock`) from its read to its write,
+  so the daemon and a staff command never lose each other's writes. Readers take no lock: the
+  rename gives them the old file or the new one.
+
+Scale: `plan` reads 50,000 accounts with their invoices and ledger. The file is written one document
+per line (still plain JSON), so a read-only snapshot parses it a few thousand documents at a time and
+keeps only the model objects, never the whole file or every raw dict at once (see `_read`).
+
+Archive: paid invoices older than the retention window, and the ledger of paid invoices, leave the
+state for an append-only JSON Lines file beside it (`state.archive.jsonl`), so the state grows with
+the number of accounts, not with the years. See `Snapshot.archive()` and `Store._commit()`.
+Archiving is idempotent: the `archived` table (per account, the ids of its archived invoices) is
+written in the same atomic replace as the histories, so an invoice that an import brings again is
+recognised, never archived twice and its lateness never counted twice. `read_archive()` reads the
+file back, coping with what a crash can leave there (a torn last line, a block appended twice).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import re
+import threading
+from contextlib import contextmanager
+from datetime import date
+from decimal import Decimal
+from itertools import compress, groupby, islice
+from operator import attrgetter, not_
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+
+import orjson
+from tinydb.storages import Storage
+
+from notifier.billing.calendar import add_months
+from notifier.config import Config
+from notifier.billing.models import Account, History, Hold, Invoice, LedgerEntry
+from notifier.billing.rules import is_late
+from notifier.state.flock import FileLock, Timeout
+from notifier.state.fsync import fsync_dir as _fsync_dir
+
+# The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
+# read, see `Snapshot.last_import`) only matter to a transaction.
+MODEL_TABLES = ("accounts", "invoices", "ledger", "history")
+TABLES = MODEL_TABLES + ("archived", "imports")
+# The daily cycle's tables (staff holds; `meta`: heartbeat, last cycle, the log's head...): written
+# only once used, so a store that never ran a cycle keeps the tables above.
+CYCLE_TABLES = ("holds", "meta")
+# Mode of a new state or archive file, as of the attempt log and its messages: customers' personal
+# data (LGPD), readable by the notifier's user and its group (finance's exports), nobody else.
+PRIVATE = 0o640
+LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
+CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
+# A snapshot's chunk of at least this many documents is decoded by msgspec (notifier/state/storedocs.py):
+# below it, importing msgspec (5 ms) would cost more than it saves.
+TYPED_MIN = 1000
+
+
+def _cut(recorded, count: int, digest: str) -> bool:
+    """True when a log of `count` records ending in `digest` lacks records the state saw
+    (`recorded`, its "log_head"), or ends in another record at the same count."""
+    if not isinstance(recorded, Mapping):
+        return False
+    return count < recorded.get("count", 0) or (count == recorded.get("count") and digest != recorded.get("hash"))
+
+
+class StoreError(Exception):
+    """A problem with the state file that a person must fix; the message names the file."""
+
+
+class AlreadyPaid(StoreError):
+    """`record_payment` of an invoice that has a payment date: changing one is a correction."""
+
+    def __init__(self, invoice_id: str, paid: date):
+        self.invoice_id, self.paid = invoice_id, paid
+        super().__init__(f"{invoice_id}: already paid on {paid:%d/%m/%Y}")
+
+
+def archive_path_for(state: Path) -> Path:
+    """`state.json` -> `state.archive.jsonl`, in the same directory."""
+    stem = state.name[: -len(".json")] if state.name.endswith(".json") else state.name
+    return state.with_name(stem + ".archive.jsonl")
+
+
+def retention_cutoff(today: date, retention_months: int) -> date:
+    """The first payment date the state still keeps on `today`: an invoice paid before it belongs
+    in the archive. Import and `archive()` both decide with this and `past_retention`, so they can
+    never disagree at the boundary."""
+    return add_months(today, -retention_months)
+
+
+def past_retention(paid, cutoff) -> bool:
+    """Paid before `cutoff`. Works on dates and on ISO strings alike (they sort the same way), so
+    `archive()` can decide on the stored text without converting every document."""
+    return paid is not None and paid < cutoff
+
+
+def read_archive(path: Path) -> Iterator[dict]:
+    """The archive's records, each (kind, id) once, in the order first written.
+
+    A crash can leave two things in this append-only file, and neither loses data: a torn line
+    (the process died mid-append, before the state was replaced, so the same records are appended
+    again by the next run) and a block written twice (died after the append and before the
+    replace). Torn lines are skipped and repeated records dropped.
+    """
+    seen: set[tuple[str, str]] = set()
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # torn by a crash: its complete copy comes later
+            key = (record.get("kind"), record.get("id")) if isinstance(record, dict) else None
+            if key is None or key in seen:
+                continue
+            seen.add(key)
+            yield record
+
+
+def ledger_key(entry: LedgerEntry) -> str:
+    """The ledger document id: invoice, notice date, channel and recipient, joined by "|".
+
+    "%" and "|" inside a part are escaped, so two different entries never share a key.
+    """
+    return "|".join(
+        part.replace("%", "%25").replace("|", "%7C")
+        for part in (entry.invoice, entry.notice_date.isoformat(), entry.channel, entry.recipient)
+    )
+
+
+# Reading and writing the file
+
+
+class AtomicJSONStorage(Storage):
+    """A TinyDB storage that never leaves a torn file: write a new file, fsync, rename, fsync dir.
+
+    It does no locking of its own (the temporary file has one fixed name, `state.json.tmp`, so a
+    crashed write leaves one stale file, not one per attempt): `Store` holds the lock around it.
+    """
+
+    def __init__(self, path: str | os.PathLike, **_ignored: Any) -> None:
+        super().__init__()
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        """The raw tables, or None when the file does not exist (an empty store, created on first
+        write). StoreError when the file is unreadable or not a TinyDB store."""
+        sink = _RawTables(self.path)
+        return sink.tables if _read(self.path, sink) else None
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.replace(self.write_new(data))
+
+    def write_new(self, data: dict[str, dict[str, Any]]) -> Path:
+        """Write `data` to the temporary file beside the state and fsync it; the state is untouched.
+
+        On any failure (a value JSON cannot hold, a full disk) the temporary file is removed.
+        """
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE), "wb") as f:
+                _write(f, data)
+                f.flush()
+                os.fsync(f.fileno())
+            _keep_mode(self.path, tmp)
+        except BaseException as exc:
+            _discard(tmp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"{self.path}: cannot write the state file: {exc.strerror or exc}") from None
+            raise
+        return tmp
+
+    def replace(self, tmp: Path) -> None:
+        try:
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            _discard(tmp)
+            raise StoreError(f"{self.path}: cannot replace the state file: {exc.strerror or exc}") from None
+        _fsync_dir(self.path.parent)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary state file that will not replace the state; what is in the way (a
+    folder of that name) only stays, and the error being reported is the one that counts."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _write(f: BinaryIO, tables: dict[str, dict[str, Any]]) -> None:
+    """The layout `_read` expects: `{`, then per table a `"name":{` line, one `"id":{...}` line per
+    document, a `}` line (`},` between tables), and a closing `}`. Plain JSON all the same."""
+    f.write(b"{\n")
+    names = list(tables)
+    dumps = orjson.dumps
+    for i, name in enumerate(names):
+        f.write(dumps(name) + b":{\n")
+        keys, docs = iter(tables[name]), iter(tables[name].values())
+        separator = b""
+        # Each line `"id":{...}` from the key and the document dumped apart, joined in C: a third
+        # less than one dict per document made to be dumped.
+        while batch := list(islice(keys, CHUNK)):
+            f.write(separator + b",\n".join(map(b"%b:%b".__mod__, zip(map(dumps, batch), map(dumps, islice(docs, len(batch)))))))
+            separator = b",\n"
+        if separator:
+            f.write(b"\n")
+        f.write(b"},\n" if i + 1 < len(names) else b"}\n")
+    f.write(b"}\n")
+
+
+class _NotOurLayout(Exception):
+    """The file is not laid out as `_write` lays it out (hand-edited, written by TinyDB...)."""
+
+
+def _read(path: Path, sink) -> bool:
+    """Feed the tables of the file to `sink`, a few thousand documents at a time; False if missing.
+
+    Files in `_write`'s layout are parsed chunk by chunk; any other file is parsed whole, which also
+    gives the verdict on a file that is not valid JSON. The sink is reset before the second try, so
+    nothing of the first reaches the caller. The garbage collector is paused meanwhile: the parse
+    creates hundreds of thousands of acyclic objects, and collections would double its time.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
+    with f, gc_paused():
+        try:
+            try:
+                _read_our_layout(f, sink)
+                return True
+            except _NotOurLayout:
+                sink.reset()
+            f.seek(0)
+            blob = f.read()
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
+        if not blob.strip():
+            raise StoreError(f"{path}: not a valid state file: the file is empty (delete it to start a new store)")
+        try:
+            data = orjson.loads(blob)
+        except orjson.JSONDecodeError as exc:
+            raise StoreError(f"{path}: not a valid state file: not JSON ({exc})") from None
+        del blob
+        if not isinstance(data, dict):
+            raise StoreError(f"{path}: not a valid state file: the top level must be an object of tables")
+        for name, docs in data.items():
+            if not isinstance(docs, dict):
+                raise StoreError(f"{path}: not a valid state file: table {name!r} is not an object of documents")
+            sink.add(name, docs)
+        return True
+
+
+def _read_our_layout(f: BinaryIO, sink) -> None:
+    if f.readline() != b"{\n":
+        raise _NotOurLayout
+    line = f.readline()
+    seen: set[str] = set()
+    while line != b"}\n":
+        if not (line.startswith(b'"') and line.endswith(b":{\n")):
+            raise _NotOurLayout
+        try:
+            name = orjson.loads(line[:-3])
+        except orjson.JSONDecodeError:
+            raise _NotOurLayout from None
+        if not isinstance(name, str) or name in seen:
+            raise _NotOurLayout
+        seen.add(name)
+        wanted = sink.wants(name)
+        sink.add(name, {})
+        chunk: list[bytes] = []
+        for line in f:
+            if line[0] != 34:  # not a document line, which starts with '"'
+                break
+            if len(chunk) == CHUNK:
+                if wanted:  # a table the sink does not keep is only checked for its layout
+                    sink.add_chunk(name, chunk, last=False)
+                chunk = []
+            chunk.append(line)
+        else:
+            raise _NotOurLayout  # the file ends inside a table
+        if chunk and wanted:
+            sink.add_chunk(name, chunk, last=True)
+        if line == b"},\n":  # another table follows
+            line = f.readline()
+            if line == b"}\n":
+                raise _NotOurLayout
+        elif line == b"}\n":  # the last table: the closing brace follows
+            line = f.readline()
+            if line != b"}\n":
+                raise _NotOurLayout
+        else:
+            raise _NotOurLayout
+    if f.read().strip():
+        raise _NotOurLayout
+
+
+def _chunk_object(lines: list[bytes], last: bool) -> bytes:
+    """A chunk's document lines as one JSON object. Lines end with ",\n" except the table's last
+    one: checked here, so that a file the full parse would reject is never accepted chunk by chunk."""
+    body = b"".join(lines)
+    if body.endswith(b",\n") == last:
+        raise _NotOurLayout
+    return b"{" + (body if last else body[:-2]) + b"}"
+
+
+def _parse_object(blob: bytes) -> dict:
+    try:
+        return orjson.loads(blob)
+    except orjson.JSONDecodeError:
+        raise _NotOurLayout from None
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (restored after). A big import or read creates
+    millions of objects and no reference cycles; each full collection would walk them all again
+    for nothing (on a first import of 50,000 accounts, once the parse had left the collector on,
+    the store's steps paid for collections of the whole new heap). Nested uses keep it off."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _stamp(path: Path) -> tuple | None:
+    """What tells one version of the state file from another (see `Store.snapshot`)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _keep_mode(old: Path, new: Path) -> None:
+    # The state holds customers' personal data: a new one is PRIVATE, and an operator's chmod 600
+    # must survive our rewrite.
+    try:
+        os.chmod(new, os.stat(old).st_mode & 0o7777)
+    except FileNotFoundError:
+        pass
+
+
+
+def _append_lines(path: Path, blob: bytes | bytearray) -> None:
+    """Append `blob` to the archive and fsync it; on failure, cut back what it wrote."""
+    existed = path.exists()
+    size = None
+    try:
+        with os.fdopen(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE), "a+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    # A crash mid-append left a torn last line: keep it on its own line, so that
+                    # readers skip just that one instead of losing the first new record with it.
+                    f.write(b"\n")
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        if size is not None:
+            _unappend(path, size)  # not even a torn tail of what could not be written
+        raise StoreError(f"{path}: cannot append to the archive: {exc.strerror or exc}") from None
+    if not existed:
+        _fsync_dir(path.parent)
+
+
+def _in_thread(work: Callable[..., None], *args) -> Callable[[], BaseException | None]:
+    """Start `work(*args)` in a thread; returns the function that waits for it and gives its
+    exception, or None."""
+    problems: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work(*args)
+        except BaseException as exc:
+            problems.append(exc)
+    thread = threading.Thread(target=run, name=getattr(work, "__name__", "work"))
+    thread.start()
+
+    def wait() -> BaseException | None:
+        thread.join()
+        return problems[0] if problems else None
+    return wait
+
+
+def _unappend(path: Path, size: int | None) -> None:
+    """Cut the archive back to `size` bytes (None: it did not exist), so that a commit that failed
+    leaves it as it was. (Only the store lock's holder appends: nobody else wrote after us.)"""
+    try:
+        if size is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.truncate(path, size)
+    except OSError:
+        pass  # what stays is what a crash would leave: records also in the state, deduped on reading
+
+
+# The store
+
+
+class Store:
+    """The state file and its lock. Cheap to create; opens nothing until used.
+
+    `retention_months` is the archive window of `Snapshot.archive()` (the CLI passes
+    `config.retention_months`).
+    """
+
+    def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
+                 log_head: Callable[[], tuple[int, str]] | None = None):
+        self.path = Path(path)
+        # The attempt log's (count, last hash), written into `meta` at every commit: a log cut
+        # short after a store write no longer reaches the head the state remembers (verify-log).
+        self.log_head = log_head
+        self.archive_path = archive_path_for(self.path)
+        self.retention_months = retention_months
+        self._storage = AtomicJSONStorage(self.path)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        self._lock_timeout = lock_timeout
+        self._local = threading.local()  # the lock is per thread too: threads exclude each other
+        self._seen: tuple[tuple, dict] | None = None  # the last snapshot's file stamp and models
+
+    def forget(self) -> None:
+        """Drop the last snapshot's models: a daemon idle between its passes need not hold the
+        whole state in memory (the next snapshot parses the file again)."""
+        self._seen = None
+
+    def snapshot(self) -> Snapshot:
+        """A read-only view of the file as it is now, every document already a model object; takes
+        no lock. Its change methods raise: change the store through `transaction()`.
+
+        The file is parsed again only when it changed since this store's last snapshot: a cycle
+        asks three times (the log's head, what was reconciled, the plan), mostly of the same file.
+        Every write replaces the file (a new inode), so an unchanged (device, inode, size, mtime)
+        is unchanged content; it is taken before the read, so a write meanwhile only costs a
+        read more next time. The models are immutable and shared by the snapshots."""
+        stamp = _stamp(self.path)
+        seen = self._seen
+        if stamp is not None and seen is not None and seen[0] == stamp:
+            return Snapshot(self.path, self.retention_months, models=seen[1])
+        sink = _ModelTables(self.path)
+        _read(self.path, sink)
+        models = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES}
+        self._seen = (stamp, models) if stamp is not None else None
+        return Snapshot(self.path, self.retention_months, models=models)
+
+    @contextmanager
+    def transaction(self, accept_cut: bool = False) -> Iterator[Snapshot]:
+        """Lock, read, yield a snapshot to change, and write it once at the end.
+
+        Nothing is written when the block raises or changes nothing. Not re-entrant: a nested
+        transaction would read the file before the outer one writes, and one of them would lose.
+        """
+        if getattr(self._local, "in_transaction", False):
+            raise RuntimeError("Store.transaction() is not re-entrant")
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise StoreError(
+                f"{self.path}: another notifier process has held {self._lock.lock_file} for more than "
+                f"{self._lock_timeout:g} s; try again when it has finished"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot take the lock {self._lock.lock_file}: {exc.strerror or exc}") from None
+        self._local.in_transaction = True
+        try:
+            stamp = _stamp(self.path)  # under the lock: no writer replaces the file meanwhile
+            raw = self._storage.read() or {}
+            if not accept_cut:
+                self._refuse_cut((raw.get("meta") or {}).get("log_head") if isinstance(raw, Mapping) else None)
+            snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, stamp))
+            yield snapshot
+            head = self._log_head_to_record(snapshot)
+            if snapshot.changed or head is not None:
+                self._commit(snapshot, head)
+        finally:
+            self._local.in_transaction = False
+            self._lock.release()
+
+    def _models_of(self, raw: dict, stamp: tuple | None) -> dict[str, dict[str, Any]]:
+        """The validated models of what a transaction read. When the file is the one the last
+        snapshot converted (a cycle plans, then claims), its models are reused and only the
+        tables a snapshot does not keep are checked: a cycle's transactions would otherwise
+        convert the whole store again each time."""
+        seen = self._seen
+        if stamp is None or seen is None or seen[0] != stamp:
+            return _validated(self.path, raw)
+        rest = {name: raw[name] for name in TABLES if name in raw and name not in seen[1]}
+        return {**seen[1], **_validated(self.path, rest)}
+
+    def accept_log_cut(self, by: str, when: str) -> dict | None:
+        """Go on with the attempt log as it is now, after `refuse_a_cut_log` stopped every write
+        (no backup to restore): the cut is kept in `meta` "log_cuts" for good (verify-log shows
+        it in every verdict), and the state takes the log's present head. Returns the cut
+        recorded, or None when the log and the state agree."""
+        with self.transaction(accept_cut=True) as snapshot:
+            seen = snapshot.meta("log_head")
+            count, digest = self.log_head()
+            if not _cut(seen, count, digest):
+                return None
+            cut = {"at": when, "by": by, "seen": seen, "found": {"count": count, "hash": digest}}
+            cuts = (snapshot.meta("log_cuts") or {}).get("cuts", [])
+            snapshot.set_meta("log_cuts", {"cuts": [*cuts, cut]})
+            return cut
+
+    def refuse_a_cut_log(self) -> None:
+        """StoreError when the attempt log holds fewer records than the state saw in it, or a
+        different last record at the same count: records were cut off or replaced. Writing on
+        would record the shorter log's head over the evidence (verify-log could no longer see the
+        cut), and what the cut records said was sent would be forgotten. Every transaction asks;
+        a cycle or a send asks first, before its recovery appends to the log."""
+        if self.path.exists():
+            self._refuse_cut(self.snapshot().meta("log_head"))
+
+    def _refuse_cut(self, recorded: Mapping | None) -> None:
+        if self.log_head is None:
+            return
+        count, digest = self.log_head()
+        if _cut(recorded, count, digest):
+            seen = (f"the state saw {recorded.get('count'):,}" if count < recorded.get("count", 0)
+                    else f"record {count:,} is not the one the state saw (hash {str(recorded.get('hash'))[:12]}…)")
+            raise StoreError(
+                f"{self.path}: the attempt log has {count:,} records and {seen}: records were cut off its end "
+                "or replaced. Nothing was changed; `notifier verify-log` says where. Restore the log from a "
+                "backup before going on, or, with none, accept the cut: `notifier verify-log --accept-cut --by NAME`")
+
+    def _log_head_to_record(self, snapshot: Snapshot) -> dict | None:
+        """The attempt log's head when it moved since the state recorded it, else None. Every
+        transaction records it then, even one that changed nothing else (an import of a file with
+        nothing new): the state is the second copy that catches records cut off the log's end."""
+        if self.log_head is None:
+            return None
+        count, digest = self.log_head()
+        head = {"count": count, "hash": digest}
+        return None if snapshot.raw.get("meta", {}).get("log_head") == head else head
+
+    def _commit(self, snapshot: Snapshot, head: dict | None = None) -> None:
+        """New state file written, then archive lines appended, then the state replaced.
+
+        A crash after the append and before the rename leaves the archived records in both files;
+        the next archive run appends them again. Archive readers therefore dedupe by (kind, id),
+        and no record is ever lost: it leaves the state only once it is safely in the archive.
+        """
+        if head is not None:
+            snapshot.raw.setdefault("meta", {})["log_head"] = head
+        if not snapshot.archive_lines:
+            self._storage.replace(self._storage.write_new(snapshot.raw))
+            return
+        # The archive's lines are written and fsynced by a thread while this one writes the new
+        # state file: system calls that let go of the interpreter lock, where one after the other
+        # they were a sixth of a big first import. The state is replaced only once both are safe.
+        before = self.archive_path.stat().st_size if self.archive_path.exists() else None
+        appended = _in_thread(_append_lines, self.archive_path, snapshot.archive_lines)
+        try:
+            tmp = self._storage.write_new(snapshot.raw)
+        except BaseException:
+            if appended() is None:
+                _unappend(self.archive_path, before)
+            raise
+        problem = appended()
+        if problem is not None:
+            _discard(tmp)
+            raise problem
+        self._storage.replace(tmp)
+
+
+class Snapshot:
+    """The store in memory.
+
+    From `Store.transaction()`: the raw tables, turned into model objects only when asked (`pay`
+    converts one invoice, not 200,000); the change methods edit the raw tables and set `changed`.
+    From `Store.snapshot()`: model objects only, read-only. Lists come in stored order.
+    """
+
+    def __init__(self, path: Path, retention_months: int = 3, raw: dict | None = None, models: dict | None = None):
+        self.changed = False
+        # Archive records waiting for the commit, already as JSON Lines: a million archived invoices
+        # take 300 MB this way, three times less than as dicts.
+        self.archive_lines = bytearray()
+        self._path = path
+        self._retention_months = retention_months
+        self._raw = raw
+        if raw is not None:
+            for name in TABLES:
+                raw.setdefault(name, {})
+        # Fully converted tables, by name; a read-only snapshot has all of them.
+        self._models: dict[str, dict[str, Any]] = dict(models or {})
+        self._by_account: dict[str, dict[str, list[str]]] = {}
+        self._archived: set[str] | None = None  # see _archived_ids
+        self._convert = _Converter(path)
+
+    @property
+    def raw(self) -> dict[str, dict[str, Any]]:
+        """The tables as stored (what a commit writes)."""
+        if self._raw is None:
+            raise RuntimeError("read-only snapshot: change the store through Store.transaction()")
+        return self._raw
+
+    # Reading
+
+    def account(self, account_id: str) -> Account | None:
+        return self._get("accounts", account_id)
+
+    def accounts(self) -> list[Account]:
+        return list(self._all("accounts").values())
+
+    def invoice(self, invoice_id: str) -> Invoice | None:
+        return self._get("invoices", invoice_id)
+
+    def invoices(self, account_id: str | None = None) -> list[Invoice]:
+        """Every invoice kept in the store (open and recently paid), or one account's."""
+        return self._select("invoices", account_id)
+
+    def ledger(self, account_id: str | None = None) -> list[LedgerEntry]:
+        return self._select("ledger", account_id)
+
+    def payments(self) -> dict[str, date]:
+        """The stored payment dates by invoice id (for the importer to report a file that differs)."""
+        return {i.id: i.paid for i in self._all("invoices").values() if i.paid is not None}
+
+    def histories(self) -> dict[str, History]:
+        """Per account id, what is remembered of its archived invoices (absent: nothing archived)."""
+        return dict(self._all("history"))
+
+    # The daily cycle's tables (h8): staff holds per account, and `meta`, small documents by key
+    # (heartbeat, last_cycle, ...) that the daemon and `status` share.
+
+    def holds(self) -> dict[str, Hold]:
+        return dict(self._all("holds"))
+
+    def meta(self, key: str) -> dict | None:
+        return self._get("meta", key)
+
+    def put_hold(self, hold: Hold) -> None:
+        self.raw.setdefault("holds", {})[hold.account] = {k: v.isoformat() if isinstance(v, date) else v
+                                           for k, v in hold._asdict().items() if k != "account"}
+        self._touched("holds")
+
+    def drop_hold(self, account_id: str) -> Hold | None:
+        hold = self._get("holds", account_id)
+        if hold is not None:
+            del self.raw["holds"][account_id]
+            self._touched("holds")
+        return hold
+
+    def set_meta(self, key: str, value: dict) -> None:
+        self.raw.setdefault("meta", {})[key] = value
+        self._touched("meta")
+
+    # Changing: only from Store.transaction(), written when its block ends
+
+    def upsert_accounts(self, accounts: Iterable[Account]) -> None:
+        """Insert or replace accounts by id. An account imported again unchanged changes nothing,
+        so importing the same file twice writes nothing the second time."""
+        table = self.raw["accounts"]
+        changed = False
+        with gc_paused():
+            for account in accounts:
+                doc = _account_doc(account)
+                # A customer's own opt-out (STAFF_OPT_OUT) is not billing data: an import keeps it.
+                kept = table.get(account.id, _NO_DOC).get(STAFF_OPT_OUT)
+                if kept:
+                    doc[STAFF_OPT_OUT] = kept
+                if table.get(account.id) != doc:
+                    table[account.id] = doc
+                    changed = True
+        if changed:
+            self._touched("accounts")
+
+    def record_opt_out(self, account_id: str, channel: str, by: str, day: date) -> Account:
+        """The customer asked not to be contacted on `channel` (a SAIR reply, Twilio's 21610):
+        kept beside the imported record, so no import brings the channel back."""
+        doc = self.raw["accounts"].get(account_id)
+        if doc is None:
+            raise StoreError(f"unknown account {account_id!r} (not in {self._path})")
+        staff = {**doc.get(STAFF_OPT_OUT, {}), channel: {"by": by, "date": day.isoformat()}}
+        doc = self.raw["accounts"][account_id] = {**doc, STAFF_OPT_OUT: staff}
+        self._touched("accounts")
+        return self._convert.one("accounts", account_id, doc)
+
+    def upsert_invoices(self, invoices: Iterable[Invoice]) -> None:
+        """Insert or replace invoices by id, keeping a stored payment date and its corrections:
+        payments only move forward, and billing data that does not know of a payment recorded
+        with `pay` must not undo it (`correct_payment` is the one way to change a payment date).
+
+        StoreError for an invoice of an account the store does not hold: a bug upstream (the
+        importer checks this first). Let it end the transaction, which then writes nothing; the
+        invoices before it are already in this snapshot (keeping them all aside to undo would cost
+        the memory an import of a million invoices cannot spare)."""
+        table, accounts = self.raw["invoices"], self.raw["accounts"]
+        changed = False
+        iso = _IsoDays()
+        try:
+            with gc_paused():
+                for invoice in invoices:
+                    if invoice.account not in accounts:
+                        raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
+                    old = table.get(invoice.id)
+                    doc = _invoice_doc(invoice, iso) if old is None else _over_stored(old, _invoice_doc(invoice, iso))
+                    if doc != old:
+                        table[invoice.id] = doc
+                        changed = True
+        finally:
+            if changed:
+                self._touched("invoices")
+
+    def record_payment(self, invoice_id: str, paid: date) -> Invoice:
+        """Set the payment date of an open invoice. StoreError when the store does not hold the
+        invoice; `AlreadyPaid` when it has a payment date (change one with `correct_payment`)."""
+        doc = self._stored_invoice(invoice_id)
+        if "paid" in doc:
+            raise AlreadyPaid(invoice_id, self._convert.date(doc["paid"]))
+        return self._set_paid(invoice_id, {**doc, "paid": paid.isoformat()})
+
+    def correct_payment(self, invoice_id: str, paid: date, on: date, by: str) -> tuple[Invoice, date | None]:
+        """Change the payment date of an invoice, keeping the previous one in the document's
+        `corrections` (with the day and who corrected it): finance must be able to show what was
+        recorded before. Returns the invoice and the previous payment date (None if it was open)."""
+        doc = self._stored_invoice(invoice_id)
+        previous = doc.get("paid")
+        corrections = [*doc.get("corrections", ()), {"paid": previous, "on": on.isoformat(), "by": by}]
+        invoice = self._set_paid(invoice_id, {**doc, "paid": paid.isoformat(), "corrections": corrections})
+        return invoice, None if previous is None else self._convert.date(previous)
+
+    def add_ledger(self, entries: Iterable[LedgerEntry]) -> None:
+        """Record handled notices; an entry with the key of an existing one replaces it."""
+        table = self.raw["ledger"]
+        with gc_paused():
+            for entry in entries:
+                table[ledger_key(entry)] = _ledger_doc(entry)
+        self._touched("ledger")
+
+    def archive(self, today: date, config: Config) -> tuple[int, int]:
+        """Move what the rules no longer need to the archive; returns (invoices, ledger rows) moved.
+
+        - Invoices paid before `retention_cutoff(today)`. Before one leaves, its account's History
+          learns whether it was late, so that first-time delinquency is still told right.
+        - Ledger rows of invoices paid on or before `today` (the store keeps the ledger of open
+          invoices only), or of invoices the store no longer holds.
+        The records reach the archive file only when the transaction commits (`Store._commit`).
+        """
+        invoices, ledger = self.raw["invoices"], self.raw["ledger"]
+        # ISO dates compare as strings: no need to convert every invoice to find the old ones.
+        cutoff = retention_cutoff(today, self._retention_months).isoformat()
+        done = today.isoformat()
+        old = [key for key, doc in invoices.items() if past_retention(doc.get("paid"), cutoff)]
+        closed = {key for key, doc in invoices.items() if doc.get("paid") is not None and doc["paid"] <= done}
+        rows = [key for key, doc in ledger.items() if doc.get("invoice") in closed or doc.get("invoice") not in invoices]
+        if not old and not rows:
+            return 0, 0
+        with gc_paused():
+            self._archive_stored(old, today, config)
+            for key in rows:
+                self._append_archive({"kind": "ledger", "archived": done, "id": key, **ledger.pop(key)})
+        self._touched("ledger")
+        return len(old), len(rows)
+
+    def import_invoices(self, invoices: Iterable[Invoice], today: date, config: Config) -> tuple[int, int]:
+        """Upsert imported invoices; returns (archived now, already archived before).
+
+        An invoice already past the retention window goes straight to the archive (its account's
+        History updated as `archive()` would), so that importing two years of history never puts
+        most of it into the state only to take it out again. One the archive already holds is left
+        alone: an import is repeated every morning, and must neither archive an invoice twice nor
+        count its lateness twice. A stored payment date wins over the file's (`upsert_invoices`),
+        also when deciding the retention.
+
+        A first import brings a million invoices: each step goes over all of them at once with
+        `map`s and `compress` (C loops) rather than a Python loop per invoice.
+        """
+        cutoff = retention_cutoff(today, self._retention_months)
+        table, accounts = self.raw["invoices"], self.raw["accounts"]
+        archived = self._archived_ids()
+        invoices = list(invoices)
+        count = len(invoices)
+        if archived:
+            invoices = list(compress(invoices, map(not_, map(archived.__contains__, map(_ID, invoices)))))
+        known = count - len(invoices)
+        unknown = set(map(_ACCOUNT, invoices)) - accounts.keys()
+        if unknown:  # a bug upstream (the importer checks this first): nothing is changed
+            invoice = next(i for i in invoices if i.account in unknown)
+            raise StoreError(f"invoice {invoice.id!r}: unknown account {invoice.account!r}")
+        with gc_paused():
+            stored = list(map(table.__contains__, map(_ID, invoices))) if table else None
+            if stored is not None and any(stored):
+                dates = self._convert.date
+                for k in compress(range(len(invoices)), stored):
+                    doc = table[invoices[k].id]
+                    if "paid" in doc:
+                        invoices[k] = invoices[k]._replace(paid=dates(doc["paid"]))
+            # A few hundred distinct payment dates: each is decided once.
+            past = {paid: past_retention(paid, cutoff) for paid in set(map(_PAID, invoices))}
+            is_past = list(map(past.__getitem__, map(_PAID, invoices)))
+            if stored is None or not any(stored):
+                old, kept, leaving = list(compress(invoices, is_past)), list(compress(invoices, map(not_, is_past))), []
+            else:
+                old, kept, leaving = [], [], []
+                for invoice, was_stored, is_old in zip(invoices, stored, is_past):
+                    if was_stored or not is_old:
+                        kept.append(invoice)
+                        if is_old:
+                            leaving.append(invoice.id)
+                    else:
+                        old.append(invoice)
+            del invoices, is_past, stored
+            from notifier.state.archived import archive_records  # msgspec, only on a day something leaves
+            self._archive_invoices(old, archive_records(old, today.isoformat()), config)
+        self.upsert_invoices(kept)
+        with gc_paused():
+            self._archive_stored(leaving, today, config)
+        return len(old) + len(leaving), known
+
+    def _archive_stored(self, keys: list[str], today: date, config: Config) -> None:
+        """Archive these invoices of the state, each record made from its document as stored, so
+        that what only the document holds (a payment's corrections) goes with it."""
+        table, done = self.raw["invoices"], today.isoformat()
+        docs = [(key, table.pop(key)) for key in keys]
+        lines = b"".join([orjson.dumps({"kind": "invoice", "archived": done, "id": key, **doc},
+                                       option=orjson.OPT_APPEND_NEWLINE) for key, doc in docs])
+        self._archive_invoices([self._convert.one("invoices", key, doc) for key, doc in docs], lines, config)
+
+    def _archive_invoices(self, invoices: list[Invoice], lines: bytes | bytearray, config: Config) -> None:
+        """Append the archive records `lines` of `invoices` to the archive, note their ids as
+        archived, and first teach each account's History whether they were late, so that
+        first-time delinquency is still told right without them."""
+        if not invoices:
+            return
+        cal = config.calendar
+        # Lateness depends on (due, paid) only: decided once per pair, on an invoice that has it.
+        late = {(due, paid): is_late(Invoice("", "", _ZERO, due, due, paid), cal, config)
+                for due, paid in set(zip(map(_DUE, invoices), map(_PAID, invoices)))}
+        newly_late: dict[str, list] = {}  # account -> [earliest due, count] of its late archived invoices
+        for invoice in compress(invoices, map(late.__getitem__, zip(map(_DUE, invoices), map(_PAID, invoices)))):
+            seen = newly_late.get(invoice.account)
+            if seen is None:
+                newly_late[invoice.account] = [invoice.due, 1]
+            else:
+                seen[0] = min(seen[0], invoice.due)
+                seen[1] += 1
+        if self.archive_lines:
+            self.archive_lines += lines
+        else:  # the usual case, and a big one: no copy
+            self.archive_lines = bytearray(lines) if lines.__class__ is not bytearray else lines
+        # The set of archived ids is made again from the table when next asked for (an import
+        # would otherwise add a million ids to it for nothing).
+        self._archived = None
+        archived = self.raw["archived"]
+        for account, group in groupby(invoices, _ACCOUNT):  # an account's invoices come together
+            doc = archived.get(account)
+            if doc is None:
+                doc = archived[account] = {"invoices": []}
+            doc["invoices"].extend(map(_ID, group))
+        histories = self.histories()
+        for account, (due, count) in newly_late.items():
+            past = histories.get(account) or History(account)
+            first = due if past.first_late_due is None else min(past.first_late_due, due)
+            histories[account] = now = History(account, first, past.late_count + count)
+            self.raw["history"][account] = _history_doc(now)
+        for name in ("invoices", "history", "archived"):
+            self._touched(name)
+        self._models["history"] = histories  # up to date: an import archiving batch by batch reuses it
+
+    def last_import(self) -> tuple[str, date] | None:
+        """(SHA-256 of what the last import read, its day), or None before the first import."""
+        doc = self.raw["imports"].get("last")
+        return None if doc is None else (doc["sha256"], self._convert.date(doc["day"]))
+
+    def record_import(self, digest: str, day: date) -> None:
+        doc = {"sha256": digest, "day": day.isoformat()}
+        if self.raw["imports"].get("last") != doc:
+            self.raw["imports"]["last"] = doc
+            self._touched("imports")
+
+    def _archived_ids(self) -> set[str]:
+        """The ids of every archived invoice, from the `archived` table (kept up to date as
+        invoices leave)."""
+        if self._archived is None:
+            self._archived = {i for doc in self.raw["archived"].values() for i in doc["invoices"]}
+        return self._archived
+
+    def _stored_invoice(self, invoice_id: str) -> dict:
+        doc = self.raw["invoices"].get(invoice_id)
+        if doc is None:
+            where = "archived" if invoice_id in self._archived_ids() else "never imported"
+            raise StoreError(f"unknown invoice {invoice_id!r} (not in {self._path}: {where})")
+        return doc
+
+    def _set_paid(self, invoice_id: str, doc: dict) -> Invoice:
+        self.raw["invoices"][invoice_id] = doc
+        self._touched("invoices")
+        return self._convert.one("invoices", invoice_id, doc)
+
+    def _append_archive(self, record: dict) -> None:
+        self.archive_lines += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+    # Internals
+
+    def _touched(self, table: str) -> None:
+        self.changed = True
+        self._models.pop(table, None)
+        self._by_account.pop(table, None)
+
+    def _get(self, table: str, key: str):
+        models = self._models.get(table)
+        if models is not None:
+            return models.get(key)
+        doc = self._raw.get(table, {}).get(key)
+        return None if doc is None else self._convert.one(table, key, doc)
+
+    def _all(self, table: str) -> dict:
+        models = self._models.get(table)
+        if models is None:
+            models = self._models[table] = self._convert.many(table, self._raw.get(table, {}))
+        return models
+
+    def _select(self, table: str, account_id: str | None) -> list:
+        if account_id is None:
+            return list(self._all(table).values())
+        models = self._models.get(table)
+        index = self._by_account.get(table)
+        if index is None:
+            index = self._by_account[table] = {}
+            if models is not None:
+                for key, obj in models.items():
+                    index.setdefault(obj.account, []).append(key)
+            else:
+                for key, doc in self._raw[table].items():
+                    index.setdefault(doc.get("account"), []).append(key)
+        keys = index.get(account_id, ())
+        if models is not None:
+            return [models[key] for key in keys]
+        return [self._convert.one(table, key, self._raw[table][key]) for key in keys]
+
+
+class _RawTables:
+    """Sink of `_read` for a transaction: the tables as stored, each document checked to be an
+    object (anything else is not a TinyDB store)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.tables: dict[str, dict[str, Any]] = {}
+
+    def reset(self) -> None:
+        self.tables = {}
+
+    def wants(self, name: str) -> bool:
+        return True
+
+    def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
+        self.add(name, _parse_object(_chunk_object(lines, last)))
+
+    def add(self, name: str, docs: dict) -> None:
+        for key, doc in docs.items():
+            if type(doc) is not dict:
+                raise StoreError(f"{self._path}: not a valid state file: table {name!r}: document {key!r} is not an object")
+        self.tables.setdefault(name, {}).update(docs)
+
+
+class _ModelTables:
+    """Sink of `_read` for a read-only snapshot: each chunk becomes model objects at once, so the
+    raw dicts of only one chunk are alive at a time. Tables other than ours are not kept."""
+
+    def __init__(self, path: Path) -> None:
+        self._convert = _Converter(path)
+        self.tables: dict[str, dict[str, Any]] = {}
+
+    def reset(self) -> None:
+        self.tables = {}
+
+    def wants(self, name: str) -> bool:
+        return name in MODEL_TABLES + CYCLE_TABLES
+
+    def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
+        blob = _chunk_object(lines, last)
+        models = None
+        if len(lines) >= TYPED_MIN:
+            from notifier.state import storedocs
+            models = storedocs.decode(name, blob, self._convert.dates, self._convert.amounts)
+        if models is None:
+            models = self._convert.many(name, _parse_object(blob))
+        self.tables.setdefault(name, {}).update(models)
+
+    def add(self, name: str, docs: dict) -> None:
+        if self.wants(name):
+            self.tables.setdefault(name, {}).update(self._convert.many(name, docs))
+
+
+def _validated(path: Path, raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every document of our tables as a model, or StoreError naming the first that does not fit.
+
+    A transaction checks what it read exactly as a read-only snapshot does: a state that `plan`
+    refuses must not be rewritten by `pay`. The models are kept, so the transaction's own reads
+    cost nothing more."""
+    convert = _Converter(path)
+    with gc_paused():
+        return {name: convert.many(name, raw[name]) for name in TABLES + CYCLE_TABLES if name in raw}
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
+
+
+class _Dates(dict):
+    """ISO string -> date, one shared object per distinct string (a store of 200,000 invoices has a
+    few hundred distinct dates: this saves both time and memory). None stays None."""
+
+    def __init__(self) -> None:
+        super().__init__({None: None})
+
+    def __missing__(self, text: str) -> date:
+        if text.__class__ is not str or not _ISO_DATE.fullmatch(text):
+            raise TypeError(f"a date must be text YYYY-MM-DD, not {_shown(text)}")
+        value = self[text] = date.fromisoformat(text)
+        return value
+
+
+class _Amounts(dict):
+    """Decimal string -> Decimal, shared like `_Dates`. A JSON number is refused: it may already
+    have been rounded as a float."""
+
+    def __missing__(self, text: str) -> Decimal:
+        if text.__class__ is not str or not _AMOUNT.fullmatch(text):
+            raise TypeError(f'amount must be a string such as "149.90", not {_shown(text)}')
+        value = self[text] = Decimal(text)
+        return value
+
+
+class _Converter:
+    """Documents -> model objects, naming the bad document in a StoreError when one does not fit."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.dates = _Dates()
+        self.amounts = _Amounts()
+
+    def one(self, table: str, key: str, doc: dict):
+        try:
+            return _FROM_DOC[table](key, doc, self.dates, self.amounts)
+        except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+            raise StoreError(
+                f"{self._path}: not a valid state file: {table} {key!r}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def date(self, text: str) -> date:
+        return self.dates[text]
+
+    def many(self, table: str, docs: dict) -> dict:
+        convert, dates, amounts = _FROM_DOC[table], self.dates, self.amounts
+        try:
+            return {key: convert(key, doc, dates, amounts) for key, doc in docs.items()}
+        except Exception:
+            for key, doc in docs.items():
+                self.one(table, key, doc)  # raises, naming the document
+            raise
+
+
+# Documents keep only what differs from the models' defaults. `due_day` is always written: it is
+# billing data, and a changed default in the code must not silently move anyone's due date.
+# The converters take positional arguments and shared caches because they run 350,000 times a plan.
+
+
+def _account_doc(a: Account) -> dict:
+    doc: dict = {"company": a.company, "document": a.document, "emails": list(a.emails)}
+    if a.contact_name:
+        doc["contact_name"] = a.contact_name
+    if a.domain:
+        doc["domain"] = a.domain
+    if a.portal_email is not None:
+        doc["portal_email"] = a.portal_email
+    if a.whatsapp is not None:
+        doc["whatsapp"] = a.whatsapp
+    if a.social:
+        doc["social"] = dict(a.social)
+    doc["due_day"] = a.due_day
+    if a.past_delinquencies:
+        doc["past_delinquencies"] = a.past_delinquencies
+    if a.opt_out:
+        doc["opt_out"] = sorted(a.opt_out)
+    return doc
+
+
+STAFF_OPT_OUT = "staff_opt_out"  # {channel: {"by": name, "date": ISO}}, set by `notifier opt-out`
+_NO_DOC: dict = {}
+
+
+def _account(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Account:
+    get = doc.get
+    _check_texts(doc, ("company", "document"), ("contact_name", "domain", "portal_email", "whatsapp"))
+    social = get("social", {})
+    if social.__class__ is not dict or not all(h.__class__ is str for h in social.values()):
+        raise TypeError(f"social must be an object of network: handle, not {_shown(social)}")
+    opt_out = frozenset(_text_list(doc, "opt_out", ()))
+    if STAFF_OPT_OUT in doc:
+        if doc[STAFF_OPT_OUT].__class__ is not dict:
+            raise TypeError(f"{STAFF_OPT_OUT} must be an object of channel: who and when, not {_shown(doc[STAFF_OPT_OUT])}")
+        opt_out |= frozenset(doc[STAFF_OPT_OUT])
+    return Account(
+        key,
+        doc["company"],
+        doc["document"],
+        _text_list(doc, "emails"),
+        get("contact_name", ""),
+        get("domain", ""),
+        get("portal_email"),
+        get("whatsapp"),
+        tuple(social.items()),
+        _whole(doc, "due_day", 1, 31),
+        _whole(doc, "past_delinquencies", 0, None, 0),
+        opt_out,
+    )
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _check_texts(doc: dict, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """TypeError unless the `required` fields are text and the `optional` ones text or absent."""
+    for name in required:
+        if doc[name].__class__ is not str:
+            raise TypeError(f"{name} must be text, not {_shown(doc[name])}")
+    for name in optional:
+        value = doc.get(name)
+        if value is not None and value.__class__ is not str:
+            raise TypeError(f"{name} must be text, not {_shown(value)}")
+
+
+def _text_list(doc: dict, name: str, default=None) -> tuple[str, ...]:
+    """A list of text (`"emails": "ab@x.com"` would otherwise become one address per character)."""
+    value = doc[name] if default is None else doc.get(name, default)
+    if value.__class__ not in (list, tuple) or not all(item.__class__ is str for item in value):
+        raise TypeError(f"{name} must be a list of text, not {_shown(value)}")
+    return tuple(value)
+
+
+def _whole(doc: dict, name: str, low: int, high: int | None, default: int | None = None) -> int:
+    value = doc[name] if default is None else doc.get(name, default)
+    if value.__class__ is not int:
+        raise TypeError(f"{name} must be a whole number, not {_shown(value)}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} out of range: {value}")
+    return value
+
+
+class _IsoDays(dict):
+    """date -> its ISO text, each made once (a few hundred distinct dates among 200,000 invoices)."""
+
+    def __missing__(self, day: date) -> str:
+        text = self[day] = day.isoformat()
+        return text
+
+
+def _invoice_doc(i: Invoice, iso: Mapping[date, str] | None = None) -> dict:
+    iso = _IsoDays() if iso is None else iso
+    doc = {"account": i.account, "amount": str(i.amount), "issued": iso[i.issued], "due": iso[i.due]}
+    if i.paid is not None:
+        doc["paid"] = iso[i.paid]
+    if i.payment_url is not None:
+        doc["payment_url"] = i.payment_url
+    if i.pix_code is not None:
+        doc["pix_code"] = i.pix_code
+    return doc
+
+
+def _over_stored(old: dict, new: dict) -> dict:
+    """`new` as it replaces the stored `old`: the stored payment date and its corrections stay."""
+    for key in ("paid", "corrections"):
+        if key in old:
+            new[key] = old[key]
+    return new
+
+
+_ID, _ACCOUNT, _DUE, _PAID = attrgetter("id"), attrgetter("account"), attrgetter("due"), attrgetter("paid")
+_ZERO = Decimal(0)
+
+
+def _invoice(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Invoice:
+    get = doc.get
+    _check_texts(doc, ("account",), ("payment_url", "pix_code"))
+    issued, due = dates[doc["issued"]], dates[doc["due"]]
+    if issued is None or due is None:
+        raise TypeError("issued and due must be dates (YYYY-MM-DD)")
+    return Invoice(
+        key,
+        doc["account"],
+        amounts[doc["amount"]],
+        issued,
+        due,
+        dates[get("paid")],
+        get("payment_url"),
+        get("pix_code"),
+    )
+
+
+def _ledger_doc(e: LedgerEntry) -> dict:
+    doc = {
+        "invoice": e.invoice,
+        "account": e.account,
+        "notice_date": e.notice_date.isoformat(),
+        "stage": e.stage,
+        "channel": e.channel,
+        "recipient": e.recipient,
+        "status": e.status,
+    }
+    if e.tutorial:
+        doc["tutorial"] = True
+    if e.attempt_id is not None:
+        doc["attempt_id"] = e.attempt_id
+    return doc
+
+
+def _ledger(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> LedgerEntry:
+    get = doc.get
+    _check_texts(doc, ("invoice", "account", "stage", "channel", "recipient", "status"), ("attempt_id",))
+    tutorial = get("tutorial", False)
+    if tutorial.__class__ is not bool:
+        raise TypeError(f"tutorial must be true or false, not {_shown(tutorial)}")
+    notice_date = dates[doc["notice_date"]]
+    if notice_date is None:
+        raise TypeError("notice_date must be a date (YYYY-MM-DD)")
+    return LedgerEntry(
+        doc["invoice"],
+        doc["account"],
+        notice_date,
+        doc["stage"],
+        doc["channel"],
+        doc["recipient"],
+        doc["status"],
+        tutorial,
+        get("attempt_id"),
+    )
+
+
+def _history_doc(h: History) -> dict:
+    doc: dict = {}
+    if h.first_late_due is not None:
+        doc["first_late_due"] = h.first_late_due.isoformat()
+    if h.late_count:
+        doc["late_count"] = h.late_count
+    return doc
+
+
+def _history(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> History:
+    return History(key, dates[doc.get("first_late_due")], _whole(doc, "late_count", 0, None, 0))
+
+
+def _archived(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> tuple[str, ...]:
+    return _text_list(doc, "invoices")
+
+
+def _import(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> tuple[str, date]:
+    _check_texts(doc, ("sha256",), ())
+    day = dates[doc["day"]]
+    if day is None:
+        raise TypeError("day must be a date (YYYY-MM-DD)")
+    return doc["sha256"], day
+
+
+def _hold(key: str, doc: dict, dates: _Dates, amounts: _Amounts) -> Hold:
+    return Hold(key, doc["reason"], dates[doc["until"]], doc["by"], dates[doc["since"]], doc.get("note", ""))
+
+
+_FROM_DOC: dict[str, Callable[[str, dict, _Dates, _Amounts], Any]] = {
+    "accounts": _account,
+    "invoices": _invoice,
+    "ledger": _ledger,
+    "history": _history,
+    "holds": _hold,
+    "meta": lambda key, doc, dates, amounts: doc,
+    "archived": _archived,
+    "imports": _import,
+}
