@@ -6,7 +6,8 @@ Mistakes they catch: a post-due stage (overdue, suspension warning, suspension, 
 from the effective due date instead of the overdue date (due 28/01/2026 got a suspension warning
 on its due day, until then caught only by the two-year simulation); a pre-due stage allowed after
 the effective due date; the wrong anchor or offset of a stage; the wrong stage kept when several
-fall on one date.
+fall on one date; a first-time delinquent's extra channels given to a customer who is not late
+yet, or withheld from one who is late on the day the due-day notice falls (`settlement_days = 0`).
 """
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ import pytest
 from notifier.billing.calendar import BankCalendar, invoice_dates
 from notifier.billing.models import Account, Invoice
 from notifier.billing.rules import PRE_DUE_STAGES, invoice_timeline, plan_account
-from notifier.config import Config
+from notifier.config import DEFAULT_LADDER, Config, Stage
 
 CAL = BankCalendar()
 CFG = Config()
 D = date.fromisoformat
 ACME = Account(id="acme", company="ACME Comércio Ltda", document="11.222.333/0001-81",
                emails=("financeiro@acme.com.br",))
+# A first-time delinquent (no past delinquency) reachable on every channel.
+NEW = Account(id="acme", company="ACME Comércio Ltda", document="11.222.333/0001-81",
+              emails=("financeiro@acme.com.br",), whatsapp="+5511987654321", social=(("instagram", "@acme"),))
 
 
 def invoice(due: date) -> Invoice:
@@ -104,3 +108,23 @@ def test_every_due_date_of_two_years_keeps_each_stage_on_its_side_of_the_due_dat
                 else:
                     assert n.date >= dates.overdue, (due, n)
         due += timedelta(days=1)
+
+
+def test_with_no_settlement_days_the_due_day_is_the_overdue_date_and_brings_the_extra_effort():
+    """`settlement_days = 0`: the due-day and overdue notices share the effective due date
+    (23/11/2026); the customer is late from that day, so a first-time delinquent gets the overdue
+    notice on its extra channels too, with the tutorial."""
+    config = Config(settlement_days=0)
+    notices, _ = plan_account(D("2026-11-23"), NEW, [invoice(D("2026-11-20"))], None, [], CAL, config)
+    got = sorted((n.channel, n.stage, n.first_time, n.tutorial) for n in notices)
+    assert got == [("email", "overdue", True, True), ("social", "overdue", True, True),
+                   ("whatsapp", "overdue", True, True)]
+
+
+def test_extra_channels_configured_on_a_reminder_wait_for_the_customer_to_be_late():
+    """The extra effort is for a first-time delinquent, who is one only from the overdue date:
+    a reminder goes on its own channels, not as a first-time message, even when the ladder gives
+    it first-time channels."""
+    config = Config(ladder=(Stage("reminder", -3, ("email",), ("whatsapp",)), *DEFAULT_LADDER[1:]))
+    notices, _ = plan_account(D("2026-11-17"), NEW, [invoice(D("2026-11-20"))], None, [], CAL, config)
+    assert [(n.channel, n.stage, n.first_time, n.tutorial) for n in notices] == [("email", "reminder", False, False)]
