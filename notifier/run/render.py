@@ -32,7 +32,7 @@ from notifier.billing.calendar import BankCalendar, InvoiceDates, invoice_dates,
 from notifier.config import CHANNELS, DEFAULT_LADDER, STAGES, Config
 from notifier.billing.models import Account, Invoice, Notice
 from notifier.billing.pixqr import pix_qr_png
-from notifier.billing.rules import PRE_DUE_STAGES, invoice_timeline, social_handle
+from notifier.billing.rules import PRE_DUE_STAGES, invoice_timeline, owed_on, social_handle
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "message_templates"
 
@@ -359,10 +359,9 @@ class Renderer:
     # --- public ---------------------------------------------------------------------------------
 
     def render(self, notice: Notice, account: Account, open_invoices: list[Invoice], today: date) -> Message:
-        """The message for `notice`, listing every invoice in `open_invoices` (the account's
-        invoices still open `today`). Raises `TemplateError` naming the template file and line."""
-        if not open_invoices:
-            raise ValueError(f"account {account.id!r}: a message needs at least one open invoice")
+        """The message for `notice`, listing every invoice of `open_invoices` (the account's
+        invoices still open `today`) that is owed `today` (`rules.owed_on`: one issued later is
+        in no list and no total yet). Raises `TemplateError` naming the template file and line."""
         ctx = self._context(notice, account, open_invoices, today)
         stage, channel = notice.stage, notice.channel
         meta: dict[str, Any] = {
@@ -499,6 +498,9 @@ class Renderer:
 
     def _context(self, notice: Notice, account: Account, open_invoices: list[Invoice], today: date) -> dict:
         company = self.config.company
+        open_invoices = [i for i in open_invoices if owed_on(i, today)]
+        if not open_invoices:
+            raise ValueError(f"account {account.id!r}: a message needs at least one invoice owed on {today}")
         rows: dict[str, InvoiceView] = {}
         raw: dict[str, InvoiceDates] = {}
         for inv in sorted(open_invoices, key=lambda i: (i.due, i.id)):
