@@ -152,5 +152,5 @@ def test_after_the_deletion_date_the_terms_come_with_a_way_back():
 # --- point 15: subjects ------------------------------------------------------------------------------
 
 def test_a_subject_names_the_company_when_the_account_has_no_domain():
-    assert one("email", JOAO, "reminder").subject == "Lucanet: vence em 05/10: fatura de R$ 149,90"
+    assert one("email", JOAO, "reminder").subject == "Lucanet: vence em 05/11: fatura de R$ 149,90"
     assert one("email", EXEMPLO, "reminder").subject.startswith("Vence em 20/11: fatura de R$ 1.234,56 da hospedagem")

@@ -802,9 +802,11 @@ SAMPLE_INVOICES = {
                 pix_code=SAMPLE_PIX),
     ),
     "joao": (
-        Invoice(id="2026-10-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 10, 5),
+        # Issued on the 1st: an invoice issued on its due day 5 would have no reminder to render
+        # (its date would come before the invoice is owed).
+        Invoice(id="2026-10-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 10, 1),
                 due=date(2026, 10, 5)),
-        Invoice(id="2026-11-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 11, 5),
+        Invoice(id="2026-11-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 11, 1),
                 due=date(2026, 11, 5)),
     ),
     "atelie": (
