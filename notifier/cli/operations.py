@@ -62,7 +62,8 @@ def social_tutorial_problems(config: Config) -> list[str]:
     carries its text to paste; a DM a bot sends (`[channels.social] send = true`) has room only
     for its link, TUTORIAL_URL."""
     in_ladder = any("social" in s.channels + s.first_time_channels for s in config.ladder)
-    bots = config.channels.get("social", {}).get("send") is True
+    options = config.channels.get("social", {})  # not a table: the channel's own check says so
+    bots = isinstance(options, dict) and options.get("send") is True
     if in_ladder and bots and not config.env.get("TUTORIAL_URL"):
         return ["TUTORIAL_URL: not set, so social DMs sent by a bot cannot carry the tutorial "
                 "(set it to the tutorial's page on the company's site)"]
