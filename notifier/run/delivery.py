@@ -24,7 +24,7 @@ from notifier.billing.documents import normalize_email, normalize_phone
 from notifier.staff.holds import barred as is_barred, parse_do_not_contact
 from notifier.billing.models import Account, Notice
 from notifier.run.render import TemplateError
-from notifier.billing.rules import (account_timeline, collectible, is_first_time, plan_account, recipients, stage_channels,
+from notifier.billing.rules import (account_timeline, is_first_time, owed_on, plan_account, recipients, stage_channels,
                     wants_tutorial)
 
 # The provider named in a Result that no channel produced: the notifier itself stopped the message.
@@ -67,7 +67,7 @@ def notices_for_account(
     cal = config.calendar
     invoices = snapshot.invoices(account_id)
     history = snapshot.histories().get(account_id)
-    open_invoices = [i for i in invoices if i.unpaid_on(today) and collectible(i)]
+    open_invoices = [i for i in invoices if owed_on(i, today)]
     if not open_invoices:
         raise DeliveryError(f"account {account_id!r} has no open invoice on {today:%d/%m/%Y}: nothing to send")
     if stage is None:
