@@ -32,7 +32,10 @@ NEW = Account(id="acme", company="ACME Comércio Ltda", document="11.222.333/000
 
 
 def invoice(due: date) -> Invoice:
-    return Invoice(id=f"inv-{due}", account="acme", amount=Decimal("149.90"), issued=due.replace(day=1), due=due)
+    # Issued 15 days before it is due (the company's day 5 for day 20): every notice of the timeline
+    # falls after the issue date, so these tables test the post-due dates alone (a notice before an
+    # invoice is issued is dropped: RULES.md, "An invoice is").
+    return Invoice(id=f"inv-{due}", account="acme", amount=Decimal("149.90"), issued=due - timedelta(days=15), due=due)
 
 
 # Due date -> its timeline as (date, stage), default ladder, settlement_days = 1.
