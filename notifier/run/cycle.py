@@ -30,7 +30,7 @@ from datetime import date, datetime
 from typing import Callable, Iterable, Iterator
 
 from notifier import channels
-from notifier.channels import FAILED, SENT, ChannelError, Message, Result
+from notifier.channels import FAILED, SENT, UNKNOWN, ChannelError, Message, Result
 
 from notifier.billing import hours, rules
 from notifier.log.attempts import AttemptLog, LinesAfter, Mark, parse_line, seq_of
@@ -44,10 +44,9 @@ from notifier.state.store import Store, ledger_key
 logger = logging.getLogger("notifier.cycle")
 
 TASK = getattr(channels, "TASK", "task")
-UNKNOWN = "unknown"
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
-COLUMNS = ("sent", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
+COLUMNS = ("sent", "task", "unknown", "failed", "retry", "waiting", "held", "skipped", "blocked")
 
 
 @dataclass
@@ -75,8 +74,8 @@ class Summary:
 def outcome_column(result: Result) -> str:
     if result.status == SENT:
         return "sent"
-    if result.status == TASK:
-        return "task"
+    if result.status in (TASK, UNKNOWN):
+        return result.status
     if result.status == BLOCKED:
         return "blocked"
     return "failed" if result.permanent else "retry"

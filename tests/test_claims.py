@@ -1,0 +1,35 @@
+"""What the cycle claims, and what it makes of an answer it never got (issue 18, points 14 and 15)."""
+from __future__ import annotations
+
+import json
+
+from tests.cycle_helpers import account, ledger, records, setup
+from tests.smtp_server import RecordingHandler, SmtpServer
+
+DAY = "2026-11-24"
+
+
+def _staff_alerts(workdir) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (workdir / "outbox" / "staff").glob("*.json")]
+
+
+def test_a_server_that_hangs_up_after_data_means_maybe_delivered_never_refused_never_again(cli):
+    setup(cli, [account("c1", emails=["dropped@c1.com.br"]), account("c2")])
+    with SmtpServer(RecordingHandler(hang_ups={"dropped@c1.com.br"})) as smtp:
+        cli.env["EMAIL_URL"] = smtp.url()
+        cli("run-once", "--date", DAY)
+        cli("run-once", "--date", DAY)  # a later pass: not sent again
+        assert sorted(r for m in smtp.received for r in m.rcpt_tos) == ["dropped@c1.com.br", "financeiro@c2.com.br"]
+    recs = records(cli.workdir)
+    claim = next(r for r in recs if r["event"] == "sending" and r["recipient"] == "dropped@c1.com.br")
+    [answer] = [r for r in recs if r.get("ref") == claim["id"]]
+    assert (answer["event"], answer["code"]) == ("unknown", "lost_during_data")
+    assert [r["status"] for r in ledger(cli.workdir).values()
+            if r["recipient"] == "dropped@c1.com.br" and r["stage"] == "overdue"] == ["unknown"]
+    tasks = cli.json("tasks")
+    assert [t["recipient"] for t in tasks if t["kind"] == "unknown" and t["open"]] == ["dropped@c1.com.br"]
+    [alert] = [a for a in _staff_alerts(cli.workdir) if a["meta"].get("alert", "").startswith("failure:")]
+    assert alert["meta"]["alert"] == "failure:maybe"
+    text = alert["text"]
+    assert "pode ter chegado ao cliente" in text and "não vai reenviá-lo automaticamente" in text
+    assert "recusou" not in text and "dropped@c1.com.br" in text
