@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import socket
 
-from tests.cycle_helpers import account, ledger, records, setup
+import pytest
+
+from tests.cycle_helpers import CONFIG, account, ledger, records, setup
 from tests.smtp_server import RecordingHandler, SmtpServer
 
 DAY = "2026-11-24"
@@ -33,3 +36,27 @@ def test_a_server_that_hangs_up_after_data_means_maybe_delivered_never_refused_n
     text = alert["text"]
     assert "pode ter chegado ao cliente" in text and "não vai reenviá-lo automaticamente" in text
     assert "recusou" not in text and "dropped@c1.com.br" in text
+
+
+@pytest.mark.parametrize("notice_tries, expected", [(None, [3, 3, 0]), (4, [3, 1, 0])])
+def test_tries_are_bounded_across_passes_and_days_then_the_notice_has_failed_with_one_alert(cli, notice_tries, expected):
+    """The SMTP server is down from 24/11 on: the overdue notice of 24/11 is tried `[cycle] tries`
+    (3) times a pass until it has used `notice_tries` (default 6) in all, then it has failed."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    extra = f"notice_tries = {notice_tries}\n" if notice_tries else ""
+    setup(cli, [account("c1")], config=CONFIG.replace("[cycle]\n", "[cycle]\n" + extra))
+    cli.env["EMAIL_URL"] = f"smtp://127.0.0.1:{port}/?from=Cobranca <c@lucanet.com.br>"
+    claims = []
+    for day in ("2026-11-24", "2026-11-24", "2026-11-25"):  # two passes on 24/11, one on 25/11
+        before = len([r for r in records(cli.workdir) if r["event"] == "sending" and r["channel"] == "email"])
+        cli("run-once", "--date", day)
+        claims.append(len([r for r in records(cli.workdir) if r["event"] == "sending" and r["channel"] == "email"])
+                      - before)
+    assert claims == expected
+    assert [r["status"] for r in ledger(cli.workdir).values() if r["stage"] == "overdue"] == ["failed"]
+    alerts = [a for a in _staff_alerts(cli.workdir) if a["meta"].get("alert", "").startswith("failure:")]
+    assert [a["meta"]["alert"] for a in alerts] == ["failure:exhausted"]
+    assert "falhou em todas as tentativas permitidas" in alerts[0]["text"]
+    assert "Connection refused" in alerts[0]["text"]

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Callable, Iterable, Iterator
 
@@ -36,7 +36,7 @@ from notifier.billing import hours, rules
 from notifier.log.attempts import AttemptLog, LinesAfter, Mark, parse_line, seq_of
 from notifier.config import Config
 from notifier.run.delivery import Delivery, close_all, do_not_contact, failure_alerts, notice_fields, prepare
-from notifier.run.dispatch import BLOCKED, Job, Outcome, Pool
+from notifier.run.dispatch import BLOCKED, Job, Outcome, Pool, retryable
 from notifier.staff.holds import screen
 from notifier.billing.models import LedgerEntry, Notice
 from notifier.state.store import Store, ledger_key
@@ -46,6 +46,9 @@ logger = logging.getLogger("notifier.cycle")
 TASK = getattr(channels, "TASK", "task")
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
+# `meta` key: per ledger key of a notice not yet handled, how many claims of it failed temporarily
+# over past passes and days ({"counts": {key: n}}); `[cycle] notice_tries` bounds it.
+TRIES = "tries"
 COLUMNS = ("sent", "task", "unknown", "failed", "retry", "waiting", "held", "skipped", "blocked")
 
 
@@ -88,6 +91,12 @@ def ledger_status(status: str, permanent: bool) -> str | None:
     if status == FAILED and permanent:
         return "failed"
     return None
+
+
+def gave_up(result: Result) -> Result:
+    """A temporary failure that used the notice's last try (`[cycle] notice_tries`): it has failed
+    for good, and staff are told once (cause "exhausted")."""
+    return replace(result, permanent=True, code="exhausted", detail=f"{result.code}: {result.detail}")
 
 
 def ledger_rows(fields: dict, status: str, attempt_id: str | None) -> list[LedgerEntry]:
@@ -279,9 +288,9 @@ class Cycle:
         """Claim, send and log `notices` through the worker pool, writing the ledger in batches.
         The workers claim through `_Claims` (a group commit each time they are free); this thread
         takes their outcomes, already in the log, into the summary and the ledger."""
-        claims = _Claims(self, snap, today, notices)
+        ledger = _LedgerWriter(self.store, rows, (snap.meta(TRIES) or {}).get("counts", {}))
+        claims = _Claims(self, snap, today, notices, ledger)
         pool = Pool(self.config, self.log, self.clock, self.stop, log_lock=self.log_lock, actor=self.actor, feed=claims)
-        ledger = _LedgerWriter(self.store, rows)
         total, done = len(notices), 0
         deliveries: list[Delivery] = []
         try:
@@ -308,9 +317,13 @@ class Cycle:
 
     def _finish(self, outcomes: list[Outcome], ledger: "_LedgerWriter", summary: Summary,
                 deliveries: list[Delivery]) -> None:
-        """Outcomes the workers' claims already wrote to the log: into the summary and the ledger."""
+        """Outcomes the workers' claims already wrote to the log: into the summary and the ledger.
+        A temporary failure counts against the notice's tries; its last one makes it failed."""
         for o in outcomes:
             result, notice = o.result, o.job.notice
+            if retryable(result) and result.code != "stopped":
+                if ledger.tried(o.job.fields, o.tries) >= self.config.cycle.notice_tries:
+                    result = gave_up(result)
             summary.add(notice.channel, outcome_column(result))
             if result.status == BLOCKED:
                 summary.problems.setdefault(result.code or f"config:{notice.channel}", result.detail)
@@ -411,8 +424,8 @@ class _Claims:
     Rendering happens here too, outside the store's lock, for the messages about to be claimed.
     """
 
-    def __init__(self, cycle: Cycle, snap, today: date, notices: list[Notice]):
-        self.cycle, self.snap, self.today = cycle, snap, today
+    def __init__(self, cycle: Cycle, snap, today: date, notices: list[Notice], ledger: "_LedgerWriter"):
+        self.cycle, self.snap, self.today, self.ledger = cycle, snap, today, ledger
         self.queue = list(reversed(notices))  # popped from the end: in plan order
         self.blocked: list[tuple[Notice, str]] = []  # a broken template: (notice, problem)
         self._cond = threading.Condition()
@@ -471,7 +484,7 @@ class _Claims:
                     ids = cycle.log.start_many([(now, j.message, j.fields, cycle.actor, j.message.payload,
                                                  j.message.meta["attempt_id"]) for _, j in claims])
             for (r, job), attempt in zip(claims, ids):
-                r.job = Job(job.notice, job.message, job.fields, attempt)
+                r.job = replace(job, attempt=attempt)
             # A retry refused stays refused; a next message refused is replaced by the one after.
             wanting = [r for r, _ in offers if r.job is None and r.again is None]
 
@@ -485,7 +498,10 @@ class _Claims:
                 self.blocked.append((notice, f"{type(exc).__name__}: {exc}"))
                 continue
             message, _ = prepare(self.cycle._preparers, self.cycle.config, message)  # a channel error blocks it in the pool
-            return Job(notice, message, notice_fields(notice, message), "")
+            fields = notice_fields(notice, message)
+            # At least one: a notice past its tries (notice_tries lowered) is tried once more, then failed.
+            left = max(1, self.cycle.config.cycle.notice_tries - self.ledger.used(fields))
+            return Job(notice, message, fields, "", left)
         return None
 
 
@@ -504,14 +520,29 @@ def stops(snap, today: date) -> Callable[[Notice], bool]:
 
 class _LedgerWriter:
     """Ledger rows waiting to be written, flushed every FLUSH_EVERY rows or FLUSH_SECONDS: a
-    handful of store writes per cycle (each rewrites the state file)."""
+    handful of store writes per cycle (each rewrites the state file). With them, the tries of the
+    notices that failed temporarily (`meta` TRIES), counted from `counts` (as the pass began)."""
 
-    def __init__(self, store: Store, rows: list[LedgerEntry]):
+    def __init__(self, store: Store, rows: list[LedgerEntry], counts: dict[str, int]):
         self._time = time.monotonic
         self.store = store
         self.rows = list(rows)
         self.count = 0
         self.last = self._time()
+        self.counts = dict(counts)
+        self.new_tries: Counter = Counter()
+
+    def used(self, fields: dict) -> int:
+        """The tries a notice has used so far (the most of any timeline entry it covers)."""
+        return max((self.counts.get(ledger_key(r), 0) for r in ledger_rows(fields, "", None)), default=0)
+
+    def tried(self, fields: dict, tries: int) -> int:
+        """Count `tries` more failed tries of a notice; returns how many it has used now."""
+        for row in ledger_rows(fields, "", None):
+            key = ledger_key(row)
+            self.counts[key] = self.counts.get(key, 0) + tries
+            self.new_tries[key] += tries
+        return self.used(fields)
 
     def add(self, rows: list[LedgerEntry]) -> None:
         self.rows += rows
@@ -522,8 +553,14 @@ class _LedgerWriter:
 
     def flush(self) -> None:
         self.last, self.count = self._time(), 0
-        if not self.rows:
+        if not self.rows and not self.new_tries:
             return
         with self.store.transaction() as snap:
-            snap.add_ledger(self.rows)
-        self.rows = []
+            if self.rows:
+                snap.add_ledger(self.rows)
+            stored = (snap.meta(TRIES) or {}).get("counts", {})
+            if stored or self.new_tries:
+                counts = Counter(stored) + self.new_tries
+                handled = snap.raw["ledger"]  # a notice with its ledger row needs no count any more
+                snap.set_meta(TRIES, {"counts": {k: n for k, n in sorted(counts.items()) if k not in handled}})
+        self.rows, self.new_tries = [], Counter()

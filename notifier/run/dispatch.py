@@ -28,7 +28,7 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
@@ -55,6 +55,7 @@ class Job:
     message: Message
     fields: dict
     attempt: str
+    budget: int | None = None  # tries left to the notice, when fewer than `[cycle] tries`
 
 
 @dataclass
@@ -228,7 +229,7 @@ class Pool:
         attempt, tries, message = job.attempt, 1, job.message
         while True:
             result = self._send_once(job, built, message)
-            if not retryable(result) or tries >= self.tries or self.stop.is_set():
+            if not retryable(result) or tries >= min(self.tries, job.budget or self.tries) or self.stop.is_set():
                 return Outcome(job, result, self.clock(), attempt, tries)
             delay = backoff(tries, result, self.base)
             with self.log_lock:
@@ -237,7 +238,7 @@ class Pool:
                 return Outcome(job, result, self.clock(), None, tries)
             tries += 1
             message, _ = prepare(built, self.config, job.message)
-            again = Job(job.notice, message, {**job.fields, "attempt": tries}, "")
+            again = replace(job, message=message, fields={**job.fields, "attempt": tries}, attempt="")
             if self.feed is not None:
                 claimed = self.feed(None, again)  # refused when a staff action stopped the notice meanwhile
                 if claimed is None:
