@@ -16,7 +16,7 @@ import shutil
 import pytest
 
 from tests.conftest import clean_cli
-from tests.cycle_helpers import CONFIG, account, records, setup
+from tests.cycle_helpers import TEMPLATE_CONFIG, account, records, setup
 from tests.fake_twilio import FakeTwilio
 from tests.fault_helpers import start, wait_for
 from tests.smtp_server import RecordingHandler, SmtpServer
@@ -25,18 +25,13 @@ DAY = "2026-11-24"  # overdue: e-mail to all, WhatsApp to every first-time delin
 ACCOUNTS = 240
 ROUNDS = 6
 IDS = [f"c{i:03}" for i in range(ACCOUNTS)]
-TEMPLATE = """
-[channels.whatsapp.templates.overdue]
-content_sid = "HX0123456789abcdef0123456789abcdef"
-variables = { "1" = "{{ customer }}", "2" = "{{ total }}" }
-"""
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("staff-during-cycle")
     setup(clean_cli(folder), [account(a, whatsapp=f"+55119{i:08}" if i % 2 == 0 else None) for i, a in enumerate(IDS)],
-          config=CONFIG.replace("freeform = true", "freeform = false") + TEMPLATE)
+          config=TEMPLATE_CONFIG)
     return folder
 
 
