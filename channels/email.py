@@ -35,8 +35,8 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
-from . import (FAILED, SENT, UNKNOWN, Channel, ChannelError, Message, Result, _apprise, _mime, decode_payload, encode_payload,
-               outbox, register)
+from . import (FAILED, SENT, UNKNOWN, Channel, ChannelError, Message, Result, _apprise, _mime, decode_payload,
+               encode_payload, outbox, register)
 
 PROVIDER = "smtp"
 DEFAULT_TIMEOUT = 30.0

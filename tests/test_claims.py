@@ -39,7 +39,8 @@ def test_a_server_that_hangs_up_after_data_means_maybe_delivered_never_refused_n
 
 
 @pytest.mark.parametrize("notice_tries, expected", [(None, [3, 3, 0]), (4, [3, 1, 0])])
-def test_tries_are_bounded_across_passes_and_days_then_the_notice_has_failed_with_one_alert(cli, notice_tries, expected):
+def test_tries_are_bounded_across_passes_and_days_then_the_notice_has_failed_with_one_alert(cli, notice_tries,
+                                                                                           expected):
     """The SMTP server is down from 24/11 on: the overdue notice of 24/11 is tried `[cycle] tries`
     (3) times a pass until it has used `notice_tries` (default 6) in all, then it has failed."""
     with socket.socket() as probe:  # a port nobody listens on

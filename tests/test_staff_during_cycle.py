@@ -73,7 +73,8 @@ def test_no_claim_for_a_stopped_notice_after_the_command_returned(imported, tmp_
                     if action == "pay":
                         cli("pay", f"2026-11-{acc}", "--date", DAY)
                     elif action == "hold":
-                        cli("hold", acc, "--by", "Ana", "--reason", "negotiating", "--until", "2026-12-10", "--date", DAY)
+                        cli("hold", acc, "--by", "Ana", "--reason", "negotiating", "--until", "2026-12-10",
+                            "--date", DAY)
                     else:
                         cli("opt-out", acc, "--channel", "whatsapp", "--by", "Ana", "--date", DAY)
                     returned.append((action, acc, _log_length(work)))

@@ -497,7 +497,8 @@ class _Claims:
             except Exception as exc:  # a broken template stops only the messages that need it
                 self.blocked.append((notice, f"{type(exc).__name__}: {exc}"))
                 continue
-            message, _ = prepare(self.cycle._preparers, self.cycle.config, message)  # a channel error blocks it in the pool
+            # A channel that cannot prepare it (a missing credential) blocks it in the pool.
+            message, _ = prepare(self.cycle._preparers, self.cycle.config, message)
             fields = notice_fields(notice, message)
             # At least one: a notice past its tries (notice_tries lowered) is tried once more, then failed.
             left = max(1, self.cycle.config.cycle.notice_tries - self.ledger.used(fields))
