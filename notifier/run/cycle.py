@@ -415,9 +415,9 @@ class _Claims:
     """The pool's feed: outcomes and claims written as workers become free, in group commits.
 
     A worker that finished a message asks for its next one. The first to find no commit under way
-    writes the requests of every waiting worker: their outcomes (one fsync), then, under the
-    store's lock, after looking at what staff changed (payments, holds, opt-outs), their next
-    claims (one fsync); the others wait for it. Staff commands commit under that same lock before
+    writes the requests of every waiting worker: under the store's lock, after looking at what
+    staff changed (payments, holds, opt-outs), their outcomes and their next claims, in one append
+    (one fsync); the others wait for it. Staff commands commit under that same lock before
     they return, so a claim written after a command returned has seen it: nothing it stops is
     claimed (issue 18, point 1). And a message is claimed only when a worker is free to send it,
     so a kill leaves at most one claim per worker without its outcome (point 13).
@@ -464,29 +464,32 @@ class _Claims:
 
     def _commit(self, batch: list[_Request]) -> None:
         cycle = self.cycle
+        # The outcomes go in the claims' append (one fsync): a kill leaves both or neither.
         finished = [(r.done.attempt, r.done.when, r.done.result) for r in batch
                     if r.done is not None and r.done.attempt is not None]
-        if finished:  # before any claim: a kill in between leaves fewer claims unanswered
-            with cycle.log_lock:
-                cycle.log.finish_many(finished)
         wanting = [r for r in batch if r.again is not None or not cycle.stop.is_set()]
         while wanting:
             offers = [(r, r.again or self._next()) for r in wanting]
             offers = [(r, job) for r, job in offers if job is not None]
             if not offers:
-                return
+                break
             now = cycle.clock()
             with cycle.store.locked() as stamp:
                 if stamp != self._stamp:
                     self._stopped, self._stamp = stops(cycle.store.snapshot(), self.today), stamp
                 claims = [(r, job) for r, job in offers if not self._stopped(job.notice)]
                 with cycle.log_lock:
-                    ids = cycle.log.start_many([(now, j.message, j.fields, cycle.actor, j.message.payload,
-                                                 j.message.meta["attempt_id"]) for _, j in claims])
+                    ids = cycle.log.finish_and_start(finished, [
+                        (now, j.message, j.fields, cycle.actor, j.message.payload, j.message.meta["attempt_id"])
+                        for _, j in claims])
+            finished = []
             for (r, job), attempt in zip(claims, ids):
                 r.job = replace(job, attempt=attempt)
             # A retry refused stays refused; a next message refused is replaced by the one after.
             wanting = [r for r, _ in offers if r.job is None and r.again is None]
+        if finished:
+            with cycle.log_lock:
+                cycle.log.finish_many(finished)
 
     def _next(self) -> Job | None:
         """The next message of the plan, rendered and prepared, not yet claimed; None at the end."""
