@@ -84,15 +84,22 @@ def main() -> None:
 
     from datetime import date
     messages = prerendered(work / "state.json", date.fromisoformat(DAY))
-    server = Server(0.0)
-    smtplib_s = plain_smtplib(server.port, messages)
-    server.stop()
+
+    def smtplib_seconds() -> float:
+        server = Server(0.0)
+        try:
+            return plain_smtplib(server.port, messages)
+        finally:
+            server.stop()
+    # The local limit before and after run-once, averaged: a shared machine's load changes by the minute.
+    before = smtplib_seconds()
     fresh(work)
     server = Server(0.0)
     began = time.perf_counter()
     assert run_once(tree, work, env, server.url()).wait() == 0
     cycle_s = time.perf_counter() - began
     assert server.stop() == args.n
+    smtplib_s = (before + smtplib_seconds()) / 2
     ratio = smtplib_s / cycle_s
 
     rng = random.Random("kill-cycle")
