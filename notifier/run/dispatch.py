@@ -55,7 +55,7 @@ class Job:
     message: Message
     fields: dict
     attempt: str
-    budget: int | None = None  # tries left to the notice, when fewer than `[cycle] tries`
+    budget: int | None = None  # tries left to the notice over its catch-up window ([cycle] notice_tries)
 
 
 @dataclass
