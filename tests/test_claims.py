@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 
 import pytest
 
 from tests.cycle_helpers import CONFIG, account, ledger, records, setup
+from tests.fault_helpers import start, wait_for
 from tests.smtp_server import RecordingHandler, SmtpServer
 
 DAY = "2026-11-24"
@@ -61,3 +63,24 @@ def test_tries_are_bounded_across_passes_and_days_then_the_notice_has_failed_wit
     assert [a["meta"]["alert"] for a in alerts] == ["failure:exhausted"]
     assert "falhou em todas as tentativas permitidas" in alerts[0]["text"]
     assert "Connection refused" in alerts[0]["text"]
+
+
+def test_a_kill_mid_cycle_leaves_at_most_one_claim_per_worker_without_its_outcome(cli):
+    """Claims are written when a worker is free to send, not a window ahead (point 13): a SIGKILL
+    leaves at most `workers` (4 here) claims that the next start must record `unknown`."""
+    setup(cli, [account(f"c{i:03}") for i in range(120)])
+    with SmtpServer(RecordingHandler(delay=0.05)) as smtp:
+        cli.env["EMAIL_URL"] = smtp.url()
+        proc = start(cli, "run-once", "--date", DAY)
+        try:
+            wait_for(lambda: len(smtp.received) >= 30 or proc.poll() is not None, timeout=60)
+            assert proc.poll() is None, "run-once ended before the kill"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+    lines = (cli.workdir / "attempts.jsonl").read_bytes().splitlines()
+    recs = [json.loads(line) for line in lines if line.endswith(b"}")]  # not a line the kill tore
+    answered = {r.get("ref") for r in recs}
+    unanswered = [r for r in recs if r["event"] == "sending" and r["id"] not in answered]
+    assert 1 <= len(unanswered) <= 4, len(unanswered)
