@@ -116,6 +116,7 @@ class CycleSettings:
     at: time = time(9)  # the daily cycle's time in `timezone`
     workers: int = 8  # messages in flight at once (one connection per worker and channel)
     tries: int = 3  # attempts of a message within one cycle when the provider fails temporarily
+    notice_tries: int = 6  # attempts of a notice in all, over its catch-up window; then it has failed
     backoff: float = 2.0  # seconds before the first retry; doubled for each next one, with jitter
     every_minutes: int = 15  # between cycles: how often the daemon sends what waited and retries
 
@@ -427,7 +428,7 @@ def _parse_hours(raw, where: _Where) -> ContactHours:
 def _parse_cycle(raw, where: _Where) -> CycleSettings:
     if not isinstance(raw, dict):
         raise where.error("cycle", "must be a table")
-    limits = {"workers": (1, 64), "tries": (1, 10), "every_minutes": (1, 1440)}
+    limits = {"workers": (1, 64), "tries": (1, 10), "notice_tries": (1, 100), "every_minutes": (1, 1440)}
     values = {}
     for key, value in raw.items():
         if key == "at":
@@ -442,7 +443,7 @@ def _parse_cycle(raw, where: _Where) -> CycleSettings:
         elif key in limits:
             values[key] = _int_in(value, *limits[key], f"cycle.{key}", where)
         else:
-            raise where.error(f"cycle.{key}", "unknown key (known: at, workers, tries, backoff, every_minutes)")
+            raise where.error(f"cycle.{key}", "unknown key (known: at, workers, tries, notice_tries, backoff, every_minutes)")
     return CycleSettings(**values)
 
 

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Callable, Iterable
 
 from notifier import channels
-from notifier.channels import BLOCKED, FAILED, ChannelError, Message, Result
+from notifier.channels import BLOCKED, FAILED, UNKNOWN, ChannelError, Message, Result
 
 from notifier.log.attempts import AttemptLog, LogError, new_id
 from notifier.config import Config
@@ -272,11 +272,13 @@ def _logged(log: AttemptLog, consequence: str, write, *args):
 
 
 def failure_alerts(snapshot, renderer, deliveries: Iterable[Delivery], today: date) -> list[tuple[Notice, Message]]:
-    """A staff alert for each customer message that failed permanently (the notifier will not try
-    it again, so a person must fix the contact). Staff failures raise no alert about themselves."""
+    """A staff alert for each customer message that failed permanently or may have arrived
+    (`unknown`): the notifier will not try it again, so a person must fix the contact or check
+    with the provider. Staff failures raise no alert about themselves."""
     alerts = []
     for d in deliveries:
-        if d.result.status != FAILED or not d.result.permanent or d.notice.channel == "staff":
+        given_up = d.result.status == UNKNOWN or (d.result.status == FAILED and d.result.permanent)
+        if not given_up or d.notice.channel == "staff":
             continue
         account = snapshot.account(d.notice.account)
         open_invoices = [i for i in snapshot.invoices(account.id) if i.unpaid_on(today)]

@@ -746,9 +746,15 @@ CONTACT_CODES = frozenset({"21211", "21614", "63003", "21610", "invalid_address"
 def failure_cause(result) -> str:
     """Why a message did not go, as staff act on it: "config" (our configuration: `blocked`,
     see CONTRACTS.md), "contact" (the customer's record), "retry" (a temporary failure, e.g. a
-    provider outage: the notifier tries again) or "provider" (refused for another reason)."""
+    provider outage: the notifier tries again), "maybe" (the connection was lost once the message
+    was handed over: it may have arrived), "exhausted" (temporary failures used all the notice's
+    tries, `[cycle] notice_tries`) or "provider" (refused for another reason)."""
     if result.status == "blocked":
         return "config"
+    if result.status == "unknown":
+        return "maybe"
+    if result.code == "exhausted":
+        return "exhausted"
     if result.code in CONTACT_CODES:
         return "contact"
     return "provider" if result.permanent else "retry"
