@@ -231,7 +231,7 @@ def totp_step(secret: str, code: str) -> int | None:
     """The time step whose code `code` is, within a step either side (a phone's clock drifts)."""
     totp, now = pyotp.TOTP(secret), datetime.now()
     for offset in (0, -1, 1):
-        if secrets.compare_digest(totp.at(now, offset), code):
+        if secrets.compare_digest(totp.at(now, counter_offset=offset), code):
             return totp.timecode(now) + offset
     return None
 
