@@ -33,6 +33,9 @@ def texto(value) -> Markup:
     return Markup(f"<bdi>{safe}</bdi>")
 
 
+CHANNEL_NAMES = {"email": "E-mail", "whatsapp": "WhatsApp", "sms": "SMS", "social": "Redes sociais", "staff": "Equipe"}
+
+
 def data(value) -> str:
     """dd/mm/aaaa from a date, a datetime or an ISO text; "-" for none."""
     if not value:
@@ -45,7 +48,8 @@ def data(value) -> str:
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(texto=texto, data=data, brl=brl, hora=br_datetime)  # hora: a log time (UTC) | hora(tz)
+    env.filters.update(texto=texto, data=data, brl=brl, hora=br_datetime,
+                       canal=lambda name: CHANNEL_NAMES.get(name, name))  # hora: a log time (UTC) | hora(tz)
     return env
 
 
