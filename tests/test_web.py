@@ -298,3 +298,53 @@ def test_pages_carry_a_csp_and_no_inline_script(console):
         assert "script-src 'self'" in answer.headers["content-security-policy"]
         assert not re.search(r"<script(?![^>]*\ssrc=)", answer.text), answer.url
         assert not re.search(r"\son[a-z]+=", answer.text), answer.url
+
+
+def test_the_console_unit_passes_systemd_analyze_verify_and_runs_notifier_web(tmp_path, cli):
+    import shutil
+    import subprocess
+    from tests.conftest import ROOT
+    unit = (ROOT / "deploy" / "notifier-web.service").read_text()
+    [start] = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart=")]
+    program, *args = start.split()
+    assert args[:2] == ["--env-file", "/etc/notifier/.env"] and args[2:] == ["web", "--host", "127.0.0.1", "--port", "8080"]
+    cli(*args[2:], "--help")  # a real command with real options
+    fake = tmp_path / "notifier"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    copy = tmp_path / "notifier-web.service"
+    copy.write_text(unit.replace(program, str(fake)))
+    proc = subprocess.run([shutil.which("systemd-analyze"), "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "notifier-web.service" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_the_documented_docker_command_of_the_console_is_a_real_command(cli):
+    from tests.conftest import ROOT
+    for text in ((ROOT / "Dockerfile").read_text(), (ROOT / "README.md").read_text()):
+        found = re.search(r"dunning-notifier (notifier web --host 0\.0\.0\.0)", text)
+        assert found, "no `notifier web --host 0.0.0.0` documented"
+        cli(*found.group(1).split()[1:], "--help")
+
+
+def test_the_readmes_one_command_starts_the_console_on_the_example_with_a_first_admin(tmp_path, browser):
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+    from tests.conftest import ROOT, clean_cli
+    from tests.web_helpers import Console
+    [line] = [l for l in (ROOT / "README.md").read_text().splitlines() if l.startswith("python run.py users add admin")]
+    add, serve = (shlex.split(part) for part in line.split("&&"))
+    shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")  # the set-up's first command
+    cli = clean_cli(tmp_path)
+    subprocess.run([sys.executable, str(ROOT / "run.py"), *add[2:]], cwd=tmp_path, env=cli.env, check=True,
+                   input=f"{PASSWORD}\n", capture_output=True, text=True, timeout=60)
+    server = Console(tmp_path, cli, {}, day=serve[serve.index("--date") + 1])
+    assert serve[2:] == ["web", "--date", server.day]  # started below as written, on a free port
+    server.start()
+    try:
+        page = browser.new_page()
+        login(page, server, "admin")
+        assert page.locator("h1").inner_text().startswith("Painel 24/11/2026")
+    finally:
+        server.stop()
