@@ -3,6 +3,7 @@ not replace each other, escalations that wait for contact hours, payments in the
 subprocesses, a real store and log."""
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 
@@ -15,6 +16,11 @@ from notifier.state.store import Store
 from tests.cycle_helpers import CONFIG, account, records, setup
 
 DAY = "2026-11-24"
+
+
+def status(cli, day: str) -> dict:
+    """`status --json` (which exits 1 while no cycle has run: stale)."""
+    return json.loads(cli("status", "--json", "--date", day, check=False).stdout)
 
 
 def library(cli):
@@ -98,3 +104,50 @@ def test_bad_staff_input_is_one_clear_error_and_nothing_is_written(cli, args, op
         assert proc.returncode == 2 and option in proc.stderr and problem in proc.stderr, (command, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr) < 500
     assert records(cli.workdir) == [] and (cli.workdir / "state.json").read_bytes() == before
+
+
+# --- point 3: holds ------------------------------------------------------------------------------------
+
+
+def hold_records(cli) -> list[dict]:
+    return [r for r in records(cli.workdir) if r["event"] == "hold"]
+
+
+def test_a_second_hold_by_another_person_is_refused_unless_replace_and_both_are_logged(cli):
+    setup(cli, [account("acme")])
+    cli("hold", "acme", "--by", "ana", "--reason", "negotiating", "--until", "2026-12-01", "--date", DAY)
+    before = (cli.workdir / "state.json").read_bytes()
+    refused = cli("hold", "acme", "--by", "bia", "--reason", "disputed", "--until", "2026-12-10", "--date", DAY,
+                  check=False)
+    assert refused.returncode == 1
+    assert "already on hold (negotiating, until 01/12/2026) placed by ana on 24/11/2026: pass --replace" in refused.stderr
+    assert (cli.workdir / "state.json").read_bytes() == before and len(hold_records(cli)) == 1
+    out = cli("hold", "acme", "--by", "bia", "--reason", "disputed", "--until", "2026-12-10", "--replace", "--date", DAY)
+    assert "replaces the hold of ana (negotiating, until 01/12/2026)" in out.stdout
+    first, second = hold_records(cli)
+    assert (first["actor"], first["reason"]) == ("ana", "negotiating") and "replaces" not in first
+    assert second["actor"] == "bia" and second["replaces"] == {
+        "by": "ana", "reason": "negotiating", "since": DAY, "until": "2026-12-01", "note": ""}
+    [held] = status(cli, DAY)["holds"]
+    assert (held["by"], held["until"]) == ("bia", "2026-12-10")
+    # the same person changes their own hold; an ended hold is nobody's
+    cli("hold", "acme", "--by", "bia", "--reason", "disputed", "--until", "2026-12-15", "--date", DAY)
+    cli("hold", "acme", "--by", "caio", "--reason", "other", "--until", "2026-12-20", "--date", "2026-12-16")
+
+
+def test_a_hold_lasting_past_an_invoice_deletion_date_says_so(cli):
+    setup(cli, [account("acme")])  # due 20/11/2026: deleted on 20/12/2026
+    out = cli("hold", "acme", "--by", "ana", "--reason", "negotiating", "--until", "2026-12-20", "--date", DAY)
+    assert "deletion" not in out.stdout and "deletions" not in hold_records(cli)[-1]  # over on that day
+    out = cli("hold", "acme", "--by", "ana", "--reason", "negotiating", "--until", "2026-12-21", "--date", DAY)
+    assert ("note: invoice 2026-11-acme reaches its deletion date 20/12/2026 during this hold: its deletion warning "
+            "and finance's deletion task wait until the hold ends (21/12/2026)") in out.stdout
+    assert hold_records(cli)[-1]["deletions"] == {"2026-11-acme": "2026-12-20"}
+
+
+def test_release_of_a_misspelt_account_says_no_such_account(cli):
+    setup(cli, [account("acme")])
+    proc = cli("release", "acmee", "--by", "ana", "--date", DAY, check=False)
+    assert proc.returncode == 1 and "no account 'acmee' in the store" in proc.stderr
+    proc = cli("release", "acme", "--by", "ana", "--date", DAY, check=False)
+    assert proc.returncode == 1 and "account 'acme' is not on hold" in proc.stderr

@@ -103,18 +103,25 @@ def tasks_done(obj: Context, task_id, by, outcome, day):
 @click.option("--until", required=True, type=Day(),
               help="The day the hold ends by itself (YYYY-MM-DD).")
 @note_option()
+@click.option("--replace", is_flag=True, help="Replace another person's hold on the account (logged).")
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
-def hold(obj: Context, account, by, reason, until, note, day):
-    """Pause ACCOUNT's ladder: nothing automatic goes out until --until (notices caught up after)."""
+def hold(obj: Context, account, by, reason, until, note, replace, day):
+    """Pause ACCOUNT's ladder: nothing automatic goes out until --until (notices caught up after).
+    Another person's hold is replaced only with --replace."""
     from notifier.staff.actions import place_hold
-    h, unwarned = place_hold(obj.store(), obj.log(), obj.config, clock_for(obj, day, None)(), account, by, reason,
-                             until, note)
-    click.echo(f"{account}: on hold ({reason}) until {h.until:%d/%m/%Y}, by {by.name}")
-    for invoice, suspension in unwarned:
+    placed = place_hold(obj.store(), obj.log(), obj.config, clock_for(obj, day, None)(), account, by, reason,
+                        until, note, replace)
+    old = placed.replaced
+    click.echo(f"{account}: on hold ({reason}) until {until:%d/%m/%Y}, by {by.name}"
+               + (f"; replaces the hold of {old.by} ({old.reason}, until {old.until:%d/%m/%Y})" if old else ""))
+    for invoice, suspension in placed.unwarned:
         click.echo(f"note: invoice {invoice.id} reaches its suspension date {suspension:%d/%m/%Y} during this hold, "
                    "and its warning will not be sent after it: tell the customer of the suspension yourself, "
                    "or end the hold earlier")
+    for invoice, deletion in placed.deletions:
+        click.echo(f"note: invoice {invoice.id} reaches its deletion date {deletion:%d/%m/%Y} during this hold: "
+                   f"its deletion warning and finance's deletion task wait until the hold ends ({until:%d/%m/%Y})")
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from notifier.config import Config
 from notifier.run.delivery import DeliveryError, close_all, current_stage, notice_fields, prepare, split_do_not_contact
 from notifier.run.dispatch import Job, Pool
 from notifier.staff.actor import Actor, check_note
-from notifier.staff.holds import unwarned_suspensions
+from notifier.staff.holds import deletions_during, unwarned_suspensions
 from notifier.billing.models import Hold, Invoice, Notice
 from notifier.billing.rules import recipients
 from notifier.state.store import Store
@@ -34,29 +34,61 @@ def _account(snap, account_id: str):
 # --- holds -----------------------------------------------------------------------------------------
 
 
+class HoldExists(DeliveryError):
+    """Another person's hold is active on the account: replacing it takes `replace`."""
+
+    def __init__(self, hold: Hold):
+        self.hold = hold
+        super().__init__(f"account {hold.account!r} is already on hold ({hold.reason}, until {hold.until:%d/%m/%Y}) "
+                         f"placed by {hold.by} on {hold.since:%d/%m/%Y}: pass --replace to replace it")
+
+
+@dataclass(frozen=True)
+class Placed:
+    """What `place_hold` did: the hold, the one it replaced, and what staff must know of it."""
+    hold: Hold
+    replaced: Hold | None
+    unwarned: list[tuple[Invoice, date]]  # suspensions the customer will not be warned of
+    deletions: list[tuple[Invoice, date]]  # deletion dates (data deleted, protest) within the hold
+
+
 def place_hold(store: Store, log: AttemptLog, config: Config, now: datetime, account_id: str, by: Actor,
-               reason: str, until: date, note: str = "") -> tuple[Hold, list[tuple[Invoice, date]]]:
+               reason: str, until: date, note: str = "", replace: bool = False) -> Placed:
     """Pause the ladder of an account until `until` (exclusive: on that day it ends by itself).
 
-    Also returns the suspensions the customer will not be warned of because of the hold
-    (`holds.unwarned_suspensions`); the log's hold record names them too."""
+    Another person's active hold is not replaced silently: HoldExists unless `replace` (the log's
+    hold record then names the hold it replaced). Also says which suspensions the customer will
+    not be warned of because of the hold (`holds.unwarned_suspensions`) and which invoices reach
+    their deletion date during it; the log's hold record names them too."""
     today, note = now.date(), check_note(note)
     if until <= today:
         raise DeliveryError(f"--until {until:%d/%m/%Y} is not after today ({today:%d/%m/%Y})")
     with store.transaction() as snap:
         _account(snap, account_id)
+        old = snap.holds().get(account_id)
+        replaced = old if old is not None and old.until > today else None
+        if replaced is not None and replaced.by != by.name and not replace:
+            raise HoldExists(replaced)
         hold = Hold(account_id, reason, until, by.name, today, note)
         snap.put_hold(hold)
-        unwarned = unwarned_suspensions(hold, snap.invoices(account_id), config.calendar, config)
+        invoices = snap.invoices(account_id)
+        placed = Placed(hold, replaced, unwarned_suspensions(hold, invoices, config.calendar, config),
+                        deletions_during(hold, invoices, config.calendar, config))
     data = {"account": account_id, "reason": reason, "until": until.isoformat(), "note": note}
-    if unwarned:
-        data["unwarned_suspensions"] = {inv.id: day.isoformat() for inv, day in unwarned}
+    if replaced:
+        data["replaces"] = {"by": replaced.by, "reason": replaced.reason, "since": replaced.since.isoformat(),
+                            "until": replaced.until.isoformat(), "note": replaced.note}
+    if placed.unwarned:
+        data["unwarned_suspensions"] = {inv.id: day.isoformat() for inv, day in placed.unwarned}
+    if placed.deletions:
+        data["deletions"] = {inv.id: day.isoformat() for inv, day in placed.deletions}
     log.note(now, "hold", {**data, **by.fields()}, by.name)
-    return hold, unwarned
+    return placed
 
 
 def release_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by: Actor) -> Hold:
     with store.transaction() as snap:
+        _account(snap, account_id)
         hold = snap.drop_hold(account_id)
     if hold is None:
         raise DeliveryError(f"account {account_id!r} is not on hold")
