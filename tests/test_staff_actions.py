@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from datetime import datetime
 
 import pytest
@@ -13,7 +14,9 @@ from notifier.config import load_config
 from notifier.log.attempts import AttemptLog
 from notifier.staff.actor import Actor, InvalidText, check_note
 from notifier.state.store import Store
-from tests.cycle_helpers import CONFIG, account, records, setup
+from tests.cycle_helpers import account, records, setup
+from tests.fake_twilio import fake_twilio  # noqa: F401  (fixture)
+from tests.fault_helpers import start, wait_for
 
 DAY = "2026-11-24"
 
@@ -151,3 +154,66 @@ def test_release_of_a_misspelt_account_says_no_such_account(cli):
     assert proc.returncode == 1 and "no account 'acmee' in the store" in proc.stderr
     proc = cli("release", "acme", "--by", "ana", "--date", DAY, check=False)
     assert proc.returncode == 1 and "account 'acme' is not on hold" in proc.stderr
+
+
+# --- point 2: an escalation outside contact hours waits -------------------------------------------------
+
+
+def test_an_escalation_outside_contact_hours_waits_and_the_daemon_sends_it_at_the_next_allowed_time(cli, fake_twilio):
+    setup(cli, [account("acme", whatsapp="+5511987654321")])
+    cli.env.update(fake_twilio.env())
+    sunday, monday = "2026-11-29", "2026-11-30"
+    out = cli("escalate", "acme", "--by", "ana", "--channel", "whatsapp", "--date", sunday)
+    assert ("whatsapp → +5511987654321: waits for contact hours: the daemon sends it from 30/11/2026 08:00"
+            in out.stderr)
+    [escalation] = [r for r in records(cli.workdir) if r["event"] == "escalation"]
+    assert escalation["waiting_until"] == {"whatsapp": "2026-11-30T08:00-03:00"}
+    [waiting] = status(cli, sunday)["waiting_escalations"]
+    assert (waiting["id"], waiting["account"], waiting["channel"], waiting["until"]) == (
+        escalation["id"], "acme", "whatsapp", "2026-11-30T08:00-03:00")
+    shown = cli("status", "--date", sunday, check=False).stdout
+    assert "escalations: 1 waiting for contact hours" in shown and "acme whatsapp until 30/11/2026 08:00" in shown
+    [task] = [t for t in cli.json("tasks", "--open") if t["kind"] == "escalation_waiting"]
+    assert task["id"] == escalation["id"] and task["until"] == "2026-11-30T08:00-03:00"
+    assert "waits for contact hours until 30/11/2026 08:00" in cli("tasks").stdout
+    cli("run-once", "--date", sunday)  # still Sunday: it waits
+    assert fake_twilio.forms == [] and len(status(cli, sunday)["waiting_escalations"]) == 1
+
+    daemon = start(cli, "daemon", "--date", monday)  # Monday 09:00: within contact hours
+    try:
+        wait_for(lambda: any(r.get("escalation_of") == escalation["id"] and r["event"] == "sending"
+                             for r in records(cli.workdir)) and fake_twilio.forms, timeout=90)
+    finally:
+        daemon.send_signal(signal.SIGINT)
+        assert daemon.wait(timeout=30) == 0
+    [sending] = [r for r in records(cli.workdir) if r.get("escalation_of") == escalation["id"]]
+    assert (sending["actor"], sending["channel"], sending["tutorial"]) == ("ana", "whatsapp", True)
+    assert {f["To"] for f in fake_twilio.forms} == {"whatsapp:+5511987654321"}
+    assert status(cli, monday)["waiting_escalations"] == [] and cli.json("tasks", "--open") == []
+    forms = len(fake_twilio.forms)
+    cli("run-once", "--date", monday)
+    assert len(fake_twilio.forms) == forms  # sent once
+
+
+def test_a_waiting_escalation_for_an_account_that_paid_meanwhile_is_skipped_not_sent(cli, fake_twilio):
+    setup(cli, [account("acme", whatsapp="+5511987654321")])
+    cli.env.update(fake_twilio.env())
+    cli("escalate", "acme", "--by", "ana", "--channel", "whatsapp", "--date", "2026-11-29")
+    cli("pay", "2026-11-acme", "--date", "2026-11-29")
+    cli("run-once", "--date", "2026-11-30")
+    assert fake_twilio.forms == [] and status(cli, "2026-11-30")["waiting_escalations"] == []
+    [skipped] = [r for r in records(cli.workdir) if r["event"] == "skipped" and r.get("escalation_of")]
+    assert skipped["actor"] == "ana" and "no open invoice on 30/11/2026" in skipped["reason"]
+
+
+def test_an_escalation_sent_now_ends_the_one_waiting_on_that_channel(cli, fake_twilio):
+    setup(cli, [account("acme", whatsapp="+5511987654321", social={"instagram": "@acme"})])
+    cli.env.update(fake_twilio.env())
+    cli("escalate", "acme", "--by", "ana", "--channel", "whatsapp", "--channel", "social", "--date", "2026-11-29")
+    assert {t["channel"] for t in status(cli, "2026-11-29")["waiting_escalations"]} == {"whatsapp", "social"}
+    cli("escalate", "acme", "--by", "bia", "--channel", "whatsapp", "--now", "--date", "2026-11-29")
+    assert [t["channel"] for t in status(cli, "2026-11-29")["waiting_escalations"]] == ["social"]
+    forms = len(fake_twilio.forms)
+    cli("run-once", "--date", "2026-11-30")
+    assert len(fake_twilio.forms) == forms  # the waiting WhatsApp did not go a second time
+    assert status(cli, "2026-11-30")["waiting_escalations"] == []  # the social one went (a task for staff)

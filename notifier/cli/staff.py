@@ -40,9 +40,9 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
     for notice in refused:
         click.echo(f"{notice.channel} → {notice.recipient}: skipped, the number is on the do-not-contact list")
     for notice, at in waiting:
-        when = f"from {at:%d/%m/%Y %H:%M}" if at else "not within two weeks"
-        click.echo(f"{notice.channel} → {notice.recipient}: not sent, outside contact hours (allowed {when}; "
-                   "--now to send anyway)", err=True)
+        click.echo(f"{notice.channel} → {notice.recipient}: " + (
+            f"waits for contact hours: the daemon sends it from {at:%d/%m/%Y %H:%M} (--now to send it now)" if at else
+            "not sent: no contact hours within two weeks (--now to send anyway)"), err=True)
     # A social DM handed to support staff (`task`) is how a plain handle is reached, not a failure.
     if any(o.result.status in (FAILED, BLOCKED) for o in outcomes):
         sys.exit(1)
@@ -70,17 +70,21 @@ def contact(obj: Context, account, by, channel, outcome, note, day):
 @click.pass_context
 def tasks(ctx, only_open, as_json):
     """Staff tasks: social networks to contact by hand, deletions due, `unknown` attempts after a
-    crash, bounces to fix. `tasks done ID --by NAME` closes one."""
+    crash, bounces to fix, and escalations waiting for contact hours (the daemon sends them).
+    `tasks done ID --by NAME` closes one (ID: the id or its first 6 characters or more)."""
     if ctx.invoked_subcommand is not None:
         return
-    from notifier.staff.actions import tasks as find
+    from notifier.reports.exports import br_datetime
+    from notifier.staff.actions import tasks as find, waiting_escalations
     found = [t for t in find(ctx.obj.log().records()) if not only_open or t.done is None]
+    found += waiting_escalations(ctx.obj.store().snapshot())
     if as_json:
         echo_json([t.to_json() for t in found])
         return
-    print_table(["id", "kind", "time", "account", "channel", "recipient", "open", "detail"],
-                [[t.id, t.kind, t.time, t.account, t.channel, t.recipient, "" if t.done else "open", t.detail[:60]]
-                 for t in found])
+    tz = ctx.obj.config.tz
+    print_table(["id", "kind", "time (São Paulo)", "account", "channel", "recipient", "open", "detail"],
+                [[t.id, t.kind, br_datetime(t.time, tz), t.account, t.channel, t.recipient, "" if t.done else "open",
+                  f"{t.detail} until {br_datetime(t.until, tz)}" if t.until else t.detail[:60]] for t in found])
 
 
 @tasks.command("done")
