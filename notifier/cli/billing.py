@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from notifier.billing.calendar import invoice_dates
+from notifier.staff.actor import neutralise
 from .base import (cli, Context, by_option, date_option, leave_to_exit, json_option, get_account, echo_json, print_table,
                    br_date, system_user)
 
@@ -145,7 +146,7 @@ def show(obj: Context, account: str, as_json):
         return
     for key, value in data.items():
         if key != "invoices":
-            click.echo(f"{key:>24}: {_shown(value)}")
+            click.echo(f"{key:>24}: {neutralise(_shown(value))}")
     click.echo("")
     print_table(["invoice", "amount", "due", "effective due", "overdue", "suspension", "deletion", "paid"],
                 [[r["id"], _br_amount(r["amount"]), br_date(r["due"]), br_date(r.get("effective_due")),
