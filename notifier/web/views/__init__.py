@@ -7,7 +7,6 @@ code, so a name cannot reorder the text around it.
 """
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from pathlib import Path
 
@@ -18,17 +17,16 @@ from starlette.responses import HTMLResponse
 
 from notifier.reports.exports import br_datetime
 from notifier.run.render import br_date, brl
+from notifier.staff.actor import INVISIBLE
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# Explicit embeddings, overrides and isolates, and the invisible marks: what can reorder text.
-_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]")
 
 
 def texto(value) -> Markup:
     """Customer text, escaped, in its own bidi island, its control characters made visible."""
     if value is None or value == "":
         return Markup("")
-    shown = _BIDI.sub(lambda m: f"\x00U+{ord(m.group()):04X}\x01", str(value))
+    shown = "".join(f"\x00U+{ord(c):04X}\x01" if c in INVISIBLE else c for c in str(value))
     safe = str(escape(shown)).replace("\x00", '<span class="ctl">').replace("\x01", "</span>")
     return Markup(f"<bdi>{safe}</bdi>")
 
