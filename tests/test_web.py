@@ -348,3 +348,15 @@ def test_the_readmes_one_command_starts_the_console_on_the_example_with_a_first_
         assert page.locator("h1").inner_text().startswith("Painel 24/11/2026")
     finally:
         server.stop()
+
+
+def test_a_damaged_users_file_is_one_clear_error_at_start(cli, tmp_path):
+    from tests.conftest import ROOT
+    import shutil
+    shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")
+    (tmp_path / "state.json.users").write_text('{"users": {"ana": {"role": "admin"}}}')
+    proc = cli("web", "--port", str(free_port()), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Error: state.json.users: not a users file (bad record:"), proc.stderr
+    listed = cli("users", "list", check=False)
+    assert listed.returncode == 1 and listed.stderr.startswith("Error: state.json.users: not a users file")

@@ -156,7 +156,10 @@ class UserStore:
             return Users()
         except orjson.JSONDecodeError as exc:
             raise UserError(f"{self.path}: not a users file ({exc})") from None
-        users = {name: User(**{**u, "recovery": tuple(u.get("recovery", ()))}) for name, u in raw["users"].items()}
+        try:
+            users = {name: User(**{**u, "recovery": tuple(u.get("recovery", ()))}) for name, u in raw["users"].items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{self.path}: not a users file (bad record: {exc})") from None
         return Users(users, bool(raw.get("require_totp")))
 
     def _write(self, users: Users) -> None:

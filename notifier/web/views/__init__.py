@@ -64,6 +64,11 @@ def page(request: Request, login, template: str, status: int = 200, **context) -
     return HTMLResponse(html, status_code=status)
 
 
+def error_page(request: Request, login, status: int, reason: str) -> HTMLResponse:
+    titles = {403: "Acesso negado", 404: "Página não encontrada", 500: "Erro interno"}
+    return page(request, login, "error.html", status=status, reason=reason, title=titles.get(status, "Erro"))
+
+
 def forbidden_page(request: Request, login, reason: str) -> HTMLResponse:
-    return page(request, login, "forbidden.html", status=403, reason=reason)
+    return error_page(request, login, 403, reason)
 
