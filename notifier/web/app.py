@@ -11,6 +11,7 @@ between threads, and a page's library calls are milliseconds.
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifier.config import Config
 from notifier.log.attempts import AttemptLog
+from notifier.run.render import Renderer
 from notifier.state.store import Store
 
 from . import auth
@@ -43,6 +45,12 @@ class Web:
         self.sessions = auth.Sessions(idle=config.web.idle_minutes * 60)
         self.log = AttemptLog(config.attempt_log)
         self.store = Store(config.state, retention_months=config.retention_months, log_head=self.log.head)
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        """One renderer for the process: it compiles and checks the templates once (most of a
+        second), not on every Configuração page."""
+        return Renderer(self.config)
 
     def now(self) -> datetime:
         """Now in the configured zone; on the day given to `notifier web --date` (a demo, a test)."""
