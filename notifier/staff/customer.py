@@ -109,7 +109,9 @@ def contact_history(records: list[dict], invoices: list[Invoice], config: Config
             end_of_day = datetime.combine(i.paid, time(23, 59, 59), config.tz)
             events.append(Event("payment", end_of_day, "", {"invoice": i.id, "amount": str(i.amount),
                                                             "paid": i.paid.isoformat()}))
-    events.sort(key=lambda e: e.when, reverse=True)
+    # Newest first; of records with the same time (a command run with --date), the later written first.
+    order = {id(e): n for n, e in enumerate(events)}
+    events.sort(key=lambda e: (e.when, order[id(e)]), reverse=True)
     return events
 
 

@@ -41,19 +41,19 @@ class Found:
 
 
 class _Entry:
-    __slots__ = ("account", "words", "numbers")
+    __slots__ = ("account", "words", "document", "phones")
 
     def __init__(self, account: Account):
         self.account = account
         # (field label, folded text): searched as substrings, so "padar" finds "Padaria".
-        self.words = (("id", folded(account.id)), ("empresa", folded(account.company)),
+        self.words = (("empresa", folded(account.company)), ("id", folded(account.id)),
                       ("contato", folded(account.contact_name)), ("domínio", folded(account.domain)),
                       *(("e-mail", folded(e)) for e in (*account.emails, account.portal_email or "")),
                       *(("rede social", folded(h)) for _, h in account.social))
+        self.document = "".join(c for c in folded(account.document) if c.isalnum())
         phone = digits(account.whatsapp or "")
         # A Brazilian number is given with or without its country code: both forms are indexed.
-        phones = (phone, phone[2:]) if phone.startswith("55") else (phone,)
-        self.numbers = (("CNPJ/CPF", digits(account.document)), *(("telefone", p) for p in phones if p))
+        self.phones = tuple(p for p in ((phone, phone[2:]) if phone.startswith("55") else (phone,)) if p)
 
 
 class Index:
@@ -68,35 +68,44 @@ class Index:
         starts with the text, then those that contain it; ties by company name.
 
         Every word of the query must appear (in any field): "padaria joao" finds "Padaria São
-        João". A query of mostly digits (a CNPJ, a phone) is matched on the digits alone, so
+        João". A CNPJ/CPF is matched without its punctuation and a phone number on its digits, so
         "15.881.399/0001-34", "15881399000134" and "+55 (11) 98745-2310" all work."""
         text = folded(query).strip()
         if not text:
             return []
-        found: list[tuple[int, str, Found]] = []
+        words = text.split()
+        # A CNPJ (also the new alphanumeric one) or CPF without its dots, slash and dash; a phone
+        # number as digits without the country code.
+        compact = "".join(c for c in text if c.isalnum())
         number = digits(text)
+        if len(number) in (12, 13) and number.startswith("55"):
+            number = number[2:]
+        found: list[tuple[int, str, Found]] = []
         exact = self.by_id.get(query.strip())
         if exact is not None:
             found.append((0, "", Found(exact.account, "id")))
-        if len(number) >= MIN_DIGITS and len(number) * 2 >= len(text.replace(" ", "")):
-            number = number[2:] if number.startswith("55") and len(number) in (12, 13) else number
-            for e in self.entries:
-                for label, value in e.numbers:
-                    if number in value and e is not exact:
-                        found.append((1 if value.startswith(number) else 2, folded(e.account.company),
-                                      Found(e.account, label)))
-                        break
-        else:
-            words = text.split()
-            for e in self.entries:
-                if e is exact:
-                    continue
-                matched = _matches(e.words, words)
-                if matched is not None:
-                    label, starts = matched
-                    found.append((1 if starts else 2, folded(e.account.company), Found(e.account, label)))
+        for e in self.entries:
+            if e is exact:
+                continue
+            hit = _number(e, compact, number) if len(number) >= MIN_DIGITS else None
+            hit = hit or _matches(e.words, words)
+            if hit is not None:
+                label, starts = hit
+                found.append((1 if starts else 2, folded(e.account.company), Found(e.account, label)))
         found.sort(key=lambda f: (f[0], f[1]))
         return [f for _, _, f in found[:limit]]
+
+
+def _number(entry: _Entry, compact: str, number: str) -> tuple[str, bool] | None:
+    """(label, whether it starts with the query) when the query is part of the account's CNPJ/CPF
+    or, being only digits (and punctuation), of its phone number."""
+    if compact in entry.document:
+        return "CNPJ/CPF", entry.document.startswith(compact)
+    if compact.isdigit():
+        for phone in entry.phones:
+            if number in phone:
+                return "telefone", phone.startswith(number)
+    return None
 
 
 def _matches(fields: tuple[tuple[str, str], ...], words: list[str]) -> tuple[str, bool] | None:
