@@ -1,14 +1,13 @@
 """Billing data: import it, record payments, look at accounts (operations and finance)."""
 from __future__ import annotations
 
-import getpass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import click
 
-from .base import cli, Context, date_option, leave_to_exit, json_option, echo_json, print_table
+from .base import cli, Context, by_option, date_option, leave_to_exit, json_option, echo_json, print_table, system_user
 
 # How far after the real today (the clock's, not --date's) the day of an import may be:
 # `import --date 9999-12-31` would archive every paid invoice; a year covers every honest use (a
@@ -68,41 +67,25 @@ def import_(obj: Context, path: Path, day):
 @click.argument("invoice")
 @date_option("The payment date as the bank reports it (not in the future, not before the issue); default: today.")
 @click.option("--correct", is_flag=True, help="Change the payment date of an invoice already paid (recorded as a correction).")
-@click.option("--by", "actor", help="Who records it, for the record (default: the system user name).")
+@by_option("Who records it, for the record (default: the system user name).", names=("--by", "actor"), default=system_user)
 @click.pass_obj
-def pay(obj: Context, invoice: str, day, correct: bool, actor: str | None):
+def pay(obj: Context, invoice: str, day, correct: bool, actor):
     """Record the payment of INVOICE: no notice goes out for it from that date on.
 
     An invoice already paid keeps its date unless --correct is given; the previous date is kept in
-    the invoice and the correction is written to the contact-attempt log."""
-    from notifier.state.importer import payment_date_problems
+    the invoice. Either is written to the contact-attempt log, with who recorded it."""
+    from notifier.staff.payments import record_payment
     from notifier.state.store import AlreadyPaid
-    real_today = obj.now().date()
     paid_on = obj.today(day)
-    actor = actor or _user()
-    with obj.store().transaction() as snap:
-        stored = snap.invoice(invoice)
-        if stored is not None:
-            problems = payment_date_problems(stored.issued, paid_on, real_today)
-            if problems:
-                raise click.ClickException("; ".join(f"{invoice}: {field}: {reason}" for field, reason in problems))
-        try:
-            snap.record_payment(invoice, paid_on)
-            previous = None
-        except AlreadyPaid as exc:
-            if not correct:
-                raise click.ClickException(f"{exc}: nothing changed (pass --correct to change the payment date)") from None
-            if exc.paid == paid_on:
-                raise click.ClickException(f"{exc}: nothing to correct") from None
-            inv, previous = snap.correct_payment(invoice, paid_on, real_today, actor)
+    try:
+        _, previous = record_payment(obj.store(), obj.log(), obj.now(), invoice, paid_on, actor, correct)
+    except AlreadyPaid as exc:
+        raise click.ClickException(f"{exc}: nothing changed (pass --correct to change the payment date)" if not correct
+                                   else f"{exc}: nothing to correct") from None
     if previous is None:
-        click.echo(f"{invoice}: paid on {paid_on:%d/%m/%Y}")
-        return
-    # After the commit: the log records a correction that the state really holds.
-    obj.log().note(obj.now(), "payment_corrected", {
-        "invoice": invoice, "account": inv.account, "paid": paid_on.isoformat(), "previous_paid": previous.isoformat(),
-    }, actor)
-    click.echo(f"{invoice}: payment date corrected from {previous:%d/%m/%Y} to {paid_on:%d/%m/%Y} (by {actor})")
+        click.echo(f"{invoice}: paid on {paid_on:%d/%m/%Y} (recorded by {actor.name})")
+    else:
+        click.echo(f"{invoice}: payment date corrected from {previous:%d/%m/%Y} to {paid_on:%d/%m/%Y} (by {actor.name})")
 
 
 @cli.command()
@@ -154,8 +137,3 @@ def _br_amount(cents: str) -> str:
     return f"{int(whole):,}".replace(",", ".") + "," + fraction
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name in the environment nor in the password database
-        return "staff"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .base import Context, br_date, cli, date_option, echo_json, json_option, print_table
+from .base import Context, br_date, by_option, cli, date_option, echo_json, json_option, print_table
 from .billing import _br_amount, _cents
 
 # Channels a customer can opt out of (e-mail is the contractual channel; staff is ours).
@@ -16,22 +16,18 @@ OPTIONAL_CHANNELS = ("whatsapp", "sms", "social")
 @click.option("--channel", "channels", type=click.Choice(OPTIONAL_CHANNELS), multiple=True, required=True,
               help="A channel the customer no longer wants (repeat for several: SAIR on WhatsApp usually means "
                    "--channel whatsapp --channel sms).")
-@click.option("--by", "by", required=True, help="Who records it (your name), for the contact-attempt log.")
+@by_option("Who records it (your name), for the contact-attempt log.")
 @date_option("The day the customer asked; default: today.")
 @click.pass_obj
-def opt_out(obj: Context, account: str, channels: tuple[str, ...], by: str, day):
+def opt_out(obj: Context, account: str, channels: tuple[str, ...], by, day):
     """Stop messages to ACCOUNT on a channel because the customer asked (e.g. replied SAIR).
 
     Kept apart from the imported record, so a later import does not undo it; `show` lists it and
     the contact-attempt log records who asked it and when."""
+    from notifier.staff.optout import opt_out as record
     today = obj.today(day)
-    with obj.store().transaction() as snap:
-        for channel in channels:
-            acc = snap.record_opt_out(account, channel, by.strip(), today)
-    log = obj.log()
-    for channel in channels:
-        log.note(obj.now(), "opt_out", {"account": account, "channel": channel, "date": today.isoformat()}, by.strip())
-    click.echo(f"{account}: no more {' and '.join(channels)} (recorded by {by.strip()} on {today:%d/%m/%Y}); "
+    acc = record(obj.store(), obj.log(), obj.now(), account, channels, today, by)
+    click.echo(f"{account}: no more {' and '.join(channels)} (recorded by {by.name} on {today:%d/%m/%Y}); "
                f"opted out of: {', '.join(sorted(acc.opt_out))}")
 
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .base import Context, Day, cli, date_option, echo_json, json_option, print_table
+from .base import Context, Day, by_option, cli, date_option, echo_json, json_option, note_option, print_table
 from .daemon import clock_for
 
 HOLD_REASONS = ("promised_payment", "disputed", "negotiating", "other")
@@ -14,16 +14,14 @@ CONTACT_CHANNELS = ("phone", "instagram", "facebook", "whatsapp", "other")
 CONTACT_OUTCOMES = ("reached", "no_answer", "wrong_contact", "promised_payment", "other")
 ESCALATION_CHANNELS = ("whatsapp", "sms", "social", "email")
 
-by_option = click.option("--by", required=True, help="Who is doing this (recorded in the attempt log).")
-note_option = click.option("--note", default="", help="Free text kept with the record.")
 
 
 @cli.command()
 @click.argument("account")
-@by_option
+@by_option()
 @click.option("--channel", "channels_", multiple=True, type=click.Choice(ESCALATION_CHANNELS),
               help="A channel of the escalation (repeat); default: whatsapp, social and email.")
-@note_option
+@note_option()
 @click.option("--now", "override", is_flag=True, help="Send outside contact hours too (logged as such).")
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
@@ -52,18 +50,18 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
 
 @cli.command()
 @click.argument("account")
-@by_option
+@by_option()
 @click.option("--channel", required=True, type=click.Choice(CONTACT_CHANNELS))
 @click.option("--outcome", required=True,
               type=click.Choice(CONTACT_OUTCOMES))
-@note_option
+@note_option()
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
 def contact(obj: Context, account, by, channel, outcome, note, day):
     """Record a contact with ACCOUNT made by hand, in the attempt log."""
     from notifier.staff.actions import record_contact
     record = record_contact(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by, channel, outcome, note)
-    click.echo(f"recorded contact {record} with {account} by {by}: {channel}, {outcome}")
+    click.echo(f"recorded contact {record} with {account} by {by.name}: {channel}, {outcome}")
 
 
 @cli.group(invoke_without_command=True)
@@ -87,24 +85,24 @@ def tasks(ctx, only_open, as_json):
 
 @tasks.command("done")
 @click.argument("task_id")
-@by_option
-@click.option("--outcome", default="", help="What was done (free text).")
+@by_option()
+@note_option(("--outcome",), "What was done (free text).")
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
 def tasks_done(obj: Context, task_id, by, outcome, day):
     """Close staff task TASK_ID."""
     from notifier.staff.actions import close_task
     task = close_task(obj.log(), clock_for(obj, day, None)(), task_id, by, outcome)
-    click.echo(f"closed task {task.id} ({task.kind}, {task.account}) by {by}")
+    click.echo(f"closed task {task.id} ({task.kind}, {task.account}) by {by.name}")
 
 
 @cli.command()
 @click.argument("account")
-@by_option
+@by_option()
 @click.option("--reason", required=True, type=click.Choice(HOLD_REASONS))
 @click.option("--until", required=True, type=Day(),
               help="The day the hold ends by itself (YYYY-MM-DD).")
-@note_option
+@note_option()
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
 def hold(obj: Context, account, by, reason, until, note, day):
@@ -112,7 +110,7 @@ def hold(obj: Context, account, by, reason, until, note, day):
     from notifier.staff.actions import place_hold
     h, unwarned = place_hold(obj.store(), obj.log(), obj.config, clock_for(obj, day, None)(), account, by, reason,
                              until, note)
-    click.echo(f"{account}: on hold ({reason}) until {h.until:%d/%m/%Y}, by {by}")
+    click.echo(f"{account}: on hold ({reason}) until {h.until:%d/%m/%Y}, by {by.name}")
     for invoice, suspension in unwarned:
         click.echo(f"note: invoice {invoice.id} reaches its suspension date {suspension:%d/%m/%Y} during this hold, "
                    "and its warning will not be sent after it: tell the customer of the suspension yourself, "
@@ -121,11 +119,11 @@ def hold(obj: Context, account, by, reason, until, note, day):
 
 @cli.command()
 @click.argument("account")
-@by_option
+@by_option()
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
 def release(obj: Context, account, by, day):
     """End ACCOUNT's hold now."""
     from notifier.staff.actions import release_hold
     h = release_hold(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by)
-    click.echo(f"{account}: hold ({h.reason}, until {h.until:%d/%m/%Y}) released by {by}")
+    click.echo(f"{account}: hold ({h.reason}, until {h.until:%d/%m/%Y}) released by {by.name}")

@@ -17,6 +17,7 @@ from notifier.log.attempts import AttemptLog
 from notifier.config import Config
 from notifier.run.delivery import DeliveryError, close_all, current_stage, notice_fields, prepare, split_do_not_contact
 from notifier.run.dispatch import Job, Pool
+from notifier.staff.actor import Actor, check_note
 from notifier.staff.holds import unwarned_suspensions
 from notifier.billing.models import Hold, Invoice, Notice
 from notifier.billing.rules import recipients
@@ -33,33 +34,34 @@ def _account(snap, account_id: str):
 # --- holds -----------------------------------------------------------------------------------------
 
 
-def place_hold(store: Store, log: AttemptLog, config: Config, now: datetime, account_id: str, by: str,
+def place_hold(store: Store, log: AttemptLog, config: Config, now: datetime, account_id: str, by: Actor,
                reason: str, until: date, note: str = "") -> tuple[Hold, list[tuple[Invoice, date]]]:
     """Pause the ladder of an account until `until` (exclusive: on that day it ends by itself).
 
     Also returns the suspensions the customer will not be warned of because of the hold
     (`holds.unwarned_suspensions`); the log's hold record names them too."""
-    today = now.date()
+    today, note = now.date(), check_note(note)
     if until <= today:
         raise DeliveryError(f"--until {until:%d/%m/%Y} is not after today ({today:%d/%m/%Y})")
     with store.transaction() as snap:
         _account(snap, account_id)
-        hold = Hold(account_id, reason, until, by, today, note)
+        hold = Hold(account_id, reason, until, by.name, today, note)
         snap.put_hold(hold)
         unwarned = unwarned_suspensions(hold, snap.invoices(account_id), config.calendar, config)
     data = {"account": account_id, "reason": reason, "until": until.isoformat(), "note": note}
     if unwarned:
         data["unwarned_suspensions"] = {inv.id: day.isoformat() for inv, day in unwarned}
-    log.note(now, "hold", data, by)
+    log.note(now, "hold", {**data, **by.fields()}, by.name)
     return hold, unwarned
 
 
-def release_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by: str) -> Hold:
+def release_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by: Actor) -> Hold:
     with store.transaction() as snap:
         hold = snap.drop_hold(account_id)
     if hold is None:
         raise DeliveryError(f"account {account_id!r} is not on hold")
-    log.note(now, "release", {"account": account_id, "reason": hold.reason, "until": hold.until.isoformat()}, by)
+    log.note(now, "release", {"account": account_id, "reason": hold.reason, "until": hold.until.isoformat(),
+                              **by.fields()}, by.name)
     return hold
 
 
@@ -70,10 +72,12 @@ def active_holds(snap, today: date) -> list[Hold]:
 # --- contacts made by hand ---------------------------------------------------------------------------
 
 
-def record_contact(store: Store, log: AttemptLog, now: datetime, account_id: str, by: str, channel: str,
+def record_contact(store: Store, log: AttemptLog, now: datetime, account_id: str, by: Actor, channel: str,
                    outcome: str, note: str = "") -> str:
+    note = check_note(note)
     _account(store.snapshot(), account_id)
-    return log.note(now, "contact", {"account": account_id, "channel": channel, "outcome": outcome, "note": note}, by)
+    return log.note(now, "contact", {"account": account_id, "channel": channel, "outcome": outcome, "note": note,
+                                     **by.fields()}, by.name)
 
 
 # --- staff tasks -------------------------------------------------------------------------------------
@@ -127,13 +131,15 @@ def tasks(records: Iterable[dict]) -> list[Task]:
             for r, kind, s in found if r.get("id")]
 
 
-def close_task(log: AttemptLog, now: datetime, task_id: str, by: str, outcome: str = "") -> Task:
+def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome: str = "") -> Task:
+    outcome = check_note(outcome, "outcome")
     task = next((t for t in tasks(log.records()) if t.id == task_id), None)
     if task is None:
         raise DeliveryError(f"no staff task {task_id!r} (see `notifier tasks`)")
     if task.done is not None:
         raise DeliveryError(f"task {task_id} was already closed by {task.done.get('actor')}")
-    log.note(now, "task_done", {"ref": task_id, "account": task.account, "kind": task.kind, "outcome": outcome}, by)
+    log.note(now, "task_done", {"ref": task_id, "account": task.account, "kind": task.kind, "outcome": outcome,
+                                **by.fields()}, by.name)
     return task
 
 
@@ -154,13 +160,13 @@ def escalation_notices(snap, config: Config, account_id: str, today: date, wante
 
 
 def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Callable[[], datetime],
-             account_id: str, by: str, wanted: Iterable[str], note: str = "", override_hours: bool = False):
+             account_id: str, by: Actor, wanted: Iterable[str], note: str = "", override_hours: bool = False):
     """Send the escalation now; returns (outcomes, [(notice, next allowed time)] that must wait,
     [notices refused: their number is on the do-not-contact list]).
 
     Outside contact hours the WhatsApp/SMS/social messages are not sent (the command names when
     they may be), unless `override_hours`, which is logged with the escalation."""
-    now = clock()
+    now, note = clock(), check_note(note)
     snap = store.snapshot()
     notices = escalation_notices(snap, config, account_id, now.date(), wanted)
     if not notices:
@@ -171,9 +177,9 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
     sendable = [n for n in notices if all(n is not w for w, _ in waiting)]
     log.note(now, "escalation", {"account": account_id, "channels": sorted(set(wanted)), "note": note,
                                  "override_hours": override_hours,
-                                 "waiting": [n.channel for n, _ in waiting]}, by)
+                                 "waiting": [n.channel for n, _ in waiting], **by.fields()}, by.name)
     for n in refused:
-        log.skip(now, {**notice_fields(n), "escalation": True}, "do-not-contact", actor=by)
+        log.skip(now, {**notice_fields(n), "escalation": True, **by.fields()}, "do-not-contact", actor=by.name)
     invoices = [i for i in snap.invoices(account_id) if i.unpaid_on(now.date())]
     account = snap.account(account_id)
     batch, built = [], {}
@@ -181,10 +187,11 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
         # Prepared as the cycle prepares its messages: the attempt id in the message (the e-mail's
         # X-Notifier-Attempt-Id and VERP address) and its exact bytes in the message store.
         message, _ = prepare(built, config, renderer.render(n, account, invoices, now.date()))
-        fields = {**notice_fields(n, message), "covers": [], "escalation": True, "override_hours": override_hours}
+        fields = {**notice_fields(n, message), "covers": [], "escalation": True, "override_hours": override_hours,
+                  **by.fields()}
         batch.append((n, message, fields))
-    ids = log.start_many([(clock(), m, f, by, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
-    pool = Pool(config, log, clock, threading.Event(), workers=max(1, len(batch)), actor=by)
+    ids = log.start_many([(clock(), m, f, by.name, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
+    pool = Pool(config, log, clock, threading.Event(), workers=max(1, len(batch)), actor=by.name)
     try:
         for (n, m, f), attempt in zip(batch, ids):
             pool.submit(Job(n, m, f, attempt))
