@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .base import Context, cli, print_table
+from .base import Context, cli, date_option, print_table
 
 
 def _web_errors():
@@ -18,8 +18,9 @@ def _web_errors():
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 only behind a TLS proxy or in a container).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@date_option("Show the console as of this day (YYYY-MM-DD; env NOTIFIER_DATE), for a demo or a test; default: today.")
 @click.pass_obj
-def web(obj: Context, host, port):
+def web(obj: Context, host, port, day):
     """The console for support, finance and admins (a browser at http://HOST:PORT/)."""
     import uvicorn
     from notifier.web.app import build
@@ -29,7 +30,7 @@ def web(obj: Context, host, port):
         click.echo(f"warning: no users yet; add one with `notifier --state {obj.config.state} users add NAME "
                    "--role admin`", err=True)
     # One process, one event loop: sessions live in its memory (see notifier/web/auth.py).
-    uvicorn.run(build(obj.config), host=host, port=port, log_level="warning", access_log=False,
+    uvicorn.run(build(obj.config, day), host=host, port=port, log_level="warning", access_log=False,
                 proxy_headers=False, server_header=False)
 
 

@@ -10,6 +10,7 @@ between threads, and a page's library calls are milliseconds.
 """
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -34,17 +35,23 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 class Web:
     """What every view reaches through `request.app.state.web`."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, day: date | None = None):
         self.config = config
+        self.day = day
         self.users = UserStore(users_path(config.state))
         self.sessions = auth.Sessions(idle=config.web.idle_minutes * 60)
         self.log = AttemptLog(config.attempt_log)
         self.store = Store(config.state, retention_months=config.retention_months, log_head=self.log.head)
 
+    def now(self) -> datetime:
+        """Now in the configured zone; on the day given to `notifier web --date` (a demo, a test)."""
+        now = datetime.now(self.config.tz)
+        return now if self.day is None else datetime.combine(self.day, now.timetz())
 
-def build(config: Config) -> FastAPI:
+
+def build(config: Config, day: date | None = None) -> FastAPI:
     app = FastAPI(title="Dunning notifier console", docs_url=None, redoc_url=None)
-    app.state.web = Web(config)
+    app.state.web = Web(config, day)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.middleware("http")

@@ -4,6 +4,9 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
 
+from notifier.run.checkup import channel_statuses
+from notifier.run.render import Renderer
+
 from .. import auth, users
 from ..users import ROLES, UserError
 from . import page
@@ -18,7 +21,8 @@ def _render(request: Request, login: auth.Login, status: int = 200, **shown):
     web = request.app.state.web
     listed = web.users.read()
     return page(request, login, "settings.html", status=status, papeis=ROLES, exige_2fa=listed.require_totp,
-                usuarios=sorted(listed.users.values(), key=lambda u: u.name), **shown)
+                usuarios=sorted(listed.users.values(), key=lambda u: u.name),
+                canais=channel_statuses(web.config), modelos=Renderer(web.config).check(), **shown)
 
 
 async def add_user(request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
