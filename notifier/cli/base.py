@@ -314,13 +314,16 @@ def echo_json(data) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def print_table(headers: list[str], rows: list[list]) -> None:
-    cells = [headers] + [[str(c) for c in row] for row in rows]
+def print_table(headers: list[str], rows: list[list], indent: str = "") -> None:
+    """Columns as wide as their widest cell; stored text with bidi controls or zero-width
+    characters shows them as <U+XXXX> (`staff.actor.neutralise`), so no cell reorders or hides."""
+    from notifier.staff.actor import neutralise
+    cells = [headers] + [[neutralise(str(c)) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         if n == 0:
-            click.echo("  ".join("-" * w for w in widths))
+            click.echo(indent + "  ".join("-" * w for w in widths))
 
 
 def yes(flag: bool) -> str:
