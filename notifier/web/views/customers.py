@@ -17,7 +17,7 @@ from notifier.log.messagestore import MessageStoreError
 from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, STATUS_LABELS
 from notifier.run.delivery import DeliveryError
 from notifier.staff import actions
-from notifier.staff.actor import InvalidText
+from notifier.staff.actor import Actor, InvalidText
 from notifier.staff.customer import customer_view, email_html
 from notifier.staff.optout import opt_out
 from notifier.staff.payments import record_payment
@@ -46,8 +46,14 @@ LABELS = {"canal": CHANNEL_LABELS, "etapa": STAGE_LABELS, "situacao": STATUS_LAB
 MESSAGE_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 
 
+def signed(login: auth.Login) -> Actor:
+    """The staff library's `Actor` for the person logged in (the console's own `users.Actor`
+    only signs its login and user records)."""
+    return Actor(login.user.name, login.user.role, login.client)
+
+
 def _now(request: Request) -> datetime:
-    return datetime.now(request.app.state.web.config.tz)
+    return request.app.state.web.now()
 
 
 async def search(request: Request, q: str = "", login: auth.Login = Depends(auth.require("customers.view"))):
@@ -120,7 +126,7 @@ async def escalate(account_id: str, request: Request, login: auth.Login = Depend
         if not wanted:
             raise ValueError("escolha ao menos um canal")
         outcomes, waiting, refused = actions.escalate(
-            web.store, web.config, web.log, Renderer(web.config), lambda: _now(request), account_id, login.actor,
+            web.store, web.config, web.log, Renderer(web.config), lambda: _now(request), account_id, signed(login),
             wanted, str(form.get("nota", "")))
         lines = [f"{CHANNEL_LABELS.get(o.job.notice.channel)} → {o.job.notice.recipient}: "
                  f"{STATUS_LABELS.get(o.result.status, o.result.status)}" for o in outcomes]
@@ -136,7 +142,7 @@ async def contact(account_id: str, request: Request, login: auth.Login = Depends
     web = request.app.state.web
 
     def work(form):
-        actions.record_contact(web.store, web.log, _now(request), account_id, login.actor,
+        actions.record_contact(web.store, web.log, _now(request), account_id, signed(login),
                                _choice(form, "canal", CONTACT_CHANNELS), _choice(form, "resultado", CONTACT_OUTCOMES),
                                str(form.get("nota", "")))
         return "Contato registrado."
@@ -147,7 +153,7 @@ async def hold(account_id: str, request: Request, login: auth.Login = Depends(au
     web = request.app.state.web
 
     def work(form):
-        h, unwarned = actions.place_hold(web.store, web.log, web.config, _now(request), account_id, login.actor,
+        h, unwarned = actions.place_hold(web.store, web.log, web.config, _now(request), account_id, signed(login),
                                          _choice(form, "motivo", HOLD_REASONS), _day(form, "ate"),
                                          str(form.get("nota", "")))
         warn = "".join(f" Atenção: a fatura {i.id} chega à suspensão em {d:%d/%m/%Y} durante a pausa, sem aviso; "
@@ -160,7 +166,7 @@ async def release(account_id: str, request: Request, login: auth.Login = Depends
     web = request.app.state.web
 
     def work(_form):
-        actions.release_hold(web.store, web.log, _now(request), account_id, login.actor)
+        actions.release_hold(web.store, web.log, _now(request), account_id, signed(login))
         return "Pausa encerrada: a cobrança volta no próximo ciclo."
     return await _act(request, login, account_id, work)
 
@@ -173,7 +179,7 @@ async def stop_channel(account_id: str, request: Request, login: auth.Login = De
         if not channels:
             raise ValueError("escolha ao menos um canal")
         now = _now(request)
-        opt_out(web.store, web.log, now, account_id, channels, now.date(), login.actor)
+        opt_out(web.store, web.log, now, account_id, channels, now.date(), signed(login))
         return "Não enviaremos mais por " + ", ".join(OPT_OUT_CHANNELS[c] for c in channels) + "."
     return await _act(request, login, account_id, work)
 
@@ -185,7 +191,7 @@ async def pay(account_id: str, request: Request, login: auth.Login = Depends(aut
         invoice = web.store.snapshot().invoice(str(form.get("fatura", "")))
         if invoice is None or invoice.account != account_id:
             raise ValueError("escolha uma fatura deste cliente")
-        invoice, _ = record_payment(web.store, web.log, _now(request), invoice.id, _day(form, "pago_em"), login.actor)
+        invoice, _ = record_payment(web.store, web.log, _now(request), invoice.id, _day(form, "pago_em"), signed(login))
         return f"Pagamento da fatura {invoice.id} registrado em {invoice.paid:%d/%m/%Y}."
     return await _act(request, login, account_id, work)
 

@@ -3,8 +3,6 @@ do, a send interrupted by a crash, a bounce or an invalid number to fix), from t
 call as `notifier tasks` (`staff.actions.tasks`), over the log index's task records."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import Depends, Request
 
 from notifier.log.index import index_for
@@ -14,6 +12,7 @@ from notifier.staff.actor import InvalidText
 
 from .. import auth
 from . import page
+from .customers import signed
 
 KINDS = {"social_manual": "Mensagem em rede social", "deletion_due": "Exclusão e protesto",
          "unknown": "Envio interrompido", "bounced": "E-mail devolvido"}
@@ -51,7 +50,7 @@ async def close(task_id: str, request: Request, login: auth.Login = Depends(auth
     web = request.app.state.web
     form = await request.form()
     try:
-        task = close_task(web.log, datetime.now(web.config.tz), task_id, login.actor, str(form.get("resultado", "")))
+        task = close_task(web.log, web.now(), task_id, signed(login), str(form.get("resultado", "")))
     except (DeliveryError, InvalidText) as exc:
         return _render(request, login, status=422, erro=str(exc))
     return _render(request, login, feito=f"Tarefa de {task.account} concluída.")
