@@ -153,12 +153,14 @@ async def hold(account_id: str, request: Request, login: auth.Login = Depends(au
     web = request.app.state.web
 
     def work(form):
-        h, unwarned = actions.place_hold(web.store, web.log, web.config, _now(request), account_id, signed(login),
-                                         _choice(form, "motivo", HOLD_REASONS), _day(form, "ate"),
-                                         str(form.get("nota", "")))
+        placed = actions.place_hold(web.store, web.log, web.config, _now(request), account_id, signed(login),
+                                    _choice(form, "motivo", HOLD_REASONS), _day(form, "ate"),
+                                    str(form.get("nota", "")))
         warn = "".join(f" Atenção: a fatura {i.id} chega à suspensão em {d:%d/%m/%Y} durante a pausa, sem aviso; "
-                       "avise o cliente." for i, d in unwarned)
-        return f"Cobrança pausada até {h.until:%d/%m/%Y}.{warn}"
+                       "avise o cliente." for i, d in placed.unwarned)
+        warn += "".join(f" A fatura {i.id} chega à data de exclusão ({d:%d/%m/%Y}) durante a pausa."
+                        for i, d in placed.deletions)
+        return f"Cobrança pausada até {placed.hold.until:%d/%m/%Y}.{warn}"
     return await _act(request, login, account_id, work)
 
 
