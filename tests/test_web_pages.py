@@ -98,7 +98,7 @@ def test_a_support_agent_works_the_task_queue(console, browser):
     task = tasks.filter(has_text="padaria-sao-joao").first
     assert task.locator("a", has_text="Abrir o perfil").get_attribute("href") == "https://www.instagram.com/padariasaojoao/"
     text = task.locator("pre.texto").inner_text()
-    assert "Padaria São João" in text
+    assert "padariasaojoao.com.br" in text
     shoot(page, "tarefas")
     task.locator("text=Copiar o texto").click()
     assert task.locator("text=Copiado").is_visible()

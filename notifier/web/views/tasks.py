@@ -42,7 +42,7 @@ def _render(request: Request, login: auth.Login, kind: str = "", only_open: bool
         sending = by_id.get(by_id.get(t.id, {}).get("ref"), {})
         items.append({"tarefa": t, "texto": (sending.get("content") or {}).get("text"),
                       "perfil": _profile(t.recipient) if t.channel == "social" else None})
-    return page(request, login, "tasks.html", status=status, itens=items, tipos=KINDS, tipo=kind,
+    return page(request, login, "tasks.html", status=status, tarefas=items, tipos=KINDS, tipo=kind,
                 abertas=only_open, **shown)
 
 
