@@ -31,6 +31,7 @@ def test_a_support_agent_finds_reads_escalates_calls_and_holds_and_the_next_cycl
     page = browser.new_page()
     login(page, console, "bia")
     page.click("nav.menu >> text=Clientes")
+    page.wait_for_load_state()  # htmx (a deferred script) is ready, as it is by the time a person types
     page.fill("input[name=q]", "pada")  # part of the company name, as typed
     page.wait_for_selector(".resultados a")  # htmx: results as you type, no submit
     assert page.locator(".resultados a").all_inner_texts() == ["Padaria São João Ltda"]

@@ -26,6 +26,8 @@ from notifier.config import Config
 from notifier.log.attempts import AttemptLog, stored_message
 from notifier.log.index import LogIndex
 
+OUTBOX = "outbox"  # channels/outbox.py's provider name
+
 
 @dataclass(frozen=True)
 class OpenInvoice:
@@ -47,8 +49,13 @@ class Event:
 
     @property
     def status(self) -> str:
-        """An attempt's latest status (`sending` while it has no answer); the kind otherwise."""
-        return self.updates[-1]["event"] if self.updates else self.kind
+        """An attempt's latest status (`sending` while it has no answer); the kind otherwise.
+        A message written to the local outbox (no provider configured) is `outbox`: it never
+        left the machine, so it is never called sent."""
+        if not self.updates:
+            return self.kind
+        last = self.updates[-1]
+        return "outbox" if last["event"] == "sent" and last.get("provider") == OUTBOX else last["event"]
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "time": self.when.isoformat(), "actor": self.actor, "status": self.status,

@@ -18,7 +18,7 @@ from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, STATUS_LABELS
 from notifier.run.delivery import DeliveryError
 from notifier.staff import actions
 from notifier.staff.actor import Actor, InvalidText
-from notifier.staff.customer import customer_view, email_html
+from notifier.staff.customer import OUTBOX, customer_view, email_html
 from notifier.staff.optout import opt_out
 from notifier.staff.payments import record_payment
 from notifier.staff.search import find
@@ -39,8 +39,12 @@ KIND_LABELS = {"sending": "Mensagem", "contact": "Contato feito pela equipe", "h
                "release": "Pausa encerrada", "escalation": "Escalonamento", "opt_out": "Pediu para não receber",
                "skipped": "Não enviada", "task_done": "Tarefa concluída", "payment": "Pagamento registrado",
                "payment_corrected": "Pagamento corrigido", "unknown": "Envio interrompido"}
-LABELS = {"canal": CHANNEL_LABELS, "etapa": STAGE_LABELS, "situacao": STATUS_LABELS, "tipo": KIND_LABELS,
-          "resultado": CONTACT_OUTCOMES, "motivo": HOLD_REASONS, "contato": CONTACT_CHANNELS}
+# Why a notice was not sent (the log's `reason`); a hold's reason is "hold: <its reason>".
+SKIP_REASONS = {"superseded": "substituída por um aviso posterior", "do-not-contact": "número na lista Não Me Ligue",
+                **{f"hold: {k}": f"cobrança pausada ({v.lower()})" for k, v in HOLD_REASONS.items()}}
+LABELS = {"canal": CHANNEL_LABELS, "etapa": STAGE_LABELS, "tipo": KIND_LABELS, "resultado": CONTACT_OUTCOMES,
+          "motivo": HOLD_REASONS, "contato": CONTACT_CHANNELS, "pulada": SKIP_REASONS,
+          "situacao": {**STATUS_LABELS, "outbox": "gravada na caixa de saída local (não enviada)"}}
 # The message page: nothing of it may run or reach out (its images are data: URLs), and only our
 # own customer page may frame it.
 MESSAGE_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
@@ -128,8 +132,10 @@ async def escalate(account_id: str, request: Request, login: auth.Login = Depend
         outcomes, waiting, refused = actions.escalate(
             web.store, web.config, web.log, Renderer(web.config), lambda: _now(request), account_id, signed(login),
             wanted, str(form.get("nota", "")))
+        status = LABELS["situacao"]
         lines = [f"{CHANNEL_LABELS.get(o.job.notice.channel)} → {o.job.notice.recipient}: "
-                 f"{STATUS_LABELS.get(o.result.status, o.result.status)}" for o in outcomes]
+                 + status["outbox" if o.result.status == "sent" and o.result.provider == OUTBOX else o.result.status]
+                 for o in outcomes]
         lines += [f"{CHANNEL_LABELS.get(n.channel)} → {n.recipient}: aguardando o horário de contato"
                   + (f" (a partir de {at:%d/%m/%Y %H:%M})" if at else "") for n, at in waiting]
         lines += [f"{CHANNEL_LABELS.get(n.channel)} → {n.recipient}: não enviado (número na lista Não Me Ligue)"
