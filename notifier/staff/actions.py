@@ -183,10 +183,13 @@ def find_task(found: Iterable[Task], wanted: str) -> Task:
     raise DeliveryError(f"no staff task {wanted!r}{short}; see `notifier tasks`")
 
 
-def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome: str = "") -> Task:
-    """Close the task `task_id` names (its id or a unique prefix, `find_task`) as done by `by`."""
+def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome: str = "",
+               records: Iterable[dict] | None = None) -> Task:
+    """Close the task `task_id` names (its id or a unique prefix, `find_task`) as done by `by`.
+    `records`: the log's task records when the caller has them (the console's log index), else
+    the whole log is read."""
     outcome = check_note(outcome, "outcome")
-    task = find_task(tasks(log.records()), task_id)
+    task = find_task(tasks(log.records() if records is None else records), task_id)
     task_id = task.id
     if task.done is not None:
         raise DeliveryError(f"task {task_id} was already closed by {task.done.get('actor')}")

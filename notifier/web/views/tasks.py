@@ -50,7 +50,8 @@ async def close(task_id: str, request: Request, login: auth.Login = Depends(auth
     web = request.app.state.web
     form = await request.form()
     try:
-        task = close_task(web.log, web.now(), task_id, signed(login), str(form.get("resultado", "")))
+        task = close_task(web.log, web.now(), task_id, signed(login), str(form.get("resultado", "")),
+                          index_for(web.config.attempt_log).task_records())
     except (DeliveryError, InvalidText) as exc:
         return _render(request, login, status=422, erro=str(exc))
     return _render(request, login, feito=f"Tarefa de {task.account} concluída.")
