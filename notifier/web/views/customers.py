@@ -114,6 +114,14 @@ def _choice(form, name: str, allowed: dict) -> str:
     return value
 
 
+def _channels(form, allowed: dict) -> list[str]:
+    """The channels ticked on the form (boxes named `canal`): at least one."""
+    channels = [c for c in form.getlist("canal") if c in allowed]
+    if not channels:
+        raise ValueError("escolha ao menos um canal")
+    return channels
+
+
 def _day(form, name: str) -> date:
     try:
         return date.fromisoformat(str(form.get(name, "")))
@@ -126,9 +134,7 @@ async def escalate(account_id: str, request: Request, login: auth.Login = Depend
 
     def work(form):
         from notifier.run.render import Renderer
-        wanted = [c for c in form.getlist("canal") if c in ESCALATION_CHANNELS]
-        if not wanted:
-            raise ValueError("escolha ao menos um canal")
+        wanted = _channels(form, ESCALATION_CHANNELS)
         outcomes, waiting, refused = actions.escalate(
             web.store, web.config, web.log, Renderer(web.config), lambda: _now(request), account_id, signed(login),
             wanted, str(form.get("nota", "")))
@@ -183,9 +189,7 @@ async def stop_channel(account_id: str, request: Request, login: auth.Login = De
     web = request.app.state.web
 
     def work(form):
-        channels = [c for c in form.getlist("canal") if c in OPT_OUT_CHANNELS]
-        if not channels:
-            raise ValueError("escolha ao menos um canal")
+        channels = _channels(form, OPT_OUT_CHANNELS)
         now = _now(request)
         opt_out(web.store, web.log, now, account_id, channels, now.date(), signed(login))
         return "Não enviaremos mais por " + ", ".join(OPT_OUT_CHANNELS[c] for c in channels) + "."
