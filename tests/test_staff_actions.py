@@ -14,6 +14,7 @@ from notifier.config import load_config
 from notifier.log.attempts import AttemptLog
 from notifier.staff.actor import Actor, InvalidText, check_note
 from notifier.state.store import Store
+from tests.conftest import ROOT
 from tests.cycle_helpers import account, records, setup
 from tests.fake_twilio import fake_twilio  # noqa: F401  (fixture)
 from tests.fault_helpers import start, wait_for
@@ -217,3 +218,36 @@ def test_an_escalation_sent_now_ends_the_one_waiting_on_that_channel(cli, fake_t
     cli("run-once", "--date", "2026-11-30")
     assert len(fake_twilio.forms) == forms  # the waiting WhatsApp did not go a second time
     assert status(cli, "2026-11-30")["waiting_escalations"] == []  # the social one went (a task for staff)
+
+
+# --- point 4: bidi and zero-width characters ------------------------------------------------------------
+
+
+def test_an_import_with_bidi_or_zero_width_characters_is_refused_naming_file_line_and_field(cli):
+    billing = {"accounts": [account("acme", company="Acme \u202eLtda"), account("beta", contact_name="B\u200beatriz")],
+               "invoices": []}
+    (cli.workdir / "billing.json").write_text(json.dumps(billing, indent=1), encoding="utf-8")
+    proc = cli("import", "billing.json", "--date", "2026-11-10", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    text = (cli.workdir / "billing.json").read_text()
+    line = text[:text.index("202e")].count("\n") + 1
+    assert (f"billing.json:{line}: accounts[0].company: contains U+202E at position 6, a bidi control or zero-width "
+            "character") in proc.stderr
+    assert "accounts[1].contact_name: contains U+200B at position 2" in proc.stderr
+    assert not (cli.workdir / "state.json").exists()
+    src = (ROOT / "examples" / "accounts.csv").read_text(encoding="utf-8").replace("Padaria São", "Padaria\u2066 São")
+    (cli.workdir / "accounts.csv").write_text(src, encoding="utf-8")
+    (cli.workdir / "invoices.csv").write_text((ROOT / "examples" / "invoices.csv").read_text(encoding="utf-8"))
+    proc = cli("import", "accounts.csv", "--date", "2026-11-10", check=False)
+    assert proc.returncode == 1 and "accounts.csv:2: company: contains U+2066 at position 8" in proc.stderr, proc.stderr
+    assert not (cli.workdir / "state.json").exists()
+
+
+def test_stored_text_with_bidi_controls_is_shown_neutralised(cli):
+    """A state written before they were refused (or edited by hand) still prints safely."""
+    setup(cli, [account("acme")])
+    state = cli.workdir / "state.json"
+    state.write_text(state.read_text(encoding="utf-8").replace("Acme Ltda", "Acme \u202eadtL"), encoding="utf-8")
+    for command in (["accounts"], ["show", "acme"]):
+        out = cli(*command).stdout
+        assert "Acme <U+202E>adtL" in out and "\u202e" not in out, command

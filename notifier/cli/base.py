@@ -109,7 +109,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from notifier.run.render import TemplateError
     from notifier.staff.actor import InvalidText
     from notifier.state.store import StoreError
-    return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError, LogError, InvalidText)
+    from notifier.web.users import UserError
+    return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError, LogError, InvalidText,
+            UserError)
 
 
 class Bug(click.ClickException):

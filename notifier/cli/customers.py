@@ -63,6 +63,7 @@ def show(obj: Context, account: str, day, history_limit: int, as_json):
     """ACCOUNT as support staff see it (the console's customer page): identity and contacts, each
     open invoice's dates and Pix code, what comes next, and the contact history, newest first."""
     from notifier.log.index import LogIndex
+    from notifier.staff.actor import neutralise
     from notifier.staff.customer import customer_view
     view = customer_view(obj.store().snapshot(), obj.config, LogIndex(obj.config.attempt_log), account, obj.today(day))
     if view is None:
@@ -73,7 +74,7 @@ def show(obj: Context, account: str, day, history_limit: int, as_json):
         return
     for key, value in data.items():
         if key not in ("invoices", "next", "history"):
-            click.echo(f"{key:>24}: {_shown(value)}")
+            click.echo(f"{key:>24}: {neutralise(_shown(value))}")
     click.echo("")
     print_table(["invoice", "amount", "due", "effective due", "overdue", "suspension", "deletion", "paid", "pix"],
                 [[r["id"], _br_amount(r["amount"]), br_date(r["due"]), br_date(r.get("effective_due")),
@@ -85,7 +86,7 @@ def show(obj: Context, account: str, day, history_limit: int, as_json):
     if history_limit:
         click.echo(f"\ncontact history ({len(view.history)} lines, newest first):")
         for event in view.history[:history_limit]:
-            click.echo("  " + _history_line(event))
+            click.echo("  " + neutralise(_history_line(event)))
 
 
 def _show_json(view) -> dict:

@@ -154,6 +154,7 @@ def status(obj: Context, day, as_json):
     """The daemon's health: last cycle and heartbeat, next run, what waits for contact hours, open
     staff tasks and holds. Exits 1 when the last cycle is older than expected (for monitoring)."""
     from notifier.staff.actions import health
+    from notifier.staff.actor import neutralise
     now = obj.now() if day is None else datetime.combine(day, obj.now().time(), obj.config.tz)
     report = health(obj.store(), obj.config, obj.log(), now)
     if as_json:
@@ -166,14 +167,14 @@ def status(obj: Context, day, as_json):
             _counts_table(report["counts"])
         click.echo(f"{'open tasks':>14}: {len(report['open_tasks'])}")
         for t in report["open_tasks"]:
-            click.echo(f"{'':>16}{t['id']} {t['kind']} {t['account']} {t['channel']} {t['recipient']}")
+            click.echo(neutralise(f"{'':>16}{t['id']} {t['kind']} {t['account']} {t['channel']} {t['recipient']}"))
         click.echo(f"{'escalations':>14}: {len(report['waiting_escalations'])} waiting for contact hours")
         for t in report["waiting_escalations"]:
-            click.echo(f"{'':>16}{t['id']} {t['account']} {t['channel']} until "
-                       f"{datetime.fromisoformat(t['until']):%d/%m/%Y %H:%M}")
+            click.echo(neutralise(f"{'':>16}{t['id']} {t['account']} {t['channel']} until "
+                                  f"{datetime.fromisoformat(t['until']):%d/%m/%Y %H:%M}"))
         click.echo(f"{'holds':>14}: {len(report['holds'])}")
         for h in report["holds"]:
-            click.echo(f"{'':>16}{h['account']} {h['reason']} until {h['until']} (by {h['by']})")
+            click.echo(neutralise(f"{'':>16}{h['account']} {h['reason']} until {h['until']} (by {h['by']})"))
     if report["stale"]:
         click.echo(f"STALE: {report['stale']}", err=True)
         sys.exit(1)

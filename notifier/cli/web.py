@@ -9,11 +9,6 @@ import click
 from .base import Context, cli, date_option, print_table
 
 
-def _web_errors():
-    from notifier.web.users import UserError
-    return UserError
-
-
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 only behind a TLS proxy or in a container).")
@@ -24,8 +19,9 @@ def web(obj: Context, host, port, day):
     """The console for support, finance and admins (a browser at http://HOST:PORT/)."""
     import uvicorn
     from notifier.web.app import build
-    from notifier.web.users import users_path
+    from notifier.web.users import UserStore, users_path
     obj.store()  # the state must exist: a mistyped --state would be a console of nothing
+    UserStore(users_path(obj.config.state)).read()  # a damaged users file: said now, not at the first login
     if not users_path(obj.config.state).exists():
         click.echo(f"warning: no users yet; add one with `notifier --state {obj.config.state} users add NAME "
                    "--role admin`", err=True)
@@ -62,10 +58,7 @@ def users_add(obj: Context, name, role, totp):
     """Add a user; the password is read from stdin (or asked twice on a terminal), never an argument."""
     from notifier.web.users import add_user, totp_uri
     store, actor = _store_and_actor(obj)
-    try:
-        user, codes = add_user(store, obj.log(), actor, name, role, _read_password(), totp=totp)
-    except _web_errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    user, codes = add_user(store, obj.log(), actor, name, role, _read_password(), totp=totp)
     click.echo(f"user {name} added ({role})")
     if user.totp:
         _print_totp(user, codes, totp_uri(user, obj.config.company.name))
@@ -98,10 +91,7 @@ def users_disable(obj: Context, name):
     """Disable a user: no more logins, and their open sessions end at once."""
     from notifier.web.users import disable_user
     store, actor = _store_and_actor(obj)
-    try:
-        disable_user(store, obj.log(), actor, name)
-    except _web_errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    disable_user(store, obj.log(), actor, name)
     click.echo(f"user {name} disabled")
 
 
@@ -112,10 +102,7 @@ def users_reset_2fa(obj: Context, name):
     """A new TOTP secret and recovery codes for NAME (a lost phone); their sessions end."""
     from notifier.web.users import reset_totp, totp_uri
     store, actor = _store_and_actor(obj)
-    try:
-        user, codes = reset_totp(store, obj.log(), actor, name)
-    except _web_errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    user, codes = reset_totp(store, obj.log(), actor, name)
     _print_totp(user, codes, totp_uri(user, obj.config.company.name))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifier.config import Config
 from notifier.log.attempts import AttemptLog
@@ -23,7 +24,7 @@ from notifier.state.store import Store
 
 from . import auth
 from .users import UserStore, users_path
-from .views import customers, forbidden_page, login, panel, settings, tasks
+from .views import customers, error_page, forbidden_page, login, panel, settings, tasks
 
 HERE = Path(__file__).parent
 # No inline script or style anywhere: a customer's text that slipped through unescaped still
@@ -63,7 +64,8 @@ def build(config: Config, day: date | None = None) -> FastAPI:
         response.headers.setdefault("Content-Security-Policy", CSP)  # a view may set a stricter one
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
-        response.headers.setdefault("Cache-Control", "no-store")
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"  # pages hold customer data: not in a shared cache
         return response
 
     @app.exception_handler(auth.LoginRequired)
@@ -76,6 +78,18 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     @app.exception_handler(auth.Forbidden)
     async def refuse(request: Request, exc: auth.Forbidden):
         return forbidden_page(request, auth.current(request), exc.reason)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """A page in Portuguese for an unknown address or method, instead of FastAPI's JSON."""
+        text = "Página não encontrada." if exc.status_code == 404 else "Pedido inválido."
+        return error_page(request, auth.current(request), exc.status_code, text)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, _exc: Exception):
+        """A bug: a page that says so (uvicorn still logs the traceback for the operator)."""
+        return error_page(request, None, 500, "Erro interno do console. O erro foi registrado; tente de novo ou "
+                                              "avise a equipe de operações.")
 
     app.get("/login")(login.form)
     app.post("/login")(login.submit)

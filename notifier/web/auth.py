@@ -19,6 +19,8 @@ from datetime import datetime
 import pyotp
 from starlette.requests import Request
 
+from notifier.staff.actor import InvalidText, neutralise
+
 from . import permissions
 from .users import LOCK_FOR, MAX_FAILED, Actor, User, UserStore, hash_code, password_ok, record, utc_now
 
@@ -231,7 +233,7 @@ def totp_step(secret: str, code: str) -> int | None:
     """The time step whose code `code` is, within a step either side (a phone's clock drifts)."""
     totp, now = pyotp.TOTP(secret), datetime.now()
     for offset in (0, -1, 1):
-        if secrets.compare_digest(totp.at(now, offset), code):
+        if secrets.compare_digest(totp.at(now, counter_offset=offset), code):
             return totp.timecode(now) + offset
     return None
 
@@ -248,8 +250,13 @@ def _count_failure(users: UserStore, log, name: str, user: User | None, client: 
 
 
 def _failed(log, name: str, user: User | None, client: str, reason: str) -> None:
-    record(log, Actor(name, user.role if user else "", client), "login_failed", reason=reason,
-           known_user=user is not None)
+    """A failed login, signed with the name typed; a name no user could have (empty, a bidi
+    control, 5,000 characters) is kept shortened and made visible under `typed`."""
+    try:
+        actor, typed = Actor(name, user.role if user else "", client), {}
+    except InvalidText:
+        actor, typed = Actor("?", "", client), {"typed": neutralise(name[:80])}
+    record(log, actor, "login_failed", reason=reason, known_user=user is not None, **typed)
 
 
 def _locked_text(user: User, tz) -> str:

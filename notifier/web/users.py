@@ -20,12 +20,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 import orjson
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from notifier.staff.actor import Actor
 
 ROLES = ("support", "finance", "admin")
 MAX_FAILED = 5  # failed tries before the name is locked
@@ -154,7 +156,10 @@ class UserStore:
             return Users()
         except orjson.JSONDecodeError as exc:
             raise UserError(f"{self.path}: not a users file ({exc})") from None
-        users = {name: User(**{**u, "recovery": tuple(u.get("recovery", ()))}) for name, u in raw["users"].items()}
+        try:
+            users = {name: User(**{**u, "recovery": tuple(u.get("recovery", ()))}) for name, u in raw["users"].items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{self.path}: not a users file (bad record: {exc})") from None
         return Users(users, bool(raw.get("require_totp")))
 
     def _write(self, users: Users) -> None:
@@ -176,16 +181,9 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Actor(NamedTuple):
-    """Who did it: the person logged in (or at the terminal), their role and client address."""
-    name: str
-    role: str
-    client: str
-
-
 def record(log, actor: Actor, event: str, **fields) -> None:
     """A console event in the attempt log, signed by `actor` (never with a password)."""
-    log.note(utc_now(), event, {"role": actor.role, "client": actor.client, **fields}, actor=actor.name)
+    log.note(utc_now(), event, {**actor.fields(), **fields}, actor=actor.name)
 
 
 def add_user(store: UserStore, log, actor: Actor, name: str, role: str, password: str,

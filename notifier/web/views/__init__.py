@@ -7,7 +7,6 @@ code, so a name cannot reorder the text around it.
 """
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from pathlib import Path
 
@@ -18,19 +17,21 @@ from starlette.responses import HTMLResponse
 
 from notifier.reports.exports import br_datetime
 from notifier.run.render import br_date, brl
+from notifier.staff.actor import INVISIBLE
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# Explicit embeddings, overrides and isolates, and the invisible marks: what can reorder text.
-_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]")
 
 
 def texto(value) -> Markup:
     """Customer text, escaped, in its own bidi island, its control characters made visible."""
     if value is None or value == "":
         return Markup("")
-    shown = _BIDI.sub(lambda m: f"\x00U+{ord(m.group()):04X}\x01", str(value))
+    shown = "".join(f"\x00U+{ord(c):04X}\x01" if c in INVISIBLE else c for c in str(value))
     safe = str(escape(shown)).replace("\x00", '<span class="ctl">').replace("\x01", "</span>")
     return Markup(f"<bdi>{safe}</bdi>")
+
+
+CHANNEL_NAMES = {"email": "E-mail", "whatsapp": "WhatsApp", "sms": "SMS", "social": "Redes sociais", "staff": "Equipe"}
 
 
 def data(value) -> str:
@@ -45,7 +46,8 @@ def data(value) -> str:
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(texto=texto, data=data, brl=brl, hora=br_datetime)  # hora: a log time (UTC) | hora(tz)
+    env.filters.update(texto=texto, data=data, brl=brl, hora=br_datetime,
+                       canal=lambda name: CHANNEL_NAMES.get(name, name))  # hora: a log time (UTC) | hora(tz)
     return env
 
 
@@ -62,6 +64,11 @@ def page(request: Request, login, template: str, status: int = 200, **context) -
     return HTMLResponse(html, status_code=status)
 
 
+def error_page(request: Request, login, status: int, reason: str) -> HTMLResponse:
+    titles = {403: "Acesso negado", 404: "Página não encontrada", 500: "Erro interno"}
+    return page(request, login, "error.html", status=status, reason=reason, title=titles.get(status, "Erro"))
+
+
 def forbidden_page(request: Request, login, reason: str) -> HTMLResponse:
-    return page(request, login, "forbidden.html", status=403, reason=reason)
+    return error_page(request, login, 403, reason)
 

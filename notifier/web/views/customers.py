@@ -17,7 +17,7 @@ from notifier.log.messagestore import MessageStoreError
 from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, STATUS_LABELS
 from notifier.run.delivery import DeliveryError
 from notifier.staff import actions
-from notifier.staff.actor import Actor, InvalidText
+from notifier.staff.actor import InvalidText
 from notifier.staff.customer import OUTBOX, customer_view, email_html
 from notifier.staff.optout import opt_out
 from notifier.staff.payments import record_payment
@@ -48,12 +48,6 @@ LABELS = {"canal": CHANNEL_LABELS, "etapa": STAGE_LABELS, "tipo": KIND_LABELS, "
 # The message page: nothing of it may run or reach out (its images are data: URLs), and only our
 # own customer page may frame it.
 MESSAGE_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
-
-
-def signed(login: auth.Login) -> Actor:
-    """The staff library's `Actor` for the person logged in (the console's own `users.Actor`
-    only signs its login and user records)."""
-    return Actor(login.user.name, login.user.role, login.client)
 
 
 def _now(request: Request) -> datetime:
@@ -136,7 +130,7 @@ async def escalate(account_id: str, request: Request, login: auth.Login = Depend
         from notifier.run.render import Renderer
         wanted = _channels(form, ESCALATION_CHANNELS)
         outcomes, waiting, refused = actions.escalate(
-            web.store, web.config, web.log, Renderer(web.config), lambda: _now(request), account_id, signed(login),
+            web.store, web.config, web.log, Renderer(web.config), lambda: _now(request), account_id, login.actor,
             wanted, str(form.get("nota", "")))
         status = LABELS["situacao"]
         lines = [f"{CHANNEL_LABELS.get(o.job.notice.channel)} → {o.job.notice.recipient}: "
@@ -154,7 +148,7 @@ async def contact(account_id: str, request: Request, login: auth.Login = Depends
     web = request.app.state.web
 
     def work(form):
-        actions.record_contact(web.store, web.log, _now(request), account_id, signed(login),
+        actions.record_contact(web.store, web.log, _now(request), account_id, login.actor,
                                _choice(form, "canal", CONTACT_CHANNELS), _choice(form, "resultado", CONTACT_OUTCOMES),
                                str(form.get("nota", "")))
         return "Contato registrado."
@@ -165,7 +159,7 @@ async def hold(account_id: str, request: Request, login: auth.Login = Depends(au
     web = request.app.state.web
 
     def work(form):
-        placed = actions.place_hold(web.store, web.log, web.config, _now(request), account_id, signed(login),
+        placed = actions.place_hold(web.store, web.log, web.config, _now(request), account_id, login.actor,
                                     _choice(form, "motivo", HOLD_REASONS), _day(form, "ate"),
                                     str(form.get("nota", "")))
         warn = "".join(f" Atenção: a fatura {i.id} chega à suspensão em {d:%d/%m/%Y} durante a pausa, sem aviso; "
@@ -180,7 +174,7 @@ async def release(account_id: str, request: Request, login: auth.Login = Depends
     web = request.app.state.web
 
     def work(_form):
-        actions.release_hold(web.store, web.log, _now(request), account_id, signed(login))
+        actions.release_hold(web.store, web.log, _now(request), account_id, login.actor)
         return "Pausa encerrada: a cobrança volta no próximo ciclo."
     return await _act(request, login, account_id, work)
 
@@ -191,7 +185,7 @@ async def stop_channel(account_id: str, request: Request, login: auth.Login = De
     def work(form):
         channels = _channels(form, OPT_OUT_CHANNELS)
         now = _now(request)
-        opt_out(web.store, web.log, now, account_id, channels, now.date(), signed(login))
+        opt_out(web.store, web.log, now, account_id, channels, now.date(), login.actor)
         return "Não enviaremos mais por " + ", ".join(OPT_OUT_CHANNELS[c] for c in channels) + "."
     return await _act(request, login, account_id, work)
 
@@ -203,7 +197,7 @@ async def pay(account_id: str, request: Request, login: auth.Login = Depends(aut
         invoice = web.store.snapshot().invoice(str(form.get("fatura", "")))
         if invoice is None or invoice.account != account_id:
             raise ValueError("escolha uma fatura deste cliente")
-        invoice, _ = record_payment(web.store, web.log, _now(request), invoice.id, _day(form, "pago_em"), signed(login))
+        invoice, _ = record_payment(web.store, web.log, _now(request), invoice.id, _day(form, "pago_em"), login.actor)
         return f"Pagamento da fatura {invoice.id} registrado em {invoice.paid:%d/%m/%Y}."
     return await _act(request, login, account_id, work)
 

@@ -12,7 +12,6 @@ from notifier.staff.actor import InvalidText
 
 from .. import auth
 from . import page
-from .customers import signed
 
 KINDS = {"social_manual": "Mensagem em rede social", "deletion_due": "Exclusão e protesto",
          "unknown": "Envio interrompido", "bounced": "E-mail devolvido"}
@@ -50,7 +49,7 @@ async def close(task_id: str, request: Request, login: auth.Login = Depends(auth
     web = request.app.state.web
     form = await request.form()
     try:
-        task = close_task(web.log, web.now(), task_id, signed(login), str(form.get("resultado", "")),
+        task = close_task(web.log, web.now(), task_id, login.actor, str(form.get("resultado", "")),
                           index_for(web.config.attempt_log).task_records())
     except (DeliveryError, InvalidText) as exc:
         return _render(request, login, status=422, erro=str(exc))
