@@ -251,3 +251,41 @@ def test_stored_text_with_bidi_controls_is_shown_neutralised(cli):
     for command in (["accounts"], ["show", "acme"]):
         out = cli(*command).stdout
         assert "Acme <U+202E>adtL" in out and "\u202e" not in out, command
+
+
+# --- point 5: payments are in the log -------------------------------------------------------------------
+
+
+def test_payments_recorded_with_pay_come_back_to_a_state_rebuilt_from_a_re_import(cli):
+    setup(cli, [account("acme"), account("beta"), account("gama")])
+    cli("pay", "2026-11-acme", "--by", "ana", "--date", "2026-11-21")
+    cli("pay", "2026-11-gama", "--by", "ana", "--date", "2026-11-21")
+    cli("pay", "2026-11-gama", "--by", "bia", "--date", "2026-11-22", "--correct")
+    [paid] = [r for r in records(cli.workdir) if r["event"] == "payment" and r["invoice"] == "2026-11-acme"]
+    assert (paid["actor"], paid["account"], paid["paid"]) == ("ana", "acme", "2026-11-21")
+    # The state is lost: deleted, and rebuilt from the billing file (which knows of no payment).
+    for leftover in cli.workdir.glob("state.*"):
+        if leftover.is_file():
+            leftover.unlink()
+    cli("import", "billing.json", "--date", "2026-11-10")
+    assert cli.json("show", "acme")["invoices"][0]["paid"] is None
+    run = cli("run-once", "--date", DAY)
+    assert "2 payment(s) recorded with `pay` restored" in run.stderr, run.stderr
+    assert cli.json("show", "acme")["invoices"][0]["paid"] == "2026-11-21"
+    assert cli.json("show", "gama")["invoices"][0]["paid"] == "2026-11-22"  # the correction, the latest
+    sent = {r["account"] for r in records(cli.workdir) if r["event"] == "sending" and r["time"] >= "2026-11-24"}
+    assert sent == {"beta"}  # nothing for the invoices paid before the rebuild
+
+
+def test_a_re_import_with_another_payment_date_keeps_it_and_says_so(cli):
+    setup(cli, [account("acme")])
+    cli("pay", "2026-11-acme", "--by", "ana", "--date", "2026-11-21")
+    (cli.workdir / "state.json").unlink()
+    billing = json.loads((cli.workdir / "billing.json").read_text())
+    billing["invoices"][0]["paid"] = "2026-11-19"
+    (cli.workdir / "billing.json").write_text(json.dumps(billing))
+    cli("import", "billing.json", "--date", "2026-11-23")
+    run = cli("run-once", "--date", DAY)
+    assert ("invoice 2026-11-acme: the state says paid on 2026-11-19, the attempt log's `pay` record 2026-11-21: "
+            "kept 2026-11-19") in run.stderr
+    assert cli.json("show", "acme")["invoices"][0]["paid"] == "2026-11-19"
