@@ -289,3 +289,42 @@ def test_a_re_import_with_another_payment_date_keeps_it_and_says_so(cli):
     assert ("invoice 2026-11-acme: the state says paid on 2026-11-19, the attempt log's `pay` record 2026-11-21: "
             "kept 2026-11-19") in run.stderr
     assert cli.json("show", "acme")["invoices"][0]["paid"] == "2026-11-19"
+
+
+# --- small things: tasks and status ---------------------------------------------------------------------
+
+
+def test_tasks_show_sao_paulo_times_and_close_by_a_unique_prefix_of_six_characters(cli):
+    setup(cli, [account("acme", social={"instagram": "@acme"})])
+    cli("run-once", "--date", DAY)  # 09:00 in São Paulo, 12:00 UTC
+    [task] = cli.json("tasks", "--open")
+    shown = cli("tasks").stdout
+    assert "time (São Paulo)" in shown and "24/11/2026 09:00" in shown and "T12:" not in shown
+    short = cli("tasks", "done", task["id"][:5], "--by", "bia", check=False)
+    assert short.returncode == 1 and "give the id, or at least its first 6 characters" in short.stderr
+    unknown = cli("tasks", "done", "zzzzzzzz", "--by", "bia", check=False)
+    assert unknown.returncode == 1 and "no staff task 'zzzzzzzz'" in unknown.stderr
+    out = cli("tasks", "done", task["id"][:6], "--by", "bia")
+    assert f"closed task {task['id']}" in out.stdout
+    [done] = [r for r in records(cli.workdir) if r["event"] == "task_done"]
+    assert done["ref"] == task["id"]
+
+
+def test_an_ambiguous_task_prefix_is_refused_naming_the_ids():
+    from notifier.staff.actions import Task, find_task
+    found = [Task(id_, "unknown", "", "acme", "email", "", "") for id_ in ("abcdef01", "abcdef02", "abcd9999")]
+    with pytest.raises(Exception, match="'abcdef' starts 2 task ids \\(abcdef01, abcdef02\\): give more of the id"):
+        find_task(found, "abcdef")
+    assert find_task(found, "abcdef02").id == "abcdef02" and find_task(found, "abcd99").id == "abcd9999"
+
+
+def test_status_prints_the_last_counts_as_a_table(cli):
+    setup(cli, [account("acme", social={"instagram": "@acme"}), account("beta")])
+    cli("run-once", "--date", DAY)
+    out = cli("status", "--date", DAY).stdout
+    assert "{" not in out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["channel", "sent"])
+    assert lines[header - 1].strip() == "last counts:"
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2:header + 4]}
+    assert rows["email"][0] == "2" and rows["social"][1] == "1"  # sent, task
