@@ -3,6 +3,7 @@ not replace each other, escalations that wait for contact hours, payments in the
 subprocesses, a real store and log."""
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import signal
@@ -328,3 +329,14 @@ def test_status_prints_the_last_counts_as_a_table(cli):
     assert lines[header - 1].strip() == "last counts:"
     rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2:header + 4]}
     assert rows["email"][0] == "2" and rows["social"][1] == "1"  # sent, task
+
+
+def test_staff_commands_still_require_by_and_pay_defaults_to_the_system_user(cli):
+    setup(cli, [account("acme")])
+    for command in (["release", "acme"], ["contact", "acme", "--channel", "phone", "--outcome", "reached"],
+                    ["hold", "acme", "--reason", "other", "--until", "2026-12-01"], ["opt-out", "acme", "--channel", "sms"]):
+        proc = cli(*command, "--date", DAY, check=False)
+        assert proc.returncode == 2 and "Missing option '--by'" in proc.stderr, (command, proc.stderr)
+    cli("pay", "2026-11-acme", "--date", DAY)
+    [paid] = [r for r in records(cli.workdir) if r["event"] == "payment"]
+    assert paid["actor"] == getpass.getuser()
