@@ -340,3 +340,16 @@ def test_staff_commands_still_require_by_and_pay_defaults_to_the_system_user(cli
     cli("pay", "2026-11-acme", "--date", DAY)
     [paid] = [r for r in records(cli.workdir) if r["event"] == "payment"]
     assert paid["actor"] == getpass.getuser()
+
+
+def test_a_waiting_escalation_to_a_channel_opted_out_of_or_an_account_on_hold_is_skipped(cli, fake_twilio):
+    setup(cli, [account("acme", whatsapp="+5511987654321"), account("beta", whatsapp="+5511987654322")])
+    cli.env.update(fake_twilio.env())
+    for name in ("acme", "beta"):
+        cli("escalate", name, "--by", "ana", "--channel", "whatsapp", "--date", "2026-11-29")
+    cli("opt-out", "acme", "--channel", "whatsapp", "--by", "bia", "--date", "2026-11-29")
+    cli("hold", "beta", "--by", "bia", "--reason", "negotiating", "--until", "2026-12-05", "--date", "2026-11-29")
+    cli("run-once", "--date", "2026-11-30")
+    assert fake_twilio.forms == [] and status(cli, "2026-11-30")["waiting_escalations"] == []
+    skipped = {r["account"]: r["reason"] for r in records(cli.workdir) if r["event"] == "skipped" and r.get("escalation_of")}
+    assert skipped == {"acme": "no reachable recipient on whatsapp (opted out meanwhile?)", "beta": "hold: negotiating"}
