@@ -241,15 +241,16 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
         "waiting": [n.channel for n, _ in waiting], **({"waiting_until": queued} if queued else {}), **by.fields(),
     }, by.name)
     sending = {n.channel for n in sendable}
-    with store.transaction() as tx:
-        # An escalation sent now on a channel also ends one that waited on it: it is not sent twice.
-        queue = tx.meta(WAITING) or {}
-        new = _drop(queue, lambda key, entry: sending if entry["account"] == account_id else ())
-        if queued:
-            new[escalation] = {"account": account_id, "channels": queued, "actor": by.name, **by.fields(),
-                               "time": utc_iso(now)}
-        if new != queue:
-            tx.set_meta(WAITING, new)
+    if queued or any(entry["account"] == account_id for entry in (snap.meta(WAITING) or {}).values()):
+        with store.transaction() as tx:
+            # An escalation sent now on a channel ends one that waited on it: it is not sent twice.
+            queue = tx.meta(WAITING) or {}
+            new = _drop(queue, lambda key, entry: sending if entry["account"] == account_id else ())
+            if queued:
+                new[escalation] = {"account": account_id, "channels": queued, "actor": by.name, **by.fields(),
+                                   "time": utc_iso(now)}
+            if new != queue:
+                tx.set_meta(WAITING, new)
     _skip_refused(log, now, refused, by)
     outcomes = _send(config, log, renderer, clock, snap, sendable, by, {"override_hours": override_hours})
     return outcomes, waiting, refused
@@ -262,6 +263,8 @@ def send_waiting(store: Store, config: Config, log: AttemptLog, renderer, clock:
     in between loses it rather than sending it twice), then built as `escalate` builds them, as of
     now: an account paid meanwhile, on hold, or opted out gets a `skipped` record instead."""
     now = clock()
+    if not store.snapshot().meta(WAITING):  # the usual pass: nothing waits, no store write
+        return []
     with store.transaction() as snap:
         queue = snap.meta(WAITING) or {}
         due = {key: [ch for ch, until in entry["channels"].items()
@@ -280,11 +283,13 @@ def send_waiting(store: Store, config: Config, log: AttemptLog, renderer, clock:
         try:
             if hold is not None and hold.active_on(now.date()):
                 raise DeliveryError(f"hold: {hold.reason}")
-            notices, refused = split_do_not_contact(config, escalation_notices(snap, config, entry["account"],
-                                                                               now.date(), channels))
+            notices = escalation_notices(snap, config, entry["account"], now.date(), channels)
+            if not notices:
+                raise DeliveryError(f"no reachable recipient on {', '.join(channels)} (opted out meanwhile?)")
         except DeliveryError as exc:  # nothing left to escalate: say so in the log, once
             log.skip(now, fields, str(exc), actor=by.name)
             continue
+        notices, refused = split_do_not_contact(config, notices)
         _skip_refused(log, now, refused, by, key)
         outcomes += _send(config, log, renderer, clock, snap, notices, by, {"escalation_of": key})
     return outcomes
