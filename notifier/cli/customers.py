@@ -48,8 +48,9 @@ def find(obj: Context, text: str, limit: int, as_json):
         return
     if not rows:
         raise click.ClickException(f"no account matches {text!r}")
+    from notifier.staff.actor import neutralise
     print_table(["id", "company", "CNPJ/CPF", "matched on", "e-mails"],
-                [[r["id"], r["company"], r["document"], r["matched"], ", ".join(r["emails"])] for r in rows])
+                [[r["id"], neutralise(r["company"]), r["document"], r["matched"], ", ".join(r["emails"])] for r in rows])
 
 
 @cli.command()

@@ -25,7 +25,7 @@ from notifier.staff.search import find
 from notifier.state.store import StoreError
 
 from .. import auth
-from . import page
+from . import error_page, page
 
 CONTACT_CHANNELS = {"phone": "Telefone", "whatsapp": "WhatsApp", "instagram": "Instagram", "facebook": "Facebook",
                     "other": "Outro"}
@@ -69,7 +69,7 @@ def _customer(request: Request, login: auth.Login, account_id: str, status: int 
     today = _now(request).date()
     view = customer_view(web.store.snapshot(), web.config, index_for(web.config.attempt_log), account_id, today)
     if view is None:
-        return page(request, login, "forbidden.html", status=404, reason="Não há cliente com este código.")
+        return error_page(request, login, 404, "Não há cliente com este código.")
     return page(request, login, "customer.html", status=status, v=view, hoje=today, rotulos=LABELS,
                 canais_escalar=ESCALATION_CHANNELS, canais_contato=CONTACT_CHANNELS, resultados=CONTACT_OUTCOMES,
                 motivos=HOLD_REASONS, canais_optout=OPT_OUT_CHANNELS, **shown)
@@ -213,7 +213,7 @@ async def audit(account_id: str, request: Request, formato: str = "html",
     web = request.app.state.web
     snap = web.store.snapshot()
     if snap.account(account_id) is None:
-        return page(request, login, "forbidden.html", status=404, reason="Não há cliente com este código.")
+        return error_page(request, login, 404, "Não há cliente com este código.")
     verdict = verify(web.log.path, web.log.messages, snap.meta("log_head"), False)
     args = (web.config, snap, web.log, account_id, verdict, snap.meta("log_head"), _now(request))
     name = f"auditoria-{account_id}"
