@@ -135,3 +135,10 @@ def test_customer_text_is_escaped_the_email_frame_is_sandboxed_and_payments_are_
         bad = client.post("/clientes/padaria-sao-joao/pausar", headers=origin,
                           data={"csrf": token, "motivo": "disputed", "ate": "amanhã"})
         assert bad.status_code == 422 and "informe uma data" in bad.text and not console.records("hold")
+        assert client.get("/clientes/padaria-sao-joao/auditoria").status_code == 403  # finance's
+    with http(console) as client:
+        http_login(client, "caio")
+        report = client.get("/clientes/padaria-sao-joao/auditoria", params={"formato": "html"})
+        assert report.status_code == 200 and report.headers["content-disposition"] == (
+            'attachment; filename="auditoria-padaria-sao-joao.html"')
+        assert "data-attempt" in report.text and "<script>alert" not in report.text
