@@ -25,7 +25,7 @@ from notifier.log.attempts import LogError, is_sending, parse_line, ref_of
 
 # Events that make or close a staff task (notifier/staff/actions.py `tasks`), besides the
 # `sent` of a staff-task channel and the staff channel's sendings, matched below.
-TASK_EVENTS = (b"task", b"unknown", b"bounced", b"task_done")
+TASK_EVENTS = (b"task", b"unknown", b"bounced", b"task_done", b"task_assigned")
 
 
 def _text(raw: bytes, key: bytes, within: int = 1 << 30) -> str | None:

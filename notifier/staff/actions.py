@@ -125,6 +125,7 @@ class Task:
     recipient: str
     detail: str
     done: dict | None = None  # the closing `task_done` record
+    assigned: str = ""  # who took it (`assign_task`), the last to take it
     until: str = ""  # an escalation waiting for contact hours: when it goes out (ISO, local time)
 
     def to_json(self) -> dict:
@@ -139,10 +140,12 @@ def tasks(records: Iterable[dict]) -> list[Task]:
     """Staff tasks, from the log alone (CONTRACTS.md): a `task` outcome (a message handed to staff,
     e.g. a social network to contact by hand; also a staff-task `sent`, as channels reported it
     before the `task` status), `unknown` (a crash between claim and answer), a hard `bounced`, and
-    a `deletion_due` notice on the staff channel. Closed by a `task_done` whose `ref` is its id."""
+    a `deletion_due` notice on the staff channel. Closed by a `task_done` whose `ref` is its id;
+    taken by a person with a `task_assigned`."""
     sendings: dict[str, dict] = {}
     found: list[tuple[dict, str, dict]] = []
     closed: dict[str, dict] = {}
+    assigned: dict[str, str] = {}
     for r in records:
         event = r.get("event")
         if event == "sending":
@@ -150,6 +153,9 @@ def tasks(records: Iterable[dict]) -> list[Task]:
             continue
         if event == "task_done":
             closed[r.get("ref")] = r
+            continue
+        if event == "task_assigned":
+            assigned[r.get("ref")] = r.get("actor", "")
             continue
         sending = sendings.get(r.get("ref") or r.get("attempt"), {})
         if event == "task" or (r.get("provider") == "staff-task" and event in ("sent", "result")):
@@ -161,7 +167,8 @@ def tasks(records: Iterable[dict]) -> list[Task]:
         elif event in ("sent", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
             found.append((r, "deletion_due", sending))
     return [Task(r["id"], kind, r.get("time", ""), s.get("account", ""), s.get("channel", ""),
-                 s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]))
+                 s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]),
+                 assigned.get(r["id"], ""))
             for r, kind, s in found if r.get("id")]
 
 
@@ -195,6 +202,17 @@ def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome:
         raise DeliveryError(f"task {task_id} was already closed by {task.done.get('actor')}")
     log.note(now, "task_done", {"ref": task_id, "account": task.account, "kind": task.kind, "outcome": outcome,
                                 **by.fields()}, by.name)
+    return task
+
+
+def assign_task(log: AttemptLog, now: datetime, task_id: str, by: Actor,
+                records: Iterable[dict] | None = None) -> Task:
+    """`by` takes the open task `task_id` (as `close_task` names it): recorded, so the others see
+    whose it is. Taking it again from someone else is allowed (they may be away); the log keeps both."""
+    task = find_task(tasks(log.records() if records is None else records), task_id)
+    if task.done is not None:
+        raise DeliveryError(f"task {task.id} was already closed by {task.done.get('actor')}")
+    log.note(now, "task_assigned", {"ref": task.id, "account": task.account, "kind": task.kind, **by.fields()}, by.name)
     return task
 
 

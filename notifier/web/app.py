@@ -109,6 +109,7 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.post("/clientes/{account_id}/pagamento")(customers.pay)
     app.get("/tarefas")(tasks.show)
     app.post("/tarefas/{task_id}/concluir")(tasks.close)
+    app.post("/tarefas/{task_id}/assumir")(tasks.assign)
     app.get("/configuracao")(settings.show)
     app.post("/configuracao/usuarios")(settings.add_user)
     app.post("/configuracao/usuarios/{name}/desativar")(settings.disable_user)
