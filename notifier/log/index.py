@@ -45,6 +45,7 @@ class LogIndex:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self.rebuilds = -1  # how often the index started over after its first build (-1: not built yet)
         self._reset()
 
     def _reset(self) -> None:
@@ -56,7 +57,10 @@ class LogIndex:
         self._sendings: dict[str, tuple[int, int]] = {}  # sending id -> its line (for tasks)
         self._staff: set[str] = set()  # ids of the staff channel's sendings (deletion tasks)
         self._tasks: list[tuple[tuple[int, int], str | None]] = []  # (line, ref) making or closing tasks
-        self.rebuilds = -1  # how often the index started over (the first build included)
+
+    def _start_over(self) -> None:
+        self._reset()
+        self.rebuilds += 1
 
     # --- questions -------------------------------------------------------------------------------
 
@@ -95,16 +99,14 @@ class LogIndex:
         try:
             f = open(self.path, "rb", buffering=1 << 20)
         except FileNotFoundError:
-            self._reset()
+            self._start_over()
             return
         except OSError as exc:
             raise LogError(f"{self.path}: cannot read the attempt log: {exc.strerror or exc}") from None
         with f:
             size = os.fstat(f.fileno()).st_size
             if self.rebuilds < 0 or not self._same_log(f, size):
-                rebuilds = self.rebuilds
-                self._reset()
-                self.rebuilds = rebuilds + 1
+                self._start_over()
             if size == self._end:
                 return
             f.seek(self._end)
