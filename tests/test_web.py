@@ -266,6 +266,9 @@ def test_users_cli_reads_the_password_from_stdin_and_keeps_hashes_in_a_private_f
     assert "fabi" not in path.read_text()
     reset = console.users("reset-2fa", "edu")
     assert reset.returncode == 0 and "TOTP secret:" in reset.stdout and len(re.findall(r"^  \w{5}-\w{5}$", reset.stdout, re.M)) == 10
+    last = console.users("disable", "ana")
+    assert last.returncode == 1 and last.stderr.strip() == \
+        "Error: ana is the last active admin; add another admin before disabling them"
     unknown = console.users("disable", "zeca")
     assert unknown.returncode == 1 and unknown.stderr.strip() == "Error: no user 'zeca'"
 
@@ -281,6 +284,11 @@ def test_the_cookie_is_secure_behind_a_trusted_tls_proxy_only(console):
                                  headers={**headers, "Origin": "https://console.example", "Cookie": pending})
             return ", ".join(answer.headers.get_list("set-cookie"))
 
+    with http(console) as client:  # an address claimed by a peer that is not our proxy is not believed
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        client.post("/login", data={"csrf": token, "nome": "ana", "senha": "errada-123456"},
+                    headers={**origin(console), "X-Forwarded-For": "203.0.113.9"})
+    assert console.records("login_failed")[-1]["client"] == "127.0.0.1"
     proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9", "Host": "console.example"}
     assert session_cookie(proxied) == ""  # an untrusted proxy's https is not believed: the origin is not ours
     console.restart(trusted_proxies=["127.0.0.1"])
@@ -295,7 +303,8 @@ def test_pages_carry_a_csp_and_no_inline_script(console):
         http_login(client, "ana")
         pages += [client.get("/"), client.get("/configuracao")]
     for answer in pages:
-        assert "script-src 'self'" in answer.headers["content-security-policy"]
+        policy = dict(d.strip().split(" ", 1) for d in answer.headers["content-security-policy"].split(";"))
+        assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'" and policy["object-src"] == "'none'"
         assert not re.search(r"<script(?![^>]*\ssrc=)", answer.text), answer.url
         assert not re.search(r"\son[a-z]+=", answer.text), answer.url
 
@@ -360,3 +369,13 @@ def test_a_damaged_users_file_is_one_clear_error_at_start(cli, tmp_path):
     assert proc.stderr.startswith("Error: state.json.users: not a users file (bad record:"), proc.stderr
     listed = cli("users", "list", check=False)
     assert listed.returncode == 1 and listed.stderr.startswith("Error: state.json.users: not a users file")
+
+
+def test_a_refused_user_name_comes_back_escaped(console):
+    with http(console) as client:
+        token = http_login(client, "ana")
+        hostile = "<img src=x onerror=alert(1)>"
+        answer = client.post("/configuracao/usuarios", headers=origin(console),
+                             data={"csrf": token, "nome": hostile, "papel": "support", "senha": "senha-longa-123"})
+    assert answer.status_code == 422
+    assert "&#39;&lt;img src=x onerror=alert(1)&gt;&#39;: a user name is" in answer.text and hostile not in answer.text

@@ -207,7 +207,11 @@ def add_user(store: UserStore, log, actor: Actor, name: str, role: str, password
 
 
 def disable_user(store: UserStore, log, actor: Actor, name: str) -> None:
-    """The user can no longer log in, and their open sessions end at their next request."""
+    """The user can no longer log in, and their open sessions end at their next request. The last
+    active admin stays: nobody could manage the users after them (the CLI could, but say it)."""
+    admins = [u.name for u in store.read().users.values() if u.role == "admin" and not u.disabled]
+    if admins == [name]:
+        raise UserError(f"{name} is the last active admin; add another admin before disabling them")
     store.update(name, end_sessions=True, disabled=True)
     record(log, actor, "user_disabled", user=name)
 

@@ -10,3 +10,8 @@ document.addEventListener("click", function (event) {
   var source = document.getElementById(button.dataset.copy);
   navigator.clipboard.writeText(source.innerText).then(function () { button.textContent = "Copiado"; });
 });
+// A form with data-confirm="question" is sent only after the person confirms.
+document.addEventListener("submit", function (event) {
+  var question = event.target.dataset.confirm;
+  if (question && !window.confirm(question)) { event.preventDefault(); }
+});

@@ -1,6 +1,7 @@
 """Configuração (admin): the channels' status and why, missing templates, and the users."""
 from __future__ import annotations
 
+import segno
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
 
@@ -34,8 +35,7 @@ async def add_user(request: Request, login: auth.Login = Depends(auth.require("u
                                      totp=form.get("totp") == "sim")
     except UserError as exc:
         return _render(request, login, erro=str(exc), status=422)
-    return _render(request, login, criado=user, codigos=codes,
-                      uri=users.totp_uri(user, web.config.company.name) if user.totp else None)
+    return _shown_secret(request, login, user, codes) if user.totp else _render(request, login, criado=user)
 
 
 async def disable_user(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
@@ -53,7 +53,13 @@ async def reset_totp(name: str, request: Request, login: auth.Login = Depends(au
         user, codes = users.reset_totp(web.users, web.log, login.actor, name)
     except UserError as exc:
         return _render(request, login, erro=str(exc), status=422)
-    return _render(request, login, criado=user, codigos=codes, uri=users.totp_uri(user, web.config.company.name))
+    return _shown_secret(request, login, user, codes)
+
+
+def _shown_secret(request: Request, login: auth.Login, user, codes: list[str]):
+    """The page with `user`'s new TOTP secret, its QR code and recovery codes: shown this once."""
+    uri = users.totp_uri(user, request.app.state.web.config.company.name)
+    return _render(request, login, criado=user, codigos=codes, uri=uri, qr=segno.make(uri).svg_data_uri(scale=3))
 
 
 async def require_totp(request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
