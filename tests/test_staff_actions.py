@@ -3,6 +3,7 @@ not replace each other, escalations that wait for contact hours, payments in the
 subprocesses, a real store and log."""
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import signal
@@ -251,3 +252,104 @@ def test_stored_text_with_bidi_controls_is_shown_neutralised(cli):
     for command in (["accounts"], ["show", "acme"]):
         out = cli(*command).stdout
         assert "Acme <U+202E>adtL" in out and "\u202e" not in out, command
+
+
+# --- point 5: payments are in the log -------------------------------------------------------------------
+
+
+def test_payments_recorded_with_pay_come_back_to_a_state_rebuilt_from_a_re_import(cli):
+    setup(cli, [account("acme"), account("beta"), account("gama")])
+    cli("pay", "2026-11-acme", "--by", "ana", "--date", "2026-11-21")
+    cli("pay", "2026-11-gama", "--by", "ana", "--date", "2026-11-21")
+    cli("pay", "2026-11-gama", "--by", "bia", "--date", "2026-11-22", "--correct")
+    [paid] = [r for r in records(cli.workdir) if r["event"] == "payment" and r["invoice"] == "2026-11-acme"]
+    assert (paid["actor"], paid["account"], paid["paid"]) == ("ana", "acme", "2026-11-21")
+    # The state is lost: deleted, and rebuilt from the billing file (which knows of no payment).
+    for leftover in cli.workdir.glob("state.*"):
+        if leftover.is_file():
+            leftover.unlink()
+    cli("import", "billing.json", "--date", "2026-11-10")
+    assert cli.json("show", "acme")["invoices"][0]["paid"] is None
+    run = cli("run-once", "--date", DAY)
+    assert "2 payment(s) recorded with `pay` restored" in run.stderr, run.stderr
+    assert cli.json("show", "acme")["invoices"][0]["paid"] == "2026-11-21"
+    assert cli.json("show", "gama")["invoices"][0]["paid"] == "2026-11-22"  # the correction, the latest
+    sent = {r["account"] for r in records(cli.workdir) if r["event"] == "sending" and r["time"] >= "2026-11-24"}
+    assert sent == {"beta"}  # nothing for the invoices paid before the rebuild
+
+
+def test_a_re_import_with_another_payment_date_keeps_it_and_says_so(cli):
+    setup(cli, [account("acme")])
+    cli("pay", "2026-11-acme", "--by", "ana", "--date", "2026-11-21")
+    (cli.workdir / "state.json").unlink()
+    billing = json.loads((cli.workdir / "billing.json").read_text())
+    billing["invoices"][0]["paid"] = "2026-11-19"
+    (cli.workdir / "billing.json").write_text(json.dumps(billing))
+    cli("import", "billing.json", "--date", "2026-11-23")
+    run = cli("run-once", "--date", DAY)
+    assert ("invoice 2026-11-acme: the state says paid on 2026-11-19, the attempt log's `pay` record 2026-11-21: "
+            "kept 2026-11-19") in run.stderr
+    assert cli.json("show", "acme")["invoices"][0]["paid"] == "2026-11-19"
+
+
+# --- small things: tasks and status ---------------------------------------------------------------------
+
+
+def test_tasks_show_sao_paulo_times_and_close_by_a_unique_prefix_of_six_characters(cli):
+    setup(cli, [account("acme", social={"instagram": "@acme"})])
+    cli("run-once", "--date", DAY)  # 09:00 in São Paulo, 12:00 UTC
+    [task] = cli.json("tasks", "--open")
+    shown = cli("tasks").stdout
+    assert "time (São Paulo)" in shown and "24/11/2026 09:00" in shown and "T12:" not in shown
+    short = cli("tasks", "done", task["id"][:5], "--by", "bia", check=False)
+    assert short.returncode == 1 and "give the id, or at least its first 6 characters" in short.stderr
+    unknown = cli("tasks", "done", "zzzzzzzz", "--by", "bia", check=False)
+    assert unknown.returncode == 1 and "no staff task 'zzzzzzzz'" in unknown.stderr
+    out = cli("tasks", "done", task["id"][:6], "--by", "bia")
+    assert f"closed task {task['id']}" in out.stdout
+    [done] = [r for r in records(cli.workdir) if r["event"] == "task_done"]
+    assert done["ref"] == task["id"]
+
+
+def test_an_ambiguous_task_prefix_is_refused_naming_the_ids():
+    from notifier.staff.actions import Task, find_task
+    found = [Task(id_, "unknown", "", "acme", "email", "", "") for id_ in ("abcdef01", "abcdef02", "abcd9999")]
+    with pytest.raises(Exception, match="'abcdef' starts 2 task ids \\(abcdef01, abcdef02\\): give more of the id"):
+        find_task(found, "abcdef")
+    assert find_task(found, "abcdef02").id == "abcdef02" and find_task(found, "abcd99").id == "abcd9999"
+
+
+def test_status_prints_the_last_counts_as_a_table(cli):
+    setup(cli, [account("acme", social={"instagram": "@acme"}), account("beta")])
+    cli("run-once", "--date", DAY)
+    out = cli("status", "--date", DAY).stdout
+    assert "{" not in out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["channel", "sent"])
+    assert lines[header - 1].strip() == "last counts:"
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2:header + 4]}
+    assert rows["email"][0] == "2" and rows["social"][1] == "1"  # sent, task
+
+
+def test_staff_commands_still_require_by_and_pay_defaults_to_the_system_user(cli):
+    setup(cli, [account("acme")])
+    for command in (["release", "acme"], ["contact", "acme", "--channel", "phone", "--outcome", "reached"],
+                    ["hold", "acme", "--reason", "other", "--until", "2026-12-01"], ["opt-out", "acme", "--channel", "sms"]):
+        proc = cli(*command, "--date", DAY, check=False)
+        assert proc.returncode == 2 and "Missing option '--by'" in proc.stderr, (command, proc.stderr)
+    cli("pay", "2026-11-acme", "--date", DAY)
+    [paid] = [r for r in records(cli.workdir) if r["event"] == "payment"]
+    assert paid["actor"] == getpass.getuser()
+
+
+def test_a_waiting_escalation_to_a_channel_opted_out_of_or_an_account_on_hold_is_skipped(cli, fake_twilio):
+    setup(cli, [account("acme", whatsapp="+5511987654321"), account("beta", whatsapp="+5511987654322")])
+    cli.env.update(fake_twilio.env())
+    for name in ("acme", "beta"):
+        cli("escalate", name, "--by", "ana", "--channel", "whatsapp", "--date", "2026-11-29")
+    cli("opt-out", "acme", "--channel", "whatsapp", "--by", "bia", "--date", "2026-11-29")
+    cli("hold", "beta", "--by", "bia", "--reason", "negotiating", "--until", "2026-12-05", "--date", "2026-11-29")
+    cli("run-once", "--date", "2026-11-30")
+    assert fake_twilio.forms == [] and status(cli, "2026-11-30")["waiting_escalations"] == []
+    skipped = {r["account"]: r["reason"] for r in records(cli.workdir) if r["event"] == "skipped" and r.get("escalation_of")}
+    assert skipped == {"acme": "no reachable recipient on whatsapp (opted out meanwhile?)", "beta": "hold: negotiating"}

@@ -230,6 +230,8 @@ def _checked(check):
     """A click callback: `check(value)`'s error as the option's own (it names the option)."""
     def callback(ctx, param, value):
         from notifier.staff.actor import InvalidText
+        if value is None:  # missing: click says so itself (a required option), or nothing to check
+            return None
         try:
             return check(value)
         except InvalidText as exc:
@@ -241,8 +243,9 @@ def by_option(help_text: str = "Who is doing this (recorded in the attempt log).
     """`--by NAME`, checked and given to the command as a `staff.actor.Actor`: required unless a
     default (a callable: the system user name) is given."""
     from notifier.staff.actor import Actor
-    return click.option(*names, required=default is None, default=default, help=help_text,
-                        callback=_checked(lambda v: Actor(v)))
+    # No `default=None` for a required option: click 8.4 takes an explicit None as a default given.
+    given = {"required": True} if default is None else {"default": default}
+    return click.option(*names, **given, help=help_text, callback=_checked(lambda v: Actor(v)))
 
 
 def note_option(names=("--note",), help_text: str = "Free text kept with the record."):

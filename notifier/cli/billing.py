@@ -7,10 +7,7 @@ from pathlib import Path
 
 import click
 
-from notifier.billing.calendar import invoice_dates
-from notifier.staff.actor import neutralise
-from .base import (cli, Context, by_option, date_option, leave_to_exit, json_option, get_account, echo_json, print_table,
-                   br_date, system_user)
+from .base import cli, Context, by_option, date_option, leave_to_exit, json_option, echo_json, print_table, system_user
 
 # How far after the real today (the clock's, not --date's) the day of an import may be:
 # `import --date 9999-12-31` would archive every paid invoice; a year covers every honest use (a
@@ -114,46 +111,6 @@ def accounts(obj: Context, as_json):
                   _br_amount(r["open_amount"])] for r in rows])
 
 
-@cli.command()
-@click.argument("account")
-@json_option
-@click.pass_obj
-def show(obj: Context, account: str, as_json):
-    """What is stored for ACCOUNT, with each open invoice's dates."""
-    snap = obj.store().snapshot()
-    acc = get_account(snap, account)
-    cal = obj.config.calendar
-    invoices = []
-    for inv in sorted(snap.invoices(account), key=lambda i: i.due):
-        row = {"id": inv.id, "amount": _cents(inv.amount), "issued": inv.issued.isoformat(), "due": inv.due.isoformat(),
-               "paid": inv.paid.isoformat() if inv.paid else None}
-        if inv.paid is None:
-            d = invoice_dates(inv.due, cal, obj.config.settlement_days)
-            row.update(effective_due=d.effective_due.isoformat(), overdue=d.overdue.isoformat(),
-                       suspension=d.suspension.isoformat(), deletion=d.deletion.isoformat())
-        invoices.append(row)
-    history = snap.histories().get(account)
-    data = {
-        "id": acc.id, "company": acc.company, "contact_name": acc.contact_name, "document": acc.document,
-        "domain": acc.domain, "emails": list(acc.emails), "portal_email": acc.portal_email,
-        "whatsapp": acc.whatsapp, "social": _shown_handles(acc.social), "due_day": acc.due_day,
-        "past_delinquencies": acc.past_delinquencies, "opt_out": sorted(acc.opt_out),
-        "archived_late_invoices": history.late_count if history else 0,
-        "hold": _hold_json(snap.holds().get(account)), "invoices": invoices,
-    }
-    if as_json:
-        echo_json(data)
-        return
-    for key, value in data.items():
-        if key != "invoices":
-            click.echo(f"{key:>24}: {neutralise(_shown(value))}")
-    click.echo("")
-    print_table(["invoice", "amount", "due", "effective due", "overdue", "suspension", "deletion", "paid"],
-                [[r["id"], _br_amount(r["amount"]), br_date(r["due"]), br_date(r.get("effective_due")),
-                  br_date(r.get("overdue")), br_date(r.get("suspension")), br_date(r.get("deletion")),
-                  br_date(r["paid"])] for r in invoices])
-
-
 def _refuse_far_from_today(option: str, day: date, real_today: date) -> None:
     """Stop on a day after DATE_WINDOW from the real today (every --date is already within
     2000–2099: `Day`). Earlier days are allowed: they archive less, never more, and rehearsals and
@@ -180,26 +137,3 @@ def _br_amount(cents: str) -> str:
     return f"{int(whole):,}".replace(",", ".") + "," + fraction
 
 
-def _shown(value) -> str:
-    """A field of `show` as plain text: lists joined, social handles as `network: handle`."""
-    if value in (None, "", [], {}):
-        return "-"
-    if isinstance(value, dict):
-        return ", ".join(f"{network}: {handle}" for network, handle in value.items())
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
-
-
-def _hold_json(hold) -> dict | None:
-    """A staff hold on the account (`notifier hold`), as `show` prints it."""
-    if hold is None:
-        return None
-    return {"reason": hold.reason, "since": hold.since.isoformat(), "until": hold.until.isoformat(), "by": hold.by,
-            "note": hold.note}
-
-
-def _shown_handles(social) -> dict:
-    """Social handles for the screen: one that is an apprise URL holds a token, shown masked."""
-    from notifier.channels import public_url
-    return {network: public_url(handle) if "://" in handle else handle for network, handle in social}

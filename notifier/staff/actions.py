@@ -125,6 +125,7 @@ class Task:
     recipient: str
     detail: str
     done: dict | None = None  # the closing `task_done` record
+    assigned: str = ""  # who took it (`assign_task`), the last to take it
     until: str = ""  # an escalation waiting for contact hours: when it goes out (ISO, local time)
 
     def to_json(self) -> dict:
@@ -139,10 +140,12 @@ def tasks(records: Iterable[dict]) -> list[Task]:
     """Staff tasks, from the log alone (CONTRACTS.md): a `task` outcome (a message handed to staff,
     e.g. a social network to contact by hand; also a staff-task `sent`, as channels reported it
     before the `task` status), `unknown` (a crash between claim and answer), a hard `bounced`, and
-    a `deletion_due` notice on the staff channel. Closed by a `task_done` whose `ref` is its id."""
+    a `deletion_due` notice on the staff channel. Closed by a `task_done` whose `ref` is its id;
+    taken by a person with a `task_assigned`."""
     sendings: dict[str, dict] = {}
     found: list[tuple[dict, str, dict]] = []
     closed: dict[str, dict] = {}
+    assigned: dict[str, str] = {}
     for r in records:
         event = r.get("event")
         if event == "sending":
@@ -150,6 +153,9 @@ def tasks(records: Iterable[dict]) -> list[Task]:
             continue
         if event == "task_done":
             closed[r.get("ref")] = r
+            continue
+        if event == "task_assigned":
+            assigned[r.get("ref")] = r.get("actor", "")
             continue
         sending = sendings.get(r.get("ref") or r.get("attempt"), {})
         if event == "task" or (r.get("provider") == "staff-task" and event in ("sent", "result")):
@@ -161,7 +167,8 @@ def tasks(records: Iterable[dict]) -> list[Task]:
         elif event in ("sent", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
             found.append((r, "deletion_due", sending))
     return [Task(r["id"], kind, r.get("time", ""), s.get("account", ""), s.get("channel", ""),
-                 s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]))
+                 s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]),
+                 assigned.get(r["id"], ""))
             for r, kind, s in found if r.get("id")]
 
 
@@ -183,15 +190,29 @@ def find_task(found: Iterable[Task], wanted: str) -> Task:
     raise DeliveryError(f"no staff task {wanted!r}{short}; see `notifier tasks`")
 
 
-def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome: str = "") -> Task:
-    """Close the task `task_id` names (its id or a unique prefix, `find_task`) as done by `by`."""
+def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome: str = "",
+               records: Iterable[dict] | None = None) -> Task:
+    """Close the task `task_id` names (its id or a unique prefix, `find_task`) as done by `by`.
+    `records`: the log's task records when the caller has them (the console's log index), else
+    the whole log is read."""
     outcome = check_note(outcome, "outcome")
-    task = find_task(tasks(log.records()), task_id)
+    task = find_task(tasks(log.records() if records is None else records), task_id)
     task_id = task.id
     if task.done is not None:
         raise DeliveryError(f"task {task_id} was already closed by {task.done.get('actor')}")
     log.note(now, "task_done", {"ref": task_id, "account": task.account, "kind": task.kind, "outcome": outcome,
                                 **by.fields()}, by.name)
+    return task
+
+
+def assign_task(log: AttemptLog, now: datetime, task_id: str, by: Actor,
+                records: Iterable[dict] | None = None) -> Task:
+    """`by` takes the open task `task_id` (as `close_task` names it): recorded, so the others see
+    whose it is. Taking it again from someone else is allowed (they may be away); the log keeps both."""
+    task = find_task(tasks(log.records() if records is None else records), task_id)
+    if task.done is not None:
+        raise DeliveryError(f"task {task.id} was already closed by {task.done.get('actor')}")
+    log.note(now, "task_assigned", {"ref": task.id, "account": task.account, "kind": task.kind, **by.fields()}, by.name)
     return task
 
 
@@ -238,15 +259,16 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
         "waiting": [n.channel for n, _ in waiting], **({"waiting_until": queued} if queued else {}), **by.fields(),
     }, by.name)
     sending = {n.channel for n in sendable}
-    with store.transaction() as tx:
-        # An escalation sent now on a channel also ends one that waited on it: it is not sent twice.
-        queue = tx.meta(WAITING) or {}
-        new = _drop(queue, lambda key, entry: sending if entry["account"] == account_id else ())
-        if queued:
-            new[escalation] = {"account": account_id, "channels": queued, "actor": by.name, **by.fields(),
-                               "time": utc_iso(now)}
-        if new != queue:
-            tx.set_meta(WAITING, new)
+    if queued or any(entry["account"] == account_id for entry in (snap.meta(WAITING) or {}).values()):
+        with store.transaction() as tx:
+            # An escalation sent now on a channel ends one that waited on it: it is not sent twice.
+            queue = tx.meta(WAITING) or {}
+            new = _drop(queue, lambda key, entry: sending if entry["account"] == account_id else ())
+            if queued:
+                new[escalation] = {"account": account_id, "channels": queued, "actor": by.name, **by.fields(),
+                                   "time": utc_iso(now)}
+            if new != queue:
+                tx.set_meta(WAITING, new)
     _skip_refused(log, now, refused, by)
     outcomes = _send(config, log, renderer, clock, snap, sendable, by, {"override_hours": override_hours})
     return outcomes, waiting, refused
@@ -259,6 +281,8 @@ def send_waiting(store: Store, config: Config, log: AttemptLog, renderer, clock:
     in between loses it rather than sending it twice), then built as `escalate` builds them, as of
     now: an account paid meanwhile, on hold, or opted out gets a `skipped` record instead."""
     now = clock()
+    if not store.snapshot().meta(WAITING):  # the usual pass: nothing waits, no store write
+        return []
     with store.transaction() as snap:
         queue = snap.meta(WAITING) or {}
         due = {key: [ch for ch, until in entry["channels"].items()
@@ -277,11 +301,13 @@ def send_waiting(store: Store, config: Config, log: AttemptLog, renderer, clock:
         try:
             if hold is not None and hold.active_on(now.date()):
                 raise DeliveryError(f"hold: {hold.reason}")
-            notices, refused = split_do_not_contact(config, escalation_notices(snap, config, entry["account"],
-                                                                               now.date(), channels))
+            notices = escalation_notices(snap, config, entry["account"], now.date(), channels)
+            if not notices:
+                raise DeliveryError(f"no reachable recipient on {', '.join(channels)} (opted out meanwhile?)")
         except DeliveryError as exc:  # nothing left to escalate: say so in the log, once
             log.skip(now, fields, str(exc), actor=by.name)
             continue
+        notices, refused = split_do_not_contact(config, notices)
         _skip_refused(log, now, refused, by, key)
         outcomes += _send(config, log, renderer, clock, snap, notices, by, {"escalation_of": key})
     return outcomes

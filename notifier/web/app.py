@@ -26,7 +26,7 @@ from notifier.state.store import Store
 
 from . import auth
 from .users import UserStore, users_path
-from .views import error_page, forbidden_page, login, panel, settings
+from .views import customers, error_page, forbidden_page, login, panel, settings, tasks
 
 HERE = Path(__file__).parent
 # No inline script or style anywhere: a customer's text that slipped through unescaped still
@@ -69,7 +69,7 @@ def build(config: Config, day: date | None = None) -> FastAPI:
             response = forbidden_page(request, None, "Pedido recusado: ele não veio de uma página deste console.")
         else:
             response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
+        response.headers.setdefault("Content-Security-Policy", CSP)  # a view may set a stricter one
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         if not request.url.path.startswith("/static/"):
@@ -105,6 +105,19 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.post("/login/2fa")(login.second_submit)
     app.post("/logout")(login.logout)
     app.get("/")(panel.show)
+    app.get("/clientes")(customers.search)
+    app.get("/clientes/{account_id}")(customers.show)
+    app.get("/clientes/{account_id}/mensagens/{attempt_id}")(customers.message)
+    app.get("/clientes/{account_id}/auditoria")(customers.audit)
+    app.post("/clientes/{account_id}/escalar")(customers.escalate)
+    app.post("/clientes/{account_id}/contato")(customers.contact)
+    app.post("/clientes/{account_id}/pausar")(customers.hold)
+    app.post("/clientes/{account_id}/liberar")(customers.release)
+    app.post("/clientes/{account_id}/opt-out")(customers.stop_channel)
+    app.post("/clientes/{account_id}/pagamento")(customers.pay)
+    app.get("/tarefas")(tasks.show)
+    app.post("/tarefas/{task_id}/concluir")(tasks.close)
+    app.post("/tarefas/{task_id}/assumir")(tasks.assign)
     app.get("/configuracao")(settings.show)
     app.post("/configuracao/usuarios")(settings.add_user)
     app.post("/configuracao/usuarios/{name}/desativar")(settings.disable_user)
