@@ -62,13 +62,14 @@ class Context:
         look like "nothing to do"."""
         from notifier.state.store import Store
         _check_state_file(self.config.state, create)
-        return Store(self.config.state, retention_months=self.config.retention_months, log_head=self.log().head)
+        return Store(self.config.state, retention_months=self.config.retention_months, log=self.log())
 
     def log(self):
-        """The attempt log, one per command: its writer's lock and head are per instance."""
+        """The attempt log, one per command: its writer's lock and head are per instance. Built
+        with the head the state keeps, which every append moves (notifier/log/attempts.py)."""
         if self._log is None:
-            from notifier.log.attempts import AttemptLog
-            self._log = AttemptLog(self.config.attempt_log)
+            from notifier.log.attempts import AttemptLog, head_file_for
+            self._log = AttemptLog(self.config.attempt_log, kept=head_file_for(self.config.state))
         return self._log
 
     def now(self) -> datetime:

@@ -24,6 +24,19 @@ A crash mid-write leaves a torn last line. Readers skip it, and the next append 
 line, so the torn bytes stay on a line of their own, ignored, and no record is lost with them.
 A record cut only of its newline is whole: it is kept and chained on.
 
+The head the state keeps (`HeadFile`, `<state>.loghead`) is moved by every append, in
+`AttemptLog._write`, the one place every writer goes through, under the log's flock, in this order:
+1. the log's tail is compared with the kept head: a log cut, replaced at its end, deleted, or
+   grown by records this program did not append stops the write (`LogError`) before anything is
+   written or sent;
+2. the kept head gets an intent, "records up to N may follow" (`upto`);
+3. the messages' bytes go into their pack, the records into the log, fsynced;
+4. the kept head becomes the new one, `upto` cleared.
+A crash between 2 and 4 leaves the state behind the log, never ahead of it (it never claims a
+record the log lacks), and the intent tells the next reader that the records after the head, up
+to N, are a stopped writer's own: the next write adopts them. Growth past the head without such
+an intent is reported: only this program appends to the log, and it always records the head.
+
 The exact bytes handed to each provider are in the message store beside the log
 (`messagestore.py`); the `sending` record carries their SHA-256 and where they are, and what the
 customer read (subject and text, or the WhatsApp template and its variables) in `content`.
@@ -37,7 +50,7 @@ import threading
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import orjson
 
@@ -53,7 +66,8 @@ UNKNOWN_DETAIL = ("the notifier stopped after recording this attempt and before 
 
 
 class LogError(Exception):
-    """The log cannot be written (disk full, permissions); names the file."""
+    """The log cannot be read or written (disk full, permissions, a folder in its place), or it
+    does not end where the state's head says; names the file."""
 
 
 class Line(NamedTuple):
@@ -72,6 +86,131 @@ class Head(NamedTuple):
 
 def line_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+class Kept(NamedTuple):
+    """The head the state keeps: `count` records, the last hashing to `hash`, the log file then
+    `size` bytes long; `upto` set while a writer may be appending records up to that count."""
+    count: int
+    hash: str
+    size: int
+    upto: int | None = None
+
+
+def head_file_for(state: Path) -> Path:
+    """`state.json` -> `state.json.loghead`, beside the state: part of the state, not of the log,
+    so that whoever cuts or rolls back the log and its messages does not take the head with them."""
+    return Path(state).with_name(Path(state).name + ".loghead")
+
+
+SLOT = 256  # bytes per copy of the head; two copies, written in turn
+
+
+class HeadFile:
+    """The log's head as the state keeps it, rewritten at every append: a small file of two
+    fixed slots, each the head as JSON with a generation number and a checksum. A write goes to
+    the older slot with one pwrite and one fsync (an atomic rename would cost two more fsyncs per
+    append), so a write torn by a crash spoils only that slot, and the reader takes the valid slot
+    of the highest generation: the head before the torn write."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._gen = 0
+
+    def read(self) -> Kept | None:
+        """The newest head written, or None when none was ever written."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LogError(f"{self.path}: cannot read the log's head kept by the state: {exc.strerror or exc}") from None
+        slots = [doc for doc in (_slot(data[i:i + SLOT]) for i in (0, SLOT)) if doc is not None]
+        if not slots:
+            if not data:
+                return None
+            raise LogError(f"{self.path}: the log's head kept by the state is damaged (not written by the notifier); "
+                           "`notifier verify-log` checks the log itself")
+        doc = max(slots, key=lambda d: d["gen"])
+        self._gen = doc["gen"]
+        return Kept(doc["count"], doc["hash"], doc["size"], doc["upto"])
+
+    def write(self, kept: Kept) -> None:
+        """Replace the head (call `read` first: the generation goes on from the newest slot)."""
+        self._gen += 1
+        body = orjson.dumps({"gen": self._gen, **kept._asdict()})
+        line = body[:-1] + b',"sum":"%s"}' % hashlib.sha256(body).hexdigest()[:16].encode()
+        created = not self.path.exists()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+            try:
+                os.pwrite(fd, line.ljust(SLOT - 1) + b"\n", (self._gen % 2) * SLOT)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise LogError(f"{self.path}: cannot record the log's head in the state: {exc.strerror or exc}") from None
+
+
+def _slot(data: bytes) -> dict | None:
+    """One slot's head when it is whole and its checksum holds, else None."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict or type(doc.get("gen")) is not int:
+        return None
+    digest = doc.pop("sum", None)
+    if digest != hashlib.sha256(orjson.dumps(doc)).hexdigest()[:16]:
+        return None
+    return doc
+
+
+def disagreement(path: Path, kept: Kept | None, head: Head) -> str | None:
+    """What is wrong with a log that ends at `head` when the state kept `kept`, or None when they
+    agree (or the log only holds a stopped writer's records after the head, which its intent
+    announced, `grown_by_a_stopped_writer`). One sentence for an operator, saying what to do."""
+    if kept is None or (head.count == kept.count and head.hash == kept.hash):
+        return None
+    seen = f"the state recorded {kept.count:,} records (last hash {kept.hash})"
+    if head.count > kept.count:
+        if grown_by_a_stopped_writer(path, kept, head):
+            return None
+        return (f"{path}: records {kept.count + 1:,} to {head.count:,} were appended after the head the state "
+                f"recorded at its last write ({seen}): only the notifier appends to this log, and it records the "
+                "head every time: something else wrote them. `notifier verify-log` says more; if you know where they "
+                "come from, `notifier verify-log --accept-cut --by NAME` goes on with the log as it is")
+    if not path.exists():
+        what = f"{path}: the attempt log is missing, but {seen}"
+    elif head.count < kept.count:
+        what = f"{path}: the attempt log has {head.count:,} records, but {seen}: records were cut off its end"
+    else:
+        what = f"{path}: record {head.count:,} is not the one the state recorded ({seen}): it was replaced"
+    return (what + ". Nothing was changed; `notifier verify-log` says where. Restore the log from a backup "
+            "before going on, or, with none, accept the cut: `notifier verify-log --accept-cut --by NAME`")
+
+
+def grown_by_a_stopped_writer(path: Path, kept: Kept, head: Head) -> bool:
+    """Whether the records after `kept` (to `head`) are those a writer announced (`upto`) before
+    it stopped between its append and the head's move: they chain on from the kept head."""
+    if kept.upto is None or not kept.count < head.count <= kept.upto:
+        return False
+    count, last = kept.count, kept.hash
+    try:
+        with open(path, "rb") as f:
+            f.seek(kept.size)
+            for data in f:
+                record = parse_line(data.rstrip(b"\n"))
+                if record is None:
+                    continue  # a torn line
+                if record["seq"] != count + 1 or record["prev"] != last:
+                    return False
+                count, last = count + 1, line_hash(data.rstrip(b"\n"))
+    except OSError:
+        return False
+    return (count, last) == tuple(head)
 
 
 def utc_iso(when: datetime) -> str:
@@ -276,15 +415,22 @@ def read_tail(path: Path) -> _Tail:
 
 
 class AttemptLog:
-    """The log at `path`, its message store in `messages` (default `<log name>.messages/`).
+    """The log at `path`, its message store in `messages` (default `<log name>.messages/`), and
+    the head the state keeps in `kept` (`head_file_for(state)`).
+
+    Every write goes through `_write`, which checks the log against the kept head and moves it
+    (module docstring): a new writer (a command, the web console) gets that by writing through an
+    AttemptLog built with `kept`, as `notifier.cli.base.Context.log()` builds it. Without `kept`
+    (a scratch log: tests, benchmarks) no head is kept.
 
     Cheap to create: nothing is opened until the first read or write. `close()` releases the
     file and the writer's lock (a process that ends releases them anyway).
     """
 
-    def __init__(self, path: Path, messages: Path | None = None):
+    def __init__(self, path: Path, messages: Path | None = None, kept: Path | None = None):
         self.path = Path(path)
         self.messages = MessageStore(Path(messages) if messages else folder_for(self.path))
+        self.kept = HeadFile(kept) if kept is not None else None
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._fd: int | None = None
         self._run_fd: int | None = None
@@ -316,11 +462,13 @@ class AttemptLog:
             if payload is not None:
                 stored_payloads.setdefault(utc_iso(when)[:7], []).append((attempt_id, len(records), payload))
             records.append(record)
-        for month, entries in stored_payloads.items():
-            pointers = self.messages.put_many(month, [(aid, data) for aid, _, data in entries])
-            for (_, index, _), where in zip(entries, pointers):
-                records[index]["message"] = where.to_json()
-        self._append(records)
+
+        def store_payloads() -> None:
+            for month, entries in stored_payloads.items():
+                pointers = self._put(month, [(aid, data) for aid, _, data in entries])
+                for (_, index, _), where in zip(entries, pointers):
+                    records[index]["message"] = where.to_json()
+        self._write(records, store_payloads)
         for record in records:
             self._open_attempts[record["id"]] = {k: record.get(k) for k in ("actor", "account", "channel", "recipient")}
         return [r["id"] for r in records]
@@ -339,7 +487,7 @@ class AttemptLog:
                 "provider": result.provider, "provider_id": result.provider_id, "code": result.code,
                 "detail": result.detail, "permanent": result.permanent, "evidence": dict(result.evidence),
             })
-        self._append(records)
+        self._write(records)
         return [r["id"] for r in records]
 
     def skip(self, when: datetime, fields: Mapping[str, Any], reason: str, actor: str = "daemon") -> str:
@@ -357,7 +505,7 @@ class AttemptLog:
             if event == "sending":
                 raise ValueError("a `sending` record is written by start(), which stores the payload")
             records.append({"id": new_id(), "event": event, "time": utc_iso(when), "actor": actor, **fields})
-        self._append(records)
+        self._write(records)
         return [r["id"] for r in records]
 
     def recover(self, when: datetime, actor: str = "daemon", since: Mark | None = None) -> list[dict]:
@@ -393,7 +541,7 @@ class AttemptLog:
             # A torn sending line never finished its write-ahead, so it was never sent: not unknown.
             pending = {k: r for k, r in parsed.items() if r is not None and r.get("id") == k}
             if pending:
-                self._append([_unknown(when, actor, sending) for sending in pending.values()])
+                self._write([_unknown(when, actor, sending) for sending in pending.values()])
                 lines.end = Mark(self._tail.head.count, self._tail.size)
             # This process's own attempts in flight are not answered yet: no mark past them.
             self.answered = None if ours else lines.end
@@ -420,6 +568,48 @@ class AttemptLog:
             self._tail = read_tail(self.path)
         return self._tail.head
 
+    def check_head(self) -> None:
+        """LogError unless the log ends where the state's kept head says (see `disagreement`):
+        commands that change the state ask before they write anything."""
+        kept, _ = self.settled()
+        problem = disagreement(self.path, kept, read_tail(self.path).head) if kept is not None else None
+        if problem:
+            raise LogError(problem)
+
+    def settled(self) -> tuple[Kept | None, int]:
+        """(the kept head, the log's size) at one moment no writer is between its append and the
+        head's move: taken under the log's flock, shared (writers hold it exclusive for both), so
+        that a log growing under a check is never mistaken for a log grown by someone else."""
+        if self.kept is None:
+            return None, _size(self.path)
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return self.kept.read(), 0
+        except OSError as exc:
+            raise LogError(f"{self.path}: cannot read the attempt log: {exc.strerror or exc}") from None
+        with f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            return self.kept.read(), os.fstat(f.fileno()).st_size
+
+    def accept_head(self) -> tuple[Kept, Head] | None:
+        """Make the kept head the log's present one, whatever the log holds (`verify-log
+        --accept-cut`: no backup to restore); returns (the head kept before, the log's), or None
+        when they agreed."""
+        if self.kept is None:
+            return None
+        fd = self._log_fd()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            kept, tail = self.kept.read(), read_tail(self.path)
+            if kept is None or disagreement(self.path, kept, tail.head) is None:
+                return None
+            self.kept.write(Kept(*tail.head, tail.size))
+            self._tail = tail
+            return kept, tail.head
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
     def close(self) -> None:
         for fd in (self._fd, self._run_fd):
             if fd is not None:
@@ -428,7 +618,10 @@ class AttemptLog:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _append(self, records: list[dict]) -> None:
+    def _write(self, records: list[dict], store_payloads: Callable[[], None] | None = None) -> None:
+        """Append `records`, after `store_payloads()` (which puts their messages' bytes in the
+        packs and their pointers in the records), moving the kept head; the order is the module
+        docstring's. All under the log's flock, so that packs, log and head change together."""
         if not records:
             return
         self._hold_run_lock(exclusive=False)
@@ -436,9 +629,12 @@ class AttemptLog:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             size = os.fstat(fd).st_size
-            if self._tail is None or self._tail.size != size:
-                self._tail = read_tail(self.path)  # first write, or another process appended
+            self._tail = self._agreed(size)
             count, last = self._tail.head
+            if self.kept is not None:
+                self.kept.write(Kept(count, last, size, count + len(records)))
+            if store_payloads is not None:
+                store_payloads()
             blob = bytearray(b"\n" if self._tail.needs_newline else b"")
             for record in records:
                 count += 1
@@ -452,8 +648,28 @@ class AttemptLog:
                 self._tail = None  # what reached the disk is unknown: read the tail again next time
                 raise LogError(f"{self.path}: cannot append to the attempt log: {exc.strerror or exc}") from None
             self._tail = _Tail(Head(count, last), size + len(blob), False)
+            if self.kept is not None:
+                self.kept.write(Kept(count, last, size + len(blob)))
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _agreed(self, size: int) -> _Tail:
+        """The log's tail, checked against the kept head (LogError when they disagree): read
+        again only when the file is not as this process left it or the head is not."""
+        kept = self.kept.read() if self.kept is not None else None
+        tail = self._tail
+        if tail is None or tail.size != size or (kept is not None and kept != Kept(*tail.head, size)):
+            tail = read_tail(self.path)
+            problem = disagreement(self.path, kept, tail.head)
+            if problem:
+                raise LogError(problem)
+        return tail
+
+    def _put(self, month: str, items: list[tuple[str, bytes]]) -> list[Stored]:
+        try:
+            return self.messages.put_many(month, items)
+        except OSError as exc:  # a file where the folder should be, a full disk
+            raise LogError(f"{self.messages.folder}: cannot store the messages: {exc.strerror or exc}") from None
 
     def _log_fd(self) -> int:
         if self._fd is None:
@@ -479,6 +695,13 @@ class AttemptLog:
             fcntl.flock(self._run_fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
             return False
         return True
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _open(path: Path, flags: int) -> int:
