@@ -183,11 +183,13 @@ def disagreement(path: Path, kept: Kept | None, head: Head) -> str | None:
                 "head every time: something else wrote them. `notifier verify-log` says more; if you know where they "
                 "come from, `notifier verify-log --accept-cut --by NAME` goes on with the log as it is")
     if not path.exists():
-        what = f"{path}: the attempt log is missing, but {seen}"
+        what = f"{path}: the attempt log is missing and the state saw {kept.count:,} records: it was deleted or moved"
     elif head.count < kept.count:
-        what = f"{path}: the attempt log has {head.count:,} records, but {seen}: records were cut off its end"
+        what = (f"{path}: the attempt log has {head.count:,} records and the state saw {kept.count:,}: records were "
+                "cut off its end")
     else:
-        what = f"{path}: record {head.count:,} is not the one the state recorded ({seen}): it was replaced"
+        what = (f"{path}: the attempt log has {head.count:,} records and record {head.count:,} is not the one the "
+                f"state saw (hash {kept.hash[:12]}…): it was replaced")
     return (what + ". Nothing was changed; `notifier verify-log` says where. Restore the log from a backup "
             "before going on, or, with none, accept the cut: `notifier verify-log --accept-cut --by NAME`")
 
