@@ -262,3 +262,24 @@ def test_an_outside_head_proves_the_prefix_even_when_log_and_state_were_rewritte
     assert proc.returncode == 1 and "names record" in proc.stderr
     proc = cli("verify-log", "--head", "12:xyz", check=False)
     assert proc.returncode == 2 and "COUNT:HASH" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command, wrong, said", [
+    (("verify-log",), "log a folder", "attempts.jsonl: is a folder, not the attempt log"),
+    (("audit", "acme", "--html", "audit.html"), "log a folder", "attempts.jsonl: is a folder, not the attempt log"),
+    (("run-once", "--date", DAY), "messages a file", "attempts.jsonl.messages: is a file, not the folder"),
+    (COMMANDS["escalate"], "messages a file", "attempts.jsonl.messages: is a file, not the folder"),
+])
+def test_the_logs_files_in_the_wrong_form_are_one_clear_error_and_nothing_is_sent(base, tmp_path, command, wrong, said):
+    cli = copy_of(base, tmp_path / "t")
+    if wrong == "log a folder":
+        (cli.workdir / "attempts.jsonl").unlink()
+        (cli.workdir / "attempts.jsonl").mkdir()
+    else:
+        shutil.rmtree(cli.workdir / "attempts.jsonl.messages")
+        (cli.workdir / "attempts.jsonl.messages").write_text("x")
+    outbox = sorted((cli.workdir / "outbox").rglob("*"))
+    proc = cli(*command, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"Error: {said}"), proc.stderr
+    assert sorted((cli.workdir / "outbox").rglob("*")) == outbox and not (cli.workdir / "audit.html").exists()

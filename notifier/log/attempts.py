@@ -84,6 +84,13 @@ class Head(NamedTuple):
     hash: str
 
 
+def unreadable(path: Path, exc: OSError) -> LogError:
+    """The error of a log that cannot be read, naming it; a folder in its place said as such."""
+    if isinstance(exc, IsADirectoryError):
+        return LogError(f"{path}: is a folder, not the attempt log (check `attempt_log` in the config)")
+    return LogError(f"{path}: cannot read the attempt log: {exc.strerror or exc}")
+
+
 def line_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
@@ -256,7 +263,7 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise LogError(f"{path}: cannot read the attempt log: {exc.strerror or exc}") from None
+        raise unreadable(path, exc) from None
     with f:
         for number, data in enumerate(f, 1):
             terminated = data.endswith(b"\n")
@@ -300,7 +307,7 @@ class LinesAfter:
             self.end = Mark(0, 0)
             return
         except OSError as exc:
-            raise LogError(f"{self.path}: cannot read the attempt log: {exc.strerror or exc}") from None
+            raise unreadable(self.path, exc) from None
         with f:
             records, offset = self._start(f)
             f.seek(offset)
@@ -389,7 +396,7 @@ def read_tail(path: Path) -> _Tail:
     except FileNotFoundError:
         return _Tail(Head(0, GENESIS), 0, False)
     except OSError as exc:  # a folder in its place, no permission
-        raise LogError(f"{path}: cannot read the attempt log: {exc.strerror or exc}") from None
+        raise unreadable(path, exc) from None
     with f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
@@ -589,7 +596,7 @@ class AttemptLog:
         except FileNotFoundError:
             return self.kept.read(), 0
         except OSError as exc:
-            raise LogError(f"{self.path}: cannot read the attempt log: {exc.strerror or exc}") from None
+            raise unreadable(self.path, exc) from None
         with f:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH)
             return self.kept.read(), os.fstat(f.fileno()).st_size
@@ -670,7 +677,9 @@ class AttemptLog:
     def _put(self, month: str, items: list[tuple[str, bytes]]) -> list[Stored]:
         try:
             return self.messages.put_many(month, items)
-        except OSError as exc:  # a file where the folder should be, a full disk
+        except FileExistsError:  # a file where the folder should be
+            raise LogError(f"{self.messages.folder}: is a file, not the folder of the stored messages") from None
+        except OSError as exc:  # a full disk, no permission
             raise LogError(f"{self.messages.folder}: cannot store the messages: {exc.strerror or exc}") from None
 
     def _log_fd(self) -> int:

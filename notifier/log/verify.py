@@ -43,7 +43,7 @@ import msgspec
 import orjson
 
 from notifier.log.attempts import (GENESIS, Head, Kept, LogError, grown_by_a_stopped_writer, is_sending, line_hash,
-                                   parse_line, raw_lines, stored_message)
+                                   parse_line, raw_lines, stored_message, unreadable)
 from notifier.log.messagestore import MessageStore, MessageStoreError, Stored, entry_header
 
 MAX_PROBLEMS = 20  # beyond the first few, more lines say nothing a person can act on
@@ -76,7 +76,7 @@ def verify(log_path, messages: MessageStore, expected: Kept | None = None, check
     for the fast pass (default: one per core for a large log, else none)."""
     log_path = Path(log_path)
     if log_path.is_dir():
-        raise LogError(f"{log_path}: is a folder, not the attempt log (check `attempt_log` in the config)")
+        raise unreadable(log_path, IsADirectoryError())
     if messages.folder.exists() and not messages.folder.is_dir():
         raise LogError(f"{messages.folder}: is a file, not the folder of the stored messages")
     if size is None:
