@@ -283,3 +283,25 @@ def test_the_logs_files_in_the_wrong_form_are_one_clear_error_and_nothing_is_sen
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"Error: {said}"), proc.stderr
     assert sorted((cli.workdir / "outbox").rglob("*")) == outbox and not (cli.workdir / "audit.html").exists()
+
+
+def test_the_head_on_an_audit_report_and_in_the_staff_summarys_words_is_one_verify_log_takes(after, tmp_path):
+    """Every audit report carries the log's head and its date; that head, or the staff summary's
+    line with it (notifier/staff/actions.py prints "Registro de tentativas: N registros, último
+    hash H"), given to `verify-log --head`, proves the log still holds that prefix."""
+    import re
+    cli = copy_of(after("contact"), tmp_path / "t")
+    cli("audit", "acme", "--html", "audit.html")
+    html = (cli.workdir / "audit.html").read_text(encoding="utf-8")
+    [(when, head)] = re.findall(r"<dt>Cabeça do registro em (\d\d/\d\d/\d{4} \d\d:\d\d)</dt><dd><code data-head>(\d+:[0-9a-f]{64})<", html)
+    count, digest = head.split(":")
+    kept = HeadFile(head_file_for(cli.workdir / "state.json")).read()
+    assert (int(count), digest) == (kept.count, kept.hash)
+    cli(*COMMANDS["hold"])
+    assert cli("verify-log", "--head", head).returncode == 0
+    assert cli("verify-log", "--head", f"Registro de tentativas: {count} registros, último hash {digest}").returncode == 0
+    edit_last_before = lines_of(cli.workdir / "attempts.jsonl")
+    edit_last_before[int(count) - 1] = edit_last_before[int(count) - 1].replace(b'"time":"20', b'"time":"19', 1)
+    (cli.workdir / "attempts.jsonl").write_bytes(b"".join(edit_last_before))
+    proc = cli("verify-log", "--head", head, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr

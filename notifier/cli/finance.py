@@ -17,17 +17,18 @@ until_option = click.option("--until", type=Day(), help="Up to and including thi
 
 
 def _head(ctx, param, value):
-    """`--head COUNT:HASH` as a Head; the count may be written with thousands separators."""
+    """`--head COUNT:HASH` as a Head. The staff summary's line ("Registro de tentativas: 1.234
+    registros, último hash <hash>") is taken as it is too, pasted from the e-mail."""
     if value is None:
         return None
+    import re
     from notifier.log.attempts import Head
-    count, _, digest = value.strip().partition(":")
-    count = count.replace(".", "").replace(",", "").replace("_", "")
-    digest = digest.strip().lower()
-    if not count.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+    found = re.fullmatch(r"\s*(?:Registro de tentativas:\s*)?(\d[\d.,]*)(?::|\s+registros,\s+último hash\s+)"
+                         r"([0-9a-fA-F]{64})\s*", value)
+    if not found:
         raise click.BadParameter("write the head as COUNT:HASH, e.g. 1234:<the 64 hex digits of the last record's "
-                                 "SHA-256>, as the staff summary and the audit report print it")
-    return Head(int(count), digest)
+                                 "SHA-256>, as the audit report prints it (or paste the staff summary's line)")
+    return Head(int(re.sub(r"[.,]", "", found[1])), found[2].lower())
 
 
 @cli.command("verify-log")
