@@ -31,7 +31,8 @@ The head the state keeps (`HeadFile`, `<state>.loghead`) is moved by every appen
    written or sent;
 2. the kept head gets an intent, "records up to N may follow" (`upto`);
 3. the messages' bytes go into their pack, the records into the log, fsynced;
-4. the kept head becomes the new one, `upto` cleared.
+4. the kept head becomes the new one, `upto` cleared (one fsync per append, the intent's: this
+   write is flushed by the next one, and until then the intent on disk covers the records).
 A crash between 2 and 4 leaves the state behind the log, never ahead of it (it never claims a
 record the log lacks), and the intent tells the next reader that the records after the head, up
 to N, are a stopped writer's own: the next write adopts them. Growth past the head without such
@@ -142,8 +143,9 @@ class HeadFile:
         self._gen = doc["gen"]
         return Kept(doc["count"], doc["hash"], doc["size"], doc["upto"])
 
-    def write(self, kept: Kept) -> None:
-        """Replace the head (call `read` first: the generation goes on from the newest slot)."""
+    def write(self, kept: Kept, durable: bool = True) -> None:
+        """Replace the head (call `read` first: the generation goes on from the newest slot);
+        fsynced unless not `durable` (see `AttemptLog._write`)."""
         self._gen += 1
         body = orjson.dumps({"gen": self._gen, **kept._asdict()})
         line = body[:-1] + b',"sum":"%s"}' % hashlib.sha256(body).hexdigest()[:16].encode()
@@ -152,7 +154,8 @@ class HeadFile:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
             try:
                 os.pwrite(fd, line.ljust(SLOT - 1) + b"\n", (self._gen % 2) * SLOT)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             if created:
@@ -658,7 +661,10 @@ class AttemptLog:
                 raise LogError(f"{self.path}: cannot append to the attempt log: {exc.strerror or exc}") from None
             self._tail = _Tail(Head(count, last), size + len(blob), False)
             if self.kept is not None:
-                self.kept.write(Kept(count, last, size + len(blob)))
+                # Not fsynced: the next intent's fsync flushes it, and a power cut before that
+                # leaves the intent on disk, which accounts for these records. A killed process
+                # loses nothing: the write is in the page cache every reader sees.
+                self.kept.write(Kept(count, last, size + len(blob)), durable=False)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
