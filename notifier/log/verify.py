@@ -450,7 +450,7 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
                             else:
                                 where = pointer(view[found + 11:nl - 75])
                                 zsha, zsize = where.zsha256, where.zsize
-                                attempt_id = bytes(buf[event - 32:event])
+                                attempt_id = buf[event - 32:event]
                                 if zsha is not None:  # inline, and the window too: half a million of them
                                     if where.pack != window_of:
                                         window_of, window = where.pack, packs.get(where.pack)
@@ -459,15 +459,17 @@ def _check_range(path: str, start: int, end: int, folder: str, check_messages: b
                                     # The entry as put_many wrote it: header, compressed bytes, newline.
                                     header = _HEADER % (attempt_id, where.sha256.encode(), where.size, zsize,
                                                         zsha.encode())
-                                    span = where.offset - len(header)
-                                    total = len(header) + zsize + 1
+                                    hsize = len(header)
+                                    span = where.offset - hsize
                                     found = span - window.start
-                                    if 0 <= found and found + total <= window.end - window.start:
-                                        data = window.view[found:found + total]  # bytes_at's common case
-                                    else:
-                                        data = window.bytes_at(span, total)
-                                    if (len(data) != total or data[:len(header)] != header or data[-1] != 10
-                                            or sha256(data[len(header):-1]).hexdigest() != zsha):
+                                    if not (0 <= found and found + hsize + zsize < window.end - window.start):
+                                        window.move(span, hsize + zsize + 1)  # the rare case: not read yet
+                                        found = 0
+                                        if hsize + zsize >= window.end - window.start:
+                                            return None  # past the pack's end
+                                    data, found = window.buf, found + hsize
+                                    if (not data.startswith(header, found - hsize) or data[found + zsize] != 10
+                                            or sha256(window.view[found:found + zsize]).hexdigest() != zsha):
                                         return None
                                 else:
                                     stored = Stored(where.pack, where.offset, zsize, where.size, where.sha256)
@@ -529,17 +531,19 @@ class _Window:
 
     def __init__(self, path: str, block: int = WINDOW):
         self.fd = os.open(path, os.O_RDONLY)
-        self.view = memoryview(bytearray(block))
+        self.buf = bytearray(block)
+        self.view = memoryview(self.buf)
         self.start = self.end = 0  # the file's bytes [start, end) are in the buffer
 
-    def bytes_at(self, offset: int, size: int):
-        if not (self.start <= offset and offset + size <= self.end):
-            if size > len(self.view):
-                return os.pread(self.fd, size, offset)
-            got = os.preadv(self.fd, [self.view], offset)
-            self.start, self.end = offset, offset + got
-        at = offset - self.start
-        return self.view[at:min(at + size, self.end - self.start)]  # short at the end of the file
+    def move(self, offset: int, size: int) -> None:
+        """Read the block from `offset`, grown to `size` bytes first if it is smaller; at the
+        pack's end it holds less (`end` says where the file's bytes stop)."""
+        if size > len(self.buf):
+            self.view.release()
+            self.buf = bytearray(size)
+            self.view = memoryview(self.buf)
+        got = os.preadv(self.fd, [self.view], offset)
+        self.start, self.end = offset, offset + got
 
     def close(self) -> None:
         self.view.release()
