@@ -305,3 +305,18 @@ def test_the_head_on_an_audit_report_and_in_the_staff_summarys_words_is_one_veri
     (cli.workdir / "attempts.jsonl").write_bytes(b"".join(edit_last_before))
     proc = cli("verify-log", "--head", head, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_deleted_log_is_found_even_when_no_cycle_ever_ran(tmp_path):
+    """Before, only a cycle recorded the head: with staff commands alone, `rm attempts.jsonl`
+    verified as an empty log. A missing log where the state saw records is a problem."""
+    cli = clean_cli(tmp_path)
+    (cli.workdir / "billing.json").write_text(json.dumps(BILLING), encoding="utf-8")
+    cli("import", "billing.json", "--date", "2026-11-10")
+    cli(*COMMANDS["contact"])
+    (cli.workdir / "attempts.jsonl").unlink()
+    proc = cli("verify-log", check=False)
+    assert proc.returncode == 1 and "the log is missing, but the state recorded 1 records" in proc.stderr, proc.stderr
+    proc = cli(*COMMANDS["hold"], check=False)
+    assert proc.returncode == 1 and "the attempt log is missing" in proc.stderr
+    assert not (cli.workdir / "attempts.jsonl").exists()
