@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from notifier.log.attempts import AttemptLog, HeadFile, Kept, head_file_for, line_hash
+from notifier.log.attempts import HeadFile, Kept, head_file_for, line_hash
 from tests.conftest import Cli, clean_cli
 
 DAY = "2026-11-24"
@@ -205,14 +205,11 @@ def test_a_writer_stopped_between_its_append_and_the_heads_move_is_not_taken_for
     attempts.py's order: the head kept with its intent (`upto`), the records after it. verify-log
     notes them, and the next command adopts them and moves the head on."""
     cli = copy_of(after("contact"), tmp_path / "t")
-    log_path, heads = cli.workdir / "attempts.jsonl", HeadFile(head_file_for(cli.workdir / "state.json"))
+    heads = HeadFile(head_file_for(cli.workdir / "attempts.jsonl"))
     kept = heads.read()
     assert kept is not None and kept.upto is None
     heads.write(Kept(kept.count, kept.hash, kept.size, kept.count + 1))  # step 2: the intent
-    scratch = AttemptLog(log_path)  # step 3 without 4: a writer that keeps no head
-    from datetime import datetime, timezone
-    scratch.note(datetime(2026, 11, 24, 12, tzinfo=timezone.utc), "contact", {"account": "acme"}, "ana")
-    scratch.close()
+    append_rechained(cli.workdir, None)  # step 3, and no step 4
     proc = cli("verify-log", check=False)
     assert proc.returncode == 0 and "stopped before it recorded the new head" in proc.stdout, proc.stdout + proc.stderr
     cli(*COMMANDS["contact"])
@@ -222,10 +219,8 @@ def test_a_writer_stopped_between_its_append_and_the_heads_move_is_not_taken_for
     # Records past the announced count are not the stopped writer's: reported.
     kept = heads.read()
     heads.write(Kept(kept.count, kept.hash, kept.size, kept.count + 1))
-    scratch = AttemptLog(log_path)
-    for _ in range(2):
-        scratch.note(datetime(2026, 11, 24, 12, tzinfo=timezone.utc), "contact", {"account": "acme"}, "ana")
-    scratch.close()
+    append_rechained(cli.workdir, None)
+    append_rechained(cli.workdir, None)
     proc = cli("verify-log", check=False)
     assert proc.returncode == 1 and "were appended after the head the state recorded" in proc.stderr
 
@@ -234,7 +229,7 @@ def test_an_outside_head_proves_the_prefix_even_when_log_and_state_were_rewritte
     """`verify-log --head COUNT:HASH` with the head of the staff summary: the log still holds it;
     after the log and the state's head are both rewritten (a consistent forgery), it no longer does."""
     cli = copy_of(after("contact"), tmp_path / "t")
-    heads = HeadFile(head_file_for(cli.workdir / "state.json"))
+    heads = HeadFile(head_file_for(cli.workdir / "attempts.jsonl"))
     outside = heads.read()
     head = f"{outside.count}:{outside.hash}"
     cli(*COMMANDS["hold"])  # the log goes on after the head was taken
@@ -295,7 +290,7 @@ def test_the_head_on_an_audit_report_and_in_the_staff_summarys_words_is_one_veri
     html = (cli.workdir / "audit.html").read_text(encoding="utf-8")
     [(when, head)] = re.findall(r"<dt>Cabeça do registro em (\d\d/\d\d/\d{4} \d\d:\d\d)</dt><dd><code data-head>(\d+:[0-9a-f]{64})<", html)
     count, digest = head.split(":")
-    kept = HeadFile(head_file_for(cli.workdir / "state.json")).read()
+    kept = HeadFile(head_file_for(cli.workdir / "attempts.jsonl")).read()
     assert (int(count), digest) == (kept.count, kept.hash)
     cli(*COMMANDS["hold"])
     assert cli("verify-log", "--head", head).returncode == 0

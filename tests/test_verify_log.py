@@ -136,7 +136,7 @@ from notifier.log.verify import _fast, _precise, verify  # noqa: E402
 
 def state_head(cli: Cli):
     """The head the state keeps, as the commands wrote it."""
-    return HeadFile(head_file_for(cli.workdir / "state.json")).read()
+    return HeadFile(head_file_for(cli.workdir / "attempts.jsonl")).read()
 
 
 def size(log) -> int:

@@ -65,11 +65,10 @@ class Context:
         return Store(self.config.state, retention_months=self.config.retention_months, log=self.log())
 
     def log(self):
-        """The attempt log, one per command: its writer's lock and head are per instance. Built
-        with the head the state keeps, which every append moves (notifier/log/attempts.py)."""
+        """The attempt log, one per command: its writer's lock and head are per instance."""
         if self._log is None:
-            from notifier.log.attempts import AttemptLog, head_file_for
-            self._log = AttemptLog(self.config.attempt_log, kept=head_file_for(self.config.state))
+            from notifier.log.attempts import AttemptLog
+            self._log = AttemptLog(self.config.attempt_log)
         return self._log
 
     def now(self) -> datetime:

@@ -24,8 +24,9 @@ A crash mid-write leaves a torn last line. Readers skip it, and the next append 
 line, so the torn bytes stay on a line of their own, ignored, and no record is lost with them.
 A record cut only of its newline is whole: it is kept and chained on.
 
-The head the state keeps (`HeadFile`, `<state>.loghead`) is moved by every append, in
-`AttemptLog._write`, the one place every writer goes through, under the log's flock, in this order:
+The head the state keeps (`HeadFile`, `attempts.jsonl.head`: one per log, whichever state files
+write to it) is moved by every append, in `AttemptLog._write`, the one place every writer goes
+through, under the log's flock, in this order:
 1. the log's tail is compared with the kept head: a log cut, replaced at its end, deleted, or
    grown by records this program did not append stops the write (`LogError`) before anything is
    written or sent;
@@ -105,10 +106,12 @@ class Kept(NamedTuple):
     upto: int | None = None
 
 
-def head_file_for(state: Path) -> Path:
-    """`state.json` -> `state.json.loghead`, beside the state: part of the state, not of the log,
-    so that whoever cuts or rolls back the log and its messages does not take the head with them."""
-    return Path(state).with_name(Path(state).name + ".loghead")
+def head_file_for(log_path: Path) -> Path:
+    """`attempts.jsonl` -> `attempts.jsonl.head`: the log's head as the notifier's state keeps it,
+    in a file of its own, so that the log and its messages cut or rolled back do not take it with
+    them. One per log, not per state file: several states (a rehearsal copy, the README's
+    example) may write to one log, and each must see the others' appends as the notifier's."""
+    return Path(log_path).with_name(Path(log_path).name + ".head")
 
 
 SLOT = 256  # bytes per copy of the head; two copies, written in turn
@@ -428,21 +431,20 @@ def read_tail(path: Path) -> _Tail:
 
 class AttemptLog:
     """The log at `path`, its message store in `messages` (default `<log name>.messages/`), and
-    the head the state keeps in `kept` (`head_file_for(state)`).
+    the head kept for it (`head_file_for(path)`).
 
     Every write goes through `_write`, which checks the log against the kept head and moves it
-    (module docstring): a new writer (a command, the web console) gets that by writing through an
-    AttemptLog built with `kept`, as `notifier.cli.base.Context.log()` builds it. Without `kept`
-    (a scratch log: tests, benchmarks) no head is kept.
+    (module docstring): a new writer (a command, the web console) gets that by writing through
+    any AttemptLog method, with nothing to remember.
 
     Cheap to create: nothing is opened until the first read or write. `close()` releases the
     file and the writer's lock (a process that ends releases them anyway).
     """
 
-    def __init__(self, path: Path, messages: Path | None = None, kept: Path | None = None):
+    def __init__(self, path: Path, messages: Path | None = None):
         self.path = Path(path)
         self.messages = MessageStore(Path(messages) if messages else folder_for(self.path))
-        self.kept = HeadFile(kept) if kept is not None else None
+        self.kept = HeadFile(head_file_for(self.path))
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._fd: int | None = None
         self._run_fd: int | None = None
@@ -584,7 +586,7 @@ class AttemptLog:
         """LogError unless the log ends where the state's kept head says (see `disagreement`):
         commands that change the state ask before they write anything."""
         kept, _ = self.settled()
-        problem = disagreement(self.path, kept, read_tail(self.path).head) if kept is not None else None
+        problem = disagreement(self.path, kept, read_tail(self.path).head)
         if problem:
             raise LogError(problem)
 
@@ -592,8 +594,6 @@ class AttemptLog:
         """(the kept head, the log's size) at one moment no writer is between its append and the
         head's move: taken under the log's flock, shared (writers hold it exclusive for both), so
         that a log growing under a check is never mistaken for a log grown by someone else."""
-        if self.kept is None:
-            return None, _size(self.path)
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
@@ -608,8 +608,6 @@ class AttemptLog:
         """Make the kept head the log's present one, whatever the log holds (`verify-log
         --accept-cut`: no backup to restore); returns (the head kept before, the log's), or None
         when they agreed."""
-        if self.kept is None:
-            return None
         fd = self._log_fd()
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -643,8 +641,7 @@ class AttemptLog:
             size = os.fstat(fd).st_size
             self._tail = self._agreed(size)
             count, last = self._tail.head
-            if self.kept is not None:
-                self.kept.write(Kept(count, last, size, count + len(records)))
+            self.kept.write(Kept(count, last, size, count + len(records)))
             if store_payloads is not None:
                 store_payloads()
             blob = bytearray(b"\n" if self._tail.needs_newline else b"")
@@ -660,18 +657,17 @@ class AttemptLog:
                 self._tail = None  # what reached the disk is unknown: read the tail again next time
                 raise LogError(f"{self.path}: cannot append to the attempt log: {exc.strerror or exc}") from None
             self._tail = _Tail(Head(count, last), size + len(blob), False)
-            if self.kept is not None:
-                # Not fsynced: the next intent's fsync flushes it, and a power cut before that
-                # leaves the intent on disk, which accounts for these records. A killed process
-                # loses nothing: the write is in the page cache every reader sees.
-                self.kept.write(Kept(count, last, size + len(blob)), durable=False)
+            # Not fsynced: the next intent's fsync flushes it, and a power cut before that
+            # leaves the intent on disk, which accounts for these records. A killed process
+            # loses nothing: the write is in the page cache every reader sees.
+            self.kept.write(Kept(count, last, size + len(blob)), durable=False)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _agreed(self, size: int) -> _Tail:
         """The log's tail, checked against the kept head (LogError when they disagree): read
         again only when the file is not as this process left it or the head is not."""
-        kept = self.kept.read() if self.kept is not None else None
+        kept = self.kept.read()
         tail = self._tail
         if tail is None or tail.size != size or (kept is not None and kept != Kept(*tail.head, size)):
             tail = read_tail(self.path)
@@ -712,13 +708,6 @@ class AttemptLog:
             fcntl.flock(self._run_fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
             return False
         return True
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _open(path: Path, flags: int) -> int:
