@@ -315,3 +315,32 @@ def test_a_deleted_log_is_found_even_when_no_cycle_ever_ran(tmp_path):
     proc = cli(*COMMANDS["hold"], check=False)
     assert proc.returncode == 1 and "the attempt log is missing" in proc.stderr
     assert not (cli.workdir / "attempts.jsonl").exists()
+
+
+def test_a_log_growing_under_verify_log_and_other_commands_is_never_taken_for_tampering(after, tmp_path):
+    """A writer appending all the time (as the daemon does) while verify-log and commands that
+    read the head run: the head and the log's size are read together under the log's flock, so
+    the records appended meanwhile are never reported as appended by something else."""
+    import subprocess
+    import sys
+    cli = copy_of(after("contact"), tmp_path / "t")
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from datetime import datetime, timezone\n"
+        "from notifier.log.attempts import AttemptLog\n"
+        "log = AttemptLog('attempts.jsonl')\n"
+        "end = time.monotonic() + float(sys.argv[1])\n"
+        "while time.monotonic() < end:\n"
+        "    log.note(datetime.now(timezone.utc), 'contact', {'account': 'acme', 'note': 'x' * 3000}, 'ana')\n"
+    ), "20"], cwd=cli.workdir, env=cli.env)
+    try:
+        before = HeadFile(head_file_for(cli.workdir / "attempts.jsonl")).read().count
+        for _ in range(4):
+            proc = cli("verify-log", check=False)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            cli("import", "billing.json", "--date", DAY)  # a store write: it checks the head first
+    finally:
+        writer.wait(timeout=60)
+    assert writer.returncode == 0
+    assert HeadFile(head_file_for(cli.workdir / "attempts.jsonl")).read().count > before
+    assert cli("verify-log").returncode == 0

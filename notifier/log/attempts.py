@@ -49,6 +49,7 @@ import fcntl
 import hashlib
 import os
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -585,24 +586,31 @@ class AttemptLog:
     def check_head(self) -> None:
         """LogError unless the log ends where the state's kept head says (see `disagreement`):
         commands that change the state ask before they write anything."""
-        kept, _ = self.settled()
-        problem = disagreement(self.path, kept, read_tail(self.path).head)
+        with self._shared():
+            problem = disagreement(self.path, self.kept.read(), read_tail(self.path).head)
         if problem:
             raise LogError(problem)
 
     def settled(self) -> tuple[Kept | None, int]:
         """(the kept head, the log's size) at one moment no writer is between its append and the
-        head's move: taken under the log's flock, shared (writers hold it exclusive for both), so
-        that a log growing under a check is never mistaken for a log grown by someone else."""
+        head's move, for a check that reads the log after (writers append on meanwhile)."""
+        with self._shared():
+            return self.kept.read(), _size(self.path)
+
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        """The log's flock held shared: writers hold it exclusive from their check of the head to
+        its move, so a log growing under a reader is never mistaken for a log grown by someone else."""
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
-            return self.kept.read(), 0
+            yield
+            return
         except OSError as exc:
             raise unreadable(self.path, exc) from None
         with f:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH)
-            return self.kept.read(), os.fstat(f.fileno()).st_size
+            yield
 
     def accept_head(self) -> tuple[Kept, Head] | None:
         """Make the kept head the log's present one, whatever the log holds (`verify-log
@@ -708,6 +716,13 @@ class AttemptLog:
             fcntl.flock(self._run_fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
             return False
         return True
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _open(path: Path, flags: int) -> int:
