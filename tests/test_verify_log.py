@@ -27,14 +27,14 @@ BILLING = {
 
 @pytest.fixture(scope="module")
 def sent(tmp_path_factory):
-    """A folder with a state and a log of 8 records (4 e-mails sent to the outbox), whose head the
-    state recorded at its last write. Made once: each test tampers with a copy."""
+    """A folder with a state and a log of 8 records (4 e-mails sent to the outbox), whose head
+    every append moved. Made once: each test tampers with a copy."""
     cli = clean_cli(tmp_path_factory.mktemp("sent"))
     (cli.workdir / "billing.json").write_text(json.dumps(BILLING), encoding="utf-8")
     cli("import", "billing.json", "--date", "2026-11-10")
     for stage in ("reminder", "overdue"):
         cli("send", "acme", "--channel", "email", "--stage", stage, "--date", "2026-11-24")
-    cli("import", "billing.json", "--date", "2026-11-24")  # a store write: the head goes into the state
+    cli("import", "billing.json", "--date", "2026-11-24")  # a store write after them changes nothing of it
     return cli
 
 
