@@ -121,9 +121,9 @@ SLOT = 256  # bytes per copy of the head; two copies, written in turn
 class HeadFile:
     """The log's head as the state keeps it, rewritten at every append: a small file of two
     fixed slots, each the head as JSON with a generation number and a checksum. A write goes to
-    the older slot with one pwrite and one fsync (an atomic rename would cost two more fsyncs per
-    append), so a write torn by a crash spoils only that slot, and the reader takes the valid slot
-    of the highest generation: the head before the torn write."""
+    the older slot with one pwrite (and one fsync when durable: an atomic rename would cost two
+    fsyncs more), so a write torn by a crash spoils only that slot, and the reader takes the valid
+    slot of the highest generation: the head before the torn write."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
