@@ -344,3 +344,23 @@ def test_a_log_growing_under_verify_log_and_other_commands_is_never_taken_for_ta
     assert writer.returncode == 0
     assert HeadFile(head_file_for(cli.workdir / "attempts.jsonl")).read().count > before
     assert cli("verify-log").returncode == 0
+
+
+def test_a_head_write_torn_by_a_crash_leaves_the_head_before_it(tmp_path):
+    """The kept head has two slots written in turn: a torn write (here, half a slot) spoils only
+    the newer one, and the head read is the one before; a file with no valid slot is an error."""
+    from notifier.log.attempts import SLOT, LogError
+    heads = HeadFile(tmp_path / "attempts.jsonl.head")
+    assert heads.read() is None
+    heads.write(Kept(1, "a" * 64, 100))
+    heads.write(Kept(2, "b" * 64, 200, 3))
+    assert heads.read() == Kept(2, "b" * 64, 200, 3)
+    data = bytearray((tmp_path / "attempts.jsonl.head").read_bytes())
+    newer = 0 if data[:SLOT].find(b'"count":2') >= 0 else SLOT
+    for torn in (data[:newer] + data[newer:newer + SLOT // 2] + b"\0" * (SLOT - SLOT // 2) + data[newer + SLOT:],
+                 data.replace(b'"count":2', b'"count":7')):  # cut mid-write; one byte wrong, still JSON
+        (tmp_path / "attempts.jsonl.head").write_bytes(bytes(torn))
+        assert HeadFile(tmp_path / "attempts.jsonl.head").read() == Kept(1, "a" * 64, 100)
+    (tmp_path / "attempts.jsonl.head").write_bytes(b"\0" * (2 * SLOT))
+    with pytest.raises(LogError, match="damaged"):
+        HeadFile(tmp_path / "attempts.jsonl.head").read()
