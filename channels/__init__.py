@@ -20,6 +20,9 @@ SENT = "sent"  # the provider accepted it
 FAILED = "failed"  # the provider or the contact refused it; `permanent` says whether to retry
 TASK = "task"  # handed to a person (staff contact the customer by hand): not "the customer received it"
 BLOCKED = "blocked"  # our configuration stops it (`code` names the setting): nothing went to a provider
+# The provider may have it: the connection was lost after the message was handed over. Never sent
+# again automatically (the customer could get it twice): a staff task to check with the provider.
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
-from . import (FAILED, SENT, Channel, ChannelError, Message, Result, _apprise, _mime, decode_payload, encode_payload,
-               outbox, register)
+from . import (FAILED, SENT, UNKNOWN, Channel, ChannelError, Message, Result, _apprise, _mime, decode_payload,
+               encode_payload, outbox, register)
 
 PROVIDER = "smtp"
 DEFAULT_TIMEOUT = 30.0
@@ -307,8 +307,8 @@ class EmailChannel(Channel):
                               detail=f"{settings.server} closed the connection: {exc}")
             except _LostDuringData as exc:
                 self._drop()
-                # Permanent: a retry could give the customer the same notice twice.
-                return Result(FAILED, PROVIDER, code=LOST_DURING_DATA, permanent=True, evidence=evidence,
+                # Maybe delivered, not refused: a retry could give the customer the same notice twice.
+                return Result(UNKNOWN, PROVIDER, code=LOST_DURING_DATA, permanent=True, evidence=evidence,
                               detail=f"connection to {settings.server} lost during DATA ({exc}): the server "
                                      f"may have queued the message; not retried so that it cannot go twice "
                                      f"(look for {message_id} in its log)")

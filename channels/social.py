@@ -135,7 +135,9 @@ class SocialChannel(Channel):
         if message.meta.get("account"):
             lines.append(f"(cliente: {message.meta['account']})")
         text = "\n".join(lines) + "\n\n" + message.text
-        meta = {k: v for k, v in message.meta.items() if k != "social_handle"}
+        if message.meta.get("tutorial_text"):  # no TUTORIAL_URL to link: the text itself, second
+            text += "\n\nDepois, envie também este segundo texto (como funciona a nossa cobrança):\n\n" + message.meta["tutorial_text"]
+        meta = {k: v for k, v in message.meta.items() if k not in ("social_handle", "tutorial_text")}
         return Message(
             channel="staff",
             recipient="staff",

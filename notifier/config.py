@@ -116,6 +116,7 @@ class CycleSettings:
     at: time = time(9)  # the daily cycle's time in `timezone`
     workers: int = 8  # messages in flight at once (one connection per worker and channel)
     tries: int = 3  # attempts of a message within one cycle when the provider fails temporarily
+    notice_tries: int = 6  # attempts of a notice in all, over its catch-up window; then it has failed
     backoff: float = 2.0  # seconds before the first retry; doubled for each next one, with jitter
     every_minutes: int = 15  # between cycles: how often the daemon sends what waited and retries
 
@@ -171,6 +172,8 @@ class Config:
     unit_prices: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     # RULES.md: the tutorial also goes with a first-time delinquent's first overdue e-mail.
     tutorial_in_first_overdue_email: bool = True
+    # RULES.md: an account owing less gets no post-due notice (suspending cents is disproportionate).
+    minimum_amount: Decimal = Decimal("5.00")
 
     @property
     def tz(self) -> ZoneInfo:
@@ -271,7 +274,7 @@ class _Where:
 _TOP_KEYS = {
     "ladder", "settlement_days", "extra_holidays", "contact_hours", "timezone",
     "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels", "prices",
-    "cycle", "do_not_contact", "tutorial_in_first_overdue_email",
+    "cycle", "do_not_contact", "tutorial_in_first_overdue_email", "minimum_amount",
 }
 
 
@@ -302,6 +305,8 @@ def _parse(raw: dict, where: _Where) -> Config:
         if not isinstance(raw["tutorial_in_first_overdue_email"], bool):
             raise where.error("tutorial_in_first_overdue_email", "must be true or false")
         values["tutorial_in_first_overdue_email"] = raw["tutorial_in_first_overdue_email"]
+    if "minimum_amount" in raw:
+        values["minimum_amount"] = _amount(raw["minimum_amount"], "minimum_amount", where, "5.00")
     if "contact_hours" in raw:
         values["contact_hours"] = _parse_hours(raw["contact_hours"], where)
     if "company" in raw:
@@ -334,14 +339,19 @@ def _parse_prices(raw, where: _Where) -> dict:
         if key == "sms_segments":
             prices[key] = _int_in(value, 1, 10, "prices.sms_segments", where)
             continue
-        try:
-            price = Decimal(str(value)) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
-        except ArithmeticError:
-            price = None
-        if price is None or not price.is_finite() or price < 0:
-            raise where.error(f"prices.{key}", f'must be a price in BRL such as "0.07", not {value!r}')
-        prices[key] = str(price)
+        prices[key] = str(_amount(value, f"prices.{key}", where, "0.07"))
     return prices
+
+
+def _amount(value, key: str, where: _Where, example: str) -> Decimal:
+    """An amount in BRL, zero or more, from a TOML number or string (a string keeps its cents exact)."""
+    try:
+        amount = Decimal(str(value)) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    except ArithmeticError:
+        amount = None
+    if amount is None or not amount.is_finite() or amount < 0:
+        raise where.error(key, f'must be an amount in BRL such as "{example}", not {value!r}')
+    return amount
 
 
 def _parse_ladder(items, where: _Where) -> tuple[Stage, ...]:
@@ -418,7 +428,7 @@ def _parse_hours(raw, where: _Where) -> ContactHours:
 def _parse_cycle(raw, where: _Where) -> CycleSettings:
     if not isinstance(raw, dict):
         raise where.error("cycle", "must be a table")
-    limits = {"workers": (1, 64), "tries": (1, 10), "every_minutes": (1, 1440)}
+    limits = {"workers": (1, 64), "tries": (1, 10), "notice_tries": (1, 100), "every_minutes": (1, 1440)}
     values = {}
     for key, value in raw.items():
         if key == "at":
@@ -433,7 +443,7 @@ def _parse_cycle(raw, where: _Where) -> CycleSettings:
         elif key in limits:
             values[key] = _int_in(value, *limits[key], f"cycle.{key}", where)
         else:
-            raise where.error(f"cycle.{key}", "unknown key (known: at, workers, tries, backoff, every_minutes)")
+            raise where.error(f"cycle.{key}", "unknown key (known: at, workers, tries, notice_tries, backoff, every_minutes)")
     return CycleSettings(**values)
 
 

@@ -17,6 +17,12 @@ rate = 0
 [channels.sms]
 rate = 0
 """
+# WhatsApp as an approved template: one message per notice, so a server's count is the notices'.
+TEMPLATE_CONFIG = CONFIG.replace("freeform = true", "freeform = false") + """
+[channels.whatsapp.templates.overdue]
+content_sid = "HX0123456789abcdef0123456789abcdef"
+variables = { "1" = "{{ customer }}", "2" = "{{ total }}" }
+"""
 
 
 def account(id_, emails=None, whatsapp=None, social=None, **extra) -> dict:

@@ -180,8 +180,8 @@ def test_readme_main_command_runs_one_cycle_on_a_copy_of_the_example_state(cli, 
     example = (ROOT / "state.json.example").read_bytes()
     (tmp_path / "state.json").write_bytes(example)  # README: cp state.json.example state.json
     out = cli("run-once", "--date", "2026-11-24").stdout
-    assert out.splitlines()[0].split() == ["channel", "sent", "task", "failed", "retry", "waiting", "held",
-                                           "skipped", "blocked"]
+    assert out.splitlines()[0].split() == ["channel", "sent", "task", "unknown", "failed", "retry", "waiting",
+                                           "held", "skipped", "blocked"]
     emails = sorted(p.name.split("-", 1)[1].rsplit("-", 1)[0] for p in (tmp_path / "outbox" / "email").glob("*.eml"))
     assert "financeiro@padariasaojoao.com.br" in emails and len(emails) == 6
     assert (ROOT / "state.json.example").read_bytes() == example
@@ -190,7 +190,7 @@ def test_readme_main_command_runs_one_cycle_on_a_copy_of_the_example_state(cli, 
     # tried at every cycle, told to staff once a day.
     staff = sorted((tmp_path / "outbox" / "staff").iterdir())
     again = cli("run-once", "--date", "2026-11-24").stdout.splitlines()
-    assert [line.split() for line in again[2:]] == [["whatsapp", "0", "0", "0", "0", "0", "0", "0", "1"]]
+    assert [line.split() for line in again[2:]] == [["whatsapp", "0", "0", "0", "0", "0", "0", "0", "0", "1"]]
     assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 6
     assert sorted((tmp_path / "outbox" / "staff").iterdir()) == staff
 

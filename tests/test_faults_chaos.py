@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.conftest import clean_cli
-from tests.cycle_helpers import CONFIG, account, setup
+from tests.cycle_helpers import TEMPLATE_CONFIG, account, setup
 from tests.fake_twilio import FakeTwilio
 from tests.fault_helpers import check_log_against_servers, start, verify_log_ok, wait_for
 from tests.smtp_server import RecordingHandler, SmtpServer
@@ -31,12 +31,6 @@ TRIALS = 20
 EMAILS = {f"financeiro@c{i:03}.com.br" for i in range(ACCOUNTS)}
 PHONES = {f"+55119{i:08}" for i in range(0, ACCOUNTS, 4)}  # every fourth account has WhatsApp
 TOTAL = len(EMAILS) + len(PHONES)
-# WhatsApp as an approved template: one message per notice, so the servers' count is the notices'.
-TEMPLATE = """
-[channels.whatsapp.templates.overdue]
-content_sid = "HX0123456789abcdef0123456789abcdef"
-variables = { "1" = "{{ customer }}", "2" = "{{ total }}" }
-"""
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +39,7 @@ def imported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chaos-template")
     setup(clean_cli(folder), [account(f"c{i:03}", whatsapp=f"+55119{i:08}" if i % 4 == 0 else None)
                               for i in range(ACCOUNTS)],
-          config=CONFIG.replace("freeform = true", "freeform = false") + TEMPLATE)
+          config=TEMPLATE_CONFIG)
     return folder
 
 

@@ -116,9 +116,10 @@ def test_due_day_31_in_february_first_time_gets_extra_channels_on_the_merged_dat
 
 
 def test_due_day_5_deletion_warning_comes_before_suspension():
+    # Issued and due on 05/11: the reminder of 02/11 would come before the invoice is owed
+    # (RULES.md "An invoice is"), so the due-day notice is the first.
     got = timeline(invoice(due="2026-11-05"), acc=account(past_delinquencies=1))
     assert [(g[0], g[1]) for g in got] == [
-        ("2026-11-02", "reminder"),
         ("2026-11-05", "due_today"),
         ("2026-11-06", "overdue"),
         ("2026-11-27", "suspension_warning"),

@@ -10,7 +10,7 @@ import sys
 from tests.conftest import ROOT
 
 HEAVY = ("holidays.countries", "holidays.financial", "apprise", "segno", "jinja2", "email_validator", "twilio",
-         "notifier.render", "notifier.delivery", "notifier.rules", "importlib.metadata")
+         "notifier.run.render", "notifier.run.delivery", "notifier.billing.rules", "importlib.metadata")
 
 
 def loaded_after(code: str) -> list[str]:
@@ -26,7 +26,7 @@ def test_help_loads_none_of_the_heavy_modules():
 
 
 def test_the_calendars_load_only_brazil_and_b3_and_match_the_library():
-    modules = loaded_after("from notifier.calendar import _bank_holidays\nfrom notifier.hours import _national_holidays\n"
+    modules = loaded_after("from notifier.billing.calendar import _bank_holidays\nfrom notifier.billing.hours import _national_holidays\n"
                            "_bank_holidays(2026); _national_holidays(2026)")
     assert [m for m in modules if m.startswith(("holidays.countries", "holidays.financial"))] == [
         "holidays.countries.brazil", "holidays.financial.brasil_bolsa_balcao"]
@@ -43,9 +43,9 @@ def test_with_its_caches_warm_a_command_loads_neither_holidays_nor_segno(tmp_pat
     """The holiday tables and Pix QR images kept beside the state (notifier/state/caches.py): a second
     process reads them instead of importing the libraries, and reads what they compute."""
     state = tmp_path / "state.json"
-    probe = (f"from pathlib import Path\nfrom notifier import caches\ncaches.keep_beside(Path({str(state)!r}))\n"
-             "from notifier.calendar import _bank_holidays, national_holidays\nfrom notifier.pixqr import pix_qr_png\n"
-             "from notifier.render import SAMPLE_PIX\n"
+    probe = (f"from pathlib import Path\nfrom notifier.state import caches\ncaches.keep_beside(Path({str(state)!r}))\n"
+             "from notifier.billing.calendar import _bank_holidays, national_holidays\nfrom notifier.billing.pixqr import pix_qr_png\n"
+             "from notifier.run.render import SAMPLE_PIX\n"
              "tables = {y: sorted(_bank_holidays(y) | national_holidays(y)) for y in (2025, 2026)}\n"
              "image = pix_qr_png(SAMPLE_PIX, caches.folder('pix-qr'))\n")
     first = loaded_after(probe)

@@ -3,7 +3,7 @@ them as a desktop and a phone mail app would show them.
 
     python tools/render_emails.py [OUT_DIR] [--stage overdue] [--account exemplo]
 
-Each sample e-mail (notifier.render.sample_cases) is written as OUT_DIR/ACCOUNT.STAGE.html, with
+Each sample e-mail (notifier.run.render.sample_cases) is written as OUT_DIR/ACCOUNT.STAGE.html, with
 its inline images (the Pix QR codes, `cid:` links a browser cannot follow) turned into data: URIs,
 then screenshotted to ACCOUNT.STAGE.800.png and ACCOUNT.STAGE.400.png. Needs `chromium` (the
 Debian package) on PATH; nothing here reaches the network.

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Iterable, Mapping
 
 from notifier.billing.calendar import BankCalendar, InvoiceDates, invoice_dates
@@ -61,6 +62,19 @@ def collectible(invoice: Invoice) -> bool:
     return invoice.amount > 0
 
 
+def owed_on(invoice: Invoice, day: date) -> bool:
+    """Owed and open on `day`: issued by then, unpaid, and something to collect (RULES.md "An
+    invoice is": billing data imported ahead of time is in no notice, total or plan yet)."""
+    return invoice.issued <= day and invoice.unpaid_on(day) and collectible(invoice)
+
+
+def below_minimum(invoices: Iterable[Invoice], day: date, config: Config) -> bool:
+    """The account's invoices owed on `day` sum to less than `minimum_amount`: such an account
+    gets reminder and due-day notices only (suspending or protesting cents is disproportionate:
+    RULES.md, CDC arts. 39 V and 42)."""
+    return sum((i.amount for i in invoices if owed_on(i, day)), Decimal(0)) < config.minimum_amount
+
+
 def is_late(invoice: Invoice, cal: BankCalendar, config: Config) -> bool:
     """Late: not paid on or before the effective due date. An open invoice counts as late, which is
     what it will be if never paid (the timeline's assumption)."""
@@ -93,8 +107,13 @@ def is_first_time(
 
 def invoice_timeline(invoice: Invoice, first_time: bool, cal: BankCalendar, config: Config) -> tuple[InvoiceNotice, ...]:
     """Steps 1 and 3 of RULES.md: each ladder stage's date, the impossible ones dropped, grouped by
-    date (most advanced stage, union of channels, first-time extras added)."""
-    return _timeline(invoice.due, first_time, cal, config.ladder, config.settlement_days)
+    date (most advanced stage, union of channels, first-time extras added). A date before the
+    invoice's issue date is dropped too: the invoice was not owed yet (a due day 5 puts the
+    reminder three days before the issue)."""
+    timeline = _timeline(invoice.due, first_time, cal, config.ladder, config.settlement_days)
+    if timeline and timeline[0].date < invoice.issued:
+        return tuple(n for n in timeline if n.date >= invoice.issued)
+    return timeline
 
 
 @lru_cache(maxsize=8192)
@@ -152,14 +171,22 @@ def account_timeline(
     On each date, a channel that reaches someone (`recipients`) carries the most advanced stage
     among the invoices' notices that use it (RULES.md step 2): one entry per (date, stage) lists the
     channels carrying that stage and the invoices they speak for. Sorted by date, then ladder order.
+    A date on which the account owes less than `minimum_amount` keeps its pre-due notices only,
+    as the plan of that day does.
     """
     invoices = list(invoices)
     by_channel: dict[tuple[date, str], list[tuple[str, InvoiceNotice]]] = defaultdict(list)
+    small: dict[date, bool] = {}
     for invoice in invoices:
         if invoice.paid is not None or not collectible(invoice):
             continue
         first = is_first_time(account, invoice, invoices, history, cal, config)
         for notice in invoice_timeline(invoice, first, cal, config):
+            if notice.stage not in PRE_DUE_STAGES:
+                if notice.date not in small:
+                    small[notice.date] = below_minimum(invoices, notice.date, config)
+                if small[notice.date]:
+                    continue
             for channel in notice.channels:
                 by_channel[(notice.date, channel)].append((invoice.id, notice))
     rows: dict[tuple[date, str], list[tuple[str, Carried]]] = defaultdict(list)
@@ -242,24 +269,29 @@ def plan_account(
 ) -> tuple[list[Notice], list[Pending]]:
     """The notices of one account for `today`, and its superseded pending notices.
 
-    Steps 2 and 4–7 of RULES.md: an invoice counts while unpaid on `today` (and not R$ 0,00);
+    Steps 2 and 4–7 of RULES.md: an invoice counts while owed on `today` (`owed_on`);
     each of its timeline dates up to `today` is pending on every channel and recipient the ledger
     has not handled; a pending date older than the invoice's latest reached date is superseded;
     what remains is merged into one message per channel and recipient. (`deletion_due` never
-    expires because the ladder's offset limits make it every timeline's last date.)
+    expires because the ladder's offset limits make it every timeline's last date.) While the
+    account owes less than `minimum_amount`, its post-due notices are not pending: they go, or are
+    superseded, only once it owes more.
     """
     invoices = list(invoices)
     handled = {entry.key for entry in ledger}
     tutorial_sent = {entry.channel for entry in ledger if entry.tutorial and entry.status == "sent"}
+    small = below_minimum(invoices, today, config)
     due: list[Pending] = []
     superseded: list[Pending] = []
     for invoice in invoices:
-        if not invoice.unpaid_on(today) or not collectible(invoice):
+        if not owed_on(invoice, today):
             continue
         first = is_first_time(account, invoice, invoices, history, cal, config)
         reached = [n for n in invoice_timeline(invoice, first, cal, config) if n.date <= today]
         for i, notice in enumerate(reached):
             expired = i < len(reached) - 1
+            if small and notice.stage not in PRE_DUE_STAGES:
+                continue
             for channel in notice.channels:
                 for recipient in recipients(account, channel):
                     if (invoice.id, notice.date, channel, recipient) in handled:
@@ -277,11 +309,11 @@ def plan_day(
     cal: BankCalendar,
     config: Config,
 ) -> Plan:
-    """The whole cycle of `today`: `plan_account` for every account that has an invoice unpaid on
+    """The whole cycle of `today`: `plan_account` for every account that has an invoice owed on
     `today` (most have none: they are skipped without further work), sorted by account, channel,
     recipient."""
     invoices = list(invoices)
-    owing = {inv.account for inv in invoices if inv.unpaid_on(today) and collectible(inv)}
+    owing = {inv.account for inv in invoices if owed_on(inv, today)}
     invoices_by_account = _group((inv for inv in invoices if inv.account in owing), lambda inv: inv.account)
     ledger_by_account = _group((e for e in ledger if e.account in owing), lambda entry: entry.account)
     notices: list[Notice] = []

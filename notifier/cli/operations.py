@@ -22,7 +22,7 @@ def check(obj: Context, connect):
     from notifier.run.render import Renderer
     renderer = Renderer(obj.config)
     problems = [f"templates: {p}" for p in renderer.check()]
-    problems += company_problems(obj.config)
+    problems += company_problems(obj.config) + social_tutorial_problems(obj.config)
     for name in CHANNELS:
         try:
             channel = channels.build(name, obj.config)
@@ -54,6 +54,19 @@ def company_problems(config: Config) -> list[str]:
         normalize_document(config.company.cnpj)
     except ValueError as exc:
         return [f"{config.source}: company.cnpj: {exc}"]
+    return []
+
+
+def social_tutorial_problems(config: Config) -> list[str]:
+    """RULES.md: the tutorial goes with a first-time delinquent's first social DM. A staff task
+    carries its text to paste; a DM a bot sends (`[channels.social] send = true`) has room only
+    for its link, TUTORIAL_URL."""
+    in_ladder = any("social" in s.channels + s.first_time_channels for s in config.ladder)
+    options = config.channels.get("social", {})  # not a table: the channel's own check says so
+    bots = isinstance(options, dict) and options.get("send") is True
+    if in_ladder and bots and not config.env.get("TUTORIAL_URL"):
+        return ["TUTORIAL_URL: not set, so social DMs sent by a bot cannot carry the tutorial "
+                "(set it to the tutorial's page on the company's site)"]
     return []
 
 

@@ -37,7 +37,8 @@ def poll_status(obj: Context, max_age_hours):
 def serve_webhooks(obj: Context, listen):
     """Receive Twilio's status callbacks (signed with the auth token) and append each delivery
     status to the log. Give Twilio the public URL as `status_callback` in [channels.whatsapp] and
-    [channels.sms]; put this behind your HTTPS reverse proxy."""
+    [channels.sms], and as the senders' incoming-message webhook: a "SAIR" reply opts the number
+    out of that channel. Put this behind your HTTPS reverse proxy."""
     from notifier.log.statuses import Tracker
     from notifier.log.webhooks import CallbackHandler, make_server, parse_listen
     token = obj.config.env.get("TWILIO_AUTH_TOKEN")
@@ -50,7 +51,10 @@ def serve_webhooks(obj: Context, listen):
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    handler = CallbackHandler(Tracker(obj.log()), token, urls, obj.now)
+    from notifier.staff.optout import record_stop_message
+    store, log = obj.store(), obj.log()
+    handler = CallbackHandler(Tracker(log), token, urls, obj.now,
+                              lambda sender, body: record_stop_message(store, log, sender, body, obj.now()))
     server = make_server(host, port, handler)
     click.echo(f"listening on {host}:{server.server_address[1]} for {', '.join(urls)}", err=True)
     try:

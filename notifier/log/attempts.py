@@ -467,6 +467,13 @@ class AttemptLog:
     def start_many(self, items: Sequence[tuple]) -> list[str]:
         """`start` for many messages with one fsync of the message store and one of the log (group
         commit). Each item: (when, message, fields, actor, payload[, attempt_id])."""
+        return self.finish_and_start((), items)
+
+    def finish_and_start(self, finished: Sequence[tuple], items: Sequence[tuple]) -> list[str]:
+        """`finish_many(finished)` and `start_many(items)` in one append, one fsync of the log: the
+        cycle's workers hand in their last outcomes and take their next claims together. The
+        outcomes come first. Returns the claims' ids."""
+        answers = self._answers(finished)
         records, stored_payloads = [], {}
         for item in items:
             when, message, fields, actor, payload, *rest = item
@@ -483,7 +490,7 @@ class AttemptLog:
                 pointers = self._put(month, [(aid, data) for aid, _, data in entries])
                 for (_, index, _), where in zip(entries, pointers):
                     records[index]["message"] = where.to_json()
-        self._write(records, store_payloads)
+        self._write(answers + records, store_payloads)
         for record in records:
             self._open_attempts[record["id"]] = {k: record.get(k) for k in ("actor", "account", "channel", "recipient")}
         return [r["id"] for r in records]
@@ -494,6 +501,11 @@ class AttemptLog:
 
     def finish_many(self, items: Sequence[tuple]) -> list[str]:
         """`finish` for many attempts with one fsync. Each item: (attempt_id, when, result)."""
+        records = self._answers(items)
+        self._write(records)
+        return [r["id"] for r in records]
+
+    def _answers(self, items: Sequence[tuple]) -> list[dict]:
         records = []
         for attempt_id, when, result in items:
             known = self._open_attempts.pop(attempt_id, {"actor": "daemon"})
@@ -502,8 +514,7 @@ class AttemptLog:
                 "provider": result.provider, "provider_id": result.provider_id, "code": result.code,
                 "detail": result.detail, "permanent": result.permanent, "evidence": dict(result.evidence),
             })
-        self._write(records)
-        return [r["id"] for r in records]
+        return records
 
     def skip(self, when: datetime, fields: Mapping[str, Any], reason: str, actor: str = "daemon") -> str:
         """A notice decided not to be sent (superseded, opted out...): no `sending` before it."""

@@ -10,6 +10,10 @@ status_callback`), not the address we listen on: behind a reverse proxy the two 
 A valid callback for a message we do not know (older than three days, or another system's on the
 same Twilio account) is answered 204 and not recorded. The server is single-threaded on purpose:
 callbacks are small, and one writer at a time keeps the tracker simple.
+
+The same URL takes the customers' replies (set it as the sender's "a message comes in" webhook):
+a signed form with a `Body` is an inbound message, handed to `on_message(sender, body)`, which
+opts out whoever replied "SAIR" (notifier/staff/optout.py).
 """
 from __future__ import annotations
 
@@ -36,8 +40,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 class CallbackHandler:
     """What to do with one request, apart from HTTP: check it, record it, answer a status code."""
 
-    def __init__(self, tracker: Tracker, auth_token: str, public_urls: list[str], now: Callable[[], datetime]):
+    def __init__(self, tracker: Tracker, auth_token: str, public_urls: list[str], now: Callable[[], datetime],
+                 on_message: Callable[[str, str], object] | None = None):
         self.tracker = tracker
+        self.on_message = on_message
         self.validator = RequestValidator(auth_token)
         # Twilio signs the URL it was given; a request comes to its path on our side.
         self.urls = {urlsplit(u).path or "/": u for u in public_urls}
@@ -49,6 +55,12 @@ class CallbackHandler:
             return 404
         if not signature or not self.validator.validate(url, form, signature):
             return 401
+        if "Body" in form:  # a customer's reply, not a status
+            if not form.get("From"):
+                return 400
+            if self.on_message is not None:
+                self.on_message(form["From"], form["Body"])
+            return 204
         sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus") or form.get("SmsStatus")
         if not sid or not status:
             return 400

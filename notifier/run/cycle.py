@@ -2,8 +2,11 @@
 
 The order of writes is what makes "at most once" survive a crash:
 1. a message's `sending` record (the claim) is in the attempt log, fsynced, before its provider
-   is called; claims are written for a batch at a time (one fsync for many: group commit);
-2. outcomes are appended as they come back, also grouped;
+   is called; a worker claims its next message when it is free to send it, together with the
+   outcome of its last one, and the claims of the workers free at once share one fsync (group
+   commit, `_Claims`); claims are written under the store's lock, after looking at what staff
+   changed, so a payment, hold or opt-out that returned stops what it concerns at once;
+2. outcomes are appended as the workers come back for their next message, also grouped;
 3. the ledger (in the store) is updated in batches, a handful of store writes per cycle, and the
    store lock is only held for those writes, never while a provider is being called.
 A process that dies between 1 and 3 leaves claims the ledger does not know: `reconcile()` at the
@@ -22,18 +25,18 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Callable, Iterable, Iterator
 
 from notifier import channels
-from notifier.channels import FAILED, SENT, ChannelError, Message, Result
+from notifier.channels import FAILED, SENT, UNKNOWN, ChannelError, Message, Result
 
 from notifier.billing import hours, rules
 from notifier.log.attempts import AttemptLog, LinesAfter, Mark, parse_line, seq_of
 from notifier.config import Config
 from notifier.run.delivery import Delivery, close_all, do_not_contact, failure_alerts, notice_fields, prepare
-from notifier.run.dispatch import BLOCKED, Job, Outcome, Pool
+from notifier.run.dispatch import BLOCKED, Job, Outcome, Pool, retryable
 from notifier.staff.holds import screen
 from notifier.billing.models import LedgerEntry, Notice
 from notifier.state.store import Store, ledger_key
@@ -41,18 +44,12 @@ from notifier.state.store import Store, ledger_key
 logger = logging.getLogger("notifier.cycle")
 
 TASK = getattr(channels, "TASK", "task")
-UNKNOWN = "unknown"
-# Claims are written ahead of the workers, a group at a time (one fsync each): up to CLAIM_AHEAD
-# messages per worker. That bounds what a SIGKILL can leave `unknown` (claimed, never sent).
-CLAIM_AHEAD = 4
-CLAIM_MIN = 64  # ...and at least this many: one fsync per message would cost more than the sends
-# Each fsync in this thread also waits for the workers to hand back the GIL: outcomes are logged
-# in groups (half a claim window of answers, or OUTCOME_SECONDS), which only delays their record.
-OUTCOME_SECONDS = 0.1
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
-STAMP_SECONDS = 0.5  # how often the cycle looks whether another process changed the store
-COLUMNS = ("sent", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
+# `meta` key: per ledger key of a notice not yet handled, how many claims of it failed temporarily
+# over past passes and days ({"counts": {key: n}}); `[cycle] notice_tries` bounds it.
+TRIES = "tries"
+COLUMNS = ("sent", "task", "unknown", "failed", "retry", "waiting", "held", "skipped", "blocked")
 
 
 @dataclass
@@ -80,8 +77,8 @@ class Summary:
 def outcome_column(result: Result) -> str:
     if result.status == SENT:
         return "sent"
-    if result.status == TASK:
-        return "task"
+    if result.status in (TASK, UNKNOWN):
+        return result.status
     if result.status == BLOCKED:
         return "blocked"
     return "failed" if result.permanent else "retry"
@@ -94,6 +91,12 @@ def ledger_status(status: str, permanent: bool) -> str | None:
     if status == FAILED and permanent:
         return "failed"
     return None
+
+
+def gave_up(result: Result) -> Result:
+    """A temporary failure that used the notice's last try (`[cycle] notice_tries`): it has failed
+    for good, and staff are told once (cause "exhausted")."""
+    return replace(result, permanent=True, code="exhausted", detail=f"{result.code}: {result.detail}")
 
 
 def ledger_rows(fields: dict, status: str, attempt_id: str | None) -> list[LedgerEntry]:
@@ -282,72 +285,45 @@ class Cycle:
 
     def _send(self, snap, today: date, notices: list[Notice], rows: list[LedgerEntry],
               summary: Summary) -> list[Delivery]:
-        """Claim, send and log `notices` through the worker pool, writing the ledger in batches."""
-        pool = Pool(self.config, self.log, self.clock, self.stop, log_lock=self.log_lock, actor=self.actor)
-        ledger = _LedgerWriter(self.store, rows)
-        queue = list(reversed(notices))  # popped from the end: in plan order
-        window = max(CLAIM_AHEAD * pool.workers, CLAIM_MIN)
+        """Claim, send and log `notices` through the worker pool, writing the ledger in batches.
+        The workers claim through `_Claims` (a group commit each time they are free); this thread
+        takes their outcomes, already in the log, into the summary and the ledger."""
+        ledger = _LedgerWriter(self.store, rows, (snap.meta(TRIES) or {}).get("counts", {}))
+        claims = _Claims(self, snap, today, notices, ledger)
+        pool = Pool(self.config, self.log, self.clock, self.stop, log_lock=self.log_lock, actor=self.actor, feed=claims)
         total, done = len(notices), 0
         deliveries: list[Delivery] = []
-        answered: list[Outcome] = []  # outcomes not yet in the log: written in groups too
-        oldest = 0.0
         try:
-            while queue or pool.outstanding:
-                if queue and not self.stop.is_set() and pool.outstanding <= window // 2:
-                    self._claim(snap, today, queue, pool, summary, window - pool.outstanding)
+            while pool.busy():
                 got = pool.take()
-                if got and not answered:
-                    oldest = time.monotonic()
-                answered += got
-                if answered and (len(answered) >= window // 2 or not pool.outstanding or self.stop.is_set()
-                                 or time.monotonic() - oldest >= OUTCOME_SECONDS):
-                    self._finish(answered, ledger, summary, deliveries)
-                    done += len(answered)
-                    answered = []
+                self._finish(got, ledger, summary, deliveries)
+                done += len(got)
+                if got:
                     self.progress(done, total)
-                if self.stop.is_set() and not pool.outstanding:
-                    break
                 if ledger.due():
-                    stale = ledger.flush(today)
-                    if stale:
-                        queue[:] = [n for n in queue if not stale(n)]
+                    ledger.flush()
         finally:
             pool.close()
             close_all(self._preparers)
-            if answered:
-                self._finish(answered, ledger, summary, deliveries)
-            ledger.flush(today)
-        summary.stopped = self.stop.is_set() and bool(queue)
+            self._finish(pool.take(timeout=0), ledger, summary, deliveries)
+            ledger.flush()
+        for notice, problem in claims.blocked:
+            summary.add(notice.channel, "blocked")
+            summary.problems.setdefault(f"config:template.{notice.channel}/{notice.stage}", problem)
+        if pool.error is not None:
+            raise pool.error
+        summary.stopped = self.stop.is_set() and claims.left()
         return deliveries
-
-    def _claim(self, snap, today, queue: list[Notice], pool: Pool, summary: Summary, size: int) -> None:
-        """Render the next `size` messages, write their claims with one fsync, hand them to the workers."""
-        batch = []
-        while queue and len(batch) < size:
-            notice = queue.pop()
-            try:
-                message = self._render(snap, notice, today)
-            except Exception as exc:  # a broken template stops only the messages that need it
-                code = f"config:template.{notice.channel}/{notice.stage}"
-                summary.add(notice.channel, "blocked")
-                summary.problems.setdefault(code, f"{type(exc).__name__}: {exc}")
-                continue
-            message, _ = prepare(self._preparers, self.config, message)  # a channel error blocks it in the pool
-            batch.append((notice, message, notice_fields(notice, message)))
-        if not batch:
-            return
-        now = self.clock()
-        with self.log_lock:
-            ids = self.log.start_many([(now, m, f, self.actor, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
-        for (notice, message, fields), attempt in zip(batch, ids):
-            pool.submit(Job(notice, message, fields, attempt))
 
     def _finish(self, outcomes: list[Outcome], ledger: "_LedgerWriter", summary: Summary,
                 deliveries: list[Delivery]) -> None:
-        with self.log_lock:
-            self.log.finish_many([(o.attempt, o.when, o.result) for o in outcomes if o.attempt is not None])
+        """Outcomes the workers' claims already wrote to the log: into the summary and the ledger.
+        A temporary failure counts against the notice's tries; its last one makes it failed."""
         for o in outcomes:
             result, notice = o.result, o.job.notice
+            if retryable(result) and result.code != "stopped":
+                if ledger.tried(o.job.fields, o.tries) >= self.config.cycle.notice_tries:
+                    result = gave_up(result)
             summary.add(notice.channel, outcome_column(result))
             if result.status == BLOCKED:
                 summary.problems.setdefault(result.code or f"config:{notice.channel}", result.detail)
@@ -424,58 +400,171 @@ def config_alert(code: str, detail: str, today: date) -> Message:
                    meta={"alert": "config", "code": code})
 
 
+class _Request:
+    """One worker's turn at the group commit: the outcome it hands in, the retry it asks to claim;
+    `job` is what it got."""
+
+    def __init__(self, done: Outcome | None, again: Job | None):
+        self.done, self.again = done, again
+        self.job: Job | None = None
+        self.answered = False
+        self.error: BaseException | None = None
+
+
+class _Claims:
+    """The pool's feed: outcomes and claims written as workers become free, in group commits.
+
+    A worker that finished a message asks for its next one. The first to find no commit under way
+    writes the requests of every waiting worker: under the store's lock, after looking at what
+    staff changed (payments, holds, opt-outs), their outcomes and their next claims, in one append
+    (one fsync); the others wait for it. Staff commands commit under that same lock before
+    they return, so a claim written after a command returned has seen it: nothing it stops is
+    claimed (issue 18, point 1). And a message is claimed only when a worker is free to send it,
+    so a kill leaves at most one claim per worker without its outcome (point 13).
+    Rendering happens here too, outside the store's lock, for the messages about to be claimed.
+    """
+
+    def __init__(self, cycle: Cycle, snap, today: date, notices: list[Notice], ledger: "_LedgerWriter"):
+        self.cycle, self.snap, self.today, self.ledger = cycle, snap, today, ledger
+        self.queue = list(reversed(notices))  # popped from the end: in plan order
+        self.blocked: list[tuple[Notice, str]] = []  # a broken template: (notice, problem)
+        self._cond = threading.Condition()
+        self._waiting: list[_Request] = []
+        self._busy = False
+        self._stamp: tuple | None = None  # of the store when `_stopped` was read
+        self._stopped: Callable[[Notice], bool] = lambda n: False
+
+    def left(self) -> bool:
+        return bool(self.queue)
+
+    def __call__(self, done: Outcome | None, again: Job | None) -> Job | None:
+        request = _Request(done, again)
+        with self._cond:
+            self._waiting.append(request)
+            while not request.answered:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                batch, self._waiting, self._busy = self._waiting, [], True
+                self._cond.release()
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # every waiting worker stops: nothing is sent unclaimed
+                    for r in batch:
+                        r.error = exc
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                    for r in batch:
+                        r.answered = True
+                    self._cond.notify_all()
+        if request.error is not None:
+            raise request.error
+        return request.job
+
+    def _commit(self, batch: list[_Request]) -> None:
+        cycle = self.cycle
+        # The outcomes go in the claims' append (one fsync): a kill leaves both or neither.
+        finished = [(r.done.attempt, r.done.when, r.done.result) for r in batch
+                    if r.done is not None and r.done.attempt is not None]
+        wanting = [r for r in batch if r.again is not None or not cycle.stop.is_set()]
+        while wanting:
+            offers = [(r, r.again or self._next()) for r in wanting]
+            offers = [(r, job) for r, job in offers if job is not None]
+            if not offers:
+                break
+            now = cycle.clock()
+            with cycle.store.locked() as stamp:
+                if stamp != self._stamp:
+                    self._stopped, self._stamp = stops(cycle.store.snapshot(), self.today), stamp
+                claims = [(r, job) for r, job in offers if not self._stopped(job.notice)]
+                with cycle.log_lock:
+                    ids = cycle.log.finish_and_start(finished, [
+                        (now, j.message, j.fields, cycle.actor, j.message.payload, j.message.meta["attempt_id"])
+                        for _, j in claims])
+            finished = []
+            for (r, job), attempt in zip(claims, ids):
+                r.job = replace(job, attempt=attempt)
+            # A retry refused stays refused; a next message refused is replaced by the one after.
+            wanting = [r for r, _ in offers if r.job is None and r.again is None]
+        if finished:
+            with cycle.log_lock:
+                cycle.log.finish_many(finished)
+
+    def _next(self) -> Job | None:
+        """The next message of the plan, rendered and prepared, not yet claimed; None at the end."""
+        while self.queue:
+            notice = self.queue.pop()
+            try:
+                message = self.cycle._render(self.snap, notice, self.today)
+            except Exception as exc:  # a broken template stops only the messages that need it
+                self.blocked.append((notice, f"{type(exc).__name__}: {exc}"))
+                continue
+            # A channel that cannot prepare it (a missing credential) blocks it in the pool.
+            message, _ = prepare(self.cycle._preparers, self.cycle.config, message)
+            fields = notice_fields(notice, message)
+            # At least one: a notice past its tries (notice_tries lowered) is tried once more, then failed.
+            left = max(1, self.cycle.config.cycle.notice_tries - self.ledger.used(fields))
+            return Job(notice, message, fields, "", left)
+        return None
+
+
+def stops(snap, today: date) -> Callable[[Notice], bool]:
+    """Whether the store (`snap`) now stops a planned notice: one of its invoices paid, its account
+    on hold, or its recipient no longer one of the account's on that channel (an opt-out)."""
+    paid = {i.id for i in snap.invoices() if i.paid is not None and i.paid <= today}
+    held = {h.account for h in snap.holds().values() if h.active_on(today)}
+
+    def stopped(n: Notice) -> bool:
+        account = snap.account(n.account)
+        return (n.account in held or any(inv in paid for inv in n.invoices) or account is None
+                or n.recipient not in rules.recipients(account, n.channel))
+    return stopped
+
+
 class _LedgerWriter:
-    """Ledger rows waiting to be written, flushed every FLUSH_EVERY rows or FLUSH_SECONDS.
+    """Ledger rows waiting to be written, flushed every FLUSH_EVERY rows or FLUSH_SECONDS: a
+    handful of store writes per cycle (each rewrites the state file). With them, the tries of the
+    notices that failed temporarily (`meta` TRIES), counted from `counts` (as the pass began)."""
 
-    Each flush is one store transaction (lock, read, write): it is also when the cycle learns of
-    payments and holds recorded by other processes meanwhile, and drops the queued notices they
-    concern (the next pass plans them again, rendered with the payment known)."""
-
-    def __init__(self, store: Store, rows: list[LedgerEntry]):
+    def __init__(self, store: Store, rows: list[LedgerEntry], counts: dict[str, int]):
         self._time = time.monotonic
         self.store = store
         self.rows = list(rows)
         self.count = 0
         self.last = self._time()
-        self.writes = 0
-        self.seen = self._stamp()
-        self.looked = self.last
+        self.counts = dict(counts)
+        self.new_tries: Counter = Counter()
+
+    def used(self, fields: dict) -> int:
+        """The tries a notice has used so far (the most of any timeline entry it covers)."""
+        return max((self.counts.get(ledger_key(r), 0) for r in ledger_rows(fields, "", None)), default=0)
+
+    def tried(self, fields: dict, tries: int) -> int:
+        """Count `tries` more failed tries of a notice; returns how many it has used now."""
+        for row in ledger_rows(fields, "", None):
+            key = ledger_key(row)
+            self.counts[key] = self.counts.get(key, 0) + tries
+            self.new_tries[key] += tries
+        return self.used(fields)
 
     def add(self, rows: list[LedgerEntry]) -> None:
         self.rows += rows
         self.count += len(rows)
 
     def due(self) -> bool:
-        """Time to write: enough rows, enough time, or another process changed the store (a
-        payment, a hold: learn of it now rather than at the end). The store's file is looked at
-        once every STAMP_SECONDS, not at every turn of the cycle's loop: a stat() gives up the
-        GIL, and the senders then keep the cycle's thread waiting to get it back."""
-        now = self._time()
-        if now - self.looked >= STAMP_SECONDS:
-            self.looked = now
-            if self._stamp() != self.seen:
-                return True
-        return bool(self.rows) and (self.count >= FLUSH_EVERY or now - self.last >= FLUSH_SECONDS)
+        return bool(self.rows) and (self.count >= FLUSH_EVERY or self._time() - self.last >= FLUSH_SECONDS)
 
-    def _stamp(self) -> int | None:
-        try:
-            return self.store.path.stat().st_mtime_ns
-        except OSError:
-            return None
-
-    def flush(self, today: date):
-        """Write the waiting rows; returns a predicate telling the queued notices that a payment or
-        hold recorded meanwhile has made stale (None when there are none)."""
+    def flush(self) -> None:
         self.last, self.count = self._time(), 0
+        if not self.rows and not self.new_tries:
+            return
         with self.store.transaction() as snap:
             if self.rows:
                 snap.add_ledger(self.rows)
-                self.writes += 1
-            paid = {key for key, doc in snap.raw["invoices"].items()
-                    if doc.get("paid") is not None and doc["paid"] <= today.isoformat()}
-            held = {h.account for h in snap.holds().values() if h.active_on(today)}
-        self.rows = []
-        self.seen = self._stamp()
-        if not paid and not held:
-            return None
-        return lambda n: n.account in held or any(inv in paid for inv in n.invoices)
+            stored = (snap.meta(TRIES) or {}).get("counts", {})
+            if stored or self.new_tries:
+                counts = Counter(stored) + self.new_tries
+                handled = snap.raw["ledger"]  # a notice with its ledger row needs no count any more
+                snap.set_meta(TRIES, {"counts": {k: n for k, n in sorted(counts.items()) if k not in handled}})
+        self.rows, self.new_tries = [], Counter()

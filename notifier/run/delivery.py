@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Callable, Iterable
 
 from notifier import channels
-from notifier.channels import BLOCKED, FAILED, ChannelError, Message, Result
+from notifier.channels import BLOCKED, FAILED, UNKNOWN, ChannelError, Message, Result
 
 from notifier.log.attempts import AttemptLog, LogError, new_id
 from notifier.config import Config
@@ -24,7 +24,7 @@ from notifier.billing.documents import normalize_email, normalize_phone
 from notifier.staff.holds import barred as is_barred, parse_do_not_contact
 from notifier.billing.models import Account, Notice
 from notifier.run.render import TemplateError
-from notifier.billing.rules import (account_timeline, collectible, is_first_time, plan_account, recipients, stage_channels,
+from notifier.billing.rules import (account_timeline, is_first_time, owed_on, plan_account, recipients, stage_channels,
                     wants_tutorial)
 
 # The provider named in a Result that no channel produced: the notifier itself stopped the message.
@@ -67,7 +67,7 @@ def notices_for_account(
     cal = config.calendar
     invoices = snapshot.invoices(account_id)
     history = snapshot.histories().get(account_id)
-    open_invoices = [i for i in invoices if i.unpaid_on(today) and collectible(i)]
+    open_invoices = [i for i in invoices if owed_on(i, today)]
     if not open_invoices:
         raise DeliveryError(f"account {account_id!r} has no open invoice on {today:%d/%m/%Y}: nothing to send")
     if stage is None:
@@ -272,11 +272,13 @@ def _logged(log: AttemptLog, consequence: str, write, *args):
 
 
 def failure_alerts(snapshot, renderer, deliveries: Iterable[Delivery], today: date) -> list[tuple[Notice, Message]]:
-    """A staff alert for each customer message that failed permanently (the notifier will not try
-    it again, so a person must fix the contact). Staff failures raise no alert about themselves."""
+    """A staff alert for each customer message that failed permanently or may have arrived
+    (`unknown`): the notifier will not try it again, so a person must fix the contact or check
+    with the provider. Staff failures raise no alert about themselves."""
     alerts = []
     for d in deliveries:
-        if d.result.status != FAILED or not d.result.permanent or d.notice.channel == "staff":
+        given_up = d.result.status == UNKNOWN or (d.result.status == FAILED and d.result.permanent)
+        if not given_up or d.notice.channel == "staff":
             continue
         account = snapshot.account(d.notice.account)
         open_invoices = [i for i in snapshot.invoices(account.id) if i.unpaid_on(today)]

@@ -11,6 +11,11 @@ an exponential back-off with jitter (at least the provider's Retry-After), at mo
 each try is its own claim in the attempt log, written before the provider is called. What is still
 failing after that is left to the next pass of the cycle.
 
+Claims: a caller that claims its jobs up front (`escalate`) `submit`s them. The cycle instead
+gives a `feed` that the workers ask for their next job, handing in the outcome of their last one:
+the feed writes both with one group commit (issue 18), so a message is claimed only when a worker
+is free to send it, and a kill leaves at most one claim per worker without its outcome.
+
 Stopping (`stop` set): a message already handed to a provider finishes; one not yet started is
 answered with a temporary failure without calling anyone, so its claim gets an outcome at once and
 the next run sends it.
@@ -23,7 +28,7 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
@@ -50,6 +55,7 @@ class Job:
     message: Message
     fields: dict
     attempt: str
+    budget: int | None = None  # tries left to the notice over its catch-up window ([cycle] notice_tries)
 
 
 @dataclass
@@ -61,6 +67,12 @@ class Outcome:
     # while stopping), so that the caller writes each outcome exactly once.
     attempt: str | None
     tries: int = 1
+
+
+# The cycle's feed: writes the outcome of a worker's last job (None: none, or already written), then
+# claims the same job again when one is given (a retry), else the next one; None: nothing (more) to
+# send. Either claim may be refused when a staff action stopped its notice meanwhile.
+Feed = Callable[["Outcome | None", "Job | None"], "Job | None"]
 
 
 def stopped_result(channel: str) -> Result:
@@ -116,8 +128,11 @@ class Pool:
     """`workers` threads sending `Job`s; `submit` queues one, `take` collects finished ones."""
 
     def __init__(self, config: Config, log: AttemptLog, clock: Callable[[], datetime], stop: threading.Event,
-                 workers: int | None = None, log_lock: threading.Lock | None = None, actor: str = "daemon"):
+                 workers: int | None = None, log_lock: threading.Lock | None = None, actor: str = "daemon",
+                 feed: Feed | None = None):
         self.config = config
+        self.feed = feed
+        self.error: BaseException | None = None  # the feed's, which stopped the workers (an unwritable log)
         self.log = log
         self.clock = clock
         self.stop = stop
@@ -161,6 +176,10 @@ class Pool:
         self.outstanding -= len(out)
         return out
 
+    def busy(self) -> bool:
+        """With a feed: whether a worker still runs or an outcome waits to be taken."""
+        return any(t.is_alive() for t in self._threads) or not self._done.empty()
+
     def close(self) -> None:
         for _ in self._threads:
             self._jobs.put(None)
@@ -172,14 +191,15 @@ class Pool:
 
     def _work(self) -> None:
         built: dict[str, channels.Channel | ChannelError] = {}
+        done = None
         try:
-            while (job := self._jobs.get()) is not None:
+            while (job := self._next(done)) is not None:
                 try:
-                    self._done.put(self._deliver(job, built))
+                    done = self._deliver(job, built)
                 except BaseException as exc:  # never lose an outcome: the claim must be answered
                     logger.exception("sender crashed on %s", job.notice.channel)
-                    self._done.put(Outcome(job, Result(FAILED, job.notice.channel, code="error", permanent=True,
-                                                       detail=f"{type(exc).__name__}: {exc}"), self.clock(), job.attempt))
+                    done = Outcome(job, Result(FAILED, job.notice.channel, code="error", permanent=True,
+                                               detail=f"{type(exc).__name__}: {exc}"), self.clock(), job.attempt)
         finally:
             for channel in built.values():
                 if not isinstance(channel, ChannelError):
@@ -188,12 +208,28 @@ class Pool:
                     except Exception:
                         logger.exception("closing a channel")
 
+    def _next(self, done: Outcome | None) -> Job | None:
+        """Hand in `done` and get the next claimed job (None: no more). Through the feed, the
+        outcome is written before it is handed in, and a feed that fails stops this worker."""
+        if self.feed is None:
+            if done is not None:
+                self._done.put(done)
+            return self._jobs.get()
+        try:
+            return self.feed(done, None)
+        except BaseException as exc:
+            self.error = self.error or exc
+            return None
+        finally:
+            if done is not None:
+                self._done.put(done)
+
     def _deliver(self, job: Job, built: dict) -> Outcome:
         """Send with retries; each retry finishes the previous try and claims a new attempt."""
         attempt, tries, message = job.attempt, 1, job.message
         while True:
             result = self._send_once(job, built, message)
-            if not retryable(result) or tries >= self.tries or self.stop.is_set():
+            if not retryable(result) or tries >= min(self.tries, job.budget or self.tries) or self.stop.is_set():
                 return Outcome(job, result, self.clock(), attempt, tries)
             delay = backoff(tries, result, self.base)
             with self.log_lock:
@@ -202,8 +238,15 @@ class Pool:
                 return Outcome(job, result, self.clock(), None, tries)
             tries += 1
             message, _ = prepare(built, self.config, job.message)
+            again = replace(job, message=message, fields={**job.fields, "attempt": tries}, attempt="")
+            if self.feed is not None:
+                claimed = self.feed(None, again)  # refused when a staff action stopped the notice meanwhile
+                if claimed is None:
+                    return Outcome(job, result, self.clock(), None, tries)
+                attempt = claimed.attempt
+                continue
             with self.log_lock:
-                [attempt] = self.log.start_many([(self.clock(), message, {**job.fields, "attempt": tries},
+                [attempt] = self.log.start_many([(self.clock(), message, again.fields,
                                                   self.actor, message.payload, message.meta["attempt_id"])])
 
     def _send_once(self, job: Job, built: dict, message: Message) -> Result:

@@ -32,7 +32,7 @@ from notifier.billing.calendar import BankCalendar, InvoiceDates, invoice_dates,
 from notifier.config import CHANNELS, DEFAULT_LADDER, STAGES, Config
 from notifier.billing.models import Account, Invoice, Notice
 from notifier.billing.pixqr import pix_qr_png
-from notifier.billing.rules import PRE_DUE_STAGES, invoice_timeline, social_handle
+from notifier.billing.rules import PRE_DUE_STAGES, invoice_timeline, owed_on, social_handle
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "message_templates"
 
@@ -254,6 +254,11 @@ def _pack(pieces: list[str], sep: str, limit: int, split_further) -> list[str]:
     return out
 
 
+def _screens(text: str) -> list[str]:
+    """`text` as WhatsApp bodies of one screen each (`WHATSAPP_TEXT_LIMIT`), each ending in a line break."""
+    return [part + "\n" for part in split_whatsapp(text, WHATSAPP_TEXT_LIMIT)] if text.strip() else []
+
+
 # --- what templates see --------------------------------------------------------------------------
 
 _DATE_FIELDS = tuple(f.name for f in fields(InvoiceDates))
@@ -350,7 +355,8 @@ class Renderer:
         )
         self.env.filters.update(brl=brl, date=br_date, mask_document=mask_document, join_or=join_or, bare_url=bare_url,
                                 paragraphs=paragraphs, rich=paragraphs, rich_inline=rich_inline, plain=plain,
-                                b=bold, ddmm=day_month, upper_first=upper_first)
+                                b=bold, ddmm=day_month, upper_first=upper_first,
+                                first_word=lambda text: str(text).split(" ", 1)[0])  # "cartão de crédito": "cartão"
         self._subject = self.env.from_string("{{ words.subject() }}")
         self._tutorial: str | None = None
         self._found: list[tuple[str | None, str | None, str]] | None = None
@@ -359,10 +365,9 @@ class Renderer:
     # --- public ---------------------------------------------------------------------------------
 
     def render(self, notice: Notice, account: Account, open_invoices: list[Invoice], today: date) -> Message:
-        """The message for `notice`, listing every invoice in `open_invoices` (the account's
-        invoices still open `today`). Raises `TemplateError` naming the template file and line."""
-        if not open_invoices:
-            raise ValueError(f"account {account.id!r}: a message needs at least one open invoice")
+        """The message for `notice`, listing every invoice of `open_invoices` (the account's
+        invoices still open `today`) that is owed `today` (`rules.owed_on`: one issued later is
+        in no list and no total yet). Raises `TemplateError` naming the template file and line."""
         ctx = self._context(notice, account, open_invoices, today)
         stage, channel = notice.stage, notice.channel
         meta: dict[str, Any] = {
@@ -377,6 +382,8 @@ class Renderer:
             ctx = self._with_words(ctx)
         if channel == "email":
             subject = plain(" ".join(self._render_subject(ctx).split()))
+            if not account.domain:  # no domain to recognise the subject by: the company's name
+                subject = f"{self.config.company.name}: {subject[:1].lower()}{subject[1:]}"
             text = plain(_tidy(self._render("email/base.txt", ctx)))
             html = plain(self._render("email/base.html", {**ctx, "subject": subject}))
             # Each Pix code also as a QR code, for paying from a phone while reading on a computer.
@@ -392,13 +399,7 @@ class Renderer:
             subject, _, text = text.partition("\n")
             return Message(text=text.strip() + "\n", subject=subject.strip(), meta=meta, **common)
         if channel == "whatsapp":
-            if len(text) > WHATSAPP_TEXT_LIMIT:
-                # Past one screen (several invoices, a late-fee sentence): the terse wording, which
-                # keeps every date and amount and leaves out the secondary sentences.
-                short = {**ctx, "short": True}
-                if not account.domain:  # the greeting names the customer: "da sua conta" will do
-                    short.update(service_of="da sua conta", services="os serviços da sua conta")
-                text = _finish(_tidy(self._render(name, self._with_words(short))), channel)
+            text, *listed = self._whatsapp_text(text, ctx, account)
             content_sid, variables = self._whatsapp_template(stage, ctx)
             if "sms" not in account.opt_out:
                 # The WhatsApp channel sends this by SMS when the number has no WhatsApp.
@@ -406,25 +407,48 @@ class Renderer:
                     meta["sms_text"] = self._sms(stage, {**ctx, "channel": "sms"})
                 except TemplateError:
                     pass  # no fallback text rather than no WhatsApp message; `check()` reports it
-            parts = self._whatsapp_parts(text, ctx)
+            parts = self._whatsapp_parts(text, listed, ctx)
             return Message(text="\n\n".join(p.strip("\n") for p in parts) + "\n", parts=parts,
                            content_sid=content_sid, content_variables=variables, meta=meta, **common)
         if channel == "social":
+            handle = social_handle(account, notice.recipient)
+            if ctx["tutorial"] and not ctx["tutorial_url"] and "://" not in handle:
+                # No link to give: the staff task carries the tutorial as a second text to paste
+                # (channels/social.py); the DM says it follows.
+                text = _finish(_tidy(self._render(name, {**ctx, "tutorial_apart": True})), channel)
+                meta["tutorial_text"] = ctx["tutorial_text"]
             if len(text) > SOCIAL_LIMIT:
                 raise TemplateError(f"{self._path_of(name)}: {len(text)} characters, more "
                                     f"than the {SOCIAL_LIMIT} a direct message takes")
             # The recipient of a URL handle is the network's name only (the URL holds a secret):
             # the channel gets the handle itself here (see channels/social.py).
-            meta["social_handle"] = social_handle(account, notice.recipient)
+            meta["social_handle"] = handle
         return Message(text=text, meta=meta, **common)
 
-    def _whatsapp_parts(self, text: str, ctx: Mapping) -> tuple[str, ...]:
-        """The free-form WhatsApp bodies, in order: the message itself, then each Pix code alone
-        (a long press copies a whole message, so the code must be all there is in it), then the
-        tutorial when it goes in full."""
+    def _whatsapp_text(self, text: str, ctx: Mapping, account: Account) -> list[str]:
+        """WhatsApp's text (`text`, in full), or, past one screen (several invoices, a late-fee
+        sentence), the terse wording, which keeps every date and amount and leaves out the
+        secondary sentences; still too long with several invoices, the terse text and the invoice
+        list as a second message."""
+        if len(text) <= WHATSAPP_TEXT_LIMIT:
+            return [text]
+        short = {**ctx, "short": True}
+        if not account.domain:  # the greeting names the customer: "da sua conta" will do
+            short.update(service_of="da sua conta", services="os serviços da sua conta")
+        text = _finish(_tidy(self._render("whatsapp/base.txt", self._with_words(short))), "whatsapp")
+        if len(text) <= WHATSAPP_TEXT_LIMIT or len(ctx["invoices"]) < 2:
+            return [text]
+        module = self._module("whatsapp/base.txt", self._with_words({**short, "list_apart": True}))
+        return [_finish(_tidy(str(module)), "whatsapp"), _finish(_tidy(module.invoice_list()), "whatsapp")]
+
+    def _whatsapp_parts(self, text: str, listed: list[str], ctx: Mapping) -> tuple[str, ...]:
+        """The free-form WhatsApp bodies, in order: the message itself (and its invoice list, when
+        apart), then each Pix code alone (a long press copies a whole message, so the code must be
+        all there is in it), then the tutorial when it goes in full. Every body stays within our
+        one-screen limit: the tutorial, and a text too long even so, are cut between paragraphs."""
         pix = [inv.pix_code + "\n" for inv in ctx["invoices"] if inv.pix_code]
-        tutorial = [_finish(_tidy(self._render("whatsapp/tutorial.txt", ctx)), "whatsapp")] if ctx["tutorial"] else []
-        return (text, *pix, *tutorial)
+        tutorial = _finish(_tidy(self._render("whatsapp/tutorial.txt", ctx)), "whatsapp") if ctx["tutorial"] else ""
+        return (*_screens(text), *listed, *pix, *_screens(tutorial))
 
     def render_failure_alert(self, failed: Notice, account: Account, open_invoices: list[Invoice], today: date,
                              result) -> Message:
@@ -479,12 +503,8 @@ class Renderer:
         for notice, account, invoices, today in sample_cases():
             try:  # SMS too: render() tolerates a WhatsApp message without its SMS fallback text
                 message = self.render(notice, account, invoices, today)
-                if notice.channel == "whatsapp" and len(message.parts[0]) > WHATSAPP_TEXT_LIMIT:
-                    # Long, not broken: it still goes (a body may hold 1,600), so it blocks nothing.
-                    self._warnings.append(
-                        f"{self._path_of('whatsapp/base.txt')}: {len(message.parts[0])} characters for sample "
-                        f"{account.id}, stage {notice.stage}: keep WhatsApp's text under {WHATSAPP_TEXT_LIMIT} "
-                        "(one screen), the tutorial and Pix codes apart")
+                if notice.channel == "whatsapp":
+                    self._warn_long_whatsapp(notice, account, invoices, today)
             except TemplateError as exc:
                 problems.append((notice.channel, notice.stage, str(exc)))
             if notice.channel == "whatsapp":
@@ -495,10 +515,24 @@ class Renderer:
         self._found = problems
         return problems
 
+    def _warn_long_whatsapp(self, notice: Notice, account: Account, invoices: list[Invoice], today: date) -> None:
+        """A WhatsApp text longer than one screen even in its terse wording is sent as several
+        messages: not broken, so it blocks nothing, but worth a warning."""
+        ctx = self._with_words(self._context(notice, account, invoices, today))
+        text = self._whatsapp_text(_finish(_tidy(self._render("whatsapp/base.txt", ctx)), "whatsapp"), ctx, account)[0]
+        if len(text) > WHATSAPP_TEXT_LIMIT:
+            self._warnings.append(
+                f"{self._path_of('whatsapp/base.txt')}: {len(text)} characters for sample {account.id}, stage "
+                f"{notice.stage}: more than WhatsApp's {WHATSAPP_TEXT_LIMIT} (one screen), so it goes as several "
+                "messages; shorten it")
+
     # --- internals ------------------------------------------------------------------------------
 
     def _context(self, notice: Notice, account: Account, open_invoices: list[Invoice], today: date) -> dict:
         company = self.config.company
+        open_invoices = [i for i in open_invoices if owed_on(i, today)]
+        if not open_invoices:
+            raise ValueError(f"account {account.id!r}: a message needs at least one invoice owed on {today}")
         rows: dict[str, InvoiceView] = {}
         raw: dict[str, InvoiceDates] = {}
         for inv in sorted(open_invoices, key=lambda i: (i.due, i.id)):
@@ -512,20 +546,24 @@ class Renderer:
             )
         dates = self._key_dates(notice, open_invoices, raw, rows, today)
         any_late = any(r.late for r in rows.values())
+        # A CPF's account is a person, whose `company` is their own name: the message speaks to
+        # them ("da sua conta"), never about them in the third person.
+        person = document_kind(account.document) == "CPF"
         return {
             "company": company,
             "account": account,
+            "person": person,
             "customer": account.contact_name or account.company,
             "service": account.domain or account.company,
             "service_of": f"da hospedagem de {account.domain}" if account.domain
-                          else f"dos serviços contratados por {account.company}",
+                          else "da sua conta" if person else f"dos serviços contratados por {account.company}",
             "of_domain": f" da hospedagem de {account.domain}" if account.domain else "",
             # A person's name after "hospedagem de"/"dados de" reads as their personal data:
             # without a domain, the services are those the account contracted.
             "services": f"os serviços de hospedagem de {account.domain}" if account.domain
-                        else f"os serviços contratados por {account.company}",
+                        else "os serviços da sua conta" if person else f"os serviços contratados por {account.company}",
             "data_of": f"os dados da hospedagem de {account.domain}" if account.domain
-                       else f"os dados da conta de {account.company}",
+                       else "os dados da sua conta" if person else f"os dados da conta de {account.company}",
             # Outside e-mail never the full CPF/CNPJ (RULES.md; LGPD necessity).
             "document": account.document if notice.channel == "email" else mask_document(account.document),
             "document_kind": document_kind(account.document),
@@ -549,6 +587,8 @@ class Renderer:
             "tutorial_url": self.config.env.get("TUTORIAL_URL", ""),
             # The terse wording: SMS when two segments are tight, WhatsApp past one screen.
             "short": False,
+            "list_apart": False,  # WhatsApp: the invoice list goes as a message of its own
+            "tutorial_apart": False,  # social: the tutorial follows as a text staff paste
             "fit": 0,
         }
 
@@ -597,11 +637,14 @@ class Renderer:
 
     def _sms(self, stage: str, ctx: Mapping) -> str:
         """One line of GSM-7 in at most two segments: rendered in full, or else again with less
-        (`fit` 1 and 2, `short` true: the template leaves out what it can), or else an error."""
+        (`fit` 1 to 3, `short` true: the template leaves out what it can), or else an error."""
         name = "sms/base.txt"
-        # `fit` 0: everything; 1 (`short`): terse, the site for the address; 2: no late charges either.
-        for fit in (0, 1, 2):
+        # `fit` 0: everything; 1 (`short`): terse, the site for the address; 2: no late charges
+        # either; 3: the dates without their year, as a phone's calendar shows them.
+        for fit in (0, 1, 2, 3):
             text = to_gsm7(" ".join(plain(self._render(name, self._with_words({**ctx, "fit": fit, "short": fit > 0}))).split()))
+            if fit == 3:
+                text = re.sub(r"\b(\d\d/\d\d)/\d{4}\b", r"\1", text)
             segments = sms_segments(text)
             if segments <= SMS_MAX_SEGMENTS:
                 return text
@@ -703,9 +746,15 @@ CONTACT_CODES = frozenset({"21211", "21614", "63003", "21610", "invalid_address"
 def failure_cause(result) -> str:
     """Why a message did not go, as staff act on it: "config" (our configuration: `blocked`,
     see CONTRACTS.md), "contact" (the customer's record), "retry" (a temporary failure, e.g. a
-    provider outage: the notifier tries again) or "provider" (refused for another reason)."""
+    provider outage: the notifier tries again), "maybe" (the connection was lost once the message
+    was handed over: it may have arrived), "exhausted" (temporary failures used all the notice's
+    tries, `[cycle] notice_tries`) or "provider" (refused for another reason)."""
     if result.status == "blocked":
         return "config"
+    if result.status == "unknown":
+        return "maybe"
+    if result.code == "exhausted":
+        return "exhausted"
     if result.code in CONTACT_CODES:
         return "contact"
     return "provider" if result.permanent else "retry"
@@ -759,9 +808,11 @@ SAMPLE_INVOICES = {
                 pix_code=SAMPLE_PIX),
     ),
     "joao": (
-        Invoice(id="2026-10-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 10, 5),
+        # Issued on the 1st: an invoice issued on its due day 5 would have no reminder to render
+        # (its date would come before the invoice is owed).
+        Invoice(id="2026-10-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 10, 1),
                 due=date(2026, 10, 5)),
-        Invoice(id="2026-11-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 11, 5),
+        Invoice(id="2026-11-joao", account="joao", amount=Decimal("149.90"), issued=date(2026, 11, 1),
                 due=date(2026, 11, 5)),
     ),
     "atelie": (

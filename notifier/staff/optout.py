@@ -3,16 +3,21 @@ is opted out of that channel as if staff had recorded it with `notifier opt-out`
 
 The hook is called after a batch of deliveries, outside any provider call (the store is locked
 only to write the opt-outs): today by `notifier send` (cli/operations.py); the daily cycle calls it
-the same way after each batch. A WhatsApp "SAIR" reply arrives as an inbound message, not as an
-error code: staff record it with `notifier opt-out ACCOUNT --channel whatsapp --channel sms`.
+the same way after each batch. A "SAIR" reply (what our WhatsApp and SMS texts tell the customer
+to send) arrives as an inbound message, not as an error code: `serve-webhooks` hands it to
+`record_stop_message`, which opts the number out of the channel it came on.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Iterable
+
+from notifier.staff.holds import normalize
 
 UNSUBSCRIBED = "21610"  # Twilio: "Attempt to send to unsubscribed recipient" (the customer said STOP)
 RECORDED_BY = "twilio:21610"
+STOP_WORDS = frozenset({"SAIR", "PARAR", "STOP", "CANCELAR"})  # a whole reply of one of these words
+REPLY_ACTOR = "customer:reply"
 
 
 def stop_replies(deliveries: Iterable) -> list[tuple[str, str]]:
@@ -34,3 +39,27 @@ def record_stop_replies(store, deliveries: Iterable, today: date) -> list[tuple[
             for account, channel in stops:
                 snap.record_opt_out(account, channel, RECORDED_BY, today)
     return stops
+
+
+def is_stop(body: str) -> bool:
+    """A reply that asks to stop: one of `STOP_WORDS` alone, in any case, punctuation aside
+    ("Sair.", " sair!"). A sentence that merely contains the word is left to staff."""
+    return body.strip().strip(".!").strip().upper() in STOP_WORDS
+
+
+def record_stop_message(store, log, sender: str, body: str, now: datetime) -> list[tuple[str, str]]:
+    """An inbound message (Twilio's `From`, `Body`): when it asks to stop, the accounts whose
+    number sent it are opted out of the channel it came on (WhatsApp for `whatsapp:+55...`,
+    else SMS), in one transaction, and the log records each as the customer's; returns them."""
+    if not is_stop(body):
+        return []
+    channel = "whatsapp" if sender.startswith("whatsapp:") else "sms"
+    number = normalize(sender.removeprefix("whatsapp:"))
+    today = now.date()
+    with store.transaction() as snap:
+        found = [(a.id, channel) for a in snap.accounts() if a.whatsapp and normalize(a.whatsapp) == number]
+        for account, _ in found:
+            snap.record_opt_out(account, channel, REPLY_ACTOR, today)
+    log.note_many([(now, "opt_out", {"account": account, "channel": channel, "date": today.isoformat(),
+                                      "reply": body.strip()}, REPLY_ACTOR) for account, _ in found])
+    return found

@@ -476,15 +476,7 @@ class Store:
         """
         if getattr(self._local, "in_transaction", False):
             raise RuntimeError("Store.transaction() is not re-entrant")
-        try:
-            self._lock.acquire()
-        except Timeout:
-            raise StoreError(
-                f"{self.path}: another notifier process has held {self._lock.lock_file} for more than "
-                f"{self._lock_timeout:g} s; try again when it has finished"
-            ) from None
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot take the lock {self._lock.lock_file}: {exc.strerror or exc}") from None
+        self._acquire()
         self._local.in_transaction = True
         try:
             stamp = _stamp(self.path)  # under the lock: no writer replaces the file meanwhile
@@ -498,6 +490,28 @@ class Store:
         finally:
             self._local.in_transaction = False
             self._lock.release()
+
+    @contextmanager
+    def locked(self) -> Iterator[tuple | None]:
+        """Hold the store's lock without reading or writing; yields the file's stamp, which no
+        other writer can change meanwhile. The cycle writes its claims inside, after looking at
+        what changed: every transaction that returned before is seen (issue 18)."""
+        self._acquire()
+        try:
+            yield _stamp(self.path)
+        finally:
+            self._lock.release()
+
+    def _acquire(self) -> None:
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise StoreError(
+                f"{self.path}: another notifier process has held {self._lock.lock_file} for more than "
+                f"{self._lock_timeout:g} s; try again when it has finished"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot take the lock {self._lock.lock_file}: {exc.strerror or exc}") from None
 
     def _models_of(self, raw: dict, stamp: tuple | None) -> dict[str, dict[str, Any]]:
         """The validated models of what a transaction read. When the file is the one the last
