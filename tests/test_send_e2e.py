@@ -379,5 +379,5 @@ def test_an_attempt_log_that_cannot_be_written_stops_the_send_in_one_line(cli, t
     proc = cli("send", "acme", "--channel", "email", *DAY, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert line == "Error: attempts.jsonl: cannot read the attempt log: Is a directory"
+    assert line == "Error: attempts.jsonl: is a folder, not the attempt log (check `attempt_log` in the config)"
     assert not (tmp_path / "outbox" / "email").exists()  # nothing goes out without its log record

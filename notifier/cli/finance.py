@@ -16,6 +16,21 @@ since_option = click.option("--since", type=Day(), help="From this day on (YYYY-
 until_option = click.option("--until", type=Day(), help="Up to and including this day (YYYY-MM-DD).")
 
 
+def _head(ctx, param, value):
+    """`--head COUNT:HASH` as a Head. The staff summary's line ("Registro de tentativas: 1.234
+    registros, último hash <hash>") is taken as it is too, pasted from the e-mail."""
+    if value is None:
+        return None
+    import re
+    from notifier.log.attempts import Head
+    found = re.fullmatch(r"\s*(?:Registro de tentativas:\s*)?(\d[\d.,]*)(?::|\s+registros,\s+último hash\s+)"
+                         r"([0-9a-fA-F]{64})\s*", value)
+    if not found:
+        raise click.BadParameter("write the head as COUNT:HASH, e.g. 1234:<the 64 hex digits of the last record's "
+                                 "SHA-256>, as the audit report prints it (or paste the staff summary's line)")
+    return Head(int(re.sub(r"[.,]", "", found[1])), found[2].lower())
+
+
 @cli.command("verify-log")
 @click.option("--json", "as_json", is_flag=True, help="The verdict as JSON.")
 @click.option("--chain-only", is_flag=True, help="Check the records' chain and head only, not the stored messages (faster).")
@@ -23,10 +38,14 @@ until_option = click.option("--until", type=Day(), help="Up to and including thi
               help="The log lost records the state had seen and there is no backup: go on with it as it is. "
                    "The cut stays on record; every later verdict shows it.")
 @click.option("--by", help="Who accepts the cut (with --accept-cut).")
+@click.option("--head", "outside", callback=_head,
+              help="COUNT:HASH, a head kept off this machine (the staff summary's \"Registro de tentativas\" line, "
+                   "an audit report): prove the log still holds exactly those COUNT records.")
 @click.pass_obj
-def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
+def verify_log(obj: Context, as_json, chain_only, accept_cut, by, outside):
     """Check the attempt log's hash chain, every stored message against its SHA-256, and the
-    log's head against the one the state recorded; exit 1 naming the first tampered record."""
+    log's head against the one the state keeps (and --head); exit 1 naming the first tampered
+    record."""
     if accept_cut:
         if not by or not by.strip():
             raise click.UsageError("--accept-cut needs --by NAME: who decided to go on without the cut records")
@@ -35,7 +54,10 @@ def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
                    f"accepted: the state had seen {cut['seen']['count']:,} records, the log has "
                    f"{cut['found']['count']:,}; kept on record as a cut", err=True)
     snap = obj.store().snapshot()
-    verdict = _verdict(obj, snap, check_messages=not chain_only)
+    verdict = _verdict(obj, check_messages=not chain_only, outside=outside)
+    if outside and verdict.ok:
+        verdict.notes.append(f"the head given, {outside.count}:{outside.hash}, is in the log: "
+                             f"its first {outside.count} records are the ones of that head")
     for cut in (snap.meta("log_cuts") or {}).get("cuts", []):
         verdict.notes.append(f"on {cut['at']} {cut['by']} accepted a cut log: the state had seen "
                              f"{cut['seen']['count']:,} records (last {cut['seen']['hash']}), the log held "
@@ -55,12 +77,13 @@ def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
         sys.exit(1)
 
 
-def _verdict(obj: Context, snap=None, check_messages: bool = True):
-    """The log checked against the head the state recorded (none when there is no state yet)."""
+def _verdict(obj: Context, check_messages: bool = True, outside=None):
+    """The log checked against the head the state keeps (none before the first write) and, if
+    given, a head kept elsewhere; both read with the log's size at one moment (`settled`)."""
     from notifier.log.verify import verify
     log = obj.log()
-    snap = snap or obj.store().snapshot()
-    return verify(log.path, log.messages, snap.meta("log_head"), check_messages)
+    kept, size = log.settled()
+    return verify(log.path, log.messages, kept, check_messages, size=size, outside=outside)
 
 
 @cli.command()
@@ -79,8 +102,8 @@ def audit(obj: Context, account, since, until, html_path, pdf_path):
     from notifier.reports.pdf import PdfError, html_to_pdf
     snap = obj.store().snapshot()
     # The whole chain; of the stored messages, the account's own (each checked as it is shown).
-    verdict = _verdict(obj, snap, check_messages=False)
-    args = (obj.config, snap, obj.log(), account, verdict, snap.meta("log_head"), obj.now(), since, until)
+    verdict = _verdict(obj, check_messages=False)
+    args = (obj.config, snap, obj.log(), account, verdict, obj.log().settled()[0], obj.now(), since, until)
     html = render_audit(*args)
     if snap.account(account) is None and "data-attempt" not in html:
         raise click.ClickException(f"no account {account!r} in the store and no attempt for it in the log")
