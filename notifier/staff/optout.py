@@ -8,8 +8,10 @@ error code: staff record it with `notifier opt-out ACCOUNT --channel whatsapp --
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Iterable
+
+from notifier.staff.actor import Actor
 
 UNSUBSCRIBED = "21610"  # Twilio: "Attempt to send to unsubscribed recipient" (the customer said STOP)
 RECORDED_BY = "twilio:21610"
@@ -34,3 +36,15 @@ def record_stop_replies(store, deliveries: Iterable, today: date) -> list[tuple[
             for account, channel in stops:
                 snap.record_opt_out(account, channel, RECORDED_BY, today)
     return stops
+
+
+def opt_out(store, log, now: datetime, account_id: str, channels: Iterable[str], day: date, by: Actor):
+    """The customer asked on `day` not to be contacted on `channels` (staff record it): kept in
+    the store apart from the imported record, and logged with who recorded it. Returns the account."""
+    channels = list(channels)
+    with store.transaction() as snap:
+        for channel in channels:
+            account = snap.record_opt_out(account_id, channel, by.name, day)
+    log.note_many([(now, "opt_out", {"account": account_id, "channel": channel, "date": day.isoformat(), **by.fields()},
+                    by.name) for channel in channels])
+    return account

@@ -631,6 +631,12 @@ class Snapshot:
     def accounts(self) -> list[Account]:
         return list(self._all("accounts").values())
 
+    def accounts_table(self) -> Mapping[str, Account]:
+        """The accounts by id, not to be changed: the same object for every read-only snapshot of
+        one version of the file, so a cache of something derived from them (the search index)
+        can be kept beside it and known stale when another object comes."""
+        return self._all("accounts")
+
     def invoice(self, invoice_id: str) -> Invoice | None:
         return self._get("invoices", invoice_id)
 

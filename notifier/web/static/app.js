@@ -1,0 +1,12 @@
+// The console's only script (the CSP forbids inline ones): htmx requests carry the CSRF token.
+document.addEventListener("htmx:configRequest", function (event) {
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }
+});
+// A button with data-copy="ID" copies that element's text (a DM to send by hand).
+document.addEventListener("click", function (event) {
+  var button = event.target.closest("[data-copy]");
+  if (!button) { return; }
+  var source = document.getElementById(button.dataset.copy);
+  navigator.clipboard.writeText(source.innerText).then(function () { button.textContent = "Copiado"; });
+});
