@@ -322,7 +322,7 @@ class Cycle:
 
     def _claim(self, snap, today, queue: list[Notice], pool: Pool, summary: Summary, size: int) -> None:
         """Render the next `size` messages, write their claims with one fsync, hand them to the workers."""
-        batch = []
+        batch, now = [], self.clock()
         while queue and len(batch) < size:
             notice = queue.pop()
             try:
@@ -332,11 +332,10 @@ class Cycle:
                 summary.add(notice.channel, "blocked")
                 summary.problems.setdefault(code, f"{type(exc).__name__}: {exc}")
                 continue
-            message, _ = prepare(self._preparers, self.config, message)  # a channel error blocks it in the pool
+            message, _ = prepare(self._preparers, self.config, message, when=now)  # a channel error blocks it in the pool
             batch.append((notice, message, notice_fields(notice, message)))
         if not batch:
             return
-        now = self.clock()
         with self.log_lock:
             ids = self.log.start_many([(now, m, f, self.actor, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
         for (notice, message, fields), attempt in zip(batch, ids):

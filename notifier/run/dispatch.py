@@ -201,9 +201,10 @@ class Pool:
             if delay > MAX_BACKOFF or self.stop.wait(delay):
                 return Outcome(job, result, self.clock(), None, tries)
             tries += 1
-            message, _ = prepare(built, self.config, job.message)
+            when = self.clock()
+            message, _ = prepare(built, self.config, job.message, when=when)
             with self.log_lock:
-                [attempt] = self.log.start_many([(self.clock(), message, {**job.fields, "attempt": tries},
+                [attempt] = self.log.start_many([(when, message, {**job.fields, "attempt": tries},
                                                   self.actor, message.payload, message.meta["attempt_id"])])
 
     def _send_once(self, job: Job, built: dict, message: Message) -> Result:
