@@ -72,7 +72,7 @@ class Line:
     number: int
     when: str  # dd/mm/aaaa hh:mm, São Paulo
     kind: str  # "E-mail", "Contato da equipe", "Pagamento"...
-    who: str  # the recipient, or the staff member
+    who: str  # the recipient, or the staff member (none for a payment the bank reported)
     what: str  # the status or the fact, in Portuguese
     good: bool | None = None  # reached the customer (True), did not (False), a fact (None)
     note: str = ""  # staff's own words
@@ -113,17 +113,13 @@ def build(config: Config, log: AttemptLog, snapshot, account_id: str, issued: da
         if e.when > issued:
             later += 1
             continue
-        line = Line(len(lines) + 1, e.when.strftime("%d/%m/%Y %H:%M"), "", _who(e.actor), "")
+        line = Line(len(lines) + 1, e.when.strftime("%d/%m/%Y %H:%M"), "", e.actor, "")
         if e.kind == "sending":
             _attempt(line, e, log, done, appendix, texts)
         else:
             _fact(line, e)
         lines.append(line)
     return Audit(lines, appendix, later)
-
-
-def _who(actor: str) -> str:
-    return "sistema (automático)" if actor in ("", "daemon", "run-once") else actor
 
 
 def _attempt(line: Line, e: Event, log: AttemptLog, done: dict, appendix: dict, texts: dict) -> None:
