@@ -187,9 +187,10 @@ def _month(ctx, param, value):
               help="Days after a notice within which a payment counts as recovered.")
 @click.pass_obj
 def report(obj: Context, month, html_path, fmt, window):
-    """Per stage and channel: attempts, sent, delivered, read, bounced, failed, and the accounts
-    that paid within --window days after the notice (recovery rate and amount)."""
-    from notifier.reports.monthly import build, month_attempts, payments_from
+    """Per stage and channel: attempts (= sent + failed + blocked + task + other), of the sent how
+    many were delivered, read, bounced, and the accounts that paid within --window days after the
+    notice (recovery rate and amount); the month's recovered amount."""
+    from notifier.reports.monthly import build, month_attempts, payments_from, recovered
     from notifier.state.store import archive_path_for
     tz = obj.config.tz
     found = month_attempts(obj.log(), month, tz)
@@ -204,10 +205,12 @@ def report(obj: Context, month, html_path, fmt, window):
     elif fmt == "csv":
         _report_csv(lines)
     else:
-        print_table(["stage", "channel", "attempts", "sent", "delivered", "read", "bounced", "failed", "accounts",
-                     f"paid ≤{window}d", "rate", "recovered"],
-                    [[l.stage, l.channel, l.attempts, l.sent, l.delivered, l.read, l.bounced, l.failed,
-                      len(l.accounts), len(l.paid_accounts), f"{l.rate:.1%}", l.recovered] for l in lines])
+        print_table(["stage", "channel", "attempts", "sent", "failed", "blocked", "task", "other", "delivered", "read",
+                     "bounced", "accounts", f"paid ≤{window}d", "rate", "recovered"],
+                    [[l.stage, l.channel, l.attempts, l.sent, l.failed, l.blocked, l.task, l.other, l.delivered,
+                      l.read, l.bounced, len(l.accounts), len(l.paid_accounts), f"{l.rate:.1%}", l.recovered]
+                     for l in lines])
+        click.echo(f"recovered in {month}: {recovered(lines)}")
     if html_path:
         click.echo(f"{html_path}: the report as HTML", err=fmt != "table")
 
@@ -218,22 +221,24 @@ def _report_csv(lines) -> None:
     out = sys.stdout
     out.write(BOM)
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Entregues", "Lidas", "Devolvidas", "Falhas",
-                     "Contas", "Pagaram na janela", "Recuperação (%)", "Valor recuperado (R$)"])
+    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Falhas", "Bloqueadas", "Tarefas", "Outras",
+                     "Entregues", "Lidas", "Devolvidas", "Contas", "Pagaram na janela", "Recuperação (%)",
+                     "Valor recuperado (R$)"])
     for l in lines:
         writer.writerow([STAGE_LABELS.get(l.stage, l.stage), CHANNEL_LABELS.get(l.channel, l.channel), l.attempts,
-                         l.sent, l.delivered, l.read, l.bounced, l.failed, len(l.accounts), len(l.paid_accounts),
-                         br_decimal(l.rate * 100), br_decimal(l.recovered)])
+                         l.sent, l.failed, l.blocked, l.task, l.other, l.delivered, l.read, l.bounced,
+                         len(l.accounts), len(l.paid_accounts), br_decimal(l.rate * 100), br_decimal(l.recovered)])
 
 
 def _report_html(obj: Context, month: str, lines, window: int) -> str:
     from babel.dates import format_date
     from notifier.reports.audit import environment
     from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS
-    from notifier.reports.monthly import month_bounds
+    from notifier.reports.monthly import month_bounds, recovered
     first, _ = month_bounds(month)
     return environment().get_template("report.html").render(
-        company=obj.config.company, lines=lines, window=window,
+        company=obj.config.company, lines=lines, window=window, recovered=recovered(lines),
+        total=lambda name: sum(getattr(l, name) for l in lines),
         month_label=format_date(first, "MMMM 'de' yyyy", locale="pt_BR"),
         generated=obj.now().strftime("%d/%m/%Y %H:%M"),
         stage_label=lambda s: STAGE_LABELS.get(s, s), channel_label=lambda c: CHANNEL_LABELS.get(c, c),
