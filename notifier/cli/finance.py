@@ -95,14 +95,14 @@ def audit(obj: Context, account, since, until, html_path, pdf_path, appendix_pat
     html = render_audit(obj.config, snap, found, account, verdict, issued, appendix_path.name, since, until)
     _write_bytes(appendix_path, appendix_zip(found, account))
     _write_bytes(html_path, html.encode("utf-8"))
+    click.echo(f"{appendix_path}: {len(found.appendix)} exact message(s), each named by its SHA-256")
+    if found.later:
+        click.echo(f"{found.later} record(s) dated after the issue time {issued:%Y-%m-%d %H:%M} left out")
     damaged = sum(1 for l in found.lines if l.problem)
     click.echo(f"{html_path}: audit of {account}, {sum(1 for l in found.lines if l.attempt)} attempt(s) in "
                f"{len(found.lines)} line(s); log "
                + (f"NOT verified ({len(verdict.problems)} problem(s))" if not verdict.ok else
                   f"chain verified, but {damaged} stored message(s) do NOT match their hash" if damaged else "verified"))
-    if found.later:
-        click.echo(f"  {found.later} record(s) dated after the issue time {issued:%Y-%m-%d %H:%M} left out")
-    click.echo(f"{appendix_path}: {len(found.appendix)} exact message(s), each named by its SHA-256")
     if pdf_path:
         try:
             html_to_pdf(html_path, pdf_path)
