@@ -28,7 +28,7 @@ from notifier.log.attempts import AttemptLog, stored_message
 from notifier.log.index import LogIndex
 from notifier.log.messagestore import MessageStoreError
 from notifier.log.verify import Verdict
-from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS
+from notifier.reports.exports import CHANNEL_LABELS, CONTACT_CHANNELS, CONTACT_OUTCOMES, HOLD_REASONS, STAGE_LABELS
 from notifier.run.render import br_date, brl
 from notifier.staff.customer import Event, contact_history, email_html
 
@@ -58,12 +58,6 @@ EVIDENCE = {"failed", "undelivered", "bounced", "delivered", "read"}
 SKIP_WORDS = {"superseded": "não enviado: substituído por um aviso posterior",
               "do-not-contact": "não enviado: número na lista de não contato (Não Me Ligue)",
               "hold": "não enviado: cobrança em pausa", "hours": "não enviado: fora do horário de contato"}
-CONTACT_CHANNELS = {"phone": "telefone", "whatsapp": "WhatsApp", "instagram": "Instagram", "facebook": "Facebook",
-                    "other": "outro meio"}
-CONTACT_OUTCOMES = {"reached": "falou com o cliente", "no_answer": "não atendeu", "wrong_contact": "contato errado",
-                    "promised_payment": "o cliente prometeu pagar", "other": "outro resultado"}
-HOLD_REASONS = {"promised_payment": "promessa de pagamento", "disputed": "contestação", "negotiating": "negociação",
-                "other": "outro motivo"}
 
 
 @dataclass
@@ -190,12 +184,11 @@ def _fact(line: Line, e: Event) -> None:
     reason = r.get("reason", "")
     if e.kind == "contact":
         line.kind = "Contato feito pela equipe"
-        line.what = (f"por {CONTACT_CHANNELS.get(r.get('channel'), r.get('channel'))}: "
-                     f"{CONTACT_OUTCOMES.get(r.get('outcome'), r.get('outcome'))}")
+        line.what = (f"por {_words(CONTACT_CHANNELS, r.get('channel'))}: {_words(CONTACT_OUTCOMES, r.get('outcome'))}")
         line.note = r.get("note", "")
     elif e.kind == "hold":
         line.kind = "Cobrança pausada"
-        line.what = (f"até {_day(r.get('until'))}, motivo: {HOLD_REASONS.get(reason, reason)}; "
+        line.what = (f"até {_day(r.get('until'))}, motivo: {_words(HOLD_REASONS, reason)}; "
                      "nenhum aviso automático sai durante a pausa")
         line.note = r.get("note", "")
     elif e.kind == "release":
@@ -222,6 +215,12 @@ def _fact(line: Line, e: Event) -> None:
         line.what = SKIP_WORDS.get(reason.split(":")[0], "não enviado")
     else:
         line.kind, line.what = "Registro", e.kind.replace("_", " ")
+
+
+def _words(labels: dict, key: str) -> str:
+    """A label inside a sentence: "por telefone: não atendeu" ("WhatsApp" keeps its capitals)."""
+    text = labels.get(key, key or "")
+    return text if text[1:2].isupper() else text[:1].lower() + text[1:]
 
 
 def _day(iso: str | None) -> str:
