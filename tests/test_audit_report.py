@@ -35,7 +35,7 @@ BILLING = {
 
 @pytest.fixture(scope="module")
 def lived(tmp_path_factory):
-    """15 attempts, two calls, a hold and its release, a payment; the SMTP server's messages."""
+    """15 attempts, two calls, a hold and its release, a payment, an opt-out; the SMTP server's messages."""
     cli = clean_cli(tmp_path_factory.mktemp("audit"))
     (cli.workdir / "billing.json").write_text(json.dumps(BILLING, ensure_ascii=False), encoding="utf-8")
     with SmtpServer() as smtp:
@@ -57,6 +57,7 @@ def lived(tmp_path_factory):
         cli("import", "billing.json", "--date", "2026-11-06")
         for day in ("2026-11-17", "2026-11-23", "2026-11-24"):
             cli("run-once", "--date", day)
+        cli("opt-out", "padaria", "--channel", "whatsapp", "--by", "ana", "--date", "2026-11-25")
         received = list(smtp.received)
     return cli, received
 
@@ -92,10 +93,10 @@ def test_everything_that_happened_in_order_with_honest_statuses(report):
     """Points 1 and 2: attempts on every channel, calls, hold and release, payment, in time order;
     what did not reach the customer says why."""
     cli, out, html, _ = report
-    assert "audit of padaria, 15 attempt(s) in 21 line(s); log verified" in out
+    assert "audit of padaria, 15 attempt(s) in 22 line(s); log verified" in out
     text = html.read_text(encoding="utf-8")
     rows = re.findall(r"<tr[^>]*>\s*<td>(\d+)</td><td>([\d/ :]+)</td><td>([^<]*)</td>", text)
-    assert [int(n) for n, _, _ in rows] == list(range(1, 22))
+    assert [int(n) for n, _, _ in rows] == list(range(1, 23))
     times = [datetime.strptime(t, "%d/%m/%Y %H:%M") for _, t, _ in rows]
     assert times == sorted(times)
     kinds = [k for _, _, k in rows]
@@ -108,6 +109,7 @@ def test_everything_that_happened_in_order_with_honest_statuses(report):
     assert "por telefone: não atendeu" in text and "Prometeu pagar até 30/10" in text
     assert "até 30/10/2026, motivo: promessa de pagamento" in text
     assert "fatura 2026-10-padaria paga em 30/10/2026, registrado pela equipe" in text
+    assert "não receber mais mensagens por WhatsApp (a partir de 25/11/2026)" in text
     # "Texto enviado" only for what was handed over: 12 e-mails and the DM staff sent, not the WhatsApp.
     messages = text[text.index("Texto enviado, como o cliente o viu"):text.index("Como conferir")]
     assert messages.count('class="sent-to"') == 13 and messages.count('class="message"') == 7  # 6 texts to 2 addresses
@@ -165,8 +167,8 @@ def test_nothing_dated_after_the_reports_issue_date(lived, tmp_path):
     out = cli("audit", "padaria", "--html", str(html), "--date", "2026-11-23").stdout
     text = html.read_text(encoding="utf-8")
     assert "Emitido em 23/11/2026 23:59" in text and "24/11/2026" not in text
-    assert "3 record(s) dated after the issue time 2026-11-23 23:59 left out" in out  # two e-mails, the payment
-    assert "3 registro(s) com data posterior à emissão deste relatório não constam dele" in text
+    assert "4 record(s) dated after the issue time 2026-11-23 23:59 left out" in out  # 2 e-mails, payment, opt-out
+    assert "4 registro(s) com data posterior à emissão deste relatório não constam dele" in text
 
 
 def test_the_pdf_is_a_few_pages_and_the_html_reads_at_800_px(report, tmp_path):
@@ -193,3 +195,13 @@ def test_the_pdf_is_a_few_pages_and_the_html_reads_at_800_px(report, tmp_path):
         dom = subprocess.run(headless(browser, profile) + ["--dump-dom", html.as_uri()],
                              capture_output=True, text=True, timeout=120).stdout
     assert dom.count("data-attempt=") == 15 and "Padaria Pão Quente Ltda" in dom
+
+
+def test_a_report_that_cannot_be_written_leaves_no_appendix(lived, tmp_path):
+    cli, _ = lived
+    proc = cli("audit", "padaria", "--html", str(tmp_path / "no-such-folder" / "a.html"),
+               "--appendix", str(tmp_path / "anexo.zip"), check=False)
+    assert proc.returncode == 1 and "no-such-folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    bad = cli("audit", "padaria", "--html", str(tmp_path / "a.html"), "--date", "2026-13-01", check=False)
+    assert bad.returncode == 2 and "--date" in bad.stderr and list(tmp_path.iterdir()) == []

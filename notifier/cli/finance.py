@@ -94,7 +94,11 @@ def audit(obj: Context, account, since, until, html_path, pdf_path, appendix_pat
     appendix_path = appendix_path or html_path.with_name(html_path.stem + ".anexo.zip")
     html = render_audit(obj.config, snap, found, account, verdict, issued, appendix_path.name, since, until)
     _write_bytes(appendix_path, appendix_zip(found, account))
-    _write_bytes(html_path, html.encode("utf-8"))
+    try:
+        _write_bytes(html_path, html.encode("utf-8"))
+    except click.ClickException:
+        appendix_path.unlink()  # an appendix without its report is not left behind
+        raise
     click.echo(f"{appendix_path}: {len(found.appendix)} exact message(s), each named by its SHA-256")
     if found.later:
         click.echo(f"{found.later} record(s) dated after the issue time {issued:%Y-%m-%d %H:%M} left out")
