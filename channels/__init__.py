@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Mapping
 
 # What happened to a message (`Result.status`). Only SENT means a provider took it; the others say
@@ -51,6 +52,8 @@ class Message:
     parts: tuple[str, ...] = ()
     images: tuple[tuple[str, bytes, str], ...] = ()
     payload: bytes | None = None
+    # When the attempt log records the attempt (a frozen clock under --date): the e-mail's Date:.
+    date: datetime | None = None
 
 
 def encode_payload(data: Mapping[str, Any]) -> bytes:

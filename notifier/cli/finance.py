@@ -9,7 +9,7 @@ import click
 import orjson
 
 from ..config import CHANNELS
-from .base import Context, Day, FilePath, cli, echo_json, print_table
+from .base import Context, Day, FilePath, cli, date_option, echo_json, print_table
 
 
 since_option = click.option("--since", type=Day(), help="From this day on (YYYY-MM-DD, São Paulo time).")
@@ -94,41 +94,59 @@ def _verdict(obj: Context, check_messages: bool = True, outside=None):
               help="Write the report here (one self-contained HTML file).")
 @click.option("--pdf", "pdf_path", type=FilePath(),
               help="Also print it to this PDF (A4) with headless Chromium.")
+@click.option("--appendix", "appendix_path", type=FilePath(),
+              help="The ZIP of the exact messages, each named by its SHA-256; default: beside the HTML, "
+                   "NAME.anexo.zip.")
+@date_option("Issue the report as of the end of this day (YYYY-MM-DD; env NOTIFIER_DATE): nothing dated "
+             "later is listed; default: now.")
 @click.pass_obj
-def audit(obj: Context, account, since, until, html_path, pdf_path):
-    """The report finance sends ACCOUNT: every contact attempt, its status history and exact text,
-    and the log's integrity check, in Portuguese."""
-    from notifier.reports.audit import render_audit
+def audit(obj: Context, account, since, until, html_path, pdf_path, appendix_path, day):
+    """The report finance sends ACCOUNT, in Portuguese: everything that happened with the customer
+    in time order with honest statuses, what they were sent as they saw it, and how to check it
+    (the log's head); the exact messages go in the appendix ZIP."""
+    from datetime import datetime, time
+    from notifier.reports.audit import appendix_zip, build, render_audit
     from notifier.reports.pdf import PdfError, html_to_pdf
     snap = obj.store().snapshot()
-    # The whole chain; of the stored messages, the account's own (each checked as it is shown).
+    issued = obj.now() if day is None else min(obj.now(), datetime.combine(day, time(23, 59, 59), obj.config.tz))
+    # The whole chain; of the stored messages, the account's own (each checked as it is read).
     verdict = _verdict(obj, check_messages=False)
-    args = (obj.config, snap, obj.log(), account, verdict, obj.log().settled()[0], obj.now(), since, until)
-    html = render_audit(*args)
-    if snap.account(account) is None and "data-attempt" not in html:
+    found = build(obj.config, obj.log(), snap, account, issued, since, until)
+    if snap.account(account) is None and not any(l.attempt for l in found.lines):
         raise click.ClickException(f"no account {account!r} in the store and no attempt for it in the log")
-    _write_text(html_path, html)
-    damaged = html.count("data-damaged")  # the account's stored messages that fail their hash
-    click.echo(f"{html_path}: audit of {account}, {html.count('data-attempt')} attempt(s); log "
+    appendix_path = appendix_path or html_path.with_name(html_path.stem + ".anexo.zip")
+    html = render_audit(obj.config, snap, found, account, verdict, issued, appendix_path.name, since, until)
+    _write_bytes(appendix_path, appendix_zip(found, account))
+    try:
+        _write_bytes(html_path, html.encode("utf-8"))
+    except click.ClickException:
+        appendix_path.unlink()  # an appendix without its report is not left behind
+        raise
+    click.echo(f"{appendix_path}: {len(found.appendix)} exact message(s), each named by its SHA-256")
+    if found.later:
+        click.echo(f"{found.later} record(s) dated after the issue time {issued:%Y-%m-%d %H:%M} left out")
+    damaged = sum(1 for l in found.lines if l.problem)
+    click.echo(f"{html_path}: audit of {account}, {sum(1 for l in found.lines if l.attempt)} attempt(s) in "
+               f"{len(found.lines)} line(s); log "
                + (f"NOT verified ({len(verdict.problems)} problem(s))" if not verdict.ok else
                   f"chain verified, but {damaged} stored message(s) do NOT match their hash" if damaged else "verified"))
     if pdf_path:
-        printable = pdf_path.with_name(pdf_path.name + ".html")
-        _write_text(printable, render_audit(*args, expanded=True))
         try:
-            html_to_pdf(printable, pdf_path)
+            html_to_pdf(html_path, pdf_path)
         except PdfError as exc:
             raise click.ClickException(str(exc)) from None
-        finally:
-            printable.unlink(missing_ok=True)
-        click.echo(f"{pdf_path}: the same report as PDF (A4, every text expanded)")
+        click.echo(f"{pdf_path}: the same report as PDF (A4)")
 
 
 def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
     """Written under a temporary name and renamed: a report is whole or absent."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(path)
     except OSError as exc:
         with suppress(OSError):  # a half-written report is not left behind
@@ -196,9 +214,10 @@ def _month(ctx, param, value):
               help="Days after a notice within which a payment counts as recovered.")
 @click.pass_obj
 def report(obj: Context, month, html_path, fmt, window):
-    """Per stage and channel: attempts, sent, delivered, read, bounced, failed, and the accounts
-    that paid within --window days after the notice (recovery rate and amount)."""
-    from notifier.reports.monthly import build, month_attempts, payments_from
+    """Per stage and channel: attempts (= sent + failed + blocked + task + other), of the sent how
+    many were delivered, read, bounced, and the accounts that paid within --window days after the
+    notice (recovery rate and amount); the month's recovered amount."""
+    from notifier.reports.monthly import build, month_attempts, payments_from, recovered
     from notifier.state.store import archive_path_for
     tz = obj.config.tz
     found = month_attempts(obj.log(), month, tz)
@@ -213,10 +232,12 @@ def report(obj: Context, month, html_path, fmt, window):
     elif fmt == "csv":
         _report_csv(lines)
     else:
-        print_table(["stage", "channel", "attempts", "sent", "delivered", "read", "bounced", "failed", "accounts",
-                     f"paid ≤{window}d", "rate", "recovered"],
-                    [[l.stage, l.channel, l.attempts, l.sent, l.delivered, l.read, l.bounced, l.failed,
-                      len(l.accounts), len(l.paid_accounts), f"{l.rate:.1%}", l.recovered] for l in lines])
+        print_table(["stage", "channel", "attempts", "sent", "failed", "blocked", "task", "other", "delivered", "read",
+                     "bounced", "accounts", f"paid ≤{window}d", "rate", "recovered"],
+                    [[l.stage, l.channel, l.attempts, l.sent, l.failed, l.blocked, l.task, l.other, l.delivered,
+                      l.read, l.bounced, len(l.accounts), len(l.paid_accounts), f"{l.rate:.1%}", l.recovered]
+                     for l in lines])
+        click.echo(f"recovered in {month}: {recovered(lines)}")
     if html_path:
         click.echo(f"{html_path}: the report as HTML", err=fmt != "table")
 
@@ -227,22 +248,24 @@ def _report_csv(lines) -> None:
     out = sys.stdout
     out.write(BOM)
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Entregues", "Lidas", "Devolvidas", "Falhas",
-                     "Contas", "Pagaram na janela", "Recuperação (%)", "Valor recuperado (R$)"])
+    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Falhas", "Bloqueadas", "Tarefas", "Outras",
+                     "Entregues", "Lidas", "Devolvidas", "Contas", "Pagaram na janela", "Recuperação (%)",
+                     "Valor recuperado (R$)"])
     for l in lines:
         writer.writerow([STAGE_LABELS.get(l.stage, l.stage), CHANNEL_LABELS.get(l.channel, l.channel), l.attempts,
-                         l.sent, l.delivered, l.read, l.bounced, l.failed, len(l.accounts), len(l.paid_accounts),
-                         br_decimal(l.rate * 100), br_decimal(l.recovered)])
+                         l.sent, l.failed, l.blocked, l.task, l.other, l.delivered, l.read, l.bounced,
+                         len(l.accounts), len(l.paid_accounts), br_decimal(l.rate * 100), br_decimal(l.recovered)])
 
 
 def _report_html(obj: Context, month: str, lines, window: int) -> str:
     from babel.dates import format_date
     from notifier.reports.audit import environment
     from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS
-    from notifier.reports.monthly import month_bounds
+    from notifier.reports.monthly import month_bounds, recovered
     first, _ = month_bounds(month)
     return environment().get_template("report.html").render(
-        company=obj.config.company, lines=lines, window=window,
+        company=obj.config.company, lines=lines, window=window, recovered=recovered(lines),
+        total=lambda name: sum(getattr(l, name) for l in lines),
         month_label=format_date(first, "MMMM 'de' yyyy", locale="pt_BR"),
         generated=obj.now().strftime("%d/%m/%Y %H:%M"),
         stage_label=lambda s: STAGE_LABELS.get(s, s), channel_label=lambda c: CHANNEL_LABELS.get(c, c),

@@ -488,8 +488,8 @@ class _Claims:
                 claims = [(r, job) for r, job in offers if not self._stopped(job.notice)]
                 with cycle.log_lock:
                     ids = cycle.log.finish_and_start(finished, [
-                        (now, j.message, j.fields, cycle.actor, j.message.payload, j.message.meta["attempt_id"])
-                        for _, j in claims])
+                        (j.message.date or now, j.message, j.fields, cycle.actor, j.message.payload,
+                         j.message.meta["attempt_id"]) for _, j in claims])
             finished = []
             for (r, job), attempt in zip(claims, ids):
                 r.job = replace(job, attempt=attempt)
@@ -509,7 +509,8 @@ class _Claims:
                 self.blocked.append((notice, f"{type(exc).__name__}: {exc}"))
                 continue
             # A channel that cannot prepare it (a missing credential) blocks it in the pool.
-            message, _ = prepare(self.cycle._preparers, self.cycle.config, message)
+            # Composed now: the e-mail's Date: is the time its claim records (see _commit).
+            message, _ = prepare(self.cycle._preparers, self.cycle.config, message, when=self.cycle.clock())
             fields = notice_fields(notice, message)
             # At least one: a notice past its tries (notice_tries lowered) is tried once more, then failed.
             left = max(1, self.cycle.config.cycle.notice_tries - self.ledger.used(fields))
