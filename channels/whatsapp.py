@@ -90,13 +90,16 @@ class WhatsAppChannel(TwilioChannel):
         return self.missing_templates() + super().check(connect)
 
     def missing_templates(self) -> list[str]:
-        """A problem for each stage of the ladder that sends WhatsApp but has no approved
-        template, when free-form text is not allowed: every such message would be blocked."""
+        """A problem for each stage that may send WhatsApp but has no approved template, when
+        free-form text is not allowed: every such message would be blocked. Not only the stages
+        the ladder sends WhatsApp at: `escalate --channel whatsapp` sends the account's current
+        stage, which may be any stage with a customer message (`suspended` too)."""
         if self.freeform:
             return []
         templates = self.options.get("templates", {})
-        return [_missing_template(stage.name) for stage in self.config.ladder
-                if self.name in stage.channels + stage.first_time_channels
+        return [_missing_template(stage.name, by_ladder=self.name in stage.channels + stage.first_time_channels)
+                for stage in self.config.ladder
+                if set(stage.channels + stage.first_time_channels) - {"staff"}
                 and not (isinstance(templates, dict) and stage.name in templates)]
 
     def _send_parts(self, to: str, parts: list[dict]) -> Result:
@@ -144,8 +147,9 @@ def _templates_key(stage: str) -> str:
     return f"channels.whatsapp.templates.{stage}"
 
 
-def _missing_template(stage: str) -> str:
-    return (f"{_templates_key(stage)}: no approved Content template for stage {stage}, and freeform = false: "
+def _missing_template(stage: str, by_ladder: bool = True) -> str:
+    who = "" if by_ladder else " (needed by `escalate --channel whatsapp` at that stage)"
+    return (f"{_templates_key(stage)}: no approved Content template for stage {stage}{who}, and freeform = false: "
             f"its WhatsApp messages are blocked; submit docs/whatsapp-templates/{stage}.json to Meta and "
             "configure its content_sid, or set freeform = true under [channels.whatsapp] where free-form "
             "text is allowed")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cycle_helpers import CONFIG, account, setup
+from tests.cycle_helpers import account, setup
+from tests.fake_twilio import fake_twilio  # noqa: F401 - a fixture
 from tests.test_faults_disk import in_namespace
 
 
@@ -42,3 +43,20 @@ def test_a_full_disk_during_attempts_output_is_one_clear_error_and_leaves_no_par
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == "Error: out/attempts.csv: cannot write: No space left on device\n"
     assert not (cycled.workdir / "out.after" / "attempts.csv").exists()
+
+
+# --- check lists every WhatsApp template a stage or `escalate` needs ------------------------------
+
+def test_check_names_the_suspended_template_an_escalation_needs_and_without_it_the_escalation_is_blocked(cli, fake_twilio):
+    sid = "HX" + "a" * 32
+    templates = "".join(f'[channels.whatsapp.templates.{stage}]\ncontent_sid = "{sid}"\n'
+                        for stage in ("reminder", "due_today", "overdue", "suspension_warning", "deletion_warning"))
+    setup(cli, [account("acme", whatsapp="+5511987654321")], config=templates)
+    cli.env.update(fake_twilio.env(TUTORIAL_URL="https://lucanet.com.br/tutorial"))
+    check = cli("check", check=False)
+    assert check.returncode == 1
+    whatsapp_problems = [line for line in check.stderr.splitlines() if "channels.whatsapp.templates." in line]
+    assert len(whatsapp_problems) == 1 and "templates.suspended: " in whatsapp_problems[0], check.stderr
+    # 30/11/2026, the suspension date: an escalation sends the `suspended` stage, which has no template.
+    out = cli("escalate", "acme", "--by", "ana", "--channel", "whatsapp", "--now", "--date", "2026-11-30", check=False)
+    assert "blocked (config:whatsapp.templates.suspended " in out.stdout and fake_twilio.forms == []

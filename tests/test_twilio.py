@@ -92,16 +92,19 @@ def test_without_template_or_free_form_nothing_is_sent(tmp_path, fake_twilio):
     assert fake_twilio.posts == []
 
 
-def test_check_names_each_ladder_stage_without_a_template(tmp_path, fake_twilio):
+def test_check_names_each_stage_without_a_template_that_the_ladder_or_escalate_sends(tmp_path, fake_twilio):
     def problems(**whatsapp):
         channel = channels.build("whatsapp", config(tmp_path, fake_twilio.env(), whatsapp=whatsapp))
         return channel.check()
 
-    # The default ladder sends WhatsApp at overdue and suspension_warning (first-time delinquents).
-    assert [p.split(":")[0] for p in problems()] == ["channels.whatsapp.templates.overdue",
-                                                     "channels.whatsapp.templates.suspension_warning"]
+    # The default ladder sends WhatsApp at overdue and suspension_warning (first-time delinquents);
+    # `escalate` sends the account's current stage, any stage with a customer message.
+    customer_stages = ["reminder", "due_today", "overdue", "suspension_warning", "suspended", "deletion_warning"]
+    found = problems()
+    assert [p.split(":")[0] for p in found] == [f"channels.whatsapp.templates.{s}" for s in customer_stages]
+    assert [("escalate" in p) for p in found] == [True, True, False, False, True, True]
     only_overdue = {"templates": {"overdue": {"content_sid": "HX" + "a" * 32}}}
-    assert [p.split(":")[0] for p in problems(**only_overdue)] == ["channels.whatsapp.templates.suspension_warning"]
+    assert "channels.whatsapp.templates.overdue" not in [p.split(":")[0] for p in problems(**only_overdue)]
     assert problems(freeform=True) == []
 
 
