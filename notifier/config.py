@@ -242,14 +242,23 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
 
 
+# A .env file holds a few dozen lines; anything bigger is the wrong file (`--env-file /dev/urandom`
+# once read 24 GB), so no more than this and one byte is ever read.
+ENV_FILE_LIMIT = 1024 * 1024
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """The variables of a `.env` file (NAME=value lines); ConfigError when it cannot be read as one.
 
-    python-dotenv parses it; what it cannot (a binary file, a folder, no permission) is named here
-    instead of ending in a traceback.
+    python-dotenv parses it; what it cannot (a binary file, a folder, no permission, more than
+    1 MB) is named here instead of ending in a traceback.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(ENV_FILE_LIMIT + 1)
+        if len(data) > ENV_FILE_LIMIT:
+            raise ConfigError(f"{path}: larger than 1 MB, not an env file (a .env file holds NAME=value lines)")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: env file not found") from None
     except UnicodeDecodeError:
@@ -258,6 +267,15 @@ def read_env_file(path: Path) -> dict[str, str]:
         raise ConfigError(f"{path}: cannot read the env file: {exc.strerror or exc}") from None
     from dotenv import dotenv_values  # only where there is a .env file to read
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+def env_typos(path: Path, names) -> list[str]:
+    """A warning for each name in the env file at `path` that the notifier does not read but that
+    looks like one it does: with `EMAIL_ULR=...` every e-mail would quietly go to the outbox."""
+    import difflib
+    return [f"{path}: {name} is not a variable the notifier reads; did you mean {close[0]}?"
+            for name in names if name not in ENV_VARS
+            and (close := difflib.get_close_matches(name, ENV_VARS, n=1, cutoff=0.75))]
 
 
 @dataclass(frozen=True)

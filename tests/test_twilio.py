@@ -93,19 +93,18 @@ def test_without_template_or_free_form_nothing_is_sent(tmp_path, fake_twilio):
 
 
 def test_check_names_each_stage_without_a_template_that_the_ladder_or_escalate_sends(tmp_path, fake_twilio):
-    def problems(**whatsapp):
+    def said(**whatsapp):
+        """(problems, warnings) of `check`, as the config keys they name."""
         channel = channels.build("whatsapp", config(tmp_path, fake_twilio.env(), whatsapp=whatsapp))
-        return channel.check()
+        return [[p.split(":")[0].rsplit(".", 1)[1] for p in found] for found in (channel.check(), channel.warnings())]
 
-    # The default ladder sends WhatsApp at overdue and suspension_warning (first-time delinquents);
-    # `escalate` sends the account's current stage, any stage with a customer message.
-    customer_stages = ["reminder", "due_today", "overdue", "suspension_warning", "suspended", "deletion_warning"]
-    found = problems()
-    assert [p.split(":")[0] for p in found] == [f"channels.whatsapp.templates.{s}" for s in customer_stages]
-    assert [("escalate" in p) for p in found] == [True, True, False, False, True, True]
-    only_overdue = {"templates": {"overdue": {"content_sid": "HX" + "a" * 32}}}
-    assert "channels.whatsapp.templates.overdue" not in [p.split(":")[0] for p in problems(**only_overdue)]
-    assert problems(freeform=True) == []
+    # The default ladder sends WhatsApp at overdue and suspension_warning (first-time delinquents):
+    # problems. `escalate` sends the account's current stage, any stage with a customer message:
+    # warnings, as only an escalation needs them.
+    assert said() == [["overdue", "suspension_warning"], ["reminder", "due_today", "suspended", "deletion_warning"]]
+    some = {"templates": {s: {"content_sid": "HX" + "a" * 32} for s in ("overdue", "suspended")}}
+    assert said(**some) == [["suspension_warning"], ["reminder", "due_today", "deletion_warning"]]
+    assert said(freeform=True) == [[], []]
 
 
 def test_a_template_wins_over_free_form(tmp_path, fake_twilio):

@@ -51,7 +51,7 @@ def test_the_installed_wheel_sends_an_email_to_the_outbox(tmp_path):
     run(notifier, "import", ROOT / "examples" / "billing.json", "--date", "2026-11-26", cwd=elsewhere, env=env)
     sent = run(notifier, "send", "padaria-sao-joao", "--channel", "email", "--stage", "overdue", "--date", "2026-11-24",
                cwd=elsewhere, env=env)
-    assert "sent via outbox" in sent
+    assert "not sent, written to the local outbox" in sent
     emls = list((elsewhere / "outbox" / "email").glob("*.eml"))
     assert emls and "Padaria S" in emls[0].read_text(encoding="utf-8")
 

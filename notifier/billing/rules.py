@@ -250,7 +250,7 @@ def plan_account(
     """
     invoices = list(invoices)
     handled = {entry.key for entry in ledger}
-    tutorial_sent = {entry.channel for entry in ledger if entry.tutorial and entry.status == "sent"}
+    tutorial_sent = {entry.channel for entry in ledger if entry.tutorial and entry.status in ("sent", "outbox")}
     due: list[Pending] = []
     superseded: list[Pending] = []
     for invoice in invoices:

@@ -27,7 +27,7 @@ from datetime import date, datetime
 from typing import Callable, Iterable, Iterator
 
 from notifier import channels
-from notifier.channels import FAILED, SENT, ChannelError, Message, Result
+from notifier.channels import FAILED, OUTBOX, SENT, ChannelError, Message, Result
 
 from notifier.billing import hours, rules
 from notifier.log.attempts import AttemptLog, LinesAfter, Mark, parse_line, seq_of
@@ -52,7 +52,7 @@ OUTCOME_SECONDS = 0.1
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
 STAMP_SECONDS = 0.5  # how often the cycle looks whether another process changed the store
-COLUMNS = ("sent", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
+COLUMNS = ("sent", "outbox", "task", "failed", "retry", "waiting", "held", "skipped", "blocked")
 
 
 @dataclass
@@ -78,8 +78,8 @@ class Summary:
 
 
 def outcome_column(result: Result) -> str:
-    if result.status == SENT:
-        return "sent"
+    if result.status in (SENT, OUTBOX):
+        return result.status
     if result.status == TASK:
         return "task"
     if result.status == BLOCKED:
@@ -89,7 +89,7 @@ def outcome_column(result: Result) -> str:
 
 def ledger_status(status: str, permanent: bool) -> str | None:
     """The ledger row an outcome writes, or None when the notice must be tried again."""
-    if status in (SENT, TASK, UNKNOWN):
+    if status in (SENT, OUTBOX, TASK, UNKNOWN):
         return status
     if status == FAILED and permanent:
         return "failed"
@@ -100,7 +100,7 @@ def ledger_rows(fields: dict, status: str, attempt_id: str | None) -> list[Ledge
     """The ledger rows of one logged notice: one per invoice timeline entry it covers."""
     return [
         LedgerEntry(inv, fields["account"], date.fromisoformat(day), stage, fields["channel"], fields["recipient"],
-                    status, bool(fields.get("tutorial")) and status == SENT, attempt_id)
+                    status, bool(fields.get("tutorial")) and status in (SENT, OUTBOX), attempt_id)
         for inv, day, stage in fields.get("covers", ())
     ]
 
