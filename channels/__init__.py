@@ -156,6 +156,23 @@ def build(name: str, config) -> Channel:
     return get(name)(config, config.channels.get(name, {}))
 
 
+def modes(config, names) -> dict[str, tuple[bool | None, str]]:
+    """Per channel name: (live, where its messages go), as `notifier check` says it; live is None
+    when the channel cannot be built as configured (then `where` is why)."""
+    found = {}
+    for name in names:
+        try:
+            channel = build(name, config)
+        except ChannelError as exc:
+            found[name] = (None, str(exc))
+            continue
+        try:
+            found[name] = (channel.live, channel.describe())
+        finally:
+            channel.close()
+    return found
+
+
 def public_url(url: str) -> str:
     """An apprise URL (a social handle, a staff target) with its secrets masked, for showing it:
     the core asks here rather than import a channel's helper."""

@@ -171,6 +171,9 @@ class Config:
     unit_prices: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     # RULES.md: the tutorial also goes with a first-time delinquent's first overdue e-mail.
     tutorial_in_first_overdue_email: bool = True
+    # Every channel the ladder and staff alerts use must have its provider: a missing variable
+    # stops the daemon and run-once at start instead of quietly filling the local outbox.
+    live: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -289,7 +292,7 @@ class _Where:
 _TOP_KEYS = {
     "ladder", "settlement_days", "extra_holidays", "contact_hours", "timezone",
     "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels", "prices",
-    "cycle", "do_not_contact", "tutorial_in_first_overdue_email",
+    "cycle", "do_not_contact", "tutorial_in_first_overdue_email", "live",
 }
 
 
@@ -316,10 +319,11 @@ def _parse(raw: dict, where: _Where) -> Config:
         except (ZoneInfoNotFoundError, ValueError):
             raise where.error("timezone", f"unknown time zone {tz!r}") from None
         values["timezone"] = str(tz)
-    if "tutorial_in_first_overdue_email" in raw:
-        if not isinstance(raw["tutorial_in_first_overdue_email"], bool):
-            raise where.error("tutorial_in_first_overdue_email", "must be true or false")
-        values["tutorial_in_first_overdue_email"] = raw["tutorial_in_first_overdue_email"]
+    for key in ("tutorial_in_first_overdue_email", "live"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise where.error(key, "must be true or false")
+            values[key] = raw[key]
     if "contact_hours" in raw:
         values["contact_hours"] = _parse_hours(raw["contact_hours"], where)
     if "company" in raw:
