@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.cycle_helpers import CONFIG, account, setup
 from tests.fault_helpers import log_records, start, wait_for
 from tests.fake_twilio import fake_twilio  # noqa: F401 - a fixture
@@ -151,3 +154,17 @@ def test_live_true_stops_run_once_and_the_daemon_at_start_when_a_channel_has_no_
         assert proc.returncode == 1 and line.startswith("Error: notifier.toml: live = true, but not every channel has its provider: ")
         assert "email: outbox/email (EMAIL_URL is not set)" in line and "staff: " in line
     assert _snapshot(cycled.workdir) == before
+
+
+# --- point 12: --env-file larger than 1 MB ---------------------------------------------------------
+
+def test_an_env_file_over_1_mb_is_refused_without_reading_it_all(cli):
+    big = cli.workdir / "big.env"
+    big.write_bytes(b"# " + b"x" * (1024 * 1024 - 3) + b"\n" + b"A=b\n")  # 1 MB + 4 bytes of valid lines
+    for path in (str(big), "/dev/urandom"):  # /dev/urandom never ends: read whole, it would never return
+        proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--env-file", path, "import", "x.json"],
+                              cwd=cli.workdir, env=cli.env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and proc.stderr == f"Error: {path}: larger than 1 MB, not an env file (a .env file holds NAME=value lines)\n"
+    assert sorted(p.name for p in cli.workdir.iterdir()) == ["big.env"]
+    big.write_bytes(b"# " + b"x" * (1024 * 1024 - 7) + b"\n" + b"A=b\n")  # exactly 1 MB: read
+    assert cli("--env-file", str(big), "check", check=False).stderr.count("larger than 1 MB") == 0
