@@ -13,6 +13,7 @@ import pytest
 
 from notifier.reports.pdf import find_browser, headless
 from tests.conftest import clean_cli
+from tests.smtp_server import SmtpServer
 
 BILLING = {
     "accounts": [
@@ -31,14 +32,16 @@ BILLING = {
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """Two accounts, e-mails and a WhatsApp attempt (blocked: no approved template, our configuration)
-    with its staff alert, in the log."""
+    """Two accounts, e-mails sent to a real SMTP server and a WhatsApp attempt (blocked: no approved
+    template, our configuration) with its staff alert (to the outbox: no staff URL), in the log."""
     cli = clean_cli(tmp_path_factory.mktemp("finance"))
     (cli.workdir / "billing.json").write_text(json.dumps(BILLING, ensure_ascii=False), encoding="utf-8")
     cli("import", "billing.json", "--date", "2026-11-10")
-    cli("send", "acme", "--channel", "email", "--stage", "overdue", "--date", "2026-11-24")
-    cli("send", "acme", "--channel", "whatsapp", "--stage", "overdue", "--date", "2026-11-24", check=False)
-    cli("send", "beta", "--channel", "email", "--stage", "reminder", "--date", "2026-11-17")
+    with SmtpServer() as smtp:
+        email = {"EMAIL_URL": smtp.url()}
+        cli("send", "acme", "--channel", "email", "--stage", "overdue", "--date", "2026-11-24", env=email)
+        cli("send", "acme", "--channel", "whatsapp", "--stage", "overdue", "--date", "2026-11-24", check=False)
+        cli("send", "beta", "--channel", "email", "--stage", "reminder", "--date", "2026-11-17", env=email)
     cli("import", "billing.json", "--date", "2026-11-24")
     return cli
 
@@ -48,8 +51,8 @@ def test_attempts_json_lines_one_per_attempt_with_its_latest_status(logged):
     rows = [json.loads(line) for line in lines]
     assert [(r["account"], r["channel"], r["status"]) for r in rows] == [
         ("acme", "email", "sent"), ("acme", "email", "sent"), ("acme", "whatsapp", "blocked"),
-        ("", "staff", "sent"), ("beta", "email", "sent")]  # the alert speaks of a setting, not an account
-    assert rows[0]["provider"] == "outbox" and rows[0]["message_id"].startswith("<")
+        ("", "staff", "outbox"), ("beta", "email", "sent")]  # the alert speaks of a setting, not an account
+    assert rows[0]["provider"] == "smtp" and rows[0]["message_id"].startswith("<")
 
 
 def test_attempts_filters(logged):

@@ -160,7 +160,7 @@ def test_with_nothing_configured_a_social_url_handle_reaches_only_the_outbox(cli
         import_acme(cli, tmp_path, social={"telegram": sink.url("/dm")})
         out = cli("--config", "n.toml", "send", "acme", "--channel", "social", *DAY).stdout
         assert sink.posts == []
-    assert "sent via outbox" in out and len(list((tmp_path / "outbox" / "social").glob("*.json"))) == 1
+    assert "not sent, written to the local outbox" in out and len(list((tmp_path / "outbox" / "social").glob("*.json"))) == 1
     check = cli("--config", "n.toml", "check", check=False).stdout
     assert "social: ok, outbox:" in check and "send = false" in check
 

@@ -73,7 +73,7 @@ def test_an_edited_record_is_named(sent, tmp_path):
 
 def test_an_edited_last_record_is_caught_by_the_head_in_the_state(sent, tmp_path):
     def edit(lines):
-        lines[-1] = lines[-1].replace(b'"sent"', b'"failed"')
+        lines[-1] = lines[-1].replace(b'"outbox"', b'"failed"')
         return lines
     check_fails(tampered(sent, tmp_path, "last", edit), "record 8 was changed or replaced since the state recorded")
 
@@ -166,7 +166,7 @@ def test_the_fast_pass_in_parallel_ranges_agrees_with_the_precise_one(sent, tmp_
         "delete": lambda lines: lines[:3] + lines[4:],
         "swap": lambda lines: lines[:4] + [lines[5], lines[4]] + lines[6:],
         "truncate": lambda lines: lines[:6],
-        "edit_last": lambda lines: lines[:-1] + [lines[-1].replace(b'"sent"', b'"failed"')],
+        "edit_last": lambda lines: lines[:-1] + [lines[-1].replace(b'"outbox"', b'"failed"')],
         "torn": lambda lines: lines + [b'{"seq":9,"id":"'],
     }
     for name, change in cases.items():

@@ -12,8 +12,19 @@ from ..config import CHANNELS
 from .base import Context, Day, FilePath, cli, date_option, echo_json, print_table
 
 
-since_option = click.option("--since", type=Day(), help="From this day on (YYYY-MM-DD, São Paulo time).")
-until_option = click.option("--until", type=Day(), help="Up to and including this day (YYYY-MM-DD).")
+def _in_order(ctx, param, value):
+    """--since after --until selects nothing: a swapped pair, said as such rather than listed as
+    an empty result. Checked by whichever of the two click reads second."""
+    other = ctx.params.get("until" if param.name == "since" else "since")
+    since, until = (value, other) if param.name == "since" else (other, value)
+    if since and until and since > until:
+        raise click.UsageError(f"--since {since} is after --until {until}: no day is in between (swapped?)")
+    return value
+
+
+since_option = click.option("--since", type=Day(), callback=_in_order,
+                            help="From this day on (YYYY-MM-DD, São Paulo time).")
+until_option = click.option("--until", type=Day(), callback=_in_order, help="Up to and including this day (YYYY-MM-DD).")
 
 
 def _head(ctx, param, value):
@@ -185,17 +196,21 @@ def attempts(obj: Context, account, invoice, since, until, channel, status, acto
 
 @contextmanager
 def _output(path: Path | None):
-    """The file to write (UTF-8, newlines as written), or standard output."""
+    """The file to write (UTF-8, newlines as written), or standard output. A file that cannot be
+    written to the end (a full disk) is an error naming it, and what was written of it is removed:
+    a listing cut short would read as a complete one."""
     if path is None:
         yield sys.stdout
         sys.stdout.flush()
         return
     try:
-        f = open(path, "w", encoding="utf-8", newline="")
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            yield f
     except OSError as exc:
+        if path.is_file():
+            with suppress(OSError):
+                path.unlink()
         raise click.ClickException(f"{path}: cannot write: {exc.strerror or exc}") from None
-    with f:
-        yield f
 
 
 def _month(ctx, param, value):

@@ -63,7 +63,7 @@ from notifier.state.fsync import fsync_dir as _fsync_dir
 GENESIS = "0" * 64
 TAIL_BLOCK = 1 << 16
 # Outcomes of a `sending` (channels.Result.status, plus `unknown` after a crash).
-OUTCOMES = frozenset({"sent", "failed", "task", "blocked", "unknown"})
+OUTCOMES = frozenset({"sent", "outbox", "failed", "task", "blocked", "unknown"})
 UNKNOWN_DETAIL = ("the notifier stopped after recording this attempt and before the provider answered: "
                   "check with the provider whether it was received; it is not sent again automatically")
 

@@ -33,6 +33,7 @@ STAGE_LABELS = {
 STATUS_LABELS = {
     "sending": "em envio",
     "sent": "enviado",
+    "outbox": "gravado na caixa de saída local",
     "delivered": "entregue",
     "read": "lido",
     "undelivered": "não entregue",

@@ -30,7 +30,7 @@ from datetime import date, datetime
 from typing import Callable, Iterable, Iterator
 
 from notifier import channels
-from notifier.channels import FAILED, SENT, UNKNOWN, ChannelError, Message, Result
+from notifier.channels import FAILED, OUTBOX, SENT, UNKNOWN, ChannelError, Message, Result
 
 from notifier.billing import hours, rules
 from notifier.log.attempts import AttemptLog, LinesAfter, Mark, parse_line, seq_of
@@ -49,7 +49,7 @@ FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
 # `meta` key: per ledger key of a notice not yet handled, how many claims of it failed temporarily
 # over past passes and days ({"counts": {key: n}}); `[cycle] notice_tries` bounds it.
 TRIES = "tries"
-COLUMNS = ("sent", "task", "unknown", "failed", "retry", "waiting", "held", "skipped", "blocked")
+COLUMNS = ("sent", "outbox", "task", "unknown", "failed", "retry", "waiting", "held", "skipped", "blocked")
 
 
 @dataclass
@@ -75,9 +75,7 @@ class Summary:
 
 
 def outcome_column(result: Result) -> str:
-    if result.status == SENT:
-        return "sent"
-    if result.status in (TASK, UNKNOWN):
+    if result.status in (SENT, OUTBOX, TASK, UNKNOWN):
         return result.status
     if result.status == BLOCKED:
         return "blocked"
@@ -86,7 +84,7 @@ def outcome_column(result: Result) -> str:
 
 def ledger_status(status: str, permanent: bool) -> str | None:
     """The ledger row an outcome writes, or None when the notice must be tried again."""
-    if status in (SENT, TASK, UNKNOWN):
+    if status in (SENT, OUTBOX, TASK, UNKNOWN):
         return status
     if status == FAILED and permanent:
         return "failed"
@@ -103,7 +101,7 @@ def ledger_rows(fields: dict, status: str, attempt_id: str | None) -> list[Ledge
     """The ledger rows of one logged notice: one per invoice timeline entry it covers."""
     return [
         LedgerEntry(inv, fields["account"], date.fromisoformat(day), stage, fields["channel"], fields["recipient"],
-                    status, bool(fields.get("tutorial")) and status == SENT, attempt_id)
+                    status, bool(fields.get("tutorial")) and status in (SENT, OUTBOX), attempt_id)
         for inv, day, stage in fields.get("covers", ())
     ]
 

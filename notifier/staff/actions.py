@@ -164,7 +164,7 @@ def tasks(records: Iterable[dict]) -> list[Task]:
             found.append((r, "unknown", sending))
         elif event == "bounced" and r.get("hard"):
             found.append((r, "bounced", sending or r))
-        elif event in ("sent", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
+        elif event in ("sent", "outbox", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
             found.append((r, "deletion_due", sending))
     return [Task(r["id"], kind, r.get("time", ""), s.get("account", ""), s.get("channel", ""),
                  s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]),

@@ -268,7 +268,9 @@ def _read(path: Path, sink) -> bool:
         try:
             data = orjson.loads(blob)
         except orjson.JSONDecodeError as exc:
-            raise StoreError(f"{path}: not a valid state file: not JSON ({exc})") from None
+            # orjson >= 3.13 refuses JSON nested deeper than 1,024 levels, which no state of ours is.
+            what = "nested too deep" if str(exc).startswith("depth limit") else "not JSON"
+            raise StoreError(f"{path}: not a valid state file: {what} ({exc})") from None
         del blob
         if not isinstance(data, dict):
             raise StoreError(f"{path}: not a valid state file: the top level must be an object of tables")
