@@ -40,7 +40,8 @@ def test_the_painel_after_a_cycle_counts_what_happened_and_what_comes(console, b
     page = browser.new_page()
     login(page, console, "bia")
     main = page.locator("main").inner_text()
-    assert "24/11/2026" in main and "Enviadas\t6" in main  # the example's cycle sends six e-mails
+    # The example's cycle writes six e-mails to the local outbox (no provider): never "Enviadas".
+    assert "24/11/2026" in main and "Gravadas na saída local\t6" in main and "Enviadas\t0" in main
     assert "grava na saída local" in main  # no provider configured: the outbox, never "envia"
     assert "Mensagens para enviar à mão\t2" in main  # the two Instagram DMs
     assert "Ateliê Flor de Lis Moda Ltda" in main and "28/11/2026 · R$\u00a0149,90" in main  # deletion this week

@@ -18,9 +18,11 @@ from notifier.staff.actions import health
 from .. import auth
 from . import page
 
-# The heartbeat's outcomes, grouped as the Painel shows them.
-OUTCOMES = {"sent": "enviadas", "outbox": "enviadas", "failed": "falharam", "waiting": "aguardando horário",
-            "blocked": "bloqueadas", "task": "tarefas criadas"}
+# The heartbeat's outcomes, grouped as the Painel shows them, in its order. What went to the local
+# outbox never left the machine: it is never counted as sent.
+OUTCOMES = {"sent": "enviadas", "outbox": "gravadas na saída local", "failed": "falharam",
+            "unknown": "talvez entregues", "waiting": "aguardando horário", "blocked": "bloqueadas",
+            "task": "tarefas criadas"}
 
 
 async def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"))):
@@ -36,7 +38,7 @@ async def show(request: Request, login: auth.Login = Depends(auth.require("panel
     accounts = {a.id: a for a in snap.accounts()}
     return page(
         request, login, "panel.html", saude=report, ultimo=last, agora=now,
-        ultimas=_outcomes(report["counts"] or {}), proximo=next_run,
+        ultimas=_outcomes(report["counts"] or {}), rotulos=OUTCOMES.values(), proximo=next_run,
         previstas=Counter(n.channel for n in planned.notices),
         canais=channel_statuses(config),
         tarefas=Counter(t["kind"] for t in report["open_tasks"]),
