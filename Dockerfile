@@ -7,6 +7,10 @@
 #   docker run -d --name notifier -v notifier-data:/data --env-file .env dunning-notifier
 #   docker logs -f notifier                      # one line per event
 #   docker exec notifier notifier status
+#   # the web console, a second container on the same volume (TLS in front of it: README, "The console"):
+#   docker exec -it notifier notifier users add ana --role admin        # asks the password twice
+#   docker run -d --name notifier-web -v notifier-data:/data --env-file .env -p 127.0.0.1:8080:8080 \
+#       dunning-notifier notifier web --host 0.0.0.0
 #
 # podman/buildah: build with `--format docker`; the OCI image format has no HEALTHCHECK and they
 # drop it with a warning. tools/check-image builds this file and runs the checks README lists.
@@ -30,6 +34,7 @@ RUN pip install . && cd / && rm -rf /src
 USER notifier
 WORKDIR /data
 VOLUME ["/data"]
+EXPOSE 8080
 ENV NOTIFIER_STATE=/data/state.json
 # Unhealthy when the last daily cycle is older than expected (status exits 1) or there is no state.
 HEALTHCHECK --interval=15m --timeout=60s --start-period=10m CMD ["notifier", "status"]

@@ -143,6 +143,15 @@ class Company:
         return self == Company()
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    """The console (`[web]`): how long an idle session lives and when its cookie is `Secure`."""
+    idle_minutes: float = 30  # a session unused this long ends (a test may set a few seconds)
+    # Addresses of the TLS proxy in front (nginx, Caddy): only its X-Forwarded-Proto/-For are believed.
+    trusted_proxies: tuple[str, ...] = ()
+    secure_cookies: bool = False  # the cookie is always `Secure` (TLS ends before a proxy not listed)
+
+
 # Default unit prices in BRL, for `notifier forecast` only: set your contract's in [prices].
 # WhatsApp: one business-initiated utility template message (Meta's fee plus Twilio's); SMS: one
 # segment to a Brazilian number; an SMS of ours takes at most two.
@@ -174,6 +183,7 @@ class Config:
     tutorial_in_first_overdue_email: bool = True
     # RULES.md: an account owing less gets no post-due notice (suspending cents is disproportionate).
     minimum_amount: Decimal = Decimal("5.00")
+    web: WebSettings = WebSettings()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -274,7 +284,7 @@ class _Where:
 _TOP_KEYS = {
     "ladder", "settlement_days", "extra_holidays", "contact_hours", "timezone",
     "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels", "prices",
-    "cycle", "do_not_contact", "tutorial_in_first_overdue_email", "minimum_amount",
+    "cycle", "do_not_contact", "tutorial_in_first_overdue_email", "minimum_amount", "web",
 }
 
 
@@ -326,7 +336,30 @@ def _parse(raw: dict, where: _Where) -> Config:
         values["channels"] = chans
     if "prices" in raw:
         values["unit_prices"] = _parse_prices(raw["prices"], where)
+    if "web" in raw:
+        values["web"] = _parse_web(raw["web"], where)
     return replace(cfg, **values)
+
+
+def _parse_web(raw, where: _Where) -> WebSettings:
+    if not isinstance(raw, dict):
+        raise where.error("web", "must be a table")
+    values = {}
+    for key, value in raw.items():
+        if key == "idle_minutes":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1440:
+                raise where.error("web.idle_minutes", f"must be a number of minutes above 0, at most 1440, not {value!r}")
+            values[key] = float(value)
+        elif key == "trusted_proxies":
+            values[key] = tuple(_text(v, f"web.trusted_proxies[{i}]", where, "an IP address")
+                                for i, v in enumerate(_list(value, "web.trusted_proxies", where)))
+        elif key == "secure_cookies":
+            if not isinstance(value, bool):
+                raise where.error("web.secure_cookies", "must be true or false")
+            values[key] = value
+        else:
+            raise where.error(f"web.{key}", "unknown key (known: idle_minutes, trusted_proxies, secure_cookies)")
+    return WebSettings(**values)
 
 
 def _parse_prices(raw, where: _Where) -> dict:

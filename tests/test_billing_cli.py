@@ -66,7 +66,8 @@ def test_paying_again_is_refused_unless_corrected_and_the_correction_is_logged(e
     doc = stored(tmp_path)["invoices"][PADARIA]
     assert doc["paid"] == "2026-11-24"
     assert [(c["paid"], c["by"]) for c in doc["corrections"]] == [("2026-11-23", "ana.financeiro")]
-    [record] = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
+    [paid, record] = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
+    assert (paid["event"], paid["invoice"], paid["paid"]) == ("payment", PADARIA, "2026-11-23")
     assert (record["event"], record["actor"], record["invoice"], record["previous_paid"], record["paid"]) == (
         "payment_corrected", "ana.financeiro", PADARIA, "2026-11-23", "2026-11-24")
     same = example_state("pay", PADARIA, "--date", "2026-11-24", "--correct", check=False)

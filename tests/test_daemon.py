@@ -127,7 +127,7 @@ def test_escalate_respects_contact_hours_unless_now_and_logs_the_actor(cli, fake
     cli.env.update(fake_twilio.env())
     sunday = "2026-11-29"
     out = cli("escalate", "acme", "--by", "ana", "--channel", "whatsapp", "--date", sunday)
-    assert "outside contact hours" in out.stderr and fake_twilio.forms == []
+    assert "waits for contact hours" in out.stderr and fake_twilio.forms == []
     cli("escalate", "acme", "--by", "ana", "--channel", "whatsapp", "--now", "--note", "cliente pediu", "--date", sunday)
     assert {f["To"] for f in fake_twilio.forms} == {"whatsapp:+5511987654321"}
     notes = [r for r in records(cli.workdir) if r["event"] == "escalation"]

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from . import billing, customers, daemon, finance, forecast, operations, planning, staff, tracking  # noqa: F401  (each registers its commands)
+from . import billing, customers, daemon, finance, forecast, operations, planning, staff, tracking, web  # noqa: F401  (each registers its commands)
 from . import base
 from .base import cli
 from ..logformat import ErrorsForJournal, stderr_is_journal

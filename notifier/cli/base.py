@@ -9,6 +9,7 @@ holds the group, the shared options and the output helpers they all use.
 """
 from __future__ import annotations
 
+import getpass
 import os
 import stat
 import sys
@@ -106,8 +107,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from notifier.run.delivery import DeliveryError
     from notifier.state.importer import InvalidImport
     from notifier.run.render import TemplateError
+    from notifier.staff.actor import InvalidText
     from notifier.state.store import StoreError
-    return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError, LogError)
+    from notifier.web.users import UserError
+    return (ConfigError, DeliveryError, StoreError, InvalidImport, TemplateError, ChannelError, LogError, InvalidText,
+            UserError)
 
 
 class Bug(click.ClickException):
@@ -222,6 +226,40 @@ def date_option(help_text="The day to act as (YYYY-MM-DD; env NOTIFIER_DATE); de
     return click.option(*names, "day", cls=EnvOption, type=Day(), envvar="NOTIFIER_DATE", help=help_text)
 
 
+def _checked(check):
+    """A click callback: `check(value)`'s error as the option's own (it names the option)."""
+    def callback(ctx, param, value):
+        from notifier.staff.actor import InvalidText
+        if value is None:  # missing: click says so itself (a required option), or nothing to check
+            return None
+        try:
+            return check(value)
+        except InvalidText as exc:
+            raise click.BadParameter(str(exc).split(": ", 1)[1], ctx, param) from None
+    return callback
+
+
+def by_option(help_text: str = "Who is doing this (recorded in the attempt log).", names=("--by",), default=None):
+    """`--by NAME`, checked and given to the command as a `staff.actor.Actor`: required unless a
+    default (a callable: the system user name) is given."""
+    from notifier.staff.actor import Actor
+    # No `default=None` for a required option: click 8.4 takes an explicit None as a default given.
+    given = {"required": True} if default is None else {"default": default}
+    return click.option(*names, **given, help=help_text, callback=_checked(lambda v: Actor(v)))
+
+
+def note_option(names=("--note",), help_text: str = "Free text kept with the record."):
+    from notifier.staff.actor import check_note
+    return click.option(*names, default="", help=help_text, callback=_checked(check_note))
+
+
+def system_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment nor in the password database
+        return "staff"
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON instead of a table.")
 
 
@@ -281,13 +319,16 @@ def echo_json(data) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def print_table(headers: list[str], rows: list[list]) -> None:
-    cells = [headers] + [[str(c) for c in row] for row in rows]
+def print_table(headers: list[str], rows: list[list], indent: str = "") -> None:
+    """Columns as wide as their widest cell; stored text with bidi controls or zero-width
+    characters shows them as <U+XXXX> (`staff.actor.neutralise`), so no cell reorders or hides."""
+    from notifier.staff.actor import neutralise
+    cells = [headers] + [[neutralise(str(c)) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         if n == 0:
-            click.echo("  ".join("-" * w for w in widths))
+            click.echo(indent + "  ".join("-" * w for w in widths))
 
 
 def yes(flag: bool) -> str:

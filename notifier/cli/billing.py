@@ -1,15 +1,13 @@
 """Billing data: import it, record payments, look at accounts (operations and finance)."""
 from __future__ import annotations
 
-import getpass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import click
 
-from notifier.billing.calendar import invoice_dates
-from .base import cli, Context, date_option, leave_to_exit, json_option, get_account, echo_json, print_table, br_date
+from .base import cli, Context, by_option, date_option, leave_to_exit, json_option, echo_json, print_table, system_user
 
 # How far after the real today (the clock's, not --date's) the day of an import may be:
 # `import --date 9999-12-31` would archive every paid invoice; a year covers every honest use (a
@@ -69,41 +67,25 @@ def import_(obj: Context, path: Path, day):
 @click.argument("invoice")
 @date_option("The payment date as the bank reports it (not in the future, not before the issue); default: today.")
 @click.option("--correct", is_flag=True, help="Change the payment date of an invoice already paid (recorded as a correction).")
-@click.option("--by", "actor", help="Who records it, for the record (default: the system user name).")
+@by_option("Who records it, for the record (default: the system user name).", names=("--by", "actor"), default=system_user)
 @click.pass_obj
-def pay(obj: Context, invoice: str, day, correct: bool, actor: str | None):
+def pay(obj: Context, invoice: str, day, correct: bool, actor):
     """Record the payment of INVOICE: no notice goes out for it from that date on.
 
     An invoice already paid keeps its date unless --correct is given; the previous date is kept in
-    the invoice and the correction is written to the contact-attempt log."""
-    from notifier.state.importer import payment_date_problems
+    the invoice. Either is written to the contact-attempt log, with who recorded it."""
+    from notifier.staff.payments import record_payment
     from notifier.state.store import AlreadyPaid
-    real_today = obj.now().date()
     paid_on = obj.today(day)
-    actor = actor or _user()
-    with obj.store().transaction() as snap:
-        stored = snap.invoice(invoice)
-        if stored is not None:
-            problems = payment_date_problems(stored.issued, paid_on, real_today)
-            if problems:
-                raise click.ClickException("; ".join(f"{invoice}: {field}: {reason}" for field, reason in problems))
-        try:
-            snap.record_payment(invoice, paid_on)
-            previous = None
-        except AlreadyPaid as exc:
-            if not correct:
-                raise click.ClickException(f"{exc}: nothing changed (pass --correct to change the payment date)") from None
-            if exc.paid == paid_on:
-                raise click.ClickException(f"{exc}: nothing to correct") from None
-            inv, previous = snap.correct_payment(invoice, paid_on, real_today, actor)
+    try:
+        _, previous = record_payment(obj.store(), obj.log(), obj.now(), invoice, paid_on, actor, correct)
+    except AlreadyPaid as exc:
+        raise click.ClickException(f"{exc}: nothing changed (pass --correct to change the payment date)" if not correct
+                                   else f"{exc}: nothing to correct") from None
     if previous is None:
-        click.echo(f"{invoice}: paid on {paid_on:%d/%m/%Y}")
-        return
-    # After the commit: the log records a correction that the state really holds.
-    obj.log().note(obj.now(), "payment_corrected", {
-        "invoice": invoice, "account": inv.account, "paid": paid_on.isoformat(), "previous_paid": previous.isoformat(),
-    }, actor)
-    click.echo(f"{invoice}: payment date corrected from {previous:%d/%m/%Y} to {paid_on:%d/%m/%Y} (by {actor})")
+        click.echo(f"{invoice}: paid on {paid_on:%d/%m/%Y} (recorded by {actor.name})")
+    else:
+        click.echo(f"{invoice}: payment date corrected from {previous:%d/%m/%Y} to {paid_on:%d/%m/%Y} (by {actor.name})")
 
 
 @cli.command()
@@ -127,46 +109,6 @@ def accounts(obj: Context, as_json):
     print_table(["id", "company", "due day", "e-mails", "open", "amount open"],
                 [[r["id"], r["company"], r["due_day"], ", ".join(r["emails"]), r["open_invoices"],
                   _br_amount(r["open_amount"])] for r in rows])
-
-
-@cli.command()
-@click.argument("account")
-@json_option
-@click.pass_obj
-def show(obj: Context, account: str, as_json):
-    """What is stored for ACCOUNT, with each open invoice's dates."""
-    snap = obj.store().snapshot()
-    acc = get_account(snap, account)
-    cal = obj.config.calendar
-    invoices = []
-    for inv in sorted(snap.invoices(account), key=lambda i: i.due):
-        row = {"id": inv.id, "amount": _cents(inv.amount), "issued": inv.issued.isoformat(), "due": inv.due.isoformat(),
-               "paid": inv.paid.isoformat() if inv.paid else None}
-        if inv.paid is None:
-            d = invoice_dates(inv.due, cal, obj.config.settlement_days)
-            row.update(effective_due=d.effective_due.isoformat(), overdue=d.overdue.isoformat(),
-                       suspension=d.suspension.isoformat(), deletion=d.deletion.isoformat())
-        invoices.append(row)
-    history = snap.histories().get(account)
-    data = {
-        "id": acc.id, "company": acc.company, "contact_name": acc.contact_name, "document": acc.document,
-        "domain": acc.domain, "emails": list(acc.emails), "portal_email": acc.portal_email,
-        "whatsapp": acc.whatsapp, "social": _shown_handles(acc.social), "due_day": acc.due_day,
-        "past_delinquencies": acc.past_delinquencies, "opt_out": sorted(acc.opt_out),
-        "archived_late_invoices": history.late_count if history else 0,
-        "hold": _hold_json(snap.holds().get(account)), "invoices": invoices,
-    }
-    if as_json:
-        echo_json(data)
-        return
-    for key, value in data.items():
-        if key != "invoices":
-            click.echo(f"{key:>24}: {_shown(value)}")
-    click.echo("")
-    print_table(["invoice", "amount", "due", "effective due", "overdue", "suspension", "deletion", "paid"],
-                [[r["id"], _br_amount(r["amount"]), br_date(r["due"]), br_date(r.get("effective_due")),
-                  br_date(r.get("overdue")), br_date(r.get("suspension")), br_date(r.get("deletion")),
-                  br_date(r["paid"])] for r in invoices])
 
 
 def _refuse_far_from_today(option: str, day: date, real_today: date) -> None:
@@ -195,33 +137,3 @@ def _br_amount(cents: str) -> str:
     return f"{int(whole):,}".replace(",", ".") + "," + fraction
 
 
-def _shown(value) -> str:
-    """A field of `show` as plain text: lists joined, social handles as `network: handle`."""
-    if value in (None, "", [], {}):
-        return "-"
-    if isinstance(value, dict):
-        return ", ".join(f"{network}: {handle}" for network, handle in value.items())
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name in the environment nor in the password database
-        return "staff"
-
-
-def _hold_json(hold) -> dict | None:
-    """A staff hold on the account (`notifier hold`), as `show` prints it."""
-    if hold is None:
-        return None
-    return {"reason": hold.reason, "since": hold.since.isoformat(), "until": hold.until.isoformat(), "by": hold.by,
-            "note": hold.note}
-
-
-def _shown_handles(social) -> dict:
-    """Social handles for the screen: one that is an apprise URL holds a token, shown masked."""
-    from notifier.channels import public_url
-    return {network: public_url(handle) if "://" in handle else handle for network, handle in social}

@@ -87,6 +87,7 @@ def run_once(obj: Context, day, at, dry_run, limit, as_json):
     from notifier.run.cycle import Cycle, reconcile, record_cycle
     from notifier.run.daemon import AlreadyRunning, PidLock
     from notifier.run.render import Renderer
+    from notifier.staff.actions import send_waiting
     if at and not day:
         raise click.UsageError("--at needs --date")
     setup_logging()
@@ -107,6 +108,8 @@ def run_once(obj: Context, day, at, dry_run, limit, as_json):
                     reconcile(store, log, clock())
                     summary = cycle.run(today, limit=limit)
                     record_cycle(store, today, clock(), summary)
+                    if not stop.is_set():  # escalations that waited for contact hours
+                        send_waiting(store, obj.config, log, renderer, clock)
             except AlreadyRunning as exc:
                 raise click.ClickException(str(exc)) from None
     if as_json:
@@ -151,6 +154,7 @@ def status(obj: Context, day, as_json):
     """The daemon's health: last cycle and heartbeat, next run, what waits for contact hours, open
     staff tasks and holds. Exits 1 when the last cycle is older than expected (for monitoring)."""
     from notifier.staff.actions import health, whatsapp_cost_line
+    from notifier.staff.actor import neutralise
     now = obj.now() if day is None else datetime.combine(day, obj.now().time(), obj.config.tz)
     report = health(obj.store(), obj.config, obj.log(), now)
     if as_json:
@@ -158,16 +162,31 @@ def status(obj: Context, day, as_json):
     else:
         for key in ("state", "last_cycle", "heartbeat", "next_cycle", "waiting_until"):
             click.echo(f"{key:>14}: {report[key] or '-'}")
-        click.echo(f"{'last counts':>14}: {report['counts'] or '-'}")
+        click.echo(f"{'last counts':>14}:" + ("" if report["counts"] else " -"))
+        if report["counts"]:
+            _counts_table(report["counts"])
         click.echo(f"{'open tasks':>14}: {len(report['open_tasks'])}")
         for t in report["open_tasks"]:
-            click.echo(f"{'':>16}{t['id']} {t['kind']} {t['account']} {t['channel']} {t['recipient']}")
+            click.echo(neutralise(f"{'':>16}{t['id']} {t['kind']} {t['account']} {t['channel']} {t['recipient']}"))
+        click.echo(f"{'escalations':>14}: {len(report['waiting_escalations'])} waiting for contact hours")
+        for t in report["waiting_escalations"]:
+            click.echo(neutralise(f"{'':>16}{t['id']} {t['account']} {t['channel']} until "
+                                  f"{datetime.fromisoformat(t['until']):%d/%m/%Y %H:%M}"))
         click.echo(f"{'holds':>14}: {len(report['holds'])}")
         for h in report["holds"]:
-            click.echo(f"{'':>16}{h['account']} {h['reason']} until {h['until']} (by {h['by']})")
+            click.echo(neutralise(f"{'':>16}{h['account']} {h['reason']} until {h['until']} (by {h['by']})"))
         cost = whatsapp_cost_line(report["whatsapp"]["first_time_without_whatsapp"], now.date())
         for line in report["whatsapp"]["problems"] + ([cost] if cost else []):
             click.echo(f"{'whatsapp':>14}: {line}")
     if report["stale"]:
         click.echo(f"STALE: {report['stale']}", err=True)
         sys.exit(1)
+
+
+def _counts_table(counts: dict) -> None:
+    """The heartbeat's {channel: {status: n}} as a table under `last counts`, in the cycle's order."""
+    from notifier.run.cycle import COLUMNS
+    statuses = [c for c in COLUMNS if any(c in by for by in counts.values())]
+    statuses += sorted({s for by in counts.values() for s in by} - set(statuses))
+    print_table(["channel", *statuses], [[channel, *(by.get(s, 0) for s in statuses)]
+                                         for channel, by in sorted(counts.items())], indent=" " * 16)

@@ -19,24 +19,16 @@ def check(obj: Context, connect, day):
 
     Each channel's line says whether it is live (messages leave the machine) or writes to the
     outbox, and where."""
-    from notifier import channels
+    from notifier.run.checkup import channel_statuses
     from notifier.run.render import Renderer
     renderer = Renderer(obj.config)
     problems = [f"templates: {p}" for p in renderer.check()]
     problems += company_problems(obj.config) + social_tutorial_problems(obj.config)
-    for name in CHANNELS:
-        try:
-            channel = channels.build(name, obj.config)
-        except channels.ChannelError as exc:
-            problems.append(_named(name, str(exc)))
-            continue
-        try:
-            found = channel.check(connect=connect)
-            problems += [_named(name, p) for p in found]
-            mode = "live" if channel.live else "outbox"
-            click.echo(f"{name:>9}: {'ok' if not found else 'PROBLEM'}, {mode}: {channel.describe()}")
-        finally:
-            channel.close()
+    for status in channel_statuses(obj.config, connect):
+        problems += status.problems
+        if status.live is not None:
+            mode = "live" if status.live else "outbox"
+            click.echo(f"{status.name:>9}: {'ok' if not status.problems else 'PROBLEM'}, {mode}: {status.where}")
     for warning in renderer.warnings():
         click.echo(f"  warning: templates: {warning}")
     if obj.config.company.is_example:
@@ -73,11 +65,6 @@ def social_tutorial_problems(config: Config) -> list[str]:
         return ["TUTORIAL_URL: not set, so social DMs sent by a bot cannot carry the tutorial "
                 "(set it to the tutorial's page on the company's site)"]
     return []
-
-
-def _named(channel: str, problem: str) -> str:
-    """`problem` prefixed with its channel, once: some channels' messages already name it."""
-    return problem if problem.startswith(f"{channel}:") else f"{channel}: {problem}"
 
 
 @cli.command()

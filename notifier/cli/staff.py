@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .base import Context, Day, cli, date_option, echo_json, json_option, print_table
+from .base import Context, Day, by_option, cli, date_option, echo_json, json_option, note_option, print_table
 from .daemon import clock_for
 
 HOLD_REASONS = ("promised_payment", "disputed", "negotiating", "other")
@@ -14,16 +14,14 @@ CONTACT_CHANNELS = ("phone", "instagram", "facebook", "whatsapp", "other")
 CONTACT_OUTCOMES = ("reached", "no_answer", "wrong_contact", "promised_payment", "other")
 ESCALATION_CHANNELS = ("whatsapp", "sms", "social", "email")
 
-by_option = click.option("--by", required=True, help="Who is doing this (recorded in the attempt log).")
-note_option = click.option("--note", default="", help="Free text kept with the record.")
 
 
 @cli.command()
 @click.argument("account")
-@by_option
+@by_option()
 @click.option("--channel", "channels_", multiple=True, type=click.Choice(ESCALATION_CHANNELS),
               help="A channel of the escalation (repeat); default: whatsapp, social and email.")
-@note_option
+@note_option()
 @click.option("--now", "override", is_flag=True, help="Send outside contact hours too (logged as such).")
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
@@ -42,9 +40,9 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
     for notice in refused:
         click.echo(f"{notice.channel} → {notice.recipient}: skipped, the number is on the do-not-contact list")
     for notice, at in waiting:
-        when = f"from {at:%d/%m/%Y %H:%M}" if at else "not within two weeks"
-        click.echo(f"{notice.channel} → {notice.recipient}: not sent, outside contact hours (allowed {when}; "
-                   "--now to send anyway)", err=True)
+        click.echo(f"{notice.channel} → {notice.recipient}: " + (
+            f"waits for contact hours: the daemon sends it from {at:%d/%m/%Y %H:%M} (--now to send it now)" if at else
+            "not sent: no contact hours within two weeks (--now to send anyway)"), err=True)
     # A social DM handed to support staff (`task`) is how a plain handle is reached, not a failure.
     if any(o.result.status in (FAILED, BLOCKED) for o in outcomes):
         sys.exit(1)
@@ -52,18 +50,18 @@ def escalate(obj: Context, account, by, channels_, note, override, day):
 
 @cli.command()
 @click.argument("account")
-@by_option
+@by_option()
 @click.option("--channel", required=True, type=click.Choice(CONTACT_CHANNELS))
 @click.option("--outcome", required=True,
               type=click.Choice(CONTACT_OUTCOMES))
-@note_option
+@note_option()
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
 def contact(obj: Context, account, by, channel, outcome, note, day):
     """Record a contact with ACCOUNT made by hand, in the attempt log."""
     from notifier.staff.actions import record_contact
     record = record_contact(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by, channel, outcome, note)
-    click.echo(f"recorded contact {record} with {account} by {by}: {channel}, {outcome}")
+    click.echo(f"recorded contact {record} with {account} by {by.name}: {channel}, {outcome}")
 
 
 @cli.group(invoke_without_command=True)
@@ -72,60 +70,71 @@ def contact(obj: Context, account, by, channel, outcome, note, day):
 @click.pass_context
 def tasks(ctx, only_open, as_json):
     """Staff tasks: social networks to contact by hand, deletions due, `unknown` attempts after a
-    crash, bounces to fix. `tasks done ID --by NAME` closes one."""
+    crash, bounces to fix, and escalations waiting for contact hours (the daemon sends them).
+    `tasks done ID --by NAME` closes one (ID: the id or its first 6 characters or more)."""
     if ctx.invoked_subcommand is not None:
         return
-    from notifier.staff.actions import tasks as find
+    from notifier.reports.exports import br_datetime
+    from notifier.staff.actions import tasks as find, waiting_escalations
     found = [t for t in find(ctx.obj.log().records()) if not only_open or t.done is None]
+    found += waiting_escalations(ctx.obj.store().snapshot())
     if as_json:
         echo_json([t.to_json() for t in found])
         return
-    print_table(["id", "kind", "time", "account", "channel", "recipient", "open", "detail"],
-                [[t.id, t.kind, t.time, t.account, t.channel, t.recipient, "" if t.done else "open", t.detail[:60]]
-                 for t in found])
+    tz = ctx.obj.config.tz
+    print_table(["id", "kind", "time (São Paulo)", "account", "channel", "recipient", "open", "detail"],
+                [[t.id, t.kind, br_datetime(t.time, tz), t.account, t.channel, t.recipient, "" if t.done else "open",
+                  f"{t.detail} until {br_datetime(t.until, tz)}" if t.until else t.detail[:60]] for t in found])
 
 
 @tasks.command("done")
 @click.argument("task_id")
-@by_option
-@click.option("--outcome", default="", help="What was done (free text).")
+@by_option()
+@note_option(("--outcome",), "What was done (free text).")
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
 def tasks_done(obj: Context, task_id, by, outcome, day):
     """Close staff task TASK_ID."""
     from notifier.staff.actions import close_task
     task = close_task(obj.log(), clock_for(obj, day, None)(), task_id, by, outcome)
-    click.echo(f"closed task {task.id} ({task.kind}, {task.account}) by {by}")
+    click.echo(f"closed task {task.id} ({task.kind}, {task.account}) by {by.name}")
 
 
 @cli.command()
 @click.argument("account")
-@by_option
+@by_option()
 @click.option("--reason", required=True, type=click.Choice(HOLD_REASONS))
 @click.option("--until", required=True, type=Day(),
               help="The day the hold ends by itself (YYYY-MM-DD).")
-@note_option
+@note_option()
+@click.option("--replace", is_flag=True, help="Replace another person's hold on the account (logged).")
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
-def hold(obj: Context, account, by, reason, until, note, day):
-    """Pause ACCOUNT's ladder: nothing automatic goes out until --until (notices caught up after)."""
+def hold(obj: Context, account, by, reason, until, note, replace, day):
+    """Pause ACCOUNT's ladder: nothing automatic goes out until --until (notices caught up after).
+    Another person's hold is replaced only with --replace."""
     from notifier.staff.actions import place_hold
-    h, unwarned = place_hold(obj.store(), obj.log(), obj.config, clock_for(obj, day, None)(), account, by, reason,
-                             until, note)
-    click.echo(f"{account}: on hold ({reason}) until {h.until:%d/%m/%Y}, by {by}")
-    for invoice, suspension in unwarned:
+    placed = place_hold(obj.store(), obj.log(), obj.config, clock_for(obj, day, None)(), account, by, reason,
+                        until, note, replace)
+    old = placed.replaced
+    click.echo(f"{account}: on hold ({reason}) until {until:%d/%m/%Y}, by {by.name}"
+               + (f"; replaces the hold of {old.by} ({old.reason}, until {old.until:%d/%m/%Y})" if old else ""))
+    for invoice, suspension in placed.unwarned:
         click.echo(f"note: invoice {invoice.id} reaches its suspension date {suspension:%d/%m/%Y} during this hold, "
                    "and its warning will not be sent after it: tell the customer of the suspension yourself, "
                    "or end the hold earlier")
+    for invoice, deletion in placed.deletions:
+        click.echo(f"note: invoice {invoice.id} reaches its deletion date {deletion:%d/%m/%Y} during this hold: "
+                   f"its deletion warning and finance's deletion task wait until the hold ends ({until:%d/%m/%Y})")
 
 
 @cli.command()
 @click.argument("account")
-@by_option
+@by_option()
 @date_option("Act as of this day (YYYY-MM-DD), at the configured cycle time; default: now.")
 @click.pass_obj
 def release(obj: Context, account, by, day):
     """End ACCOUNT's hold now."""
     from notifier.staff.actions import release_hold
     h = release_hold(obj.store(), obj.log(), clock_for(obj, day, None)(), account, by)
-    click.echo(f"{account}: hold ({h.reason}, until {h.until:%d/%m/%Y}) released by {by}")
+    click.echo(f"{account}: hold ({h.reason}, until {h.until:%d/%m/%Y}) released by {by.name}")

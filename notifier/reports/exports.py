@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from notifier.log.history import Attempt, local_time
+from notifier.staff.actor import neutralise
 
 BOM = "\ufeff"
 
@@ -124,7 +125,7 @@ def table_lines(rows: Iterable[dict], tz: ZoneInfo) -> Iterator[str]:
 def _cells(values: list) -> str:
     out = []
     for (_, width), value in zip(TABLE_COLUMNS, values):
-        text = "" if value is None else str(value)
+        text = "" if value is None else neutralise(str(value))
         if width:
             text = text if len(text) <= width else text[: width - 1] + "…"
             text = text.ljust(width)

@@ -141,7 +141,8 @@ def reconcile(store: Store, log: AttemptLog, now: datetime) -> tuple[int, int]:
 
     Claims without an outcome become `unknown` (never re-sent). Then every record appended since
     the last reconcile is read: a claim whose outcome handles it (sent, task, permanent failure,
-    unknown) and every `skipped` with covers gives ledger rows, added where the ledger has none.
+    unknown) and every `skipped` with covers gives ledger rows, added where the ledger has none;
+    a payment recorded with `pay` is given back to an open invoice (`Snapshot.restore_payments`).
     Run it when no cycle is running (the daemon's pid lock sees to that).
     """
     store.refuse_a_cut_log()  # before recovery appends to a log that lost records
@@ -152,6 +153,7 @@ def reconcile(store: Store, log: AttemptLog, now: datetime) -> tuple[int, int]:
     claims: dict[str, dict] = {}
     outcomes: dict[str, tuple[str, bool]] = {}
     skips: list[dict] = []
+    payments: dict[str, str] = {}
     lines = LinesAfter(log.path, Mark.of(applied_doc))
     for record in _records_after(lines, applied):
         event = record.get("event")
@@ -161,6 +163,8 @@ def reconcile(store: Store, log: AttemptLog, now: datetime) -> tuple[int, int]:
         elif event == "skipped":
             if record.get("covers"):
                 skips.append(record)
+        elif event in ("payment", "payment_corrected"):  # staff.payments: the latest date wins
+            payments[record.get("invoice")] = record.get("paid")
         elif record.get("ref"):
             outcomes[record["ref"]] = (event, bool(record.get("permanent")))
     end = lines.end if lines.end.records >= applied else Mark(applied, 0)
@@ -175,11 +179,15 @@ def reconcile(store: Store, log: AttemptLog, now: datetime) -> tuple[int, int]:
         missing = [r for r in rows if r.invoice in invoices and ledger_key(r) not in ledger]
         if missing:
             snap.add_ledger(missing)
+        restored, conflicts = snap.restore_payments(payments)  # a state rebuilt from a re-import
         if checkpoint != applied_doc:
             snap.set_meta("log_applied", checkpoint)
-    if unknown or missing:
-        logger.warning("reconciled the ledger with the attempt log: %d unknown attempt(s), %d ledger row(s) added",
-                       len(unknown), len(missing))
+    if unknown or missing or restored:
+        logger.warning("reconciled the ledger with the attempt log: %d unknown attempt(s), %d ledger row(s) added, "
+                       "%d payment(s) recorded with `pay` restored", len(unknown), len(missing), len(restored))
+    for invoice, stored, logged in conflicts:
+        logger.warning("invoice %s: the state says paid on %s, the attempt log's `pay` record %s: kept %s",
+                       invoice, stored, logged, stored)
     return len(unknown), len(missing)
 
 

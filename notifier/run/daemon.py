@@ -28,6 +28,7 @@ from typing import Callable
 from notifier.log.attempts import AttemptLog
 from notifier.config import Config
 from notifier.run.cycle import Cycle, reconcile, record_cycle
+from notifier.staff.actions import send_waiting
 from notifier.state.store import Store, StoreError
 
 logger = logging.getLogger("notifier.daemon")
@@ -157,6 +158,8 @@ class Daemon:
         started = time.monotonic()
         summary = Cycle(self.store, self.config, self.log, self.renderer, self.clock, self.stop).run(today)
         record_cycle(self.store, today, self.clock(), summary, os.getpid())
+        if not self.stop.is_set():  # escalations that waited for contact hours (notifier/staff/actions.py)
+            send_waiting(self.store, self.config, self.log, self.renderer, self.clock)
         logger.info("cycle %s done in %.1f s: %s%s", today, time.monotonic() - started,
                     summary.to_json() or "nothing to send", " (stopped)" if summary.stopped else "")
         return summary

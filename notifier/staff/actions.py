@@ -13,11 +13,12 @@ from datetime import date, datetime
 from typing import Callable, Iterable
 
 from notifier.billing import hours
-from notifier.log.attempts import AttemptLog
+from notifier.log.attempts import AttemptLog, utc_iso
 from notifier.config import Config
 from notifier.run.delivery import DeliveryError, close_all, current_stage, notice_fields, prepare, split_do_not_contact
 from notifier.run.dispatch import Job, Pool
-from notifier.staff.holds import unwarned_suspensions
+from notifier.staff.actor import Actor, check_note
+from notifier.staff.holds import deletions_during, unwarned_suspensions
 from notifier.billing.models import Hold, Invoice, Notice
 from notifier.billing.rules import recipients
 from notifier.state.store import Store
@@ -33,33 +34,66 @@ def _account(snap, account_id: str):
 # --- holds -----------------------------------------------------------------------------------------
 
 
-def place_hold(store: Store, log: AttemptLog, config: Config, now: datetime, account_id: str, by: str,
-               reason: str, until: date, note: str = "") -> tuple[Hold, list[tuple[Invoice, date]]]:
+class HoldExists(DeliveryError):
+    """Another person's hold is active on the account: replacing it takes `replace`."""
+
+    def __init__(self, hold: Hold):
+        self.hold = hold
+        super().__init__(f"account {hold.account!r} is already on hold ({hold.reason}, until {hold.until:%d/%m/%Y}) "
+                         f"placed by {hold.by} on {hold.since:%d/%m/%Y}: pass --replace to replace it")
+
+
+@dataclass(frozen=True)
+class Placed:
+    """What `place_hold` did: the hold, the one it replaced, and what staff must know of it."""
+    hold: Hold
+    replaced: Hold | None
+    unwarned: list[tuple[Invoice, date]]  # suspensions the customer will not be warned of
+    deletions: list[tuple[Invoice, date]]  # deletion dates (data deleted, protest) within the hold
+
+
+def place_hold(store: Store, log: AttemptLog, config: Config, now: datetime, account_id: str, by: Actor,
+               reason: str, until: date, note: str = "", replace: bool = False) -> Placed:
     """Pause the ladder of an account until `until` (exclusive: on that day it ends by itself).
 
-    Also returns the suspensions the customer will not be warned of because of the hold
-    (`holds.unwarned_suspensions`); the log's hold record names them too."""
-    today = now.date()
+    Another person's active hold is not replaced silently: HoldExists unless `replace` (the log's
+    hold record then names the hold it replaced). Also says which suspensions the customer will
+    not be warned of because of the hold (`holds.unwarned_suspensions`) and which invoices reach
+    their deletion date during it; the log's hold record names them too."""
+    today, note = now.date(), check_note(note)
     if until <= today:
         raise DeliveryError(f"--until {until:%d/%m/%Y} is not after today ({today:%d/%m/%Y})")
     with store.transaction() as snap:
         _account(snap, account_id)
-        hold = Hold(account_id, reason, until, by, today, note)
+        old = snap.holds().get(account_id)
+        replaced = old if old is not None and old.until > today else None
+        if replaced is not None and replaced.by != by.name and not replace:
+            raise HoldExists(replaced)
+        hold = Hold(account_id, reason, until, by.name, today, note)
         snap.put_hold(hold)
-        unwarned = unwarned_suspensions(hold, snap.invoices(account_id), config.calendar, config)
+        invoices = snap.invoices(account_id)
+        placed = Placed(hold, replaced, unwarned_suspensions(hold, invoices, config.calendar, config),
+                        deletions_during(hold, invoices, config.calendar, config))
     data = {"account": account_id, "reason": reason, "until": until.isoformat(), "note": note}
-    if unwarned:
-        data["unwarned_suspensions"] = {inv.id: day.isoformat() for inv, day in unwarned}
-    log.note(now, "hold", data, by)
-    return hold, unwarned
+    if replaced:
+        data["replaces"] = {"by": replaced.by, "reason": replaced.reason, "since": replaced.since.isoformat(),
+                            "until": replaced.until.isoformat(), "note": replaced.note}
+    if placed.unwarned:
+        data["unwarned_suspensions"] = {inv.id: day.isoformat() for inv, day in placed.unwarned}
+    if placed.deletions:
+        data["deletions"] = {inv.id: day.isoformat() for inv, day in placed.deletions}
+    log.note(now, "hold", {**data, **by.fields()}, by.name)
+    return placed
 
 
-def release_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by: str) -> Hold:
+def release_hold(store: Store, log: AttemptLog, now: datetime, account_id: str, by: Actor) -> Hold:
     with store.transaction() as snap:
+        _account(snap, account_id)
         hold = snap.drop_hold(account_id)
     if hold is None:
         raise DeliveryError(f"account {account_id!r} is not on hold")
-    log.note(now, "release", {"account": account_id, "reason": hold.reason, "until": hold.until.isoformat()}, by)
+    log.note(now, "release", {"account": account_id, "reason": hold.reason, "until": hold.until.isoformat(),
+                              **by.fields()}, by.name)
     return hold
 
 
@@ -70,10 +104,12 @@ def active_holds(snap, today: date) -> list[Hold]:
 # --- contacts made by hand ---------------------------------------------------------------------------
 
 
-def record_contact(store: Store, log: AttemptLog, now: datetime, account_id: str, by: str, channel: str,
+def record_contact(store: Store, log: AttemptLog, now: datetime, account_id: str, by: Actor, channel: str,
                    outcome: str, note: str = "") -> str:
+    note = check_note(note)
     _account(store.snapshot(), account_id)
-    return log.note(now, "contact", {"account": account_id, "channel": channel, "outcome": outcome, "note": note}, by)
+    return log.note(now, "contact", {"account": account_id, "channel": channel, "outcome": outcome, "note": note,
+                                     **by.fields()}, by.name)
 
 
 # --- staff tasks -------------------------------------------------------------------------------------
@@ -82,29 +118,34 @@ def record_contact(store: Store, log: AttemptLog, now: datetime, account_id: str
 @dataclass(frozen=True)
 class Task:
     id: str  # the id of the record that made it a task; `tasks done ID` refers to it
-    kind: str  # social_manual, deletion_due, unknown, bounced
+    kind: str  # social_manual, deletion_due, unknown, bounced; escalation_waiting (from the store)
     time: str
     account: str
     channel: str
     recipient: str
     detail: str
     done: dict | None = None  # the closing `task_done` record
+    assigned: str = ""  # who took it (`assign_task`), the last to take it
+    until: str = ""  # an escalation waiting for contact hours: when it goes out (ISO, local time)
 
     def to_json(self) -> dict:
         return {"id": self.id, "kind": self.kind, "time": self.time, "account": self.account, "channel": self.channel,
                 "recipient": self.recipient, "detail": self.detail, "open": self.done is None,
                 "done_by": self.done.get("actor") if self.done else None,
-                "outcome": self.done.get("outcome") if self.done else None}
+                "outcome": self.done.get("outcome") if self.done else None,
+                **({"until": self.until} if self.until else {})}
 
 
 def tasks(records: Iterable[dict]) -> list[Task]:
     """Staff tasks, from the log alone (CONTRACTS.md): a `task` outcome (a message handed to staff,
     e.g. a social network to contact by hand; also a staff-task `sent`, as channels reported it
     before the `task` status), `unknown` (a crash between claim and answer), a hard `bounced`, and
-    a `deletion_due` notice on the staff channel. Closed by a `task_done` whose `ref` is its id."""
+    a `deletion_due` notice on the staff channel. Closed by a `task_done` whose `ref` is its id;
+    taken by a person with a `task_assigned`."""
     sendings: dict[str, dict] = {}
     found: list[tuple[dict, str, dict]] = []
     closed: dict[str, dict] = {}
+    assigned: dict[str, str] = {}
     for r in records:
         event = r.get("event")
         if event == "sending":
@@ -112,6 +153,9 @@ def tasks(records: Iterable[dict]) -> list[Task]:
             continue
         if event == "task_done":
             closed[r.get("ref")] = r
+            continue
+        if event == "task_assigned":
+            assigned[r.get("ref")] = r.get("actor", "")
             continue
         sending = sendings.get(r.get("ref") or r.get("attempt"), {})
         if event == "task" or (r.get("provider") == "staff-task" and event in ("sent", "result")):
@@ -123,17 +167,52 @@ def tasks(records: Iterable[dict]) -> list[Task]:
         elif event in ("sent", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
             found.append((r, "deletion_due", sending))
     return [Task(r["id"], kind, r.get("time", ""), s.get("account", ""), s.get("channel", ""),
-                 s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]))
+                 s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]),
+                 assigned.get(r["id"], ""))
             for r, kind, s in found if r.get("id")]
 
 
-def close_task(log: AttemptLog, now: datetime, task_id: str, by: str, outcome: str = "") -> Task:
-    task = next((t for t in tasks(log.records()) if t.id == task_id), None)
-    if task is None:
-        raise DeliveryError(f"no staff task {task_id!r} (see `notifier tasks`)")
+ID_PREFIX = 6  # the fewest first characters of a task id that name it (ids are 32 random hex digits)
+
+
+def find_task(found: Iterable[Task], wanted: str) -> Task:
+    """The task whose id is `wanted`, or starts with it when that is at least 6 characters and
+    no other id does; DeliveryError otherwise, saying which."""
+    found = list(found)
+    exact = [t for t in found if t.id == wanted]
+    matches = exact or [t for t in found if len(wanted) >= ID_PREFIX and t.id.startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise DeliveryError(f"{wanted!r} starts {len(matches)} task ids ({', '.join(t.id for t in matches[:3])}"
+                            f"{', ...' if len(matches) > 3 else ''}): give more of the id")
+    short = f" (give the id, or at least its first {ID_PREFIX} characters)" if len(wanted) < ID_PREFIX else ""
+    raise DeliveryError(f"no staff task {wanted!r}{short}; see `notifier tasks`")
+
+
+def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome: str = "",
+               records: Iterable[dict] | None = None) -> Task:
+    """Close the task `task_id` names (its id or a unique prefix, `find_task`) as done by `by`.
+    `records`: the log's task records when the caller has them (the console's log index), else
+    the whole log is read."""
+    outcome = check_note(outcome, "outcome")
+    task = find_task(tasks(log.records() if records is None else records), task_id)
+    task_id = task.id
     if task.done is not None:
         raise DeliveryError(f"task {task_id} was already closed by {task.done.get('actor')}")
-    log.note(now, "task_done", {"ref": task_id, "account": task.account, "kind": task.kind, "outcome": outcome}, by)
+    log.note(now, "task_done", {"ref": task_id, "account": task.account, "kind": task.kind, "outcome": outcome,
+                                **by.fields()}, by.name)
+    return task
+
+
+def assign_task(log: AttemptLog, now: datetime, task_id: str, by: Actor,
+                records: Iterable[dict] | None = None) -> Task:
+    """`by` takes the open task `task_id` (as `close_task` names it): recorded, so the others see
+    whose it is. Taking it again from someone else is allowed (they may be away); the log keeps both."""
+    task = find_task(tasks(log.records() if records is None else records), task_id)
+    if task.done is not None:
+        raise DeliveryError(f"task {task.id} was already closed by {task.done.get('actor')}")
+    log.note(now, "task_assigned", {"ref": task.id, "account": task.account, "kind": task.kind, **by.fields()}, by.name)
     return task
 
 
@@ -153,14 +232,19 @@ def escalation_notices(snap, config: Config, account_id: str, today: date, wante
             for channel in wanted for recipient in recipients(account, channel)]
 
 
+WAITING = "waiting_escalations"  # the store's `meta` document of escalations waiting for contact hours
+
+
 def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Callable[[], datetime],
-             account_id: str, by: str, wanted: Iterable[str], note: str = "", override_hours: bool = False):
+             account_id: str, by: Actor, wanted: Iterable[str], note: str = "", override_hours: bool = False):
     """Send the escalation now; returns (outcomes, [(notice, next allowed time)] that must wait,
     [notices refused: their number is on the do-not-contact list]).
 
-    Outside contact hours the WhatsApp/SMS/social messages are not sent (the command names when
-    they may be), unless `override_hours`, which is logged with the escalation."""
-    now = clock()
+    Outside contact hours the WhatsApp/SMS/social messages wait, unless `override_hours` (logged
+    with the escalation): they are queued in the store under the escalation record's id, and the
+    daemon's (or run-once's) next pass at or after that time sends them (`send_waiting`). A channel
+    with no allowed time within two weeks (next allowed time None) is not queued."""
+    now, note = clock(), check_note(note)
     snap = store.snapshot()
     notices = escalation_notices(snap, config, account_id, now.date(), wanted)
     if not notices:
@@ -169,22 +253,104 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
     waiting = [(n, hours.next_allowed(n.channel, now, config.contact_hours)) for n in notices
                if not override_hours and not hours.allowed(n.channel, now, config.contact_hours)]
     sendable = [n for n in notices if all(n is not w for w, _ in waiting)]
-    log.note(now, "escalation", {"account": account_id, "channels": sorted(set(wanted)), "note": note,
-                                 "override_hours": override_hours,
-                                 "waiting": [n.channel for n, _ in waiting]}, by)
+    queued = {n.channel: at.isoformat(timespec="minutes") for n, at in waiting if at is not None}
+    escalation = log.note(now, "escalation", {
+        "account": account_id, "channels": sorted(set(wanted)), "note": note, "override_hours": override_hours,
+        "waiting": [n.channel for n, _ in waiting], **({"waiting_until": queued} if queued else {}), **by.fields(),
+    }, by.name)
+    sending = {n.channel for n in sendable}
+    if queued or any(entry["account"] == account_id for entry in (snap.meta(WAITING) or {}).values()):
+        with store.transaction() as tx:
+            # An escalation sent now on a channel ends one that waited on it: it is not sent twice.
+            queue = tx.meta(WAITING) or {}
+            new = _drop(queue, lambda key, entry: sending if entry["account"] == account_id else ())
+            if queued:
+                new[escalation] = {"account": account_id, "channels": queued, "actor": by.name, **by.fields(),
+                                   "time": utc_iso(now)}
+            if new != queue:
+                tx.set_meta(WAITING, new)
+    _skip_refused(log, now, refused, by)
+    outcomes = _send(config, log, renderer, clock, snap, sendable, by, {"override_hours": override_hours})
+    return outcomes, waiting, refused
+
+
+def send_waiting(store: Store, config: Config, log: AttemptLog, renderer, clock: Callable[[], datetime]) -> list:
+    """Send the queued escalations whose channels are now within contact hours; returns the outcomes.
+
+    Each is taken off the queue before its messages are claimed in the log (at most once: a crash
+    in between loses it rather than sending it twice), then built as `escalate` builds them, as of
+    now: an account paid meanwhile, on hold, or opted out gets a `skipped` record instead."""
+    now = clock()
+    if not store.snapshot().meta(WAITING):  # the usual pass: nothing waits, no store write
+        return []
+    with store.transaction() as snap:
+        queue = snap.meta(WAITING) or {}
+        due = {key: [ch for ch, until in entry["channels"].items()
+                     if datetime.fromisoformat(until) <= now and hours.allowed(ch, now, config.contact_hours)]
+               for key, entry in queue.items()}
+        due = {key: channels for key, channels in due.items() if channels}
+        if due:
+            snap.set_meta(WAITING, _drop(queue, lambda key, entry: due.get(key, ())))
+    outcomes = []
+    for key, channels in due.items():
+        entry = queue[key]
+        by = Actor(entry["actor"], entry.get("role", ""), entry.get("client", ""))
+        fields = {"account": entry["account"], "channels": channels, "escalation_of": key, **by.fields()}
+        snap = store.snapshot()
+        hold = snap.holds().get(entry["account"])
+        try:
+            if hold is not None and hold.active_on(now.date()):
+                raise DeliveryError(f"hold: {hold.reason}")
+            notices = escalation_notices(snap, config, entry["account"], now.date(), channels)
+            if not notices:
+                raise DeliveryError(f"no reachable recipient on {', '.join(channels)} (opted out meanwhile?)")
+        except DeliveryError as exc:  # nothing left to escalate: say so in the log, once
+            log.skip(now, fields, str(exc), actor=by.name)
+            continue
+        notices, refused = split_do_not_contact(config, notices)
+        _skip_refused(log, now, refused, by, key)
+        outcomes += _send(config, log, renderer, clock, snap, notices, by, {"escalation_of": key})
+    return outcomes
+
+
+def _drop(queue: dict, pick: Callable[[str, dict], Iterable[str]]) -> dict:
+    """The queue without the channels `pick(key, entry)` names; an entry left with none goes."""
+    left = {key: {ch: until for ch, until in entry["channels"].items() if ch not in pick(key, entry)}
+            for key, entry in queue.items()}
+    return {key: {**queue[key], "channels": channels} for key, channels in left.items() if channels}
+
+
+def waiting_escalations(snap) -> list[Task]:
+    """The queued escalations, one per channel, as open staff tasks (`tasks`, `status`)."""
+    return [Task(key, "escalation_waiting", entry.get("time", ""), entry["account"], channel, "",
+                 "waits for contact hours", until=until)
+            for key, entry in (snap.meta(WAITING) or {}).items() for channel, until in entry["channels"].items()]
+
+
+def _skip_refused(log: AttemptLog, now: datetime, refused: list[Notice], by: Actor, escalation: str = "") -> None:
+    extra = {"escalation_of": escalation} if escalation else {}
     for n in refused:
-        log.skip(now, {**notice_fields(n), "escalation": True}, "do-not-contact", actor=by)
-    invoices = [i for i in snap.invoices(account_id) if i.unpaid_on(now.date())]
-    account = snap.account(account_id)
+        log.skip(now, {**notice_fields(n), "escalation": True, **extra, **by.fields()}, "do-not-contact",
+                 actor=by.name)
+
+
+def _send(config: Config, log: AttemptLog, renderer, clock, snap, notices: list[Notice], by: Actor,
+          extra: dict) -> list:
+    """Send an escalation's `notices` as `by`, logged before each provider call; the outcomes."""
+    if not notices:
+        return []
+    today = clock().date()
+    account = snap.account(notices[0].account)
+    invoices = [i for i in snap.invoices(account.id) if i.unpaid_on(today)]
     batch, built = [], {}
-    for n in sendable:
+    for n in notices:
         # Prepared as the cycle prepares its messages: the attempt id in the message (the e-mail's
         # X-Notifier-Attempt-Id and VERP address) and its exact bytes in the message store.
-        message, _ = prepare(built, config, renderer.render(n, account, invoices, now.date()))
-        fields = {**notice_fields(n, message), "covers": [], "escalation": True, "override_hours": override_hours}
+        message, _ = prepare(built, config, renderer.render(n, account, invoices, today))
+        fields = {**notice_fields(n, message), "covers": [], "escalation": True, **extra, **by.fields()}
         batch.append((n, message, fields))
-    ids = log.start_many([(clock(), m, f, by, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
-    pool = Pool(config, log, clock, threading.Event(), workers=max(1, len(batch)), actor=by)
+    ids = log.start_many([(clock(), m, f, by.name, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
+    pool = Pool(config, log, clock, threading.Event(), workers=max(1, len(batch)), actor=by.name)
     try:
         for (n, m, f), attempt in zip(batch, ids):
             pool.submit(Job(n, m, f, attempt))
@@ -195,7 +361,7 @@ def escalate(store: Store, config: Config, log: AttemptLog, renderer, clock: Cal
         pool.close()
         close_all(built)
     log.finish_many([(o.attempt, o.when, o.result) for o in outcomes if o.attempt is not None])
-    return outcomes, waiting, refused
+    return outcomes
 
 
 # --- health and the daily staff summary ------------------------------------------------------------
@@ -225,6 +391,7 @@ def health(store: Store, config: Config, log: AttemptLog, now: datetime) -> dict
         "waiting_until": beat.get("waiting_until"),
         "waiting": {ch: c.get("waiting") for ch, c in (beat.get("counts") or {}).items() if c.get("waiting")},
         "open_tasks": [t.to_json() for t in tasks(log.records()) if t.done is None],
+        "waiting_escalations": [t.to_json() for t in waiting_escalations(snap)],
         "holds": [{"account": h.account, "reason": h.reason, "until": h.until.isoformat(), "by": h.by, "note": h.note}
                   for h in active_holds(snap, now.date())],
         "stale": stale,

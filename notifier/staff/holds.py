@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 from notifier.billing.calendar import BankCalendar
 from notifier.config import Config
 from notifier.billing.models import Hold, Invoice, Notice
-from notifier.billing.rules import PRE_DUE_STAGES, Pending, collectible, invoice_timeline
+from notifier.billing.rules import PRE_DUE_STAGES, Pending, collectible, dates_of, invoice_timeline
 
 PHONE_CHANNELS = ("whatsapp", "sms")
 
@@ -77,6 +77,20 @@ def unwarned_suspensions(hold: Hold, invoices: Iterable[Invoice], cal: BankCalen
                   [n.date for n in timeline if n.stage in PRE_DUE_STAGES]
         if not any(day < hold.since for day in warning):
             found.append((invoice, suspension))
+    return found
+
+
+def deletions_during(hold: Hold, invoices: Iterable[Invoice], cal: BankCalendar,
+                     config: Config) -> list[tuple[Invoice, date]]:
+    """Each open invoice whose deletion date (data deleted, debt subject to protest) falls while
+    `hold` lasts, with that date: the hold keeps back the customer's deletion warning and
+    finance's deletion task (both come after it), which staff placing one must know."""
+    found = []
+    for invoice in invoices:
+        if invoice.paid is None and collectible(invoice):
+            deletion = dates_of(invoice, cal, config).deletion
+            if hold.since <= deletion < hold.until:
+                found.append((invoice, deletion))
     return found
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Iterable
 
+from notifier.staff.actor import Actor
 from notifier.staff.holds import normalize
 
 UNSUBSCRIBED = "21610"  # Twilio: "Attempt to send to unsubscribed recipient" (the customer said STOP)
@@ -63,3 +64,15 @@ def record_stop_message(store, log, sender: str, body: str, now: datetime) -> li
     log.note_many([(now, "opt_out", {"account": account, "channel": channel, "date": today.isoformat(),
                                       "reply": body.strip()}, REPLY_ACTOR) for account, _ in found])
     return found
+
+
+def opt_out(store, log, now: datetime, account_id: str, channels: Iterable[str], day: date, by: Actor):
+    """The customer asked on `day` not to be contacted on `channels` (staff record it): kept in
+    the store apart from the imported record, and logged with who recorded it. Returns the account."""
+    channels = list(channels)
+    with store.transaction() as snap:
+        for channel in channels:
+            account = snap.record_opt_out(account_id, channel, by.name, day)
+    log.note_many([(now, "opt_out", {"account": account_id, "channel": channel, "date": day.isoformat(), **by.fields()},
+                    by.name) for channel in channels])
+    return account

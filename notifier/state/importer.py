@@ -45,6 +45,7 @@ from notifier.billing.calendar import due_date_for
 from notifier.config import CHANNELS
 from notifier.billing.documents import normalize_document, normalize_email, normalize_phone, pix_code_problem, pix_codes_sound
 from notifier.billing.models import Account, Invoice
+from notifier.staff.actor import INVISIBLE
 
 ACCOUNT_FIELDS = (
     "id", "company", "contact_name", "document", "domain", "emails", "portal_email", "whatsapp",
@@ -226,9 +227,10 @@ def _quoted(text: str, limit: int = 60) -> str:
 
 
 # Characters that have no place in one line of text: C0 and C1 controls (NUL, BEL, ESC, CR, LF,
-# TAB...), the Unicode line and paragraph separators, and lone surrogates (not text at all: they
-# cannot even be written as UTF-8).
-_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# TAB...), the Unicode line and paragraph separators, lone surrogates (not text at all: they
+# cannot even be written as UTF-8), and bidi controls and zero-width characters (staff.actor.
+# INVISIBLE: they make a name read as another on a terminal or in a report).
+_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff" + "".join(sorted(INVISIBLE)) + "]")
 
 
 def _line_problem(text: str, limit: int) -> str | None:
@@ -240,10 +242,13 @@ def _line_problem(text: str, limit: int) -> str | None:
         return None
     bad = _NOT_IN_A_LINE.search(text)
     if bad is None:
-        return None  # a no-break space or a format character: unusual, harmless
+        return None  # a no-break space or another format character: unusual, harmless
     char = bad.group()
     if "\ud800" <= char <= "\udfff":
         return f"not valid text: a lone surrogate U+{ord(char):04X} at position {bad.start() + 1}"
+    if char in INVISIBLE:
+        return (f"contains U+{ord(char):04X} at position {bad.start() + 1}, a bidi control or zero-width character "
+                "(it would hide or reorder text)")
     return f"contains a control character (U+{ord(char):04X}) at position {bad.start() + 1}: one line of plain text expected"
 
 

@@ -92,6 +92,15 @@ class AlreadyPaid(StoreError):
         super().__init__(f"{invoice_id}: already paid on {paid:%d/%m/%Y}")
 
 
+def _iso_day(text) -> bool:
+    """Whether `text` is a date as the log writes it (YYYY-MM-DD): a record edited by hand is
+    verify-log's to report, not a payment to restore."""
+    try:
+        return date.fromisoformat(text).isoformat() == text
+    except (TypeError, ValueError):
+        return False
+
+
 def archive_path_for(state: Path) -> Path:
     """`state.json` -> `state.archive.jsonl`, in the same directory."""
     stem = state.name[: -len(".json")] if state.name.endswith(".json") else state.name
@@ -645,6 +654,12 @@ class Snapshot:
     def accounts(self) -> list[Account]:
         return list(self._all("accounts").values())
 
+    def accounts_table(self) -> Mapping[str, Account]:
+        """The accounts by id, not to be changed: the same object for every read-only snapshot of
+        one version of the file, so a cache of something derived from them (the search index)
+        can be kept beside it and known stale when another object comes."""
+        return self._all("accounts")
+
     def invoice(self, invoice_id: str) -> Invoice | None:
         return self._get("invoices", invoice_id)
 
@@ -762,6 +777,23 @@ class Snapshot:
         corrections = [*doc.get("corrections", ()), {"paid": previous, "on": on.isoformat(), "by": by}]
         invoice = self._set_paid(invoice_id, {**doc, "paid": paid.isoformat(), "corrections": corrections})
         return invoice, None if previous is None else self._convert.date(previous)
+
+    def restore_payments(self, paid: Mapping[str, str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """Give back payments the attempt log holds ({invoice: ISO date}, from `pay`) to a state
+        that lost them, e.g. one rebuilt from a re-import: an open invoice gets the date. Returns
+        (invoices restored, [(invoice, stored date, logged date)] paid on another date, which
+        keep their date: the caller reports them). Invoices the store does not hold are passed."""
+        restored, conflicts = [], []
+        for invoice_id, day in paid.items():
+            doc = self.raw["invoices"].get(invoice_id)
+            if doc is None or not _iso_day(day):
+                continue
+            if "paid" not in doc:
+                self._set_paid(invoice_id, {**doc, "paid": day})
+                restored.append(invoice_id)
+            elif doc["paid"] != day:
+                conflicts.append((invoice_id, doc["paid"], day))
+        return restored, conflicts
 
     def add_ledger(self, entries: Iterable[LedgerEntry]) -> None:
         """Record handled notices; an entry with the key of an existing one replaces it."""

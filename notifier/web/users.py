@@ -1,0 +1,236 @@
+"""The console's users: one JSON file beside the state (`state.json.users`), mode 0600.
+
+Each user has a role, an argon2id password hash, optionally a TOTP secret with hashed recovery
+codes, a `disabled` flag, failed-try counters and a `generation` that every change which must end
+the user's sessions (disable, reset of 2FA, new password) moves on: a session remembers the
+generation it started with, and the console compares it with the file on each request.
+
+The CLI (`notifier users ...`) and the console change the file in separate processes: every change
+is a read-modify-write under an exclusive flock on `state.json.users.lock`, and the file is
+replaced atomically, so a reader never sees half of it. Readers re-read only when the file's
+stamp changed (a `stat` per request).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from notifier.staff.actor import Actor
+
+ROLES = ("support", "finance", "admin")
+MAX_FAILED = 5  # failed tries before the name is locked
+LOCK_FOR = timedelta(minutes=15)
+RECOVERY_CODES = 10
+
+_hasher = PasswordHasher()  # argon2id, the library's defaults (RFC 9106's second recommendation)
+# Verified when the name is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+class UserError(Exception):
+    """A change a person asked for that cannot be made (an unknown name, a bad role...)."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    password: str  # argon2id hash
+    totp: str | None = None  # base32 secret
+    recovery: tuple[str, ...] = ()  # sha256 of each unused recovery code
+    disabled: bool = False
+    failed: int = 0
+    locked_until: str | None = None  # UTC ISO time
+    totp_last: int = 0  # the last accepted TOTP time step (a code is used once)
+    generation: int = 0
+    created: str = ""
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and now < datetime.fromisoformat(self.locked_until)
+
+
+@dataclass(frozen=True)
+class Users:
+    users: dict[str, User] = field(default_factory=dict)
+    require_totp: bool = False  # an admin's choice: nobody logs in without a second factor
+
+
+def users_path(state: Path) -> Path:
+    return state.with_name(state.name + ".users")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def password_ok(user: User | None, password: str) -> bool:
+    try:
+        return _hasher.verify(user.password if user else _DUMMY_HASH, password) and user is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def hash_code(code: str) -> str:
+    """Recovery codes are 80 random bits: a plain sha256 is enough (no dictionary to guess from)."""
+    return hashlib.sha256(code.strip().lower().replace("-", "").encode()).hexdigest()
+
+
+def new_recovery_codes() -> list[str]:
+    codes = [secrets.token_hex(5) for _ in range(RECOVERY_CODES)]
+    return [f"{c[:5]}-{c[5:]}" for c in codes]
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < 10:
+        raise UserError("the password must have at least 10 characters")
+
+
+class UserStore:
+    """The users file of one state. `read()` is cheap when nothing changed."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._seen: tuple[tuple | None, Users] | None = None
+
+    def read(self) -> Users:
+        stamp = self._stamp()
+        if self._seen is not None and self._seen[0] == stamp:
+            return self._seen[1]
+        users = self._load()
+        self._seen = (stamp, users)
+        return users
+
+    def get(self, name: str) -> User | None:
+        return self.read().users.get(name)
+
+    @contextmanager
+    def change(self) -> Iterator[dict]:
+        """Read, let the caller change the `{"users": {...}, "require_totp": ...}` dict, write it
+        back atomically; all under the exclusive lock shared with other processes."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current = self._load()
+            data = {"users": dict(current.users), "require_totp": current.require_totp}
+            yield data
+            self._write(Users(data["users"], data["require_totp"]))
+        finally:
+            os.close(fd)
+
+    def update(self, name: str, end_sessions: bool = False, **changes) -> User:
+        """Change one user's fields; `end_sessions` moves the generation on (see the module)."""
+        with self.change() as data:
+            user = data["users"].get(name)
+            if user is None:
+                raise UserError(f"no user {name!r}")
+            if end_sessions:
+                changes["generation"] = user.generation + 1
+            data["users"][name] = user = replace(user, **changes)
+        return user
+
+    def _stamp(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _load(self) -> Users:
+        try:
+            raw = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return Users()
+        except orjson.JSONDecodeError as exc:
+            raise UserError(f"{self.path}: not a users file ({exc})") from None
+        try:
+            users = {name: User(**{**u, "recovery": tuple(u.get("recovery", ()))}) for name, u in raw["users"].items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{self.path}: not a users file (bad record: {exc})") from None
+        return Users(users, bool(raw.get("require_totp")))
+
+    def _write(self, users: Users) -> None:
+        blob = orjson.dumps({"require_totp": users.require_totp,
+                             "users": {n: asdict(u) for n, u in sorted(users.users.items())}},
+                            option=orjson.OPT_INDENT_2)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, blob)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        self._seen = None
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def record(log, actor: Actor, event: str, **fields) -> None:
+    """A console event in the attempt log, signed by `actor` (never with a password)."""
+    log.note(utc_now(), event, {**actor.fields(), **fields}, actor=actor.name)
+
+
+def add_user(store: UserStore, log, actor: Actor, name: str, role: str, password: str,
+             totp: bool = False) -> tuple[User, list[str]]:
+    """A new user; with `totp`, a fresh secret and the recovery codes (returned once, in clear)."""
+    if not name or len(name) > 64 or not name.replace(".", "").replace("-", "").replace("_", "").isalnum():
+        raise UserError(f"{name!r}: a user name is 1 to 64 letters, digits, '.', '-' or '_'")
+    if role not in ROLES:
+        raise UserError(f"{role!r}: the role is one of {', '.join(ROLES)}")
+    check_password_rules(password)
+    codes = new_recovery_codes() if totp else []
+    user = User(name=name, role=role, password=hash_password(password),
+                totp=pyotp.random_base32() if totp else None, recovery=tuple(hash_code(c) for c in codes),
+                created=utc_now().isoformat(timespec="seconds"))
+    with store.change() as data:
+        if name in data["users"]:
+            raise UserError(f"a user {name!r} exists already")
+        data["users"][name] = user
+    record(log, actor, "user_added", user=name, user_role=role, totp=totp)
+    return user, codes
+
+
+def disable_user(store: UserStore, log, actor: Actor, name: str) -> None:
+    """The user can no longer log in, and their open sessions end at their next request. The last
+    active admin stays: nobody could manage the users after them (the CLI could, but say it)."""
+    admins = [u.name for u in store.read().users.values() if u.role == "admin" and not u.disabled]
+    if admins == [name]:
+        raise UserError(f"{name} is the last active admin; add another admin before disabling them")
+    store.update(name, end_sessions=True, disabled=True)
+    record(log, actor, "user_disabled", user=name)
+
+
+def reset_totp(store: UserStore, log, actor: Actor, name: str) -> tuple[User, list[str]]:
+    """A new TOTP secret and recovery codes (a lost phone); the user's sessions end."""
+    codes = new_recovery_codes()
+    user = store.update(name, end_sessions=True, totp=pyotp.random_base32(),
+                        recovery=tuple(hash_code(c) for c in codes), totp_last=0)
+    record(log, actor, "user_2fa_reset", user=name)
+    return user, codes
+
+
+def require_totp(store: UserStore, log, actor: Actor, on: bool) -> None:
+    """Make a second factor mandatory: a user without one sets it up at the next login."""
+    with store.change() as data:
+        data["require_totp"] = on
+    record(log, actor, "users_2fa_required" if on else "users_2fa_optional")
+
+
+def totp_uri(user: User, issuer: str) -> str:
+    return pyotp.TOTP(user.totp).provisioning_uri(name=user.name, issuer_name=issuer)

@@ -1,0 +1,82 @@
+"""Painel: how the notifier is doing, from the same library calls as `notifier status`, `plan` and
+`check`: the last cycle and the next, the channels, the daemon's heartbeat, open tasks, holds,
+deletions due this week and this month's recovery."""
+from __future__ import annotations
+
+from calendar import monthrange
+from collections import Counter
+from datetime import date, timedelta
+from decimal import Decimal
+
+from fastapi import Depends, Request
+
+from notifier.billing import rules
+from notifier.run.checkup import channel_statuses
+from notifier.run.daemon import next_daily
+from notifier.staff.actions import health
+
+from .. import auth
+from . import page
+
+# The heartbeat's outcomes, grouped as the Painel shows them.
+OUTCOMES = {"sent": "enviadas", "outbox": "enviadas", "failed": "falharam", "waiting": "aguardando horário",
+            "blocked": "bloqueadas", "task": "tarefas criadas"}
+
+
+async def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"))):
+    web = request.app.state.web
+    config = web.config
+    now = web.now()
+    report = health(web.store, config, web.log, now)
+    snap = web.store.snapshot()
+    last = snap.meta("last_cycle") or {}
+    next_run = next_daily(config, now)
+    planned = rules.plan_day(next_run.date(), snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(),
+                             config.calendar, config)
+    accounts = {a.id: a for a in snap.accounts()}
+    return page(
+        request, login, "panel.html", saude=report, ultimo=last, agora=now,
+        ultimas=_outcomes(report["counts"] or {}), proximo=next_run,
+        previstas=Counter(n.channel for n in planned.notices),
+        canais=channel_statuses(config),
+        tarefas=Counter(t["kind"] for t in report["open_tasks"]),
+        pausas=[(h, accounts.get(h["account"])) for h in report["holds"]],
+        exclusoes=_deletions_due(snap, config, now.date(), accounts),
+        mes=_recovered_this_month(snap, config, now.date()))
+
+
+def _outcomes(counts: dict) -> Counter:
+    """The last pass's counts of every channel, summed by what the Painel shows."""
+    out: Counter = Counter()
+    for per_channel in counts.values():
+        for status, n in per_channel.items():
+            if status in OUTCOMES:
+                out[OUTCOMES[status]] += n
+    return out
+
+
+def _deletions_due(snap, config, today: date, accounts: dict) -> list[tuple]:
+    """Unpaid invoices whose deletion date (data deleted, debt subject to protest) is in the next 7 days."""
+    week = today + timedelta(days=7)
+    due = []
+    for inv in snap.invoices():
+        if inv.paid is None and rules.collectible(inv) and inv.issued <= today:
+            deletion = rules.dates_of(inv, config.calendar, config).deletion
+            if today <= deletion < week:
+                due.append((deletion, inv, accounts.get(inv.account)))
+    return sorted(due, key=lambda d: (d[0], d[1].account))
+
+
+def _recovered_this_month(snap, config, today: date) -> dict:
+    """Late invoices paid this month, per day: the money the reminders brought back."""
+    first = today.replace(day=1)
+    per_day: dict[int, Decimal] = {}
+    count = 0
+    for inv in snap.invoices():
+        if inv.paid is not None and first <= inv.paid <= today and rules.is_late(inv, config.calendar, config):
+            per_day[inv.paid.day] = per_day.get(inv.paid.day, Decimal(0)) + inv.amount
+            count += 1
+    days = range(1, monthrange(today.year, today.month)[1] + 1)
+    top = max(per_day.values(), default=Decimal(0))
+    return {"month": first, "total": sum(per_day.values(), Decimal(0)), "count": count,
+            "bars": [(d, per_day.get(d, Decimal(0)), float(per_day.get(d, 0) / top) if top else 0.0) for d in days]}

@@ -1,0 +1,67 @@
+"""Configuração (admin): the channels' status and why, missing templates, and the users."""
+from __future__ import annotations
+
+import segno
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse
+
+from notifier.run.checkup import channel_statuses
+
+from .. import auth, users
+from ..users import ROLES, UserError
+from . import page
+
+
+async def show(request: Request, login: auth.Login = Depends(auth.require("settings.view"))):
+    return _render(request, login)
+
+
+def _render(request: Request, login: auth.Login, status: int = 200, **shown):
+    """The page, with what the last action has to show (an error, a new user's TOTP secret)."""
+    web = request.app.state.web
+    listed = web.users.read()
+    return page(request, login, "settings.html", status=status, papeis=ROLES, exige_2fa=listed.require_totp,
+                usuarios=sorted(listed.users.values(), key=lambda u: u.name),
+                canais=channel_statuses(web.config), modelos=web.renderer.check(), **shown)
+
+
+async def add_user(request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
+    web = request.app.state.web
+    form = await request.form()
+    name, role = str(form.get("nome", "")).strip(), str(form.get("papel", ""))
+    try:
+        user, codes = users.add_user(web.users, web.log, login.actor, name, role, str(form.get("senha", "")),
+                                     totp=form.get("totp") == "sim")
+    except UserError as exc:
+        return _render(request, login, erro=str(exc), status=422)
+    return _shown_secret(request, login, user, codes) if user.totp else _render(request, login, criado=user)
+
+
+async def disable_user(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
+    web = request.app.state.web
+    try:
+        users.disable_user(web.users, web.log, login.actor, name)
+    except UserError as exc:
+        return _render(request, login, erro=str(exc), status=422)
+    return RedirectResponse("/configuracao", status_code=303)
+
+
+async def reset_totp(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
+    web = request.app.state.web
+    try:
+        user, codes = users.reset_totp(web.users, web.log, login.actor, name)
+    except UserError as exc:
+        return _render(request, login, erro=str(exc), status=422)
+    return _shown_secret(request, login, user, codes)
+
+
+def _shown_secret(request: Request, login: auth.Login, user, codes: list[str]):
+    """The page with `user`'s new TOTP secret, its QR code and recovery codes: shown this once."""
+    uri = users.totp_uri(user, request.app.state.web.config.company.name)
+    return _render(request, login, criado=user, codigos=codes, uri=uri, qr=segno.make(uri).svg_data_uri(scale=3))
+
+
+async def require_totp(request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
+    web = request.app.state.web
+    users.require_totp(web.users, web.log, login.actor, (await request.form()).get("exigir") == "sim")
+    return RedirectResponse("/configuracao", status_code=303)

@@ -1,0 +1,70 @@
+"""Tarefas: what the notifier left for a person (a DM to send by hand, a deletion or protest to
+do, a send interrupted by a crash, a bounce or an invalid number to fix), from the same library
+call as `notifier tasks` (`staff.actions.tasks`), over the log index's task records."""
+from __future__ import annotations
+
+from fastapi import Depends, Request
+
+from notifier.log.index import index_for
+from notifier.run.delivery import DeliveryError
+from notifier.staff.actions import assign_task, close_task, tasks, waiting_escalations
+from notifier.staff.actor import InvalidText
+
+from .. import auth
+from . import page
+
+KINDS = {"social_manual": "Mensagem em rede social", "deletion_due": "Exclusão e protesto",
+         "unknown": "Envio interrompido", "bounced": "E-mail devolvido",
+         "escalation_waiting": "Escalonamento aguardando horário"}
+PROFILE = {"instagram": "https://www.instagram.com/{}/", "facebook": "https://www.facebook.com/{}",
+           "x": "https://x.com/{}", "twitter": "https://x.com/{}", "linkedin": "https://www.linkedin.com/in/{}/"}
+
+
+def _profile(recipient: str) -> str | None:
+    """The profile link of a social recipient (`instagram:@handle`), for the person sending by hand."""
+    network, _, handle = recipient.partition(":")
+    pattern = PROFILE.get(network)
+    return pattern.format(handle.lstrip("@")) if pattern and handle else None
+
+
+async def show(request: Request, tipo: str = "", abertas: str = "sim", minhas: str = "",
+               login: auth.Login = Depends(auth.require("tasks.view"))):
+    return _render(request, login, tipo, abertas != "nao", minhas == "sim")
+
+
+def _render(request: Request, login: auth.Login, kind: str = "", only_open: bool = True, mine: bool = False,
+            status: int = 200, **shown):
+    web = request.app.state.web
+    records = index_for(web.config.attempt_log).task_records()
+    by_id = {r["id"]: r for r in records if "id" in r}
+    # Escalations waiting for contact hours are listed too: the daemon sends them, nobody closes them.
+    found = [t for t in tasks(records) + waiting_escalations(web.store.snapshot())
+             if (not only_open or t.done is None) and (not kind or t.kind == kind)
+             and (not mine or t.assigned == login.user.name)]
+    items = []
+    for t in reversed(found):  # newest first
+        sending = by_id.get(by_id.get(t.id, {}).get("ref"), {})
+        items.append({"tarefa": t, "texto": (sending.get("content") or {}).get("text"),
+                      "perfil": _profile(t.recipient) if t.channel == "social" else None})
+    return page(request, login, "tasks.html", status=status, tarefas=items, tipos=KINDS, tipo=kind,
+                abertas=only_open, minhas=mine, **shown)
+
+
+async def close(task_id: str, request: Request, login: auth.Login = Depends(auth.require("tasks.work"))):
+    web = request.app.state.web
+    form = await request.form()
+    try:
+        task = close_task(web.log, web.now(), task_id, login.actor, str(form.get("resultado", "")),
+                          index_for(web.config.attempt_log).task_records())
+    except (DeliveryError, InvalidText) as exc:
+        return _render(request, login, status=422, erro=str(exc))
+    return _render(request, login, feito=f"Tarefa de {task.account} concluída.")
+
+
+async def assign(task_id: str, request: Request, login: auth.Login = Depends(auth.require("tasks.work"))):
+    web = request.app.state.web
+    try:
+        task = assign_task(web.log, web.now(), task_id, login.actor, index_for(web.config.attempt_log).task_records())
+    except DeliveryError as exc:
+        return _render(request, login, status=422, erro=str(exc))
+    return _render(request, login, feito=f"A tarefa de {task.account} agora é sua.")

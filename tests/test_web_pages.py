@@ -1,0 +1,153 @@
+"""Clientes, Cliente and Tarefas as support staff use them: a real `notifier web` process, a real
+Chromium (Playwright) or plain HTTP, the real CLI on the same state. Fixtures: tests/web_helpers.py."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from playwright.sync_api import expect
+
+from tests.web_helpers import browser, chromium, console, http, http_login, login, shoot  # noqa: F401
+
+SP = ZoneInfo("America/Sao_Paulo")
+
+
+def _outside_contact_hours(console) -> None:
+    """Restart the console with contact hours that exclude this very moment (the console runs on
+    the real clock), so that an escalation by WhatsApp must wait, whatever the time of the run."""
+    hour = datetime.now(SP).hour
+    span = '"13:00-14:00"' if hour < 12 else '"06:00-07:00"'
+    path = console.workdir / "outside-hours.toml"
+    path.write_text("[contact_hours]\n" + "".join(f"{k} = {span}\n" for k in ("weekdays", "saturday", "sunday", "holidays")))
+    console.cli.env["NOTIFIER_CONFIG"] = str(path)
+    console.restart()
+
+
+def test_a_support_agent_finds_reads_escalates_calls_and_holds_and_the_next_cycle_sends_nothing(console, browser):
+    console.cli("run-once", "--date", "2026-11-24")  # what was sent: the overdue e-mails, a social task...
+    _outside_contact_hours(console)
+    page = browser.new_page()
+    login(page, console, "bia")
+    page.click("nav.menu >> text=Clientes")
+    page.wait_for_load_state()  # htmx (a deferred script) is ready, as it is by the time a person types
+    page.fill("input[name=q]", "pada")  # part of the company name, as typed
+    page.wait_for_selector(".resultados a")  # htmx: results as you type, no submit
+    assert page.locator(".resultados a").all_inner_texts() == ["Padaria São João Ltda"]
+    shoot(page, "clientes")
+    page.click(".resultados a")
+    assert page.url.endswith("/clientes/padaria-sao-joao")
+    assert page.locator("h1").inner_text() == "Padaria São João Ltda"
+    # What was sent, as the customer saw it: the e-mail in a sandboxed frame.
+    first = page.locator(".evento.sending", has=page.locator("iframe.mensagem")).first
+    first.locator("summary").click()
+    frame = first.locator("iframe.mensagem")
+    assert frame.get_attribute("sandbox") == ""
+    expect(first.frame_locator("iframe.mensagem").locator("body")).to_contain_text(
+        "não identificamos o pagamento da fatura de R$ 89,90 da hospedagem de padariasaojoao.com.br")
+    shoot(page, "cliente")
+
+    page.click("text=Escalonar agora")
+    for box in page.locator("form[action$='/escalar'] input[name=canal]").all():
+        box.set_checked(box.get_attribute("value") == "whatsapp")
+    page.click("form[action$='/escalar'] button[type=submit]")
+    done = page.locator("p.ok").inner_text()
+    assert re.search(r"WhatsApp → \+5511987452310: aguardando o horário de contato \(a partir de \d\d/\d\d/\d{4} \d\d:\d\d\)", done), done
+    assert console.records("escalation")[-1]["waiting"] == ["whatsapp"]
+    assert not [r for r in console.records("sending") if r.get("escalation")]  # nothing went out
+
+    page.click("text=Registrar contato")
+    page.select_option("form[action$='/contato'] select[name=canal]", "phone")
+    page.select_option("form[action$='/contato'] select[name=resultado]", "promised_payment")
+    page.fill("form[action$='/contato'] input[name=nota]", "Vai pagar na sexta")
+    page.click("form[action$='/contato'] button[type=submit]")
+    assert page.locator("p.ok").inner_text() == "Contato registrado."
+    contact = console.records("contact")[-1]
+    assert (contact["actor"], contact["role"], contact["outcome"], contact["note"]) == (
+        "bia", "support", "promised_payment", "Vai pagar na sexta")
+
+    today = datetime.now(SP).date()
+    page.click("text=Pausar a cobrança")
+    page.fill("form[action$='/pausar'] input[name=ate]", (today + timedelta(days=10)).isoformat())
+    page.click("form[action$='/pausar'] button[type=submit]")
+    assert f"Cobrança pausada até {today + timedelta(days=10):%d/%m/%Y}" in page.locator("p.ok").inner_text()
+    history = page.locator(".historico").inner_text()
+    assert "Pausa na cobrança" in history and "Vai pagar na sexta" in history and "Escalonamento" in history
+    shoot(page, "cliente-acoes")
+
+    day = (today + timedelta(days=1)).isoformat()
+    planned = [n["account"] for n in console.cli.json("plan", "--date", day)]
+    assert "padaria-sao-joao" in planned  # the ladder wants to write to them that day...
+    before = len(console.records())
+    console.cli("run-once", "--date", day)
+    cycle = console.records()[before:]
+    assert any(r["event"] == "sending" for r in cycle)  # others were written to
+    assert not [r for r in cycle if r["event"] == "sending" and r.get("account") == "padaria-sao-joao"]  # ...not them
+
+
+def test_a_support_agent_works_the_task_queue(console, browser):
+    console.cli("run-once", "--date", "2026-11-24")
+    browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=console.url)
+    page = browser.new_page()
+    login(page, console, "bia")
+    page.click("nav.menu >> text=Tarefas")
+    page.select_option("select[name=tipo]", "social_manual")
+    page.click("text=Filtrar")
+    tasks = page.locator("section.tarefa")
+    assert tasks.count() >= 1
+    task = tasks.filter(has_text="padaria-sao-joao").first
+    assert task.locator("a", has_text="Abrir o perfil").get_attribute("href") == "https://www.instagram.com/padariasaojoao/"
+    text = task.locator("pre.texto").inner_text()
+    assert "padariasaojoao.com.br" in text
+    task.locator("text=Assumir").click()
+    assert "A tarefa de padaria-sao-joao agora é sua." in page.locator("p.ok").inner_text()
+    assigned = console.records("task_assigned")[-1]
+    assert (assigned["actor"], assigned["role"], assigned["account"]) == ("bia", "support", "padaria-sao-joao")
+    page.check("input[name=minhas]")
+    page.click("text=Filtrar")
+    assert page.locator("section.tarefa").count() == 1  # only the one she took
+    task = page.locator("section.tarefa").first
+    assert "Com você." in task.inner_text()
+    shoot(page, "tarefas")
+    task.locator("text=Copiar o texto").click()
+    assert task.locator("text=Copiado").is_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == text
+    task.locator("text=Enviei").click()
+    assert "Tarefa de padaria-sao-joao concluída." in page.locator("p.ok").inner_text()
+    done = console.records("task_done")[-1]
+    assert (done["actor"], done["role"], done["account"], done["outcome"]) == ("bia", "support", "padaria-sao-joao", "enviei")
+    assert page.locator("section.tarefa", has_text="padaria-sao-joao").count() == 0  # it left the open list
+
+
+def test_customer_text_is_escaped_the_email_frame_is_sandboxed_and_payments_are_finances(console):
+    state = json.loads((console.workdir / "state.json").read_text())
+    state["accounts"]["padaria-sao-joao"]["company"] = '<script>alert(1)</script> \u202eLtda'
+    console.put_state(state)
+    console.cli("run-once", "--date", "2026-11-24")
+    with http(console) as client:
+        token = http_login(client, "bia")
+        found = client.get("/clientes", params={"q": "script"}, headers={"HX-Request": "true"})
+        assert "<script>alert" not in found.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in found.text
+        assert "<html" not in found.text  # only the results, for htmx to swap in
+        page = client.get("/clientes/padaria-sao-joao")
+        assert page.status_code == 200 and "<script>alert" not in page.text and "U+202E" in page.text
+        attempt = re.search(r'/clientes/padaria-sao-joao/mensagens/(\w+)', page.text).group(1)
+        message = client.get(f"/clientes/padaria-sao-joao/mensagens/{attempt}")
+        assert message.status_code == 200 and message.headers["content-security-policy"].startswith("sandbox;")
+        assert client.get(f"/clientes/oficina-dois-irmaos/mensagens/{attempt}").status_code == 404  # not theirs
+        assert client.get("/clientes/nobody").status_code == 404
+        origin = {"Origin": console.url}
+        refused = client.post("/clientes/padaria-sao-joao/pagamento", headers=origin,
+                              data={"csrf": token, "fatura": "2026-11-padaria-sao-joao", "pago_em": "2026-11-25"})
+        assert refused.status_code == 403 and not console.records("payment")
+        bad = client.post("/clientes/padaria-sao-joao/pausar", headers=origin,
+                          data={"csrf": token, "motivo": "disputed", "ate": "amanhã"})
+        assert bad.status_code == 422 and "informe uma data" in bad.text and not console.records("hold")
+        assert client.get("/clientes/padaria-sao-joao/auditoria").status_code == 403  # finance's
+    with http(console) as client:
+        http_login(client, "caio")
+        report = client.get("/clientes/padaria-sao-joao/auditoria", params={"formato": "html"})
+        assert report.status_code == 200 and report.headers["content-disposition"] == (
+            'attachment; filename="auditoria-padaria-sao-joao.html"')
+        assert "data-attempt" in report.text and "<script>alert" not in report.text
