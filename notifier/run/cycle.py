@@ -20,7 +20,7 @@ What a notice becomes, by outcome (ledger row or not):
   no row, so a later pass within the notice's catch-up window sends it.
 A notice that failed temporarily waits before its next pass (`next_try`), one try a pass, so an
 outage of a few minutes does not use up every notice's tries; a blocked notice is logged once
-(`meta` BLOCKED), and later passes count it without claiming it while it is still blocked.
+(`meta` BLOCKED_NOTICES), and later passes count it without claiming it while it is still blocked.
 """
 from __future__ import annotations
 
