@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import cache_dir, emit, run_measured  # noqa: E402
 from bench.attempts import BATCH, Messages, append_cost, grow  # noqa: E402
-from notifier.log.attempts import AttemptLog  # noqa: E402
+from notifier.log.attempts import AttemptLog, head_file_for  # noqa: E402
 
 AREA = "Attempt log"
 MEMORY = "Memory (peak RSS)"
@@ -72,6 +72,8 @@ def files_of(folder: Path) -> dict[Path, int]:
 def append_on(folder: Path, messages: Messages) -> tuple[float, float]:
     """Median and p95 ms of one attempt appended alone to the fixture, which is then cut back."""
     before = files_of(folder)
+    head = head_file_for(folder / "attempts.jsonl")  # rewritten in place: put back whole
+    kept = head.read_bytes() if head.exists() else None
     (folder / "dirty").write_text("appending\n")
     log = AttemptLog(folder / "attempts.jsonl")
     try:
@@ -83,6 +85,8 @@ def append_on(folder: Path, messages: Messages) -> tuple[float, float]:
                 path.unlink()
             elif size != before[path]:
                 os.truncate(path, before[path])
+        if kept is not None:
+            head.write_bytes(kept)
         (folder / "dirty").unlink()
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Mapping
 
-# What happened to a message (`Result.status`). Only SENT means a provider took it; the others say
-# why not, and who must act: the customer's contact (FAILED), a person (TASK) or we ourselves (BLOCKED).
+# What happened to a message (`Result.status`). Only SENT means a provider took it; OUTBOX that it
+# stayed on this machine; the others say why not, and who must act: the customer's contact
+# (FAILED), a person (TASK) or we ourselves (BLOCKED).
 SENT = "sent"  # the provider accepted it
+OUTBOX = "outbox"  # written to the local outbox (no provider configured): handled, but nobody got it
 FAILED = "failed"  # the provider or the contact refused it; `permanent` says whether to retry
 TASK = "task"  # handed to a person (staff contact the customer by hand): not "the customer received it"
 BLOCKED = "blocked"  # our configuration stops it (`code` names the setting): nothing went to a provider
@@ -51,6 +54,8 @@ class Message:
     parts: tuple[str, ...] = ()
     images: tuple[tuple[str, bytes, str], ...] = ()
     payload: bytes | None = None
+    # When the attempt log records the attempt (a frozen clock under --date): the e-mail's Date:.
+    date: datetime | None = None
 
 
 def encode_payload(data: Mapping[str, Any]) -> bytes:
@@ -77,7 +82,8 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.status == SENT
+        """The channel did its part: the provider took it, or (no provider) the outbox has it."""
+        return self.status in (SENT, OUTBOX)
 
 
 class ChannelError(Exception):
@@ -115,6 +121,11 @@ class Channel:
     def check(self, connect: bool = False) -> list[str]:
         """Problems with this channel's configuration, as sentences; `connect` also reaches the
         provider without sending anything. An empty list means ready."""
+        return []
+
+    def warnings(self) -> list[str]:
+        """What `notifier check` should say about this channel but that blocks no message of the
+        ladder (e.g. a template only a staff escalation needs)."""
         return []
 
     @property
@@ -155,6 +166,23 @@ def get(name: str) -> type[Channel]:
 def build(name: str, config) -> Channel:
     """An instance of channel `name` configured from `config` (its `[channels.NAME]` table)."""
     return get(name)(config, config.channels.get(name, {}))
+
+
+def modes(config, names) -> dict[str, tuple[bool | None, str]]:
+    """Per channel name: (live, where its messages go), as `notifier check` says it; live is None
+    when the channel cannot be built as configured (then `where` is why)."""
+    found = {}
+    for name in names:
+        try:
+            channel = build(name, config)
+        except ChannelError as exc:
+            found[name] = (None, str(exc))
+            continue
+        try:
+            found[name] = (channel.live, channel.describe())
+        finally:
+            channel.close()
+    return found
 
 
 def public_url(url: str) -> str:

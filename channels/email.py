@@ -265,7 +265,7 @@ class EmailChannel(Channel):
             _mime.address("To", message.recipient.strip()),
             _mime.address("Reply-To", message.reply_to or self.config.company.finance_email),
             _mime.header("Subject", message.subject),
-            _mime.header("Date", format_datetime(datetime.now(self.config.tz))),
+            _mime.header("Date", format_datetime((message.date or datetime.now()).astimezone(self.config.tz))),
             _mime.header("Message-ID", make_msgid(domain=_domain(sender))),
             # Tells autoresponders (vacation replies) not to answer a machine.
             _mime.header("Auto-Submitted", "auto-generated"),

@@ -17,7 +17,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import FAILED, SENT, Result
+from . import FAILED, OUTBOX, Result
 
 PROVIDER = "outbox"
 WRITE_ERROR = "outbox_write"
@@ -64,7 +64,7 @@ def write_eml(outbox: Path, recipient: str, data: bytes, message_id: str) -> Res
     path = _store(outbox, "email", recipient, ".eml", data)
     if isinstance(path, Result):
         return path
-    return Result(status=SENT, provider=PROVIDER, provider_id=message_id, detail=f"written to {path}",
+    return Result(status=OUTBOX, provider=PROVIDER, provider_id=message_id, detail=f"written to {path}",
                   evidence={"path": str(path), "message_id": message_id})
 
 
@@ -73,5 +73,5 @@ def write_json(outbox: Path, channel: str, recipient: str, payload: dict) -> Res
                   json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8"))
     if isinstance(path, Result):
         return path
-    return Result(status=SENT, provider=PROVIDER, provider_id=path.name, detail=f"written to {path}",
+    return Result(status=OUTBOX, provider=PROVIDER, provider_id=path.name, detail=f"written to {path}",
                   evidence={"path": str(path)})

@@ -98,12 +98,23 @@ class WhatsAppChannel(TwilioChannel):
     def missing_templates(self) -> list[str]:
         """A problem for each stage of the ladder that sends WhatsApp but has no approved
         template, when free-form text is not allowed: every such message would be blocked."""
-        if self.freeform:
-            return []
+        return [_missing_template(stage) for stage in self._untemplated(by_ladder=True)]
+
+    def warnings(self) -> list[str]:
+        """`escalate --channel whatsapp` sends the account's current stage, which may be any
+        stage with a customer message (`suspended` too): each one the ladder does not send on
+        WhatsApp and that has no template, as an escalation that would be blocked."""
+        return [_missing_template(stage, by_ladder=False) for stage in self._untemplated(by_ladder=False)]
+
+    def _untemplated(self, by_ladder: bool) -> list[str]:
+        """The stages with a customer message and no template, that the ladder does (or does not)
+        send on WhatsApp; none when free-form text is allowed."""
         templates = self.options.get("templates", {})
-        return [_missing_template(stage.name) for stage in self.config.ladder
-                if self.name in stage.channels + stage.first_time_channels
-                and not (isinstance(templates, dict) and stage.name in templates)]
+        return [] if self.freeform else [
+            stage.name for stage in self.config.ladder
+            if set(stage.channels + stage.first_time_channels) - {"staff"}
+            and (self.name in stage.channels + stage.first_time_channels) == by_ladder
+            and not (isinstance(templates, dict) and stage.name in templates)]
 
     def _send_parts(self, to: str, parts: list[dict]) -> Result:
         extra = {"content_sid": parts[0]["ContentSid"]} if "ContentSid" in parts[0] else {}
@@ -150,7 +161,11 @@ def _templates_key(stage: str) -> str:
     return f"channels.whatsapp.templates.{stage}"
 
 
-def _missing_template(stage: str) -> str:
+def _missing_template(stage: str, by_ladder: bool = True) -> str:
+    if not by_ladder:
+        return (f"{_templates_key(stage)}: no approved Content template for stage {stage}: an escalation "
+                f"on WhatsApp at that stage (`escalate --channel whatsapp`) would be blocked; submit "
+                f"docs/whatsapp-templates/{stage}.json to Meta and configure its content_sid")
     return (f"{_templates_key(stage)}: no approved Content template for stage {stage}, and freeform = false: "
             f"its WhatsApp messages are blocked; submit docs/whatsapp-templates/{stage}.json to Meta and "
             "configure its content_sid, or set freeform = true under [channels.whatsapp] where free-form "

@@ -184,6 +184,9 @@ class Config:
     # RULES.md: an account owing less gets no post-due notice (suspending cents is disproportionate).
     minimum_amount: Decimal = Decimal("5.00")
     web: WebSettings = WebSettings()
+    # Every channel the ladder and staff alerts use must have its provider: a missing variable
+    # stops the daemon and run-once at start instead of quietly filling the local outbox.
+    live: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -255,14 +258,23 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
 
 
+# A .env file holds a few dozen lines; anything bigger is the wrong file (`--env-file /dev/urandom`
+# once read 24 GB), so no more than this and one byte is ever read.
+ENV_FILE_LIMIT = 1024 * 1024
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """The variables of a `.env` file (NAME=value lines); ConfigError when it cannot be read as one.
 
-    python-dotenv parses it; what it cannot (a binary file, a folder, no permission) is named here
-    instead of ending in a traceback.
+    python-dotenv parses it; what it cannot (a binary file, a folder, no permission, more than
+    1 MB) is named here instead of ending in a traceback.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(ENV_FILE_LIMIT + 1)
+        if len(data) > ENV_FILE_LIMIT:
+            raise ConfigError(f"{path}: larger than 1 MB, not an env file (a .env file holds NAME=value lines)")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: env file not found") from None
     except UnicodeDecodeError:
@@ -271,6 +283,17 @@ def read_env_file(path: Path) -> dict[str, str]:
         raise ConfigError(f"{path}: cannot read the env file: {exc.strerror or exc}") from None
     from dotenv import dotenv_values  # only where there is a .env file to read
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+def env_typos(path: Path, names) -> list[str]:
+    """A warning for each name in the env file at `path` that the notifier does not read but that
+    looks like one it does: with `EMAIL_ULR=...` every e-mail would quietly go to the outbox."""
+    unknown = [name for name in names if name not in ENV_VARS]
+    if not unknown:
+        return []
+    import difflib  # 3 ms: only for a file with names we do not read
+    return [f"{path}: {name} is not a variable the notifier reads; did you mean {close[0]}?"
+            for name in unknown if (close := difflib.get_close_matches(name, ENV_VARS, n=1, cutoff=0.75))]
 
 
 @dataclass(frozen=True)
@@ -284,7 +307,7 @@ class _Where:
 _TOP_KEYS = {
     "ladder", "settlement_days", "extra_holidays", "contact_hours", "timezone",
     "retention_months", "company", "state", "attempt_log", "outbox", "templates", "channels", "prices",
-    "cycle", "do_not_contact", "tutorial_in_first_overdue_email", "minimum_amount", "web",
+    "cycle", "do_not_contact", "tutorial_in_first_overdue_email", "minimum_amount", "web", "live",
 }
 
 
@@ -311,10 +334,11 @@ def _parse(raw: dict, where: _Where) -> Config:
         except (ZoneInfoNotFoundError, ValueError):
             raise where.error("timezone", f"unknown time zone {tz!r}") from None
         values["timezone"] = str(tz)
-    if "tutorial_in_first_overdue_email" in raw:
-        if not isinstance(raw["tutorial_in_first_overdue_email"], bool):
-            raise where.error("tutorial_in_first_overdue_email", "must be true or false")
-        values["tutorial_in_first_overdue_email"] = raw["tutorial_in_first_overdue_email"]
+    for key in ("tutorial_in_first_overdue_email", "live"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise where.error(key, "must be true or false")
+            values[key] = raw[key]
     if "minimum_amount" in raw:
         values["minimum_amount"] = _amount(raw["minimum_amount"], "minimum_amount", where, "5.00")
     if "contact_hours" in raw:

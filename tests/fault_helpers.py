@@ -48,8 +48,8 @@ def check_log_against_servers(workdir: Path, smtp=None, twilio=None) -> dict:
     Returns the claims by outcome, for the caller's own checks."""
     recs = log_records(workdir)
     claims = {r["id"]: r for r in recs if r["event"] == "sending"}
-    answers = [r for r in recs if r.get("ref") in claims and r["event"] in ("sent", "failed", "task", "blocked",
-                                                                            "unknown")]
+    answers = [r for r in recs if r.get("ref") in claims and r["event"] in ("sent", "outbox", "failed", "task",
+                                                                            "blocked", "unknown")]
     per_claim = Counter(r["ref"] for r in answers)
     assert set(per_claim) == set(claims) and set(per_claim.values()) <= {1}, "a claim without exactly one outcome"
     outcome = {r["ref"]: r for r in answers}

@@ -12,7 +12,7 @@ import apprise
 import pytest
 
 from notifier import channels
-from notifier.channels import FAILED, SENT, TASK, Message
+from notifier.channels import FAILED, OUTBOX, SENT, TASK, Message
 from notifier.channels._apprise import send_apprise
 from notifier.config import Config
 from tests.json_sink import JsonSink
@@ -91,7 +91,7 @@ def test_staff_without_urls_writes_the_outbox(tmp_path):
 
     result = staff.send(staff_message())
 
-    assert result.status == SENT and result.provider == "outbox"
+    assert result.status == OUTBOX and result.provider == "outbox"
     [path] = (tmp_path / "outbox" / "staff").glob("*.json")
     written = json.loads(path.read_text(encoding="utf-8"))
     assert written["subject"] == "Tarefa: exclusão da conta A1"
@@ -220,7 +220,7 @@ def test_url_handles_go_to_the_outbox_unless_send_is_true(tmp_path, sink):
 
     result = sandboxed.send(social_message("telegram", handle))
 
-    assert result.status == SENT and result.provider == "outbox" and sink.posts == []
+    assert result.status == OUTBOX and result.provider == "outbox" and sink.posts == []
     [path] = (tmp_path / "outbox" / "social").glob("*.json")
     written = path.read_text(encoding="utf-8")
     assert "dm-secret-99" not in written and json.loads(written)["text"] == TEXT

@@ -139,11 +139,11 @@ def test_preview_and_send_to_the_outbox(imported, tmp_path):
     whatsapp = imported("preview", "acme", "--date", "2026-11-24", "--channel", "whatsapp").stdout
     assert "723.174" not in whatsapp and "Olá, Maria Souza!" in whatsapp  # no CPF/CNPJ outside e-mail
     sent = imported("send", "acme", "--channel", "email", "--date", "2026-11-24").stdout
-    assert sent.count("sent via outbox") == 2
+    assert sent.count("not sent, written to the local outbox") == 2
     emls = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
     assert len(emls) == 2
     records = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
-    assert [r["event"] for r in records] == ["sending", "sent", "sending", "sent"]
+    assert [r["event"] for r in records] == ["sending", "outbox", "sending", "outbox"]
     assert {r["recipient"] for r in records if r["event"] == "sending"} == {"financeiro@acme.com.br", "maria@acme.com.br"}
     # a test send does not mark the plan's notice as handled
     assert len(imported.json("plan", "--date", "2026-11-24")) == 4
@@ -154,7 +154,7 @@ def test_send_with_missing_credential_names_the_variable_and_other_channels_work
     proc = imported("send", "acme", "--channel", "whatsapp", "--date", "2026-11-24", env=env, check=False)
     assert proc.returncode == 1 and "TWILIO_AUTH_TOKEN" in proc.stdout
     ok = imported("send", "acme", "--channel", "email", "--date", "2026-11-24", env=env)
-    assert ok.stdout.count("sent via outbox") == 2
+    assert ok.stdout.count("not sent, written to the local outbox") == 2
 
 
 def test_check_passes_on_defaults_and_warns_about_the_example_company(cli, tmp_path):
@@ -180,8 +180,8 @@ def test_readme_main_command_runs_one_cycle_on_a_copy_of_the_example_state(cli, 
     example = (ROOT / "state.json.example").read_bytes()
     (tmp_path / "state.json").write_bytes(example)  # README: cp state.json.example state.json
     out = cli("run-once", "--date", "2026-11-24").stdout
-    assert out.splitlines()[0].split() == ["channel", "sent", "task", "unknown", "failed", "retry", "waiting",
-                                           "held", "skipped", "blocked"]
+    assert out.splitlines()[0].split() == ["channel", "sent", "outbox", "task", "unknown", "failed", "retry",
+                                           "waiting", "held", "skipped", "blocked"]
     emails = sorted(p.name.split("-", 1)[1].rsplit("-", 1)[0] for p in (tmp_path / "outbox" / "email").glob("*.eml"))
     assert "financeiro@padariasaojoao.com.br" in emails and len(emails) == 6
     assert (ROOT / "state.json.example").read_bytes() == example

@@ -16,9 +16,12 @@ import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 
+import pytest
+
 from tests.conftest import ROOT
 
 UNIT = ROOT / "deploy" / "notifier.service"
+WEBHOOKS_UNIT = ROOT / "deploy" / "notifier-webhooks.service"
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -114,29 +117,51 @@ def test_dockerignore_keeps_the_package_and_drops_secrets_and_state():
     assert [p for p in kept_out if not ignored(p, patterns)] == []
 
 
-def unit() -> dict[str, list[str]]:
+def unit(path: Path = UNIT) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
-    for line in UNIT.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if "=" in line and not line.startswith(("#", ";", "[")):
             key, value = line.split("=", 1)
             values.setdefault(key.strip(), []).append(value.strip())
     return values
 
 
-def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+@pytest.mark.parametrize("path", [UNIT, WEBHOOKS_UNIT], ids=lambda p: p.name)
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path, path):
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze not found (Debian: apt-get install systemd)"
     # verify checks that ExecStart's program exists: point it at this machine's notifier command.
-    program = unit()["ExecStart"][0].split()[0]
+    program = unit(path)["ExecStart"][0].split()[0]
     here = tmp_path / "notifier"
     here.write_text("#!/bin/sh\n")
     here.chmod(0o755)
-    copy = tmp_path / UNIT.name
-    copy.write_text(UNIT.read_text(encoding="utf-8").replace(program, str(here)), encoding="utf-8")
+    copy = tmp_path / path.name
+    copy.write_text(path.read_text(encoding="utf-8").replace(program, str(here)), encoding="utf-8")
     proc = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     # Lines about our unit only: a host's own broken units are not this file's problem.
-    ours = [line for line in (proc.stdout + proc.stderr).splitlines() if UNIT.name in line]
+    ours = [line for line in (proc.stdout + proc.stderr).splitlines() if path.name in line]
     assert proc.returncode == 0 and ours == [], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", [UNIT, WEBHOOKS_UNIT], ids=lambda p: p.name)
+def test_a_units_documentation_is_a_file_its_install_steps_put_there(path):
+    steps = UNIT.read_text(encoding="utf-8")  # the install steps, at the top of the daemon's unit
+    for doc in unit(path)["Documentation"]:
+        installed = doc.removeprefix("file://")
+        step = re.search(rf"^#.* install .* /path/to/the/clone/(\S+) {re.escape(installed)}( |$)", steps, re.M)
+        assert doc.startswith("file:///") and step and (ROOT / step[1]).is_file(), doc
+
+
+def test_the_webhooks_unit_serves_them_as_the_daemons_user_beside_its_state(cli, tmp_path):
+    daemon, webhooks = unit(), unit(WEBHOOKS_UNIT)
+    for key in ("User", "Group", "StateDirectory", "WorkingDirectory", "Environment", "ReadWritePaths"):
+        assert webhooks[key] == daemon[key], key
+    program, *args = webhooks["ExecStart"][0].split()
+    assert program == daemon["ExecStart"][0].split()[0] and "serve-webhooks" in args
+    assert args[args.index("--listen") + 1].startswith("127.0.0.1:")  # behind the HTTPS reverse proxy
+    env_file = tmp_path / ".env"
+    env_file.write_text("")
+    run_help(cli, ["notifier", *[str(env_file) if a.endswith("/.env") else a for a in args]])
 
 
 def test_the_systemd_unit_runs_the_daemon_as_its_user_in_its_state_directory(cli, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from notifier.reports.pdf import find_browser, headless
 from tests.conftest import clean_cli
+from tests.smtp_server import SmtpServer
 
 BILLING = {
     "accounts": [
@@ -31,14 +32,16 @@ BILLING = {
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """Two accounts, e-mails and a WhatsApp attempt (blocked: no approved template, our configuration)
-    with its staff alert, in the log."""
+    """Two accounts, e-mails sent to a real SMTP server and a WhatsApp attempt (blocked: no approved
+    template, our configuration) with its staff alert (to the outbox: no staff URL), in the log."""
     cli = clean_cli(tmp_path_factory.mktemp("finance"))
     (cli.workdir / "billing.json").write_text(json.dumps(BILLING, ensure_ascii=False), encoding="utf-8")
     cli("import", "billing.json", "--date", "2026-11-10")
-    cli("send", "acme", "--channel", "email", "--stage", "overdue", "--date", "2026-11-24")
-    cli("send", "acme", "--channel", "whatsapp", "--stage", "overdue", "--date", "2026-11-24", check=False)
-    cli("send", "beta", "--channel", "email", "--stage", "reminder", "--date", "2026-11-17")
+    with SmtpServer() as smtp:
+        email = {"EMAIL_URL": smtp.url()}
+        cli("send", "acme", "--channel", "email", "--stage", "overdue", "--date", "2026-11-24", env=email)
+        cli("send", "acme", "--channel", "whatsapp", "--stage", "overdue", "--date", "2026-11-24", check=False)
+        cli("send", "beta", "--channel", "email", "--stage", "reminder", "--date", "2026-11-17", env=email)
     cli("import", "billing.json", "--date", "2026-11-24")
     return cli
 
@@ -48,8 +51,8 @@ def test_attempts_json_lines_one_per_attempt_with_its_latest_status(logged):
     rows = [json.loads(line) for line in lines]
     assert [(r["account"], r["channel"], r["status"]) for r in rows] == [
         ("acme", "email", "sent"), ("acme", "email", "sent"), ("acme", "whatsapp", "blocked"),
-        ("", "staff", "sent"), ("beta", "email", "sent")]  # the alert speaks of a setting, not an account
-    assert rows[0]["provider"] == "outbox" and rows[0]["message_id"].startswith("<")
+        ("", "staff", "outbox"), ("beta", "email", "sent")]  # the alert speaks of a setting, not an account
+    assert rows[0]["provider"] == "smtp" and rows[0]["message_id"].startswith("<")
 
 
 def test_attempts_filters(logged):
@@ -86,10 +89,10 @@ def test_attempts_table_streams_fixed_columns(logged):
 def test_audit_html_in_a_real_chromium_and_pdf(logged, tmp_path):
     html, pdf = tmp_path / "auditoria.html", tmp_path / "auditoria.pdf"
     out = logged("audit", "acme", "--html", str(html), "--pdf", str(pdf)).stdout
-    assert "3 attempt(s); log verified" in out  # the staff alert is not a contact
+    assert "3 attempt(s) in 3 line(s); log verified" in out  # the staff alert is not a contact
     text = html.read_text(encoding="utf-8")
     # Self-contained: nothing fetched from anywhere; the customer's name escaped.
-    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text) and "<link" not in text
+    assert not re.search(r"""src\s*=\s*["']?(https?:|//)""", text) and "<link" not in text
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert pdf.read_bytes().startswith(b"%PDF-")
 
@@ -105,10 +108,10 @@ def test_audit_html_in_a_real_chromium_and_pdf(logged, tmp_path):
     assert "Relatório de contatos de cobrança" in dom and "Lucanet Hospedagem de Sites Ltda" in dom
     assert "11.222.333/0001-81" in dom  # CDC art. 42-A: who is collecting
     assert "45.723.174/0001-10" in dom and "R$&nbsp;1.234,56" in dom
-    assert dom.count('class="attempt"') == 3
+    assert dom.count("data-attempt=") == 3
     assert "financeiro@acme.com.br" in dom and "maria@acme.com.br" in dom and "+5511987654321" in dom
-    assert "Texto exato enviado ao cliente" in dom and "Assunto:" in dom
-    assert "confere com o SHA-256 registrado" in dom and "Registro íntegro" in dom
+    # Written to the local outbox (no provider configured): no text is shown as sent.
+    assert "Nenhuma mensagem foi entregue ao cliente" in dom and "Registro íntegro" in dom
     assert "<script>alert(1)</script>" not in dom  # the browser did not find a script to run
 
 
@@ -126,17 +129,24 @@ def test_report_counts_per_stage_and_channel_and_who_paid_within_three_days(logg
     assert (reminder["attempts"], reminder["sent"], reminder["accounts"], reminder["paid_within_window"],
             reminder["recovery_rate"], reminder["recovered"]) == (1, 1, 1, 1, 1.0, "99.90")
     assert (overdue["attempts"], overdue["sent"], overdue["paid_within_window"], overdue["recovered"]) == (2, 2, 0, "0")
-    assert (whatsapp["failed"], whatsapp["accounts"]) == (0, 0)  # blocked: not the customer's failure, reached nobody
+    assert (whatsapp["failed"], whatsapp["blocked"], whatsapp["accounts"]) == (0, 1, 0)  # our configuration, reached nobody
+    for r in rows.values():  # every attempt in exactly one column (issue 20, point 7)
+        assert r["attempts"] == r["sent"] + r["failed"] + r["blocked"] + r["task"] + r["other"], r
     narrow = logged("report", "--month", "2026-11", "--format", "json", "--window", "2").stdout
     assert '"recovered":"99.90"' not in narrow
 
     csv_text = logged("report", "--month", "2026-11", "--format", "csv").stdout
-    assert csv_text.startswith("\ufeffEtapa;Canal;") and "Lembrete;E-mail;1;1;0;0;0;0;1;1;100,00;99,90" in csv_text
+    assert csv_text.startswith("\ufeffEtapa;Canal;Tentativas;Enviadas;Falhas;Bloqueadas;Tarefas;Outras;")
+    assert "Lembrete;E-mail;1;1;0;0;0;0;0;0;0;1;1;100,00;99,90" in csv_text
+    assert "Em atraso;WhatsApp;1;0;0;1;0;0;0;0;0;0;0;0,00;0,00" in csv_text
 
     html = tmp_path / "relatorio.html"
     logged("report", "--month", "2026-11", "--html", str(html))
     text = html.read_text(encoding="utf-8")
     assert "<svg" in text and "novembro de 2026" in text and "100,0%" in text and "R$\xa099,90" in text
+    assert "Valor recuperado no mês: <strong>R$\xa099,90</strong>" in text
+    assert "<th>Bloqueadas</th><th>Tarefas</th>" in text
+    assert re.search(r'<tr class="sum"><td>Total</td><td></td><td>4</td><td>3</td><td>0</td><td>1</td>', text)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text)
     assert logged("report", "--month", "2026-13", check=False).returncode == 2
 

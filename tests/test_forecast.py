@@ -95,8 +95,9 @@ def test_cost_comes_from_the_configured_prices(tmp_path):
 def test_csv_opens_in_excel_set_to_portuguese(tmp_path, cli):
     shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")
     out = cli("forecast", "--date", "2026-11-24", "--days", "5", "--format", "csv").stdout
-    assert out.startswith("\ufeffdata;etapa;canal;mensagens;custo (R$)")
-    assert "24/11/2026;overdue;whatsapp;1;0,07" in out
+    assert out.startswith("\ufeffData;Etapa;Canal;Mensagens;Custo (R$)")
+    # The stage and channel as the attempts CSV names them (issue 20, point 7).
+    assert "24/11/2026;Em atraso;WhatsApp;1;0,07" in out
 
 
 def test_bad_prices_are_refused_at_start(tmp_path, cli):

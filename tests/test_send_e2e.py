@@ -160,7 +160,7 @@ def test_with_nothing_configured_a_social_url_handle_reaches_only_the_outbox(cli
         import_acme(cli, tmp_path, social={"telegram": sink.url("/dm")})
         out = cli("--config", "n.toml", "send", "acme", "--channel", "social", *DAY).stdout
         assert sink.posts == []
-    assert "sent via outbox" in out and len(list((tmp_path / "outbox" / "social").glob("*.json"))) == 1
+    assert "not sent, written to the local outbox" in out and len(list((tmp_path / "outbox" / "social").glob("*.json"))) == 1
     check = cli("--config", "n.toml", "check", check=False).stdout
     assert "social: ok, outbox:" in check and "send = false" in check
 
@@ -379,5 +379,5 @@ def test_an_attempt_log_that_cannot_be_written_stops_the_send_in_one_line(cli, t
     proc = cli("send", "acme", "--channel", "email", *DAY, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert line == "Error: attempts.jsonl: cannot read the attempt log: Is a directory"
+    assert line == "Error: attempts.jsonl: is a folder, not the attempt log (check `attempt_log` in the config)"
     assert not (tmp_path / "outbox" / "email").exists()  # nothing goes out without its log record

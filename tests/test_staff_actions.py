@@ -32,7 +32,7 @@ def library(cli):
     """The state, log and config of `cli`'s folder, as the web console would open them."""
     config = load_config(cli.workdir / "notifier.toml", {}, cli.workdir / "state.json")
     log = AttemptLog(config.attempt_log)
-    return Store(config.state, log_head=log.head), log, config
+    return Store(config.state, log=log), log, config
 
 
 # --- the Actor ---------------------------------------------------------------------------------------

@@ -92,17 +92,19 @@ def test_without_template_or_free_form_nothing_is_sent(tmp_path, fake_twilio):
     assert fake_twilio.posts == []
 
 
-def test_check_names_each_ladder_stage_without_a_template(tmp_path, fake_twilio):
-    def problems(**whatsapp):
+def test_check_names_each_stage_without_a_template_that_the_ladder_or_escalate_sends(tmp_path, fake_twilio):
+    def said(**whatsapp):
+        """(problems, warnings) of `check`, as the config keys they name."""
         channel = channels.build("whatsapp", config(tmp_path, fake_twilio.env(), whatsapp=whatsapp))
-        return channel.check()
+        return [[p.split(":")[0].rsplit(".", 1)[1] for p in found] for found in (channel.check(), channel.warnings())]
 
-    # The default ladder sends WhatsApp at overdue and suspension_warning (first-time delinquents).
-    assert [p.split(":")[0] for p in problems()] == ["channels.whatsapp.templates.overdue",
-                                                     "channels.whatsapp.templates.suspension_warning"]
-    only_overdue = {"templates": {"overdue": {"content_sid": "HX" + "a" * 32}}}
-    assert [p.split(":")[0] for p in problems(**only_overdue)] == ["channels.whatsapp.templates.suspension_warning"]
-    assert problems(freeform=True) == []
+    # The default ladder sends WhatsApp at overdue and suspension_warning (first-time delinquents):
+    # problems. `escalate` sends the account's current stage, any stage with a customer message:
+    # warnings, as only an escalation needs them.
+    assert said() == [["overdue", "suspension_warning"], ["reminder", "due_today", "suspended", "deletion_warning"]]
+    some = {"templates": {s: {"content_sid": "HX" + "a" * 32} for s in ("overdue", "suspended")}}
+    assert said(**some) == [["suspension_warning"], ["reminder", "due_today", "deletion_warning"]]
+    assert said(freeform=True) == [[], []]
 
 
 def test_a_template_wins_over_free_form(tmp_path, fake_twilio):

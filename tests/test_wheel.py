@@ -1,12 +1,13 @@
 """A real install: the wheel that `pip install .` builds, in a fresh virtual environment, can send.
 
 Offline: the build uses the setuptools already installed (--no-build-isolation), and the venv sees
-the system's site-packages for the dependencies, so nothing is downloaded.
+the dependencies of the interpreter running the tests, so nothing is downloaded.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,9 @@ def test_the_installed_wheel_sends_an_email_to_the_outbox(tmp_path):
         "--wheel-dir", tmp_path / "dist", source, cwd=tmp_path, env=env)
     wheel, = (tmp_path / "dist").glob("dunning_notifier-*.whl")
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv, cwd=tmp_path, env=env)
+    run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path, env=env)
     python, notifier = venv / "bin" / "python", venv / "bin" / "notifier"
+    _see_our_dependencies(python)
     run(python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", wheel,
         cwd=tmp_path, env=env)
 
@@ -49,6 +51,17 @@ def test_the_installed_wheel_sends_an_email_to_the_outbox(tmp_path):
     run(notifier, "import", ROOT / "examples" / "billing.json", "--date", "2026-11-26", cwd=elsewhere, env=env)
     sent = run(notifier, "send", "padaria-sao-joao", "--channel", "email", "--stage", "overdue", "--date", "2026-11-24",
                cwd=elsewhere, env=env)
-    assert "sent via outbox" in sent
+    assert "not sent, written to the local outbox" in sent
     emls = list((elsewhere / "outbox" / "email").glob("*.eml"))
     assert emls and "Padaria S" in emls[0].read_text(encoding="utf-8")
+
+
+def _see_our_dependencies(python: Path) -> None:
+    """Let the venv of `python` import the dependencies the tests run with, wherever they were
+    installed: the system's site-packages (a machine-wide install) or the tests' own venv (a fresh
+    checkout, where `--system-site-packages` alone finds no msgspec). Plain paths in a .pth file,
+    after the venv's own site-packages: the wheel's notifier comes first, and the .pth files of
+    those folders (an editable install of the checkout) are not run."""
+    own = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    (Path(own) / "test-dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n", encoding="utf-8")

@@ -279,7 +279,7 @@ def plan_account(
     """
     invoices = list(invoices)
     handled = {entry.key for entry in ledger}
-    tutorial_sent = {entry.channel for entry in ledger if entry.tutorial and entry.status == "sent"}
+    tutorial_sent = {entry.channel for entry in ledger if entry.tutorial and entry.status in ("sent", "outbox")}
     small = below_minimum(invoices, today, config)
     due: list[Pending] = []
     superseded: list[Pending] = []

@@ -23,7 +23,7 @@ import orjson
 from click.core import ParameterSource
 
 from notifier.state import caches
-from ..config import STAGES, Config, ConfigError, load_config, read_env_file
+from ..config import STAGES, Config, ConfigError, env_typos, load_config, read_env_file
 
 
 DISTRIBUTION = "dunning-notifier"  # the name in pyproject.toml, where --version comes from
@@ -63,7 +63,7 @@ class Context:
         look like "nothing to do"."""
         from notifier.state.store import Store
         _check_state_file(self.config.state, create)
-        return Store(self.config.state, retention_months=self.config.retention_months, log_head=self.log().head)
+        return Store(self.config.state, retention_months=self.config.retention_months, log=self.log())
 
     def log(self):
         """The attempt log, one per command: its writer's lock and head are per instance."""
@@ -296,6 +296,8 @@ def cli(ctx, config_path, state, env_file):
         ctx.obj = Context(load_config(config_path, {**from_file, **os.environ}, state))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    for warning in env_typos(env_file, from_file):
+        click.echo(f"warning: {warning}", err=True)
     # QR images and holiday tables kept between commands, beside a state that exists (a command
     # in a folder with none, `check` before the first import, leaves no cache folder behind).
     caches.keep_beside(ctx.obj.config.state if ctx.obj.config.state.is_file() else None)

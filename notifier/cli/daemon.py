@@ -5,7 +5,7 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import click
 
@@ -30,6 +30,50 @@ def clock_for(obj: Context, day, at):
     start = datetime.combine(day, at or obj.config.cycle.at, obj.config.tz)
     t0 = time.monotonic()
     return lambda: start + timedelta(seconds=time.monotonic() - t0)
+
+
+REHEARSAL_HELP = ("A rehearsal on a copy of the state (README: Rehearsals): any --date is accepted, and every "
+                  "channel must write to the local outbox (no provider variable set).")
+DAYS_AHEAD = 7  # how far past the real today --date may go outside a rehearsal
+
+
+def channel_modes(obj: Context) -> dict[str, tuple[bool | None, str]]:
+    from notifier import channels
+    from notifier.config import CHANNELS
+    return channels.modes(obj.config, CHANNELS)
+
+
+def mode_text(live: bool | None, where: str) -> str:
+    return f"{'live' if live else 'outbox' if live is False else 'unusable'}: {where}"
+
+
+def refuse_a_bad_start(obj: Context, day: date | None, rehearsal: bool) -> None:
+    """Before a cycle writes anything: a --date outside a sane window (before the last cycle's day
+    on this state, or more than a week after the real today: `--date 2062-11-24` was a typo for
+    2026 and wrote 2062 into the log for good), a rehearsal that could reach real people, and
+    (`live = true`) a channel the ladder or staff alerts use that would write to the outbox."""
+    modes = channel_modes(obj) if rehearsal or obj.config.live else {}
+    if rehearsal:
+        live = [f"{name}: {where}" for name, (is_live, where) in modes.items() if is_live]
+        if live:
+            raise click.ClickException(
+                f"--rehearsal: a rehearsal writes only to the local outbox, but these channels are live: "
+                f"{'; '.join(live)} (unset their variables for the rehearsal copy)")
+    elif day is not None:
+        today = obj.now().date()
+        last = (obj.store().snapshot().meta("last_cycle") or {}).get("day")
+        if day > today + timedelta(days=DAYS_AHEAD):
+            raise click.ClickException(f"--date {day}: more than {DAYS_AHEAD} days after today ({today}): a typo? "
+                                       "(to rehearse days ahead, use --rehearsal on a copy of the state)")
+        if last and day < date.fromisoformat(last):
+            raise click.ClickException(f"--date {day}: before the last cycle's day on this state ({last}): days "
+                                       "only move forward (to replay days, use --rehearsal on a copy of the state)")
+    if obj.config.live:
+        used = {c for s in obj.config.ladder for c in s.channels + s.first_time_channels} | {"staff"}
+        idle = [f"{name}: {where}" for name, (is_live, where) in modes.items() if name in used and not is_live]
+        if idle:
+            raise click.ClickException(f"{obj.config.source}: live = true, but not every channel has its provider: "
+                                       + "; ".join(idle))
 
 
 @contextmanager
@@ -77,9 +121,10 @@ def print_summary(summary, dry_run: bool) -> None:
               help="With --date: the time of day (HH:MM) the cycle runs at, for contact hours.")
 @click.option("--dry-run", is_flag=True, help="Plan and render everything, send and write nothing.")
 @click.option("--limit", type=click.IntRange(min=0), help="Send at most N messages.")
+@click.option("--rehearsal", is_flag=True, help=REHEARSAL_HELP)
 @json_option
 @click.pass_obj
-def run_once(obj: Context, day, at, dry_run, limit, as_json):
+def run_once(obj: Context, day, at, dry_run, limit, rehearsal, as_json):
     """Run one cycle and exit (for cron, tests and manual runs): plan the day, record superseded
     notices as skipped, send, log every attempt and mark what was handled in the ledger."""
     import signal
@@ -90,6 +135,8 @@ def run_once(obj: Context, day, at, dry_run, limit, as_json):
     from notifier.staff.actions import send_waiting
     if at and not day:
         raise click.UsageError("--at needs --date")
+    if not dry_run:  # a dry run writes nothing: any day may be previewed
+        refuse_a_bad_start(obj, day, rehearsal)
     setup_logging()
     clock = clock_for(obj, day, at)
     today = clock().date()
@@ -121,15 +168,21 @@ def run_once(obj: Context, day, at, dry_run, limit, as_json):
 
 @cli.command()
 @date_option("Run as of this day (frozen, for tests): the clock starts at the cycle time and advances.")
+@click.option("--rehearsal", is_flag=True, help=REHEARSAL_HELP)
 @click.pass_obj
-def daemon(obj: Context, day):
+def daemon(obj: Context, day, rehearsal):
     """Run unattended: the daily cycle at the configured time (a catch-up cycle at start), what
     waited for contact hours and temporary failures in between, a daily staff summary. Stops
     cleanly on SIGTERM/SIGINT; refuses to start when another one runs on the same state."""
     from notifier.run.daemon import AlreadyRunning, Daemon, PidLock
     from notifier.run.render import Renderer
     from notifier.staff.actions import send_daily_summary
+    refuse_a_bad_start(obj, day, rehearsal)
     setup_logging()
+    # Where each channel's messages go, before anything is sent: a typo in a variable must not
+    # turn sending into a local folder unnoticed.
+    logging.getLogger("notifier.daemon").info("channels: %s", "; ".join(
+        f"{name} {mode_text(*mode)}" for name, mode in channel_modes(obj).items()))
     clock = clock_for(obj, day, None)
     store, log = obj.store(), obj.log()
     renderer = Renderer(obj.config)
@@ -157,6 +210,8 @@ def status(obj: Context, day, as_json):
     from notifier.staff.actor import neutralise
     now = obj.now() if day is None else datetime.combine(day, obj.now().time(), obj.config.tz)
     report = health(obj.store(), obj.config, obj.log(), now)
+    report["channels"] = {name: "live" if live else "outbox" if live is False else f"unusable: {where}"
+                          for name, (live, where) in channel_modes(obj).items()}
     if as_json:
         echo_json(report)
     else:
@@ -165,6 +220,8 @@ def status(obj: Context, day, as_json):
         click.echo(f"{'last counts':>14}:" + ("" if report["counts"] else " -"))
         if report["counts"]:
             _counts_table(report["counts"])
+        for n, (name, mode) in enumerate(channel_modes(obj).items()):
+            click.echo(f"{'channels' if n == 0 else '':>14}{':' if n == 0 else ' '} {name}: {mode_text(*mode)}")
         click.echo(f"{'open tasks':>14}: {len(report['open_tasks'])}")
         for t in report["open_tasks"]:
             click.echo(neutralise(f"{'':>16}{t['id']} {t['kind']} {t['account']} {t['channel']} {t['recipient']}"))

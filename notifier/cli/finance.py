@@ -9,11 +9,37 @@ import click
 import orjson
 
 from ..config import CHANNELS
-from .base import Context, Day, FilePath, cli, echo_json, print_table
+from .base import Context, Day, FilePath, cli, date_option, echo_json, print_table
 
 
-since_option = click.option("--since", type=Day(), help="From this day on (YYYY-MM-DD, São Paulo time).")
-until_option = click.option("--until", type=Day(), help="Up to and including this day (YYYY-MM-DD).")
+def _in_order(ctx, param, value):
+    """--since after --until selects nothing: a swapped pair, said as such rather than listed as
+    an empty result. Checked by whichever of the two click reads second."""
+    other = ctx.params.get("until" if param.name == "since" else "since")
+    since, until = (value, other) if param.name == "since" else (other, value)
+    if since and until and since > until:
+        raise click.UsageError(f"--since {since} is after --until {until}: no day is in between (swapped?)")
+    return value
+
+
+since_option = click.option("--since", type=Day(), callback=_in_order,
+                            help="From this day on (YYYY-MM-DD, São Paulo time).")
+until_option = click.option("--until", type=Day(), callback=_in_order, help="Up to and including this day (YYYY-MM-DD).")
+
+
+def _head(ctx, param, value):
+    """`--head COUNT:HASH` as a Head. The staff summary's line ("Registro de tentativas: 1.234
+    registros, último hash <hash>") is taken as it is too, pasted from the e-mail."""
+    if value is None:
+        return None
+    import re
+    from notifier.log.attempts import Head
+    found = re.fullmatch(r"\s*(?:Registro de tentativas:\s*)?(\d[\d.,]*)(?::|\s+registros,\s+último hash\s+)"
+                         r"([0-9a-fA-F]{64})\s*", value)
+    if not found:
+        raise click.BadParameter("write the head as COUNT:HASH, e.g. 1234:<the 64 hex digits of the last record's "
+                                 "SHA-256>, as the audit report prints it (or paste the staff summary's line)")
+    return Head(int(re.sub(r"[.,]", "", found[1])), found[2].lower())
 
 
 @cli.command("verify-log")
@@ -23,10 +49,14 @@ until_option = click.option("--until", type=Day(), help="Up to and including thi
               help="The log lost records the state had seen and there is no backup: go on with it as it is. "
                    "The cut stays on record; every later verdict shows it.")
 @click.option("--by", help="Who accepts the cut (with --accept-cut).")
+@click.option("--head", "outside", callback=_head,
+              help="COUNT:HASH, a head kept off this machine (the staff summary's \"Registro de tentativas\" line, "
+                   "an audit report): prove the log still holds exactly those COUNT records.")
 @click.pass_obj
-def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
+def verify_log(obj: Context, as_json, chain_only, accept_cut, by, outside):
     """Check the attempt log's hash chain, every stored message against its SHA-256, and the
-    log's head against the one the state recorded; exit 1 naming the first tampered record."""
+    log's head against the one the state keeps (and --head); exit 1 naming the first tampered
+    record."""
     if accept_cut:
         if not by or not by.strip():
             raise click.UsageError("--accept-cut needs --by NAME: who decided to go on without the cut records")
@@ -35,7 +65,10 @@ def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
                    f"accepted: the state had seen {cut['seen']['count']:,} records, the log has "
                    f"{cut['found']['count']:,}; kept on record as a cut", err=True)
     snap = obj.store().snapshot()
-    verdict = _verdict(obj, snap, check_messages=not chain_only)
+    verdict = _verdict(obj, check_messages=not chain_only, outside=outside)
+    if outside and verdict.ok:
+        verdict.notes.append(f"the head given, {outside.count}:{outside.hash}, is in the log: "
+                             f"its first {outside.count} records are the ones of that head")
     for cut in (snap.meta("log_cuts") or {}).get("cuts", []):
         verdict.notes.append(f"on {cut['at']} {cut['by']} accepted a cut log: the state had seen "
                              f"{cut['seen']['count']:,} records (last {cut['seen']['hash']}), the log held "
@@ -55,12 +88,13 @@ def verify_log(obj: Context, as_json, chain_only, accept_cut, by):
         sys.exit(1)
 
 
-def _verdict(obj: Context, snap=None, check_messages: bool = True):
-    """The log checked against the head the state recorded (none when there is no state yet)."""
+def _verdict(obj: Context, check_messages: bool = True, outside=None):
+    """The log checked against the head the state keeps (none before the first write) and, if
+    given, a head kept elsewhere; both read with the log's size at one moment (`settled`)."""
     from notifier.log.verify import verify
     log = obj.log()
-    snap = snap or obj.store().snapshot()
-    return verify(log.path, log.messages, snap.meta("log_head"), check_messages)
+    kept, size = log.settled()
+    return verify(log.path, log.messages, kept, check_messages, size=size, outside=outside)
 
 
 @cli.command()
@@ -71,41 +105,59 @@ def _verdict(obj: Context, snap=None, check_messages: bool = True):
               help="Write the report here (one self-contained HTML file).")
 @click.option("--pdf", "pdf_path", type=FilePath(),
               help="Also print it to this PDF (A4) with headless Chromium.")
+@click.option("--appendix", "appendix_path", type=FilePath(),
+              help="The ZIP of the exact messages, each named by its SHA-256; default: beside the HTML, "
+                   "NAME.anexo.zip.")
+@date_option("Issue the report as of the end of this day (YYYY-MM-DD; env NOTIFIER_DATE): nothing dated "
+             "later is listed; default: now.")
 @click.pass_obj
-def audit(obj: Context, account, since, until, html_path, pdf_path):
-    """The report finance sends ACCOUNT: every contact attempt, its status history and exact text,
-    and the log's integrity check, in Portuguese."""
-    from notifier.reports.audit import render_audit
+def audit(obj: Context, account, since, until, html_path, pdf_path, appendix_path, day):
+    """The report finance sends ACCOUNT, in Portuguese: everything that happened with the customer
+    in time order with honest statuses, what they were sent as they saw it, and how to check it
+    (the log's head); the exact messages go in the appendix ZIP."""
+    from datetime import datetime, time
+    from notifier.reports.audit import appendix_zip, build, render_audit
     from notifier.reports.pdf import PdfError, html_to_pdf
     snap = obj.store().snapshot()
-    # The whole chain; of the stored messages, the account's own (each checked as it is shown).
-    verdict = _verdict(obj, snap, check_messages=False)
-    args = (obj.config, snap, obj.log(), account, verdict, snap.meta("log_head"), obj.now(), since, until)
-    html = render_audit(*args)
-    if snap.account(account) is None and "data-attempt" not in html:
+    issued = obj.now() if day is None else min(obj.now(), datetime.combine(day, time(23, 59, 59), obj.config.tz))
+    # The whole chain; of the stored messages, the account's own (each checked as it is read).
+    verdict = _verdict(obj, check_messages=False)
+    found = build(obj.config, obj.log(), snap, account, issued, since, until)
+    if snap.account(account) is None and not any(l.attempt for l in found.lines):
         raise click.ClickException(f"no account {account!r} in the store and no attempt for it in the log")
-    _write_text(html_path, html)
-    damaged = html.count("data-damaged")  # the account's stored messages that fail their hash
-    click.echo(f"{html_path}: audit of {account}, {html.count('data-attempt')} attempt(s); log "
+    appendix_path = appendix_path or html_path.with_name(html_path.stem + ".anexo.zip")
+    html = render_audit(obj.config, snap, found, account, verdict, issued, appendix_path.name, since, until)
+    _write_bytes(appendix_path, appendix_zip(found, account))
+    try:
+        _write_bytes(html_path, html.encode("utf-8"))
+    except click.ClickException:
+        appendix_path.unlink()  # an appendix without its report is not left behind
+        raise
+    click.echo(f"{appendix_path}: {len(found.appendix)} exact message(s), each named by its SHA-256")
+    if found.later:
+        click.echo(f"{found.later} record(s) dated after the issue time {issued:%Y-%m-%d %H:%M} left out")
+    damaged = sum(1 for l in found.lines if l.problem)
+    click.echo(f"{html_path}: audit of {account}, {sum(1 for l in found.lines if l.attempt)} attempt(s) in "
+               f"{len(found.lines)} line(s); log "
                + (f"NOT verified ({len(verdict.problems)} problem(s))" if not verdict.ok else
                   f"chain verified, but {damaged} stored message(s) do NOT match their hash" if damaged else "verified"))
     if pdf_path:
-        printable = pdf_path.with_name(pdf_path.name + ".html")
-        _write_text(printable, render_audit(*args, expanded=True))
         try:
-            html_to_pdf(printable, pdf_path)
+            html_to_pdf(html_path, pdf_path)
         except PdfError as exc:
             raise click.ClickException(str(exc)) from None
-        finally:
-            printable.unlink(missing_ok=True)
-        click.echo(f"{pdf_path}: the same report as PDF (A4, every text expanded)")
+        click.echo(f"{pdf_path}: the same report as PDF (A4)")
 
 
 def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
     """Written under a temporary name and renamed: a report is whole or absent."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(path)
     except OSError as exc:
         with suppress(OSError):  # a half-written report is not left behind
@@ -144,17 +196,21 @@ def attempts(obj: Context, account, invoice, since, until, channel, status, acto
 
 @contextmanager
 def _output(path: Path | None):
-    """The file to write (UTF-8, newlines as written), or standard output."""
+    """The file to write (UTF-8, newlines as written), or standard output. A file that cannot be
+    written to the end (a full disk) is an error naming it, and what was written of it is removed:
+    a listing cut short would read as a complete one."""
     if path is None:
         yield sys.stdout
         sys.stdout.flush()
         return
     try:
-        f = open(path, "w", encoding="utf-8", newline="")
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            yield f
     except OSError as exc:
+        if path.is_file():
+            with suppress(OSError):
+                path.unlink()
         raise click.ClickException(f"{path}: cannot write: {exc.strerror or exc}") from None
-    with f:
-        yield f
 
 
 def _month(ctx, param, value):
@@ -173,9 +229,10 @@ def _month(ctx, param, value):
               help="Days after a notice within which a payment counts as recovered.")
 @click.pass_obj
 def report(obj: Context, month, html_path, fmt, window):
-    """Per stage and channel: attempts, sent, delivered, read, bounced, failed, and the accounts
-    that paid within --window days after the notice (recovery rate and amount)."""
-    from notifier.reports.monthly import build, month_attempts, payments_from
+    """Per stage and channel: attempts (= sent + failed + blocked + task + other), of the sent how
+    many were delivered, read, bounced, and the accounts that paid within --window days after the
+    notice (recovery rate and amount); the month's recovered amount."""
+    from notifier.reports.monthly import build, month_attempts, payments_from, recovered
     from notifier.state.store import archive_path_for
     tz = obj.config.tz
     found = month_attempts(obj.log(), month, tz)
@@ -190,10 +247,12 @@ def report(obj: Context, month, html_path, fmt, window):
     elif fmt == "csv":
         _report_csv(lines)
     else:
-        print_table(["stage", "channel", "attempts", "sent", "delivered", "read", "bounced", "failed", "accounts",
-                     f"paid ≤{window}d", "rate", "recovered"],
-                    [[l.stage, l.channel, l.attempts, l.sent, l.delivered, l.read, l.bounced, l.failed,
-                      len(l.accounts), len(l.paid_accounts), f"{l.rate:.1%}", l.recovered] for l in lines])
+        print_table(["stage", "channel", "attempts", "sent", "failed", "blocked", "task", "other", "delivered", "read",
+                     "bounced", "accounts", f"paid ≤{window}d", "rate", "recovered"],
+                    [[l.stage, l.channel, l.attempts, l.sent, l.failed, l.blocked, l.task, l.other, l.delivered,
+                      l.read, l.bounced, len(l.accounts), len(l.paid_accounts), f"{l.rate:.1%}", l.recovered]
+                     for l in lines])
+        click.echo(f"recovered in {month}: {recovered(lines)}")
     if html_path:
         click.echo(f"{html_path}: the report as HTML", err=fmt != "table")
 
@@ -204,22 +263,24 @@ def _report_csv(lines) -> None:
     out = sys.stdout
     out.write(BOM)
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Entregues", "Lidas", "Devolvidas", "Falhas",
-                     "Contas", "Pagaram na janela", "Recuperação (%)", "Valor recuperado (R$)"])
+    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Falhas", "Bloqueadas", "Tarefas", "Outras",
+                     "Entregues", "Lidas", "Devolvidas", "Contas", "Pagaram na janela", "Recuperação (%)",
+                     "Valor recuperado (R$)"])
     for l in lines:
         writer.writerow([STAGE_LABELS.get(l.stage, l.stage), CHANNEL_LABELS.get(l.channel, l.channel), l.attempts,
-                         l.sent, l.delivered, l.read, l.bounced, l.failed, len(l.accounts), len(l.paid_accounts),
-                         br_decimal(l.rate * 100), br_decimal(l.recovered)])
+                         l.sent, l.failed, l.blocked, l.task, l.other, l.delivered, l.read, l.bounced,
+                         len(l.accounts), len(l.paid_accounts), br_decimal(l.rate * 100), br_decimal(l.recovered)])
 
 
 def _report_html(obj: Context, month: str, lines, window: int) -> str:
     from babel.dates import format_date
     from notifier.reports.audit import environment
     from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS
-    from notifier.reports.monthly import month_bounds
+    from notifier.reports.monthly import month_bounds, recovered
     first, _ = month_bounds(month)
     return environment().get_template("report.html").render(
-        company=obj.config.company, lines=lines, window=window,
+        company=obj.config.company, lines=lines, window=window, recovered=recovered(lines),
+        total=lambda name: sum(getattr(l, name) for l in lines),
         month_label=format_date(first, "MMMM 'de' yyyy", locale="pt_BR"),
         generated=obj.now().strftime("%d/%m/%Y %H:%M"),
         stage_label=lambda s: STAGE_LABELS.get(s, s), channel_label=lambda c: CHANNEL_LABELS.get(c, c),

@@ -33,13 +33,16 @@ def forecast(obj: Context, day: date | None, days: int, fmt: str):
         echo_json([r.to_json() for r in rows])
         return
     if fmt == "csv":
-        out = sys.stdout
-        out.write("\ufeff")
         import csv  # only for --format csv
+        from notifier.reports.exports import BOM, CHANNEL_LABELS, STAGE_LABELS, br_decimal
+        out = sys.stdout
+        out.write(BOM)
         writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-        writer.writerow(["data", "etapa", "canal", "mensagens", "custo (R$)"])
+        # The attempts CSV's names for stages and channels: finance puts the two side by side.
+        writer.writerow(["Data", "Etapa", "Canal", "Mensagens", "Custo (R$)"])
         for r in rows:
-            writer.writerow([f"{r.date:%d/%m/%Y}", r.stage, r.channel, r.messages, f"{r.cost:.2f}".replace(".", ",")])
+            writer.writerow([f"{r.date:%d/%m/%Y}", STAGE_LABELS.get(r.stage, r.stage),
+                             CHANNEL_LABELS.get(r.channel, r.channel), r.messages, br_decimal(r.cost)])
         return
     print_table(["date", "stage", "channel", "messages", "cost"],
                 [[f"{r.date:%d/%m/%Y}", r.stage, r.channel, r.messages, brl(r.cost)] for r in rows])

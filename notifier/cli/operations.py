@@ -24,13 +24,15 @@ def check(obj: Context, connect, day):
     renderer = Renderer(obj.config)
     problems = [f"templates: {p}" for p in renderer.check()]
     problems += company_problems(obj.config) + social_tutorial_problems(obj.config)
+    warnings = [f"templates: {w}" for w in renderer.warnings()]
     for status in channel_statuses(obj.config, connect):
         problems += status.problems
+        warnings += status.warnings
         if status.live is not None:
             mode = "live" if status.live else "outbox"
             click.echo(f"{status.name:>9}: {'ok' if not status.problems else 'PROBLEM'}, {mode}: {status.where}")
-    for warning in renderer.warnings():
-        click.echo(f"  warning: templates: {warning}")
+    for warning in warnings:
+        click.echo(f"  warning: {warning}")
     if obj.config.company.is_example:
         click.echo("  warning: [company] is the built-in example: set your legal name, CNPJ and address before sending to customers")
     from notifier.staff.actions import whatsapp_cost_line, without_whatsapp
@@ -108,8 +110,10 @@ def send(obj: Context, account, channel, stage, to, day):
 
 
 def _outcome(channel: str, recipient: str, r) -> str:
-    """One line per message: its status (sent, task, failed, blocked), who answered and why."""
-    from notifier.channels import BLOCKED, FAILED
+    """One line per message: its status (sent, outbox, task, failed, blocked), who answered and why."""
+    from notifier.channels import BLOCKED, FAILED, OUTBOX
+    if r.status == OUTBOX:  # nothing left the machine: never worded as sent
+        return f"{channel} → {recipient or '-'}: not sent, written to the local outbox ({r.provider_id})"
     line = f"{channel} → {recipient or '-'}: {r.status} via {r.provider}"
     if r.provider_id:
         line += f" ({r.provider_id})"

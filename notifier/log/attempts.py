@@ -24,6 +24,21 @@ A crash mid-write leaves a torn last line. Readers skip it, and the next append 
 line, so the torn bytes stay on a line of their own, ignored, and no record is lost with them.
 A record cut only of its newline is whole: it is kept and chained on.
 
+The head the state keeps (`HeadFile`, `attempts.jsonl.head`: one per log, whichever state files
+write to it) is moved by every append, in `AttemptLog._write`, the one place every writer goes
+through, under the log's flock, in this order:
+1. the log's tail is compared with the kept head: a log cut, replaced at its end, deleted, or
+   grown by records this program did not append stops the write (`LogError`) before anything is
+   written or sent;
+2. the kept head gets an intent, "records up to N may follow" (`upto`);
+3. the messages' bytes go into their pack, the records into the log, fsynced;
+4. the kept head becomes the new one, `upto` cleared (one fsync per append, the intent's: this
+   write is flushed by the next one, and until then the intent on disk covers the records).
+A crash between 2 and 4 leaves the state behind the log, never ahead of it (it never claims a
+record the log lacks), and the intent tells the next reader that the records after the head, up
+to N, are a stopped writer's own: the next write adopts them. Growth past the head without such
+an intent is reported: only this program appends to the log, and it always records the head.
+
 The exact bytes handed to each provider are in the message store beside the log
 (`messagestore.py`); the `sending` record carries their SHA-256 and where they are, and what the
 customer read (subject and text, or the WhatsApp template and its variables) in `content`.
@@ -34,10 +49,11 @@ import fcntl
 import hashlib
 import os
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import orjson
 
@@ -47,13 +63,14 @@ from notifier.state.fsync import fsync_dir as _fsync_dir
 GENESIS = "0" * 64
 TAIL_BLOCK = 1 << 16
 # Outcomes of a `sending` (channels.Result.status, plus `unknown` after a crash).
-OUTCOMES = frozenset({"sent", "failed", "task", "blocked", "unknown"})
+OUTCOMES = frozenset({"sent", "outbox", "failed", "task", "blocked", "unknown"})
 UNKNOWN_DETAIL = ("the notifier stopped after recording this attempt and before the provider answered: "
                   "check with the provider whether it was received; it is not sent again automatically")
 
 
 class LogError(Exception):
-    """The log cannot be written (disk full, permissions); names the file."""
+    """The log cannot be read or written (disk full, permissions, a folder in its place), or it
+    does not end where the state's head says; names the file."""
 
 
 class Line(NamedTuple):
@@ -70,8 +87,146 @@ class Head(NamedTuple):
     hash: str
 
 
+def unreadable(path: Path, exc: OSError) -> LogError:
+    """The error of a log that cannot be read, naming it; a folder in its place said as such."""
+    if isinstance(exc, IsADirectoryError):
+        return LogError(f"{path}: is a folder, not the attempt log (check `attempt_log` in the config)")
+    return LogError(f"{path}: cannot read the attempt log: {exc.strerror or exc}")
+
+
 def line_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+class Kept(NamedTuple):
+    """The head the state keeps: `count` records, the last hashing to `hash`, the log file then
+    `size` bytes long; `upto` set while a writer may be appending records up to that count."""
+    count: int
+    hash: str
+    size: int
+    upto: int | None = None
+
+
+def head_file_for(log_path: Path) -> Path:
+    """`attempts.jsonl` -> `attempts.jsonl.head`: the log's head as the notifier's state keeps it,
+    in a file of its own, so that the log and its messages cut or rolled back do not take it with
+    them. One per log, not per state file: several states (a rehearsal copy, the README's
+    example) may write to one log, and each must see the others' appends as the notifier's."""
+    return Path(log_path).with_name(Path(log_path).name + ".head")
+
+
+SLOT = 256  # bytes per copy of the head; two copies, written in turn
+
+
+class HeadFile:
+    """The log's head as the state keeps it, rewritten at every append: a small file of two
+    fixed slots, each the head as JSON with a generation number and a checksum. A write goes to
+    the older slot with one pwrite (and one fsync when durable: an atomic rename would cost two
+    fsyncs more), so a write torn by a crash spoils only that slot, and the reader takes the valid
+    slot of the highest generation: the head before the torn write."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._gen = 0
+
+    def read(self) -> Kept | None:
+        """The newest head written, or None when none was ever written."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LogError(f"{self.path}: cannot read the log's head kept by the state: {exc.strerror or exc}") from None
+        slots = [doc for doc in (_slot(data[i:i + SLOT]) for i in (0, SLOT)) if doc is not None]
+        if not slots:
+            if not data:
+                return None
+            raise LogError(f"{self.path}: the log's head kept by the state is damaged (not written by the notifier); "
+                           "`notifier verify-log` checks the log itself")
+        doc = max(slots, key=lambda d: d["gen"])
+        self._gen = doc["gen"]
+        return Kept(doc["count"], doc["hash"], doc["size"], doc["upto"])
+
+    def write(self, kept: Kept, durable: bool = True) -> None:
+        """Replace the head (call `read` first: the generation goes on from the newest slot);
+        fsynced unless not `durable` (see `AttemptLog._write`)."""
+        self._gen += 1
+        body = orjson.dumps({"gen": self._gen, **kept._asdict()})
+        line = body[:-1] + b',"sum":"%s"}' % hashlib.sha256(body).hexdigest()[:16].encode()
+        created = not self.path.exists()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+            try:
+                os.pwrite(fd, line.ljust(SLOT - 1) + b"\n", (self._gen % 2) * SLOT)
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise LogError(f"{self.path}: cannot record the log's head in the state: {exc.strerror or exc}") from None
+
+
+def _slot(data: bytes) -> dict | None:
+    """One slot's head when it is whole and its checksum holds, else None."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict or type(doc.get("gen")) is not int:
+        return None
+    digest = doc.pop("sum", None)
+    if digest != hashlib.sha256(orjson.dumps(doc)).hexdigest()[:16]:
+        return None
+    return doc
+
+
+def disagreement(path: Path, kept: Kept | None, head: Head) -> str | None:
+    """What is wrong with a log that ends at `head` when the state kept `kept`, or None when they
+    agree (or the log only holds a stopped writer's records after the head, which its intent
+    announced, `grown_by_a_stopped_writer`). One sentence for an operator, saying what to do."""
+    if kept is None or (head.count == kept.count and head.hash == kept.hash):
+        return None
+    seen = f"the state recorded {kept.count:,} records (last hash {kept.hash})"
+    if head.count > kept.count:
+        if grown_by_a_stopped_writer(path, kept, head):
+            return None
+        return (f"{path}: records {kept.count + 1:,} to {head.count:,} were appended after the head the state "
+                f"recorded at its last write ({seen}): only the notifier appends to this log, and it records the "
+                "head every time: something else wrote them. `notifier verify-log` says more; if you know where they "
+                "come from, `notifier verify-log --accept-cut --by NAME` goes on with the log as it is")
+    if not path.exists():
+        what = f"{path}: the attempt log is missing and the state saw {kept.count:,} records: it was deleted or moved"
+    elif head.count < kept.count:
+        what = (f"{path}: the attempt log has {head.count:,} records and the state saw {kept.count:,}: records were "
+                "cut off its end")
+    else:
+        what = (f"{path}: the attempt log has {head.count:,} records and record {head.count:,} is not the one the "
+                f"state saw (hash {kept.hash[:12]}…): it was replaced")
+    return (what + ". Nothing was changed; `notifier verify-log` says where. Restore the log from a backup "
+            "before going on, or, with none, accept the cut: `notifier verify-log --accept-cut --by NAME`")
+
+
+def grown_by_a_stopped_writer(path: Path, kept: Kept, head: Head) -> bool:
+    """Whether the records after `kept` (to `head`) are those a writer announced (`upto`) before
+    it stopped between its append and the head's move: they chain on from the kept head."""
+    if kept.upto is None or not kept.count < head.count <= kept.upto:
+        return False
+    count, last = kept.count, kept.hash
+    try:
+        with open(path, "rb") as f:
+            f.seek(kept.size)
+            for data in f:
+                record = parse_line(data.rstrip(b"\n"))
+                if record is None:
+                    continue  # a torn line
+                if record["seq"] != count + 1 or record["prev"] != last:
+                    return False
+                count, last = count + 1, line_hash(data.rstrip(b"\n"))
+    except OSError:
+        return False
+    return (count, last) == tuple(head)
 
 
 def utc_iso(when: datetime) -> str:
@@ -115,7 +270,7 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise LogError(f"{path}: cannot read the attempt log: {exc.strerror or exc}") from None
+        raise unreadable(path, exc) from None
     with f:
         for number, data in enumerate(f, 1):
             terminated = data.endswith(b"\n")
@@ -159,7 +314,7 @@ class LinesAfter:
             self.end = Mark(0, 0)
             return
         except OSError as exc:
-            raise LogError(f"{self.path}: cannot read the attempt log: {exc.strerror or exc}") from None
+            raise unreadable(self.path, exc) from None
         with f:
             records, offset = self._start(f)
             f.seek(offset)
@@ -248,7 +403,7 @@ def read_tail(path: Path) -> _Tail:
     except FileNotFoundError:
         return _Tail(Head(0, GENESIS), 0, False)
     except OSError as exc:  # a folder in its place, no permission
-        raise LogError(f"{path}: cannot read the attempt log: {exc.strerror or exc}") from None
+        raise unreadable(path, exc) from None
     with f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
@@ -276,7 +431,12 @@ def read_tail(path: Path) -> _Tail:
 
 
 class AttemptLog:
-    """The log at `path`, its message store in `messages` (default `<log name>.messages/`).
+    """The log at `path`, its message store in `messages` (default `<log name>.messages/`), and
+    the head kept for it (`head_file_for(path)`).
+
+    Every write goes through `_write`, which checks the log against the kept head and moves it
+    (module docstring): a new writer (a command, the web console) gets that by writing through
+    any AttemptLog method, with nothing to remember.
 
     Cheap to create: nothing is opened until the first read or write. `close()` releases the
     file and the writer's lock (a process that ends releases them anyway).
@@ -285,6 +445,7 @@ class AttemptLog:
     def __init__(self, path: Path, messages: Path | None = None):
         self.path = Path(path)
         self.messages = MessageStore(Path(messages) if messages else folder_for(self.path))
+        self.kept = HeadFile(head_file_for(self.path))
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._fd: int | None = None
         self._run_fd: int | None = None
@@ -323,11 +484,13 @@ class AttemptLog:
             if payload is not None:
                 stored_payloads.setdefault(utc_iso(when)[:7], []).append((attempt_id, len(records), payload))
             records.append(record)
-        for month, entries in stored_payloads.items():
-            pointers = self.messages.put_many(month, [(aid, data) for aid, _, data in entries])
-            for (_, index, _), where in zip(entries, pointers):
-                records[index]["message"] = where.to_json()
-        self._append(answers + records)
+
+        def store_payloads() -> None:
+            for month, entries in stored_payloads.items():
+                pointers = self._put(month, [(aid, data) for aid, _, data in entries])
+                for (_, index, _), where in zip(entries, pointers):
+                    records[index]["message"] = where.to_json()
+        self._write(answers + records, store_payloads)
         for record in records:
             self._open_attempts[record["id"]] = {k: record.get(k) for k in ("actor", "account", "channel", "recipient")}
         return [r["id"] for r in records]
@@ -339,7 +502,7 @@ class AttemptLog:
     def finish_many(self, items: Sequence[tuple]) -> list[str]:
         """`finish` for many attempts with one fsync. Each item: (attempt_id, when, result)."""
         records = self._answers(items)
-        self._append(records)
+        self._write(records)
         return [r["id"] for r in records]
 
     def _answers(self, items: Sequence[tuple]) -> list[dict]:
@@ -368,7 +531,7 @@ class AttemptLog:
             if event == "sending":
                 raise ValueError("a `sending` record is written by start(), which stores the payload")
             records.append({"id": new_id(), "event": event, "time": utc_iso(when), "actor": actor, **fields})
-        self._append(records)
+        self._write(records)
         return [r["id"] for r in records]
 
     def recover(self, when: datetime, actor: str = "daemon", since: Mark | None = None) -> list[dict]:
@@ -404,7 +567,7 @@ class AttemptLog:
             # A torn sending line never finished its write-ahead, so it was never sent: not unknown.
             pending = {k: r for k, r in parsed.items() if r is not None and r.get("id") == k}
             if pending:
-                self._append([_unknown(when, actor, sending) for sending in pending.values()])
+                self._write([_unknown(when, actor, sending) for sending in pending.values()])
                 lines.end = Mark(self._tail.head.count, self._tail.size)
             # This process's own attempts in flight are not answered yet: no mark past them.
             self.answered = None if ours else lines.end
@@ -431,6 +594,51 @@ class AttemptLog:
             self._tail = read_tail(self.path)
         return self._tail.head
 
+    def check_head(self) -> None:
+        """LogError unless the log ends where the state's kept head says (see `disagreement`):
+        commands that change the state ask before they write anything."""
+        with self._shared():
+            problem = disagreement(self.path, self.kept.read(), read_tail(self.path).head)
+        if problem:
+            raise LogError(problem)
+
+    def settled(self) -> tuple[Kept | None, int]:
+        """(the kept head, the log's size) at one moment no writer is between its append and the
+        head's move, for a check that reads the log after (writers append on meanwhile)."""
+        with self._shared():
+            return self.kept.read(), _size(self.path)
+
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        """The log's flock held shared: writers hold it exclusive from their check of the head to
+        its move, so a log growing under a reader is never mistaken for a log grown by someone else."""
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            yield
+            return
+        except OSError as exc:
+            raise unreadable(self.path, exc) from None
+        with f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            yield
+
+    def accept_head(self) -> tuple[Kept, Head] | None:
+        """Make the kept head the log's present one, whatever the log holds (`verify-log
+        --accept-cut`: no backup to restore); returns (the head kept before, the log's), or None
+        when they agreed."""
+        fd = self._log_fd()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            kept, tail = self.kept.read(), read_tail(self.path)
+            if kept is None or disagreement(self.path, kept, tail.head) is None:
+                return None
+            self.kept.write(Kept(*tail.head, tail.size))
+            self._tail = tail
+            return kept, tail.head
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
     def close(self) -> None:
         for fd in (self._fd, self._run_fd):
             if fd is not None:
@@ -439,7 +647,10 @@ class AttemptLog:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _append(self, records: list[dict]) -> None:
+    def _write(self, records: list[dict], store_payloads: Callable[[], None] | None = None) -> None:
+        """Append `records`, after `store_payloads()` (which puts their messages' bytes in the
+        packs and their pointers in the records), moving the kept head; the order is the module
+        docstring's. All under the log's flock, so that packs, log and head change together."""
         if not records:
             return
         self._hold_run_lock(exclusive=False)
@@ -447,9 +658,11 @@ class AttemptLog:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             size = os.fstat(fd).st_size
-            if self._tail is None or self._tail.size != size:
-                self._tail = read_tail(self.path)  # first write, or another process appended
+            self._tail = self._agreed(size)
             count, last = self._tail.head
+            self.kept.write(Kept(count, last, size, count + len(records)))
+            if store_payloads is not None:
+                store_payloads()
             blob = bytearray(b"\n" if self._tail.needs_newline else b"")
             for record in records:
                 count += 1
@@ -463,8 +676,32 @@ class AttemptLog:
                 self._tail = None  # what reached the disk is unknown: read the tail again next time
                 raise LogError(f"{self.path}: cannot append to the attempt log: {exc.strerror or exc}") from None
             self._tail = _Tail(Head(count, last), size + len(blob), False)
+            # Not fsynced: the next intent's fsync flushes it, and a power cut before that
+            # leaves the intent on disk, which accounts for these records. A killed process
+            # loses nothing: the write is in the page cache every reader sees.
+            self.kept.write(Kept(count, last, size + len(blob)), durable=False)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _agreed(self, size: int) -> _Tail:
+        """The log's tail, checked against the kept head (LogError when they disagree): read
+        again only when the file is not as this process left it or the head is not."""
+        kept = self.kept.read()
+        tail = self._tail
+        if tail is None or tail.size != size or (kept is not None and kept != Kept(*tail.head, size)):
+            tail = read_tail(self.path)
+            problem = disagreement(self.path, kept, tail.head)
+            if problem:
+                raise LogError(problem)
+        return tail
+
+    def _put(self, month: str, items: list[tuple[str, bytes]]) -> list[Stored]:
+        try:
+            return self.messages.put_many(month, items)
+        except FileExistsError:  # a file where the folder should be
+            raise LogError(f"{self.messages.folder}: is a file, not the folder of the stored messages") from None
+        except OSError as exc:  # a full disk, no permission
+            raise LogError(f"{self.messages.folder}: cannot store the messages: {exc.strerror or exc}") from None
 
     def _log_fd(self) -> int:
         if self._fd is None:
@@ -490,6 +727,13 @@ class AttemptLog:
             fcntl.flock(self._run_fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
             return False
         return True
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _open(path: Path, flags: int) -> int:

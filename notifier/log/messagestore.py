@@ -26,7 +26,7 @@ import fcntl
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -62,6 +62,15 @@ class Stored:
     def from_json(cls, data: dict) -> "Stored":
         return cls(data["pack"], int(data["offset"]), int(data["zsize"]), int(data["size"]), data["sha256"],
                    data.get("zsha256"))
+
+
+def entry_header(attempt_id: str, where: Stored) -> bytes:
+    """The header line `put_many` writes before the bytes `where` points at: a check rebuilds it
+    from the log's record and compares, so a changed byte in a header is found too."""
+    doc = {"id": attempt_id, "sha256": where.sha256, "size": where.size, "zsize": where.zsize}
+    if where.zsha256 is not None:
+        doc["zsha256"] = where.zsha256
+    return orjson.dumps(doc) + b"\n"
 
 
 def folder_for(log_path: Path) -> Path:
@@ -131,17 +140,34 @@ class MessageStore:
         data = self._inflate(packed, where)
         return len(data) == where.size and hashlib.sha256(data).hexdigest() == where.sha256
 
+    def header_size(self, attempt_id: str, where: Stored) -> int | None:
+        """The size of the header `put_many` wrote for `attempt_id` before the entry `where` points
+        at, or None when the entry is not framed as written (another header, no newline after).
+        A pointer without `zsha256` (an entry written before it existed) may have either header."""
+        headers = [entry_header(attempt_id, where)]
+        if where.zsha256 is None:
+            zsha = hashlib.sha256(self._packed(where)).hexdigest()
+            headers.append(entry_header(attempt_id, replace(where, zsha256=zsha)))
+        for header in headers:
+            if (self._pread(where.pack, len(header), where.offset - len(header)) == header
+                    and self._pread(where.pack, 1, where.offset + where.zsize) == b"\n"):
+                return len(header)
+        return None
+
     def _packed(self, where: Stored) -> bytes:
-        """The compressed bytes of one entry: one pread on a pack kept open (verify reads
-        hundreds of thousands)."""
+        """The compressed bytes of one entry."""
+        return self._pread(where.pack, where.zsize, where.offset)
+
+    def _pread(self, pack: str, size: int, offset: int) -> bytes:
+        """One pread on a pack kept open (verify reads hundreds of thousands)."""
         try:
-            fd = self._readers.get(where.pack)
+            fd = self._readers.get(pack)
             if fd is None:
-                fd = self._readers[where.pack] = os.open(self.folder / where.pack, os.O_RDONLY)
-            return os.pread(fd, where.zsize, where.offset)
+                fd = self._readers[pack] = os.open(self.folder / pack, os.O_RDONLY)
+            return os.pread(fd, size, offset) if offset >= 0 else b""
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or exc
-            raise MessageStoreError(f"{self.folder / where.pack}: cannot read the stored message: {reason}") from None
+            raise MessageStoreError(f"{self.folder / pack}: cannot read the stored message: {reason}") from None
 
     def _inflate(self, packed: bytes, where: Stored) -> bytes:
         try:

@@ -33,6 +33,7 @@ STAGE_LABELS = {
 STATUS_LABELS = {
     "sending": "em envio",
     "sent": "enviado",
+    "outbox": "gravado na caixa de saída local",
     "delivered": "entregue",
     "read": "lido",
     "undelivered": "não entregue",
@@ -44,6 +45,13 @@ STATUS_LABELS = {
     "skipped": "não enviado",
 }
 CHANNEL_LABELS = {"email": "E-mail", "whatsapp": "WhatsApp", "sms": "SMS", "social": "Rede social", "staff": "Equipe"}
+# Staff records: a contact made by hand (`notifier contact`) and a hold's reason.
+CONTACT_CHANNELS = {"phone": "Telefone", "whatsapp": "WhatsApp", "instagram": "Instagram", "facebook": "Facebook",
+                    "other": "Outro"}
+CONTACT_OUTCOMES = {"reached": "Falou com o cliente", "no_answer": "Não atendeu", "wrong_contact": "Contato errado",
+                    "promised_payment": "Prometeu pagar", "other": "Outro"}
+HOLD_REASONS = {"promised_payment": "Promessa de pagamento", "disputed": "Contestação", "negotiating": "Negociação",
+                "other": "Outro"}
 
 
 def row(attempt: Attempt) -> dict:

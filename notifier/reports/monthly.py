@@ -27,30 +27,52 @@ from notifier.log.history import Attempt, Filters, attempts, local_time
 WINDOW_DAYS = 3
 
 
+# What the provider first said of an attempt. Every attempt has exactly one, so the month's
+# attempts = sent + failed + blocked + task + other; delivered, read and bounced come later and
+# count among the sent.
+OUTCOMES = ("sent", "failed", "blocked", "task")
+
+
 @dataclass
 class Line:
     stage: str
     channel: str
     attempts: int = 0
-    sent: int = 0
+    sent: int = 0  # a provider took it (a mail server accepted it, Twilio queued it)
+    failed: int = 0
+    blocked: int = 0  # not sent: our configuration (no approved WhatsApp template...)
+    task: int = 0  # handed to staff to send by hand
+    other: int = 0  # no answer yet, interrupted (unknown), written to the local outbox
     delivered: int = 0
     read: int = 0
-    bounced: int = 0
-    failed: int = 0
+    bounced: int = 0  # bounced, or undelivered after the provider took it
     accounts: set = field(default_factory=set)
     paid_accounts: set = field(default_factory=set)
-    recovered: Decimal = Decimal("0")
-    _counted: set = field(default_factory=set)
+    paid_invoices: dict = field(default_factory=dict)  # invoice -> amount, paid within the window
 
     @property
     def rate(self) -> float:
         return len(self.paid_accounts) / len(self.accounts) if self.accounts else 0.0
 
+    @property
+    def recovered(self) -> Decimal:
+        return sum(self.paid_invoices.values(), Decimal("0"))
+
     def to_json(self) -> dict:
         return {"stage": self.stage, "channel": self.channel, "attempts": self.attempts, "sent": self.sent,
-                "delivered": self.delivered, "read": self.read, "bounced": self.bounced, "failed": self.failed,
+                "failed": self.failed, "blocked": self.blocked, "task": self.task, "other": self.other,
+                "delivered": self.delivered, "read": self.read, "bounced": self.bounced,
                 "accounts": len(self.accounts), "paid_within_window": len(self.paid_accounts),
                 "recovery_rate": round(self.rate, 4), "recovered": str(self.recovered)}
+
+
+def recovered(lines: Iterable[Line]) -> Decimal:
+    """The month's recovered amount: each invoice paid within the window once, however many
+    notices (stages, channels) spoke for it."""
+    paid = {}
+    for line in lines:
+        paid.update(line.paid_invoices)
+    return sum(paid.values(), Decimal("0"))
 
 
 @dataclass(frozen=True)
@@ -80,12 +102,15 @@ def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], t
         line = lines.setdefault((s.get("stage"), s.get("channel")), Line(s.get("stage"), s.get("channel")))
         events = a.events()
         line.attempts += 1
-        line.sent += "sent" in events
+        outcome = a.outcome["event"] if a.outcome else None
+        if outcome in OUTCOMES:
+            setattr(line, outcome, getattr(line, outcome) + 1)
+        else:
+            line.other += 1
         line.delivered += bool(events & {"delivered", "read"})
         line.read += "read" in events
-        line.bounced += "bounced" in events
-        line.failed += bool(events & {"failed", "undelivered"})
-        if not events & {"sent", "delivered", "read"} or "bounced" in events:
+        line.bounced += bool(events & {"bounced", "undelivered"})
+        if not events & {"sent", "delivered", "read"} or events & {"bounced", "undelivered"}:
             continue  # never reached the customer: it cannot have moved them to pay
         line.accounts.add(s.get("account"))
         day = _notice_day(a, tz)
@@ -94,9 +119,7 @@ def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], t
             if p is None or p.paid is None or not day <= p.paid <= day + timedelta(days=window):
                 continue
             line.paid_accounts.add(s.get("account"))
-            if invoice not in line._counted:
-                line._counted.add(invoice)
-                line.recovered += p.amount
+            line.paid_invoices[invoice] = p.amount
     order = {name: i for i, name in enumerate(STAGES)}
     return sorted(lines.values(), key=lambda l: (order.get(l.stage, 99), l.channel or ""))
 

@@ -12,6 +12,7 @@ class ChannelStatus(NamedTuple):
     live: bool | None  # messages leave the machine (True), go to the outbox (False), or unknown (None: broken)
     where: str  # the provider or folder, as the channel describes itself (no secrets)
     problems: tuple[str, ...]  # each starts with the channel's name
+    warnings: tuple[str, ...] = ()  # what blocks no message of the ladder (a template only escalate needs)
 
 
 def channel_statuses(config: Config, connect: bool = False) -> list[ChannelStatus]:
@@ -26,7 +27,8 @@ def channel_statuses(config: Config, connect: bool = False) -> list[ChannelStatu
             continue
         try:
             problems = tuple(_named(name, p) for p in channel.check(connect=connect))
-            found.append(ChannelStatus(name, channel.live, channel.describe(), problems))
+            warnings = tuple(_named(name, w) for w in channel.warnings())
+            found.append(ChannelStatus(name, channel.live, channel.describe(), problems, warnings))
         finally:
             channel.close()
     return found

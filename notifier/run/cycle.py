@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta
 from typing import Callable, Iterable, Iterator
 
 from notifier import channels
-from notifier.channels import FAILED, SENT, UNKNOWN, ChannelError, Message, Result
+from notifier.channels import FAILED, OUTBOX, SENT, UNKNOWN, ChannelError, Message, Result
 
 from notifier.billing import hours, rules
 from notifier.log.attempts import AttemptLog, LinesAfter, Mark, parse_line, seq_of
@@ -60,7 +60,7 @@ BLOCKED_NOTICES = "blocked"
 FIRST_WAIT = timedelta(minutes=15)
 LONGEST_WAIT = timedelta(days=1)
 ALERT_LINES = 100  # notices listed in one staff alert of exhausted tries; the rest are counted
-COLUMNS = ("sent", "task", "unknown", "failed", "retry", "waiting", "held", "skipped", "blocked")
+COLUMNS = ("sent", "outbox", "task", "unknown", "failed", "retry", "waiting", "held", "skipped", "blocked")
 
 
 @dataclass
@@ -86,9 +86,7 @@ class Summary:
 
 
 def outcome_column(result: Result) -> str:
-    if result.status == SENT:
-        return "sent"
-    if result.status in (TASK, UNKNOWN):
+    if result.status in (SENT, OUTBOX, TASK, UNKNOWN):
         return result.status
     if result.status == BLOCKED:
         return "blocked"
@@ -97,7 +95,7 @@ def outcome_column(result: Result) -> str:
 
 def ledger_status(status: str, permanent: bool) -> str | None:
     """The ledger row an outcome writes, or None when the notice must be tried again."""
-    if status in (SENT, TASK, UNKNOWN):
+    if status in (SENT, OUTBOX, TASK, UNKNOWN):
         return status
     if status == FAILED and permanent:
         return "failed"
@@ -128,7 +126,7 @@ def ledger_rows(fields: dict, status: str, attempt_id: str | None) -> list[Ledge
     """The ledger rows of one logged notice: one per invoice timeline entry it covers."""
     return [
         LedgerEntry(inv, fields["account"], date.fromisoformat(day), stage, fields["channel"], fields["recipient"],
-                    status, bool(fields.get("tutorial")) and status == SENT, attempt_id)
+                    status, bool(fields.get("tutorial")) and status in (SENT, OUTBOX), attempt_id)
         for inv, day, stage in fields.get("covers", ())
     ]
 
@@ -555,8 +553,8 @@ class _Claims:
                 claims = [(r, job) for r, job in offers if not self._stopped(job.notice)]
                 with cycle.log_lock:
                     ids = cycle.log.finish_and_start(finished, [
-                        (now, j.message, j.fields, cycle.actor, j.message.payload, j.message.meta["attempt_id"])
-                        for _, j in claims])
+                        (j.message.date or now, j.message, j.fields, cycle.actor, j.message.payload,
+                         j.message.meta["attempt_id"]) for _, j in claims])
             finished = []
             for (r, job), attempt in zip(claims, ids):
                 r.job = replace(job, attempt=attempt)
@@ -577,7 +575,8 @@ class _Claims:
                                      f"{type(exc).__name__}: {exc}"))
                 continue
             # A channel that cannot prepare it (a missing credential) blocks it in the pool.
-            message, channel = prepare(self.cycle._preparers, self.cycle.config, message)
+            # Composed now: the e-mail's Date: is the time its claim records (see _commit).
+            message, channel = prepare(self.cycle._preparers, self.cycle.config, message, when=self.cycle.clock())
             fields = notice_fields(notice, message)
             if self.ledger.was_blocked(fields) and not isinstance(channel, ChannelError):
                 result = channel.blocked(message)

@@ -184,10 +184,11 @@ def deliver(
     deliveries = []
     try:
         for notice, message in rendered:
-            message, channel = prepare(built, config, message)
+            when = now()
+            message, channel = prepare(built, config, message, when=when)
             attempt_id = message.meta["attempt_id"]
             fields = {**notice_fields(notice, message), "attempt": attempt_of(notice)}
-            _logged(log, "nothing more was sent", log.start, now(), message, fields, actor, message.payload, attempt_id)
+            _logged(log, "nothing more was sent", log.start, when, message, fields, actor, message.payload, attempt_id)
             result = _send(channel, notice.channel, message)
             _logged(log, f"the {notice.channel} message to {notice.recipient} went out ({result.status}) but "
                          "its outcome is not recorded", log.finish, attempt_id, now(), result)
@@ -227,11 +228,12 @@ def close_all(built: dict) -> None:
     built.clear()
 
 
-def prepare(built: dict, config: Config, message: Message,
-            attempt_id: str | None = None) -> tuple[Message, channels.Channel | ChannelError]:
+def prepare(built: dict, config: Config, message: Message, attempt_id: str | None = None,
+            when: datetime | None = None) -> tuple[Message, channels.Channel | ChannelError]:
     """`message` with a new attempt id and the exact bytes its channel will hand the provider
     (`Channel.prepare`), and the channel, built once per `built` cache. The id comes first: the
-    payload carries it (the e-mail's VERP Return-Path). A channel that cannot be built or cannot
+    payload carries it (the e-mail's VERP Return-Path); so does `when`, the time the log records
+    for the attempt (the e-mail's Date:, so the message and the log tell one time). A channel that cannot be built or cannot
     prepare the message comes back as its `ChannelError`, and the message without a payload."""
     name = message.channel
     if name not in built:
@@ -240,7 +242,7 @@ def prepare(built: dict, config: Config, message: Message,
         except ChannelError as exc:
             built[name] = exc
     channel = built[name]
-    message = replace(message, payload=None, meta={**message.meta, "attempt_id": attempt_id or new_id()})
+    message = replace(message, payload=None, meta={**message.meta, "attempt_id": attempt_id or new_id()}, date=when)
     if isinstance(channel, ChannelError):
         return message, channel
     try:

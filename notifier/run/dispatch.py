@@ -237,7 +237,8 @@ class Pool:
             if delay > MAX_BACKOFF or self.stop.wait(delay):
                 return Outcome(job, result, self.clock(), None, tries)
             tries += 1
-            message, _ = prepare(built, self.config, job.message)
+            when = self.clock()
+            message, _ = prepare(built, self.config, job.message, when=when)
             again = replace(job, message=message, fields={**job.fields, "attempt": tries}, attempt="")
             if self.feed is not None:
                 claimed = self.feed(None, again)  # refused when a staff action stopped the notice meanwhile
@@ -246,7 +247,7 @@ class Pool:
                 attempt = claimed.attempt
                 continue
             with self.log_lock:
-                [attempt] = self.log.start_many([(self.clock(), message, again.fields,
+                [attempt] = self.log.start_many([(when, message, again.fields,
                                                   self.actor, message.payload, message.meta["attempt_id"])])
 
     def _send_once(self, job: Job, built: dict, message: Message) -> Result:

@@ -164,7 +164,7 @@ def tasks(records: Iterable[dict]) -> list[Task]:
             found.append((r, "unknown", sending))
         elif event == "bounced" and r.get("hard"):
             found.append((r, "bounced", sending or r))
-        elif event in ("sent", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
+        elif event in ("sent", "outbox", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
             found.append((r, "deletion_due", sending))
     return [Task(r["id"], kind, r.get("time", ""), s.get("account", ""), s.get("channel", ""),
                  s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]),
@@ -339,17 +339,18 @@ def _send(config: Config, log: AttemptLog, renderer, clock, snap, notices: list[
     """Send an escalation's `notices` as `by`, logged before each provider call; the outcomes."""
     if not notices:
         return []
-    today = clock().date()
+    now = clock()
+    today = now.date()
     account = snap.account(notices[0].account)
     invoices = [i for i in snap.invoices(account.id) if i.unpaid_on(today)]
     batch, built = [], {}
     for n in notices:
         # Prepared as the cycle prepares its messages: the attempt id in the message (the e-mail's
         # X-Notifier-Attempt-Id and VERP address) and its exact bytes in the message store.
-        message, _ = prepare(built, config, renderer.render(n, account, invoices, today))
+        message, _ = prepare(built, config, renderer.render(n, account, invoices, today), when=now)
         fields = {**notice_fields(n, message), "covers": [], "escalation": True, **extra, **by.fields()}
         batch.append((n, message, fields))
-    ids = log.start_many([(clock(), m, f, by.name, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
+    ids = log.start_many([(now, m, f, by.name, m.payload, m.meta["attempt_id"]) for _, m, f in batch])
     pool = Pool(config, log, clock, threading.Event(), workers=max(1, len(batch)), actor=by.name)
     try:
         for (n, m, f), attempt in zip(batch, ids):

@@ -43,7 +43,7 @@ from decimal import Decimal
 from itertools import compress, groupby, islice
 from operator import attrgetter, not_
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import orjson
 from tinydb.storages import Storage
@@ -54,6 +54,10 @@ from notifier.billing.models import Account, History, Hold, Invoice, LedgerEntry
 from notifier.billing.rules import is_late
 from notifier.state.flock import FileLock, Timeout
 from notifier.state.fsync import fsync_dir as _fsync_dir
+from notifier.log.attempts import disagreement, read_tail
+
+if TYPE_CHECKING:
+    from notifier.log.attempts import AttemptLog
 
 # The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
 # read, see `Snapshot.last_import`) only matter to a transaction.
@@ -70,14 +74,6 @@ CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts al
 # A snapshot's chunk of at least this many documents is decoded by msgspec (notifier/state/storedocs.py):
 # below it, importing msgspec (5 ms) would cost more than it saves.
 TYPED_MIN = 1000
-
-
-def _cut(recorded, count: int, digest: str) -> bool:
-    """True when a log of `count` records ending in `digest` lacks records the state saw
-    (`recorded`, its "log_head"), or ends in another record at the same count."""
-    if not isinstance(recorded, Mapping):
-        return False
-    return count < recorded.get("count", 0) or (count == recorded.get("count") and digest != recorded.get("hash"))
 
 
 class StoreError(Exception):
@@ -272,7 +268,9 @@ def _read(path: Path, sink) -> bool:
         try:
             data = orjson.loads(blob)
         except orjson.JSONDecodeError as exc:
-            raise StoreError(f"{path}: not a valid state file: not JSON ({exc})") from None
+            # orjson >= 3.13 refuses JSON nested deeper than 1,024 levels, which no state of ours is.
+            what = "nested too deep" if str(exc).startswith("depth limit") else "not JSON"
+            raise StoreError(f"{path}: not a valid state file: {what} ({exc})") from None
         del blob
         if not isinstance(data, dict):
             raise StoreError(f"{path}: not a valid state file: the top level must be an object of tables")
@@ -443,11 +441,11 @@ class Store:
     """
 
     def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
-                 log_head: Callable[[], tuple[int, str]] | None = None):
+                 log: "AttemptLog | None" = None):
         self.path = Path(path)
-        # The attempt log's (count, last hash), written into `meta` at every commit: a log cut
-        # short after a store write no longer reaches the head the state remembers (verify-log).
-        self.log_head = log_head
+        # The attempt log, whose head the state keeps (moved by every append: attempts.py): a
+        # transaction writes nothing while the log does not end where that head says.
+        self.log = log
         self.archive_path = archive_path_for(self.path)
         self.retention_months = retention_months
         self._storage = AtomicJSONStorage(self.path)
@@ -495,12 +493,11 @@ class Store:
             stamp = _stamp(self.path)  # under the lock: no writer replaces the file meanwhile
             raw = self._storage.read() or {}
             if not accept_cut:
-                self._refuse_cut((raw.get("meta") or {}).get("log_head") if isinstance(raw, Mapping) else None)
+                self.refuse_a_cut_log()
             snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, stamp))
             yield snapshot
-            head = self._log_head_to_record(snapshot)
-            if snapshot.changed or head is not None:
-                self._commit(snapshot, head)
+            if snapshot.changed:
+                self._commit(snapshot)
         finally:
             self._local.in_transaction = False
             self._lock.release()
@@ -540,59 +537,37 @@ class Store:
 
     def accept_log_cut(self, by: str, when: str) -> dict | None:
         """Go on with the attempt log as it is now, after `refuse_a_cut_log` stopped every write
-        (no backup to restore): the cut is kept in `meta` "log_cuts" for good (verify-log shows
-        it in every verdict), and the state takes the log's present head. Returns the cut
-        recorded, or None when the log and the state agree."""
+        (no backup to restore): the cut (or growth) is kept in `meta` "log_cuts" for good
+        (verify-log shows it in every verdict), then the state keeps the log's present head.
+        Returns the cut recorded, or None when the log and the state agree."""
+        kept, _ = self.log.settled()
+        head = read_tail(self.log.path).head
+        if kept is None or disagreement(self.log.path, kept, head) is None:
+            return None
+        cut = {"at": when, "by": by, "seen": {"count": kept.count, "hash": kept.hash},
+               "found": {"count": head.count, "hash": head.hash}}
         with self.transaction(accept_cut=True) as snapshot:
-            seen = snapshot.meta("log_head")
-            count, digest = self.log_head()
-            if not _cut(seen, count, digest):
-                return None
-            cut = {"at": when, "by": by, "seen": seen, "found": {"count": count, "hash": digest}}
             cuts = (snapshot.meta("log_cuts") or {}).get("cuts", [])
             snapshot.set_meta("log_cuts", {"cuts": [*cuts, cut]})
-            return cut
+        self.log.accept_head()  # after the cut is on record: a crash between leaves it refused still
+        return cut
 
     def refuse_a_cut_log(self) -> None:
-        """StoreError when the attempt log holds fewer records than the state saw in it, or a
-        different last record at the same count: records were cut off or replaced. Writing on
-        would record the shorter log's head over the evidence (verify-log could no longer see the
-        cut), and what the cut records said was sent would be forgotten. Every transaction asks;
-        a cycle or a send asks first, before its recovery appends to the log."""
-        if self.path.exists():
-            self._refuse_cut(self.snapshot().meta("log_head"))
+        """LogError when the attempt log does not end where the head the state keeps says: records
+        cut off, replaced, the log deleted, or records appended by something else. Writing on
+        would record the altered log's head over the evidence (verify-log could no longer see it),
+        and what the cut records said was sent would be forgotten. Every transaction asks; a cycle
+        or a send asks first, before its recovery appends to the log."""
+        if self.log is not None:
+            self.log.check_head()
 
-    def _refuse_cut(self, recorded: Mapping | None) -> None:
-        if self.log_head is None:
-            return
-        count, digest = self.log_head()
-        if _cut(recorded, count, digest):
-            seen = (f"the state saw {recorded.get('count'):,}" if count < recorded.get("count", 0)
-                    else f"record {count:,} is not the one the state saw (hash {str(recorded.get('hash'))[:12]}…)")
-            raise StoreError(
-                f"{self.path}: the attempt log has {count:,} records and {seen}: records were cut off its end "
-                "or replaced. Nothing was changed; `notifier verify-log` says where. Restore the log from a "
-                "backup before going on, or, with none, accept the cut: `notifier verify-log --accept-cut --by NAME`")
-
-    def _log_head_to_record(self, snapshot: Snapshot) -> dict | None:
-        """The attempt log's head when it moved since the state recorded it, else None. Every
-        transaction records it then, even one that changed nothing else (an import of a file with
-        nothing new): the state is the second copy that catches records cut off the log's end."""
-        if self.log_head is None:
-            return None
-        count, digest = self.log_head()
-        head = {"count": count, "hash": digest}
-        return None if snapshot.raw.get("meta", {}).get("log_head") == head else head
-
-    def _commit(self, snapshot: Snapshot, head: dict | None = None) -> None:
+    def _commit(self, snapshot: Snapshot) -> None:
         """New state file written, then archive lines appended, then the state replaced.
 
         A crash after the append and before the rename leaves the archived records in both files;
         the next archive run appends them again. Archive readers therefore dedupe by (kind, id),
         and no record is ever lost: it leaves the state only once it is safely in the archive.
         """
-        if head is not None:
-            snapshot.raw.setdefault("meta", {})["log_head"] = head
         if not snapshot.archive_lines:
             self._storage.replace(self._storage.write_new(snapshot.raw))
             return

@@ -44,7 +44,7 @@ class Web:
         self.users = UserStore(users_path(config.state))
         self.sessions = auth.Sessions(idle=config.web.idle_minutes * 60)
         self.log = AttemptLog(config.attempt_log)
-        self.store = Store(config.state, retention_months=config.retention_months, log_head=self.log.head)
+        self.store = Store(config.state, retention_months=config.retention_months, log=self.log)
 
     @cached_property
     def renderer(self) -> Renderer:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from .model import DAY, POST_DUE, World, contact_allowed
 
 TZ = ZoneInfo("America/Sao_Paulo")
-OUTCOMES = ("sent", "task", "failed", "blocked", "unknown")
+OUTCOMES = ("sent", "outbox", "task", "failed", "blocked", "unknown")
 DELIVERED = ("sent", "task")
 RESTRICTED = ("whatsapp", "sms", "social")
 BR_DATE = re.compile(r"\b\d{2}/\d{2}/\d{4}\b")
@@ -102,7 +102,8 @@ class Oracle:
         what = f"{acc_id} {channel} → {recipient} {r.get('stage')} (record {r['id']})"
         escalation = bool(r.get("escalation"))
         automatic = r.get("actor") == "run-once"
-        if outcome not in DELIVERED:
+        # No STAFF_URLS in the simulation: staff messages go to the outbox, customers' to the servers.
+        if outcome not in DELIVERED and (channel, outcome) != ("staff", "outbox"):
             self.problem(day, f"{what}: outcome {outcome!r} (no fault is injected: every message must go)")
         when = datetime.fromisoformat(r["time"].replace("Z", "+00:00")).astimezone(TZ)
         if when.date() != day:

@@ -14,7 +14,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from notifier.log.index import index_for
 from notifier.log.messagestore import MessageStoreError
-from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, STATUS_LABELS
+from notifier.reports.exports import (CHANNEL_LABELS, CONTACT_CHANNELS, CONTACT_OUTCOMES, HOLD_REASONS,
+                                      STAGE_LABELS, STATUS_LABELS)
 from notifier.run.delivery import DeliveryError
 from notifier.staff import actions
 from notifier.staff.actor import InvalidText
@@ -27,12 +28,6 @@ from notifier.state.store import StoreError
 from .. import auth
 from . import error_page, page
 
-CONTACT_CHANNELS = {"phone": "Telefone", "whatsapp": "WhatsApp", "instagram": "Instagram", "facebook": "Facebook",
-                    "other": "Outro"}
-CONTACT_OUTCOMES = {"reached": "Falou com o cliente", "no_answer": "Não atendeu", "wrong_contact": "Contato errado",
-                    "promised_payment": "Prometeu pagar", "other": "Outro"}
-HOLD_REASONS = {"promised_payment": "Promessa de pagamento", "disputed": "Contestação", "negotiating": "Negociação",
-                "other": "Outro"}
 ESCALATION_CHANNELS = {"whatsapp": "WhatsApp", "sms": "SMS", "social": "Rede social", "email": "E-mail"}
 OPT_OUT_CHANNELS = {"whatsapp": "WhatsApp", "sms": "SMS", "social": "Rede social"}
 KIND_LABELS = {"sending": "Mensagem", "contact": "Contato feito pela equipe", "hold": "Pausa na cobrança",
