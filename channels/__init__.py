@@ -112,6 +112,12 @@ class Channel:
     def send(self, message: Message) -> Result:
         raise NotImplementedError
 
+    def blocked(self, message: Message) -> Result | None:
+        """The BLOCKED result `send` would give this prepared message because of our configuration
+        (a WhatsApp stage without a template), found without calling the provider; None when it may
+        go. The cycle asks it before claiming a notice again that was already recorded blocked."""
+        return None
+
     def check(self, connect: bool = False) -> list[str]:
         """Problems with this channel's configuration, as sentences; `connect` also reaches the
         provider without sending anything. An empty list means ready."""

@@ -74,10 +74,9 @@ class WhatsAppChannel(TwilioChannel):
         to = PREFIX + number
         if message.payload is None:
             message = self.prepare(message)
-        if message.payload is None:
-            stage = message.meta.get("stage", "?")
-            return Result(BLOCKED, self.provider, code=f"config:whatsapp.templates.{stage}",
-                          detail=_missing_template(stage))
+        blocked = self.blocked(message)
+        if blocked is not None:
+            return blocked
         requests = decode_payload(message)["requests"]
         if self.outbox:
             return self.write_outbox(to, {"messages": [outbox_fields(r) for r in requests]}, message.meta)
@@ -85,6 +84,13 @@ class WhatsAppChannel(TwilioChannel):
         if not result.ok and result.code in FALLBACK_CODES and self.sms_fallback:
             return self._fallback(message, number, result)
         return result
+
+    def blocked(self, message: Message) -> Result | None:
+        """Prepared without a payload: no template for its stage, and free-form text not allowed."""
+        if message.payload is not None:
+            return None
+        stage = message.meta.get("stage", "?")
+        return Result(BLOCKED, self.provider, code=f"config:whatsapp.templates.{stage}", detail=_missing_template(stage))
 
     def check(self, connect: bool = False) -> list[str]:
         return self.missing_templates() + super().check(connect)

@@ -115,7 +115,7 @@ class CycleSettings:
     """How the daily cycle runs (`[cycle]`): when, how many messages at once, how hard it retries."""
     at: time = time(9)  # the daily cycle's time in `timezone`
     workers: int = 8  # messages in flight at once (one connection per worker and channel)
-    tries: int = 3  # attempts of a message within one cycle when the provider fails temporarily
+    tries: int = 3  # attempts of a message in its first cycle when the provider fails temporarily (later: one)
     notice_tries: int = 6  # attempts of a notice in all, over its catch-up window; then it has failed
     backoff: float = 2.0  # seconds before the first retry; doubled for each next one, with jitter
     every_minutes: int = 15  # between cycles: how often the daemon sends what waited and retries

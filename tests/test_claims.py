@@ -40,11 +40,12 @@ def test_a_server_that_hangs_up_after_data_means_maybe_delivered_never_refused_n
     assert "recusou" not in text and "dropped@c1.com.br" in text
 
 
-@pytest.mark.parametrize("notice_tries, expected", [(None, [3, 3, 0]), (4, [3, 1, 0])])
+@pytest.mark.parametrize("notice_tries, expected", [(None, [3, 1, 1, 1]), (4, [3, 1, 0, 0])])
 def test_tries_are_bounded_across_passes_and_days_then_the_notice_has_failed_with_one_alert(cli, notice_tries,
                                                                                            expected):
     """The SMTP server is down from 24/11 on: the overdue notice of 24/11 is tried `[cycle] tries`
-    (3) times a pass until it has used `notice_tries` (default 6) in all, then it has failed."""
+    (3) times in its first pass, then once a later pass (15 min, 1 h, 4 h... apart) until it has
+    used `notice_tries` (default 6) in all, then it has failed."""
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -52,9 +53,9 @@ def test_tries_are_bounded_across_passes_and_days_then_the_notice_has_failed_wit
     setup(cli, [account("c1")], config=CONFIG.replace("[cycle]\n", "[cycle]\n" + extra))
     cli.env["EMAIL_URL"] = f"smtp://127.0.0.1:{port}/?from=Cobranca <c@lucanet.com.br>"
     claims = []
-    for day in ("2026-11-24", "2026-11-24", "2026-11-25"):  # two passes on 24/11, one on 25/11
+    for day, at in (("2026-11-24", "09:00"), ("2026-11-24", "09:15"), ("2026-11-25", "09:00"), ("2026-11-26", "09:00")):
         before = len([r for r in records(cli.workdir) if r["event"] == "sending" and r["channel"] == "email"])
-        cli("run-once", "--date", day)
+        cli("run-once", "--date", day, "--at", at)
         claims.append(len([r for r in records(cli.workdir) if r["event"] == "sending" and r["channel"] == "email"])
                       - before)
     assert claims == expected

@@ -136,7 +136,7 @@ def test_twilio_errors_retry_fall_back_or_stop(cli, smtp, fake_twilio):
     assert sorted(a["meta"].get("alert") for a in alerts if a["meta"].get("alert", "").startswith("failure:")) \
         == ["failure:contact", "failure:provider"]
     fake_twilio.failures.pop(w["down"])
-    cli("run-once", "--date", DAY)
+    cli("run-once", "--date", DAY, "--at", "09:15")  # a failed notice waits 15 min for its next try
     to = {f["To"] for f in fake_twilio.forms}
     assert w["down"] in to and w["window"] not in to
     assert [o[0] for o in outcomes(cli.workdir) if o[2] == numbers["down"]] == ["failed"] * 3 + ["sent"]
@@ -181,7 +181,7 @@ def test_smtp_refusals(cli, reply, column, row):
         statuses = {r["recipient"]: r["status"] for r in ledger(cli.workdir).values() if r["stage"] == "overdue"}
         assert statuses.get("b@beta.com.br") == row
         handler.rcpt_replies.clear()
-        cli("run-once", "--date", DAY)
+        cli("run-once", "--date", DAY, "--at", "09:15")  # a failed notice waits 15 min for its next try
         assert len(server.received) == (2 if row is None else 1)
 
 

@@ -206,7 +206,7 @@ def daemon(obj: Context, day, rehearsal):
 def status(obj: Context, day, as_json):
     """The daemon's health: last cycle and heartbeat, next run, what waits for contact hours, open
     staff tasks and holds. Exits 1 when the last cycle is older than expected (for monitoring)."""
-    from notifier.staff.actions import health
+    from notifier.staff.actions import health, whatsapp_cost_line
     from notifier.staff.actor import neutralise
     now = obj.now() if day is None else datetime.combine(day, obj.now().time(), obj.config.tz)
     report = health(obj.store(), obj.config, obj.log(), now)
@@ -232,6 +232,9 @@ def status(obj: Context, day, as_json):
         click.echo(f"{'holds':>14}: {len(report['holds'])}")
         for h in report["holds"]:
             click.echo(neutralise(f"{'':>16}{h['account']} {h['reason']} until {h['until']} (by {h['by']})"))
+        cost = whatsapp_cost_line(report["whatsapp"]["first_time_without_whatsapp"], now.date())
+        for line in report["whatsapp"]["problems"] + ([cost] if cost else []):
+            click.echo(f"{'whatsapp':>14}: {line}")
     if report["stale"]:
         click.echo(f"STALE: {report['stale']}", err=True)
         sys.exit(1)

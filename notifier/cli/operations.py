@@ -7,13 +7,14 @@ import sys
 import click
 
 from ..config import CHANNELS, Config
-from .base import cli, Context, message_options
+from .base import cli, Context, date_option, message_options
 
 
 @cli.command()
 @click.option("--connect", is_flag=True, help="Also reach each provider (SMTP, Twilio...) without sending.")
+@date_option("The day whose month the cost of blocked WhatsApp messages is counted for (YYYY-MM-DD); default: today.")
 @click.pass_obj
-def check(obj: Context, connect):
+def check(obj: Context, connect, day):
     """Validate the configuration, every template and every channel; exit 1 on any problem.
 
     Each channel's line says whether it is live (messages leave the machine) or writes to the
@@ -34,6 +35,10 @@ def check(obj: Context, connect):
         click.echo(f"  warning: {warning}")
     if obj.config.company.is_example:
         click.echo("  warning: [company] is the built-in example: set your legal name, CNPJ and address before sending to customers")
+    from notifier.staff.actions import whatsapp_cost_line, without_whatsapp
+    cost = whatsapp_cost_line(without_whatsapp(obj.log().records(), obj.today(day), obj.config.tz), obj.today(day))
+    if cost:
+        click.echo(f"  warning: whatsapp: {cost}")
     for p in problems:
         click.echo(f"  problem: {p}", err=True)
     if problems:

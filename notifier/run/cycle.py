@@ -18,6 +18,9 @@ What a notice becomes, by outcome (ledger row or not):
 - sent / task / failed permanently / skipped / unknown: a ledger row: handled, never again;
 - failed temporarily, blocked (our configuration problem), waiting for contact hours, on hold:
   no row, so a later pass within the notice's catch-up window sends it.
+A notice that failed temporarily waits before its next pass (`next_try`), one try a pass, so an
+outage of a few minutes does not use up every notice's tries; a blocked notice is logged once
+(`meta` BLOCKED_NOTICES), and later passes count it without claiming it while it is still blocked.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Callable, Iterable, Iterator
 
 from notifier import channels
@@ -47,8 +50,16 @@ TASK = getattr(channels, "TASK", "task")
 FLUSH_EVERY = 2500  # outcomes between two ledger writes...
 FLUSH_SECONDS = 15.0  # ...or seconds, whichever comes first
 # `meta` key: per ledger key of a notice not yet handled, how many claims of it failed temporarily
-# over past passes and days ({"counts": {key: n}}); `[cycle] notice_tries` bounds it.
+# over past passes and days, and from when a pass may try it again ({"counts": {key: n}, "next":
+# {key: iso time}}); `[cycle] notice_tries` bounds the count.
 TRIES = "tries"
+# `meta` key: the ledger keys of the notices already logged as blocked ({"notices": {key: code}}).
+BLOCKED_NOTICES = "blocked"
+# A notice that failed temporarily in a pass is tried again 15 minutes later (a provider's outage
+# often lasts minutes), then after 1 h, 4 h...: each later wait four times the one before, at most a day.
+FIRST_WAIT = timedelta(minutes=15)
+LONGEST_WAIT = timedelta(days=1)
+ALERT_LINES = 100  # notices listed in one staff alert of exhausted tries; the rest are counted
 COLUMNS = ("sent", "outbox", "task", "unknown", "failed", "retry", "waiting", "held", "skipped", "blocked")
 
 
@@ -95,6 +106,20 @@ def gave_up(result: Result) -> Result:
     """A temporary failure that used the notice's last try (`[cycle] notice_tries`): it has failed
     for good, and staff are told once (cause "exhausted")."""
     return replace(result, permanent=True, code="exhausted", detail=f"{result.code}: {result.detail}")
+
+
+def next_try(started: datetime, used: int, tries: int) -> datetime:
+    """When a notice that has used `used` tries, the last ones failed temporarily in the pass that
+    `started` then, may be tried again. The first pass gives it `tries` ([cycle] tries) and each
+    later pass one, so the tries beyond `tries` count the waits already made: 15 min, 1 h, 4 h...
+    Rounded down to the minute: the daemon's passes come minutes apart, seconds after the minute."""
+    wait = min(FIRST_WAIT * 4 ** min(max(used - tries, 0), 5), LONGEST_WAIT)
+    return (started + wait).replace(second=0, microsecond=0)
+
+
+def keys_of(fields: dict) -> list[str]:
+    """The ledger keys of a logged notice (one per invoice timeline entry it covers)."""
+    return [ledger_key(row) for row in ledger_rows(fields, "", None)]
 
 
 def ledger_rows(fields: dict, status: str, attempt_id: str | None) -> list[LedgerEntry]:
@@ -227,15 +252,31 @@ class Cycle:
                 summary.add(notice.channel, "blocked")
                 summary.problems[f"config:channel.{notice.channel}"] = blocked[notice.channel]
         sendable = [n for n in sendable if n.channel not in blocked]
+        sendable = self._due_for_a_try(sendable, (snap.meta(TRIES) or {}).get("next", {}), now, summary)
         if limit is not None:
             sendable = sendable[:limit]
         if dry_run:
             self._dry_run(snap, today, sendable, screened, summary)
             return summary
         rows = self._record_skips(screened, account_of, summary)
-        deliveries = self._send(snap, today, sendable, rows, summary)
+        deliveries = self._send(snap, today, sendable, _LedgerWriter(self.store, rows, snap, now), summary)
         self._alert(snap, today, deliveries, summary)
         return summary
+
+    @staticmethod
+    def _due_for_a_try(notices: list[Notice], next_at: dict[str, str], now: datetime, summary: Summary) -> list[Notice]:
+        """The notices a pass may try now: a notice that failed temporarily waits for its next try
+        (`next_try`); meanwhile it is counted as to retry."""
+        if not next_at:
+            return notices
+        due = []
+        for notice in notices:
+            waits = [datetime.fromisoformat(next_at[k]) for k in keys_of(notice_fields(notice)) if k in next_at]
+            if waits and max(waits) > now:
+                summary.add(notice.channel, "retry")
+            else:
+                due.append(notice)
+        return due
 
     def _broken_channels(self, names: Iterable[str]) -> dict[str, str]:
         """Channels that cannot be built as configured (a missing credential, a bad rate): their
@@ -289,12 +330,11 @@ class Cycle:
         open_invoices = [i for i in snap.invoices(notice.account) if i.unpaid_on(today)]
         return self.renderer.render(notice, snap.account(notice.account), open_invoices, today)
 
-    def _send(self, snap, today: date, notices: list[Notice], rows: list[LedgerEntry],
+    def _send(self, snap, today: date, notices: list[Notice], ledger: "_LedgerWriter",
               summary: Summary) -> list[Delivery]:
         """Claim, send and log `notices` through the worker pool, writing the ledger in batches.
         The workers claim through `_Claims` (a group commit each time they are free); this thread
         takes their outcomes, already in the log, into the summary and the ledger."""
-        ledger = _LedgerWriter(self.store, rows, (snap.meta(TRIES) or {}).get("counts", {}))
         claims = _Claims(self, snap, today, notices, ledger)
         pool = Pool(self.config, self.log, self.clock, self.stop, log_lock=self.log_lock, actor=self.actor, feed=claims)
         total, done = len(notices), 0
@@ -313,9 +353,9 @@ class Cycle:
             close_all(self._preparers)
             self._finish(pool.take(timeout=0), ledger, summary, deliveries)
             ledger.flush()
-        for notice, problem in claims.blocked:
+        for notice, code, problem in claims.blocked:
             summary.add(notice.channel, "blocked")
-            summary.problems.setdefault(f"config:template.{notice.channel}/{notice.stage}", problem)
+            summary.problems.setdefault(code, problem)
         if pool.error is not None:
             raise pool.error
         summary.stopped = self.stop.is_set() and claims.left()
@@ -328,11 +368,15 @@ class Cycle:
         for o in outcomes:
             result, notice = o.result, o.job.notice
             if retryable(result) and result.code != "stopped":
-                if ledger.tried(o.job.fields, o.tries) >= self.config.cycle.notice_tries:
+                used = ledger.tried(o.job.fields, o.tries)
+                if used >= self.config.cycle.notice_tries:
                     result = gave_up(result)
+                else:
+                    ledger.wait(o.job.fields, next_try(ledger.started, used, self.config.cycle.tries))
             summary.add(notice.channel, outcome_column(result))
             if result.status == BLOCKED:
                 summary.problems.setdefault(result.code or f"config:{notice.channel}", result.detail)
+                ledger.blocked(o.job.fields, result.code or f"config:{notice.channel}")
             status = ledger_status(result.status, result.permanent)
             if status is not None:
                 ledger.add(ledger_rows(o.job.fields, status, o.attempt or o.job.attempt))
@@ -342,8 +386,12 @@ class Cycle:
                             " [permanent]" if result.permanent else "", result.detail)
 
     def _alert(self, snap, today: date, deliveries: list[Delivery], summary: Summary) -> None:
-        """Staff alerts: each permanent failure, and each configuration problem once a day."""
-        alerts = failure_alerts(snap, self.renderer, deliveries, today)
+        """Staff alerts: each permanent failure, one for every notice whose tries ran out in this
+        pass (an outage ends the tries of many at once), and each configuration problem once a day."""
+        exhausted = [d for d in deliveries if d.result.code == "exhausted"]
+        alerts = failure_alerts(snap, self.renderer, [d for d in deliveries if d.result.code != "exhausted"], today)
+        if exhausted:
+            alerts.append((None, exhausted_alert(exhausted, today)))
         for code, detail in sorted(self._new_problems(today, summary.problems).items()):
             alerts.append((None, config_alert(code, detail, today)))
         if not alerts:
@@ -406,6 +454,24 @@ def config_alert(code: str, detail: str, today: date) -> Message:
                    meta={"alert": "config", "code": code})
 
 
+def exhausted_alert(exhausted: list[Delivery], today: date) -> Message:
+    """One staff alert for the notices whose tries ran out in one pass, each with its last answer."""
+    n = len(exhausted)
+    avisos = f"{n} aviso{'s' if n > 1 else ''}"
+    lines = [f"- conta {d.notice.account}: {d.notice.channel} para {d.notice.recipient}, aviso \"{d.notice.stage}\" "
+             f"de {d.notice.date:%d/%m/%Y}. Última resposta de {d.result.provider}: {d.result.detail[:200]}"
+             for d in exhausted[:ALERT_LINES]]
+    if n > ALERT_LINES:
+        lines.append(f"- e mais {n - ALERT_LINES} (veja `notifier attempts --status failed`)")
+    text = (f"{avisos} falh{'aram' if n > 1 else 'ou'} em todas as tentativas permitidas ao longo da janela de "
+            "recuperação (provedor fora do ar, limite de envio, rede), e o notificador não vai mais tentar:\n\n"
+            + "\n".join(lines) + "\n\nVerifique o status do provedor; quando ele voltar, envie os avisos "
+            "manualmente (`notifier send CONTA --channel CANAL`), se ainda fizer sentido.\n")
+    return Message(channel="staff", recipient="staff", text=text,
+                   subject=f"Tentativas esgotadas: {avisos} não enviado{'s' if n > 1 else ''} em {today:%d/%m/%Y}",
+                   meta={"alert": "failure:exhausted", "notices": n})
+
+
 class _Request:
     """One worker's turn at the group commit: the outcome it hands in, the retry it asks to claim;
     `job` is what it got."""
@@ -433,7 +499,8 @@ class _Claims:
     def __init__(self, cycle: Cycle, snap, today: date, notices: list[Notice], ledger: "_LedgerWriter"):
         self.cycle, self.snap, self.today, self.ledger = cycle, snap, today, ledger
         self.queue = list(reversed(notices))  # popped from the end: in plan order
-        self.blocked: list[tuple[Notice, str]] = []  # a broken template: (notice, problem)
+        # Not claimed: a broken template, or still blocked and already logged so: (notice, code, problem).
+        self.blocked: list[tuple[Notice, str, str]] = []
         self._cond = threading.Condition()
         self._waiting: list[_Request] = []
         self._busy = False
@@ -504,14 +571,21 @@ class _Claims:
             try:
                 message = self.cycle._render(self.snap, notice, self.today)
             except Exception as exc:  # a broken template stops only the messages that need it
-                self.blocked.append((notice, f"{type(exc).__name__}: {exc}"))
+                self.blocked.append((notice, f"config:template.{notice.channel}/{notice.stage}",
+                                     f"{type(exc).__name__}: {exc}"))
                 continue
             # A channel that cannot prepare it (a missing credential) blocks it in the pool.
             # Composed now: the e-mail's Date: is the time its claim records (see _commit).
-            message, _ = prepare(self.cycle._preparers, self.cycle.config, message, when=self.cycle.clock())
+            message, channel = prepare(self.cycle._preparers, self.cycle.config, message, when=self.cycle.clock())
             fields = notice_fields(notice, message)
-            # At least one: a notice past its tries (notice_tries lowered) is tried once more, then failed.
-            left = max(1, self.cycle.config.cycle.notice_tries - self.ledger.used(fields))
+            if self.ledger.was_blocked(fields) and not isinstance(channel, ChannelError):
+                result = channel.blocked(message)
+                if result is not None:  # still blocked: its record is in the log already
+                    self.blocked.append((notice, result.code, result.detail))
+                    continue
+            # A notice that failed in an earlier pass gets one try a pass (spaced by `next_try`);
+            # past its tries (notice_tries lowered) it is tried once more, then failed.
+            left = 1 if self.ledger.used(fields) else self.cycle.config.cycle.notice_tries
             return Job(notice, message, fields, "", left)
         return None
 
@@ -532,28 +606,44 @@ def stops(snap, today: date) -> Callable[[Notice], bool]:
 class _LedgerWriter:
     """Ledger rows waiting to be written, flushed every FLUSH_EVERY rows or FLUSH_SECONDS: a
     handful of store writes per cycle (each rewrites the state file). With them, the tries of the
-    notices that failed temporarily (`meta` TRIES), counted from `counts` (as the pass began)."""
+    notices that failed temporarily and when each may be tried again (`meta` TRIES), and the
+    notices logged as blocked (`meta` BLOCKED_NOTICES), read from `snap` (as the pass `started`)."""
 
-    def __init__(self, store: Store, rows: list[LedgerEntry], counts: dict[str, int]):
+    def __init__(self, store: Store, rows: list[LedgerEntry], snap, started: datetime):
         self._time = time.monotonic
         self.store = store
+        self.started = started
         self.rows = list(rows)
         self.count = 0
         self.last = self._time()
-        self.counts = dict(counts)
+        self.counts = dict((snap.meta(TRIES) or {}).get("counts", {}))
+        self.logged_blocked = set((snap.meta(BLOCKED_NOTICES) or {}).get("notices", {}))
         self.new_tries: Counter = Counter()
+        self.new_next: dict[str, str] = {}
+        self.new_blocked: dict[str, str] = {}
 
     def used(self, fields: dict) -> int:
         """The tries a notice has used so far (the most of any timeline entry it covers)."""
-        return max((self.counts.get(ledger_key(r), 0) for r in ledger_rows(fields, "", None)), default=0)
+        return max((self.counts.get(key, 0) for key in keys_of(fields)), default=0)
 
     def tried(self, fields: dict, tries: int) -> int:
         """Count `tries` more failed tries of a notice; returns how many it has used now."""
-        for row in ledger_rows(fields, "", None):
-            key = ledger_key(row)
+        for key in keys_of(fields):
             self.counts[key] = self.counts.get(key, 0) + tries
             self.new_tries[key] += tries
         return self.used(fields)
+
+    def wait(self, fields: dict, until: datetime) -> None:
+        """No pass tries the notice again before `until`."""
+        self.new_next.update(dict.fromkeys(keys_of(fields), until.isoformat()))
+
+    def was_blocked(self, fields: dict) -> bool:
+        """Whether the log already has this notice blocked (every timeline entry it covers)."""
+        return all(key in self.logged_blocked for key in keys_of(fields))
+
+    def blocked(self, fields: dict, code: str) -> None:
+        self.logged_blocked.update(keys_of(fields))
+        self.new_blocked.update(dict.fromkeys(keys_of(fields), code))
 
     def add(self, rows: list[LedgerEntry]) -> None:
         self.rows += rows
@@ -564,14 +654,20 @@ class _LedgerWriter:
 
     def flush(self) -> None:
         self.last, self.count = self._time(), 0
-        if not self.rows and not self.new_tries:
+        if not self.rows and not self.new_tries and not self.new_blocked:
             return
         with self.store.transaction() as snap:
             if self.rows:
                 snap.add_ledger(self.rows)
-            stored = (snap.meta(TRIES) or {}).get("counts", {})
-            if stored or self.new_tries:
-                counts = Counter(stored) + self.new_tries
-                handled = snap.raw["ledger"]  # a notice with its ledger row needs no count any more
-                snap.set_meta(TRIES, {"counts": {k: n for k, n in sorted(counts.items()) if k not in handled}})
-        self.rows, self.new_tries = [], Counter()
+            handled = snap.raw["ledger"]  # a notice with its ledger row needs none of these any more
+
+            def pending(stored: dict) -> dict:
+                return {k: v for k, v in sorted(stored.items()) if k not in handled}
+            tries = snap.meta(TRIES) or {}
+            if tries or self.new_tries:
+                snap.set_meta(TRIES, {"counts": pending(Counter(tries.get("counts", {})) + self.new_tries),
+                                      "next": pending({**tries.get("next", {}), **self.new_next})})
+            blocked = (snap.meta(BLOCKED_NOTICES) or {}).get("notices", {})
+            if blocked or self.new_blocked:
+                snap.set_meta(BLOCKED_NOTICES, {"notices": pending({**blocked, **self.new_blocked})})
+        self.rows, self.new_tries, self.new_next, self.new_blocked = [], Counter(), {}, {}

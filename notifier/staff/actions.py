@@ -396,7 +396,55 @@ def health(store: Store, config: Config, log: AttemptLog, now: datetime) -> dict
         "holds": [{"account": h.account, "reason": h.reason, "until": h.until.isoformat(), "by": h.by, "note": h.note}
                   for h in active_holds(snap, now.date())],
         "stale": stale,
+        "whatsapp": whatsapp_cost(config, log.records(), now.date()),
     }
+
+
+def without_whatsapp(records: Iterable[dict], today: date, tz) -> list[str]:
+    """The accounts that, in `today`'s month up to `today`, had a first-time delinquent's WhatsApp
+    blocked by our configuration (a missing template) and got no WhatsApp at all: the tutorial
+    the ladder meant for them never went on that channel."""
+    sendings: dict[str, dict] = {}
+    blocked, reached = set(), set()
+    for r in records:
+        if r.get("event") == "sending":
+            sendings[r.get("id")] = r
+            continue
+        s = sendings.get(r.get("ref"))
+        if s is None or s.get("channel") != "whatsapp" or r.get("event") not in ("blocked", "sent"):
+            continue
+        when = datetime.fromisoformat(r["time"]).astimezone(tz).date()
+        if when.replace(day=1) != today.replace(day=1) or when > today:
+            continue
+        if r["event"] == "sent":
+            reached.add(s.get("account"))
+        elif s.get("first_time"):
+            blocked.add(s.get("account"))
+    return sorted(blocked - reached)
+
+
+def whatsapp_cost(config: Config, records: Iterable[dict], today: date) -> dict:
+    """What WhatsApp out of the box costs, for `check` and `status`: the channel's problems (the
+    ladder's stages without an approved template) and `without_whatsapp` this month."""
+    from notifier import channels
+    try:
+        channel = channels.build("whatsapp", config)
+    except channels.ChannelError as exc:
+        problems = [str(exc)]
+    else:
+        try:
+            problems = channel.check()
+        finally:
+            channel.close()
+    return {"problems": problems, "first_time_without_whatsapp": without_whatsapp(records, today, config.tz)}
+
+
+def whatsapp_cost_line(accounts: list[str], today: date) -> str | None:
+    """The sentence `check` and `status` print about `without_whatsapp`, or None when it cost nothing."""
+    if not accounts:
+        return None
+    return (f"{len(accounts)} first-time delinquent(s) this month ({today:%m/%Y}) got no WhatsApp, blocked by "
+            f"our configuration: {', '.join(accounts)}")
 
 
 def day_counts(records: Iterable[dict], day: date, tz) -> dict:
@@ -447,6 +495,12 @@ def send_daily_summary(store: Store, config: Config, log: AttemptLog, clock, tod
     lines += [f"- {stage} / {channel}: {n} {status}" for (stage, channel, status), n in sorted(day["counts"].items())] \
         or ["- nenhuma mensagem"]
     lines += ["", f"Falhas: {len(day['failures'])}"] + [f"- {f}" for f in day["failures"][:50]]
+    blocked = sum(n for (_, _, status), n in day["counts"].items() if status == "blocked")
+    lines.append(f"Avisos bloqueados pela nossa configuração (nada enviado ao cliente): {blocked}")
+    missed = without_whatsapp(records, yesterday, config.tz)
+    if missed:
+        lines.append(f"Primeira inadimplência sem WhatsApp neste mês (modelo não aprovado): {len(missed)} "
+                     f"({', '.join(missed[:50])})")
     lines += [f"Devoluções (bounces): {day['bounces']}", f"Tarefas abertas: {len(open_tasks)}"]
     lines += [f"- {t.kind}: {t.account} {t.recipient} ({t.id})" for t in open_tasks[:50]]
     due = [t for t in open_tasks if t.kind == "deletion_due"]
