@@ -110,8 +110,9 @@ def test_audit_html_in_a_real_chromium_and_pdf(logged, tmp_path):
     assert "45.723.174/0001-10" in dom and "R$&nbsp;1.234,56" in dom
     assert dom.count("data-attempt=") == 3
     assert "financeiro@acme.com.br" in dom and "maria@acme.com.br" in dom and "+5511987654321" in dom
-    # Written to the local outbox (no provider configured): no text is shown as sent.
-    assert "Nenhuma mensagem foi entregue ao cliente" in dom and "Registro íntegro" in dom
+    # The fixture's e-mails went to a real (local) SMTP server: accepted, so their text is shown.
+    assert "aceito pelo servidor de e-mail" in dom and "Nenhuma mensagem foi entregue ao cliente" not in dom
+    assert "Registro íntegro" in dom
     assert "<script>alert(1)</script>" not in dom  # the browser did not find a script to run
 
 
