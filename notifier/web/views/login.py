@@ -6,6 +6,7 @@ import pyotp
 import segno
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from .. import auth
 from ..users import Actor, hash_code, new_recovery_codes, record
@@ -40,7 +41,9 @@ async def submit(request: Request):
         return await form(request, erro="O formulário expirou. Entre de novo.")
     name = str(fields.get("nome", "")).strip()
     try:
-        user = auth.check_password(web, name, str(fields.get("senha", "")), auth.client_address(request))
+        # argon2id takes a good part of a second of CPU: in the threadpool, not the event loop.
+        user = await run_in_threadpool(auth.check_password, web, name, str(fields.get("senha", "")),
+                                       auth.client_address(request))
     except auth.LoginRefused as exc:
         response = page(request, None, "login.html", status=401, csrf=pending.csrf, erro=str(exc), nome=name)
         return response
