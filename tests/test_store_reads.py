@@ -201,7 +201,8 @@ def test_after_a_write_the_next_snapshot_is_what_was_written_without_parsing_the
     objects read before) instead of parsing the whole state again; and it equals a fresh parse."""
     from notifier.billing.models import Hold
     path = tmp_path / "state.json"
-    store = store_with_acme(path)
+    store_with_acme(path)
+    store = Store(path, keep_written=True)  # as the console's
     acme = store.snapshot().account("acme")
     parses = []
     real_read = store_module._read
@@ -230,3 +231,9 @@ def test_after_a_write_the_next_snapshot_is_what_was_written_without_parsing_the
     with store.transaction() as snap:
         snap.drop_hold("acme")
     assert store._written is None
+    plain = Store(path)  # nor does a store not asked to (a cycle, an import, a CLI command)
+    plain.snapshot()
+    with plain.transaction() as snap:
+        snap.drop_hold("beta")
+        snap.set_meta("probe", {"n": 1})
+    assert plain._written is None

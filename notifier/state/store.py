@@ -439,7 +439,7 @@ class Store:
     """
 
     def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
-                 log: "AttemptLog | None" = None):
+                 log: "AttemptLog | None" = None, keep_written: bool = False):
         self.path = Path(path)
         # The attempt log, whose head the state keeps (moved by every append: attempts.py): a
         # transaction writes nothing while the log does not end where that head says.
@@ -454,7 +454,9 @@ class Store:
         # which its read-only snapshots share: built once per version of the file, not per snapshot.
         self._seen: tuple[tuple, dict, dict] | None = None
         # The last transaction's snapshot and the stamp of the file it wrote: what the next
-        # snapshot() reads is what it wrote (see `_keep`).
+        # snapshot() reads is what it wrote (see `_keep`). Only when asked (the console): it keeps
+        # the raw tables alive until the next snapshot, which a cycle or an import need not pay.
+        self._keep_written = keep_written
         self._written: tuple[tuple, Snapshot] | None = None
 
     def forget(self) -> None:
@@ -504,7 +506,7 @@ class Store:
             raw = self._storage.read() or {}
             if not accept_cut:
                 self.refuse_a_cut_log()
-            keep = self._seen is not None  # a store that keeps snapshots (not after `forget`)
+            keep = self._keep_written and self._seen is not None  # not after `forget`
             seen = self._seen
             by_account = dict(seen[2]) if seen is not None and seen[0] == stamp else None  # of the same models
             snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, stamp),
@@ -522,8 +524,8 @@ class Store:
         `snapshot()` takes its models from it (the tables the transaction did not change are
         the models it read; only the changed ones are converted, and only when asked) instead of
         parsing the whole file again. A console's action then draws its page without a second
-        parse of the state. Not kept by a store that keeps no snapshot (a CLI command's single
-        write, a daemon after `forget`)."""
+        parse of the state. Only for a store made with `keep_written` (the console's), and not
+        after `forget`."""
         stamp = _stamp(self.path)
         self._written = (stamp, snapshot) if keep and stamp is not None else None
 
