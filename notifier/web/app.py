@@ -64,13 +64,17 @@ class Web:
 
     def warm(self) -> None:
         """Do the one-time work of the first pages before anyone asks (`notifier web` calls it in
-        a thread at start): the renderer (its templates compiled and checked), the log index
-        (one read of the whole log), the search index of the accounts. A failure is left for the
-        page that needs it to report."""
+        a thread at start): the renderer (its templates compiled and checked: the Configuração
+        page's list of problems, half a second), the console's own templates, the log index (one
+        read of the whole log), the search index of the accounts. A failure is left for the page
+        that needs it to report."""
         from notifier.log.index import index_for
         from notifier.staff.search import index_of
+        from .views import ENV
         try:
-            self.renderer
+            self.renderer.check()
+            for name in ENV.list_templates(filter_func=lambda n: n.endswith(".html")):
+                ENV.get_template(name)
             index_of(self.store.snapshot())
             index_for(self.config.attempt_log).task_records()
         except Exception:  # noqa: BLE001 - the page that needs it says what is wrong
