@@ -480,8 +480,8 @@ class Store:
             return Snapshot(self.path, self.retention_months, models=seen[1], by_account=seen[2])
         written = self._written
         if stamp is not None and written is not None and written[0] == stamp:
-            models = written[1].models_as_written()
-            self._seen, self._written = (stamp, models, by_account := {}), None
+            models, by_account = written[1].models_as_written()
+            self._seen, self._written = (stamp, models, by_account), None
             return Snapshot(self.path, self.retention_months, models=models, by_account=by_account)
         sink = _ModelTables(self.path)
         _read(self.path, sink)
@@ -643,16 +643,23 @@ class Snapshot:
         self._archived: set[str] | None = None  # see _archived_ids
         self._convert = _Converter(path)
 
-    def models_as_written(self) -> dict[str, dict[str, Any]]:
+    def models_as_written(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[str]]]]:
         """A transaction's tables as models, once committed (`Store._keep`): what a read-only
-        snapshot of the file it wrote would hold. A table's models read before are kept only when
-        the transaction left the table alone (and, as a check, with as many documents as
-        stored); the others are converted from the documents written."""
-        out = {}
-        for name in MODEL_TABLES + CYCLE_TABLES:
-            models, docs = self._models.get(name), self.raw.get(name, {})
-            out[name] = models if models is not None and len(models) == len(docs) else self._convert.many(name, docs)
-        return out
+        snapshot of the file it wrote would hold, and the per-account index of the tables kept.
+        A table's models read before are kept only when the transaction left the table alone
+        (and, as a check, with as many documents as stored); the others are converted from the
+        documents written."""
+        out, index = {}, {}
+        with gc_paused():
+            for name in MODEL_TABLES + CYCLE_TABLES:
+                models, docs = self._models.get(name), self.raw.get(name, {})
+                if models is not None and len(models) == len(docs):
+                    out[name] = models
+                    if name in self._by_account:
+                        index[name] = self._by_account[name]
+                else:
+                    out[name] = self._convert.many(name, docs)
+        return out, index
 
     @property
     def raw(self) -> dict[str, dict[str, Any]]:
@@ -1014,17 +1021,22 @@ class Snapshot:
         index = self._by_account.get(table)
         if index is None:
             index = {}  # built whole, then shared: another thread never sees it half done
-            if models is not None:
-                for key, obj in models.items():
-                    index.setdefault(obj.account, []).append(key)
-            else:
-                for key, doc in self._raw[table].items():
-                    index.setdefault(doc.get("account"), []).append(key)
+            with gc_paused():
+                self._index(table, models, index)
             self._by_account[table] = index
         keys = index.get(account_id, ())
         if models is not None:
             return [models[key] for key in keys]
         return [self._convert.one(table, key, self._raw[table][key]) for key in keys]
+
+    def _index(self, table: str, models: dict | None, index: dict) -> None:
+        """Fill `index` (account -> keys of `table`), from the models or else the documents."""
+        if models is not None:
+            for key, obj in models.items():
+                index.setdefault(obj.account, []).append(key)
+        else:
+            for key, doc in self._raw[table].items():
+                index.setdefault(doc.get("account"), []).append(key)
 
 
 class _RawTables:
