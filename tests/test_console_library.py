@@ -151,3 +151,38 @@ def test_the_email_as_the_customer_saw_it_comes_from_the_message_store(cli, tmp_
     assert "<html" in html.lower() and "ACME" in html and "cid:" not in html
     sms_or_social = next(r for r in records if r.get("channel") == "social" and r["event"] == "sending")
     assert email_html(AttemptLog(tmp_path / "attempts.jsonl"), sms_or_social) is None
+
+
+def test_threads_sharing_one_attempt_log_keep_the_chain_whole(tmp_path):
+    """The console's views run in a threadpool and share one AttemptLog. Its flock is taken on one
+    file descriptor, which does not exclude the threads of one process: without its thread lock
+    two appends would number and chain their records from the same tail."""
+    import sys
+    import threading
+
+    from notifier.log.attempts import AttemptLog, line_hash
+
+    log = AttemptLog(tmp_path / "attempts.jsonl")
+    when = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+    start = threading.Barrier(4)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can: a race shows at once
+
+    def write(n: int) -> None:
+        start.wait()
+        for i in range(150):
+            log.note(when, "contact", {"account": f"acc-{n}", "n": i}, "test")
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+        log.close()
+    lines = (tmp_path / "attempts.jsonl").read_bytes().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["seq"] for r in records] == list(range(1, 601))
+    assert all(r["prev"] == line_hash(before) for before, r in zip(lines, records[1:]))
+    assert log.head() == (600, line_hash(lines[-1]))

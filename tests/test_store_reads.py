@@ -215,3 +215,47 @@ def _snapshot_loads_msgspec(path) -> bool:
              f"Store(__import__('pathlib').Path({str(path)!r})).snapshot(); print('msgspec' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return out.strip() == "True"
+
+
+def test_after_a_write_the_next_snapshot_is_what_was_written_without_parsing_the_file(tmp_path, monkeypatch):
+    """A console's action writes, then draws the page again: the snapshot after the transaction
+    takes its models from what the transaction wrote (the tables it left alone are the very
+    objects read before) instead of parsing the whole state again; and it equals a fresh parse."""
+    from notifier.billing.models import Hold
+    path = tmp_path / "state.json"
+    store_with_acme(path)
+    store = Store(path, keep_written=True)  # as the console's
+    acme = store.snapshot().account("acme")
+    parses = []
+    real_read = store_module._read
+    monkeypatch.setattr(store_module, "_read", lambda p, sink: parses.append(type(sink).__name__) or real_read(p, sink))
+
+    with store.transaction() as snap:
+        snap.put_hold(Hold("acme", "disputed", date(2026, 12, 20), "bia", date(2026, 11, 24), ""))
+    after = store.snapshot()
+    assert parses == ["_RawTables"]  # the transaction's own read; no parse for the snapshot after it
+    assert after.account("acme") is acme  # accounts untouched: the same objects
+    assert after.holds()["acme"].until == date(2026, 12, 20)
+
+    with store.transaction() as snap:
+        snap.upsert_accounts([BETA])
+    assert [a.id for a in store.snapshot().accounts()] == ["acme", "beta"]
+    with store.transaction() as snap:  # a document changed in place: as many accounts as before
+        snap.record_opt_out("acme", "sms", "bia", date(2026, 11, 24))
+    assert "sms" in store.snapshot().account("acme").opt_out
+    assert parses == ["_RawTables"] * 3
+    fresh = Store(path).snapshot()
+    kept = store.snapshot()
+    assert kept.accounts() == fresh.accounts() and kept.holds() == fresh.holds()
+    assert kept.invoices() == fresh.invoices() and kept.meta("log_head") == fresh.meta("log_head")
+
+    store.forget()  # a store that keeps no snapshot keeps none after its writes either
+    with store.transaction() as snap:
+        snap.drop_hold("acme")
+    assert store._written is None
+    plain = Store(path)  # nor does a store not asked to (a cycle, an import, a CLI command)
+    plain.snapshot()
+    with plain.transaction() as snap:
+        snap.drop_hold("beta")
+        snap.set_meta("probe", {"n": 1})
+    assert plain._written is None

@@ -151,3 +151,60 @@ def test_customer_text_is_escaped_the_email_frame_is_sandboxed_and_payments_are_
         assert report.status_code == 200 and report.headers["content-disposition"] == (
             'attachment; filename="auditoria-padaria-sao-joao.html"')
         assert "data-attempt" in report.text and "<script>alert" not in report.text
+
+
+def test_an_escalation_to_a_slow_smtp_server_does_not_hold_up_another_persons_page(console):
+    """The views run in the threadpool: while one escalation waits for a slow SMTP server, another
+    person's pages are served. Ordering, not timing: the server holds the e-mail's DATA until the
+    other page has come back (and lets it go by itself after 30 s, so a console that serves one
+    request at a time fails this test with a timeout of the other page instead of hanging)."""
+    import asyncio
+    import threading
+
+    from tests.smtp_server import RecordingHandler, SmtpServer
+
+    class HeldHandler(RecordingHandler):
+        def __init__(self):
+            super().__init__()
+            self.holding, self.release = threading.Event(), threading.Event()
+
+        async def handle_DATA(self, server, session, envelope):
+            self.holding.set()
+            for _ in range(3000):  # 30 s at most
+                if self.release.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            return await super().handle_DATA(server, session, envelope)
+
+    handler = HeldHandler()
+    state = json.loads((console.workdir / "state.json").read_text())
+    account = next(i["account"] for i in state["invoices"].values()
+                   if "paid" not in i and i["issued"] <= console.day and state["accounts"][i["account"]].get("emails"))
+    with SmtpServer(handler) as smtp:
+        console.cli.env["EMAIL_URL"] = smtp.url()
+        console.restart()
+        agent, other = http(console), http(console)
+        csrf = http_login(agent, "bia")
+        http_login(other, "caio")
+        origin = {"Origin": console.url}
+        answers = {}
+
+        def escalate():
+            answers["escalation"] = agent.post(f"/clientes/{account}/escalar", data={"csrf": csrf, "canal": "email"},
+                                               headers=origin, timeout=60)
+        sender = threading.Thread(target=escalate)
+        sender.start()
+        try:
+            assert handler.holding.wait(30), "the escalation never reached the SMTP server"
+            page = other.get(f"/clientes/{account}", timeout=10)  # while the e-mail is held
+            served_while_held = not handler.release.is_set()
+            tasks = other.get("/tarefas", timeout=10)
+        finally:
+            handler.release.set()
+            sender.join(60)
+        assert page.status_code == 200 and tasks.status_code == 200 and served_while_held
+        assert answers["escalation"].status_code == 200, answers["escalation"].text[-500:]
+        assert "Escalonamento registrado" in answers["escalation"].text
+        assert len(smtp.received) >= 1
+    sending = [r for r in console.records("sending") if r.get("escalation")]
+    assert sending and {r["actor"] for r in sending} == {"bia"}

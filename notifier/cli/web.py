@@ -26,7 +26,11 @@ def web(obj: Context, host, port, day):
         click.echo(f"warning: no users yet; add one with `notifier --state {obj.config.state} users add NAME "
                    "--role admin`", err=True)
     # One process, one event loop: sessions live in its memory (see notifier/web/auth.py).
-    uvicorn.run(build(obj.config, day), host=host, port=port, log_level="warning", access_log=False,
+    import threading
+    app = build(obj.config, day)
+    # The first pages' one-time work (templates, log index, search index) while uvicorn starts.
+    threading.Thread(target=app.state.web.warm, name="warm-up", daemon=True).start()
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 proxy_headers=False, server_header=False)
 
 

@@ -452,6 +452,11 @@ class AttemptLog:
         self._tail: _Tail | None = None
         self._open_attempts: dict[str, dict] = {}  # id -> what outcome records repeat of it
         self.answered: Mark | None = None  # after `recover`: every sending before it has its outcome
+        # The flocks exclude other processes, not this one's threads: two threads share one file
+        # descriptor, and a flock taken on it twice is granted twice. The console's requests run in
+        # a threadpool and share one AttemptLog: its writes (the tail, the head, the open fds) are
+        # made one thread at a time under this lock.
+        self._threads = threading.RLock()
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -640,10 +645,11 @@ class AttemptLog:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        for fd in (self._fd, self._run_fd):
-            if fd is not None:
-                os.close(fd)
-        self._fd = self._run_fd = None
+        with self._threads:
+            for fd in (self._fd, self._run_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._fd = self._run_fd = None
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -653,6 +659,10 @@ class AttemptLog:
         docstring's. All under the log's flock, so that packs, log and head change together."""
         if not records:
             return
+        with self._threads:
+            self._write_locked(records, store_payloads)
+
+    def _write_locked(self, records: list[dict], store_payloads: Callable[[], None] | None) -> None:
         self._hold_run_lock(exclusive=False)
         fd = self._log_fd()
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -368,8 +368,11 @@ def _send(config: Config, log: AttemptLog, renderer, clock, snap, notices: list[
 # --- health and the daily staff summary ------------------------------------------------------------
 
 
-def health(store: Store, config: Config, log: AttemptLog, now: datetime) -> dict:
-    """What `notifier status` shows; `stale` says why the last cycle is older than expected."""
+def health(store: Store, config: Config, log: AttemptLog, now: datetime,
+           task_records: Iterable[dict] | None = None) -> dict:
+    """What `notifier status` shows; `stale` says why the last cycle is older than expected.
+    `task_records`: the log's task records when the caller has them (the console's log index,
+    `LogIndex.task_records()`), else the whole log is read for the open tasks."""
     from datetime import timedelta
     from notifier.run.daemon import next_daily
     snap = store.snapshot()
@@ -391,7 +394,8 @@ def health(store: Store, config: Config, log: AttemptLog, now: datetime) -> dict
         "next_cycle": next_daily(config, now).isoformat(timespec="minutes"),
         "waiting_until": beat.get("waiting_until"),
         "waiting": {ch: c.get("waiting") for ch, c in (beat.get("counts") or {}).items() if c.get("waiting")},
-        "open_tasks": [t.to_json() for t in tasks(log.records()) if t.done is None],
+        "open_tasks": [t.to_json() for t in tasks(log.records() if task_records is None else task_records)
+                       if t.done is None],
         "waiting_escalations": [t.to_json() for t in waiting_escalations(snap)],
         "holds": [{"account": h.account, "reason": h.reason, "until": h.until.isoformat(), "by": h.by, "note": h.note}
                   for h in active_holds(snap, now.date())],

@@ -441,7 +441,7 @@ class Store:
     """
 
     def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
-                 log: "AttemptLog | None" = None):
+                 log: "AttemptLog | None" = None, keep_written: bool = False):
         self.path = Path(path)
         # The attempt log, whose head the state keeps (moved by every append: attempts.py): a
         # transaction writes nothing while the log does not end where that head says.
@@ -452,12 +452,20 @@ class Store:
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
         self._lock_timeout = lock_timeout
         self._local = threading.local()  # the lock is per thread too: threads exclude each other
-        self._seen: tuple[tuple, dict] | None = None  # the last snapshot's file stamp and models
+        # The last snapshot's file stamp, models, and their per-account index (`Snapshot._select`),
+        # which its read-only snapshots share: built once per version of the file, not per snapshot.
+        self._seen: tuple[tuple, dict, dict] | None = None
+        # The last transaction's snapshot and the stamp of the file it wrote: what the next
+        # snapshot() reads is what it wrote (see `_keep`). Only when asked (the console): it keeps
+        # the raw tables alive until the next snapshot, which a cycle or an import need not pay.
+        self._keep_written = keep_written
+        self._written: tuple[tuple, Snapshot] | None = None
 
     def forget(self) -> None:
         """Drop the last snapshot's models: a daemon idle between its passes need not hold the
         whole state in memory (the next snapshot parses the file again)."""
         self._seen = None
+        self._written = None
 
     def snapshot(self) -> Snapshot:
         """A read-only view of the file as it is now, every document already a model object; takes
@@ -471,12 +479,18 @@ class Store:
         stamp = _stamp(self.path)
         seen = self._seen
         if stamp is not None and seen is not None and seen[0] == stamp:
-            return Snapshot(self.path, self.retention_months, models=seen[1])
+            return Snapshot(self.path, self.retention_months, models=seen[1], by_account=seen[2])
+        written = self._written
+        if stamp is not None and written is not None and written[0] == stamp:
+            models, by_account = written[1].models_as_written()
+            self._seen, self._written = (stamp, models, by_account), None
+            return Snapshot(self.path, self.retention_months, models=models, by_account=by_account)
         sink = _ModelTables(self.path)
         _read(self.path, sink)
         models = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES}
-        self._seen = (stamp, models) if stamp is not None else None
-        return Snapshot(self.path, self.retention_months, models=models)
+        by_account: dict = {}
+        self._seen = (stamp, models, by_account) if stamp is not None else None
+        return Snapshot(self.path, self.retention_months, models=models, by_account=by_account)
 
     @contextmanager
     def transaction(self, accept_cut: bool = False) -> Iterator[Snapshot]:
@@ -494,13 +508,28 @@ class Store:
             raw = self._storage.read() or {}
             if not accept_cut:
                 self.refuse_a_cut_log()
-            snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, stamp))
+            keep = self._keep_written and self._seen is not None  # not after `forget`
+            seen = self._seen
+            by_account = dict(seen[2]) if seen is not None and seen[0] == stamp else None  # of the same models
+            snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, stamp),
+                                by_account=by_account)
             yield snapshot
             if snapshot.changed:
                 self._commit(snapshot)
+                self._keep(snapshot, keep)
         finally:
             self._local.in_transaction = False
             self._lock.release()
+
+    def _keep(self, snapshot: Snapshot, keep: bool) -> None:
+        """After a commit, under the lock: the file now holds exactly `snapshot.raw`, so the next
+        `snapshot()` takes its models from it (the tables the transaction did not change are
+        the models it read; only the changed ones are converted, and only when asked) instead of
+        parsing the whole file again. A console's action then draws its page without a second
+        parse of the state. Only for a store made with `keep_written` (the console's), and not
+        after `forget`."""
+        stamp = _stamp(self.path)
+        self._written = (stamp, snapshot) if keep and stamp is not None else None
 
     @contextmanager
     def locked(self) -> Iterator[tuple | None]:
@@ -597,7 +626,8 @@ class Snapshot:
     From `Store.snapshot()`: model objects only, read-only. Lists come in stored order.
     """
 
-    def __init__(self, path: Path, retention_months: int = 3, raw: dict | None = None, models: dict | None = None):
+    def __init__(self, path: Path, retention_months: int = 3, raw: dict | None = None, models: dict | None = None,
+                 by_account: dict | None = None):
         self.changed = False
         # Archive records waiting for the commit, already as JSON Lines: a million archived invoices
         # take 300 MB this way, three times less than as dicts.
@@ -610,9 +640,28 @@ class Snapshot:
                 raw.setdefault(name, {})
         # Fully converted tables, by name; a read-only snapshot has all of them.
         self._models: dict[str, dict[str, Any]] = dict(models or {})
-        self._by_account: dict[str, dict[str, list[str]]] = {}
+        # table -> account -> keys; a read-only snapshot's is shared with the others of its version
+        self._by_account: dict[str, dict[str, list[str]]] = {} if by_account is None else by_account
         self._archived: set[str] | None = None  # see _archived_ids
         self._convert = _Converter(path)
+
+    def models_as_written(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[str]]]]:
+        """A transaction's tables as models, once committed (`Store._keep`): what a read-only
+        snapshot of the file it wrote would hold, and the per-account index of the tables kept.
+        A table's models read before are kept only when the transaction left the table alone
+        (and, as a check, with as many documents as stored); the others are converted from the
+        documents written."""
+        out, index = {}, {}
+        with gc_paused():
+            for name in MODEL_TABLES + CYCLE_TABLES:
+                models, docs = self._models.get(name), self.raw.get(name, {})
+                if models is not None and len(models) == len(docs):
+                    out[name] = models
+                    if name in self._by_account:
+                        index[name] = self._by_account[name]
+                else:
+                    out[name] = self._convert.many(name, docs)
+        return out, index
 
     @property
     def raw(self) -> dict[str, dict[str, Any]]:
@@ -634,6 +683,12 @@ class Snapshot:
         one version of the file, so a cache of something derived from them (the search index)
         can be kept beside it and known stale when another object comes."""
         return self._all("accounts")
+
+    def tables(self, *names: str) -> tuple:
+        """The model tables `names`, not to be changed: like `accounts_table`, the same objects for
+        every read-only snapshot of one version of the file (a table a write left alone stays the
+        same object after it), for a cache of something derived from them."""
+        return tuple(self._all(name) for name in names)
 
     def invoice(self, invoice_id: str) -> Invoice | None:
         return self._get("invoices", invoice_id)
@@ -967,17 +1022,23 @@ class Snapshot:
         models = self._models.get(table)
         index = self._by_account.get(table)
         if index is None:
-            index = self._by_account[table] = {}
-            if models is not None:
-                for key, obj in models.items():
-                    index.setdefault(obj.account, []).append(key)
-            else:
-                for key, doc in self._raw[table].items():
-                    index.setdefault(doc.get("account"), []).append(key)
+            index = {}  # built whole, then shared: another thread never sees it half done
+            with gc_paused():
+                self._index(table, models, index)
+            self._by_account[table] = index
         keys = index.get(account_id, ())
         if models is not None:
             return [models[key] for key in keys]
         return [self._convert.one(table, key, self._raw[table][key]) for key in keys]
+
+    def _index(self, table: str, models: dict | None, index: dict) -> None:
+        """Fill `index` (account -> keys of `table`), from the models or else the documents."""
+        if models is not None:
+            for key, obj in models.items():
+                index.setdefault(obj.account, []).append(key)
+        else:
+            for key, doc in self._raw[table].items():
+                index.setdefault(doc.get("account"), []).append(key)
 
 
 class _RawTables:

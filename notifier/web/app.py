@@ -4,14 +4,17 @@ A view lives in `views/` (one module per kind of page) and is a small function: 
 `Login` of `auth.require(ACTION)` (which answers 403 when the role may not do ACTION, and checks a
 POST's CSRF token), calls the same library function the CLI command calls, and renders a template.
 
-Requests are served one at a time, in the event loop (the views are `async def` and call the
-library directly): the attempt log's writer and the store's snapshot cache are then never shared
-between threads, and a page's library calls are milliseconds.
+Views that do blocking work (read the state or the log, write, call a provider, hash a password)
+are plain `def`, or hand their work to `run_in_threadpool`: FastAPI runs them in its threadpool,
+so an escalation to a slow SMTP server holds up its own request only, never the event loop. What
+they share is safe between threads: the attempt log's writes take its thread lock
+(`AttemptLog._threads`), the store's transactions its per-thread flock and its snapshot cache is
+replaced whole, the log index and the search index have their locks, the sessions theirs.
 """
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime
-from functools import cached_property
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -44,13 +47,38 @@ class Web:
         self.users = UserStore(users_path(config.state))
         self.sessions = auth.Sessions(idle=config.web.idle_minutes * 60)
         self.log = AttemptLog(config.attempt_log)
-        self.store = Store(config.state, retention_months=config.retention_months, log=self.log)
+        # keep_written: an action's page is drawn from what its write wrote, not a second parse
+        self.store = Store(config.state, retention_months=config.retention_months, log=self.log, keep_written=True)
+        self._renderer: Renderer | None = None
+        self._renderer_lock = threading.Lock()
 
-    @cached_property
+    @property
     def renderer(self) -> Renderer:
         """One renderer for the process: it compiles and checks the templates once (most of a
-        second), not on every Configuração page."""
-        return Renderer(self.config)
+        second), not on every Configuração page or escalation; built by the first thread to ask."""
+        if self._renderer is None:
+            with self._renderer_lock:
+                if self._renderer is None:
+                    self._renderer = Renderer(self.config)
+        return self._renderer
+
+    def warm(self) -> None:
+        """Do the one-time work of the first pages before anyone asks (`notifier web` calls it in
+        a thread at start): the renderer (its templates compiled and checked: the Configuração
+        page's list of problems, half a second), the console's own templates, the log index (one
+        read of the whole log), the search index of the accounts. A failure is left for the page
+        that needs it to report."""
+        from notifier.log.index import index_for
+        from notifier.staff.search import index_of
+        from .views import ENV
+        try:
+            self.renderer.check()
+            for name in ENV.list_templates(filter_func=lambda n: n.endswith(".html")):
+                ENV.get_template(name)
+            index_of(self.store.snapshot())
+            index_for(self.config.attempt_log).task_records()
+        except Exception:  # noqa: BLE001 - the page that needs it says what is wrong
+            pass
 
     def now(self) -> datetime:
         """Now in the configured zone; on the day given to `notifier web --date` (a demo, a test)."""

@@ -12,6 +12,7 @@ own (`origin_ok`, for every POST before any view runs) and it must carry the ses
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,41 +55,49 @@ class Sessions:
         self.idle = idle
         self._open: dict[str, Session] = {}
         self._pending: dict[str, Pending] = {}
+        # Views run in the threadpool too (views/customers.py): one change at a time.
+        self._lock = threading.Lock()
 
     def start(self, user: User, client: str) -> tuple[str, Session]:
         token = secrets.token_urlsafe(32)
-        self._open[token] = session = Session(user.name, user.generation, client)
+        with self._lock:
+            self._open[token] = session = Session(user.name, user.generation, client)
         return token, session
 
     def get(self, token: str | None) -> Session | None:
-        session = self._open.get(token or "")
-        now = time.monotonic()
-        if session is None or now - session.seen > self.idle:
-            self._open.pop(token or "", None)
-            return None
-        session.seen = now
-        return session
+        with self._lock:
+            session = self._open.get(token or "")
+            now = time.monotonic()
+            if session is None or now - session.seen > self.idle:
+                self._open.pop(token or "", None)
+                return None
+            session.seen = now
+            return session
 
     def end(self, token: str | None) -> Session | None:
-        return self._open.pop(token or "", None)
+        with self._lock:
+            return self._open.pop(token or "", None)
 
     def pending(self, token: str | None) -> Pending | None:
         """The login form's state of this browser; a fresh one (new token) when it has none."""
-        p = self._pending.get(token or "")
-        if p is not None and time.monotonic() - p.since > PENDING_FOR:
-            self._pending.pop(token or "")
-            p = None
-        return p
+        with self._lock:
+            p = self._pending.get(token or "")
+            if p is not None and time.monotonic() - p.since > PENDING_FOR:
+                self._pending.pop(token or "")
+                p = None
+            return p
 
     def new_pending(self) -> tuple[str, Pending]:
         token = secrets.token_urlsafe(32)
-        self._pending[token] = p = Pending(name="", csrf=secrets.token_urlsafe(32))
-        if len(self._pending) > 10_000:  # forms opened and never sent: drop the oldest
-            self._pending.pop(next(iter(self._pending)))
+        with self._lock:
+            self._pending[token] = p = Pending(name="", csrf=secrets.token_urlsafe(32))
+            if len(self._pending) > 10_000:  # forms opened and never sent: drop the oldest
+                self._pending.pop(next(iter(self._pending)))
         return token, p
 
     def drop_pending(self, token: str | None) -> None:
-        self._pending.pop(token or "", None)
+        with self._lock:
+            self._pending.pop(token or "", None)
 
 
 # --- where the request comes from -------------------------------------------------------------
@@ -191,9 +200,19 @@ class LoginRefused(Exception):
     """A login that did not succeed; the message is what the person reads."""
 
 
+_counting = threading.Lock()  # failed tries are read, then written: one login at a time counts
+
+
 def check_password(web, name: str, password: str, client: str) -> User:
     """The user `name` if `password` is theirs and they may log in; else LoginRefused, a failed
-    try counted towards the lock, and a record in the log (never the password)."""
+    try counted towards the lock, and a record in the log (never the password). Runs in the
+    threadpool (argon2id is slow); logins are checked one at a time, so that parallel tries
+    cannot count as one."""
+    with _counting:
+        return _check_password(web, name, password, client)
+
+
+def _check_password(web, name: str, password: str, client: str) -> User:
     users, log = web.users, web.log
     user = users.get(name)
     now = utc_now()

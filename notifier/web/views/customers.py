@@ -4,12 +4,17 @@ Each view checks its action in one place (`auth.require`), calls the library fun
 command calls (search, `customer_view`, the staff actions signed with the logged-in `Actor`) and
 renders a template. An action answers with the customer page again, saying what was done (or,
 with a 422, what was wrong with the form), so the person sees the result where they acted.
+
+The views are plain `def` (FastAPI runs them in its threadpool) and an action's work runs there
+too (`_act`): a store write, a read of the log or a slow provider during an escalation holds up
+only its own request, never the event loop every other person's request goes through.
 """
 from __future__ import annotations
 
 from datetime import date, datetime
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from notifier.log.index import index_for
@@ -49,13 +54,13 @@ def _now(request: Request) -> datetime:
     return request.app.state.web.now()
 
 
-async def search(request: Request, q: str = "", login: auth.Login = Depends(auth.require("customers.view"))):
+def search(request: Request, q: str = "", login: auth.Login = Depends(auth.require("customers.view"))):
     found = find(request.app.state.web.store.snapshot(), q) if q.strip() else []
     template = "customers_results.html" if request.headers.get("hx-request") else "customers.html"
     return page(request, login, template, q=q, encontrados=found)
 
 
-async def show(account_id: str, request: Request, login: auth.Login = Depends(auth.require("customers.view"))):
+def show(account_id: str, request: Request, login: auth.Login = Depends(auth.require("customers.view"))):
     return _customer(request, login, account_id)
 
 
@@ -70,7 +75,7 @@ def _customer(request: Request, login: auth.Login, account_id: str, status: int 
                 motivos=HOLD_REASONS, canais_optout=OPT_OUT_CHANNELS, **shown)
 
 
-async def message(account_id: str, attempt_id: str, request: Request,
+def message(account_id: str, attempt_id: str, request: Request,
                   login: auth.Login = Depends(auth.require("customers.view"))):
     """The e-mail as the customer saw it, for the sandboxed frame of the customer page."""
     web = request.app.state.web
@@ -89,6 +94,10 @@ async def message(account_id: str, attempt_id: str, request: Request,
 async def _act(request: Request, login: auth.Login, account_id: str, work) -> HTMLResponse:
     """Run `work(form)` (a staff action); the page again with what it says, or the error with 422."""
     form = await request.form()
+    return await run_in_threadpool(_done, request, login, account_id, work, form)
+
+
+def _done(request: Request, login: auth.Login, account_id: str, work, form) -> HTMLResponse:
     try:
         done = work(form)
     except (DeliveryError, InvalidText, StoreError, ValueError) as exc:
@@ -122,10 +131,9 @@ async def escalate(account_id: str, request: Request, login: auth.Login = Depend
     web = request.app.state.web
 
     def work(form):
-        from notifier.run.render import Renderer
         wanted = _channels(form, ESCALATION_CHANNELS)
         outcomes, waiting, refused = actions.escalate(
-            web.store, web.config, web.log, Renderer(web.config), lambda: _now(request), account_id, login.actor,
+            web.store, web.config, web.log, web.renderer, lambda: _now(request), account_id, login.actor,
             wanted, str(form.get("nota", "")))
         status = LABELS["situacao"]
         lines = [f"{CHANNEL_LABELS.get(o.job.notice.channel)} → {o.job.notice.recipient}: "
@@ -197,7 +205,7 @@ async def pay(account_id: str, request: Request, login: auth.Login = Depends(aut
     return await _act(request, login, account_id, work)
 
 
-async def audit(account_id: str, request: Request, formato: str = "html",
+def audit(account_id: str, request: Request, formato: str = "html",
                 login: auth.Login = Depends(auth.require("reports.audit"))):
     """The audit report (notifier/reports/audit.py), as `notifier audit` writes it: HTML or PDF."""
     import tempfile

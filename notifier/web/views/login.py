@@ -6,6 +6,7 @@ import pyotp
 import segno
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from .. import auth
 from ..users import Actor, hash_code, new_recovery_codes, record
@@ -40,7 +41,9 @@ async def submit(request: Request):
         return await form(request, erro="O formulário expirou. Entre de novo.")
     name = str(fields.get("nome", "")).strip()
     try:
-        user = auth.check_password(web, name, str(fields.get("senha", "")), auth.client_address(request))
+        # argon2id takes a good part of a second of CPU: in the threadpool, not the event loop.
+        user = await run_in_threadpool(auth.check_password, web, name, str(fields.get("senha", "")),
+                                       auth.client_address(request))
     except auth.LoginRefused as exc:
         response = page(request, None, "login.html", status=401, csrf=pending.csrf, erro=str(exc), nome=name)
         return response
@@ -48,7 +51,7 @@ async def submit(request: Request):
         pending.name = user.name
         pending.new_secret = None if user.totp else pyotp.random_base32()
         return RedirectResponse("/login/2fa", status_code=303)
-    return _open_session(request, user, token)
+    return await run_in_threadpool(_open_session, request, user, token)
 
 
 async def second_form(request: Request, erro: str = "", status: int = 200):
@@ -84,7 +87,7 @@ async def second_submit(request: Request):
         user = auth.check_second_factor(web, user, code, client)
     except auth.LoginRefused as exc:
         return await second_form(request, erro=str(exc), status=401)
-    return _open_session(request, user, token)
+    return await run_in_threadpool(_open_session, request, user, token)
 
 
 def _set_up_totp(web, user, secret: str, code: str, client: str):
@@ -99,7 +102,8 @@ def _set_up_totp(web, user, secret: str, code: str, client: str):
 
 
 def _open_session(request: Request, user, login_token: str | None, response=None):
-    """The session starts: its cookie on `response` (default: a redirect to the Painel)."""
+    """The session starts: its cookie on `response` (default: a redirect to the Painel). In the
+    threadpool: the users file and the log are written (and fsynced)."""
     web = request.app.state.web
     client = auth.client_address(request)
     web.sessions.drop_pending(login_token)
@@ -113,7 +117,7 @@ def _open_session(request: Request, user, login_token: str | None, response=None
 async def logout(request: Request, login: auth.Login = Depends(auth.require("panel.view"))):
     web = request.app.state.web
     web.sessions.end(request.cookies.get(auth.SESSION_COOKIE))
-    record(web.log, login.actor, "logout")
+    await run_in_threadpool(record, web.log, login.actor, "logout")  # a log append: off the event loop
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 import segno
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from notifier.run.checkup import channel_statuses
 
@@ -12,7 +13,7 @@ from ..users import ROLES, UserError
 from . import page
 
 
-async def show(request: Request, login: auth.Login = Depends(auth.require("settings.view"))):
+def show(request: Request, login: auth.Login = Depends(auth.require("settings.view"))):
     return _render(request, login)
 
 
@@ -26,8 +27,13 @@ def _render(request: Request, login: auth.Login, status: int = 200, **shown):
 
 
 async def add_user(request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
-    web = request.app.state.web
     form = await request.form()
+    return await run_in_threadpool(_add_user, request, login, form)
+
+
+def _add_user(request: Request, login: auth.Login, form):
+    """In the threadpool: the password's argon2id hash takes a good part of a second of CPU."""
+    web = request.app.state.web
     name, role = str(form.get("nome", "")).strip(), str(form.get("papel", ""))
     try:
         user, codes = users.add_user(web.users, web.log, login.actor, name, role, str(form.get("senha", "")),
@@ -37,7 +43,7 @@ async def add_user(request: Request, login: auth.Login = Depends(auth.require("u
     return _shown_secret(request, login, user, codes) if user.totp else _render(request, login, criado=user)
 
 
-async def disable_user(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
+def disable_user(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
     web = request.app.state.web
     try:
         users.disable_user(web.users, web.log, login.actor, name)
@@ -46,7 +52,7 @@ async def disable_user(name: str, request: Request, login: auth.Login = Depends(
     return RedirectResponse("/configuracao", status_code=303)
 
 
-async def reset_totp(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
+def reset_totp(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
     web = request.app.state.web
     try:
         user, codes = users.reset_totp(web.users, web.log, login.actor, name)
@@ -63,5 +69,6 @@ def _shown_secret(request: Request, login: auth.Login, user, codes: list[str]):
 
 async def require_totp(request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
     web = request.app.state.web
-    users.require_totp(web.users, web.log, login.actor, (await request.form()).get("exigir") == "sim")
+    wanted = (await request.form()).get("exigir") == "sim"
+    await run_in_threadpool(users.require_totp, web.users, web.log, login.actor, wanted)
     return RedirectResponse("/configuracao", status_code=303)

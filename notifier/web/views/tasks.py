@@ -3,7 +3,10 @@ do, a send interrupted by a crash, a bounce or an invalid number to fix), from t
 call as `notifier tasks` (`staff.actions.tasks`), over the log index's task records."""
 from __future__ import annotations
 
+import threading
+
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from notifier.log.index import index_for
 from notifier.run.delivery import DeliveryError
@@ -27,7 +30,7 @@ def _profile(recipient: str) -> str | None:
     return pattern.format(handle.lstrip("@")) if pattern and handle else None
 
 
-async def show(request: Request, tipo: str = "", abertas: str = "sim", minhas: str = "",
+def show(request: Request, tipo: str = "", abertas: str = "sim", minhas: str = "",
                login: auth.Login = Depends(auth.require("tasks.view"))):
     return _render(request, login, tipo, abertas != "nao", minhas == "sim")
 
@@ -51,20 +54,31 @@ def _render(request: Request, login: auth.Login, kind: str = "", only_open: bool
 
 
 async def close(task_id: str, request: Request, login: auth.Login = Depends(auth.require("tasks.work"))):
-    web = request.app.state.web
     form = await request.form()
+    return await run_in_threadpool(_close, task_id, request, login, str(form.get("resultado", "")))
+
+
+# A task is read (open? whose?) and then closed or taken by a record: one at a time, or two people
+# clicking "Enviei" together would both close it (the views run in the threadpool).
+_working = threading.Lock()
+
+
+def _close(task_id: str, request: Request, login: auth.Login, outcome: str):
+    web = request.app.state.web
     try:
-        task = close_task(web.log, web.now(), task_id, login.actor, str(form.get("resultado", "")),
-                          index_for(web.config.attempt_log).task_records())
+        with _working:
+            task = close_task(web.log, web.now(), task_id, login.actor, outcome,
+                              index_for(web.config.attempt_log).task_records())
     except (DeliveryError, InvalidText) as exc:
         return _render(request, login, status=422, erro=str(exc))
     return _render(request, login, feito=f"Tarefa de {task.account} concluída.")
 
 
-async def assign(task_id: str, request: Request, login: auth.Login = Depends(auth.require("tasks.work"))):
+def assign(task_id: str, request: Request, login: auth.Login = Depends(auth.require("tasks.work"))):
     web = request.app.state.web
     try:
-        task = assign_task(web.log, web.now(), task_id, login.actor, index_for(web.config.attempt_log).task_records())
+        with _working:
+            task = assign_task(web.log, web.now(), task_id, login.actor, index_for(web.config.attempt_log).task_records())
     except DeliveryError as exc:
         return _render(request, login, status=422, erro=str(exc))
     return _render(request, login, feito=f"A tarefa de {task.account} agora é sua.")
