@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# The console's fixtures (a real `notifier web`, one Chromium per test process), registered once:
+# imported into each test module instead, the session's browser was started once per module and
+# Playwright refuses a second sync API in one process.
+pytest_plugins = ["tests.web_helpers"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # Where the subprocesses keep their compiled modules. Some machines (this one, CI) set
 # PYTHONDONTWRITEBYTECODE, and then every `python run.py` compiled the notifier's modules anew.

@@ -12,7 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pyotp
 
-from tests.web_helpers import PASSWORD, browser, chromium, console, free_port, http, http_login, login, shoot  # noqa: F401
+from tests.web_helpers import PASSWORD, free_port, http, http_login, login, shoot
 
 
 def origin(console) -> dict:

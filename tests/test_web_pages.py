@@ -2,14 +2,16 @@
 Chromium (Playwright) or plain HTTP, the real CLI on the same state. Fixtures: tests/web_helpers.py."""
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from playwright.sync_api import expect
 
-from tests.web_helpers import browser, chromium, console, http, http_login, login, shoot  # noqa: F401
+from tests.web_helpers import http, http_login, login, shoot
 
 SP = ZoneInfo("America/Sao_Paulo")
 
@@ -151,6 +153,9 @@ def test_customer_text_is_escaped_the_email_frame_is_sandboxed_and_payments_are_
         assert report.status_code == 200 and report.headers["content-disposition"] == (
             'attachment; filename="auditoria-padaria-sao-joao.html"')
         assert "data-attempt" in report.text and "<script>alert" not in report.text
+        appendix = client.get("/clientes/padaria-sao-joao/auditoria", params={"formato": "zip"})
+        assert appendix.status_code == 200 and appendix.headers["content-type"] == "application/zip"
+        assert "LEIAME.txt" in zipfile.ZipFile(io.BytesIO(appendix.content)).namelist()
 
 
 def test_an_escalation_to_a_slow_smtp_server_does_not_hold_up_another_persons_page(console):

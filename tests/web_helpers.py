@@ -1,7 +1,7 @@
 """The console under test: a real `python run.py web` process on 127.0.0.1 over a temporary state,
 and a real browser (Debian's Chromium driven by Playwright). Shared by every console test.
 
-    from tests.web_helpers import browser, console, login, shoot  # noqa: F401  (fixtures)
+    from tests.web_helpers import login, shoot  # the fixtures come from conftest (pytest_plugins)
 
     def test_something(console, browser):
         page = browser.new_page()

@@ -207,24 +207,32 @@ async def pay(account_id: str, request: Request, login: auth.Login = Depends(aut
 
 def audit(account_id: str, request: Request, formato: str = "html",
                 login: auth.Login = Depends(auth.require("reports.audit"))):
-    """The audit report (notifier/reports/audit.py), as `notifier audit` writes it: HTML or PDF."""
+    """The audit report (notifier/reports/audit.py), as `notifier audit` writes it: HTML, PDF, or the
+    appendix ZIP of the exact messages the report names by their SHA-256."""
     import tempfile
     from pathlib import Path
     from notifier.log.verify import verify
-    from notifier.reports.audit import render_audit
+    from notifier.reports.audit import appendix_zip, build, render_audit
     from notifier.reports.pdf import PdfError, html_to_pdf
     web = request.app.state.web
     snap = web.store.snapshot()
     if snap.account(account_id) is None:
         return error_page(request, login, 404, "Não há cliente com este código.")
-    verdict = verify(web.log.path, web.log.messages, snap.meta("log_head"), False)
-    args = (web.config, snap, web.log, account_id, verdict, snap.meta("log_head"), _now(request))
+    issued = _now(request)
+    found = build(web.config, web.log, snap, account_id, issued)
     name = f"auditoria-{account_id}"
+    if formato == "zip":
+        return Response(appendix_zip(found, account_id), media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.anexo.zip"'})
+    # The whole chain against the head kept beside the log; of the messages, the account's own.
+    kept, size = web.log.settled()
+    verdict = verify(web.log.path, web.log.messages, kept, False, size=size)
+    html = render_audit(web.config, snap, found, account_id, verdict, issued, f"{name}.anexo.zip")
     if formato != "pdf":
-        return HTMLResponse(render_audit(*args), headers={"Content-Disposition": f'attachment; filename="{name}.html"'})
+        return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{name}.html"'})
     with tempfile.TemporaryDirectory() as tmp:
         printable = Path(tmp, "a.html")
-        printable.write_text(render_audit(*args, expanded=True), encoding="utf-8")
+        printable.write_text(html, encoding="utf-8")
         try:
             html_to_pdf(printable, Path(tmp, "a.pdf"))
         except PdfError as exc:
