@@ -79,7 +79,7 @@ def test_an_account_owing_less_than_the_minimum_gets_reminder_and_due_day_only(c
         proc = cli("preview", "acme", "--date", day, check=False)
         assert proc.returncode == 1 and "nothing planned for acme" in proc.stderr
     for day in ("2026-11-23", "2026-11-24", "2026-11-30", "2026-12-20"):
-        cli("run-once", "--date", day)
+        cli("run-once", "--rehearsal", "--date", day)  # 20/12 may be weeks ahead of the real today
     assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 1  # the due-day e-mail only
     assert not list((tmp_path / "outbox").glob("staff*/**/*.*"))
 

@@ -43,7 +43,7 @@ def test_a_support_agent_finds_reads_escalates_calls_and_holds_and_the_next_cycl
     assert page.locator("h1").inner_text() == "Padaria São João Ltda"
     # What was sent, as the customer saw it: the e-mail in a sandboxed frame.
     first = page.locator(".evento.sending", has=page.locator("iframe.mensagem")).first
-    first.locator("summary").click()
+    first.locator("summary", has_text="A mensagem como o cliente viu").click()
     frame = first.locator("iframe.mensagem")
     assert frame.get_attribute("sandbox") == ""
     expect(first.frame_locator("iframe.mensagem").locator("body")).to_contain_text(

@@ -11,7 +11,7 @@ only its own request, never the event loop every other person's request goes thr
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -218,7 +218,11 @@ def audit(account_id: str, request: Request, formato: str = "html",
     snap = web.store.snapshot()
     if snap.account(account_id) is None:
         return error_page(request, login, 404, "Não há cliente com este código.")
+    # As `notifier audit --date`: a console showing another day (--date) issues the report at that
+    # day's end, never later than now; nothing dated after the issue time is listed.
     issued = _now(request)
+    if web.day is not None:
+        issued = min(datetime.now(web.config.tz), datetime.combine(web.day, time(23, 59, 59), web.config.tz))
     found = build(web.config, web.log, snap, account_id, issued)
     name = f"auditoria-{account_id}"
     if formato == "zip":
