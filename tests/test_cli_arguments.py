@@ -22,7 +22,7 @@ from notifier.cli import cli as group
 from tests.conftest import ROOT
 
 # Commands that run until they are stopped have nothing to answer a random argument with in time.
-LONG_RUNNING = {"daemon"}
+LONG_RUNNING = {"daemon", "web"}  # web: the console serves until stopped (tests/test_web.py runs it)
 COMMANDS = sorted(name for name in group.commands if name not in LONG_RUNNING)
 SIGNS_OF_A_BUG = ("Traceback", "internal error")
 
