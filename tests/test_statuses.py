@@ -112,8 +112,9 @@ def webhooks(cli, twilio, tmp_path):
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.05)
     yield f"http://127.0.0.1:{twilio.callback_port}/twilio/status"
-    proc.terminate()
-    proc.wait(timeout=10)
+    proc.terminate()  # SIGTERM, as systemd and Docker stop it: a clean stop, not a kill
+    assert proc.wait(timeout=10) == 0
+    assert proc.stderr.read().rstrip().endswith("stopped")
 
 
 def test_signed_callbacks_are_recorded_and_forged_ones_refused(cli, twilio, webhooks, tmp_path):

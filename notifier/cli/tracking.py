@@ -57,12 +57,24 @@ def serve_webhooks(obj: Context, listen):
                               lambda sender, body: record_stop_message(store, log, sender, body, obj.now()))
     server = make_server(host, port, handler)
     click.echo(f"listening on {host}:{server.server_address[1]} for {', '.join(urls)}", err=True)
+    _stop_on_sigterm(server)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+    click.echo("stopped", err=True)
+
+
+def _stop_on_sigterm(server) -> None:
+    """systemd and Docker stop a service with SIGTERM, which by default kills the process where it
+    stands, perhaps between a callback's log record and its answer. Stop as on Ctrl-C instead: the
+    request being handled finishes, then the loop ends. `shutdown()` waits for the loop, so it is
+    called from another thread, never from the handler (the loop's own thread)."""
+    import signal
+    import threading
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
 
 
 @cli.command("read-bounces")
