@@ -53,6 +53,7 @@ def test_a_blocked_notice_is_logged_once_and_sent_when_the_configuration_is_fixe
     assert len(_claims(cli.workdir, "whatsapp")) == 1 and fake_twilio.forms == []
     [summary] = [a["text"] for a in _staff(cli.workdir) if a["meta"].get("alert") == "daily_summary"]
     assert "Avisos bloqueados pela nossa configuração (nada enviado ao cliente): 1\n" in summary
+    assert "- Em atraso / WhatsApp: 1 bloqueado (configuração)\n" in summary  # staff's words, not the log's codes
     assert "Primeira inadimplência sem WhatsApp neste mês (modelo não aprovado): 1 (padaria)" in summary
     # Approved templates configured: the notice, still in its window, goes on the next pass.
     (cli.workdir / "notifier.toml").write_text(TEMPLATE_CONFIG, encoding="utf-8")

@@ -50,6 +50,10 @@ CONTACT_CHANNELS = {"phone": "Telefone", "whatsapp": "WhatsApp", "instagram": "I
                     "other": "Outro"}
 CONTACT_OUTCOMES = {"reached": "Falou com o cliente", "no_answer": "Não atendeu", "wrong_contact": "Contato errado",
                     "promised_payment": "Prometeu pagar", "other": "Outro"}
+# What a staff task is about (notifier/staff/actions.py `Task.kind`).
+TASK_KINDS = {"social_manual": "Mensagem em rede social", "deletion_due": "Exclusão e protesto",
+              "unknown": "Envio interrompido", "bounced": "E-mail devolvido",
+              "escalation_waiting": "Escalonamento aguardando horário"}
 HOLD_REASONS = {"promised_payment": "Promessa de pagamento", "disputed": "Contestação", "negotiating": "Negociação",
                 "other": "Outro"}
 

@@ -481,6 +481,33 @@ def day_counts(records: Iterable[dict], day: date, tz) -> dict:
     return {"counts": per, "failures": failures, "bounces": bounces}
 
 
+def summary_text(records: list[dict], yesterday: date, tz, head: tuple[int, str] | None) -> str:
+    """The staff summary of `yesterday`, in the words staff read everywhere else (the console's and
+    the CSV's labels: "Lembrete / E-mail: 7 enviado"), not the log's codes. The head line keeps
+    its wording: `verify-log --head` accepts it pasted as it is."""
+    from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, STATUS_LABELS, TASK_KINDS
+    day = day_counts(records, yesterday, tz)
+    open_tasks = [t for t in tasks(records) if t.done is None]
+    lines = [f"Resumo da cobrança de {yesterday:%d/%m/%Y}", ""]
+    lines += [f"- {STAGE_LABELS.get(stage, stage)} / {CHANNEL_LABELS.get(channel, channel)}: {n} "
+              f"{STATUS_LABELS.get(status, status)}" for (stage, channel, status), n in sorted(day["counts"].items())] \
+        or ["- nenhuma mensagem"]
+    lines += ["", f"Falhas: {len(day['failures'])}"] + [f"- {f}" for f in day["failures"][:50]]
+    blocked = sum(n for (_, _, status), n in day["counts"].items() if status == "blocked")
+    lines.append(f"Avisos bloqueados pela nossa configuração (nada enviado ao cliente): {blocked}")
+    missed = without_whatsapp(records, yesterday, tz)
+    if missed:
+        lines.append(f"Primeira inadimplência sem WhatsApp neste mês (modelo não aprovado): {len(missed)} "
+                     f"({', '.join(missed[:50])})")
+    lines += [f"Devoluções (bounces): {day['bounces']}", f"Tarefas abertas: {len(open_tasks)}"]
+    lines += [f"- {TASK_KINDS.get(t.kind, t.kind)}: {t.account} {t.recipient} ({t.id})" for t in open_tasks[:50]]
+    due = [t for t in open_tasks if t.kind == "deletion_due"]
+    lines.append(f"Exclusões e protestos a fazer: {len(due)}")
+    if head is not None:
+        lines.append(f"Registro de tentativas: {head[0]} registros, último hash {head[1]}")
+    return "\n".join(lines) + "\n"
+
+
 def send_daily_summary(store: Store, config: Config, log: AttemptLog, clock, today: date) -> None:
     """The staff summary of yesterday on the staff channel (pt-BR: staff read Portuguese), once a
     day even when the daemon restarts or runs a catch-up cycle before the daily one."""
@@ -492,28 +519,10 @@ def send_daily_summary(store: Store, config: Config, log: AttemptLog, clock, tod
     from datetime import timedelta
     from notifier.channels import Message
     yesterday = today - timedelta(days=1)
-    records = list(log.records())
-    day = day_counts(records, yesterday, config.tz)
-    open_tasks = [t for t in tasks(records) if t.done is None]
-    lines = [f"Resumo da cobrança de {yesterday:%d/%m/%Y}", ""]
-    lines += [f"- {stage} / {channel}: {n} {status}" for (stage, channel, status), n in sorted(day["counts"].items())] \
-        or ["- nenhuma mensagem"]
-    lines += ["", f"Falhas: {len(day['failures'])}"] + [f"- {f}" for f in day["failures"][:50]]
-    blocked = sum(n for (_, _, status), n in day["counts"].items() if status == "blocked")
-    lines.append(f"Avisos bloqueados pela nossa configuração (nada enviado ao cliente): {blocked}")
-    missed = without_whatsapp(records, yesterday, config.tz)
-    if missed:
-        lines.append(f"Primeira inadimplência sem WhatsApp neste mês (modelo não aprovado): {len(missed)} "
-                     f"({', '.join(missed[:50])})")
-    lines += [f"Devoluções (bounces): {day['bounces']}", f"Tarefas abertas: {len(open_tasks)}"]
-    lines += [f"- {t.kind}: {t.account} {t.recipient} ({t.id})" for t in open_tasks[:50]]
-    due = [t for t in open_tasks if t.kind == "deletion_due"]
-    lines.append(f"Exclusões e protestos a fazer: {len(due)}")
-    if hasattr(log, "head"):
-        count, digest = log.head()
-        lines.append(f"Registro de tentativas: {count} registros, último hash {digest}")
+    head = log.head() if hasattr(log, "head") else None
+    text = summary_text(list(log.records()), yesterday, config.tz, head)
     message = Message(channel="staff", recipient="staff", subject=f"Resumo da cobrança de {yesterday:%d/%m/%Y}",
-                      text="\n".join(lines) + "\n", meta={"alert": "daily_summary", "day": yesterday.isoformat()})
+                      text=text, meta={"alert": "daily_summary", "day": yesterday.isoformat()})
     staff = channels.build("staff", config)
     try:
         [attempt] = log.start_many([(clock(), message, {"channel": "staff", "recipient": "staff",

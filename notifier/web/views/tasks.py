@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from notifier.log.index import index_for
+from notifier.reports.exports import TASK_KINDS
 from notifier.run.delivery import DeliveryError
 from notifier.staff.actions import assign_task, close_task, tasks, waiting_escalations
 from notifier.staff.actor import InvalidText
@@ -16,9 +17,6 @@ from notifier.staff.actor import InvalidText
 from .. import auth
 from . import page
 
-KINDS = {"social_manual": "Mensagem em rede social", "deletion_due": "Exclusão e protesto",
-         "unknown": "Envio interrompido", "bounced": "E-mail devolvido",
-         "escalation_waiting": "Escalonamento aguardando horário"}
 PROFILE = {"instagram": "https://www.instagram.com/{}/", "facebook": "https://www.facebook.com/{}",
            "x": "https://x.com/{}", "twitter": "https://x.com/{}", "linkedin": "https://www.linkedin.com/in/{}/"}
 
@@ -49,7 +47,7 @@ def _render(request: Request, login: auth.Login, kind: str = "", only_open: bool
         sending = by_id.get(by_id.get(t.id, {}).get("ref"), {})
         items.append({"tarefa": t, "texto": (sending.get("content") or {}).get("text"),
                       "perfil": _profile(t.recipient) if t.channel == "social" else None})
-    return page(request, login, "tasks.html", status=status, tarefas=items, tipos=KINDS, tipo=kind,
+    return page(request, login, "tasks.html", status=status, tarefas=items, tipos=TASK_KINDS, tipo=kind,
                 abertas=only_open, minhas=mine, **shown)
 
 
