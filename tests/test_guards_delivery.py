@@ -84,3 +84,16 @@ def test_escalate_sends_the_latest_stage_the_account_reached(cli, smtp):
     cli("escalate", "acme", "--by", "ana", "--channel", "email", "--date", "2026-11-28")
     assert [m.message["X-Notifier-Stage"] for m in smtp.received] == ["suspension_warning"] * 2
     assert "30/11/2026" in smtp.received[-1].message.get_body(("plain",)).get_content()  # the suspension date
+
+
+def test_escalate_after_the_deletion_date_repeats_the_last_warning_the_customer_can_read(cli, smtp):
+    """Past the deletion date the latest stage reached is `deletion_due`, a task for staff only
+    (no customer template): an escalation then repeats the deletion warning, the last stage a
+    customer was sent, instead of being blocked for want of a template."""
+    setup(cli, [account("acme")])
+    cli.env["EMAIL_URL"] = smtp.url()
+    timeline = cli.json("timeline", "acme")
+    rows = timeline if isinstance(timeline, list) else next(iter(timeline.values()))
+    [deletion] = [r["date"] for r in rows if r["stage"] == "deletion_due"]
+    proc = cli("escalate", "acme", "--by", "ana", "--channel", "email", "--date", deletion, "--now")
+    assert [m.message["X-Notifier-Stage"] for m in smtp.received] == ["deletion_warning"], proc.stdout

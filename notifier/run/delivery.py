@@ -124,8 +124,11 @@ def checked_recipient(channel: str, to: str) -> str:
 
 def current_stage(account: Account, invoices, history, today: date, config: Config) -> str:
     """The most advanced stage the account's open invoices have reached by `today` (the first
-    stage of the ladder when none has been reached yet)."""
-    timeline = account_timeline(account, invoices, history, config.calendar, config)
+    stage of the ladder when none has been reached yet). A stage that only makes a task for staff
+    (`deletion_due`) is passed over: what a customer is sent is the last stage written for them."""
+    staff_only = {s.name for s in config.ladder if set(s.channels) <= {"staff"}}
+    timeline = [e for e in account_timeline(account, invoices, history, config.calendar, config)
+                if e.stage not in staff_only]
     reached = [e for e in timeline if e.date <= today]
     if reached:
         return reached[-1].stage
