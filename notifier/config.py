@@ -438,6 +438,11 @@ def _parse_ladder(items, where: _Where) -> tuple[Stage, ...]:
             )
         channels = _channels(item.get("channels"), f"{key}.channels", where, required=True)
         extra = _channels(item.get("first_time_channels", []), f"{key}.first_time_channels", where)
+        if extra and ANCHORS[name] in ("due", "effective_due"):
+            # Only a late customer is a first-time delinquent: before the due date these channels
+            # would never be used, and the operator who wrote them expects messages that never go.
+            raise where.error(f"{key}.first_time_channels",
+                              f"never used on {name}: nobody is late before the due date; put them on overdue")
         stages.append(Stage(name, offset, channels, extra))
     ranks = [STAGES.index(s.name) for s in stages]
     if ranks != sorted(ranks):

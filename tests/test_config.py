@@ -31,6 +31,7 @@ def test_secrets_come_from_the_environment_only():
     ('[[ladder]]\nstage = "overdue"\nchannels = ["fax"]', "ladder[0].channels"),
     ('[[ladder]]\nstage = "overdue"\nchannels = []', "ladder[0].channels"),
     ('[[ladder]]\nstage = "overdue"\nchannels = ["email"]\nfirst_time_channels = ["pigeon"]', "ladder[0].first_time_channels"),
+    ('[[ladder]]\nstage = "reminder"\noffset_days = -3\nchannels = ["email"]\nfirst_time_channels = ["whatsapp"]', "ladder[0].first_time_channels"),
     ('[[ladder]]\nstage = "suspended"\nchannels = ["email"]\n[[ladder]]\nstage = "overdue"\nchannels = ["email"]', "ladder"),
     ('[contact_hours]\nweekdays = "8h-20h"', "contact_hours.weekdays"),
     ('[contact_hours]\nsaturday = "14:00-08:00"', "contact_hours.saturday"),
