@@ -287,13 +287,20 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def env_typos(path: Path, names) -> list[str]:
     """A warning for each name in the env file at `path` that the notifier does not read but that
-    looks like one it does: with `EMAIL_ULR=...` every e-mail would quietly go to the outbox."""
+    looks like one it does: with `EMAIL_ULR=...` every e-mail would quietly go to the outbox.
+    The command's own options (`NOTIFIER_STATE`, `NOTIFIER_CONFIG`, `NOTIFIER_DATE`...) are read
+    from the process's environment before any .env is found, so there they would silently do
+    nothing (a frozen `NOTIFIER_DATE` kept in a file would be worse if they did)."""
     unknown = [name for name in names if name not in ENV_VARS]
     if not unknown:
         return []
     import difflib  # 3 ms: only for a file with names we do not read
-    return [f"{path}: {name} is not a variable the notifier reads; did you mean {close[0]}?"
-            for name in unknown if (close := difflib.get_close_matches(name, ENV_VARS, n=1, cutoff=0.75))]
+    return [f"{path}: {name} is not read from an env file (it would change nothing); set it in the "
+            "environment of the process (the systemd unit, docker -e, the shell) or use the option"
+            if name.startswith("NOTIFIER_") else
+            f"{path}: {name} is not a variable the notifier reads; did you mean {close[0]}?"
+            for name in unknown
+            if name.startswith("NOTIFIER_") or (close := difflib.get_close_matches(name, ENV_VARS, n=1, cutoff=0.75))]
 
 
 @dataclass(frozen=True)

@@ -105,10 +105,13 @@ def test_a_rehearsal_copy_replays_any_day_and_refuses_a_live_channel(cycled):
 # --- point 11: a typo never turns sending into a local folder unnoticed --------------------------
 
 def test_a_typo_in_env_is_a_warning_naming_the_variable_meant(cycled):
-    (cycled.workdir / ".env").write_text("EMAIL_ULR=smtp://mail.lucanet.com.br\nDATABASE_URL=x\n", encoding="utf-8")
+    (cycled.workdir / ".env").write_text("EMAIL_ULR=smtp://mail.lucanet.com.br\nDATABASE_URL=x\nNOTIFIER_STATE=other.json\n",
+                                         encoding="utf-8")
     proc = cycled("status", check=False)
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
-    assert warnings == ["warning: .env: EMAIL_ULR is not a variable the notifier reads; did you mean EMAIL_URL?"]
+    assert warnings == ["warning: .env: EMAIL_ULR is not a variable the notifier reads; did you mean EMAIL_URL?",
+                        "warning: .env: NOTIFIER_STATE is not read from an env file (it would change nothing); set it "
+                        "in the environment of the process (the systemd unit, docker -e, the shell) or use the option"]
 
 
 def test_status_and_the_daemons_start_say_per_channel_live_or_outbox(cycled, fake_twilio):
