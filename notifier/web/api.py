@@ -26,10 +26,12 @@ from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from notifier.log.index import index_for
@@ -106,21 +108,44 @@ class Caller:
         self.actor = Actor(user.name, user.role, client)
 
 
-def caller(action: str):
-    """A dependency: the user of the request's bearer token, allowed to do `action` (401/403 otherwise).
+def authorize(request: Request, action: str) -> Caller:
+    """The user of the request's bearer token, allowed to do `action`; else ApiError 401 or 403.
     Only the Authorization header counts: a session cookie is never looked at here."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "send a token: Authorization: Bearer TOKEN (see `notifier users token`)")
+    user = request.app.state.web.users.by_token(token.strip())
+    if user is None or user.disabled:
+        raise ApiError(401, "the token is not valid (unknown, revoked, or its user disabled)")
+    if not permissions.may(user.role, action):
+        raise ApiError(403, f"the role {user.role} may not do this")
+    return Caller(user, f"api {client_address(request)}")
+
+
+def caller(action: str):
+    """The endpoint's dependency: who calls, allowed to do `action`. `bearer` puts the scheme in
+    the schema; `Checked` has already refused a caller who may not, before the body was read."""
     permissions.may("support", action)  # an unknown action is a bug in this module, at import time
 
-    def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
-        if credentials is None:
-            raise ApiError(401, "send a token: Authorization: Bearer TOKEN (see `notifier users token`)")
-        user = request.app.state.web.users.by_token(credentials.credentials)
-        if user is None or user.disabled:
-            raise ApiError(401, "the token is not valid (unknown, revoked, or its user disabled)")
-        if not permissions.may(user.role, action):
-            raise ApiError(403, f"the role {user.role} may not do this")
-        return Caller(user, f"api {client_address(request)}")
+    def dependency(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+        return authorize(request, action)
+    dependency.action = action
     return dependency
+
+
+class Checked(APIRoute):
+    """A route that checks the token and the role before FastAPI reads the body: a caller who may
+    not call the endpoint gets a 401/403 whatever they sent (never a 400/422 that would tell them
+    about the endpoint), and nothing of theirs is parsed."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+        action = next(d.call.action for d in self.dependant.dependencies if hasattr(d.call, "action"))
+
+        async def checked(request: Request):
+            await run_in_threadpool(authorize, request, action)  # a stat of the users file: off the loop
+            return await handler(request)
+        return checked
 
 
 # --- what goes in and out ---------------------------------------------------------------------------
@@ -283,7 +308,8 @@ class TaskOut(BaseModel):
 
 # --- the endpoints ----------------------------------------------------------------------------------
 
-router = APIRouter(prefix=PREFIX, tags=["api"])
+router = APIRouter(prefix=PREFIX, tags=["api"], route_class=Checked,
+                   generate_unique_id_function=lambda route: route.name)  # operationId: the function's name
 
 
 def _web(request: Request):
@@ -405,5 +431,5 @@ def schema(app) -> dict:
     if app.openapi_schema is None:
         app.openapi_schema = get_openapi(
             title="Dunning notifier API", version="1",
-            description=__doc__.split("\n\n", 1)[1], routes=[r for r in app.routes if getattr(r, "path", "").startswith(PREFIX + "/")])
+            description=__doc__.split("\n\n", 1)[1], routes=router.routes)
     return app.openapi_schema
