@@ -1,0 +1,164 @@
+"""The JSON API (issue 21): real HTTP to a real `notifier web` process, tokens from the real CLI.
+
+One console per test, many checks per test (the suite's time): the role matrix and every
+endpoint's answers; a payment pushed through the API and the next `run-once` sending that invoice
+nothing; the schema fuzzed by schemathesis with each role's token; the token part of Configuração
+in Chromium.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from tests.smtp_server import SmtpServer
+from tests.web_helpers import http, http_login, login, shoot
+
+PAID = "2026-11-padaria-sao-joao"  # open, its overdue notice due on the console's day (24/11/2026)
+
+
+def token(console, name: str) -> str:
+    """`notifier users token NAME` as a script runs it: the token is stdout's one line."""
+    proc = console.users("token", name)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dn_") and len(lines[0]) == 46, proc.stdout
+    assert lines[0] not in proc.stderr and "shown only now" in proc.stderr
+    return lines[0]
+
+
+def api(console, token_: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token_}"} if token_ else {}
+    return httpx.Client(base_url=console.url + "/api", headers=headers, timeout=30)
+
+
+def unauthorized(answer: httpx.Response) -> bool:
+    return answer.status_code == 401 and answer.headers.get("www-authenticate") == "Bearer" and "error" in answer.json()
+
+
+def test_tokens_carry_their_users_role_and_stop_at_once_when_revoked_or_disabled(console):
+    support, finance = token(console, "bia"), token(console, "caio")
+    users_file = (console.workdir / "state.json.users").read_text()
+    assert support not in users_file and finance not in users_file  # only the hash is kept
+    with api(console) as anonymous, api(console, support) as bia, api(console, finance) as caio:
+        assert unauthorized(anonymous.get("/accounts", params={"q": "padaria"}))
+        assert unauthorized(anonymous.post(f"/invoices/{PAID}/payment", json={"paid": "2026-11-23"}))
+        assert unauthorized(anonymous.get("/tasks", headers={"Authorization": "Bearer dn_" + "x" * 43}))
+        assert unauthorized(anonymous.get("/tasks", headers={"Authorization": f"Basic {support}"}))
+        assert bia.get("/accounts", params={"q": "padaria"}).status_code == 200
+        refused = bia.post(f"/invoices/{PAID}/payment", json={"paid": "2026-11-23"})
+        assert refused.status_code == 403 and refused.json() == {"error": "the role support may not do this"}
+        # Checked before the body is read: a role that may not gets its 403 whatever it sends.
+        assert bia.post(f"/invoices/{PAID}/payment", content=b"{not json").status_code == 403
+        assert caio.post(f"/invoices/{PAID}/payment", content=b"{not json",
+                         headers={"Content-Type": "application/json"}).status_code == 400
+        # A session cookie is no key to the API, and the console's own pages still want one.
+        with http(console) as browser:
+            http_login(browser, "ana")
+            assert unauthorized(browser.get("/api/tasks"))
+            assert browser.get("/tarefas").status_code == 200
+            assert browser.get("/tarefas", headers={"Authorization": f"Bearer {support}"}).status_code == 200
+        with http(console) as stranger:  # ...and a token is no key to the pages
+            assert stranger.get("/tarefas", headers={"Authorization": f"Bearer {support}"}).status_code == 303
+
+        newer = token(console, "bia")  # one token a user: the new one replaces the old at once
+        assert "it replaces the token created" in console.users("token", "bia").stderr
+        assert unauthorized(bia.get("/tasks")) and unauthorized(api(console, newer).get("/tasks"))
+        assert console.users("revoke-token", "caio").returncode == 0
+        assert unauthorized(caio.get("/tasks"))
+        again = console.users("revoke-token", "caio")
+        assert again.returncode == 1 and "caio has no API token" in again.stderr
+        ana = token(console, "ana")
+        assert api(console, ana).get("/tasks").status_code == 200
+        console.add_user("root2", "admin")
+        assert console.users("disable", "ana").returncode == 0
+        assert unauthorized(api(console, ana).get("/tasks"))  # disabled: refused at the next request
+    records = [r for r in console.records() if r["event"].startswith("user_token")]
+    assert [(r["event"], r["user"], r["replaced"] if "replaced" in r else None) for r in records] == [
+        ("user_token_created", "bia", False), ("user_token_created", "caio", False),
+        ("user_token_created", "bia", True), ("user_token_created", "bia", True),
+        ("user_token_revoked", "caio", None), ("user_token_created", "ana", False)]
+    assert all(r["role"] == "cli" for r in records)
+    log = (console.workdir / "attempts.jsonl").read_text()
+    assert support not in log and finance not in log and ana not in log
+
+
+def test_every_endpoint_answers_json_and_signs_what_it_changes_with_the_tokens_user(console):
+    with api(console, token(console, "caio")) as caio, api(console, token(console, "bia")) as bia:
+        [found] = caio.get("/accounts", params={"q": "15.881.399/0001-34"}).json()
+        assert (found["id"], found["matched"]) == ("padaria-sao-joao", "CNPJ/CPF")
+        assert caio.get("/accounts", params={"q": "nada-parecido"}).json() == []
+        missing = caio.get("/accounts")
+        assert missing.status_code == 422 and missing.json() == {"error": "q: Field required"}
+
+        account = caio.get("/accounts/padaria-sao-joao").json()
+        [open_] = [i for i in account["invoices"] if i["paid"] is None]
+        assert (open_["id"], open_["amount"], open_["overdue"]) == (PAID, "89.90", "2026-11-24")
+        assert account["next"][0]["date"] == "2026-11-24" and "history" not in account
+        assert caio.get("/accounts/nada").json() == {"error": "no account 'nada'"}
+        assert caio.get("/accounts/nada/history").status_code == 404
+
+        paid = caio.post(f"/invoices/{PAID}/payment", json={"paid": "2026-11-23"})
+        assert paid.json() == {"invoice": PAID, "account": "padaria-sao-joao", "paid": "2026-11-23", "recorded": True}
+        same = caio.post(f"/invoices/{PAID}/payment", json={"paid": "2026-11-23"})  # a retried webhook
+        assert same.status_code == 200 and same.json()["recorded"] is False
+        other = caio.post(f"/invoices/{PAID}/payment", json={"paid": "2026-11-22"})
+        assert other.status_code == 409 and "already paid on 2026-11-23, not 2026-11-22" in other.json()["error"]
+        for paid_on, said in (("2026-11-25", "paid: in the future"), ("2026-11-02", "paid: before the issue date"),
+                              ("24/11/2026", "paid: write the date as YYYY-MM-DD"), ("9999-12-31", "outside 2000-2099")):
+            answer = caio.post("/invoices/2026-11-oficina-dois-irmaos/payment", json={"paid": paid_on})
+            assert answer.status_code == 422 and said in answer.json()["error"], (paid_on, answer.text)
+        extra = caio.post("/invoices/2026-11-oficina-dois-irmaos/payment", json={"paid": "2026-11-20", "pago": 1})
+        assert extra.status_code == 422 and extra.json()["error"].startswith("pago: ")
+        assert caio.post("/invoices/nada/payment", json={"paid": "2026-11-20"}).status_code == 404
+
+        hold = {"reason": "negotiating", "until": "2026-12-10", "note": "ligou pedindo prazo"}
+        placed = bia.post("/accounts/atelie-flor-de-lis/hold", json=hold)
+        assert placed.status_code == 200 and placed.json()["hold"]["by"] == "bia"
+        assert placed.json()["unwarned_suspensions"] == {"2026-11-atelie-flor-de-lis": "2026-12-01"}
+        taken = caio.post("/accounts/atelie-flor-de-lis/hold", json={**hold, "reason": "disputed"})
+        assert taken.status_code == 409 and '"replace": true' in taken.json()["error"]
+        replaced = caio.post("/accounts/atelie-flor-de-lis/hold", json={**hold, "reason": "disputed", "replace": True})
+        assert replaced.json()["replaced"]["by"] == "bia"
+        for body, said in (({**hold, "until": "2026-11-24"}, "until: 2026-11-24 is not after today"),
+                           ({**hold, "reason": "férias"}, "reason: Input should be"),
+                           ({**hold, "note": "a\u202eb"}, "note: contains U+202E")):
+            answer = bia.post("/accounts/atelie-flor-de-lis/hold", json=body)
+            assert answer.status_code == 422 and said in answer.json()["error"], answer.text
+        assert bia.post("/accounts/nada/hold", json=hold).status_code == 404
+        assert bia.delete("/accounts/atelie-flor-de-lis/hold").json()["released"]["reason"] == "disputed"
+        assert bia.delete("/accounts/atelie-flor-de-lis/hold").status_code == 404
+
+        history = bia.get("/accounts/atelie-flor-de-lis/history").json()["history"]
+        assert [e["kind"] for e in history[:3]] == ["release", "hold", "hold"]
+        assert bia.get("/tasks").status_code == 200 and bia.get("/tasks", params={"kind": "nada"}).status_code == 422
+        assert bia.get("/nada").status_code == 404 and bia.get("/nada").json() == {"error": "no such endpoint"}
+    page = httpx.get(console.url + "/nada")  # the pages keep their HTML errors
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+
+    signed = [(r["event"], r["actor"], r["role"], r["client"]) for r in console.records()
+              if r["event"] in ("payment", "hold", "release")]
+    assert signed == [("payment", "caio", "finance", "api 127.0.0.1"), ("hold", "bia", "support", "api 127.0.0.1"),
+                      ("hold", "caio", "finance", "api 127.0.0.1"), ("release", "bia", "support", "api 127.0.0.1")]
+
+    schema = httpx.get(console.url + "/openapi.json").json()
+    assert all(path.startswith("/api/") for path in schema["paths"]) and len(schema["paths"]) == 6
+    assert schema["components"]["securitySchemes"] == {"token": {
+        "type": "http", "scheme": "bearer", "description": schema["components"]["securitySchemes"]["token"]["description"]}}
+    assert schema["components"]["schemas"]["PaymentIn"]["properties"]["paid"]["format"] == "date"
+    assert schema["components"]["schemas"]["HoldReason"]["enum"] == ["promised_payment", "disputed", "negotiating", "other"]
+
+
+def test_a_payment_pushed_through_the_api_means_the_next_cycle_sends_that_invoice_nothing(console):
+    with api(console, token(console, "caio")) as caio:
+        assert caio.post(f"/invoices/{PAID}/payment", json={"paid": "2026-11-23"}).status_code == 200
+    with SmtpServer() as smtp:
+        console.cli("run-once", "--date", "2026-11-24", env={"EMAIL_URL": smtp.url()}, check=False)
+        recipients = {r for m in smtp.received for r in m.rcpt_tos}
+    assert "contato@oficinadoisirmaos.com.br" in recipients  # the cycle ran, and sent the others theirs
+    assert not {r for r in recipients if "padariasaojoao" in r}
+    claims = [r for r in console.records("sending") if r["account"] == "padaria-sao-joao"]
+    assert claims == []
+    [payment] = console.records("payment")
+    assert (payment["invoice"], payment["actor"], payment["client"]) == (PAID, "caio", "api 127.0.0.1")
