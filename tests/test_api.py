@@ -7,8 +7,8 @@ in Chromium.
 """
 from __future__ import annotations
 
-import json
 import time
+from collections import Counter
 
 import httpx
 
@@ -162,3 +162,96 @@ def test_a_payment_pushed_through_the_api_means_the_next_cycle_sends_that_invoic
     assert claims == []
     [payment] = console.records("payment")
     assert (payment["invoice"], payment["actor"], payment["client"]) == (PAID, "caio", "api 127.0.0.1")
+
+
+# --- fuzzing from the schema ---------------------------------------------------------------------------
+
+EXAMPLES = 12  # per operation and generation mode (valid and invalid input): 24 cases an operation
+
+
+def _cases(schema) -> dict[str, list]:
+    """Each operation's cases, generated once from the schema with a fixed seed (derandomize):
+    EXAMPLES valid ones and EXAMPLES invalid ones. Every caller then sends the same cases."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis import GenerationMode
+    cases: dict[str, list] = {}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        found = cases.setdefault(operation.label, [])
+        # Random ids mostly meet a 404: some valid cases are about a real account and invoice.
+        real = {k: v for k, v in (("account_id", "atelie-flor-de-lis"), ("invoice_id", "2026-11-pet-shop-amigo-fiel"))
+                if "{" + k + "}" in operation.path}
+        for mode, n, fixed in ((GenerationMode.POSITIVE, EXAMPLES, None), (GenerationMode.NEGATIVE, EXAMPLES, None),
+                               *([(GenerationMode.POSITIVE, EXAMPLES // 2, real)] if real else [])):
+            @settings(max_examples=n, derandomize=True, database=None, deadline=None,
+                      suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+            @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed))
+            def collect(case):
+                found.append(case)
+            collect()
+    return cases
+
+
+def _send(console, session, case, token_: str | None):
+    """`case` with the caller's token alone (not one the generator made up for "bearer")."""
+    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+    if token_:
+        case.headers["Authorization"] = f"Bearer {token_}"
+    return case.call(base_url=console.url, session=session, timeout=30)
+
+
+def _files(console) -> dict[str, bytes]:
+    return {name: (console.workdir / name).read_bytes() if (console.workdir / name).exists() else b""
+            for name in ("state.json", "attempts.jsonl", "attempts.jsonl.head", "state.json.users")}
+
+
+def test_fuzzing_from_the_schema_finds_no_server_error_and_no_change_without_the_role(console):
+    """schemathesis generates each operation's cases from /openapi.json; each role's token sends
+    them to the live console. Without a token, with a bad one, and with support's on the payment
+    endpoint, every answer is 401/403 and the state, the log and its head are the same bytes
+    after; with the token of a role that may, no answer is a 5xx and each matches the schema."""
+    import requests
+    import schemathesis
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+    from notifier.log.attempts import AttemptLog
+    from notifier.web import users
+    log = AttemptLog(console.workdir / "attempts.jsonl")  # the CLI's call, in this process: no start-up per token
+    tokens = {name: users.new_token(users.UserStore(console.workdir / "state.json.users"), log,
+                                    users.Actor("test", "cli", "terminal"), name)[0] for name in ("bia", "caio", "ana")}
+    log.close()
+    started = time.monotonic()
+    schema = schemathesis.openapi.from_dict(httpx.get(console.url + "/openapi.json").json())
+    cases = _cases(schema)
+    generated = time.monotonic()
+    payment = "POST /api/invoices/{invoice_id}/payment"
+    assert len(cases) == 7 and payment in cases
+    sent, statuses = 0, Counter()
+    with requests.Session() as session:
+        before = _files(console)
+        for label, found in cases.items():
+            for who, status in ((None, 401), ("dn_" + "0" * 43, 401), *([(tokens["bia"], 403)] if label == payment else [])):
+                for case in found if who is None or label == payment else found[:4]:
+                    answer = _send(console, session, case, who)
+                    sent += 1
+                    assert answer.status_code == status, (label, case.body, answer.status_code, answer.text)
+                    assert answer.json().keys() == {"error"}
+        assert _files(console) == before  # byte for byte: not a record, not a write
+
+        for name in ("bia", "caio", "ana"):
+            for label, found in cases.items():
+                if name == "bia" and label == payment:
+                    continue
+                for case in found if name != "ana" else found[::3]:  # admin: as finance on the API
+                    answer = _send(console, session, case, tokens[name])
+                    sent += 1
+                    statuses[answer.status_code] += 1
+                    assert answer.status_code < 500, (name, label, case.body, answer.text)
+                    case.validate_response(answer, checks=[not_a_server_error, response_schema_conformance])
+                    if answer.status_code >= 400:
+                        assert answer.json().keys() == {"error"}, answer.text
+    done = time.monotonic()
+    print(f"fuzz: {sum(map(len, cases.values()))} cases generated in {generated - started:.1f} s, "
+          f"{sent} requests in {done - generated:.1f} s; with a role that may: {dict(sorted(statuses.items()))}")
+    assert statuses[200] > 20  # the fuzz reached the library, not only the validation
+    assert sent > 400
