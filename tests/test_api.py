@@ -255,3 +255,34 @@ def test_fuzzing_from_the_schema_finds_no_server_error_and_no_change_without_the
           f"{sent} requests in {done - generated:.1f} s; with a role that may: {dict(sorted(statuses.items()))}")
     assert statuses[200] > 20  # the fuzz reached the library, not only the validation
     assert sent > 400
+
+
+def test_an_admin_creates_a_token_on_configuracao_uses_it_and_revokes_it(console, browser):
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "Revogar o token...?"
+    login(page, console, "ana")
+    page.goto(console.url + "/configuracao")
+    row = page.locator("tr", has_text="caio")
+    assert row.locator("[data-label='Token da API']").inner_text() == "nenhum"
+    row.get_by_role("button", name="Gerar token").click()
+    shown = page.locator("#token-api").inner_text()
+    assert "não será mostrado de novo" in page.locator("#token-novo").inner_text()
+    shoot(page, "configuracao-token")
+    with api(console, shown) as caio:
+        assert caio.get("/tasks").status_code == 200
+        assert caio.post(f"/invoices/{PAID}/payment", json={"paid": "2026-11-23"}).status_code == 200
+        page.goto(console.url + "/configuracao")  # the token is shown once: not on the page again
+        assert shown not in page.content()
+        assert page.locator("tr", has_text="caio").locator("[data-label='Token da API']").inner_text().startswith("desde ")
+        page.locator("tr", has_text="caio").get_by_role("button", name="Revogar token").click()
+        page.wait_for_url(console.url + "/configuracao")
+        assert page.locator("tr", has_text="caio").locator("[data-label='Token da API']").inner_text() == "nenhum"
+        assert unauthorized(caio.get("/tasks"))
+    signed = [(r["event"], r["actor"], r["role"]) for r in console.records() if r["event"].startswith("user_token")]
+    assert signed == [("user_token_created", "ana", "admin"), ("user_token_revoked", "ana", "admin")]
+    assert shown not in (console.workdir / "attempts.jsonl").read_text()
+    # Support and finance see no Configuração; its token URLs answer them 403.
+    with http(console) as bia:
+        csrf = http_login(bia, "bia")
+        assert bia.post("/configuracao/usuarios/caio/token", data={"csrf": csrf},
+                        headers={"Origin": console.url}).status_code == 403

@@ -171,4 +171,6 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.post("/configuracao/usuarios/{name}/desativar")(settings.disable_user)
     app.post("/configuracao/usuarios/{name}/2fa")(settings.reset_totp)
     app.post("/configuracao/2fa-obrigatorio")(settings.require_totp)
+    app.post("/configuracao/usuarios/{name}/token")(settings.create_token)
+    app.post("/configuracao/usuarios/{name}/token/revogar")(settings.revoke_token)
     return app
