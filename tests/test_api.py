@@ -50,9 +50,9 @@ def test_tokens_carry_their_users_role_and_stop_at_once_when_revoked_or_disabled
         refused = bia.post(f"/invoices/{PAID}/payment", json={"paid": "2026-11-23"})
         assert refused.status_code == 403 and refused.json() == {"error": "the role support may not do this"}
         # Checked before the body is read: a role that may not gets its 403 whatever it sends.
-        assert bia.post(f"/invoices/{PAID}/payment", content=b"{not json").status_code == 403
-        assert caio.post(f"/invoices/{PAID}/payment", content=b"{not json",
-                         headers={"Content-Type": "application/json"}).status_code == 400
+        garbled = {"content": b"{not json", "headers": {"Content-Type": "application/json"}}
+        assert bia.post(f"/invoices/{PAID}/payment", **garbled).status_code == 403
+        assert caio.post(f"/invoices/{PAID}/payment", **garbled).status_code == 400
         # A session cookie is no key to the API, and the console's own pages still want one.
         with http(console) as browser:
             http_login(browser, "ana")
