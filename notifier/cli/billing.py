@@ -13,7 +13,6 @@ from .base import cli, Context, by_option, date_option, leave_to_exit, json_opti
 # `import --date 9999-12-31` would archive every paid invoice; a year covers every honest use (a
 # frozen day for a rehearsal). `pay` needs no window: a payment is never in the future.
 DATE_WINDOW = timedelta(days=366)
-CENTS = Decimal("0.01")
 
 
 @cli.command("import")
@@ -93,6 +92,7 @@ def pay(obj: Context, invoice: str, day, correct: bool, actor):
 @click.pass_obj
 def accounts(obj: Context, as_json):
     """The stored accounts, with their open invoices."""
+    from notifier.staff.customer import cents
     snap = obj.store().snapshot()
     open_by_account: dict[str, list] = {}
     for inv in snap.invoices():
@@ -102,7 +102,7 @@ def accounts(obj: Context, as_json):
     for acc in sorted(snap.accounts(), key=lambda a: a.id):
         opened = open_by_account.get(acc.id, [])
         rows.append({"id": acc.id, "company": acc.company, "due_day": acc.due_day, "emails": list(acc.emails),
-                     "open_invoices": len(opened), "open_amount": _cents(sum((i.amount for i in opened), Decimal(0)))})
+                     "open_invoices": len(opened), "open_amount": cents(sum((i.amount for i in opened), Decimal(0)))})
     if as_json:
         echo_json(rows)
         return
@@ -124,11 +124,6 @@ def _refuse_far_from_today(option: str, day: date, real_today: date) -> None:
 def _count(n: int, noun: str) -> str:
     """`1 account`, `2 accounts`."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _cents(amount: Decimal) -> str:
-    """An amount as JSON shows it: always two decimals ("59.90", "0.00"), however it was typed."""
-    return str(amount.quantize(CENTS))
 
 
 def _br_amount(cents: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .base import Context, br_date, by_option, cli, date_option, echo_json, json_option, print_table
-from .billing import _br_amount, _cents
+from .billing import _br_amount
 
 # Channels a customer can opt out of (e-mail is the contractual channel; staff is ours).
 OPTIONAL_CHANNELS = ("whatsapp", "sms", "social")
@@ -41,8 +41,7 @@ def find(obj: Context, text: str, limit: int, as_json):
     CNPJ/CPF in any format, e-mail or phone (with or without +55); best matches first."""
     from notifier.staff.search import find as search
     found = search(obj.store().snapshot(), text, limit)
-    rows = [{"id": f.account.id, "company": f.account.company, "document": f.account.document,
-             "matched": f.matched, "emails": list(f.account.emails)} for f in found]
+    rows = [f.to_json() for f in found]
     if as_json:
         echo_json(rows)
         return
@@ -65,11 +64,11 @@ def show(obj: Context, account: str, day, history_limit: int, as_json):
     open invoice's dates and Pix code, what comes next, and the contact history, newest first."""
     from notifier.log.index import LogIndex
     from notifier.staff.actor import neutralise
-    from notifier.staff.customer import customer_view
+    from notifier.staff.customer import customer_view, view_json
     view = customer_view(obj.store().snapshot(), obj.config, LogIndex(obj.config.attempt_log), account, obj.today(day))
     if view is None:
         raise click.ClickException(f"no account {account!r} in the store")
-    data = _show_json(view)
+    data = view_json(view)
     if as_json:
         echo_json(data)
         return
@@ -88,32 +87,6 @@ def show(obj: Context, account: str, day, history_limit: int, as_json):
         click.echo(f"\ncontact history ({len(view.history)} lines, newest first):")
         for event in view.history[:history_limit]:
             click.echo("  " + neutralise(_history_line(event)))
-
-
-def _show_json(view) -> dict:
-    acc = view.account
-    invoices = []
-    for inv in [o.invoice for o in view.open_invoices] + sorted(view.paid_invoices, key=lambda i: i.due):
-        row = {"id": inv.id, "amount": _cents(inv.amount), "issued": inv.issued.isoformat(), "due": inv.due.isoformat(),
-               "paid": inv.paid.isoformat() if inv.paid else None}
-        invoices.append(row)
-    for row, o in zip(invoices, view.open_invoices):
-        d = o.dates
-        row.update(effective_due=d.effective_due.isoformat(), overdue=d.overdue.isoformat(),
-                   suspension=d.suspension.isoformat(), deletion=d.deletion.isoformat(), pix_code=o.invoice.pix_code)
-    hold = view.hold
-    return {
-        "id": acc.id, "company": acc.company, "contact_name": acc.contact_name, "document": acc.document,
-        "domain": acc.domain, "emails": list(acc.emails), "portal_email": acc.portal_email,
-        "whatsapp": acc.whatsapp, "social": _shown_handles(acc.social), "due_day": acc.due_day,
-        "past_delinquencies": acc.past_delinquencies, "opt_out": sorted(acc.opt_out),
-        "archived_late_invoices": view.archived_late,
-        "hold": hold and {"reason": hold.reason, "since": hold.since.isoformat(), "until": hold.until.isoformat(),
-                          "by": hold.by, "note": hold.note},
-        "invoices": sorted(invoices, key=lambda r: r["due"]),
-        "next": [e.to_json() for e in view.next],
-        "history": [e.to_json() for e in view.history],
-    }
 
 
 def _history_line(event) -> str:
@@ -143,9 +116,3 @@ def _shown(value) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return str(value)
-
-
-def _shown_handles(social) -> dict:
-    """Social handles for the screen: one that is an apprise URL holds a token, shown masked."""
-    from notifier.channels import public_url
-    return {network: public_url(handle) if "://" in handle else handle for network, handle in social}

@@ -75,9 +75,8 @@ def tasks(ctx, only_open, as_json):
     if ctx.invoked_subcommand is not None:
         return
     from notifier.reports.exports import br_datetime
-    from notifier.staff.actions import tasks as find, waiting_escalations
-    found = [t for t in find(ctx.obj.log().records()) if not only_open or t.done is None]
-    found += waiting_escalations(ctx.obj.store().snapshot())
+    from notifier.staff.actions import task_list
+    found = [t for t in task_list(ctx.obj.log().records(), ctx.obj.store().snapshot()) if not only_open or t.done is None]
     if as_json:
         echo_json([t.to_json() for t in found])
         return

@@ -57,13 +57,17 @@ def _read_password() -> str:
 @click.argument("name")
 @click.option("--role", type=click.Choice(["support", "finance", "admin"]), required=True, help="What the user may do.")
 @click.option("--totp", is_flag=True, help="Also a TOTP secret (printed once, with the recovery codes).")
+@click.option("--api-only", is_flag=True,
+              help="No password and no console login: the JSON API only, with the token `users token NAME` gives "
+                   "(a billing system, a script).")
 @click.pass_obj
-def users_add(obj: Context, name, role, totp):
+def users_add(obj: Context, name, role, totp, api_only):
     """Add a user; the password is read from stdin (or asked twice on a terminal), never an argument."""
     from notifier.web.users import add_user, totp_uri
     store, actor = _store_and_actor(obj)
-    user, codes = add_user(store, obj.log(), actor, name, role, _read_password(), totp=totp)
-    click.echo(f"user {name} added ({role})")
+    user, codes = add_user(store, obj.log(), actor, name, role, "" if api_only else _read_password(), totp=totp,
+                           api_only=api_only)
+    click.echo(f"user {name} added ({role}{', API only: create its token with `users token ' + name + '`' if api_only else ''})")
     if user.totp:
         _print_totp(user, codes, totp_uri(user, obj.config.company.name))
 
@@ -82,9 +86,10 @@ def users_list(obj: Context):
     store, _ = _store_and_actor(obj)
     listed = store.read()
     now = utc_now()
-    print_table(["name", "role", "totp", "disabled", "locked until"],
-                [[u.name, u.role, "yes" if u.totp else "", "yes" if u.disabled else "",
-                  u.locked_until if u.locked(now) else ""] for u in sorted(listed.users.values(), key=lambda u: u.name)])
+    print_table(["name", "role", "totp", "disabled", "locked until", "api token since"],
+                [[u.name + (" (API only)" if u.api_only else ""), u.role, "yes" if u.totp else "",
+                  "yes" if u.disabled else "", u.locked_until if u.locked(now) else "", u.token_created or ""]
+                 for u in sorted(listed.users.values(), key=lambda u: u.name)])
     click.echo(f"second factor: {'required' if listed.require_totp else 'optional'}")
 
 
@@ -119,3 +124,30 @@ def users_require_2fa(obj: Context, setting):
     store, actor = _store_and_actor(obj)
     require_totp(store, obj.log(), actor, setting == "on")
     click.echo(f"second factor: {'required' if setting == 'on' else 'optional'}")
+
+
+@users.command("token")
+@click.argument("name")
+@click.pass_obj
+def users_token(obj: Context, name):
+    """A new JSON API token for NAME, with NAME's role: printed alone on stdout, once (only its
+    hash is kept), so `TOKEN=$(notifier users token billing)` works. A user has one token: this
+    one replaces the one they had, which stops working at once."""
+    from notifier.web.users import new_token
+    store, actor = _store_and_actor(obj)
+    token, before = new_token(store, obj.log(), actor, name)
+    click.echo(token)
+    click.echo(f"API token for {name} ({before.role}): shown only now; send it as `Authorization: Bearer TOKEN`"
+               + (f"; it replaces the token created {before.token_created}, which no longer works"
+                  if before.token_hash else ""), err=True)
+
+
+@users.command("revoke-token")
+@click.argument("name")
+@click.pass_obj
+def users_revoke_token(obj: Context, name):
+    """NAME's JSON API token stops working at once."""
+    from notifier.web.users import revoke_token
+    store, actor = _store_and_actor(obj)
+    before = revoke_token(store, obj.log(), actor, name)
+    click.echo(f"API token of {name} (created {before.token_created}) revoked")

@@ -320,6 +320,12 @@ def _drop(queue: dict, pick: Callable[[str, dict], Iterable[str]]) -> dict:
     return {key: {**queue[key], "channels": channels} for key, channels in left.items() if channels}
 
 
+def task_list(records: Iterable[dict], snap) -> list[Task]:
+    """Every staff task: the log's (`tasks`) and the escalations waiting for contact hours (the
+    daemon sends them; nobody closes them). `notifier tasks`, the Tarefas page and `GET /api/tasks`."""
+    return tasks(records) + waiting_escalations(snap)
+
+
 def waiting_escalations(snap) -> list[Task]:
     """The queued escalations, one per channel, as open staff tasks (`tasks`, `status`)."""
     return [Task(key, "escalation_waiting", entry.get("time", ""), entry["account"], channel, "",

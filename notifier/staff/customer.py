@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from decimal import Decimal
 from email import message_from_bytes, policy
 
 from notifier.billing.calendar import InvoiceDates, invoice_dates
@@ -93,6 +94,44 @@ def customer_view(snapshot, config: Config, index: LogIndex, account_id: str, to
         history=contact_history(index.account_records(account_id), invoices, config),
         archived_late=history.late_count if history else 0,
     )
+
+
+def view_json(view: CustomerView) -> dict:
+    """The view as JSON (`notifier show --json`, the JSON API): dates ISO, amounts as "1234.50"."""
+    acc = view.account
+    invoices = []
+    for inv in [o.invoice for o in view.open_invoices] + sorted(view.paid_invoices, key=lambda i: i.due):
+        row = {"id": inv.id, "amount": cents(inv.amount), "issued": inv.issued.isoformat(), "due": inv.due.isoformat(),
+               "paid": inv.paid.isoformat() if inv.paid else None}
+        invoices.append(row)
+    for row, o in zip(invoices, view.open_invoices):
+        d = o.dates
+        row.update(effective_due=d.effective_due.isoformat(), overdue=d.overdue.isoformat(),
+                   suspension=d.suspension.isoformat(), deletion=d.deletion.isoformat(), pix_code=o.invoice.pix_code)
+    hold = view.hold
+    return {
+        "id": acc.id, "company": acc.company, "contact_name": acc.contact_name, "document": acc.document,
+        "domain": acc.domain, "emails": list(acc.emails), "portal_email": acc.portal_email,
+        "whatsapp": acc.whatsapp, "social": shown_handles(acc.social), "due_day": acc.due_day,
+        "past_delinquencies": acc.past_delinquencies, "opt_out": sorted(acc.opt_out),
+        "archived_late_invoices": view.archived_late,
+        "hold": hold and {"reason": hold.reason, "since": hold.since.isoformat(), "until": hold.until.isoformat(),
+                          "by": hold.by, "note": hold.note},
+        "invoices": sorted(invoices, key=lambda r: r["due"]),
+        "next": [e.to_json() for e in view.next],
+        "history": [e.to_json() for e in view.history],
+    }
+
+
+def cents(amount: Decimal) -> str:
+    """An amount as JSON shows it: always two decimals ("59.90", "0.00"), however it was typed."""
+    return str(amount.quantize(Decimal("0.01")))
+
+
+def shown_handles(social) -> dict:
+    """Social handles for the screen: one that is an apprise URL holds a token, shown masked."""
+    from notifier.channels import public_url
+    return {network: public_url(handle) if "://" in handle else handle for network, handle in social}
 
 
 def contact_history(records: list[dict], invoices: list[Invoice], config: Config) -> list[Event]:

@@ -39,6 +39,11 @@ class Found:
     account: Account
     matched: str
 
+    def to_json(self) -> dict:
+        """`notifier find --json`, `GET /api/accounts`."""
+        a = self.account
+        return {"id": a.id, "company": a.company, "document": a.document, "matched": self.matched, "emails": list(a.emails)}
+
 
 class _Entry:
     __slots__ = ("account", "words", "document", "phones")

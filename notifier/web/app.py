@@ -18,6 +18,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,7 +29,7 @@ from notifier.log.attempts import AttemptLog
 from notifier.run.render import Renderer
 from notifier.state.store import Store
 
-from . import auth
+from . import api, auth
 from .users import UserStore, users_path
 from .views import customers, error_page, forbidden_page, login, panel, settings, tasks
 
@@ -93,7 +95,8 @@ def build(config: Config, day: date | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        if request.method not in ("GET", "HEAD") and not auth.origin_ok(request):
+        # The API takes no cookie (a bearer token only): a script's POST has no Origin to check.
+        if request.method not in ("GET", "HEAD") and not api.is_api(request) and not auth.origin_ok(request):
             response = forbidden_page(request, None, "Pedido recusado: ele não veio de uma página deste console.")
         else:
             response = await call_next(request)
@@ -117,16 +120,33 @@ def build(config: Config, day: date | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        """A page in Portuguese for an unknown address or method, instead of FastAPI's JSON."""
+        """A page in Portuguese for an unknown address or method, instead of FastAPI's JSON; on
+        /api, the API's JSON error."""
+        if api.is_api(request):
+            return api.error(exc.status_code, "no such endpoint" if exc.status_code == 404 else str(exc.detail).lower())
         text = "Página não encontrada." if exc.status_code == 404 else "Pedido inválido."
         return error_page(request, auth.current(request), exc.status_code, text)
+
+    @app.exception_handler(api.ApiError)
+    async def api_error(_request: Request, exc: api.ApiError):
+        return api.error(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        if api.is_api(request):
+            return api.validation_error(exc)
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, _exc: Exception):
         """A bug: a page that says so (uvicorn still logs the traceback for the operator)."""
+        if api.is_api(request):
+            return api.error(500, "internal error of the console; it was logged for the operators")
         return error_page(request, None, 500, "Erro interno do console. O erro foi registrado; tente de novo ou "
                                               "avise a equipe de operações.")
 
+    app.include_router(api.router)
+    app.openapi = lambda: api.schema(app)  # the API's routes only: the HTML pages are not an API
     app.get("/login")(login.form)
     app.post("/login")(login.submit)
     app.get("/login/2fa")(login.second_form)
@@ -151,4 +171,6 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.post("/configuracao/usuarios/{name}/desativar")(settings.disable_user)
     app.post("/configuracao/usuarios/{name}/2fa")(settings.reset_totp)
     app.post("/configuracao/2fa-obrigatorio")(settings.require_totp)
+    app.post("/configuracao/usuarios/{name}/token")(settings.create_token)
+    app.post("/configuracao/usuarios/{name}/token/revogar")(settings.revoke_token)
     return app

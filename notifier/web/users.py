@@ -5,6 +5,10 @@ codes, a `disabled` flag, failed-try counters and a `generation` that every chan
 the user's sessions (disable, reset of 2FA, new password) moves on: a session remembers the
 generation it started with, and the console compares it with the file on each request.
 
+A user may also hold one API token (`new_token`; the JSON API, notifier/web/api.py): only its
+sha256 is kept. An API-only user (`api_only`: a billing system, a script) has no password and
+cannot log in to the console; it acts through its token alone.
+
 The CLI (`notifier users ...`) and the console change the file in separate processes: every change
 is a read-modify-write under an exclusive flock on `state.json.users.lock`, and the file is
 replaced atomically, so a reader never sees half of it. Readers re-read only when the file's
@@ -56,6 +60,14 @@ class User:
     totp_last: int = 0  # the last accepted TOTP time step (a code is used once)
     generation: int = 0
     created: str = ""
+    api_only: bool = False  # no password: the JSON API with a token only (a billing system, a script)
+    token_hash: str | None = None  # sha256 of the user's one API token
+    token_created: str | None = None  # UTC ISO time
+
+    @property
+    def login_allowed(self) -> bool:
+        """May log in to the console (an API-only user has no password to log in with)."""
+        return not self.api_only and not self.disabled
 
     def locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < datetime.fromisoformat(self.locked_until)
@@ -92,6 +104,18 @@ def new_recovery_codes() -> list[str]:
     return [f"{c[:5]}-{c[5:]}" for c in codes]
 
 
+TOKEN_PREFIX = "dn_"  # says what a leaked token is (a secret scanner, a person reading a config file)
+
+
+def new_token_text() -> str:
+    """256 random bits: a plain sha256 of it is enough to keep (nothing to guess from)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def check_password_rules(password: str) -> None:
     if len(password) < 10:
         raise UserError("the password must have at least 10 characters")
@@ -115,6 +139,14 @@ class UserStore:
 
     def get(self, name: str) -> User | None:
         return self.read().users.get(name)
+
+    def by_token(self, token: str) -> User | None:
+        """The user whose API token `token` is (disabled or not: the caller decides), or None."""
+        if not token:
+            return None
+        hashed = hash_token(token)
+        return next((u for u in self.read().users.values()
+                     if u.token_hash and secrets.compare_digest(u.token_hash, hashed)), None)
 
     @contextmanager
     def change(self) -> Iterator[dict]:
@@ -187,29 +219,65 @@ def record(log, actor: Actor, event: str, **fields) -> None:
 
 
 def add_user(store: UserStore, log, actor: Actor, name: str, role: str, password: str,
-             totp: bool = False) -> tuple[User, list[str]]:
-    """A new user; with `totp`, a fresh secret and the recovery codes (returned once, in clear)."""
+             totp: bool = False, api_only: bool = False) -> tuple[User, list[str]]:
+    """A new user; with `totp`, a fresh secret and the recovery codes (returned once, in clear).
+    `api_only`: no password and no second factor; the user acts through its API token alone."""
     if not name or len(name) > 64 or not name.replace(".", "").replace("-", "").replace("_", "").isalnum():
         raise UserError(f"{name!r}: a user name is 1 to 64 letters, digits, '.', '-' or '_'")
     if role not in ROLES:
         raise UserError(f"{role!r}: the role is one of {', '.join(ROLES)}")
-    check_password_rules(password)
+    if api_only and totp:
+        raise UserError("an API-only user has no login, so no second factor")
+    if not api_only:
+        check_password_rules(password)
     codes = new_recovery_codes() if totp else []
-    user = User(name=name, role=role, password=hash_password(password),
+    user = User(name=name, role=role, password="" if api_only else hash_password(password),
                 totp=pyotp.random_base32() if totp else None, recovery=tuple(hash_code(c) for c in codes),
-                created=utc_now().isoformat(timespec="seconds"))
+                created=utc_now().isoformat(timespec="seconds"), api_only=api_only)
     with store.change() as data:
         if name in data["users"]:
             raise UserError(f"a user {name!r} exists already")
         data["users"][name] = user
-    record(log, actor, "user_added", user=name, user_role=role, totp=totp)
+    record(log, actor, "user_added", user=name, user_role=role, totp=totp, **({"api_only": True} if api_only else {}))
     return user, codes
+
+
+def new_token(store: UserStore, log, actor: Actor, name: str) -> tuple[str, User]:
+    """A new API token for `name`, returned in clear this once (only its sha256 is kept). A user
+    has one token: a new one replaces the one they had, which stops working at once (one place
+    to look when a token leaks, one line to revoke). Returns the token and the user as they were
+    before, so the caller can say what it replaced. Recorded, never with the token or its hash."""
+    token = new_token_text()
+    with store.change() as data:
+        before = data["users"].get(name)
+        if before is None:
+            raise UserError(f"no user {name!r}")
+        if before.disabled:
+            raise UserError(f"{name} is disabled: a token of theirs would not work")
+        data["users"][name] = replace(before, token_hash=hash_token(token),
+                                      token_created=utc_now().isoformat(timespec="seconds"))
+    record(log, actor, "user_token_created", user=name, user_role=before.role, replaced=before.token_hash is not None)
+    return token, before
+
+
+def revoke_token(store: UserStore, log, actor: Actor, name: str) -> User:
+    """`name`'s API token stops working at once (the console re-reads the users file when it
+    changes). UserError when they have none. Recorded."""
+    with store.change() as data:
+        before = data["users"].get(name)
+        if before is None:
+            raise UserError(f"no user {name!r}")
+        if before.token_hash is None:
+            raise UserError(f"{name} has no API token")
+        data["users"][name] = replace(before, token_hash=None, token_created=None)
+    record(log, actor, "user_token_revoked", user=name, user_role=before.role, created=before.token_created)
+    return before
 
 
 def disable_user(store: UserStore, log, actor: Actor, name: str) -> None:
     """The user can no longer log in, and their open sessions end at their next request. The last
     active admin stays: nobody could manage the users after them (the CLI could, but say it)."""
-    admins = [u.name for u in store.read().users.values() if u.role == "admin" and not u.disabled]
+    admins = [u.name for u in store.read().users.values() if u.role == "admin" and u.login_allowed]
     if admins == [name]:
         raise UserError(f"{name} is the last active admin; add another admin before disabling them")
     store.update(name, end_sessions=True, disabled=True)

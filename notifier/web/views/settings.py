@@ -1,4 +1,5 @@
-"""Configuração (admin): the channels' status and why, missing templates, and the users."""
+"""Configuração (admin): the channels' status and why, missing templates, the users and their API
+tokens (a new one shown once, as `notifier users token` prints it once)."""
 from __future__ import annotations
 
 import segno
@@ -65,6 +66,25 @@ def _shown_secret(request: Request, login: auth.Login, user, codes: list[str]):
     """The page with `user`'s new TOTP secret, its QR code and recovery codes: shown this once."""
     uri = users.totp_uri(user, request.app.state.web.config.company.name)
     return _render(request, login, criado=user, codigos=codes, uri=uri, qr=segno.make(uri).svg_data_uri(scale=3))
+
+
+def create_token(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
+    """A new API token for `name`, shown on this answer only (never in a redirect's URL, never again)."""
+    web = request.app.state.web
+    try:
+        token, before = users.new_token(web.users, web.log, login.actor, name)
+    except UserError as exc:
+        return _render(request, login, erro=str(exc), status=422)
+    return _render(request, login, token_novo={"nome": name, "token": token, "substitui": before.token_created})
+
+
+def revoke_token(name: str, request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
+    web = request.app.state.web
+    try:
+        users.revoke_token(web.users, web.log, login.actor, name)
+    except UserError as exc:
+        return _render(request, login, erro=str(exc), status=422)
+    return RedirectResponse("/configuracao", status_code=303)
 
 
 async def require_totp(request: Request, login: auth.Login = Depends(auth.require("users.manage"))):

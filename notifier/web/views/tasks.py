@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from notifier.log.index import index_for
 from notifier.reports.exports import TASK_KINDS
 from notifier.run.delivery import DeliveryError
-from notifier.staff.actions import assign_task, close_task, tasks, waiting_escalations
+from notifier.staff.actions import assign_task, close_task, task_list
 from notifier.staff.actor import InvalidText
 
 from .. import auth
@@ -38,8 +38,7 @@ def _render(request: Request, login: auth.Login, kind: str = "", only_open: bool
     web = request.app.state.web
     records = index_for(web.config.attempt_log).task_records()
     by_id = {r["id"]: r for r in records if "id" in r}
-    # Escalations waiting for contact hours are listed too: the daemon sends them, nobody closes them.
-    found = [t for t in tasks(records) + waiting_escalations(web.store.snapshot())
+    found = [t for t in task_list(records, web.store.snapshot())
              if (not only_open or t.done is None) and (not kind or t.kind == kind)
              and (not mine or t.assigned == login.user.name)]
     items = []
