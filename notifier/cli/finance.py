@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import orjson
 
-from ..config import CHANNELS
+from ..config import CHANNELS, STAGES
 from .base import Context, Day, FilePath, cli, date_option, echo_json, print_table
 
 
@@ -171,19 +171,23 @@ def _write_bytes(path: Path, data: bytes) -> None:
 @since_option
 @until_option
 @click.option("--channel", type=click.Choice(CHANNELS), help="Only this channel.")
+@click.option("--stage", type=click.Choice(STAGES), help="Only this stage of the ladder.")
 @click.option("--status", help="Only attempts whose latest status is this (sent, delivered, failed, bounced...).")
 @click.option("--actor", help='Only attempts made by this actor ("daemon", or a staff member).')
+@click.option("--provider", help="Only attempts this provider answered (smtp, twilio, outbox, staff-task...).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="csv: for Excel in Portuguese (; UTF-8 with BOM, dd/mm/aaaa hh:mm); json: one object per line.")
 @click.option("--output", "-o", type=FilePath(), help="Write to this file instead of the screen.")
 @click.pass_obj
-def attempts(obj: Context, account, invoice, since, until, channel, status, actor, fmt, output):
-    """One line per contact attempt with its latest status, oldest first."""
+def attempts(obj: Context, account, invoice, since, until, channel, stage, status, actor, provider, fmt, output):
+    """One line per contact attempt with its latest status, oldest first (the console's Registro
+    lists the same attempts, newest first: notifier/log/query.py)."""
+    from notifier.log.index import index_for
+    from notifier.log.query import Query, stream
     from notifier.reports.exports import row, table_lines, write_csv, write_json_lines
-    from notifier.log.history import Filters, attempts as select
     tz = obj.config.tz
-    filters = Filters(account, invoice, since, until, channel, status, actor, tz)
-    rows = (row(a) for a in select(obj.log(), filters))
+    query = Query(since, until, account, channel, stage, status, actor, provider, invoice)
+    rows = (row(a) for a in stream(index_for(obj.config.attempt_log, tz), query, newest_first=False))
     with _output(output) as out:
         if fmt == "csv":
             write_csv(rows, out, tz)
