@@ -32,14 +32,12 @@ def _head(ctx, param, value):
     registros, último hash <hash>") is taken as it is too, pasted from the e-mail."""
     if value is None:
         return None
-    import re
-    from notifier.log.attempts import Head
-    found = re.fullmatch(r"\s*(?:Registro de tentativas:\s*)?(\d[\d.,]*)(?::|\s+registros,\s+último hash\s+)"
-                         r"([0-9a-fA-F]{64})\s*", value)
-    if not found:
+    from notifier.log.verify import parse_head
+    head = parse_head(value)
+    if head is None:
         raise click.BadParameter("write the head as COUNT:HASH, e.g. 1234:<the 64 hex digits of the last record's "
                                  "SHA-256>, as the audit report prints it (or paste the staff summary's line)")
-    return Head(int(re.sub(r"[.,]", "", found[1])), found[2].lower())
+    return head
 
 
 @cli.command("verify-log")
@@ -69,10 +67,8 @@ def verify_log(obj: Context, as_json, chain_only, accept_cut, by, outside):
     if outside and verdict.ok:
         verdict.notes.append(f"the head given, {outside.count}:{outside.hash}, is in the log: "
                              f"its first {outside.count} records are the ones of that head")
-    for cut in (snap.meta("log_cuts") or {}).get("cuts", []):
-        verdict.notes.append(f"on {cut['at']} {cut['by']} accepted a cut log: the state had seen "
-                             f"{cut['seen']['count']:,} records (last {cut['seen']['hash']}), the log held "
-                             f"{cut['found']['count']:,} (last {cut['found']['hash']})")
+    from notifier.log.verify import cut_notes
+    verdict.notes.extend(cut_notes(snap.meta("log_cuts")))
     if as_json:
         echo_json(verdict.to_json())
     else:
