@@ -200,11 +200,15 @@ async def verify_start(request: Request, login: auth.Login = Depends(auth.requir
     web = request.app.state.web
     with _checks_lock:
         check = _current(request)
-        if check is None or not check.running:
+        busy = check is not None and check.running
+        if not busy:
             check = Check(login.user.name, outside)
             request.app.state.registro_check = check
             threading.Thread(target=_run, args=(web, check), name="verificar-registro", daemon=True).start()
-    return await run_in_threadpool(page, request, login, "registro_verificar.html", v=check)
+    aviso = ("Uma verificação já está em andamento (uma de cada vez); quando ela terminar, verifique de novo"
+             + (" com a cabeça colada." if outside else ".")) if busy else None
+    return await run_in_threadpool(page, request, login, "registro_verificar.html", v=check, aviso=aviso,
+                                   cabeca=pasted[:300] if busy else None)
 
 
 def _run(web, check: Check) -> None:
