@@ -52,6 +52,7 @@ def test_finance_finds_a_customers_month_opens_a_record_exports_verifies_and_rec
     frame = page.locator("iframe.mensagem")
     assert frame.get_attribute("sandbox") == ""
     expect(page.frame_locator("iframe.mensagem").locator("body")).to_contain_text("R$ 89,90")
+    page.click("text=Versão em texto")
     assert "R$\xa089,90" in page.locator("pre.texto").inner_text()  # the text version (a no-break space, as sent)
     assert page.locator(f"a[href='/clientes/{PADARIA}']").count() == 1
     shoot(page, "registro-tentativa")
