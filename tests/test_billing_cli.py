@@ -61,7 +61,11 @@ def test_paying_again_is_refused_unless_corrected_and_the_correction_is_logged(e
     again = example_state("pay", PADARIA, "--date", "2026-11-24", check=False)
     assert again.returncode == 1 and "already paid on 23/11/2026" in again.stderr and "--correct" in again.stderr
     assert (tmp_path / "state.json").read_bytes() == before
-    out = example_state("pay", PADARIA, "--date", "2026-11-24", "--correct", "--by", "ana.financeiro")
+    # A correction says why (the console's Pagamentos asks the same): without --reason, nothing changes.
+    unexplained = example_state("pay", PADARIA, "--date", "2026-11-24", "--correct", "--reason", "  ", check=False)
+    assert unexplained.returncode == 2 and "--reason" in unexplained.stderr
+    assert (tmp_path / "state.json").read_bytes() == before
+    out = example_state("pay", PADARIA, "--date", "2026-11-24", "--correct", "--reason", "o banco corrigiu a data", "--by", "ana.financeiro")
     assert "corrected from 23/11/2026 to 24/11/2026 (by ana.financeiro)" in out.stdout
     doc = stored(tmp_path)["invoices"][PADARIA]
     assert doc["paid"] == "2026-11-24"
@@ -70,6 +74,7 @@ def test_paying_again_is_refused_unless_corrected_and_the_correction_is_logged(e
     assert (paid["event"], paid["invoice"], paid["paid"]) == ("payment", PADARIA, "2026-11-23")
     assert (record["event"], record["actor"], record["invoice"], record["previous_paid"], record["paid"]) == (
         "payment_corrected", "ana.financeiro", PADARIA, "2026-11-23", "2026-11-24")
+    assert record["reason"] == "o banco corrigiu a data"
     same = example_state("pay", PADARIA, "--date", "2026-11-24", "--correct", check=False)
     assert same.returncode == 1 and "nothing to correct" in same.stderr
 

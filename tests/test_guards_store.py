@@ -24,8 +24,8 @@ def stored_invoice(workdir) -> dict:
 def test_every_correction_of_a_payment_keeps_the_date_it_replaced(cli):
     setup(cli, [account("acme")])
     cli("pay", INVOICE, "--date", "2026-11-21", "--by", "ana")
-    cli("pay", INVOICE, "--date", "2026-11-22", "--correct", "--by", "bia")
-    cli("pay", INVOICE, "--date", "2026-11-25", "--correct", "--by", "caio")
+    cli("pay", INVOICE, "--date", "2026-11-22", "--correct", "--reason", "extrato do banco", "--by", "bia")
+    cli("pay", INVOICE, "--date", "2026-11-25", "--correct", "--reason", "extrato do banco", "--by", "caio")
     cli("import", "billing.json", "--date", "2026-11-26")  # an import that knows of no payment keeps them too
     doc = stored_invoice(cli.workdir)
     assert doc["paid"] == "2026-11-25"

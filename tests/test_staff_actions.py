@@ -261,7 +261,7 @@ def test_payments_recorded_with_pay_come_back_to_a_state_rebuilt_from_a_re_impor
     setup(cli, [account("acme"), account("beta"), account("gama")])
     cli("pay", "2026-11-acme", "--by", "ana", "--date", "2026-11-21")
     cli("pay", "2026-11-gama", "--by", "ana", "--date", "2026-11-21")
-    cli("pay", "2026-11-gama", "--by", "bia", "--date", "2026-11-22", "--correct")
+    cli("pay", "2026-11-gama", "--by", "bia", "--date", "2026-11-22", "--correct", "--reason", "extrato")
     [paid] = [r for r in records(cli.workdir) if r["event"] == "payment" and r["invoice"] == "2026-11-acme"]
     assert (paid["actor"], paid["account"], paid["paid"]) == ("ana", "acme", "2026-11-21")
     # The state is lost: deleted, and rebuilt from the billing file (which knows of no payment).

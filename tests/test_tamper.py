@@ -46,7 +46,7 @@ COMMANDS = {
     "release": ("release", "beta", "--by", "ana", "--date", DAY),
     "opt-out": ("opt-out", "acme", "--channel", "whatsapp", "--by", "ana", "--date", DAY),
     "pay": ("pay", "2026-11-acme", "--date", "2026-11-23", "--by", "ana"),
-    "pay --correct": ("pay", "2026-10-beta", "--date", "2026-10-21", "--correct", "--by", "ana"),
+    "pay --correct": ("pay", "2026-10-beta", "--date", "2026-10-21", "--correct", "--reason", "extrato", "--by", "ana"),
     "tasks done": ("tasks", "done", "{task}", "--by", "ana", "--date", DAY),
 }
 

@@ -66,18 +66,22 @@ def import_(obj: Context, path: Path, day):
 @click.argument("invoice")
 @date_option("The payment date as the bank reports it (not in the future, not before the issue); default: today.")
 @click.option("--correct", is_flag=True, help="Change the payment date of an invoice already paid (recorded as a correction).")
+@click.option("--reason", default="", help="Why the payment date is corrected (required with --correct when the date "
+                                           "changes; kept in the log's payment_corrected record).")
 @by_option("Who records it, for the record (default: the system user name).", names=("--by", "actor"), default=system_user)
 @click.pass_obj
-def pay(obj: Context, invoice: str, day, correct: bool, actor):
+def pay(obj: Context, invoice: str, day, correct: bool, reason: str, actor):
     """Record the payment of INVOICE: no notice goes out for it from that date on.
 
     An invoice already paid keeps its date unless --correct is given; the previous date is kept in
     the invoice. Either is written to the contact-attempt log, with who recorded it."""
-    from notifier.staff.payments import record_payment
+    from notifier.staff.payments import ReasonRequired, record_payment
     from notifier.state.store import AlreadyPaid
     paid_on = obj.today(day)
     try:
-        _, previous = record_payment(obj.store(), obj.log(), obj.now(), invoice, paid_on, actor, correct)
+        _, previous = record_payment(obj.store(), obj.log(), obj.now(), invoice, paid_on, actor, correct, reason)
+    except ReasonRequired as exc:
+        raise click.UsageError(f"{exc}: give it with --reason TEXT; nothing changed") from None
     except AlreadyPaid as exc:
         raise click.ClickException(f"{exc}: nothing changed (pass --correct to change the payment date)" if not correct
                                    else f"{exc}: nothing to correct") from None

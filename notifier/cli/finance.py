@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import orjson
 
-from ..config import CHANNELS
+from ..config import CHANNELS, STAGES
 from .base import Context, Day, FilePath, cli, date_option, echo_json, print_table
 
 
@@ -32,14 +32,12 @@ def _head(ctx, param, value):
     registros, último hash <hash>") is taken as it is too, pasted from the e-mail."""
     if value is None:
         return None
-    import re
-    from notifier.log.attempts import Head
-    found = re.fullmatch(r"\s*(?:Registro de tentativas:\s*)?(\d[\d.,]*)(?::|\s+registros,\s+último hash\s+)"
-                         r"([0-9a-fA-F]{64})\s*", value)
-    if not found:
+    from notifier.log.verify import parse_head
+    head = parse_head(value)
+    if head is None:
         raise click.BadParameter("write the head as COUNT:HASH, e.g. 1234:<the 64 hex digits of the last record's "
                                  "SHA-256>, as the audit report prints it (or paste the staff summary's line)")
-    return Head(int(re.sub(r"[.,]", "", found[1])), found[2].lower())
+    return head
 
 
 @cli.command("verify-log")
@@ -69,10 +67,8 @@ def verify_log(obj: Context, as_json, chain_only, accept_cut, by, outside):
     if outside and verdict.ok:
         verdict.notes.append(f"the head given, {outside.count}:{outside.hash}, is in the log: "
                              f"its first {outside.count} records are the ones of that head")
-    for cut in (snap.meta("log_cuts") or {}).get("cuts", []):
-        verdict.notes.append(f"on {cut['at']} {cut['by']} accepted a cut log: the state had seen "
-                             f"{cut['seen']['count']:,} records (last {cut['seen']['hash']}), the log held "
-                             f"{cut['found']['count']:,} (last {cut['found']['hash']})")
+    from notifier.log.verify import cut_notes
+    verdict.notes.extend(cut_notes(snap.meta("log_cuts")))
     if as_json:
         echo_json(verdict.to_json())
     else:
@@ -171,19 +167,23 @@ def _write_bytes(path: Path, data: bytes) -> None:
 @since_option
 @until_option
 @click.option("--channel", type=click.Choice(CHANNELS), help="Only this channel.")
+@click.option("--stage", type=click.Choice(STAGES), help="Only this stage of the ladder.")
 @click.option("--status", help="Only attempts whose latest status is this (sent, delivered, failed, bounced...).")
 @click.option("--actor", help='Only attempts made by this actor ("daemon", or a staff member).')
+@click.option("--provider", help="Only attempts this provider answered (smtp, twilio, outbox, staff-task...).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="csv: for Excel in Portuguese (; UTF-8 with BOM, dd/mm/aaaa hh:mm); json: one object per line.")
 @click.option("--output", "-o", type=FilePath(), help="Write to this file instead of the screen.")
 @click.pass_obj
-def attempts(obj: Context, account, invoice, since, until, channel, status, actor, fmt, output):
-    """One line per contact attempt with its latest status, oldest first."""
+def attempts(obj: Context, account, invoice, since, until, channel, stage, status, actor, provider, fmt, output):
+    """One line per contact attempt with its latest status, oldest first (the console's Registro
+    lists the same attempts, newest first: notifier/log/query.py)."""
+    from notifier.log.index import index_for
+    from notifier.log.query import Query, stream
     from notifier.reports.exports import row, table_lines, write_csv, write_json_lines
-    from notifier.log.history import Filters, attempts as select
     tz = obj.config.tz
-    filters = Filters(account, invoice, since, until, channel, status, actor, tz)
-    rows = (row(a) for a in select(obj.log(), filters))
+    query = Query(since, until, account, channel, stage, status, actor, provider, invoice)
+    rows = (row(a) for a in stream(index_for(obj.config.attempt_log, tz), query, newest_first=False))
     with _output(output) as out:
         if fmt == "csv":
             write_csv(rows, out, tz)

@@ -67,8 +67,26 @@ class Verdict:
                 "problems": self.problems, "notes": self.notes}
 
 
+def parse_head(text: str) -> Head | None:
+    """A head kept off the machine as a person pastes it: `COUNT:HASH` (the audit report's), or
+    the staff summary's line ("Registro de tentativas: 1.234 registros, último hash <hash>");
+    None when it is neither (`verify-log --head` and the console's Verificar registro)."""
+    import re
+    found = re.fullmatch(r"\s*(?:Registro de tentativas:\s*)?(\d[\d.,]*)(?::|\s+registros,\s+último hash\s+)"
+                         r"([0-9a-fA-F]{64})\s*", text)
+    return Head(int(re.sub(r"[.,]", "", found[1])), found[2].lower()) if found else None
+
+
+def cut_notes(meta: dict | None) -> list[str]:
+    """The cuts of the log someone accepted (`verify-log --accept-cut`), as every verdict names them."""
+    return [f"on {cut['at']} {cut['by']} accepted a cut log: the state had seen {cut['seen']['count']:,} records "
+            f"(last {cut['seen']['hash']}), the log held {cut['found']['count']:,} (last {cut['found']['hash']})"
+            for cut in (meta or {}).get("cuts", [])]
+
+
 def verify(log_path, messages: MessageStore, expected: Kept | None = None, check_messages: bool = True,
-           workers: int | None = None, size: int | None = None, outside: Head | None = None) -> Verdict:
+           workers: int | None = None, size: int | None = None, outside: Head | None = None,
+           progress=None) -> Verdict:
     """Check the log at `log_path` and its messages; `expected` is the head the state keeps, or
     None when there is none yet; `outside` a head kept elsewhere (`verify-log --head`), which the
     log must still hold. `size`: check the log's first `size` bytes (`AttemptLog.settled()`:
@@ -81,8 +99,11 @@ def verify(log_path, messages: MessageStore, expected: Kept | None = None, check
         raise LogError(f"{messages.folder}: is a file, not the folder of the stored messages")
     if size is None:
         size = log_path.stat().st_size if log_path.exists() else 0
-    fast = _fast(log_path, messages.folder, expected, check_messages, workers, size, outside)
-    return fast if fast is not None else _precise(log_path, messages, expected, check_messages, size, outside)
+    fast = _fast(log_path, messages.folder, expected, check_messages, workers, size, outside, progress)
+    verdict = fast if fast is not None else _precise(log_path, messages, expected, check_messages, size, outside)
+    if progress is not None:
+        progress(size, size)
+    return verdict
 
 
 def _bounded(log_path, size: int):
@@ -325,7 +346,7 @@ class _Range(NamedTuple):
 
 
 def _fast(path: Path, folder: Path, expected: Kept | None, check_messages: bool, workers: int | None, size: int,
-          outside: Head | None):
+          outside: Head | None, progress=None):
     """The verdict of an intact log, or None when anything needs the precise pass."""
     if size == 0:
         return None
@@ -344,7 +365,11 @@ def _fast(path: Path, folder: Path, expected: Kept | None, check_messages: bool,
         from concurrent.futures import ProcessPoolExecutor
         # fork: the workers need nothing but the arguments, and start in milliseconds.
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
-            ranges = list(pool.map(_check_range_star, jobs))
+            ranges = []
+            for (start, end), found in zip(bounds, pool.map(_check_range_star, jobs)):
+                ranges.append(found)
+                if progress is not None:
+                    progress(end, size)
     if any(r is None for r in ranges) or ranges[0].first_seq != 1 or ranges[0].first_prev != GENESIS:
         return None
     for before, after in zip(ranges, ranges[1:]):

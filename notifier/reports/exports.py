@@ -112,13 +112,35 @@ CSV_COLUMNS = (
 
 def write_csv(rows: Iterable[dict], out: IO[str], tz: ZoneInfo) -> int:
     """Semicolon-separated, BOM first, Brazilian dates; `out` opened with newline=""."""
-    out.write(BOM)
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    n = -1
+    for n, line in enumerate(csv_lines(rows, tz)):
+        out.write(line)
+    return max(n, 0)
+
+
+def csv_lines(rows: Iterable[dict], tz: ZoneInfo) -> Iterator[str]:
+    """The CSV's text a line at a time (the BOM with the header): a download streams it."""
+    line = _Line()
+    writer = csv.writer(line, delimiter=";", lineterminator="\r\n")
     writer.writerow([name for name, _ in CSV_COLUMNS])
-    n = 0
-    for n, r in enumerate(rows, 1):
+    yield BOM + line.take()
+    for r in rows:
         writer.writerow(["" if (v := get(r, tz)) is None else v for _, get in CSV_COLUMNS])
-    return n
+        yield line.take()
+
+
+class _Line:
+    """What csv.writer writes, kept until taken."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def take(self) -> str:
+        text, self.text = self.text, ""
+        return text
 
 
 TABLE_COLUMNS = (("when (São Paulo)", 16), ("account", 16), ("stage", 18), ("channel", 8), ("recipient", 30),

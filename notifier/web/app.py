@@ -31,7 +31,7 @@ from notifier.state.store import Store
 
 from . import api, auth
 from .users import UserStore, users_path
-from .views import customers, error_page, forbidden_page, login, panel, settings, tasks
+from .views import customers, error_page, forbidden_page, login, panel, payments, registro, settings, tasks
 
 HERE = Path(__file__).parent
 # No inline script or style anywhere: a customer's text that slipped through unescaped still
@@ -78,7 +78,7 @@ class Web:
             for name in ENV.list_templates(filter_func=lambda n: n.endswith(".html")):
                 ENV.get_template(name)
             index_of(self.store.snapshot())
-            index_for(self.config.attempt_log).task_records()
+            index_for(self.config.attempt_log, self.config.tz).task_records()
         except Exception:  # noqa: BLE001 - the page that needs it says what is wrong
             pass
 
@@ -166,6 +166,14 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.get("/tarefas")(tasks.show)
     app.post("/tarefas/{task_id}/concluir")(tasks.close)
     app.post("/tarefas/{task_id}/assumir")(tasks.assign)
+    app.get("/registro")(registro.show)
+    app.get("/registro.csv")(registro.export)
+    app.get("/registro/verificar")(registro.verify_page)
+    app.post("/registro/verificar")(registro.verify_start)
+    app.get("/registro/verificar/progresso")(registro.verify_progress)
+    app.get("/registro/{attempt_id}")(registro.record)
+    app.get("/pagamentos")(payments.show)
+    app.post("/pagamentos")(payments.submit)
     app.get("/configuracao")(settings.show)
     app.post("/configuracao/usuarios")(settings.add_user)
     app.post("/configuracao/usuarios/{name}/desativar")(settings.disable_user)

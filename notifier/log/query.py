@@ -1,0 +1,248 @@
+"""Finance's view of the attempt log: the attempts that match filters, newest first, a page at a time.
+
+One function answers `notifier attempts` and the console's Registro page (and its CSV), so the two
+always list the same attempts: `select(index, query)` picks the rows of the log index
+(notifier/log/index.py) that match, `page()` reads one page of them back from the log, `stream()`
+all of them. An attempt is its `sending` and every record that refers to it (outcome, statuses),
+read from the log at each question (`history.Attempt`, what `reports/exports.row` flattens).
+
+The filters are the index's columns: the day (São Paulo, or the configured zone) of the sending,
+account, channel, stage, actor (who started it: "daemon" or a person), the provider that answered
+it, and its latest status. They are matched on the columns' bytes in C (`bytes.translate` of each
+column's two byte planes, masks joined as big integers), not row by row in Python: a filter over
+half a million attempts takes milliseconds. An account's attempts come from its own row list.
+The one filter the index has no column for, an invoice (`attempts --invoice`), is checked on the
+parsed records of the rows the others selected.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import date
+from typing import Iterator
+
+from notifier.log.attempts import parse_line
+from notifier.log.history import Attempt
+from notifier.log.index import EPOCH, LogIndex
+
+PAGE_SIZE = 50
+CHUNK = 500  # rows whose lines are looked up at once while streaming (the index's lock held meanwhile)
+_LOW = 0 if sys.byteorder == "little" else 1  # which byte of an array('H') item is its low byte
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to select; every field optional. Days are local (the index's zone), inclusive."""
+    since: date | None = None
+    until: date | None = None
+    account: str | None = None
+    channel: str | None = None
+    stage: str | None = None
+    status: str | None = None
+    actor: str | None = None
+    provider: str | None = None
+    invoice: str | None = None
+
+
+@dataclass
+class Selection:
+    """The rows a query selected among the index's first `rows` rows: all (`mask` and `listed`
+    None), those whose byte in `mask` is 1, or those `listed` (ascending)."""
+    rows: int
+    mask: bytes | None = None
+    listed: list[int] | None = None
+
+    @property
+    def count(self) -> int:
+        if self.listed is not None:
+            return len(self.listed)
+        return self.rows if self.mask is None else self.mask.count(1)
+
+    def newest(self, skip: int = 0) -> Iterator[int]:
+        """Rows newest first, after the first `skip`."""
+        if self.listed is not None:
+            yield from reversed(self.listed[:len(self.listed) - skip] if skip else self.listed)
+        elif self.mask is None:
+            yield from range(self.rows - 1 - skip, -1, -1)
+        else:
+            end, mask = self.rows, self.mask
+            while True:
+                end = mask.rfind(1, 0, end)
+                if end < 0:
+                    return
+                if skip:
+                    skip -= 1
+                else:
+                    yield end
+
+    def oldest(self) -> Iterator[int]:
+        if self.listed is not None:
+            yield from self.listed
+        elif self.mask is None:
+            yield from range(self.rows)
+        else:
+            at, mask = -1, self.mask
+            while (at := mask.find(1, at + 1)) >= 0:
+                yield at
+
+
+@dataclass
+class Page:
+    attempts: list[Attempt]
+    total: int  # attempts matching, on every page
+    number: int  # from 1
+    size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+
+def select(index: LogIndex, query: Query) -> Selection:
+    """The rows matching `query` (all but its invoice), the index brought up to date first."""
+    with index.locked() as ix:
+        wanted = {}
+        for name, column, codes in (("channel", ix.row_channel, ix.channels), ("stage", ix.row_stage, ix.stages),
+                                    ("status", ix.row_status, ix.statuses), ("actor", ix.row_actor, ix.actors),
+                                    ("provider", ix.row_provider, ix.providers)):
+            value = getattr(query, name)
+            if value is not None:
+                code = codes.codes.get(value)
+                if code is None:
+                    return Selection(len(ix.row_line), listed=[])
+                wanted[name] = (column, code)
+        low = (query.since - EPOCH).days if query.since else None
+        high = (query.until - EPOCH).days if query.until else None
+        n = len(ix.row_line)
+        if query.account is not None:
+            code = ix.accounts.codes.get(query.account)
+            rows = list(ix.account_rows[code]) if code is not None else []
+            day = ix.row_day
+            listed = [r for r in rows if all(column[r] == c for column, c in wanted.values())
+                      and (low is None or day[r] >= low) and (high is None or day[r] <= high)]
+            return Selection(n, listed=listed)
+        masks = [_equal(column, code, n) for column, code in wanted.values()]
+        if low is not None:
+            masks.append(_at_least(ix.row_day, low, n))
+        if high is not None:
+            masks.append(_at_most(ix.row_day, high, n))
+        return Selection(n, mask=_all(masks) if masks else None)
+
+
+def page(index: LogIndex, query: Query, number: int = 1, size: int = PAGE_SIZE) -> Page:
+    """Page `number` (from 1) of the matching attempts, newest first, and how many match."""
+    if query.invoice is not None:  # no column: every candidate read (the CLI's --invoice)
+        found = list(stream(index, query))
+        return Page(found[(number - 1) * size:number * size], len(found), number, size)
+    chosen = select(index, query)
+    rows = []
+    for row in chosen.newest((number - 1) * size):
+        rows.append(row)
+        if len(rows) == size:
+            break
+    return Page(_read(index, rows), chosen.count, number, size)
+
+
+def stream(index: LogIndex, query: Query, newest_first: bool = True) -> Iterator[Attempt]:
+    """Every matching attempt, newest first (or oldest first), read a chunk of rows at a time."""
+    chosen = select(index, query)
+    rows = chosen.newest() if newest_first else chosen.oldest()
+    while True:
+        chunk = [row for _, row in zip(range(CHUNK), rows)]
+        if not chunk:
+            return
+        for attempt in _read(index, chunk):
+            if query.invoice is None or query.invoice in (attempt.sending.get("invoices") or ()):
+                yield attempt
+
+
+def attempt(index: LogIndex, attempt_id: str) -> Attempt | None:
+    """One attempt with its whole status history, or None when there is no such sending."""
+    with index.locked() as ix:
+        row = ix.ids.get(attempt_id)
+    if row is None:
+        return None
+    found = _read(index, [row])
+    return found[0] if found and found[0].id == attempt_id else None
+
+
+def actors(index: LogIndex) -> list[str]:
+    """Who started attempts ("daemon", people), for the filter's choices."""
+    with index.locked() as ix:
+        return sorted(name for name in ix.actors.names if name)
+
+
+def providers(index: LogIndex) -> list[str]:
+    with index.locked() as ix:
+        return sorted(name for name in ix.providers.names if name)
+
+
+def _read(index: LogIndex, rows: list[int]) -> list[Attempt]:
+    """The attempts of `rows`, in that order, read back from the log and checked: the sending is
+    one, its updates refer to it."""
+    with index.locked() as ix:
+        wanted = [(ix.spans([ix.row_line[r]])[0], ix.spans(ix.update_lines(r))) for r in rows]
+    found = []
+    with open(index.path, "rb") as f:
+        for (offset, length), updates in wanted:
+            f.seek(offset)
+            sending = parse_line(f.read(length))
+            if sending is None or sending.get("event") != "sending" or "id" not in sending:
+                continue
+            records = []
+            for offset, length in updates:
+                f.seek(offset)
+                rec = parse_line(f.read(length))
+                if rec is not None and rec.get("ref") == sending["id"]:
+                    rec.pop("prev", None)  # the chain's link: only verify-log needs it
+                    records.append(rec)
+            found.append(Attempt(sending, records))
+    return found
+
+
+# --- masks: one byte per row, 1 where it matches --------------------------------------------------
+
+def _table(test) -> bytes:
+    return bytes(1 if test(i) else 0 for i in range(256))
+
+
+def _planes(column, n: int) -> tuple[bytes, bytes]:
+    """The low and high bytes of the first `n` items of an array('H')."""
+    data = memoryview(column)[:n].tobytes()
+    return data[_LOW::2], data[1 - _LOW::2]
+
+
+def _equal(column, value: int, n: int) -> bytes:
+    low, high = _planes(column, n)
+    return _and(low.translate(_table(lambda b: b == value & 0xFF)), high.translate(_table(lambda b: b == value >> 8)))
+
+
+def _at_least(column, value: int, n: int) -> bytes:
+    """column >= value: a higher high byte, or the same high byte and a low byte at least as high."""
+    low, high = _planes(column, n)
+    vh, vl = value >> 8, value & 0xFF
+    return _or(high.translate(_table(lambda b: b > vh)),
+               _and(high.translate(_table(lambda b: b == vh)), low.translate(_table(lambda b: b >= vl))))
+
+
+def _at_most(column, value: int, n: int) -> bytes:
+    low, high = _planes(column, n)
+    vh, vl = value >> 8, value & 0xFF
+    return _or(high.translate(_table(lambda b: b < vh)),
+               _and(high.translate(_table(lambda b: b == vh)), low.translate(_table(lambda b: b <= vl))))
+
+
+def _and(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "little") & int.from_bytes(b, "little")).to_bytes(len(a), "little")
+
+
+def _or(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "little") | int.from_bytes(b, "little")).to_bytes(len(a), "little")
+
+
+def _all(masks: list[bytes]) -> bytes:
+    result = masks[0]
+    for mask in masks[1:]:
+        result = _and(result, mask)
+    return result
+

@@ -1,0 +1,144 @@
+"""The log query library (notifier/log/query.py) over the log index (notifier/log/index.py): what
+`notifier attempts` and the console's Registro page both call. Real logs written by AttemptLog,
+real files; the expected rows come from reading the whole log with `history.attempts`, the
+reader `notifier attempts` used before the index."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.conftest import ROOT
+
+SP = ZoneInfo("America/Sao_Paulo")
+T0 = datetime(2026, 10, 30, 12, tzinfo=timezone.utc)
+CHANNELS = ("email", "whatsapp", "sms", "social")
+STAGES = ("reminder", "overdue", "suspended")
+
+
+def _grow(path, n: int, start: int = 0) -> None:
+    """`n` attempts: accounts, channels, stages, actors, days and outcomes in turn; some later statuses.
+    Times cross São Paulo's midnight (UTC 02:00 is 23:00 the day before)."""
+    from notifier.channels import Message, Result
+    from notifier.log.attempts import AttemptLog
+    log = AttemptLog(path)
+    for i in range(start, start + n):
+        when = T0 + timedelta(hours=7 * i)
+        channel = CHANNELS[i % 4]
+        message = Message(channel=channel, recipient=f"r{i}", text=f"Olá {i}")
+        attempt = log.start(when, message, {"account": f"acc-{i % 3}", "stage": STAGES[i % 3],
+                                            "invoices": [f"inv-{i % 5}"]}, actor="daemon" if i % 4 else "caio")
+        provider = "smtp" if channel == "email" else "twilio"
+        log.finish(attempt, when, Result("failed" if i % 7 == 0 else "sent", provider, provider_id=f"P{i}"))
+        if i % 5 == 1:
+            log.note(when + timedelta(minutes=5), "delivered", {"ref": attempt, "provider": provider})
+    log.close()
+
+
+def _expected(path, keep) -> list[str]:
+    """Ids of the attempts `keep(attempt, local_day)` selects, newest first, from the whole log."""
+    from notifier.log.attempts import AttemptLog
+    from notifier.log.history import Filters, attempts, local_time
+    found = [a for a in attempts(AttemptLog(path), Filters())
+             if keep(a, local_time(a.sending["time"], SP).date())]
+    return [a.id for a in reversed(found)]
+
+
+def test_filters_and_pages_give_what_reading_the_whole_log_gives(tmp_path):
+    from notifier.log.index import LogIndex
+    from notifier.log.query import Query, page, stream
+    path = tmp_path / "attempts.jsonl"
+    _grow(path, 60)
+    index = LogIndex(path, SP)
+    cases = [
+        (Query(), lambda a, d: True),
+        (Query(channel="whatsapp"), lambda a, d: a.sending["channel"] == "whatsapp"),
+        (Query(stage="overdue", actor="daemon"), lambda a, d: a.sending["stage"] == "overdue" and a.sending["actor"] == "daemon"),
+        (Query(status="delivered"), lambda a, d: a.status == "delivered"),
+        (Query(status="failed", provider="smtp"), lambda a, d: a.status == "failed" and a.outcome["provider"] == "smtp"),
+        (Query(account="acc-1", since=date(2026, 11, 3)), lambda a, d: a.sending["account"] == "acc-1" and d >= date(2026, 11, 3)),
+        (Query(since=date(2026, 11, 2), until=date(2026, 11, 5)), lambda a, d: date(2026, 11, 2) <= d <= date(2026, 11, 5)),
+        (Query(until=date(2026, 10, 31), channel="email"), lambda a, d: d <= date(2026, 10, 31) and a.sending["channel"] == "email"),
+        (Query(account="acc-2", invoice="inv-3"), lambda a, d: a.sending["account"] == "acc-2" and "inv-3" in a.sending["invoices"]),
+        (Query(channel="fax"), lambda a, d: False),
+        (Query(account="nobody"), lambda a, d: False),
+    ]
+    for query, keep in cases:
+        expected = _expected(path, keep)
+        assert [a.id for a in stream(index, query)] == expected, query
+        assert [a.id for a in stream(index, query, newest_first=False)] == expected[::-1], query
+        first, second = page(index, query, 1, size=4), page(index, query, 2, size=4)
+        assert first.total == second.total == len(expected), query
+        assert [a.id for a in first.attempts + second.attempts] == expected[:8], query
+    # A day is São Paulo's: 02:00 UTC on 31 October is 23:00 on the 30th.
+    assert any(a.sending["time"].startswith("2026-10-31T02") for a in
+               stream(index, Query(since=date(2026, 10, 30), until=date(2026, 10, 30))))
+    # An attempt comes back with its outcome and its later status, the chain's link left out.
+    delivered = page(index, Query(status="delivered"), 1, size=1).attempts[0]
+    assert [u["event"] for u in delivered.updates][1:] == ["delivered"] and "prev" not in delivered.updates[0]
+    assert page(index, Query(), 99, size=50).attempts == []
+
+
+def test_the_index_sees_another_process_append_at_once_and_starts_over_when_the_log_is_replaced(tmp_path):
+    from notifier.log.index import LogIndex
+    from notifier.log.query import Query, attempt, page
+    path = tmp_path / "attempts.jsonl"
+    _grow(path, 6)
+    index = LogIndex(path, SP)
+    assert page(index, Query()).total == 6 and index.rebuilds == 0
+    # Another process appends (the daemon beside the console): the next question sees it.
+    subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tests.test_log_query "
+                    f"import _grow; from pathlib import Path; _grow(Path({str(path)!r}), 2, start=100)"],
+                   check=True, timeout=120)
+    newest = page(index, Query(), 1, size=2)
+    assert newest.total == 8 and [a.sending["recipient"] for a in newest.attempts] == ["r101", "r100"]
+    assert index.rebuilds == 0  # read from where it stopped
+    assert attempt(index, newest.attempts[0].id).updates[0]["event"] == "sent"
+    # Another log in its place (a restore: the log with its head and messages).
+    for old in tmp_path.glob("attempts.jsonl*"):
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    _grow(path, 3, start=200)
+    assert [a.sending["recipient"] for a in page(index, Query()).attempts] == ["r202", "r201", "r200"]
+    assert index.rebuilds == 1 and attempt(index, newest.attempts[0].id) is None
+
+
+def test_the_index_file_is_read_by_a_new_process_and_ignored_when_the_log_is_not_the_one_it_indexed(tmp_path):
+    from notifier.log.index import LogIndex
+    from notifier.log.query import Query, page
+    path = tmp_path / "attempts.jsonl"
+    _grow(path, 20)
+    built = LogIndex(path, SP)
+    built.refresh()
+    built.save()
+    _grow(path, 2, start=50)  # appended after the file was written
+    again = LogIndex(path, SP)
+    assert [a.id for a in page(again, Query(channel="email")).attempts] == \
+        [a.id for a in page(LogIndex(path, SP, persist=False), Query(channel="email")).attempts]
+    assert again.loaded and page(again, Query()).total == 22
+    assert LogIndex(path, ZoneInfo("America/Manaus")).account_records("acc-1") and \
+        not LogIndex(path, ZoneInfo("America/Manaus")).loaded  # built for another zone: read the log
+    # The log rewritten (a byte of the last line the file indexed changed): the file is not trusted.
+    data = bytearray(path.read_bytes())
+    data[built.line_off[-1] + 30] ^= 1
+    path.write_bytes(bytes(data))
+    fresh = LogIndex(path, SP)
+    assert page(fresh, Query()).total == 22 and not fresh.loaded
+    # A damaged file is ignored too.
+    built.file.write_bytes(built.file.read_bytes()[:100])
+    damaged = LogIndex(path, SP)
+    assert page(damaged, Query()).total == 22 and not damaged.loaded
+
+
+@pytest.mark.parametrize("low,high", [(0, 0), (255, 256), (256, 511), (300, 65000)])
+def test_the_day_masks_compare_both_bytes(low, high):
+    """The range filter works on the two byte planes of the day column: days on each side of a
+    256 boundary."""
+    from array import array
+    from notifier.log.query import _and, _at_least, _at_most
+    days = array("H", [0, 1, 255, 256, 257, 511, 512, 300, 65000, 65535])
+    mask = _and(_at_least(days, low, len(days)), _at_most(days, high, len(days)))
+    assert [d for d, m in zip(days, mask) if m] == [d for d in days if low <= d <= high]
