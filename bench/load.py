@@ -240,6 +240,8 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=10_000)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--quiet", type=float, default=30, help="seconds of sessions before the cycle starts")
+    parser.add_argument("--cycle-sessions", type=float, default=300,
+                        help="the sessions stop after this many seconds of a cycle that has not ended (it goes on alone)")
     args = parser.parse_args()
     size = f"{args.accounts:,} accounts, {args.records:,} records"
     t = time.perf_counter()
@@ -315,15 +317,22 @@ def main() -> None:
         phase[0] = "cycle"
         smtp = smtp_server()
         start = time.perf_counter()
-        cycle = subprocess.run([sys.executable, str(ROOT / "run.py"), "run-once", "--date", DAY], cwd=work,
-                               env={**env(), "EMAIL_URL": smtp.url()}, capture_output=True, text=True)
-        cycle_s = time.perf_counter() - start
+        cycle = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "run-once", "--date", DAY], cwd=work,
+                                 env={**env(), "EMAIL_URL": smtp.url()}, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            cycle.wait(timeout=args.cycle_sessions)
+        except subprocess.TimeoutExpired:
+            print(f"the cycle still runs after {args.cycle_sessions:.0f} s: the sessions stop, the cycle goes on alone",
+                  flush=True)
         stop.set()
         for s in sessions:
             s.join(timeout=300)
+        cycle_stderr = cycle.communicate()[1]
+        cycle_s = time.perf_counter() - start
         sent = smtp.stop()
         if cycle.returncode not in (0, 1):
-            print(f"run-once exited {cycle.returncode}: {cycle.stderr[-1500:]}")
+            print(f"run-once exited {cycle.returncode}: {cycle_stderr[-1500:]}")
         stop_sampling.set()
         sampler.join()
         rss_end, hwm = memory(server.pid)
