@@ -223,3 +223,31 @@ def test_threads_sharing_one_attempt_log_keep_the_chain_whole(tmp_path):
     assert [r["seq"] for r in records] == list(range(1, 601))
     assert all(r["prev"] == line_hash(before) for before, r in zip(lines, records[1:]))
     assert log.head() == (600, line_hash(lines[-1]))
+
+
+def test_the_consoles_threads_read_a_changed_state_once_between_them(tmp_path, cli):
+    """After another process wrote the state, requests asking at the same moment share one read
+    of it (one parse held in memory, not one per thread)."""
+    import threading
+    from notifier.web.app import ConsoleStore
+    accounts = [{"id": f"c{i:04d}", "company": f"Empresa {i} Ltda", "document": "11.222.333/0001-81",
+                 "emails": [f"financeiro@c{i:04d}.com.br"], "due_day": 20} for i in range(3000)]
+    invoices = [{"id": f"2026-11-c{i:04d}", "account": f"c{i:04d}", "amount": "149.90", "issued": "2026-11-05"}
+                for i in range(3000)]
+    (tmp_path / "b.json").write_text(json.dumps({"accounts": accounts, "invoices": invoices}), encoding="utf-8")
+    cli("import", "b.json", "--date", "2026-11-10")
+    store = ConsoleStore(tmp_path / "state.json", keep_written=True)
+    before = store.snapshot().accounts_table()
+    cli("pay", "2026-11-c0001", "--date", "2026-11-11", "--by", "Ana")  # another process writes the file
+    start, tables = threading.Barrier(8), []
+
+    def ask() -> None:
+        start.wait()
+        tables.append(store.snapshot().accounts_table())
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(t) for t in tables}) == 1 and tables[0] is not before
+    assert store.snapshot().invoice("2026-11-c0001").paid is not None
