@@ -339,8 +339,9 @@ def main() -> None:
             print(f"the cycle still runs after {args.cycle_sessions:.0f} s: the sessions stop, the cycle goes on alone",
                   flush=True)
         stop.set()
+        deadline = time.monotonic() + 300  # a request still waiting then is left (its thread is a daemon)
         for s in sessions:
-            s.join(timeout=300)
+            s.join(timeout=max(0.0, deadline - time.monotonic()))
         cycle_stderr = cycle.communicate()[1]
         cycle_s = time.perf_counter() - start
         sent = smtp.stop()
