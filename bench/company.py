@@ -371,7 +371,9 @@ def cli(folder: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
 def fixture(accounts: int = 50_000, records: int = 1_000_000, emails: int = 10_000) -> Path:
     """The folder of the fixture (built once, then cached): state, archive, log, packs, head."""
     folder = cache_dir("company", {"accounts": accounts, "records": records, "emails": emails, "seed": SEED},
-                       ("bench/company.py", "bench/attempts.py", "bench/plan.py"))
+                       # the state's and the log's formats too: a store or log written by older code is rebuilt
+                       ("bench/company.py", "bench/attempts.py", "bench/plan.py", "notifier/state/store.py",
+                        "notifier/state/importer.py", "notifier/log/attempts.py", "notifier/log/messagestore.py"))
     if (folder / "done").exists():
         return folder
     import shutil
