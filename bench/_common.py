@@ -42,6 +42,15 @@ GOALS = {
     "log.append": ("<= 1.5x", "issue 7 (flat)"),
     "log.verify.rate": (">= 200000", "issue 7"),
     "memory.log": ("<= 1.5x", "issue 7 (streams: flat)"),
+    # the console at 50,000 accounts and 1,000,000 records, 10 sessions (bench/load.py): ms, MB
+    "load.search": ("<= 50", "issue 21"),
+    "load.customer": ("<= 200", "issue 21"),
+    "load.history": ("<= 200", "issue 21"),
+    "load.registro": ("<= 300", "issue 21"),
+    "load.audit": ("<= 1000", "issue 21"),
+    "load.action": ("<= 1000", "issue 21"),
+    "load.memory.peak": ("<= 300", "issue 21"),
+    "load.memory.end": ("<= 300", "issue 21"),
 }
 
 

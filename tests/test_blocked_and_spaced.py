@@ -86,3 +86,41 @@ def test_a_failed_notice_waits_longer_before_each_try_and_its_exhaustion_is_one_
     assert alert["subject"] == "Tentativas esgotadas: 3 avisos não enviados em 24/11/2026"
     assert all(f"para {e}" in alert["text"] for e in emails)
     assert alert["text"].count("4.7.1 Try again later") == 3 and "falharam em todas as tentativas permitidas" in alert["text"]
+
+
+def test_the_whatsapp_cost_reads_only_the_records_it_needs_and_counts_the_same(tmp_path):
+    """`whatsapp_records` passes over most of the log on its bytes: `without_whatsapp` answers the
+    same from it as from every record, at a month's edges in São Paulo time too."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+    from notifier.log.attempts import parse_line
+    from notifier.staff.actions import whatsapp_records, without_whatsapp
+    tz = ZoneInfo("America/Sao_Paulo")
+    lines = []
+
+    def add(record: dict) -> None:
+        lines.append(json.dumps({"seq": len(lines) + 1, **record, "prev": "0" * 64}, separators=(",", ":")))
+
+    def attempt(n: int, account: str, sent: str, outcome: str, channel: str = "whatsapp", first: bool = True,
+                outcome_channel: bool = True) -> None:
+        add({"id": f"s{n}", "event": "sending", "time": sent, "actor": "daemon", "account": account,
+             "first_time": first, "channel": channel, "recipient": "+5511987654321", "content": {"text": "Olá"}})
+        add({"id": f"o{n}", "event": outcome, "time": sent, "actor": "daemon",
+             **({"account": account, "channel": channel} if outcome_channel else {}), "ref": f"s{n}"})
+
+    attempt(1, "blocked-in-nov", "2026-11-24T12:00:00.000Z", "blocked")
+    attempt(2, "blocked-then-sent", "2026-11-24T12:00:00.000Z", "blocked")
+    attempt(3, "blocked-then-sent", "2026-11-25T12:00:00.000Z", "sent", outcome_channel=False)
+    attempt(4, "blocked-in-oct", "2026-10-24T12:00:00.000Z", "blocked")
+    attempt(5, "last-evening-of-oct", "2026-11-01T02:30:00.000Z", "blocked")  # 31/10 23:30 in São Paulo
+    attempt(6, "last-evening-of-nov", "2026-12-01T02:30:00.000Z", "blocked", outcome_channel=False)  # 30/11 23:30
+    attempt(7, "not-first-time", "2026-11-24T12:00:00.000Z", "blocked", first=False)
+    attempt(8, "email-only", "2026-11-24T12:00:00.000Z", "sent", channel="email")
+    path = tmp_path / "attempts.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    every = [parse_line(line.encode()) for line in lines]
+    for today in (date(2026, 10, 31), date(2026, 11, 24), date(2026, 11, 30), date(2026, 12, 1)):
+        assert without_whatsapp(whatsapp_records(path, today, tz), today, tz) == without_whatsapp(every, today, tz)
+    assert without_whatsapp(whatsapp_records(path, date(2026, 11, 30), tz), date(2026, 11, 30), tz) == [
+        "blocked-in-nov", "last-evening-of-nov"]
+    assert len(list(whatsapp_records(path, date(2026, 11, 30), tz))) < len(lines)

@@ -57,8 +57,42 @@ def test_the_search_index_is_built_once_per_version_of_the_state(tmp_path, cli):
     first = index_of(store.snapshot())
     assert index_of(store.snapshot()) is first  # the file did not change: the same index
     assert [f.account.id for f in find(store.snapshot(), "acme")] == ["acme"]
+    cli("pay", "2026-11-beta", "--date", "2026-11-11", "--by", "Ana")
+    again = store.snapshot()
+    assert index_of(again) is first  # a new file, but no account changed: the index is kept...
+    [found] = find(again, "acme")
+    assert found.account is again.account("acme")  # ...with the new version's accounts
     cli("opt-out", "acme", "--channel", "sms", "--by", "Ana", "--date", "2026-11-11")
-    assert index_of(store.snapshot()) is not first  # a write replaced the file
+    changed = store.snapshot()
+    assert index_of(changed) is not first  # an account changed: built again
+    assert find(changed, "acme")[0].account.opt_out == {"sms"}
+
+
+def test_find_lists_the_accounts_that_start_with_the_text_first_then_by_company_name():
+    """Against the rule written out plainly, on more accounts than a list shows: a vague word in
+    every account, words in several fields, a CNPJ and a phone, separators inside a field."""
+    from notifier.billing.models import Account
+    from notifier.staff.search import LIMIT, Index, folded
+    names = ["Padaria Ltda", "Ltda Comércio", "Zebra Ltda", "Ateliê Lúcia Ltda", "Oficina\x1fLtda"]
+    accounts = [Account(f"c{n:03d}", f"{names[n % len(names)]} {n}", f"11.222.{n:03d}/0001-{n % 100:02d}",
+                        (f"financeiro@c{n:03d}.com.br",), contact_name="Lúcia Ltda" if n % 7 == 0 else "",
+                        whatsapp=f"+55119874{n:05d}") for n in range(3 * LIMIT)]
+    index = Index(reversed(accounts))
+
+    def expected(word: str) -> list[str]:
+        hits = []
+        for a in reversed(accounts):
+            fields = [folded(t) for t in (a.company, a.id, a.contact_name, "", *a.emails, "")]
+            field = next((f for f in fields if word in f), None)
+            if field is not None:
+                hits.append((1 if field.startswith(word) or f" {word}" in field else 2, folded(a.company), a.id))
+        return [i for _, _, i in sorted(hits, key=lambda h: h[:2])][:LIMIT]
+
+    for word in ("ltda", "l", "lucia", "oficina", "2", "financeiro@c01"):
+        assert [f.account.id for f in index.find(word)] == expected(word), word
+    assert [(f.account.id, f.matched) for f in index.find("11.222.007")] == [("c007", "CNPJ/CPF")]
+    assert [(f.account.id, f.matched) for f in index.find("98740-0042")] == [("c042", "telefone")]
+    assert [f.account.id for f in index.find("c010")][:1] == ["c010"]  # the exact id first
 
 
 def test_show_tells_what_comes_next_and_the_history_newest_first(cli, tmp_path):
@@ -189,3 +223,31 @@ def test_threads_sharing_one_attempt_log_keep_the_chain_whole(tmp_path):
     assert [r["seq"] for r in records] == list(range(1, 601))
     assert all(r["prev"] == line_hash(before) for before, r in zip(lines, records[1:]))
     assert log.head() == (600, line_hash(lines[-1]))
+
+
+def test_the_consoles_threads_read_a_changed_state_once_between_them(tmp_path, cli):
+    """After another process wrote the state, requests asking at the same moment share one read
+    of it (one parse held in memory, not one per thread)."""
+    import threading
+    from notifier.web.app import ConsoleStore
+    accounts = [{"id": f"c{i:04d}", "company": f"Empresa {i} Ltda", "document": "11.222.333/0001-81",
+                 "emails": [f"financeiro@c{i:04d}.com.br"], "due_day": 20} for i in range(3000)]
+    invoices = [{"id": f"2026-11-c{i:04d}", "account": f"c{i:04d}", "amount": "149.90", "issued": "2026-11-05"}
+                for i in range(3000)]
+    (tmp_path / "b.json").write_text(json.dumps({"accounts": accounts, "invoices": invoices}), encoding="utf-8")
+    cli("import", "b.json", "--date", "2026-11-10")
+    store = ConsoleStore(tmp_path / "state.json", keep_written=True)
+    before = store.snapshot().accounts_table()
+    cli("pay", "2026-11-c0001", "--date", "2026-11-11", "--by", "Ana")  # another process writes the file
+    start, tables = threading.Barrier(8), []
+
+    def ask() -> None:
+        start.wait()
+        tables.append(store.snapshot().accounts_table())
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(t) for t in tables}) == 1 and tables[0] is not before
+    assert store.snapshot().invoice("2026-11-c0001").paid is not None

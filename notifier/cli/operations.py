@@ -35,8 +35,10 @@ def check(obj: Context, connect, day):
         click.echo(f"  warning: {warning}")
     if obj.config.company.is_example:
         click.echo("  warning: [company] is the built-in example: set your legal name, CNPJ and address before sending to customers")
-    from notifier.staff.actions import whatsapp_cost_line, without_whatsapp
-    cost = whatsapp_cost_line(without_whatsapp(obj.log().records(), obj.today(day), obj.config.tz), obj.today(day))
+    from notifier.staff.actions import whatsapp_cost_line, whatsapp_records, without_whatsapp
+    today = obj.today(day)
+    cost = whatsapp_cost_line(without_whatsapp(whatsapp_records(obj.log().path, today, obj.config.tz), today,
+                                               obj.config.tz), today)
     if cost:
         click.echo(f"  warning: whatsapp: {cost}")
     for p in problems:

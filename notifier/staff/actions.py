@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Callable, Iterable
+from datetime import date, datetime, timedelta, timezone
+from typing import Callable, Iterable, Iterator
 
 from notifier.billing import hours
-from notifier.log.attempts import AttemptLog, utc_iso
+from notifier.log.attempts import AttemptLog, is_sending, parse_line, raw_lines, utc_iso
 from notifier.config import Config
 from notifier.run.delivery import DeliveryError, close_all, current_stage, notice_fields, prepare, split_do_not_contact
 from notifier.run.dispatch import Job, Pool
@@ -379,7 +379,6 @@ def health(store: Store, config: Config, log: AttemptLog, now: datetime,
     """What `notifier status` shows; `stale` says why the last cycle is older than expected.
     `task_records`: the log's task records when the caller has them (the console's log index,
     `LogIndex.task_records()`), else the whole log is read for the open tasks."""
-    from datetime import timedelta
     from notifier.run.daemon import next_daily
     snap = store.snapshot()
     beat = snap.meta("heartbeat") or {}
@@ -406,7 +405,7 @@ def health(store: Store, config: Config, log: AttemptLog, now: datetime,
         "holds": [{"account": h.account, "reason": h.reason, "until": h.until.isoformat(), "by": h.by, "note": h.note}
                   for h in active_holds(snap, now.date())],
         "stale": stale,
-        "whatsapp": whatsapp_cost(config, log.records(), now.date()),
+        "whatsapp": whatsapp_cost(config, whatsapp_records(log.path, now.date(), config.tz), now.date()),
     }
 
 
@@ -431,6 +430,27 @@ def without_whatsapp(records: Iterable[dict], today: date, tz) -> list[str]:
         elif s.get("first_time"):
             blocked.add(s.get("account"))
     return sorted(blocked - reached)
+
+
+def whatsapp_records(path, today: date, tz) -> Iterator[dict]:
+    """The records `without_whatsapp` reads, from the log at `path`, the others passed over on
+    their bytes, unparsed: the WhatsApp sendings (each cut to what it reads of them) and the
+    `sent` and `blocked` outcomes of `today`'s month. The Painel asks at every view; parsing a
+    log of a million records, and keeping its sendings, took minutes and gigabytes."""
+    first = datetime.combine(today.replace(day=1), datetime.min.time(), tz)
+    after = datetime.combine((first + timedelta(days=32)).replace(day=1), datetime.min.time(), tz)
+    # The month's local days in UTC, as each record's time is written: this month and maybe the next.
+    months = {f'"time":"{d.astimezone(timezone.utc):%Y-%m}'.encode() for d in (first, after - timedelta(seconds=1))}
+    for _, raw, _ in raw_lines(path):
+        if is_sending(raw):
+            if b'"channel":"whatsapp"' in raw:
+                record = parse_line(raw)
+                if record is not None:
+                    yield {k: record.get(k) for k in ("event", "id", "channel", "account", "first_time")}
+        elif (b'"event":"sent"' in raw[:120] or b'"event":"blocked"' in raw[:120]) and any(m in raw for m in months):
+            record = parse_line(raw)
+            if record is not None:
+                yield record
 
 
 def whatsapp_cost(config: Config, records: Iterable[dict], today: date) -> dict:
