@@ -24,12 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifier.config import Config
 from notifier.log.attempts import AttemptLog
+from notifier.log.verified import ChainCheck
 from notifier.run.render import Renderer
 from notifier.state.store import Store
 
 from . import auth
 from .users import UserStore, users_path
-from .views import customers, error_page, forbidden_page, login, panel, settings, tasks
+from .views import audit, customers, error_page, forbidden_page, login, panel, reports, settings, tasks
 
 HERE = Path(__file__).parent
 # No inline script or style anywhere: a customer's text that slipped through unescaped still
@@ -49,6 +50,7 @@ class Web:
         self.log = AttemptLog(config.attempt_log)
         # keep_written: an action's page is drawn from what its write wrote, not a second parse
         self.store = Store(config.state, retention_months=config.retention_months, log=self.log, keep_written=True)
+        self.chain = ChainCheck(self.log, self.now)  # the audit's chain check: whole once, then what was appended
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
 
@@ -66,7 +68,7 @@ class Web:
         """Do the one-time work of the first pages before anyone asks (`notifier web` calls it in
         a thread at start): the renderer (its templates compiled and checked: the Configuração
         page's list of problems, half a second), the console's own templates, the log index (one
-        read of the whole log), the search index of the accounts. A failure is left for the page
+        read of the whole log), the search index of the accounts, the whole chain's check. A failure is left for the page
         that needs it to report."""
         from notifier.log.index import index_for
         from notifier.staff.search import index_of
@@ -77,6 +79,7 @@ class Web:
                 ENV.get_template(name)
             index_of(self.store.snapshot())
             index_for(self.config.attempt_log).task_records()
+            self.chain.verdict()  # the whole chain, once: an audit report then checks what was appended
         except Exception:  # noqa: BLE001 - the page that needs it says what is wrong
             pass
 
@@ -136,7 +139,7 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.get("/clientes")(customers.search)
     app.get("/clientes/{account_id}")(customers.show)
     app.get("/clientes/{account_id}/mensagens/{attempt_id}")(customers.message)
-    app.get("/clientes/{account_id}/auditoria")(customers.audit)
+    app.get("/clientes/{account_id}/auditoria")(audit.legacy)
     app.post("/clientes/{account_id}/escalar")(customers.escalate)
     app.post("/clientes/{account_id}/contato")(customers.contact)
     app.post("/clientes/{account_id}/pausar")(customers.hold)
@@ -146,6 +149,13 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.get("/tarefas")(tasks.show)
     app.post("/tarefas/{task_id}/concluir")(tasks.close)
     app.post("/tarefas/{task_id}/assumir")(tasks.assign)
+    app.get("/auditoria")(audit.show)
+    app.get("/auditoria/{account_id}.html")(audit.html)
+    app.get("/auditoria/{account_id}.pdf")(audit.pdf)
+    app.get("/auditoria/{account_id}.zip")(audit.appendix)
+    app.get("/relatorios")(reports.show)
+    app.get("/relatorios/mensal.csv")(reports.monthly_csv)
+    app.get("/relatorios/previsao.csv")(reports.forecast_csv)
     app.get("/configuracao")(settings.show)
     app.post("/configuracao/usuarios")(settings.add_user)
     app.post("/configuracao/usuarios/{name}/desativar")(settings.disable_user)
