@@ -3,7 +3,7 @@
 real log. Fixtures: tests/web_helpers.py."""
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import re
 import subprocess
@@ -12,6 +12,7 @@ import zipfile
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import orjson
 from playwright.sync_api import expect
 
 from notifier.log.attempts import AttemptLog
@@ -209,6 +210,16 @@ def test_the_consoles_chain_check_proves_the_whole_chain_once_then_what_was_appe
     path.write_bytes(original)
     verdict, scope = check.verdict()
     assert verdict.ok and scope is None  # proven again, whole, at 09:10
+
+    # A record appended and chained on by something else than the notifier (the head the state
+    # keeps did not move): the appended records chain, but not to that head.
+    last = json.loads(lines[-1])
+    forged = orjson.dumps({**last, "seq": 8, "id": "f" * 32, "prev": hashlib.sha256(lines[-1].rstrip(b"\n")).hexdigest()})
+    path.write_bytes(original + forged + b"\n")
+    verdict, scope = check.verdict()
+    assert not verdict.ok and scope is None and "records 8 to 8 were appended" in verdict.problems[0], verdict.problems
+    path.write_bytes(original)
+    assert check.verdict()[0].ok
 
     # An old record changed without changing its length is what the shortcut cannot see: the
     # verdict's scope says the whole chain was checked at 09:10 (the report prints it), and once
