@@ -32,7 +32,7 @@ from notifier.log.verified import Scope
 from notifier.log.verify import Verdict
 from notifier.reports.exports import CHANNEL_LABELS, CONTACT_CHANNELS, CONTACT_OUTCOMES, HOLD_REASONS, STAGE_LABELS
 from notifier.run.render import br_date, brl
-from notifier.staff.customer import Event, contact_history, email_html
+from notifier.staff.customer import Event, contact_history, html_of_email
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -156,7 +156,7 @@ def _attempt(line: Line, e: Event, log: AttemptLog, done: dict, appendix: dict, 
     if not (status in REACHED or status == "task") or line.problem:
         return  # nothing was handed to the customer (or to staff): no text is shown as sent
     if channel == "email" and line.file.endswith(".eml"):
-        line.html = _body(email_html(log, s) or "")
+        line.html = _body(html_of_email(appendix[line.file]) or "")  # the bytes just read and checked
     line.text = "" if line.html else content.get("text") or _template_text(content)
     # Two addresses of one notice get the same message but for the addresses it names.
     key = (line.subject, EMAIL_ADDRESS.sub("@", line.html or line.text))
