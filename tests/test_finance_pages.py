@@ -69,6 +69,7 @@ def test_finance_audits_a_customer_for_a_period_and_reads_the_months_report(cons
     expect(frame.locator("[data-verified]")).to_contain_text("Registro íntegro")
     assert frame.locator("tr[data-attempt]").count() >= 1
     expect(report).to_contain_text("fatura 2026-11-padaria-sao-joao paga em 24/11/2026")
+    assert "fatura 2026-10-padaria-sao-joao paga" not in report.inner_text()  # 19/10: before the period
     shoot(page, "auditoria")
 
     name = f"auditoria-{ACCOUNT}-2026-11-20-a-2026-11-30"
