@@ -27,7 +27,8 @@ def test_login_shows_the_panel_with_the_menu_of_the_role(console, browser):
     login(page, console, "ana")
     assert page.url == console.url + "/"
     assert page.locator("h1").inner_text().startswith("Painel")
-    assert page.locator("nav.menu a").all_inner_texts() == ["Painel", "Clientes", "Tarefas", "Registro", "Pagamentos", "Configuração"]
+    assert page.locator("nav.menu a").all_inner_texts() == ["Painel", "Clientes", "Tarefas", "Registro", "Pagamentos",
+                                                         "Auditoria", "Relatórios", "Configuração"]
     # The example state's cycle of 24/11 has not run: the Painel says so, in Portuguese.
     assert "Nenhum ciclo completo" in page.locator("main").inner_text()
     shoot(page, "painel-vazio")

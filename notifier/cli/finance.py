@@ -232,20 +232,16 @@ def report(obj: Context, month, html_path, fmt, window):
     """Per stage and channel: attempts (= sent + failed + blocked + task + other), of the sent how
     many were delivered, read, bounced, and the accounts that paid within --window days after the
     notice (recovery rate and amount); the month's recovered amount."""
-    from notifier.reports.monthly import build, month_attempts, payments_from, recovered
-    from notifier.state.store import archive_path_for
-    tz = obj.config.tz
-    found = month_attempts(obj.log(), month, tz)
-    wanted = {i for a in found for i in a.sending.get("invoices") or ()}
-    paid = payments_from(obj.store().snapshot(), archive_path_for(obj.config.state), wanted)
-    lines = build(found, paid.get, tz, window)
+    from notifier.reports.monthly import month_report, recovered
+    lines = month_report(obj.log(), obj.store().snapshot(), obj.config, month, window)
     if html_path:
         _write_text(html_path, _report_html(obj, month, lines, window))
     if fmt == "json":
         for line in lines:
             click.echo(orjson.dumps(line.to_json()).decode())
     elif fmt == "csv":
-        _report_csv(lines)
+        from notifier.reports.exports import write_report_csv
+        write_report_csv(lines, sys.stdout)
     else:
         print_table(["stage", "channel", "attempts", "sent", "failed", "blocked", "task", "other", "delivered", "read",
                      "bounced", "accounts", f"paid ≤{window}d", "rate", "recovered"],
@@ -255,21 +251,6 @@ def report(obj: Context, month, html_path, fmt, window):
         click.echo(f"recovered in {month}: {recovered(lines)}")
     if html_path:
         click.echo(f"{html_path}: the report as HTML", err=fmt != "table")
-
-
-def _report_csv(lines) -> None:
-    import csv
-    from notifier.reports.exports import BOM, CHANNEL_LABELS, STAGE_LABELS, br_decimal
-    out = sys.stdout
-    out.write(BOM)
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Falhas", "Bloqueadas", "Tarefas", "Outras",
-                     "Entregues", "Lidas", "Devolvidas", "Contas", "Pagaram na janela", "Recuperação (%)",
-                     "Valor recuperado (R$)"])
-    for l in lines:
-        writer.writerow([STAGE_LABELS.get(l.stage, l.stage), CHANNEL_LABELS.get(l.channel, l.channel), l.attempts,
-                         l.sent, l.failed, l.blocked, l.task, l.other, l.delivered, l.read, l.bounced,
-                         len(l.accounts), len(l.paid_accounts), br_decimal(l.rate * 100), br_decimal(l.recovered)])
 
 
 def _report_html(obj: Context, month: str, lines, window: int) -> str:

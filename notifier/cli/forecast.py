@@ -23,26 +23,16 @@ def forecast(obj: Context, day: date | None, days: int, fmt: str):
     first-time extra channels included), with contact hours (WhatsApp, SMS and social wait for a
     day that allows them) and staff holds; invoices not yet issued are not in it. Prices come from
     the configuration's [prices] table (BRL)."""
-    from notifier.reports.forecast import contact_days, forecast as run_forecast, on_hold, totals
+    from notifier.reports.forecast import store_forecast, totals
     from notifier.run.render import brl
     start = obj.today(day)
-    snap = obj.store().snapshot()
-    rows = run_forecast(start, days, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), obj.config,
-                        may_contact=contact_days(obj.config), held=on_hold(snap.holds()))
+    rows = store_forecast(obj.store().snapshot(), obj.config, start, days)
     if fmt == "json":
         echo_json([r.to_json() for r in rows])
         return
     if fmt == "csv":
-        import csv  # only for --format csv
-        from notifier.reports.exports import BOM, CHANNEL_LABELS, STAGE_LABELS, br_decimal
-        out = sys.stdout
-        out.write(BOM)
-        writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-        # The attempts CSV's names for stages and channels: finance puts the two side by side.
-        writer.writerow(["Data", "Etapa", "Canal", "Mensagens", "Custo (R$)"])
-        for r in rows:
-            writer.writerow([f"{r.date:%d/%m/%Y}", STAGE_LABELS.get(r.stage, r.stage),
-                             CHANNEL_LABELS.get(r.channel, r.channel), r.messages, br_decimal(r.cost)])
+        from notifier.reports.exports import write_forecast_csv
+        write_forecast_csv(rows, sys.stdout)
         return
     print_table(["date", "stage", "channel", "messages", "cost"],
                 [[f"{r.date:%d/%m/%Y}", r.stage, r.channel, r.messages, brl(r.cost)] for r in rows])

@@ -44,7 +44,7 @@ import orjson
 
 from notifier.log.attempts import (GENESIS, Head, Kept, LogError, grown_by_a_stopped_writer, is_sending, line_hash,
                                    parse_line, raw_lines, stored_message, unreadable)
-from notifier.log.messagestore import MessageStore, MessageStoreError, Stored, entry_header
+from notifier.log.messagestore import MessageStore, MessageStoreError, Stored, entry_header, folder_for
 
 MAX_PROBLEMS = 20  # beyond the first few, more lines say nothing a person can act on
 
@@ -580,3 +580,16 @@ def _is_json_object(raw: bytes) -> bool:
         return isinstance(orjson.loads(raw), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+def verify_range(log_path, start: int, end: int) -> tuple[Head, Head] | None:
+    """(the link, the head) of the records in the log's bytes [start, end): they are intact records
+    of this log in its own layout, each chaining to the one before, the first to the record `link`
+    names (Head(its seq - 1, its prev)) and the last hashing to `head`. None when any line is not
+    (then only the whole check, `verify`, says what is wrong). The chain alone: no stored message.
+    For a reader that proved the bytes before `start` earlier (`notifier/log/verified.py`)."""
+    folder = folder_for(Path(log_path))
+    found = _check_range(str(log_path), start, end, str(folder), False, frozenset())
+    if found is None:
+        return None
+    return Head(found.first_seq - 1, found.first_prev), Head(found.last_seq, found.last_hash)

@@ -14,6 +14,7 @@ labelled as evidence. Every customer field is escaped (Jinja2 autoescape).
 """
 from __future__ import annotations
 
+import functools
 import io
 import re
 import zipfile
@@ -25,12 +26,13 @@ import jinja2
 
 from notifier.config import Config
 from notifier.log.attempts import AttemptLog, stored_message
-from notifier.log.index import LogIndex
+from notifier.log.index import index_for
 from notifier.log.messagestore import MessageStoreError
+from notifier.log.verified import Scope
 from notifier.log.verify import Verdict
 from notifier.reports.exports import CHANNEL_LABELS, CONTACT_CHANNELS, CONTACT_OUTCOMES, HOLD_REASONS, STAGE_LABELS
 from notifier.run.render import br_date, brl
-from notifier.staff.customer import Event, contact_history, email_html
+from notifier.staff.customer import Event, contact_history, html_of_email
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -90,9 +92,11 @@ class Audit:
 
 def build(config: Config, log: AttemptLog, snapshot, account_id: str, issued: datetime,
           since: date | None = None, until: date | None = None) -> Audit:
-    """The account's history up to `issued` (never a record dated after the report), oldest first."""
+    """The account's history up to `issued` (never a record dated after the report), oldest first.
+    Its records come from the log's per-account index (`index_for`: the console's requests share
+    one, kept up to date), not from a scan of the whole log."""
     invoices = snapshot.invoices(account_id)
-    events = contact_history(LogIndex(log.path).account_records(account_id), invoices, config)
+    events = contact_history(index_for(log.path).account_records(account_id), invoices, config)
     logged_payments = {e.record.get("invoice") for e in events if e.kind in ("payment", "payment_corrected") and e.actor}
     done = {e.record.get("ref"): e for e in events if e.kind == "task_done"}
     lines, appendix, later, texts = [], {}, 0, {}
@@ -152,7 +156,7 @@ def _attempt(line: Line, e: Event, log: AttemptLog, done: dict, appendix: dict, 
     if not (status in REACHED or status == "task") or line.problem:
         return  # nothing was handed to the customer (or to staff): no text is shown as sent
     if channel == "email" and line.file.endswith(".eml"):
-        line.html = _body(email_html(log, s) or "")
+        line.html = _body(html_of_email(appendix[line.file]) or "")  # the bytes just read and checked
     line.text = "" if line.html else content.get("text") or _template_text(content)
     # Two addresses of one notice get the same message but for the addresses it names.
     key = (line.subject, EMAIL_ADDRESS.sub("@", line.html or line.text))
@@ -243,7 +247,9 @@ def appendix_zip(audit: Audit, account_id: str) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
+    """One environment per process: the console renders many reports, each template compiled once."""
     # Not StrictUndefined as for customer messages: log records are open-ended (an old record
     # lacks a field added later), and a missing one shows empty.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
@@ -253,8 +259,11 @@ def environment() -> jinja2.Environment:
 
 
 def render_audit(config: Config, snapshot, audit: Audit, account_id: str, verdict: Verdict, issued: datetime,
-                 appendix_name: str, since: date | None = None, until: date | None = None) -> str:
-    """The report's HTML: the same for the screen and the PDF (nothing to click open)."""
+                 appendix_name: str, since: date | None = None, until: date | None = None,
+                 scope: Scope | None = None) -> str:
+    """The report's HTML: the same for the screen and the PDF (nothing to click open). `scope`:
+    what the verdict covers when the whole chain was not checked at the issue (the console's
+    `ChainCheck`); None: `verdict` is a whole check made for this report."""
     account = snapshot.account(account_id)
     invoices = sorted(snapshot.invoices(account_id), key=lambda i: i.due)
     mentioned = {i for l in audit.lines if l.attempt for i in l.attempt.get("invoices") or ()}
@@ -262,7 +271,8 @@ def render_audit(config: Config, snapshot, audit: Audit, account_id: str, verdic
         company=config.company, account=account, account_id=account_id, invoices=invoices,
         archived_invoices=sorted(mentioned - {i.id for i in invoices}), audit=audit, verdict=verdict,
         generated=issued.astimezone(config.tz).strftime("%d/%m/%Y %H:%M"), since=since, until=until,
-        appendix_name=appendix_name, messages=_messages(audit.lines),
+        appendix_name=appendix_name, messages=_messages(audit.lines), scope=scope,
+        whole_at=scope.whole_at.astimezone(config.tz).strftime("%d/%m/%Y %H:%M") if scope else None,
     )
 
 

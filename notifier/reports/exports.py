@@ -165,3 +165,29 @@ def _cells(values: list) -> str:
             text = text.ljust(width)
         out.append(text)
     return "  ".join(out).rstrip()
+
+
+def write_report_csv(lines, out: IO[str]) -> None:
+    """The month's report (`reports.monthly.Line`s), one row per stage and channel: what `notifier
+    report --format csv` prints and the console's Relatórios downloads."""
+    out.write(BOM)
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["Etapa", "Canal", "Tentativas", "Enviadas", "Falhas", "Bloqueadas", "Tarefas", "Outras",
+                     "Entregues", "Lidas", "Devolvidas", "Contas", "Pagaram na janela", "Recuperação (%)",
+                     "Valor recuperado (R$)"])
+    for l in lines:
+        writer.writerow([STAGE_LABELS.get(l.stage, l.stage), CHANNEL_LABELS.get(l.channel, l.channel), l.attempts,
+                         l.sent, l.failed, l.blocked, l.task, l.other, l.delivered, l.read, l.bounced,
+                         len(l.accounts), len(l.paid_accounts), br_decimal(l.rate * 100), br_decimal(l.recovered)])
+
+
+def write_forecast_csv(rows, out: IO[str]) -> None:
+    """The forecast (`reports.forecast.ForecastRow`s): what `notifier forecast --format csv` prints
+    and the console's Relatórios downloads. The attempts CSV's names for stages and channels:
+    finance puts the two side by side."""
+    out.write(BOM)
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["Data", "Etapa", "Canal", "Mensagens", "Custo (R$)"])
+    for r in rows:
+        writer.writerow([f"{r.date:%d/%m/%Y}", STAGE_LABELS.get(r.stage, r.stage),
+                         CHANNEL_LABELS.get(r.channel, r.channel), r.messages, br_decimal(r.cost)])

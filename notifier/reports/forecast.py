@@ -103,3 +103,10 @@ def totals(rows: Iterable[ForecastRow]) -> dict[str, tuple[int, Decimal]]:
 
 def _rank(config: Config, stage: str) -> int:
     return next(i for i, s in enumerate(config.ladder) if s.name == stage)
+
+
+def store_forecast(snapshot, config: Config, start: date, days: int) -> list[ForecastRow]:
+    """The forecast over what the store holds (open invoices, ledger, holds), with the configured
+    contact hours: what `notifier forecast` prints and the console's Relatórios shows."""
+    return forecast(start, days, snapshot.accounts(), snapshot.invoices(), snapshot.histories(), snapshot.ledger(),
+                    config, may_contact=contact_days(config), held=on_hold(snapshot.holds()))

@@ -23,6 +23,7 @@ import orjson
 from notifier.log.attempts import AttemptLog
 from notifier.config import STAGES
 from notifier.log.history import Attempt, Filters, attempts, local_time
+from notifier.state.store import archive_path_for
 
 WINDOW_DAYS = 3
 
@@ -141,6 +142,15 @@ def payments_from(snapshot, archive: Path, wanted: set[str]) -> dict[str, Paymen
                     paid = rec.get("paid")
                     found[rec["id"]] = Payment(Decimal(rec["amount"]), date.fromisoformat(paid) if paid else None)
     return found
+
+
+def month_report(log: AttemptLog, snapshot, config, month: str, window: int = WINDOW_DAYS) -> list[Line]:
+    """The report of `month` ("YYYY-MM") over the log and the store (its archive too): what
+    `notifier report` prints and the console's Relatórios shows."""
+    found = month_attempts(log, month, config.tz)
+    wanted = {i for a in found for i in a.sending.get("invoices") or ()}
+    paid = payments_from(snapshot, archive_path_for(config.state), wanted)
+    return build(found, paid.get, config.tz, window)
 
 
 def _notice_day(a: Attempt, tz) -> date:

@@ -27,12 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifier.config import Config
 from notifier.log.attempts import AttemptLog
+from notifier.log.verified import ChainCheck
 from notifier.run.render import Renderer
 from notifier.state.store import Store
 
 from . import api, auth
 from .users import UserStore, users_path
-from .views import customers, error_page, forbidden_page, login, panel, payments, registro, settings, tasks
+from .views import (audit, customers, error_page, forbidden_page, login, panel, payments, registro, reports, settings,
+                    tasks)
 
 HERE = Path(__file__).parent
 # No inline script or style anywhere: a customer's text that slipped through unescaped still
@@ -98,6 +100,7 @@ class Web:
         # keep_written: an action's page is drawn from what its write wrote, not a second parse
         self.store = ConsoleStore(config.state, retention_months=config.retention_months, log=self.log,
                                   keep_written=True)
+        self.chain = ChainCheck(self.log, self.now)  # the audit's chain check: whole once, then what was appended
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
 
@@ -115,9 +118,10 @@ class Web:
         """Do the one-time work of the first pages before anyone asks (`notifier web` calls it in
         a thread at start): the renderer (its templates compiled and checked: the Configuração
         page's list of problems, half a second), the console's own templates, the log index (one
-        read of the whole log), the search index of the accounts. A failure is left for the page
+        read of the whole log), the search index of the accounts, the whole chain's check. A failure is left for the page
         that needs it to report."""
         from notifier.log.index import index_for
+        from notifier.reports.audit import environment as audit_environment
         from notifier.staff.search import index_of
         from .views import ENV
         try:
@@ -126,6 +130,8 @@ class Web:
                 ENV.get_template(name)
             index_of(self.store.snapshot())
             index_for(self.config.attempt_log, self.config.tz).task_records()
+            self.chain.verdict()  # the whole chain, once: an audit report then checks what was appended
+            audit_environment().get_template("audit.html")
         except Exception:  # noqa: BLE001 - the page that needs it says what is wrong
             pass
         give_back_free_memory()
@@ -204,7 +210,7 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.get("/clientes")(customers.search)
     app.get("/clientes/{account_id}")(customers.show)
     app.get("/clientes/{account_id}/mensagens/{attempt_id}")(customers.message)
-    app.get("/clientes/{account_id}/auditoria")(customers.audit)
+    app.get("/clientes/{account_id}/auditoria")(audit.legacy)
     app.post("/clientes/{account_id}/escalar")(customers.escalate)
     app.post("/clientes/{account_id}/contato")(customers.contact)
     app.post("/clientes/{account_id}/pausar")(customers.hold)
@@ -222,6 +228,13 @@ def build(config: Config, day: date | None = None) -> FastAPI:
     app.get("/registro/{attempt_id}")(registro.record)
     app.get("/pagamentos")(payments.show)
     app.post("/pagamentos")(payments.submit)
+    app.get("/auditoria")(audit.show)
+    app.get("/auditoria/{account_id}.html")(audit.html)
+    app.get("/auditoria/{account_id}.pdf")(audit.pdf)
+    app.get("/auditoria/{account_id}.zip")(audit.appendix)
+    app.get("/relatorios")(reports.show)
+    app.get("/relatorios/mensal.csv")(reports.monthly_csv)
+    app.get("/relatorios/previsao.csv")(reports.forecast_csv)
     app.get("/configuracao")(settings.show)
     app.post("/configuracao/usuarios")(settings.add_user)
     app.post("/configuracao/usuarios/{name}/desativar")(settings.disable_user)

@@ -47,7 +47,8 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(texto=texto, data=data, brl=brl, hora=br_datetime,
-                       canal=lambda name: CHANNEL_NAMES.get(name, name))  # hora: a log time (UTC) | hora(tz)
+                       canal=lambda name: CHANNEL_NAMES.get(name, name),  # hora: a log time (UTC) | hora(tz)
+                       numero=lambda n: f"{n:,}".replace(",", "."))  # 1.234 messages
     return env
 
 

@@ -11,7 +11,7 @@ only its own request, never the event loop every other person's request goes thr
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -203,43 +203,3 @@ async def pay(account_id: str, request: Request, login: auth.Login = Depends(aut
         invoice, _ = record_payment(web.store, web.log, _now(request), invoice.id, _day(form, "pago_em"), login.actor)
         return f"Pagamento da fatura {invoice.id} registrado em {invoice.paid:%d/%m/%Y}."
     return await _act(request, login, account_id, work)
-
-
-def audit(account_id: str, request: Request, formato: str = "html",
-                login: auth.Login = Depends(auth.require("reports.audit"))):
-    """The audit report (notifier/reports/audit.py), as `notifier audit` writes it: HTML, PDF, or the
-    appendix ZIP of the exact messages the report names by their SHA-256."""
-    import tempfile
-    from pathlib import Path
-    from notifier.log.verify import verify
-    from notifier.reports.audit import appendix_zip, build, render_audit
-    from notifier.reports.pdf import PdfError, html_to_pdf
-    web = request.app.state.web
-    snap = web.store.snapshot()
-    if snap.account(account_id) is None:
-        return error_page(request, login, 404, "Não há cliente com este código.")
-    # As `notifier audit --date`: a console showing another day (--date) issues the report at that
-    # day's end, never later than now; nothing dated after the issue time is listed.
-    issued = _now(request)
-    if web.day is not None:
-        issued = min(datetime.now(web.config.tz), datetime.combine(web.day, time(23, 59, 59), web.config.tz))
-    found = build(web.config, web.log, snap, account_id, issued)
-    name = f"auditoria-{account_id}"
-    if formato == "zip":
-        return Response(appendix_zip(found, account_id), media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.anexo.zip"'})
-    # The whole chain against the head kept beside the log; of the messages, the account's own.
-    kept, size = web.log.settled()
-    verdict = verify(web.log.path, web.log.messages, kept, False, size=size)
-    html = render_audit(web.config, snap, found, account_id, verdict, issued, f"{name}.anexo.zip")
-    if formato != "pdf":
-        return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{name}.html"'})
-    with tempfile.TemporaryDirectory() as tmp:
-        printable = Path(tmp, "a.html")
-        printable.write_text(html, encoding="utf-8")
-        try:
-            html_to_pdf(printable, Path(tmp, "a.pdf"))
-        except PdfError as exc:
-            return _customer(request, login, account_id, status=503, erro=str(exc))
-        data = Path(tmp, "a.pdf").read_bytes()
-    return Response(data, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})

@@ -1,0 +1,174 @@
+"""Relatórios: the month's recovery report and the forecast, as tables, charts and CSV.
+
+The numbers are `notifier report`'s (reports/monthly.py `month_report`) and `notifier forecast`'s
+(reports/forecast.py `store_forecast`), and the CSV downloads are written by the same functions as
+their `--format csv` (reports/exports.py). What this module adds is the charts' geometry: plain
+numbers (percentages of the chart's width, pixels of its height) that the template draws as SVG,
+no script. Widths are percentages and the text is not scaled, so a chart stays readable on a
+390 px phone: bars shrink, labels do not.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from babel.dates import format_date
+from fastapi import Depends, Request
+from fastapi.responses import Response
+
+from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, write_forecast_csv, write_report_csv
+from notifier.reports.forecast import store_forecast
+from notifier.reports.monthly import WINDOW_DAYS, month_bounds, month_report, recovered
+
+from .. import auth
+from . import error_page, page
+
+FORECAST_DAYS = 30  # as `notifier forecast` by default
+# Every attempt is in exactly one of these (monthly.OUTCOMES and `other`): the segments of its bar.
+OUTCOMES = (("sent", "Enviadas"), ("failed", "Falhas"), ("blocked", "Bloqueadas"), ("task", "Tarefas da equipe"),
+            ("other", "Outras"))
+CHANNEL_ORDER = ("email", "whatsapp", "sms", "social", "staff")
+CHART_HEIGHT = 160  # px of the forecast's bars
+
+
+@dataclass
+class Segment:
+    kind: str  # a CSS class: the series' colour
+    label: str
+    value: int
+    x: float = 0.0  # % of the chart's width
+    width: float = 0.0
+
+
+@dataclass
+class Bar:
+    label: str
+    total: object
+    segments: list[Segment] = field(default_factory=list)
+    note: str = ""
+
+
+def _month(mes: str, today: date) -> str:
+    """`mes` (YYYY-MM) as given, today's month when empty; a 400 naming the field otherwise."""
+    if not mes.strip():
+        return f"{today:%Y-%m}"
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", mes.strip()):
+        raise ValueError(f"Campo “mes”: “{mes}” não é um mês; use aaaa-mm, por exemplo 2026-11.")
+    return mes.strip()
+
+
+def _label(line) -> str:
+    return f"{STAGE_LABELS.get(line.stage, line.stage)} · {CHANNEL_LABELS.get(line.channel, line.channel)}"
+
+
+def _outcome_bars(lines) -> list[Bar]:
+    """One bar per stage and channel: its attempts, cut by what became of them."""
+    top = max((l.attempts for l in lines), default=0) or 1
+    bars = []
+    for l in lines:
+        bar, x = Bar(_label(l), l.attempts), 0.0
+        for kind, label in OUTCOMES:
+            value = getattr(l, kind)
+            if value:
+                width = 100 * value / top
+                bar.segments.append(Segment(kind, label, value, round(x, 3), round(width, 3)))
+                x += width
+        bars.append(bar)
+    return bars
+
+
+def _recovery_bars(lines) -> list[Bar]:
+    """One bar per stage and channel: the amount paid within the window after its notices."""
+    top = max((l.recovered for l in lines), default=0) or 1
+    return [Bar(_label(l), l.recovered, [Segment("recuperado", "Valor recuperado", 0, 0, round(float(100 * l.recovered / top), 3))],
+                note=f"{_percent(l.rate)} das {len(l.accounts)} contas alcançadas") for l in lines]
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:.1f}%".replace(".", ",")
+
+
+@dataclass
+class Day:
+    day: date
+    counts: dict  # channel -> messages
+    cost: object
+    segments: list = field(default_factory=list)  # (channel, messages, y px, height px)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _forecast_days(rows, start: date) -> tuple[list[Day], list[str]]:
+    """The forecast per day and channel, every day of it (a day without messages too), with its
+    stacked bar's geometry; and the channels it uses, in a fixed order."""
+    used = {r.channel for r in rows}
+    channels = [c for c in CHANNEL_ORDER if c in used] + sorted(used - set(CHANNEL_ORDER))
+    days = [Day(start + timedelta(days=i), dict.fromkeys(channels, 0), 0) for i in range(FORECAST_DAYS)]
+    by_day = {d.day: d for d in days}
+    for r in rows:
+        d = by_day[r.date]
+        d.counts[r.channel] += r.messages
+        d.cost += r.cost
+    top = max((d.total for d in days), default=0) or 1
+    for d in days:
+        y = CHART_HEIGHT
+        for channel, n in d.counts.items():
+            if n:
+                height = (CHART_HEIGHT - 10) * n / top
+                y -= height
+                d.segments.append((channel, n, round(y, 2), round(height, 2)))
+    return days, channels
+
+
+def show(request: Request, mes: str = "", login: auth.Login = Depends(auth.require("reports.monthly"))):
+    web = request.app.state.web
+    today = web.now().date()
+    try:
+        month = _month(mes, today)
+    except ValueError as exc:
+        return error_page(request, login, 400, str(exc))
+    snap = web.store.snapshot()
+    lines = month_report(web.log, snap, web.config, month)
+    first, last = month_bounds(month)
+    shown = dict(mes=month, nome_mes=format_date(first, "MMMM 'de' yyyy", locale="pt_BR"), linhas=lines,
+                 janela=WINDOW_DAYS, recuperado=recovered(lines), tentativas=sum(l.attempts for l in lines),
+                 barras_tentativas=_outcome_bars(lines), barras_recuperado=_recovery_bars(lines),
+                 anterior=f"{first - timedelta(days=1):%Y-%m}", seguinte=f"{last + timedelta(days=1):%Y-%m}",
+                 nomes_mes=lambda m: format_date(date.fromisoformat(m + "-01"), "MMMM 'de' yyyy", locale="pt_BR"),
+                 percentual=_percent, resultados=OUTCOMES, altura=CHART_HEIGHT,
+                 rotulo_etapa=STAGE_LABELS, rotulo_canal=CHANNEL_LABELS)
+    if login.may("reports.forecast"):
+        days, channels = _forecast_days(store_forecast(snap, web.config, today, FORECAST_DAYS), today)
+        shown.update(previsao=days, canais=channels, previsao_total=sum(d.total for d in days),
+                     previsao_custo=sum((d.cost for d in days), start=0))
+    return page(request, login, "reports.html", **shown)
+
+
+def _csv(write, rows, filename: str) -> Response:
+    out = io.StringIO(newline="")
+    write(rows, out)
+    return Response(out.getvalue().encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def monthly_csv(request: Request, mes: str = "", login: auth.Login = Depends(auth.require("reports.monthly"))):
+    """`notifier report --month MES --format csv`."""
+    web = request.app.state.web
+    try:
+        month = _month(mes, web.now().date())
+    except ValueError as exc:
+        return error_page(request, login, 400, str(exc))
+    lines = month_report(web.log, web.store.snapshot(), web.config, month)
+    return _csv(write_report_csv, lines, f"recuperacao-{month}.csv")
+
+
+def forecast_csv(request: Request, login: auth.Login = Depends(auth.require("reports.forecast"))):
+    """`notifier forecast --format csv` from the console's today, 30 days."""
+    web = request.app.state.web
+    today = web.now().date()
+    rows = store_forecast(web.store.snapshot(), web.config, today, FORECAST_DAYS)
+    return _csv(write_forecast_csv, rows, f"previsao-{today:%Y-%m-%d}.csv")
