@@ -34,10 +34,12 @@ file back, coping with what a crash can leave there (a torn last line, a block a
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import re
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from itertools import compress, groupby, islice
@@ -52,12 +54,19 @@ from notifier.billing.calendar import add_months
 from notifier.config import Config
 from notifier.billing.models import Account, History, Hold, Invoice, LedgerEntry
 from notifier.billing.rules import is_late
+from notifier.state import journal
+from notifier.state.basefile import BaseFile, LazyTable, NotOurLayout, write_folded
 from notifier.state.flock import FileLock, Timeout
+from notifier.state.journal import (
+    FOLD_AT, JOURNAL_FROM, MARKER_KEY, MARKER_TABLE, MAX_CHANGES, JournalError, Marker, journal_path_for,
+)
 from notifier.state.fsync import fsync_dir as _fsync_dir
 from notifier.log.attempts import disagreement, read_tail
 
 if TYPE_CHECKING:
     from notifier.log.attempts import AttemptLog
+
+logger = logging.getLogger(__name__)
 
 # The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
 # read, see `Snapshot.last_import`) only matter to a transaction.
@@ -433,29 +442,56 @@ def _unappend(path: Path, size: int | None) -> None:
 # The store
 
 
+@dataclass
+class _View:
+    """What this process holds of the store: the base file it read (its stamp and marker), the
+    journal entries after it up to `seq`, where it read the journal to; and, for snapshots, the
+    models of it all with their per-account index (`Snapshot._select`), shared by the snapshots
+    of one version."""
+    stamp: tuple | None
+    marker: Marker
+    seq: int
+    entries: list = field(default_factory=list)  # (seq, changes) after the base's marker
+    journal: tuple | None = None
+    end: int = 0
+    models: dict | None = None
+    by_account: dict = field(default_factory=dict)
+
+
+class _Moved(Exception):
+    """The base file was replaced while a reader without the lock was reading it: read again."""
+
+
 class Store:
-    """The state file and its lock. Cheap to create; opens nothing until used.
+    """The state file, its journal and its lock. Cheap to create; opens nothing until used.
 
     `retention_months` is the archive window of `Snapshot.archive()` (the CLI passes
-    `config.retention_months`).
+    `config.retention_months`). `journal_from` and `fold_at` (bytes) say from which size of the
+    state a small transaction goes to the journal, and past which size of the journal the
+    writer folds it (notifier/state/journal.py); `fold=False` leaves folding to other processes
+    (the console: a fold would double its memory for a moment).
     """
 
     def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
-                 log: "AttemptLog | None" = None, keep_written: bool = False):
+                 log: "AttemptLog | None" = None, keep_written: bool = False, journal_from: int = JOURNAL_FROM,
+                 fold_at: int = FOLD_AT, fold: bool = True):
         self.path = Path(path)
         # The attempt log, whose head the state keeps (moved by every append: attempts.py): a
         # transaction writes nothing while the log does not end where that head says.
         self.log = log
         self.archive_path = archive_path_for(self.path)
+        self.journal_path = journal_path_for(self.path)
         self.retention_months = retention_months
+        self.journal_from, self.fold_at, self._folds = journal_from, fold_at, fold
         self._storage = AtomicJSONStorage(self.path)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        self._fold_lock = FileLock(str(self.path) + ".fold.lock", timeout=0)
         self._lock_timeout = lock_timeout
         self._local = threading.local()  # the lock is per thread too: threads exclude each other
-        # The last snapshot's file stamp, models, and their per-account index (`Snapshot._select`),
-        # which its read-only snapshots share: built once per version of the file, not per snapshot.
-        self._seen: tuple[tuple, dict, dict] | None = None
-        # The last transaction's snapshot and the stamp of the file it wrote: what the next
+        self._mutex = threading.Lock()  # the view is shared by the threads of a process (the console)
+        self._seen: _View | None = None
+        self._base: BaseFile | None = None  # see `_open_base`
+        # The last whole rewrite's snapshot and the stamp of the file it wrote: what the next
         # snapshot() reads is what it wrote (see `_keep`). Only when asked (the console): it keeps
         # the raw tables alive until the next snapshot, which a cycle or an import need not pay.
         self._keep_written = keep_written
@@ -468,62 +504,185 @@ class Store:
         self._written = None
 
     def snapshot(self) -> Snapshot:
-        """A read-only view of the file as it is now, every document already a model object; takes
+        """A read-only view of the store as it is now, every document already a model object; takes
         no lock. Its change methods raise: change the store through `transaction()`.
 
-        The file is parsed again only when it changed since this store's last snapshot: a cycle
-        asks three times (the log's head, what was reconciled, the plan), mostly of the same file.
-        Every write replaces the file (a new inode), so an unchanged (device, inode, size, mtime)
-        is unchanged content; it is taken before the read, so a write meanwhile only costs a
-        read more next time. The models are immutable and shared by the snapshots."""
+        The base file is parsed again only when it was rewritten whole since this store's last
+        snapshot (an import, an archive): a journal entry written since is applied to the models
+        kept (the tables it changed are copied, the others stay the same objects), and a fold
+        of what was seen changes nothing. Every write replaces the file (a new inode), so an
+        unchanged (device, inode, size, mtime) is unchanged content. The models are immutable and
+        shared by the snapshots."""
+        view = self._catch_up(models=True)
+        return Snapshot(self.path, self.retention_months, models=view.models, by_account=view.by_account)
+
+    def _catch_up(self, models: bool) -> _View:
+        """The view brought to the store as it is now (see `_View`). Without the lock a fold may
+        replace the base and cut the journal while they are read: then they are read again."""
+        for _ in range(5):
+            try:
+                with self._mutex:
+                    return self._catch_up_once(models)
+            except _Moved:
+                continue
+        raise StoreError(f"{self.path}: the state file kept changing while it was read; try again")
+
+    def _catch_up_once(self, models: bool) -> _View:
         stamp = _stamp(self.path)
-        seen = self._seen
-        if stamp is not None and seen is not None and seen[0] == stamp:
-            return Snapshot(self.path, self.retention_months, models=seen[1], by_account=seen[2])
+        view = self._seen
+        if stamp is None:  # no state file: an empty store (a journal without its base means nothing)
+            view = _View(None, Marker(), 0, models={name: {} for name in MODEL_TABLES + CYCLE_TABLES} if models else None)
+            self._seen = view if models else None
+            return view
+        if view is None or view.stamp != stamp or (models and view.models is None):
+            view = self._read_base(stamp, view, models)
+        try:
+            tail = journal.read_after(self.journal_path, view.seq, view.journal, view.end)
+        except JournalError as exc:
+            if _stamp(self.path) != stamp:
+                raise _Moved from None  # a fold cut the journal after we read the base
+            raise StoreError(str(exc)) from None
+        except OSError as exc:
+            raise StoreError(f"{self.journal_path}: cannot read the journal: {exc.strerror or exc}") from None
+        if tail.entries:
+            if view.models is not None:
+                view.models, view.by_account = self._applied(view, tail.entries)
+            view.entries = view.entries + tail.entries
+            view.seq = tail.entries[-1][0]
+        view.journal, view.end = tail.ident, tail.end
+        self._seen = view
+        return view
+
+    def _read_base(self, stamp: tuple, view: _View | None, models: bool) -> _View:
+        """The view of a base file not seen yet: nothing to read when it is a fold of what `view`
+        holds (same line of versions, no entry beyond ours), else the file read (its models when
+        `models`, or only its marker)."""
         written = self._written
-        if stamp is not None and written is not None and written[0] == stamp:
-            models, by_account = written[1].models_as_written()
-            self._seen, self._written = (stamp, models, by_account), None
-            return Snapshot(self.path, self.retention_months, models=models, by_account=by_account)
-        sink = _ModelTables(self.path)
-        _read(self.path, sink)
-        models = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES}
-        by_account: dict = {}
-        self._seen = (stamp, models, by_account) if stamp is not None else None
-        return Snapshot(self.path, self.retention_months, models=models, by_account=by_account)
+        if models and written is not None and written[0] == stamp:
+            snapshot = written[1]
+            tables, by_account = snapshot.models_as_written()
+            self._written = None
+            return _View(stamp, snapshot.marker, snapshot.marker.seq, models=tables, by_account=by_account)
+        if not models:
+            marker = _marker_of(self.path)
+            if marker is None:  # not our layout: the transaction reads it whole anyway
+                return _View(stamp, Marker(), 0)
+        else:
+            sink = _ModelTables(self.path)
+            _read(self.path, sink)
+            try:
+                marker = Marker.of(sink.tables.get(MARKER_TABLE, {}).get(MARKER_KEY))
+            except JournalError as exc:
+                raise StoreError(f"{self.path}: not a valid state file: {exc}") from None
+        if _stamp(self.path) != stamp:
+            raise _Moved
+        if view is not None and marker.id and marker.id == _line_of(view) and marker.seq <= view.seq \
+                and (view.models is not None or not models):
+            kept = [entry for entry in view.entries if entry[0] > marker.seq]
+            return _View(stamp, marker, view.seq, kept, view.journal, view.end, view.models, view.by_account)
+        tables = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES} if models else None
+        return _View(stamp, marker, marker.seq, models=tables)
+
+    def _applied(self, view: _View, entries: list) -> tuple[dict, dict]:
+        """The view's models with journal `entries` applied: each table they change copied and
+        changed, the others the same objects (a cache kept beside a table stays valid)."""
+        changed = journal.overlay_of(entries)
+        convert = _Converter(self.journal_path)
+        models = dict(view.models)
+        with gc_paused():
+            for name, docs in changed.items():
+                if name not in models and name not in MODEL_TABLES + CYCLE_TABLES:
+                    continue
+                table = dict(models.get(name, {}))
+                for key, doc in docs.items():
+                    if doc is None:
+                        table.pop(key, None)
+                    else:
+                        table[key] = convert.one(name, key, doc)
+                models[name] = table
+        by_account = {name: index for name, index in view.by_account.items() if name not in changed}
+        return models, by_account
 
     @contextmanager
     def transaction(self, accept_cut: bool = False) -> Iterator[Snapshot]:
-        """Lock, read, yield a snapshot to change, and write it once at the end.
+        """Lock, read, yield a snapshot to change, and write it at the end.
 
-        Nothing is written when the block raises or changes nothing. Not re-entrant: a nested
-        transaction would read the file before the outer one writes, and one of them would lose.
+        What it changes goes to the journal when the state is big and the change small (a staff
+        action, a batch of ledger rows), else the whole state is rewritten (an import, an
+        archive). Nothing is written when the block raises or changes nothing. Not re-entrant: a
+        nested transaction would read before the outer one writes, and one of them would lose.
         """
         if getattr(self._local, "in_transaction", False):
             raise RuntimeError("Store.transaction() is not re-entrant")
         self._acquire()
         self._local.in_transaction = True
+        base = None
+        fold = False
         try:
-            stamp = _stamp(self.path)  # under the lock: no writer replaces the file meanwhile
-            raw = self._storage.read() or {}
+            keep = self._keep_written and self._seen is not None  # not after `forget`
+            view = self._catch_up(models=self._seen is not None and self._seen.models is not None)
             if not accept_cut:
                 self.refuse_a_cut_log()
-            keep = self._keep_written and self._seen is not None  # not after `forget`
-            seen = self._seen
-            by_account = dict(seen[2]) if seen is not None and seen[0] == stamp else None  # of the same models
-            snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, stamp),
-                                by_account=by_account)
+            base = self._open_base(view)
+            if base is not None:
+                snapshot = self._lazy_snapshot(view, base)
+            else:
+                raw = self._storage.read() or {}
+                _apply(raw, journal.overlay_of(view.entries))
+                snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, view),
+                                    by_account=dict(view.by_account) if view.models is not None else None)
+            snapshot.marker = view.marker
             yield snapshot
             if snapshot.changed:
-                self._commit(snapshot)
-                self._keep(snapshot, keep)
+                fold = self._commit(snapshot, view, lazy=base is not None, keep=keep)
         finally:
+            if base is not None:
+                base.release()  # its pages leave this process's memory (the console's budget)
             self._local.in_transaction = False
             self._lock.release()
+        if fold:
+            self.fold()
+
+    def _open_base(self, view: _View) -> BaseFile | None:
+        """The base file mapped, for a transaction that reads documents where they lie; None when
+        the state is small (read whole, rewritten whole) or not in our layout. Kept from one
+        transaction to the next while the file is the same (finding its tables is a few
+        searches of the whole file); only used and replaced under the lock."""
+        if view.stamp is None or view.stamp[2] < self.journal_from:
+            return None
+        base = self._base
+        if base is not None and base.stamp == view.stamp:
+            return base
+        self._close_base()
+        try:
+            base = BaseFile(self.path)
+        except NotOurLayout:
+            return None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read the state file: {exc.strerror or exc}") from None
+        if base.stamp != view.stamp:  # cannot happen under the lock: a writer that ignored it
+            base.close()
+            raise StoreError(f"{self.path}: the state file changed under the store's lock")
+        self._base = base
+        return base
+
+    def _close_base(self) -> None:
+        if self._base is not None:
+            self._base.close()
+            self._base = None
+
+    def _lazy_snapshot(self, view: _View, base: BaseFile) -> Snapshot:
+        overlay = journal.overlay_of(view.entries)
+        names = dict.fromkeys([*base.tables, *overlay, *TABLES, *CYCLE_TABLES])
+        names.pop(MARKER_TABLE, None)
+        raw = {name: LazyTable(name, base, overlay.get(name, {})) for name in names}
+        models = {name: view.models[name] for name in MODEL_TABLES + CYCLE_TABLES} if view.models is not None else None
+        return Snapshot(self.path, self.retention_months, raw=raw, models=models,
+                        by_account=dict(view.by_account) if models is not None else None)
 
     def _keep(self, snapshot: Snapshot, keep: bool) -> None:
-        """After a commit, under the lock: the file now holds exactly `snapshot.raw`, so the next
-        `snapshot()` takes its models from it (the tables the transaction did not change are
+        """After a whole rewrite, under the lock: the file now holds exactly `snapshot.raw`, so the
+        next `snapshot()` takes its models from it (the tables the transaction did not change are
         the models it read; only the changed ones are converted, and only when asked) instead of
         parsing the whole file again. A console's action then draws its page without a second
         parse of the state. Only for a store made with `keep_written` (the console's), and not
@@ -533,12 +692,13 @@ class Store:
 
     @contextmanager
     def locked(self) -> Iterator[tuple | None]:
-        """Hold the store's lock without reading or writing; yields the file's stamp, which no
-        other writer can change meanwhile. The cycle writes its claims inside, after looking at
-        what changed: every transaction that returned before is seen (issue 18)."""
+        """Hold the store's lock without reading or writing; yields the stamp of the state file
+        and of its journal, which no other writer can change meanwhile. The cycle writes its
+        claims inside, after looking at what changed: every transaction that returned before is
+        seen (issue 18)."""
         self._acquire()
         try:
-            yield _stamp(self.path)
+            yield _stamp(self.path), _stamp(self.journal_path)
         finally:
             self._lock.release()
 
@@ -553,16 +713,15 @@ class Store:
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot take the lock {self._lock.lock_file}: {exc.strerror or exc}") from None
 
-    def _models_of(self, raw: dict, stamp: tuple | None) -> dict[str, dict[str, Any]]:
-        """The validated models of what a transaction read. When the file is the one the last
-        snapshot converted (a cycle plans, then claims), its models are reused and only the
+    def _models_of(self, raw: dict, view: _View) -> dict[str, dict[str, Any]]:
+        """The validated models of what a transaction read whole. When this process keeps the
+        models of the same state (a cycle plans, then claims), they are reused and only the
         tables a snapshot does not keep are checked: a cycle's transactions would otherwise
         convert the whole store again each time."""
-        seen = self._seen
-        if stamp is None or seen is None or seen[0] != stamp:
+        if view.models is None:
             return _validated(self.path, raw)
-        rest = {name: raw[name] for name in TABLES if name in raw and name not in seen[1]}
-        return {**seen[1], **_validated(self.path, rest)}
+        rest = {name: raw[name] for name in TABLES if name in raw and name not in view.models}
+        return {**view.models, **_validated(self.path, rest)}
 
     def accept_log_cut(self, by: str, when: str) -> dict | None:
         """Go on with the attempt log as it is now, after `refuse_a_cut_log` stopped every write
@@ -590,32 +749,193 @@ class Store:
         if self.log is not None:
             self.log.check_head()
 
-    def _commit(self, snapshot: Snapshot) -> None:
-        """New state file written, then archive lines appended, then the state replaced.
+    def _commit(self, snapshot: Snapshot, view: _View, lazy: bool, keep: bool) -> bool:
+        """Write what the transaction changed: a journal entry when it is small and the state big,
+        else the whole state (`_rewrite`). Returns whether the journal is now due for a fold."""
+        changes = [(name, key, doc) for name, table in snapshot.raw.items() if isinstance(table, LazyTable)
+                   for key, doc in table.changes.items()] if lazy else None
+        if changes is None or snapshot.archive_lines or len(changes) > MAX_CHANGES:
+            self._rewrite(snapshot, view)
+            self._keep(snapshot, keep)
+            return False
+        if not changes:
+            return False
+        seq = view.seq + 1
+        try:
+            end = journal.append(self.journal_path, journal.entry_line(seq, changes), _mode_of(self.path))
+        except OSError as exc:
+            raise StoreError(f"{self.journal_path}: cannot append to the journal: {exc.strerror or exc}") from None
+        except TypeError as exc:  # a value JSON cannot hold: nothing was written
+            raise StoreError(f"{self.journal_path}: cannot write the change: {exc}") from None
+        # This process's view takes the entry at once: the next snapshot reads nothing of it.
+        with self._mutex:
+            if self._seen is view and view.seq == seq - 1:
+                if view.models is not None:
+                    view.models, view.by_account = self._applied(view, [(seq, changes)])
+                view.entries = view.entries + [(seq, changes)]
+                view.seq, view.journal, view.end = seq, _ident(self.journal_path), end
+        return self._folds and end >= self.fold_at
+
+    def _rewrite(self, snapshot: Snapshot, view: _View) -> None:
+        """New state file written, then archive lines appended, then the state replaced, then the
+        journal (all in the new file) deleted.
 
         A crash after the append and before the rename leaves the archived records in both files;
         the next archive run appends them again. Archive readers therefore dedupe by (kind, id),
         and no record is ever lost: it leaves the state only once it is safely in the archive.
+        A crash after the rename and before the journal's deletion leaves entries the new file
+        holds already: its marker says up to which number, and they are skipped.
         """
+        tables = {name: table.whole() if isinstance(table, LazyTable) else table for name, table in snapshot.raw.items()
+                  if not (isinstance(table, LazyTable) and not table.stored and name not in TABLES and not table)}
+        tables.pop(MARKER_TABLE, None)
+        if view.seq or view.marker.id or self.journal_path.exists():
+            tables = {MARKER_TABLE: {MARKER_KEY: Marker(view.seq, journal.new_id()).doc()}, **tables}
+        snapshot.marker = Marker.of(tables.get(MARKER_TABLE, {}).get(MARKER_KEY))
         if not snapshot.archive_lines:
-            self._storage.replace(self._storage.write_new(snapshot.raw))
-            return
-        # The archive's lines are written and fsynced by a thread while this one writes the new
-        # state file: system calls that let go of the interpreter lock, where one after the other
-        # they were a sixth of a big first import. The state is replaced only once both are safe.
-        before = self.archive_path.stat().st_size if self.archive_path.exists() else None
-        appended = _in_thread(_append_lines, self.archive_path, snapshot.archive_lines)
+            self._storage.replace(self._storage.write_new(tables))
+        else:
+            # The archive's lines are written and fsynced by a thread while this one writes the new
+            # state file: system calls that let go of the interpreter lock, where one after the other
+            # they were a sixth of a big first import. The state is replaced only once both are safe.
+            before = self.archive_path.stat().st_size if self.archive_path.exists() else None
+            appended = _in_thread(_append_lines, self.archive_path, snapshot.archive_lines)
+            try:
+                tmp = self._storage.write_new(tables)
+            except BaseException:
+                if appended() is None:
+                    _unappend(self.archive_path, before)
+                raise
+            problem = appended()
+            if problem is not None:
+                _discard(tmp)
+                raise problem
+            self._storage.replace(tmp)
+        if self.journal_path.exists():
+            self.journal_path.unlink()
+            _fsync_dir(self.path.parent)
+        with self._mutex:
+            self._seen = None
+
+    def fold(self) -> bool:
+        """Fold the journal into a new base file, mostly outside the store's lock; returns whether
+        it did (not when another process is folding, or the base is not in our layout).
+
+        The new base (the old one's lines, changed documents in place, and a marker naming the
+        last entry it holds) is written beside the state while writers go on appending to the
+        journal; under the lock, only the rename and the journal cut down to the entries
+        appended meanwhile. A crash at any point leaves the old base and the whole journal, or
+        the new base and a journal whose first entries it holds (skipped by number)."""
         try:
-            tmp = self._storage.write_new(snapshot.raw)
-        except BaseException:
-            if appended() is None:
-                _unappend(self.archive_path, before)
-            raise
-        problem = appended()
-        if problem is not None:
+            self._fold_lock.acquire()
+        except (Timeout, OSError):
+            return False
+        tmp = self.path.with_name(self.path.name + ".fold")
+        try:
+            try:
+                base = BaseFile(self.path)
+            except (NotOurLayout, FileNotFoundError):
+                return False
+            with base:
+                marker = base.marker()
+                tail = journal.read_after(self.journal_path, marker.seq)
+                if not tail.entries:
+                    return False
+                # A base without a marker is named by its stamp, as its readers name it (`_line_of`).
+                folded = Marker(tail.entries[-1][0], marker.id or _stamp_id(base.stamp))
+                with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE), "wb") as out:
+                    write_folded(out, base, journal.overlay_of(tail.entries), folded)
+                    out.flush()
+                    os.fsync(out.fileno())
+                _keep_mode(self.path, tmp)
+            self._acquire()
+            try:
+                if _stamp(self.path) != base.stamp or _ident(self.journal_path) != tail.ident:
+                    return False  # rewritten whole meanwhile: nothing to fold any more
+                os.replace(tmp, self.path)
+                _fsync_dir(self.path.parent)
+                _fault("fold:renamed")
+                with open(self.journal_path, "rb") as f:
+                    f.seek(tail.end)
+                    rest = f.read()
+                cut = self.journal_path.with_name(self.journal_path.name + ".tmp")
+                with os.fdopen(os.open(cut, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE), "wb") as out:
+                    out.write(rest)
+                    out.flush()
+                    os.fsync(out.fileno())
+                _keep_mode(self.journal_path, cut)
+                os.replace(cut, self.journal_path)
+                _fsync_dir(self.path.parent)
+            finally:
+                self._lock.release()
+            return True
+        except (OSError, JournalError) as exc:
+            logger.warning("%s: the journal was not folded: %s", self.path, exc)
+            return False
+        finally:
             _discard(tmp)
-            raise problem
-        self._storage.replace(tmp)
+            self._fold_lock.release()
+
+
+def _apply(raw: dict, overlay: dict) -> None:
+    """The journal's documents (`overlay`) over tables read whole."""
+    for name, docs in overlay.items():
+        table = raw.setdefault(name, {})
+        for key, doc in docs.items():
+            if doc is None:
+                table.pop(key, None)
+            else:
+                table[key] = doc
+
+
+def _marker_of(path: Path) -> Marker | None:
+    """The marker of a base in our layout, read from its first lines; None for another layout."""
+    try:
+        base = BaseFile(path)
+    except NotOurLayout:
+        return None
+    except FileNotFoundError:
+        return Marker()
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
+    with base:
+        try:
+            return base.marker()
+        except (NotOurLayout, JournalError) as exc:
+            raise StoreError(f"{path}: not a valid state file: the journal marker: {exc}") from None
+
+
+def _stamp_id(stamp: tuple) -> str:
+    return "file:" + ":".join(map(str, stamp))
+
+
+def _line_of(view: _View) -> str:
+    """The id of the line of versions a view's base belongs to: its marker's, or for a base that
+    has none yet (never folded), its stamp's, the id its first fold gives the new base."""
+    return view.marker.id or (_stamp_id(view.stamp) if view.stamp else "")
+
+
+def _ident(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _mode_of(path: Path) -> int:
+    """The journal's mode: the state's (an operator's chmod 600 holds for both)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return PRIVATE
+
+
+def _fault(point: str) -> None:
+    """A crash on purpose, for the tests that kill a real process at a chosen point of a fold:
+    `NOTIFIER_STORE_FAULT=fold:renamed` ends the process there as a SIGKILL would."""
+    if os.environ.get("NOTIFIER_STORE_FAULT") == point:
+        os._exit(137)
 
 
 class Snapshot:
@@ -629,6 +949,7 @@ class Snapshot:
     def __init__(self, path: Path, retention_months: int = 3, raw: dict | None = None, models: dict | None = None,
                  by_account: dict | None = None):
         self.changed = False
+        self.marker = Marker()  # of the base file read (see notifier/state/journal.py)
         # Archive records waiting for the commit, already as JSON Lines: a million archived invoices
         # take 300 MB this way, three times less than as dicts.
         self.archive_lines = bytearray()
@@ -1077,7 +1398,7 @@ class _ModelTables:
         self.tables = {}
 
     def wants(self, name: str) -> bool:
-        return name in MODEL_TABLES + CYCLE_TABLES
+        return name in MODEL_TABLES + CYCLE_TABLES or name == MARKER_TABLE
 
     def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
         blob = _chunk_object(lines, last)
@@ -1377,6 +1698,7 @@ _FROM_DOC: dict[str, Callable[[str, dict, _Dates, _Amounts], Any]] = {
     "history": _history,
     "holds": _hold,
     "meta": lambda key, doc, dates, amounts: doc,
+    MARKER_TABLE: lambda key, doc, dates, amounts: doc,
     "archived": _archived,
     "imports": _import,
 }
