@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Iterator
 
 import orjson
 
-from notifier.state.journal import MARKER_KEY, MARKER_TABLE, Marker
+from notifier.state.journal import MARKER_KEY, MARKER_TABLE, Marker, head_marker
 
 # Point lookups in one table before it is parsed whole: past this, a search of the table's bytes
 # per document would cost more than one parse.
@@ -48,7 +48,8 @@ class BaseFile:
         self.path = path
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            self.stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            # As the store's `_stamp` tells versions apart: the marker at the head included.
+            self.stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, head_marker(f.read(256)))
             if st.st_size < 4:
                 raise NotOurLayout
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

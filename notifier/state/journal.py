@@ -76,6 +76,22 @@ class Marker(NamedTuple):
         return {"seq": self.seq, "id": self.id}
 
 
+_HEAD = b'{\n"' + MARKER_TABLE.encode() + b'":{\n"' + MARKER_KEY.encode() + b'":'
+
+
+def head_marker(head: bytes) -> tuple[int, str] | None:
+    """(seq, id) of the marker at the start of a base in our layout (the store writes it first),
+    from the file's first bytes; None when it has none there."""
+    if not head.startswith(_HEAD):
+        return None
+    line = head[len(_HEAD):head.find(b"\n", len(_HEAD))]
+    try:
+        marker = Marker.of(orjson.loads(line))
+    except (orjson.JSONDecodeError, JournalError):
+        return None
+    return marker.seq, marker.id
+
+
 def new_id() -> str:
     return os.urandom(8).hex()
 

@@ -58,7 +58,7 @@ from notifier.state import journal
 from notifier.state.basefile import BaseFile, LazyTable, NotOurLayout, write_folded
 from notifier.state.flock import FileLock, Timeout
 from notifier.state.journal import (
-    FOLD_AT, JOURNAL_FROM, MARKER_KEY, MARKER_TABLE, MAX_CHANGES, JournalError, Marker, journal_path_for,
+    FOLD_AT, JOURNAL_FROM, MARKER_KEY, MARKER_TABLE, MAX_CHANGES, JournalError, Marker, head_marker, journal_path_for,
 )
 from notifier.state.fsync import fsync_dir as _fsync_dir
 from notifier.log.attempts import disagreement, read_tail
@@ -366,12 +366,17 @@ def gc_paused() -> Iterator[None]:
 
 
 def _stamp(path: Path) -> tuple | None:
-    """What tells one version of the state file from another (see `Store.snapshot`)."""
+    """What tells one version of the state file from another (see `Store.snapshot`): its
+    (device, inode, size, modification time) and the journal marker its first lines hold. The
+    marker matters: a fold or a rewrite a few milliseconds after the last can get the inode just
+    freed, the same size and the same clock tick; it cannot get the same marker."""
     try:
-        st = os.stat(path)
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            head = f.read(256)
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, head_marker(head)
 
 
 def _keep_mode(old: Path, new: Path) -> None:
@@ -474,7 +479,7 @@ class Store:
 
     def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
                  log: "AttemptLog | None" = None, keep_written: bool = False, journal_from: int = JOURNAL_FROM,
-                 fold_at: int = FOLD_AT, fold: bool = True):
+                 fold_at: int = FOLD_AT, fold: bool = True, max_changes: int = MAX_CHANGES):
         self.path = Path(path)
         # The attempt log, whose head the state keeps (moved by every append: attempts.py): a
         # transaction writes nothing while the log does not end where that head says.
@@ -482,7 +487,7 @@ class Store:
         self.archive_path = archive_path_for(self.path)
         self.journal_path = journal_path_for(self.path)
         self.retention_months = retention_months
-        self.journal_from, self.fold_at, self._folds = journal_from, fold_at, fold
+        self.journal_from, self.fold_at, self._folds, self.max_changes = journal_from, fold_at, fold, max_changes
         self._storage = AtomicJSONStorage(self.path)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
         self._fold_lock = FileLock(str(self.path) + ".fold.lock", timeout=0)
@@ -579,7 +584,9 @@ class Store:
         if view is not None and marker.id and marker.id == _line_of(view) and marker.seq <= view.seq \
                 and (view.models is not None or not models):
             kept = [entry for entry in view.entries if entry[0] > marker.seq]
-            return _View(stamp, marker, view.seq, kept, view.journal, view.end, view.models, view.by_account)
+            # The journal was cut down (or deleted) with the base's change: read again from its
+            # start, where the entries we hold are skipped by number.
+            return _View(stamp, marker, view.seq, kept, None, 0, view.models, view.by_account)
         tables = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES} if models else None
         return _View(stamp, marker, marker.seq, models=tables)
 
@@ -698,7 +705,7 @@ class Store:
         seen (issue 18)."""
         self._acquire()
         try:
-            yield _stamp(self.path), _stamp(self.journal_path)
+            yield _stamp(self.path), _ident(self.journal_path), _size(self.journal_path)
         finally:
             self._lock.release()
 
@@ -754,8 +761,8 @@ class Store:
         else the whole state (`_rewrite`). Returns whether the journal is now due for a fold."""
         changes = [(name, key, doc) for name, table in snapshot.raw.items() if isinstance(table, LazyTable)
                    for key, doc in table.changes.items()] if lazy else None
-        if changes is None or snapshot.archive_lines or len(changes) > MAX_CHANGES:
-            self._rewrite(snapshot, view)
+        if changes is None or snapshot.archive_lines or len(changes) > self.max_changes:
+            self._rewrite(snapshot, view, checked=not lazy)
             self._keep(snapshot, keep)
             return False
         if not changes:
@@ -776,7 +783,7 @@ class Store:
                 view.seq, view.journal, view.end = seq, _ident(self.journal_path), end
         return self._folds and end >= self.fold_at
 
-    def _rewrite(self, snapshot: Snapshot, view: _View) -> None:
+    def _rewrite(self, snapshot: Snapshot, view: _View, checked: bool) -> None:
         """New state file written, then archive lines appended, then the state replaced, then the
         journal (all in the new file) deleted.
 
@@ -785,6 +792,9 @@ class Store:
         and no record is ever lost: it leaves the state only once it is safely in the archive.
         A crash after the rename and before the journal's deletion leaves entries the new file
         holds already: its marker says up to which number, and they are skipped.
+        A transaction that read documents where they lie (`checked` False) checked only those:
+        the whole state is checked before it is written whole, as a transaction that read it
+        whole checked it first (a damaged document is refused, never rewritten).
         """
         tables = {name: table.whole() if isinstance(table, LazyTable) else table for name, table in snapshot.raw.items()
                   if not (isinstance(table, LazyTable) and not table.stored and name not in TABLES and not table)}
@@ -792,6 +802,8 @@ class Store:
         if view.seq or view.marker.id or self.journal_path.exists():
             tables = {MARKER_TABLE: {MARKER_KEY: Marker(view.seq, journal.new_id()).doc()}, **tables}
         snapshot.marker = Marker.of(tables.get(MARKER_TABLE, {}).get(MARKER_KEY))
+        if not checked:
+            _validated(self.path, tables)
         if not snapshot.archive_lines:
             self._storage.replace(self._storage.write_new(tables))
         else:
@@ -811,6 +823,7 @@ class Store:
                 _discard(tmp)
                 raise problem
             self._storage.replace(tmp)
+        _fault("rewrite:replaced")
         if self.journal_path.exists():
             self.journal_path.unlink()
             _fsync_dir(self.path.parent)
@@ -906,13 +919,20 @@ def _marker_of(path: Path) -> Marker | None:
 
 
 def _stamp_id(stamp: tuple) -> str:
-    return "file:" + ":".join(map(str, stamp))
+    return "file:" + ":".join(map(str, stamp[:4]))
 
 
 def _line_of(view: _View) -> str:
     """The id of the line of versions a view's base belongs to: its marker's, or for a base that
     has none yet (never folded), its stamp's, the id its first fold gives the new base."""
     return view.marker.id or (_stamp_id(view.stamp) if view.stamp else "")
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def _ident(path: Path) -> tuple[int, int] | None:
@@ -933,7 +953,9 @@ def _mode_of(path: Path) -> int:
 
 def _fault(point: str) -> None:
     """A crash on purpose, for the tests that kill a real process at a chosen point of a fold:
-    `NOTIFIER_STORE_FAULT=fold:renamed` ends the process there as a SIGKILL would."""
+    `NOTIFIER_STORE_FAULT=fold:renamed` (the new base in place, the journal not cut yet) or
+    `rewrite:replaced` (a whole rewrite in place, the journal not deleted yet) ends the process
+    there as a SIGKILL would."""
     if os.environ.get("NOTIFIER_STORE_FAULT") == point:
         os._exit(137)
 

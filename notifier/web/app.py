@@ -49,7 +49,7 @@ class Web:
         self.log = AttemptLog(config.attempt_log)
         # keep_written: an action's page is drawn from what its write wrote, not a second parse
         self.store = Store(config.state, retention_months=config.retention_months, log=self.log, keep_written=True,
-                           fold=False)  # a fold would double its memory for a moment: the daemon folds
+                           journal_from=config.journal_from, fold=False)  # a fold would double its memory for a moment: the daemon folds
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
 
