@@ -9,7 +9,6 @@ a state of more than a megabyte is by default.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess

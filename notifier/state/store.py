@@ -9,15 +9,21 @@ the store does not go through TinyDB's `Table` API: every `Table` write re-reads
 rebuilds the whole id map, so importing 50,000 accounts one upsert at a time would be quadratic.
 A transaction reads the tables once, changes plain dicts, and writes once.
 
-Safety, as the issue asks:
-- `AtomicJSONStorage` writes a new file beside the state, fsyncs it, renames it over the old one and
-  fsyncs the directory: a crash leaves the old or the new file, never a torn one. (TinyDB's own
-  `JSONStorage` rewrites the file in place and can leave it truncated.)
-- A state file that cannot be read or is not a TinyDB store stops the command with `StoreError` and
-  is never written over: only a transaction that read the whole file successfully writes it.
-- `Store.transaction()` holds an inter-process lock (`state.json.lock`) from its read to its write,
-  so the daemon and a staff command never lose each other's writes. Readers take no lock: the
-  rename gives them the old file or the new one.
+The store's ideas, one module each:
+- `storefile`: the file's format and `AtomicJSONStorage` (new file, fsync, rename, fsync the
+  directory: a crash leaves the old or the new file, never a torn one). A state file that cannot be
+  read or is not a TinyDB store stops the command with `StoreError` and is never written over.
+- `journal`: small changes appended beside a big state instead of a rewrite (`state.json.journal`),
+  and what a crash leaves there; `basefile`: the state file read in place (one document found by
+  its id) and folded with the journal into a new one.
+- `archivefile`: the append-only archive of old paid invoices.
+- here: `Store` (the lock, what this process has seen of the file and the journal, transactions and
+  what they write) and `Snapshot` (the tables as models or raw documents, and their changes).
+
+`Store.transaction()` holds an inter-process lock (`state.json.lock`) from its read to its write,
+so the daemon and a staff command never lose each other's writes. Readers take no lock: the
+rename gives them the old file or the new one, and a journal line is read only once complete.
+The log's head is checked before every write (`refuse_a_cut_log`).
 
 Scale: `plan` reads 50,000 accounts with their invoices and ledger. The file is written one document
 per line (still plain JSON), so a read-only snapshot parses it a few thousand documents at a time and
@@ -25,7 +31,7 @@ keeps only the model objects, never the whole file or every raw dict at once (se
 
 Archive: paid invoices older than the retention window, and the ledger of paid invoices, leave the
 state for an append-only JSON Lines file beside it (`state.archive.jsonl`), so the state grows with
-the number of accounts, not with the years. See `Snapshot.archive()` and `Store._commit()`.
+the number of accounts, not with the years. See `Snapshot.archive()` and `Store._rewrite()`.
 Archiving is idempotent: the `archived` table (per account, the ids of its archived invoices) is
 written in the same atomic replace as the histories, so an invoice that an import brings again is
 recognised, never archived twice and its lateness never counted twice. `read_archive()` reads the
@@ -33,7 +39,6 @@ file back, coping with what a crash can leave there (a torn last line, a block a
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import re
@@ -42,19 +47,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from itertools import compress, groupby, islice
+from itertools import compress, groupby
 from operator import attrgetter, not_
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import orjson
-from tinydb.storages import Storage
 
 from notifier.billing.calendar import add_months
 from notifier.config import Config
 from notifier.billing.models import Account, History, Hold, Invoice, LedgerEntry
 from notifier.billing.rules import is_late
 from notifier.state import journal
+from notifier.state.archivefile import (  # noqa: F401 (archive_path_for, read_archive: public names of the store)
+    _append_lines, _in_thread, _unappend, archive_path_for, read_archive,
+)
+from notifier.state.storefile import (  # noqa: F401 (public names of the store, kept importable from here)
+    CHUNK, PRIVATE, AtomicJSONStorage, StoreError, _chunk_object, _discard, _keep_mode, _parse_object, _RawTables,
+    _read, gc_paused,
+)
 from notifier.state.basefile import BaseFile, LazyTable, NotOurLayout, write_folded
 from notifier.state.flock import FileLock, Timeout
 from notifier.state.journal import (
@@ -75,18 +86,10 @@ TABLES = MODEL_TABLES + ("archived", "imports")
 # The daily cycle's tables (staff holds; `meta`: heartbeat, last cycle, the log's head...): written
 # only once used, so a store that never ran a cycle keeps the tables above.
 CYCLE_TABLES = ("holds", "meta")
-# Mode of a new state or archive file, as of the attempt log and its messages: customers' personal
-# data (LGPD), readable by the notifier's user and its group (finance's exports), nobody else.
-PRIVATE = 0o640
 LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
-CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
 # A snapshot's chunk of at least this many documents is decoded by msgspec (notifier/state/storedocs.py):
 # below it, importing msgspec (5 ms) would cost more than it saves.
 TYPED_MIN = 1000
-
-
-class StoreError(Exception):
-    """A problem with the state file that a person must fix; the message names the file."""
 
 
 class AlreadyPaid(StoreError):
@@ -106,12 +109,6 @@ def _iso_day(text) -> bool:
         return False
 
 
-def archive_path_for(state: Path) -> Path:
-    """`state.json` -> `state.archive.jsonl`, in the same directory."""
-    stem = state.name[: -len(".json")] if state.name.endswith(".json") else state.name
-    return state.with_name(stem + ".archive.jsonl")
-
-
 def retention_cutoff(today: date, retention_months: int) -> date:
     """The first payment date the state still keeps on `today`: an invoice paid before it belongs
     in the archive. Import and `archive()` both decide with this and `past_retention`, so they can
@@ -125,32 +122,6 @@ def past_retention(paid, cutoff) -> bool:
     return paid is not None and paid < cutoff
 
 
-def read_archive(path: Path) -> Iterator[dict]:
-    """The archive's records, each (kind, id) once, in the order first written.
-
-    A crash can leave two things in this append-only file, and neither loses data: a torn line
-    (the process died mid-append, before the state was replaced, so the same records are appended
-    again by the next run) and a block written twice (died after the append and before the
-    replace). Torn lines are skipped and repeated records dropped.
-    """
-    seen: set[tuple[str, str]] = set()
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with f:
-        for line in f:
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # torn by a crash: its complete copy comes later
-            key = (record.get("kind"), record.get("id")) if isinstance(record, dict) else None
-            if key is None or key in seen:
-                continue
-            seen.add(key)
-            yield record
-
-
 def ledger_key(entry: LedgerEntry) -> str:
     """The ledger document id: invoice, notice date, channel and recipient, joined by "|".
 
@@ -160,209 +131,6 @@ def ledger_key(entry: LedgerEntry) -> str:
         part.replace("%", "%25").replace("|", "%7C")
         for part in (entry.invoice, entry.notice_date.isoformat(), entry.channel, entry.recipient)
     )
-
-
-# Reading and writing the file
-
-
-class AtomicJSONStorage(Storage):
-    """A TinyDB storage that never leaves a torn file: write a new file, fsync, rename, fsync dir.
-
-    It does no locking of its own (the temporary file has one fixed name, `state.json.tmp`, so a
-    crashed write leaves one stale file, not one per attempt): `Store` holds the lock around it.
-    """
-
-    def __init__(self, path: str | os.PathLike, **_ignored: Any) -> None:
-        super().__init__()
-        self.path = Path(path)
-
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        """The raw tables, or None when the file does not exist (an empty store, created on first
-        write). StoreError when the file is unreadable or not a TinyDB store."""
-        sink = _RawTables(self.path)
-        return sink.tables if _read(self.path, sink) else None
-
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.replace(self.write_new(data))
-
-    def write_new(self, data: dict[str, dict[str, Any]]) -> Path:
-        """Write `data` to the temporary file beside the state and fsync it; the state is untouched.
-
-        On any failure (a value JSON cannot hold, a full disk) the temporary file is removed.
-        """
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE), "wb") as f:
-                _write(f, data)
-                f.flush()
-                os.fsync(f.fileno())
-            _keep_mode(self.path, tmp)
-        except BaseException as exc:
-            _discard(tmp)
-            if isinstance(exc, OSError):
-                raise StoreError(f"{self.path}: cannot write the state file: {exc.strerror or exc}") from None
-            raise
-        return tmp
-
-    def replace(self, tmp: Path) -> None:
-        try:
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            _discard(tmp)
-            raise StoreError(f"{self.path}: cannot replace the state file: {exc.strerror or exc}") from None
-        _fsync_dir(self.path.parent)
-
-
-def _discard(tmp: Path) -> None:
-    """Remove a temporary state file that will not replace the state; what is in the way (a
-    folder of that name) only stays, and the error being reported is the one that counts."""
-    try:
-        tmp.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _write(f: BinaryIO, tables: dict[str, dict[str, Any]]) -> None:
-    """The layout `_read` expects: `{`, then per table a `"name":{` line, one `"id":{...}` line per
-    document, a `}` line (`},` between tables), and a closing `}`. Plain JSON all the same."""
-    f.write(b"{\n")
-    names = list(tables)
-    dumps = orjson.dumps
-    for i, name in enumerate(names):
-        f.write(dumps(name) + b":{\n")
-        keys, docs = iter(tables[name]), iter(tables[name].values())
-        separator = b""
-        # Each line `"id":{...}` from the key and the document dumped apart, joined in C: a third
-        # less than one dict per document made to be dumped.
-        while batch := list(islice(keys, CHUNK)):
-            f.write(separator + b",\n".join(map(b"%b:%b".__mod__, zip(map(dumps, batch), map(dumps, islice(docs, len(batch)))))))
-            separator = b",\n"
-        if separator:
-            f.write(b"\n")
-        f.write(b"},\n" if i + 1 < len(names) else b"}\n")
-    f.write(b"}\n")
-
-
-class _NotOurLayout(Exception):
-    """The file is not laid out as `_write` lays it out (hand-edited, written by TinyDB...)."""
-
-
-def _read(path: Path, sink) -> bool:
-    """Feed the tables of the file to `sink`, a few thousand documents at a time; False if missing.
-
-    Files in `_write`'s layout are parsed chunk by chunk; any other file is parsed whole, which also
-    gives the verdict on a file that is not valid JSON. The sink is reset before the second try, so
-    nothing of the first reaches the caller. The garbage collector is paused meanwhile: the parse
-    creates hundreds of thousands of acyclic objects, and collections would double its time.
-    """
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
-    with f, gc_paused():
-        try:
-            try:
-                _read_our_layout(f, sink)
-                return True
-            except _NotOurLayout:
-                sink.reset()
-            f.seek(0)
-            blob = f.read()
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
-        if not blob.strip():
-            raise StoreError(f"{path}: not a valid state file: the file is empty (delete it to start a new store)")
-        try:
-            data = orjson.loads(blob)
-        except orjson.JSONDecodeError as exc:
-            # orjson >= 3.13 refuses JSON nested deeper than 1,024 levels, which no state of ours is.
-            what = "nested too deep" if str(exc).startswith("depth limit") else "not JSON"
-            raise StoreError(f"{path}: not a valid state file: {what} ({exc})") from None
-        del blob
-        if not isinstance(data, dict):
-            raise StoreError(f"{path}: not a valid state file: the top level must be an object of tables")
-        for name, docs in data.items():
-            if not isinstance(docs, dict):
-                raise StoreError(f"{path}: not a valid state file: table {name!r} is not an object of documents")
-            sink.add(name, docs)
-        return True
-
-
-def _read_our_layout(f: BinaryIO, sink) -> None:
-    if f.readline() != b"{\n":
-        raise _NotOurLayout
-    line = f.readline()
-    seen: set[str] = set()
-    while line != b"}\n":
-        if not (line.startswith(b'"') and line.endswith(b":{\n")):
-            raise _NotOurLayout
-        try:
-            name = orjson.loads(line[:-3])
-        except orjson.JSONDecodeError:
-            raise _NotOurLayout from None
-        if not isinstance(name, str) or name in seen:
-            raise _NotOurLayout
-        seen.add(name)
-        wanted = sink.wants(name)
-        sink.add(name, {})
-        chunk: list[bytes] = []
-        for line in f:
-            if line[0] != 34:  # not a document line, which starts with '"'
-                break
-            if len(chunk) == CHUNK:
-                if wanted:  # a table the sink does not keep is only checked for its layout
-                    sink.add_chunk(name, chunk, last=False)
-                chunk = []
-            chunk.append(line)
-        else:
-            raise _NotOurLayout  # the file ends inside a table
-        if chunk and wanted:
-            sink.add_chunk(name, chunk, last=True)
-        if line == b"},\n":  # another table follows
-            line = f.readline()
-            if line == b"}\n":
-                raise _NotOurLayout
-        elif line == b"}\n":  # the last table: the closing brace follows
-            line = f.readline()
-            if line != b"}\n":
-                raise _NotOurLayout
-        else:
-            raise _NotOurLayout
-    if f.read().strip():
-        raise _NotOurLayout
-
-
-def _chunk_object(lines: list[bytes], last: bool) -> bytes:
-    """A chunk's document lines as one JSON object. Lines end with ",\n" except the table's last
-    one: checked here, so that a file the full parse would reject is never accepted chunk by chunk."""
-    body = b"".join(lines)
-    if body.endswith(b",\n") == last:
-        raise _NotOurLayout
-    return b"{" + (body if last else body[:-2]) + b"}"
-
-
-def _parse_object(blob: bytes) -> dict:
-    try:
-        return orjson.loads(blob)
-    except orjson.JSONDecodeError:
-        raise _NotOurLayout from None
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside (restored after). A big import or read creates
-    millions of objects and no reference cycles; each full collection would walk them all again
-    for nothing (on a first import of 50,000 accounts, once the parse had left the collector on,
-    the store's steps paid for collections of the whole new heap). Nested uses keep it off."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _stamp(path: Path) -> tuple | None:
@@ -377,71 +145,6 @@ def _stamp(path: Path) -> tuple | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, head_marker(head)
-
-
-def _keep_mode(old: Path, new: Path) -> None:
-    # The state holds customers' personal data: a new one is PRIVATE, and an operator's chmod 600
-    # must survive our rewrite.
-    try:
-        os.chmod(new, os.stat(old).st_mode & 0o7777)
-    except FileNotFoundError:
-        pass
-
-
-
-def _append_lines(path: Path, blob: bytes | bytearray) -> None:
-    """Append `blob` to the archive and fsync it; on failure, cut back what it wrote."""
-    existed = path.exists()
-    size = None
-    try:
-        with os.fdopen(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE), "a+b") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    # A crash mid-append left a torn last line: keep it on its own line, so that
-                    # readers skip just that one instead of losing the first new record with it.
-                    f.write(b"\n")
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        if size is not None:
-            _unappend(path, size)  # not even a torn tail of what could not be written
-        raise StoreError(f"{path}: cannot append to the archive: {exc.strerror or exc}") from None
-    if not existed:
-        _fsync_dir(path.parent)
-
-
-def _in_thread(work: Callable[..., None], *args) -> Callable[[], BaseException | None]:
-    """Start `work(*args)` in a thread; returns the function that waits for it and gives its
-    exception, or None."""
-    problems: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work(*args)
-        except BaseException as exc:
-            problems.append(exc)
-    thread = threading.Thread(target=run, name=getattr(work, "__name__", "work"))
-    thread.start()
-
-    def wait() -> BaseException | None:
-        thread.join()
-        return problems[0] if problems else None
-    return wait
-
-
-def _unappend(path: Path, size: int | None) -> None:
-    """Cut the archive back to `size` bytes (None: it did not exist), so that a commit that failed
-    leaves it as it was. (Only the store lock's holder appends: nobody else wrote after us.)"""
-    try:
-        if size is None:
-            path.unlink(missing_ok=True)
-        else:
-            os.truncate(path, size)
-    except OSError:
-        pass  # what stays is what a crash would leave: records also in the state, deduped on reading
 
 
 # The store
@@ -634,7 +337,8 @@ class Store:
             if base is not None:
                 snapshot = self._lazy_snapshot(view, base)
             else:
-                raw = self._storage.read() or {}
+                sink = _RawTables(self.path)
+                raw = sink.tables if _read(self.path, sink) else {}
                 _apply(raw, journal.overlay_of(view.entries))
                 snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, view),
                                     by_account=dict(view.by_account) if view.models is not None else None)
@@ -1382,30 +1086,6 @@ class Snapshot:
         else:
             for key, doc in self._raw[table].items():
                 index.setdefault(doc.get("account"), []).append(key)
-
-
-class _RawTables:
-    """Sink of `_read` for a transaction: the tables as stored, each document checked to be an
-    object (anything else is not a TinyDB store)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self.tables: dict[str, dict[str, Any]] = {}
-
-    def reset(self) -> None:
-        self.tables = {}
-
-    def wants(self, name: str) -> bool:
-        return True
-
-    def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
-        self.add(name, _parse_object(_chunk_object(lines, last)))
-
-    def add(self, name: str, docs: dict) -> None:
-        for key, doc in docs.items():
-            if type(doc) is not dict:
-                raise StoreError(f"{self._path}: not a valid state file: table {name!r}: document {key!r} is not an object")
-        self.tables.setdefault(name, {}).update(docs)
 
 
 class _ModelTables:
