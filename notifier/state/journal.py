@@ -42,7 +42,7 @@ JOURNAL_FROM = 1 << 20
 MAX_CHANGES = 20_000
 # Past this size the process that wrote the entry folds the journal into a new base, outside the
 # store's lock: readers parse at most this much journal on top of the base.
-FOLD_AT = 16 << 20
+FOLD_AT = 8 << 20
 
 MARKER_TABLE, MARKER_KEY = "journal", "base"
 
