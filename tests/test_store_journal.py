@@ -242,3 +242,60 @@ def test_a_crash_between_the_new_base_and_the_journals_cut_applies_nothing_twice
         if (n + 1) % 5 == 0:
             snap.set_meta("big0", {"n": n + 1})
     _check_consistent(path, n + 1)
+
+
+def _billing(path: Path, accounts: list[str], paid: dict | None = None, old: bool = False) -> None:
+    invoices = [{"id": f"2026-11-{a}", "account": a, "amount": "149.90", "issued": "2026-11-05",
+                 **({"paid": paid[a]} if paid and a in paid else {})} for a in accounts]
+    if old:  # paid long ago: past the retention window, archived by the import (a whole rewrite)
+        invoices += [{"id": f"2026-01-{a}", "account": a, "amount": "149.90", "issued": "2026-01-05",
+                      "paid": "2026-01-20"} for a in accounts]
+    path.write_text(json.dumps({"accounts": [{"id": a, "company": f"Empresa {a}", "document": "11.222.333/0001-81",
+                                              "emails": [f"financeiro@{a}.com.br"], "due_day": 20} for a in accounts],
+                                "invoices": invoices}), encoding="utf-8")
+
+
+def test_a_journaled_payment_survives_every_kind_of_reimport(cli):
+    """`pay` goes to the journal; re-importing the same file writes nothing, a file that does not
+    know of the payment does not undo it (a small import: journaled too), and an import that
+    archives (a whole rewrite) folds everything into the state and deletes the journal."""
+    cli.env["NOTIFIER_JOURNAL_FROM"] = "0"
+    state, journal = cli.workdir / "state.json", cli.workdir / "state.json.journal"
+    _billing(cli.workdir / "billing.json", ["acme", "beta"])
+    cli("import", "billing.json", "--date", "2026-11-10")
+    cli("pay", "2026-11-acme", "--date", "2026-11-12", "--by", "ana")
+    assert len(journal.read_bytes().splitlines()) == 1
+    before = state.read_bytes(), journal.read_bytes()
+    cli("import", "billing.json", "--date", "2026-11-13")
+    assert (state.read_bytes(), journal.read_bytes()) == before  # the same file: nothing written
+    _billing(cli.workdir / "billing.json", ["acme", "beta", "gama"])
+    cli("import", "billing.json", "--date", "2026-11-14")
+    assert state.read_bytes() == before[0] and len(journal.read_bytes().splitlines()) == 2
+    _billing(cli.workdir / "billing.json", ["acme", "beta", "gama"], old=True)
+    cli("import", "billing.json", "--date", "2026-11-15")
+    assert not journal.exists() and b'"journal":{' in state.read_bytes()
+    snap = Store(state).snapshot()
+    assert snap.invoice("2026-11-acme").paid == D("2026-11-12") and snap.account("gama") is not None
+    assert snap.invoice("2026-01-acme") is None  # archived
+    proc = cli("pay", "2026-11-acme", "--date", "2026-11-13", "--by", "ana", check=False)
+    assert proc.returncode != 0 and "already paid on 12/11/2026" in proc.stderr
+
+
+def test_a_damaged_document_in_the_state_or_its_journal_is_refused_and_nothing_is_written(cli):
+    cli.env["NOTIFIER_JOURNAL_FROM"] = "0"
+    state, journal = cli.workdir / "state.json", cli.workdir / "state.json.journal"
+    _billing(cli.workdir / "billing.json", ["acme", "beta"])
+    cli("import", "billing.json", "--date", "2026-11-10")
+    cli("pay", "2026-11-beta", "--date", "2026-11-12", "--by", "ana")
+    # A person's editor changes acme's amount into a number, in place.
+    state.write_bytes(state.read_bytes().replace(b'"amount":"149.90","issued":"2026-11-05","due"', b'"amount":149.9,"issued":"2026-11-05","due"', 1))
+    before = state.read_bytes(), journal.read_bytes()
+    for args in (["plan", "--date", "2026-11-24"], ["pay", "2026-11-acme", "--date", "2026-11-12"]):
+        proc = cli(*args, check=False)
+        assert proc.returncode == 1 and "not a valid state file: invoices '2026-11-acme'" in proc.stderr, proc.stderr
+    assert (state.read_bytes(), journal.read_bytes()) == before
+    # The journal's own documents are checked as the state's are.
+    state.write_bytes(before[0].replace(b'"amount":149.9,', b'"amount":"149.90",'))
+    journal.write_bytes(before[1].replace(b'"amount":"149.90"', b'"amount":149.9'))
+    proc = cli("plan", "--date", "2026-11-24", check=False)
+    assert proc.returncode == 1 and "invoices '2026-11-beta': TypeError: amount must be a string" in proc.stderr, proc.stderr
