@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from bench._common import cache_root, fmt, goal_met, ratio  # noqa: E402
 
 NOTES = ROOT / "bench" / "notes.toml"
-AREAS = ("Start-up", "Import and plan", "Cycle", "Attempt log", "Memory (peak RSS)", "Idle daemon", "Disk per month",
-         "Console under load")
+AREAS = ("Start-up", "Import and plan", "Cycle", "Staff actions", "Attempt log", "Memory (peak RSS)", "Idle daemon",
+         "Disk per month", "Console under load")
 LIBRARIES = ("apprise", "jinja2", "orjson", "tinydb", "click", "schedule", "twilio", "aiosmtpd", "filelock")
 
 
@@ -63,6 +63,8 @@ STEPS = (
          ("bench/apprise_cycle.py", "200", "--sample", "30")),
     Step("log", "Attempt log", ("bench/log_scale.py", "--sizes", "1000,100000,1000000"),
          ("bench/log_scale.py", "--sizes", "1000,20000")),
+    # staff actions at 50,000 accounts: alone, 10 at once, and 10 sessions during a 10,000-e-mail cycle
+    Step("actions", "Staff actions", ("bench/actions.py",), ("bench/actions.py", "--accounts", "2000", "--emails", "300")),
     Step("disk", "Disk per month", ("bench/disk.py", "--accounts", "5000"), ("bench/disk.py", "--accounts", "300")),
     # a SIGKILL in mid-cycle: the claims left unknown, and the cycle's speed beside plain smtplib
     Step("kill-cycle", "Cycle", ("bench/kill_cycle.py", "2000", "--kills", "12"),

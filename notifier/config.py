@@ -169,6 +169,9 @@ class Config:
     do_not_contact: Path | None = None  # a file of phone numbers that get no WhatsApp or SMS
     timezone: str = "America/Sao_Paulo"
     retention_months: int = 3
+    # From which size (bytes) of the state file a small change goes to its journal instead of a
+    # rewrite (notifier/state/journal.py); NOTIFIER_JOURNAL_FROM sets it (0: always, for tests).
+    journal_from: int = 1 << 20
     company: Company = Company()
     state: Path = Path("state.json")
     attempt_log: Path = Path("attempts.jsonl")
@@ -224,7 +227,15 @@ def load_config(path: Path | None, environ: Mapping[str, str], state: Path | Non
     cfg = _parse(raw, _Where(source))
     env = {k: environ[k] for k in ENV_VARS if environ.get(k)}
     cfg = replace(cfg, env=env, source=source)
+    if environ.get("NOTIFIER_JOURNAL_FROM"):
+        cfg = replace(cfg, journal_from=_int_in(_whole_text(environ["NOTIFIER_JOURNAL_FROM"]), 0, 1 << 40,
+                                                "NOTIFIER_JOURNAL_FROM", _Where("the environment")))
     return _place_files(cfg, set(raw) & set(PATH_KEYS), Path(path).parent if path is not None else None, state)
+
+
+def _whole_text(text: str):
+    """An environment variable's whole number (left as text when it is not one, for the error)."""
+    return int(text) if text.strip().isdigit() else text
 
 
 def _place_files(cfg: Config, written: set[str], config_dir: Path | None, state: Path | None) -> Config:

@@ -63,7 +63,8 @@ class Context:
         look like "nothing to do"."""
         from notifier.state.store import Store
         _check_state_file(self.config.state, create)
-        return Store(self.config.state, retention_months=self.config.retention_months, log=self.log())
+        return Store(self.config.state, retention_months=self.config.retention_months, log=self.log(),
+                     journal_from=self.config.journal_from)
 
     def log(self):
         """The attempt log, one per command: its writer's lock and head are per instance."""

@@ -9,15 +9,21 @@ the store does not go through TinyDB's `Table` API: every `Table` write re-reads
 rebuilds the whole id map, so importing 50,000 accounts one upsert at a time would be quadratic.
 A transaction reads the tables once, changes plain dicts, and writes once.
 
-Safety, as the issue asks:
-- `AtomicJSONStorage` writes a new file beside the state, fsyncs it, renames it over the old one and
-  fsyncs the directory: a crash leaves the old or the new file, never a torn one. (TinyDB's own
-  `JSONStorage` rewrites the file in place and can leave it truncated.)
-- A state file that cannot be read or is not a TinyDB store stops the command with `StoreError` and
-  is never written over: only a transaction that read the whole file successfully writes it.
-- `Store.transaction()` holds an inter-process lock (`state.json.lock`) from its read to its write,
-  so the daemon and a staff command never lose each other's writes. Readers take no lock: the
-  rename gives them the old file or the new one.
+The store's ideas, one module each:
+- `storefile`: the file's format and `AtomicJSONStorage` (new file, fsync, rename, fsync the
+  directory: a crash leaves the old or the new file, never a torn one). A state file that cannot be
+  read or is not a TinyDB store stops the command with `StoreError` and is never written over.
+- `journal`: small changes appended beside a big state instead of a rewrite (`state.json.journal`),
+  and what a crash leaves there; `basefile`: the state file read in place (one document found by
+  its id) and folded with the journal into a new one.
+- `archivefile`: the append-only archive of old paid invoices.
+- here: `Store` (the lock, what this process has seen of the file and the journal, transactions and
+  what they write) and `Snapshot` (the tables as models or raw documents, and their changes).
+
+`Store.transaction()` holds an inter-process lock (`state.json.lock`) from its read to its write,
+so the daemon and a staff command never lose each other's writes. Readers take no lock: the
+rename gives them the old file or the new one, and a journal line is read only once complete.
+The log's head is checked before every write (`refuse_a_cut_log`).
 
 Scale: `plan` reads 50,000 accounts with their invoices and ledger. The file is written one document
 per line (still plain JSON), so a read-only snapshot parses it a few thousand documents at a time and
@@ -25,7 +31,7 @@ keeps only the model objects, never the whole file or every raw dict at once (se
 
 Archive: paid invoices older than the retention window, and the ledger of paid invoices, leave the
 state for an append-only JSON Lines file beside it (`state.archive.jsonl`), so the state grows with
-the number of accounts, not with the years. See `Snapshot.archive()` and `Store._commit()`.
+the number of accounts, not with the years. See `Snapshot.archive()` and `Store._rewrite()`.
 Archiving is idempotent: the `archived` table (per account, the ids of its archived invoices) is
 written in the same atomic replace as the histories, so an invoice that an import brings again is
 recognised, never archived twice and its lateness never counted twice. `read_archive()` reads the
@@ -33,31 +39,45 @@ file back, coping with what a crash can leave there (a torn last line, a block a
 """
 from __future__ import annotations
 
-import gc
+import logging
 import os
 import re
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from itertools import compress, groupby, islice
+from itertools import compress, groupby
 from operator import attrgetter, not_
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import orjson
-from tinydb.storages import Storage
 
 from notifier.billing.calendar import add_months
 from notifier.config import Config
 from notifier.billing.models import Account, History, Hold, Invoice, LedgerEntry
 from notifier.billing.rules import is_late
+from notifier.state import journal
+from notifier.state.archivefile import (  # noqa: F401 (archive_path_for, read_archive: public names of the store)
+    _append_lines, _in_thread, _unappend, archive_path_for, read_archive,
+)
+from notifier.state.storefile import (  # noqa: F401 (public names of the store, kept importable from here)
+    CHUNK, PRIVATE, AtomicJSONStorage, StoreError, _chunk_object, _discard, _keep_mode, _parse_object, _RawTables,
+    _read, gc_paused,
+)
+from notifier.state.basefile import BaseFile, LazyTable, NotOurLayout, write_folded
 from notifier.state.flock import FileLock, Timeout
+from notifier.state.journal import (
+    FOLD_AT, JOURNAL_FROM, MARKER_KEY, MARKER_TABLE, MAX_CHANGES, JournalError, Marker, head_marker, journal_path_for,
+)
 from notifier.state.fsync import fsync_dir as _fsync_dir
 from notifier.log.attempts import disagreement, read_tail
 
 if TYPE_CHECKING:
     from notifier.log.attempts import AttemptLog
+
+logger = logging.getLogger(__name__)
 
 # The tables a read-only snapshot turns into models; `archived` and `imports` (what the last import
 # read, see `Snapshot.last_import`) only matter to a transaction.
@@ -66,18 +86,10 @@ TABLES = MODEL_TABLES + ("archived", "imports")
 # The daily cycle's tables (staff holds; `meta`: heartbeat, last cycle, the log's head...): written
 # only once used, so a store that never ran a cycle keeps the tables above.
 CYCLE_TABLES = ("holds", "meta")
-# Mode of a new state or archive file, as of the attempt log and its messages: customers' personal
-# data (LGPD), readable by the notifier's user and its group (finance's exports), nobody else.
-PRIVATE = 0o640
 LOCK_TIMEOUT = 60.0  # seconds; waiting longer means a stuck process that a person must look at
-CHUNK = 5000  # documents parsed or serialised per call: bounds the raw dicts alive at once
 # A snapshot's chunk of at least this many documents is decoded by msgspec (notifier/state/storedocs.py):
 # below it, importing msgspec (5 ms) would cost more than it saves.
 TYPED_MIN = 1000
-
-
-class StoreError(Exception):
-    """A problem with the state file that a person must fix; the message names the file."""
 
 
 class AlreadyPaid(StoreError):
@@ -97,12 +109,6 @@ def _iso_day(text) -> bool:
         return False
 
 
-def archive_path_for(state: Path) -> Path:
-    """`state.json` -> `state.archive.jsonl`, in the same directory."""
-    stem = state.name[: -len(".json")] if state.name.endswith(".json") else state.name
-    return state.with_name(stem + ".archive.jsonl")
-
-
 def retention_cutoff(today: date, retention_months: int) -> date:
     """The first payment date the state still keeps on `today`: an invoice paid before it belongs
     in the archive. Import and `archive()` both decide with this and `past_retention`, so they can
@@ -116,32 +122,6 @@ def past_retention(paid, cutoff) -> bool:
     return paid is not None and paid < cutoff
 
 
-def read_archive(path: Path) -> Iterator[dict]:
-    """The archive's records, each (kind, id) once, in the order first written.
-
-    A crash can leave two things in this append-only file, and neither loses data: a torn line
-    (the process died mid-append, before the state was replaced, so the same records are appended
-    again by the next run) and a block written twice (died after the append and before the
-    replace). Torn lines are skipped and repeated records dropped.
-    """
-    seen: set[tuple[str, str]] = set()
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with f:
-        for line in f:
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # torn by a crash: its complete copy comes later
-            key = (record.get("kind"), record.get("id")) if isinstance(record, dict) else None
-            if key is None or key in seen:
-                continue
-            seen.add(key)
-            yield record
-
-
 def ledger_key(entry: LedgerEntry) -> str:
     """The ledger document id: invoice, notice date, channel and recipient, joined by "|".
 
@@ -153,309 +133,73 @@ def ledger_key(entry: LedgerEntry) -> str:
     )
 
 
-# Reading and writing the file
-
-
-class AtomicJSONStorage(Storage):
-    """A TinyDB storage that never leaves a torn file: write a new file, fsync, rename, fsync dir.
-
-    It does no locking of its own (the temporary file has one fixed name, `state.json.tmp`, so a
-    crashed write leaves one stale file, not one per attempt): `Store` holds the lock around it.
-    """
-
-    def __init__(self, path: str | os.PathLike, **_ignored: Any) -> None:
-        super().__init__()
-        self.path = Path(path)
-
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        """The raw tables, or None when the file does not exist (an empty store, created on first
-        write). StoreError when the file is unreadable or not a TinyDB store."""
-        sink = _RawTables(self.path)
-        return sink.tables if _read(self.path, sink) else None
-
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.replace(self.write_new(data))
-
-    def write_new(self, data: dict[str, dict[str, Any]]) -> Path:
-        """Write `data` to the temporary file beside the state and fsync it; the state is untouched.
-
-        On any failure (a value JSON cannot hold, a full disk) the temporary file is removed.
-        """
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE), "wb") as f:
-                _write(f, data)
-                f.flush()
-                os.fsync(f.fileno())
-            _keep_mode(self.path, tmp)
-        except BaseException as exc:
-            _discard(tmp)
-            if isinstance(exc, OSError):
-                raise StoreError(f"{self.path}: cannot write the state file: {exc.strerror or exc}") from None
-            raise
-        return tmp
-
-    def replace(self, tmp: Path) -> None:
-        try:
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            _discard(tmp)
-            raise StoreError(f"{self.path}: cannot replace the state file: {exc.strerror or exc}") from None
-        _fsync_dir(self.path.parent)
-
-
-def _discard(tmp: Path) -> None:
-    """Remove a temporary state file that will not replace the state; what is in the way (a
-    folder of that name) only stays, and the error being reported is the one that counts."""
-    try:
-        tmp.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _write(f: BinaryIO, tables: dict[str, dict[str, Any]]) -> None:
-    """The layout `_read` expects: `{`, then per table a `"name":{` line, one `"id":{...}` line per
-    document, a `}` line (`},` between tables), and a closing `}`. Plain JSON all the same."""
-    f.write(b"{\n")
-    names = list(tables)
-    dumps = orjson.dumps
-    for i, name in enumerate(names):
-        f.write(dumps(name) + b":{\n")
-        keys, docs = iter(tables[name]), iter(tables[name].values())
-        separator = b""
-        # Each line `"id":{...}` from the key and the document dumped apart, joined in C: a third
-        # less than one dict per document made to be dumped.
-        while batch := list(islice(keys, CHUNK)):
-            f.write(separator + b",\n".join(map(b"%b:%b".__mod__, zip(map(dumps, batch), map(dumps, islice(docs, len(batch)))))))
-            separator = b",\n"
-        if separator:
-            f.write(b"\n")
-        f.write(b"},\n" if i + 1 < len(names) else b"}\n")
-    f.write(b"}\n")
-
-
-class _NotOurLayout(Exception):
-    """The file is not laid out as `_write` lays it out (hand-edited, written by TinyDB...)."""
-
-
-def _read(path: Path, sink) -> bool:
-    """Feed the tables of the file to `sink`, a few thousand documents at a time; False if missing.
-
-    Files in `_write`'s layout are parsed chunk by chunk; any other file is parsed whole, which also
-    gives the verdict on a file that is not valid JSON. The sink is reset before the second try, so
-    nothing of the first reaches the caller. The garbage collector is paused meanwhile: the parse
-    creates hundreds of thousands of acyclic objects, and collections would double its time.
-    """
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
-    with f, gc_paused():
-        try:
-            try:
-                _read_our_layout(f, sink)
-                return True
-            except _NotOurLayout:
-                sink.reset()
-            f.seek(0)
-            blob = f.read()
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
-        if not blob.strip():
-            raise StoreError(f"{path}: not a valid state file: the file is empty (delete it to start a new store)")
-        try:
-            data = orjson.loads(blob)
-        except orjson.JSONDecodeError as exc:
-            # orjson >= 3.13 refuses JSON nested deeper than 1,024 levels, which no state of ours is.
-            what = "nested too deep" if str(exc).startswith("depth limit") else "not JSON"
-            raise StoreError(f"{path}: not a valid state file: {what} ({exc})") from None
-        del blob
-        if not isinstance(data, dict):
-            raise StoreError(f"{path}: not a valid state file: the top level must be an object of tables")
-        for name, docs in data.items():
-            if not isinstance(docs, dict):
-                raise StoreError(f"{path}: not a valid state file: table {name!r} is not an object of documents")
-            sink.add(name, docs)
-        return True
-
-
-def _read_our_layout(f: BinaryIO, sink) -> None:
-    if f.readline() != b"{\n":
-        raise _NotOurLayout
-    line = f.readline()
-    seen: set[str] = set()
-    while line != b"}\n":
-        if not (line.startswith(b'"') and line.endswith(b":{\n")):
-            raise _NotOurLayout
-        try:
-            name = orjson.loads(line[:-3])
-        except orjson.JSONDecodeError:
-            raise _NotOurLayout from None
-        if not isinstance(name, str) or name in seen:
-            raise _NotOurLayout
-        seen.add(name)
-        wanted = sink.wants(name)
-        sink.add(name, {})
-        chunk: list[bytes] = []
-        for line in f:
-            if line[0] != 34:  # not a document line, which starts with '"'
-                break
-            if len(chunk) == CHUNK:
-                if wanted:  # a table the sink does not keep is only checked for its layout
-                    sink.add_chunk(name, chunk, last=False)
-                chunk = []
-            chunk.append(line)
-        else:
-            raise _NotOurLayout  # the file ends inside a table
-        if chunk and wanted:
-            sink.add_chunk(name, chunk, last=True)
-        if line == b"},\n":  # another table follows
-            line = f.readline()
-            if line == b"}\n":
-                raise _NotOurLayout
-        elif line == b"}\n":  # the last table: the closing brace follows
-            line = f.readline()
-            if line != b"}\n":
-                raise _NotOurLayout
-        else:
-            raise _NotOurLayout
-    if f.read().strip():
-        raise _NotOurLayout
-
-
-def _chunk_object(lines: list[bytes], last: bool) -> bytes:
-    """A chunk's document lines as one JSON object. Lines end with ",\n" except the table's last
-    one: checked here, so that a file the full parse would reject is never accepted chunk by chunk."""
-    body = b"".join(lines)
-    if body.endswith(b",\n") == last:
-        raise _NotOurLayout
-    return b"{" + (body if last else body[:-2]) + b"}"
-
-
-def _parse_object(blob: bytes) -> dict:
-    try:
-        return orjson.loads(blob)
-    except orjson.JSONDecodeError:
-        raise _NotOurLayout from None
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside (restored after). A big import or read creates
-    millions of objects and no reference cycles; each full collection would walk them all again
-    for nothing (on a first import of 50,000 accounts, once the parse had left the collector on,
-    the store's steps paid for collections of the whole new heap). Nested uses keep it off."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _stamp(path: Path) -> tuple | None:
-    """What tells one version of the state file from another (see `Store.snapshot`)."""
+    """What tells one version of the state file from another (see `Store.snapshot`): its
+    (device, inode, size, modification time) and the journal marker its first lines hold. The
+    marker matters: a fold or a rewrite a few milliseconds after the last can get the inode just
+    freed, the same size and the same clock tick; it cannot get the same marker."""
     try:
-        st = os.stat(path)
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            head = f.read(256)
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _keep_mode(old: Path, new: Path) -> None:
-    # The state holds customers' personal data: a new one is PRIVATE, and an operator's chmod 600
-    # must survive our rewrite.
-    try:
-        os.chmod(new, os.stat(old).st_mode & 0o7777)
-    except FileNotFoundError:
-        pass
-
-
-
-def _append_lines(path: Path, blob: bytes | bytearray) -> None:
-    """Append `blob` to the archive and fsync it; on failure, cut back what it wrote."""
-    existed = path.exists()
-    size = None
-    try:
-        with os.fdopen(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE), "a+b") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    # A crash mid-append left a torn last line: keep it on its own line, so that
-                    # readers skip just that one instead of losing the first new record with it.
-                    f.write(b"\n")
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        if size is not None:
-            _unappend(path, size)  # not even a torn tail of what could not be written
-        raise StoreError(f"{path}: cannot append to the archive: {exc.strerror or exc}") from None
-    if not existed:
-        _fsync_dir(path.parent)
-
-
-def _in_thread(work: Callable[..., None], *args) -> Callable[[], BaseException | None]:
-    """Start `work(*args)` in a thread; returns the function that waits for it and gives its
-    exception, or None."""
-    problems: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work(*args)
-        except BaseException as exc:
-            problems.append(exc)
-    thread = threading.Thread(target=run, name=getattr(work, "__name__", "work"))
-    thread.start()
-
-    def wait() -> BaseException | None:
-        thread.join()
-        return problems[0] if problems else None
-    return wait
-
-
-def _unappend(path: Path, size: int | None) -> None:
-    """Cut the archive back to `size` bytes (None: it did not exist), so that a commit that failed
-    leaves it as it was. (Only the store lock's holder appends: nobody else wrote after us.)"""
-    try:
-        if size is None:
-            path.unlink(missing_ok=True)
-        else:
-            os.truncate(path, size)
-    except OSError:
-        pass  # what stays is what a crash would leave: records also in the state, deduped on reading
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, head_marker(head)
 
 
 # The store
 
 
+@dataclass
+class _View:
+    """What this process holds of the store: the base file it read (its stamp and marker), the
+    journal entries after it up to `seq`, where it read the journal to; and, for snapshots, the
+    models of it all with their per-account index (`Snapshot._select`), shared by the snapshots
+    of one version."""
+    stamp: tuple | None
+    marker: Marker
+    seq: int
+    entries: list = field(default_factory=list)  # (seq, changes) after the base's marker
+    journal: tuple | None = None
+    end: int = 0
+    models: dict | None = None
+    by_account: dict = field(default_factory=dict)
+
+
+class _Moved(Exception):
+    """The base file was replaced while a reader without the lock was reading it: read again."""
+
+
 class Store:
-    """The state file and its lock. Cheap to create; opens nothing until used.
+    """The state file, its journal and its lock. Cheap to create; opens nothing until used.
 
     `retention_months` is the archive window of `Snapshot.archive()` (the CLI passes
-    `config.retention_months`).
+    `config.retention_months`). `journal_from` and `fold_at` (bytes) say from which size of the
+    state a small transaction goes to the journal, and past which size of the journal the
+    writer folds it (notifier/state/journal.py); `fold=False` leaves folding to other processes
+    (the console: a fold would double its memory for a moment).
     """
 
     def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
-                 log: "AttemptLog | None" = None, keep_written: bool = False):
+                 log: "AttemptLog | None" = None, keep_written: bool = False, journal_from: int = JOURNAL_FROM,
+                 fold_at: int = FOLD_AT, fold: bool = True, max_changes: int = MAX_CHANGES):
         self.path = Path(path)
         # The attempt log, whose head the state keeps (moved by every append: attempts.py): a
         # transaction writes nothing while the log does not end where that head says.
         self.log = log
         self.archive_path = archive_path_for(self.path)
+        self.journal_path = journal_path_for(self.path)
         self.retention_months = retention_months
+        self.journal_from, self.fold_at, self._folds, self.max_changes = journal_from, fold_at, fold, max_changes
         self._storage = AtomicJSONStorage(self.path)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        self._fold_lock = FileLock(str(self.path) + ".fold.lock", timeout=0)
         self._lock_timeout = lock_timeout
         self._local = threading.local()  # the lock is per thread too: threads exclude each other
-        # The last snapshot's file stamp, models, and their per-account index (`Snapshot._select`),
-        # which its read-only snapshots share: built once per version of the file, not per snapshot.
-        self._seen: tuple[tuple, dict, dict] | None = None
-        # The last transaction's snapshot and the stamp of the file it wrote: what the next
+        self._mutex = threading.Lock()  # the view is shared by the threads of a process (the console)
+        self._seen: _View | None = None
+        self._base: BaseFile | None = None  # see `_open_base`
+        # The last whole rewrite's snapshot and the stamp of the file it wrote: what the next
         # snapshot() reads is what it wrote (see `_keep`). Only when asked (the console): it keeps
         # the raw tables alive until the next snapshot, which a cycle or an import need not pay.
         self._keep_written = keep_written
@@ -468,62 +212,188 @@ class Store:
         self._written = None
 
     def snapshot(self) -> Snapshot:
-        """A read-only view of the file as it is now, every document already a model object; takes
+        """A read-only view of the store as it is now, every document already a model object; takes
         no lock. Its change methods raise: change the store through `transaction()`.
 
-        The file is parsed again only when it changed since this store's last snapshot: a cycle
-        asks three times (the log's head, what was reconciled, the plan), mostly of the same file.
-        Every write replaces the file (a new inode), so an unchanged (device, inode, size, mtime)
-        is unchanged content; it is taken before the read, so a write meanwhile only costs a
-        read more next time. The models are immutable and shared by the snapshots."""
+        The base file is parsed again only when it was rewritten whole since this store's last
+        snapshot (an import, an archive): a journal entry written since is applied to the models
+        kept (the tables it changed are copied, the others stay the same objects), and a fold
+        of what was seen changes nothing. Every write replaces the file (a new inode), so an
+        unchanged (device, inode, size, mtime) is unchanged content. The models are immutable and
+        shared by the snapshots."""
+        view = self._catch_up(models=True)
+        return Snapshot(self.path, self.retention_months, models=view.models, by_account=view.by_account)
+
+    def _catch_up(self, models: bool) -> _View:
+        """The view brought to the store as it is now (see `_View`). Without the lock a fold may
+        replace the base and cut the journal while they are read: then they are read again."""
+        for _ in range(5):
+            try:
+                with self._mutex:
+                    return self._catch_up_once(models)
+            except _Moved:
+                continue
+        raise StoreError(f"{self.path}: the state file kept changing while it was read; try again")
+
+    def _catch_up_once(self, models: bool) -> _View:
         stamp = _stamp(self.path)
-        seen = self._seen
-        if stamp is not None and seen is not None and seen[0] == stamp:
-            return Snapshot(self.path, self.retention_months, models=seen[1], by_account=seen[2])
+        view = self._seen
+        if stamp is None:  # no state file: an empty store (a journal without its base means nothing)
+            view = _View(None, Marker(), 0, models={name: {} for name in MODEL_TABLES + CYCLE_TABLES} if models else None)
+            self._seen = view if models else None
+            return view
+        if view is None or view.stamp != stamp or (models and view.models is None):
+            view = self._read_base(stamp, view, models)
+        try:
+            tail = journal.read_after(self.journal_path, view.seq, view.journal, view.end)
+        except JournalError as exc:
+            if _stamp(self.path) != stamp:
+                raise _Moved from None  # a fold cut the journal after we read the base
+            raise StoreError(str(exc)) from None
+        except OSError as exc:
+            raise StoreError(f"{self.journal_path}: cannot read the journal: {exc.strerror or exc}") from None
+        if tail.entries:
+            if view.models is not None:
+                view.models, view.by_account = self._applied(view, tail.entries)
+            view.entries = view.entries + tail.entries
+            view.seq = tail.entries[-1][0]
+        view.journal, view.end = tail.ident, tail.end
+        self._seen = view
+        return view
+
+    def _read_base(self, stamp: tuple, view: _View | None, models: bool) -> _View:
+        """The view of a base file not seen yet: nothing to read when it is a fold of what `view`
+        holds (same line of versions, no entry beyond ours), else the file read (its models when
+        `models`, or only its marker)."""
         written = self._written
-        if stamp is not None and written is not None and written[0] == stamp:
-            models, by_account = written[1].models_as_written()
-            self._seen, self._written = (stamp, models, by_account), None
-            return Snapshot(self.path, self.retention_months, models=models, by_account=by_account)
-        sink = _ModelTables(self.path)
-        _read(self.path, sink)
-        models = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES}
-        by_account: dict = {}
-        self._seen = (stamp, models, by_account) if stamp is not None else None
-        return Snapshot(self.path, self.retention_months, models=models, by_account=by_account)
+        if models and written is not None and written[0] == stamp:
+            snapshot = written[1]
+            tables, by_account = snapshot.models_as_written()
+            self._written = None
+            return _View(stamp, snapshot.marker, snapshot.marker.seq, models=tables, by_account=by_account)
+        if not models:
+            marker = _marker_of(self.path)
+            if marker is None:  # not our layout: the transaction reads it whole anyway
+                return _View(stamp, Marker(), 0)
+        else:
+            sink = _ModelTables(self.path)
+            _read(self.path, sink)
+            try:
+                marker = Marker.of(sink.tables.get(MARKER_TABLE, {}).get(MARKER_KEY))
+            except JournalError as exc:
+                raise StoreError(f"{self.path}: not a valid state file: {exc}") from None
+        if _stamp(self.path) != stamp:
+            raise _Moved
+        if view is not None and marker.id and marker.id == _line_of(view) and marker.seq <= view.seq \
+                and (view.models is not None or not models):
+            kept = [entry for entry in view.entries if entry[0] > marker.seq]
+            # The journal was cut down (or deleted) with the base's change: read again from its
+            # start, where the entries we hold are skipped by number.
+            return _View(stamp, marker, view.seq, kept, None, 0, view.models, view.by_account)
+        tables = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES} if models else None
+        return _View(stamp, marker, marker.seq, models=tables)
+
+    def _applied(self, view: _View, entries: list) -> tuple[dict, dict]:
+        """The view's models with journal `entries` applied: each table they change copied and
+        changed, the others the same objects (a cache kept beside a table stays valid)."""
+        changed = journal.overlay_of(entries)
+        convert = _Converter(self.journal_path)
+        models = dict(view.models)
+        with gc_paused():
+            for name, docs in changed.items():
+                if name not in models and name not in MODEL_TABLES + CYCLE_TABLES:
+                    continue
+                table = dict(models.get(name, {}))
+                for key, doc in docs.items():
+                    if doc is None:
+                        table.pop(key, None)
+                    else:
+                        table[key] = convert.one(name, key, doc)
+                models[name] = table
+        by_account = {name: index for name, index in view.by_account.items() if name not in changed}
+        return models, by_account
 
     @contextmanager
     def transaction(self, accept_cut: bool = False) -> Iterator[Snapshot]:
-        """Lock, read, yield a snapshot to change, and write it once at the end.
+        """Lock, read, yield a snapshot to change, and write it at the end.
 
-        Nothing is written when the block raises or changes nothing. Not re-entrant: a nested
-        transaction would read the file before the outer one writes, and one of them would lose.
+        What it changes goes to the journal when the state is big and the change small (a staff
+        action, a batch of ledger rows), else the whole state is rewritten (an import, an
+        archive). Nothing is written when the block raises or changes nothing. Not re-entrant: a
+        nested transaction would read before the outer one writes, and one of them would lose.
         """
         if getattr(self._local, "in_transaction", False):
             raise RuntimeError("Store.transaction() is not re-entrant")
         self._acquire()
         self._local.in_transaction = True
+        base = None
+        fold = False
         try:
-            stamp = _stamp(self.path)  # under the lock: no writer replaces the file meanwhile
-            raw = self._storage.read() or {}
+            keep = self._keep_written and self._seen is not None  # not after `forget`
+            view = self._catch_up(models=self._seen is not None and self._seen.models is not None)
             if not accept_cut:
                 self.refuse_a_cut_log()
-            keep = self._keep_written and self._seen is not None  # not after `forget`
-            seen = self._seen
-            by_account = dict(seen[2]) if seen is not None and seen[0] == stamp else None  # of the same models
-            snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, stamp),
-                                by_account=by_account)
+            base = self._open_base(view)
+            if base is not None:
+                snapshot = self._lazy_snapshot(view, base)
+            else:
+                sink = _RawTables(self.path)
+                raw = sink.tables if _read(self.path, sink) else {}
+                _apply(raw, journal.overlay_of(view.entries))
+                snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, view),
+                                    by_account=dict(view.by_account) if view.models is not None else None)
+            snapshot.marker = view.marker
             yield snapshot
             if snapshot.changed:
-                self._commit(snapshot)
-                self._keep(snapshot, keep)
+                fold = self._commit(snapshot, view, lazy=base is not None, keep=keep)
         finally:
+            if base is not None:
+                base.release()  # its pages leave this process's memory (the console's budget)
             self._local.in_transaction = False
             self._lock.release()
+        if fold:
+            self.fold()
+
+    def _open_base(self, view: _View) -> BaseFile | None:
+        """The base file mapped, for a transaction that reads documents where they lie; None when
+        the state is small (read whole, rewritten whole) or not in our layout. Kept from one
+        transaction to the next while the file is the same (finding its tables is a few
+        searches of the whole file); only used and replaced under the lock."""
+        if view.stamp is None or view.stamp[2] < self.journal_from:
+            return None
+        base = self._base
+        if base is not None and base.stamp == view.stamp:
+            return base
+        self._close_base()
+        try:
+            base = BaseFile(self.path)
+        except NotOurLayout:
+            return None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read the state file: {exc.strerror or exc}") from None
+        if base.stamp != view.stamp:  # cannot happen under the lock: a writer that ignored it
+            base.close()
+            raise StoreError(f"{self.path}: the state file changed under the store's lock")
+        self._base = base
+        return base
+
+    def _close_base(self) -> None:
+        if self._base is not None:
+            self._base.close()
+            self._base = None
+
+    def _lazy_snapshot(self, view: _View, base: BaseFile) -> Snapshot:
+        overlay = journal.overlay_of(view.entries)
+        names = dict.fromkeys([*base.tables, *overlay, *TABLES, *CYCLE_TABLES])
+        names.pop(MARKER_TABLE, None)
+        raw = {name: LazyTable(name, base, overlay.get(name, {})) for name in names}
+        models = {name: view.models[name] for name in MODEL_TABLES + CYCLE_TABLES} if view.models is not None else None
+        return Snapshot(self.path, self.retention_months, raw=raw, models=models,
+                        by_account=dict(view.by_account) if models is not None else None)
 
     def _keep(self, snapshot: Snapshot, keep: bool) -> None:
-        """After a commit, under the lock: the file now holds exactly `snapshot.raw`, so the next
-        `snapshot()` takes its models from it (the tables the transaction did not change are
+        """After a whole rewrite, under the lock: the file now holds exactly `snapshot.raw`, so the
+        next `snapshot()` takes its models from it (the tables the transaction did not change are
         the models it read; only the changed ones are converted, and only when asked) instead of
         parsing the whole file again. A console's action then draws its page without a second
         parse of the state. Only for a store made with `keep_written` (the console's), and not
@@ -533,12 +403,13 @@ class Store:
 
     @contextmanager
     def locked(self) -> Iterator[tuple | None]:
-        """Hold the store's lock without reading or writing; yields the file's stamp, which no
-        other writer can change meanwhile. The cycle writes its claims inside, after looking at
-        what changed: every transaction that returned before is seen (issue 18)."""
+        """Hold the store's lock without reading or writing; yields the stamp of the state file
+        and of its journal, which no other writer can change meanwhile. The cycle writes its
+        claims inside, after looking at what changed: every transaction that returned before is
+        seen (issue 18)."""
         self._acquire()
         try:
-            yield _stamp(self.path)
+            yield _stamp(self.path), _ident(self.journal_path), _size(self.journal_path)
         finally:
             self._lock.release()
 
@@ -553,16 +424,15 @@ class Store:
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot take the lock {self._lock.lock_file}: {exc.strerror or exc}") from None
 
-    def _models_of(self, raw: dict, stamp: tuple | None) -> dict[str, dict[str, Any]]:
-        """The validated models of what a transaction read. When the file is the one the last
-        snapshot converted (a cycle plans, then claims), its models are reused and only the
+    def _models_of(self, raw: dict, view: _View) -> dict[str, dict[str, Any]]:
+        """The validated models of what a transaction read whole. When this process keeps the
+        models of the same state (a cycle plans, then claims), they are reused and only the
         tables a snapshot does not keep are checked: a cycle's transactions would otherwise
         convert the whole store again each time."""
-        seen = self._seen
-        if stamp is None or seen is None or seen[0] != stamp:
+        if view.models is None:
             return _validated(self.path, raw)
-        rest = {name: raw[name] for name in TABLES if name in raw and name not in seen[1]}
-        return {**seen[1], **_validated(self.path, rest)}
+        rest = {name: raw[name] for name in TABLES if name in raw and name not in view.models}
+        return {**view.models, **_validated(self.path, rest)}
 
     def accept_log_cut(self, by: str, when: str) -> dict | None:
         """Go on with the attempt log as it is now, after `refuse_a_cut_log` stopped every write
@@ -590,32 +460,208 @@ class Store:
         if self.log is not None:
             self.log.check_head()
 
-    def _commit(self, snapshot: Snapshot) -> None:
-        """New state file written, then archive lines appended, then the state replaced.
+    def _commit(self, snapshot: Snapshot, view: _View, lazy: bool, keep: bool) -> bool:
+        """Write what the transaction changed: a journal entry when it is small and the state big,
+        else the whole state (`_rewrite`). Returns whether the journal is now due for a fold."""
+        changes = [(name, key, doc) for name, table in snapshot.raw.items() if isinstance(table, LazyTable)
+                   for key, doc in table.changes.items()] if lazy else None
+        if changes is None or snapshot.archive_lines or len(changes) > self.max_changes:
+            self._rewrite(snapshot, view, checked=not lazy)
+            self._keep(snapshot, keep)
+            return False
+        if not changes:
+            return False
+        seq = view.seq + 1
+        try:
+            end = journal.append(self.journal_path, journal.entry_line(seq, changes), _mode_of(self.path))
+        except OSError as exc:
+            raise StoreError(f"{self.journal_path}: cannot append to the journal: {exc.strerror or exc}") from None
+        except TypeError as exc:  # a value JSON cannot hold: nothing was written
+            raise StoreError(f"{self.journal_path}: cannot write the change: {exc}") from None
+        # This process's view takes the entry at once: the next snapshot reads nothing of it.
+        with self._mutex:
+            if self._seen is view and view.seq == seq - 1:
+                if view.models is not None:
+                    view.models, view.by_account = self._applied(view, [(seq, changes)])
+                view.entries = view.entries + [(seq, changes)]
+                view.seq, view.journal, view.end = seq, _ident(self.journal_path), end
+        return self._folds and end >= self.fold_at
+
+    def _rewrite(self, snapshot: Snapshot, view: _View, checked: bool) -> None:
+        """New state file written, then archive lines appended, then the state replaced, then the
+        journal (all in the new file) deleted.
 
         A crash after the append and before the rename leaves the archived records in both files;
         the next archive run appends them again. Archive readers therefore dedupe by (kind, id),
         and no record is ever lost: it leaves the state only once it is safely in the archive.
+        A crash after the rename and before the journal's deletion leaves entries the new file
+        holds already: its marker says up to which number, and they are skipped.
+        A transaction that read documents where they lie (`checked` False) checked only those:
+        the whole state is checked before it is written whole, as a transaction that read it
+        whole checked it first (a damaged document is refused, never rewritten).
         """
+        tables = {name: table.whole() if isinstance(table, LazyTable) else table for name, table in snapshot.raw.items()
+                  if not (isinstance(table, LazyTable) and not table.stored and name not in TABLES and not table)}
+        tables.pop(MARKER_TABLE, None)
+        if view.seq or view.marker.id or self.journal_path.exists():
+            tables = {MARKER_TABLE: {MARKER_KEY: Marker(view.seq, journal.new_id()).doc()}, **tables}
+        snapshot.marker = Marker.of(tables.get(MARKER_TABLE, {}).get(MARKER_KEY))
+        if not checked:
+            _validated(self.path, tables)
         if not snapshot.archive_lines:
-            self._storage.replace(self._storage.write_new(snapshot.raw))
-            return
-        # The archive's lines are written and fsynced by a thread while this one writes the new
-        # state file: system calls that let go of the interpreter lock, where one after the other
-        # they were a sixth of a big first import. The state is replaced only once both are safe.
-        before = self.archive_path.stat().st_size if self.archive_path.exists() else None
-        appended = _in_thread(_append_lines, self.archive_path, snapshot.archive_lines)
+            self._storage.replace(self._storage.write_new(tables))
+        else:
+            # The archive's lines are written and fsynced by a thread while this one writes the new
+            # state file: system calls that let go of the interpreter lock, where one after the other
+            # they were a sixth of a big first import. The state is replaced only once both are safe.
+            before = self.archive_path.stat().st_size if self.archive_path.exists() else None
+            appended = _in_thread(_append_lines, self.archive_path, snapshot.archive_lines)
+            try:
+                tmp = self._storage.write_new(tables)
+            except BaseException:
+                if appended() is None:
+                    _unappend(self.archive_path, before)
+                raise
+            problem = appended()
+            if problem is not None:
+                _discard(tmp)
+                raise problem
+            self._storage.replace(tmp)
+        _fault("rewrite:replaced")
+        if self.journal_path.exists():
+            self.journal_path.unlink()
+            _fsync_dir(self.path.parent)
+        with self._mutex:
+            self._seen = None
+
+    def fold(self) -> bool:
+        """Fold the journal into a new base file, mostly outside the store's lock; returns whether
+        it did (not when another process is folding, or the base is not in our layout).
+
+        The new base (the old one's lines, changed documents in place, and a marker naming the
+        last entry it holds) is written beside the state while writers go on appending to the
+        journal; under the lock, only the rename and the journal cut down to the entries
+        appended meanwhile. A crash at any point leaves the old base and the whole journal, or
+        the new base and a journal whose first entries it holds (skipped by number)."""
         try:
-            tmp = self._storage.write_new(snapshot.raw)
-        except BaseException:
-            if appended() is None:
-                _unappend(self.archive_path, before)
-            raise
-        problem = appended()
-        if problem is not None:
+            self._fold_lock.acquire()
+        except (Timeout, OSError):
+            return False
+        tmp = self.path.with_name(self.path.name + ".fold")
+        try:
+            try:
+                base = BaseFile(self.path)
+            except (NotOurLayout, FileNotFoundError):
+                return False
+            with base:
+                marker = base.marker()
+                tail = journal.read_after(self.journal_path, marker.seq)
+                if not tail.entries:
+                    return False
+                # A base without a marker is named by its stamp, as its readers name it (`_line_of`).
+                folded = Marker(tail.entries[-1][0], marker.id or _stamp_id(base.stamp))
+                with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE), "wb") as out:
+                    write_folded(out, base, journal.overlay_of(tail.entries), folded)
+                    out.flush()
+                    os.fsync(out.fileno())
+                _keep_mode(self.path, tmp)
+            self._acquire()
+            try:
+                if _stamp(self.path) != base.stamp or _ident(self.journal_path) != tail.ident:
+                    return False  # rewritten whole meanwhile: nothing to fold any more
+                os.replace(tmp, self.path)
+                _fsync_dir(self.path.parent)
+                _fault("fold:renamed")
+                with open(self.journal_path, "rb") as f:
+                    f.seek(tail.end)
+                    rest = f.read()
+                cut = self.journal_path.with_name(self.journal_path.name + ".tmp")
+                with os.fdopen(os.open(cut, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE), "wb") as out:
+                    out.write(rest)
+                    out.flush()
+                    os.fsync(out.fileno())
+                _keep_mode(self.journal_path, cut)
+                os.replace(cut, self.journal_path)
+                _fsync_dir(self.path.parent)
+            finally:
+                self._lock.release()
+            return True
+        except (OSError, JournalError) as exc:
+            logger.warning("%s: the journal was not folded: %s", self.path, exc)
+            return False
+        finally:
             _discard(tmp)
-            raise problem
-        self._storage.replace(tmp)
+            self._fold_lock.release()
+
+
+def _apply(raw: dict, overlay: dict) -> None:
+    """The journal's documents (`overlay`) over tables read whole."""
+    for name, docs in overlay.items():
+        table = raw.setdefault(name, {})
+        for key, doc in docs.items():
+            if doc is None:
+                table.pop(key, None)
+            else:
+                table[key] = doc
+
+
+def _marker_of(path: Path) -> Marker | None:
+    """The marker of a base in our layout, read from its first lines; None for another layout."""
+    try:
+        base = BaseFile(path)
+    except NotOurLayout:
+        return None
+    except FileNotFoundError:
+        return Marker()
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the state file: {exc.strerror or exc}") from None
+    with base:
+        try:
+            return base.marker()
+        except (NotOurLayout, JournalError) as exc:
+            raise StoreError(f"{path}: not a valid state file: the journal marker: {exc}") from None
+
+
+def _stamp_id(stamp: tuple) -> str:
+    return "file:" + ":".join(map(str, stamp[:4]))
+
+
+def _line_of(view: _View) -> str:
+    """The id of the line of versions a view's base belongs to: its marker's, or for a base that
+    has none yet (never folded), its stamp's, the id its first fold gives the new base."""
+    return view.marker.id or (_stamp_id(view.stamp) if view.stamp else "")
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
+
+
+def _ident(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _mode_of(path: Path) -> int:
+    """The journal's mode: the state's (an operator's chmod 600 holds for both)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return PRIVATE
+
+
+def _fault(point: str) -> None:
+    """A crash on purpose, for the tests that kill a real process at a chosen point of a fold:
+    `NOTIFIER_STORE_FAULT=fold:renamed` (the new base in place, the journal not cut yet) or
+    `rewrite:replaced` (a whole rewrite in place, the journal not deleted yet) ends the process
+    there as a SIGKILL would."""
+    if os.environ.get("NOTIFIER_STORE_FAULT") == point:
+        os._exit(137)
 
 
 class Snapshot:
@@ -629,6 +675,7 @@ class Snapshot:
     def __init__(self, path: Path, retention_months: int = 3, raw: dict | None = None, models: dict | None = None,
                  by_account: dict | None = None):
         self.changed = False
+        self.marker = Marker()  # of the base file read (see notifier/state/journal.py)
         # Archive records waiting for the commit, already as JSON Lines: a million archived invoices
         # take 300 MB this way, three times less than as dicts.
         self.archive_lines = bytearray()
@@ -1041,30 +1088,6 @@ class Snapshot:
                 index.setdefault(doc.get("account"), []).append(key)
 
 
-class _RawTables:
-    """Sink of `_read` for a transaction: the tables as stored, each document checked to be an
-    object (anything else is not a TinyDB store)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self.tables: dict[str, dict[str, Any]] = {}
-
-    def reset(self) -> None:
-        self.tables = {}
-
-    def wants(self, name: str) -> bool:
-        return True
-
-    def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
-        self.add(name, _parse_object(_chunk_object(lines, last)))
-
-    def add(self, name: str, docs: dict) -> None:
-        for key, doc in docs.items():
-            if type(doc) is not dict:
-                raise StoreError(f"{self._path}: not a valid state file: table {name!r}: document {key!r} is not an object")
-        self.tables.setdefault(name, {}).update(docs)
-
-
 class _ModelTables:
     """Sink of `_read` for a read-only snapshot: each chunk becomes model objects at once, so the
     raw dicts of only one chunk are alive at a time. Tables other than ours are not kept."""
@@ -1077,7 +1100,7 @@ class _ModelTables:
         self.tables = {}
 
     def wants(self, name: str) -> bool:
-        return name in MODEL_TABLES + CYCLE_TABLES
+        return name in MODEL_TABLES + CYCLE_TABLES or name == MARKER_TABLE
 
     def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
         blob = _chunk_object(lines, last)
@@ -1377,6 +1400,7 @@ _FROM_DOC: dict[str, Callable[[str, dict, _Dates, _Amounts], Any]] = {
     "history": _history,
     "holds": _hold,
     "meta": lambda key, doc, dates, amounts: doc,
+    MARKER_TABLE: lambda key, doc, dates, amounts: doc,
     "archived": _archived,
     "imports": _import,
 }

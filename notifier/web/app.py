@@ -98,8 +98,9 @@ class Web:
         self.sessions = auth.Sessions(idle=config.web.idle_minutes * 60)
         self.log = AttemptLog(config.attempt_log)
         # keep_written: an action's page is drawn from what its write wrote, not a second parse
+        # fold=False: a fold would double the console's memory for a moment; the daemon folds
         self.store = ConsoleStore(config.state, retention_months=config.retention_months, log=self.log,
-                                  keep_written=True)
+                                  keep_written=True, journal_from=config.journal_from, fold=False)
         self.chain = ChainCheck(self.log, self.now)  # the audit's chain check: whole once, then what was appended
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
