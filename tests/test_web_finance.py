@@ -21,7 +21,8 @@ def test_finance_finds_a_customers_month_opens_a_record_exports_verifies_and_rec
     console.cli("run-once", "--date", "2026-11-24")  # the month's notices: e-mails, WhatsApp, a social task...
     page = browser.new_page()
     login(page, console, "caio")
-    assert page.locator("nav.menu a").all_inner_texts() == ["Painel", "Clientes", "Tarefas", "Registro", "Pagamentos"]
+    assert page.locator("nav.menu a").all_inner_texts() == ["Painel", "Clientes", "Tarefas", "Registro", "Pagamentos",
+                                                         "Auditoria", "Relatórios"]
     page.click("nav.menu >> text=Registro")
     rows = page.locator("table.registro tbody tr")
     assert rows.count() > 5  # every customer's attempts, newest first
