@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where the subprocesses keep their compiled modules. Some machines (this one, CI) set
 # PYTHONDONTWRITEBYTECODE, and then every `python run.py` compiled the notifier's modules anew.
 PYCACHE = Path(tempfile.gettempdir()) / f"notifier-tests-pycache-{os.getuid()}"
+# ...and not only those started through `Cli`: every process a test starts inherits this
+# environment (the argument fuzzer's hundreds of `run.py`, the console, the fault tests' writers,
+# the xdist workers themselves). Without it each compiled the notifier's modules again: about
+# twice the CPU of a `python run.py status` (0.50 s instead of 0.25 s here).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE))
 
 
 class Cli:
