@@ -59,3 +59,16 @@ def clean_cli(workdir: Path) -> Cli:
 @pytest.fixture
 def cli(tmp_path) -> Cli:
     return clean_cli(tmp_path)
+
+
+# The tests that take minutes, started first: in collection order the two-year simulation came
+# among the last, and the suite's final minutes were one worker running it while the other idled.
+LONGEST_FIRST = (
+    "tests/test_simulation.py::test_two_years_every_day_keeps_every_promise",
+    "tests/test_staff_during_cycle.py::",
+    "tests/test_tamper.py::",  # its module fixture builds ten folders with real commands
+)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))  # stable: the rest keep their order
