@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from io import StringIO
 from zoneinfo import ZoneInfo
 
@@ -87,3 +87,24 @@ def test_the_months_attempts_from_the_index_are_the_whole_logs_and_so_is_the_csv
                              cwd=lived.workdir, env=lived.env, capture_output=True, check=True).stdout  # bytes
         assert csv == expected.getvalue().encode("utf-8"), month
     assert counted == len([s for s in sendings if s["channel"] != "staff"])  # every attempt in one month
+
+
+def test_the_consoles_forecast_is_kept_per_version_of_the_state(lived):
+    """Relatórios and its CSV ask for the same 30-day forecast (tens of seconds at 50,000 accounts):
+    the console computes it once per version of the state file, and a new version is planned again."""
+    from notifier.config import load_config
+    from notifier.reports.forecast import store_forecast
+    from notifier.web.app import Web
+    web = Web(load_config(None, {}, lived.workdir / "state.json"))
+    start = date(2026, 12, 7)
+    kept = web.forecast(start, 30)
+    assert web.forecast(start, 30) is kept  # the same version: not planned again
+    assert kept == store_forecast(Store(lived.workdir / "state.json").snapshot(), web.config, start, 30)
+    december = {"id": "2026-12-padaria", "account": "padaria", "amount": "189.90", "issued": "2026-12-05"}
+    (lived.workdir / "billing.json").write_text(json.dumps(
+        {**BILLING, "invoices": BILLING["invoices"] + [december]}, ensure_ascii=False), encoding="utf-8")
+    lived("import", "billing.json", "--date", "2026-12-06")  # a new version of the state
+    planned = web.forecast(start, 30)
+    assert planned == store_forecast(Store(lived.workdir / "state.json").snapshot(), web.config, start, 30)
+    assert planned != kept and any(r.stage == "reminder" for r in planned)  # December's invoice is dunned
+    assert web.forecast(start + timedelta(days=1), 30) is not planned  # another first day: its own forecast

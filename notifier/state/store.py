@@ -492,6 +492,11 @@ class Store:
         self._seen = (stamp, models, by_account) if stamp is not None else None
         return Snapshot(self.path, self.retention_months, models=models, by_account=by_account)
 
+    def stamp(self) -> tuple | None:
+        """The state file's version as `snapshot()` tells them apart (every write replaces the
+        file): an unchanged stamp is unchanged content. None when there is no file."""
+        return _stamp(self.path)
+
     @contextmanager
     def transaction(self, accept_cut: bool = False) -> Iterator[Snapshot]:
         """Lock, read, yield a snapshot to change, and write it once at the end.
