@@ -22,7 +22,9 @@ import orjson
 
 from notifier.log.attempts import AttemptLog
 from notifier.config import STAGES
-from notifier.log.history import Attempt, Filters, attempts, local_time
+from notifier.log.history import Attempt, local_time
+from notifier.log.index import index_for
+from notifier.log.query import Query, stream
 from notifier.state.store import archive_path_for
 
 WINDOW_DAYS = 3
@@ -89,10 +91,13 @@ def month_bounds(month: str) -> tuple[date, date]:
 
 
 def month_attempts(log: AttemptLog, month: str, tz) -> list[Attempt]:
-    """Customer attempts whose notice date is in `month`. The sending times are searched a week
-    wider, since a notice may go out (catch-up) days after its date."""
+    """Customer attempts whose notice date is in `month`, in log order. The sending times are
+    searched wider (a week before, 40 days after), since a notice may go out (catch-up) days after
+    its date. They come from the log's index (`notifier attempts`' and the Registro's query): the
+    rows of those days picked from its columns, only they read back from the log, not the whole log."""
     first, last = month_bounds(month)
-    found = attempts(log, Filters(since=first - timedelta(days=7), until=last + timedelta(days=40), tz=tz))
+    query = Query(since=first - timedelta(days=7), until=last + timedelta(days=40))
+    found = stream(index_for(log.path, tz), query, newest_first=False)
     return [a for a in found if a.sending.get("channel") != "staff" and _notice_day(a, tz).strftime("%Y-%m") == month]
 
 

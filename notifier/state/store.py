@@ -313,6 +313,11 @@ class Store:
         by_account = {name: index for name, index in view.by_account.items() if name not in changed}
         return models, by_account
 
+    def stamp(self) -> tuple | None:
+        """The state file's version as `snapshot()` tells them apart (every write replaces the
+        file): an unchanged stamp is unchanged content. None when there is no file."""
+        return _stamp(self.path)
+
     @contextmanager
     def transaction(self, accept_cut: bool = False) -> Iterator[Snapshot]:
         """Lock, read, yield a snapshot to change, and write it at the end.

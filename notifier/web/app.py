@@ -104,6 +104,8 @@ class Web:
         self.chain = ChainCheck(self.log, self.now)  # the audit's chain check: whole once, then what was appended
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
+        self._forecast: tuple | None = None  # ((state's stamp, first day, days), rows)
+        self._forecast_lock = threading.Lock()
 
     @property
     def renderer(self) -> Renderer:
@@ -114,6 +116,21 @@ class Web:
                 if self._renderer is None:
                     self._renderer = Renderer(self.config)
         return self._renderer
+
+    def forecast(self, start: date, days: int) -> list:
+        """`store_forecast` over the state as it is (what `notifier forecast` prints), kept for one
+        version of the state file, first day and length: planning 30 days of 50,000 accounts takes
+        tens of seconds, and Relatórios and its CSV ask for the same forecast far more often than
+        the state changes. One thread computes it; the others asking meanwhile wait for it."""
+        from notifier.reports.forecast import store_forecast
+        with self._forecast_lock:
+            stamp = self.store.stamp()  # before the read: a write meanwhile only costs a computation more
+            key = (stamp, start, days)
+            if stamp is not None and self._forecast is not None and self._forecast[0] == key:
+                return self._forecast[1]
+            rows = store_forecast(self.store.snapshot(), self.config, start, days)
+            self._forecast = (key, rows) if stamp is not None else None
+            return rows
 
     def warm(self) -> None:
         """Do the one-time work of the first pages before anyone asks (`notifier web` calls it in

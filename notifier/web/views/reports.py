@@ -1,7 +1,7 @@
 """Relatórios: the month's recovery report and the forecast, as tables, charts and CSV.
 
 The numbers are `notifier report`'s (reports/monthly.py `month_report`) and `notifier forecast`'s
-(reports/forecast.py `store_forecast`), and the CSV downloads are written by the same functions as
+(reports/forecast.py `store_forecast`, kept per version of the state: `Web.forecast`), and the CSV downloads are written by the same functions as
 their `--format csv` (reports/exports.py). What this module adds is the charts' geometry: plain
 numbers (percentages of the chart's width, pixels of its height) that the template draws as SVG,
 no script. Widths are percentages and the text is not scaled, so a chart stays readable on a
@@ -19,7 +19,6 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, write_forecast_csv, write_report_csv
-from notifier.reports.forecast import store_forecast
 from notifier.reports.monthly import WINDOW_DAYS, month_bounds, month_report, recovered
 
 from .. import auth
@@ -142,7 +141,7 @@ def show(request: Request, mes: str = "", login: auth.Login = Depends(auth.requi
                  percentual=_percent, resultados=OUTCOMES, altura=CHART_HEIGHT,
                  rotulo_etapa=STAGE_LABELS, rotulo_canal=CHANNEL_LABELS)
     if login.may("reports.forecast"):
-        days, channels = _forecast_days(store_forecast(snap, web.config, today, FORECAST_DAYS), today)
+        days, channels = _forecast_days(web.forecast(today, FORECAST_DAYS), today)
         shown.update(previsao=days, canais=channels, previsao_total=sum(d.total for d in days),
                      previsao_custo=sum((d.cost for d in days), start=0))
     return page(request, login, "reports.html", **shown)
@@ -170,5 +169,5 @@ def forecast_csv(request: Request, login: auth.Login = Depends(auth.require("rep
     """`notifier forecast --format csv` from the console's today, 30 days."""
     web = request.app.state.web
     today = web.now().date()
-    rows = store_forecast(web.store.snapshot(), web.config, today, FORECAST_DAYS)
+    rows = web.forecast(today, FORECAST_DAYS)
     return _csv(write_forecast_csv, rows, f"previsao-{today:%Y-%m-%d}.csv")

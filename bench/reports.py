@@ -1,0 +1,159 @@
+"""The Relatórios page and its CLI at a large company's size (issue 21): 50,000 accounts and
+1,000,000 log records, the code before beside this checkout.
+
+    python bench/reports.py                      # the code before (merge-base with main) and now
+    python bench/reports.py --trees now          # this checkout only (the code before takes minutes)
+    python bench/reports.py --before REV
+
+What it does, with the real code end to end, on bench/company.py's fixture (cached under
+$BENCH_CACHE) copied to bench/out/reports (the state, the archive, the log and its head; the packs,
+which nothing here writes, linked), with an admin added by `notifier users add`:
+1. for each tree (the code at REV, exported with `git archive`, then this checkout), in fresh
+   processes: `notifier report --month MONTH --format csv` and `notifier forecast --format csv`,
+   their wall time and peak memory; the CSVs of the two trees must be byte-identical (the numbers
+   did not change);
+2. a real `notifier web` of each tree: logs in, then `/relatorios?mes=MONTH` twice (the first view
+   after start, and a second one: the forecast is kept per version of the state), and the page's
+   month CSV, which must equal the CLI's.
+This checkout runs first: its `notifier report` is the first process to need the log's index at
+this size, and reads the whole log once to build it (`attempts.jsonl.index`, kept beside the log
+for every later process); that first run is reported apart.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import emit, fmt, run_measured  # noqa: E402
+from bench.audit import export  # noqa: E402
+from bench.company import DAY, fixture  # noqa: E402
+from bench.console import free_port  # noqa: E402
+
+AREA = "Console"
+PASSWORD = "senha-do-bench-123"
+
+
+def workdir(source: Path, work: Path) -> Path:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name in ("state.json", "state.archive.jsonl", "attempts.jsonl", "attempts.jsonl.head"):
+        if (source / name).exists():
+            shutil.copy2(source / name, work / name)
+    (work / "attempts.jsonl.messages").symlink_to(source / "attempts.jsonl.messages")
+    subprocess.run([sys.executable, str(ROOT / "run.py"), "users", "add", "bench", "--role", "admin"], cwd=work,
+                   input=PASSWORD + "\n", text=True, capture_output=True, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return work
+
+
+def cli(tree: Path, work: Path, *args: str) -> tuple[float, float, str]:
+    """`notifier ARGS` of `tree` in a fresh process: (seconds, peak MB, stdout)."""
+    return run_measured([sys.executable, str(tree / "run.py"), *args], cwd=work,
+                        env={"PYTHONPATH": str(tree)})
+
+
+def console(tree: Path, work: Path, month: str) -> dict:
+    """The console of `tree`: milliseconds of the first and second view of Relatórios, the CSV."""
+    import httpx
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(tree / "run.py"), "web", "--port", str(port), "--date", DAY],
+                              cwd=work, env={**os.environ, "PYTHONPATH": str(tree)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        client = httpx.Client(base_url=base, timeout=900)
+        for _ in range(3000):
+            try:
+                client.get("/login")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        client.post("/login", data={"csrf": token, "nome": "bench", "senha": PASSWORD}, headers={"Origin": base})
+        views = []
+        for _ in range(2):
+            start = time.perf_counter()
+            answer = client.get(f"/relatorios?mes={month}")
+            views.append((time.perf_counter() - start) * 1000)
+            assert answer.status_code == 200 and "Relatórios" in answer.text, answer.text[-500:]
+        csv = client.get(f"/relatorios/mensal.csv?mes={month}")
+        assert csv.status_code == 200, csv.text[-500:]
+        return {"first": views[0], "second": views[1], "csv": csv.content}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--month", default="2026-11")
+    parser.add_argument("--before", default=None, help="the code to compare with (default: merge-base with main)")
+    parser.add_argument("--trees", default="now,before", help="which code: now, before or both")
+    parser.add_argument("--work", type=Path, help="an earlier run's work folder, taken as it is (no copy)")
+    args = parser.parse_args()
+    work = args.work or workdir(fixture(), ROOT / "bench" / "out" / f"reports-{args.trees.replace(',', '-')}")
+    before_rev = args.before or subprocess.run(["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True,
+                                               text=True, check=True).stdout.strip()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-reports-") as tmp:
+        trees = {name: ROOT if name == "now" else export(before_rev, Path(tmp) / "before")
+                 for name in args.trees.split(",")}
+        for name, tree in trees.items():
+            r = results[name] = {}
+            if name == "now" and not args.work:
+                (work / "attempts.jsonl.index").unlink(missing_ok=True)
+                r["report_unindexed"], _, _ = cli(tree, work, "report", "--month", args.month, "--format", "csv")
+            r["report"], r["report_mb"], r["report_csv"] = cli(tree, work, "report", "--month", args.month,
+                                                               "--format", "csv")
+            r["forecast"], r["forecast_mb"], r["forecast_csv"] = cli(tree, work, "forecast", "--format", "csv",
+                                                                     "--date", DAY)
+            r.update(console(tree, work, args.month))
+            (work / f"{name}.report.csv").write_text(r["report_csv"], encoding="utf-8")
+            (work / f"{name}.forecast.csv").write_text(r["forecast_csv"], encoding="utf-8")
+            print(f"{name}: report {r['report']:.1f} s, forecast {r['forecast']:.1f} s, "
+                  f"Relatórios {fmt(r['first'])} ms then {fmt(r['second'])} ms", flush=True)
+    for name, r in results.items():
+        # The month's CSV as the page serves it is the CLI's, byte for byte (the CLI writes text to stdout).
+        assert r["csv"].decode("utf-8") == r["report_csv"], f"{name}: the page's CSV differs from `notifier report`'s"
+    if "now" not in results:
+        return
+    now = results["now"]
+    before = results.get("before")
+    if before:
+        assert before["report_csv"] == now["report_csv"], "the month's report changed"
+        assert before["forecast_csv"] == now["forecast_csv"], "the forecast changed"
+    print(f"\n50,000 accounts, 1,000,000 log records, month {args.month}; before = {before_rev[:7]}; "
+          f"load average at the end {os.getloadavg()[0]:.1f}")
+    print("| | `notifier report --format csv` | `notifier forecast --format csv` | Relatórios, first view | second view |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        print(f"| {name} | {r['report']:.1f} s ({r['report_mb']:.0f} MB) | {r['forecast']:.1f} s ({r['forecast_mb']:.0f} MB) "
+              f"| {fmt(r['first'] / 1000)} s | {fmt(r['second'] / 1000)} s |")
+    if "report_unindexed" in now:
+        print(f"now, `notifier report` without the log's index file (reads the whole log once to build it): "
+              f"{now['report_unindexed']:.1f} s")
+    print("the CSVs: " + ("identical before and now; " if before else "") + "the page's month CSV = the CLI's")
+    base = (lambda key: before[key]) if before else (lambda key: None)
+    label = f"the code before ({before_rev[:7]})" if before else ""
+    emit("console.reports.first", now["first"], "ms", baseline=base("first"), baseline_label=label, area=AREA,
+         source="issue 21", label="Relatórios, first view after start (month report + 30-day forecast)")
+    emit("console.reports.second", now["second"], "ms", baseline=base("second"), baseline_label=label, area=AREA,
+         source="issue 21", label="Relatórios, a second view")
+    emit("cli.report", now["report"], "s", baseline=base("report"), baseline_label=label, area=AREA,
+         source="issue 21", label="notifier report --format csv, fresh process")
+    emit("cli.forecast", now["forecast"], "s", baseline=base("forecast"), baseline_label=label, area=AREA,
+         source="issue 21", label="notifier forecast --format csv, fresh process")
+
+
+if __name__ == "__main__":
+    main()

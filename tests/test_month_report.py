@@ -1,0 +1,110 @@
+"""The month's report reads its attempts from the log's index (issue 21: the Relatórios page at a
+million records), and says exactly what the whole-log reading said: the same attempts in the same
+order with the same statuses, so the same numbers and the same CSV, byte for byte.
+
+The log is made by real commands over two months: cycles sending e-mails to a real SMTP server, a
+WhatsApp notice our configuration blocks (and its staff alert), payments within the window and
+after it, in four months (September has none).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date, timedelta
+from io import StringIO
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from notifier.log.attempts import AttemptLog
+from notifier.log.history import Filters, attempts
+from notifier.reports.exports import write_report_csv
+from notifier.reports.monthly import _notice_day, build, month_attempts, month_bounds, payments_from
+from notifier.state.store import Store, archive_path_for
+from tests.conftest import ROOT, clean_cli
+from tests.smtp_server import SmtpServer
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+BILLING = {
+    "accounts": [
+        {"id": "padaria", "company": "Padaria Pão Quente Ltda", "document": "45.723.174/0001-10", "emails": ["financeiro@padaria.com.br"],
+         "whatsapp": "+5511987654321", "due_day": 20},
+        {"id": "oficina", "company": "Oficina do Zé Ltda", "document": "11.222.333/0001-81", "emails": ["ze@oficina.com.br", "caixa@oficina.com.br"],
+         "due_day": 28},
+    ],
+    "invoices": [
+        {"id": "2026-10-padaria", "account": "padaria", "amount": "189.90", "issued": "2026-10-05"},
+        {"id": "2026-11-padaria", "account": "padaria", "amount": "189.90", "issued": "2026-11-05"},
+        {"id": "2026-11-oficina", "account": "oficina", "amount": "1234.56", "issued": "2026-11-05"},
+    ],
+}
+MONTHS = ("2026-09", "2026-10", "2026-11", "2026-12")
+
+
+@pytest.fixture(scope="module")
+def lived(tmp_path_factory):
+    cli = clean_cli(tmp_path_factory.mktemp("month"))
+    (cli.workdir / "billing.json").write_text(json.dumps(BILLING, ensure_ascii=False), encoding="utf-8")
+    with SmtpServer() as smtp:
+        cli.env["EMAIL_URL"] = smtp.url()
+        cli("import", "billing.json", "--date", "2026-10-06")
+        for day in ("2026-10-17", "2026-10-20", "2026-10-23"):
+            cli("run-once", "--date", day, check=False)  # exit 1: the blocked WhatsApp is a problem to fix
+        cli("pay", "2026-10-padaria", "--date", "2026-10-24", "--by", "bruno")
+        cli("import", "billing.json", "--date", "2026-11-06")
+        for day in ("2026-11-17", "2026-11-20", "2026-11-25"):
+            cli("run-once", "--date", day, check=False)
+        cli("pay", "2026-11-padaria", "--date", "2026-11-22", "--by", "bruno")
+        cli("run-once", "--date", "2026-12-01", check=False)
+        cli("pay", "2026-11-oficina", "--date", "2026-12-02", "--by", "bruno")
+    return cli
+
+
+def whole_log_month(log: AttemptLog, month: str, tz) -> list:
+    """The month's attempts as `month_attempts` found them before the index: two passes over the
+    whole log (notifier/log/history.py `attempts`)."""
+    first, last = month_bounds(month)
+    found = attempts(log, Filters(since=first - timedelta(days=7), until=last + timedelta(days=40), tz=tz))
+    return [a for a in found if a.sending.get("channel") != "staff" and _notice_day(a, tz).strftime("%Y-%m") == month]
+
+
+def test_the_months_attempts_from_the_index_are_the_whole_logs_and_so_is_the_csv(lived):
+    log = AttemptLog(lived.workdir / "attempts.jsonl")
+    snapshot = Store(lived.workdir / "state.json").snapshot()
+    sendings = [a.sending for a in attempts(log, Filters())]
+    counted = 0
+    for month in MONTHS:
+        old = whole_log_month(log, month, SAO_PAULO)
+        new = month_attempts(log, month, SAO_PAULO)
+        assert [(a.sending, a.updates) for a in new] == [(a.sending, a.updates) for a in old], month
+        counted += len(new)
+        wanted = {i for a in old for i in a.sending.get("invoices") or ()}
+        paid = payments_from(snapshot, archive_path_for(lived.workdir / "state.json"), wanted)
+        expected = StringIO(newline="")
+        write_report_csv(build(old, paid.get, SAO_PAULO), expected)
+        csv = subprocess.run([sys.executable, str(ROOT / "run.py"), "report", "--month", month, "--format", "csv"],
+                             cwd=lived.workdir, env=lived.env, capture_output=True, check=True).stdout  # bytes
+        assert csv == expected.getvalue().encode("utf-8"), month
+    assert counted == len([s for s in sendings if s["channel"] != "staff"])  # every attempt in one month
+
+
+def test_the_consoles_forecast_is_kept_per_version_of_the_state(lived):
+    """Relatórios and its CSV ask for the same 30-day forecast (tens of seconds at 50,000 accounts):
+    the console computes it once per version of the state file, and a new version is planned again."""
+    from notifier.config import load_config
+    from notifier.reports.forecast import store_forecast
+    from notifier.web.app import Web
+    web = Web(load_config(None, {}, lived.workdir / "state.json"))
+    start = date(2026, 12, 7)
+    kept = web.forecast(start, 30)
+    assert web.forecast(start, 30) is kept  # the same version: not planned again
+    assert kept == store_forecast(Store(lived.workdir / "state.json").snapshot(), web.config, start, 30)
+    december = {"id": "2026-12-padaria", "account": "padaria", "amount": "189.90", "issued": "2026-12-05"}
+    (lived.workdir / "billing.json").write_text(json.dumps(
+        {**BILLING, "invoices": BILLING["invoices"] + [december]}, ensure_ascii=False), encoding="utf-8")
+    lived("import", "billing.json", "--date", "2026-12-06")  # a new version of the state
+    planned = web.forecast(start, 30)
+    assert planned == store_forecast(Store(lived.workdir / "state.json").snapshot(), web.config, start, 30)
+    assert planned != kept and any(r.stage == "reminder" for r in planned)  # December's invoice is dunned
+    assert web.forecast(start + timedelta(days=1), 30) is not planned  # another first day: its own forecast
