@@ -215,7 +215,7 @@ def test_an_escalation_to_a_slow_smtp_server_does_not_hold_up_another_persons_pa
     assert sending and {r["actor"] for r in sending} == {"bia"}
 
 
-def test_the_painel_and_tarefas_show_at_once_what_other_processes_did_and_a_long_queue_is_paged(console):
+def test_the_painel_and_tarefas_show_at_once_what_other_processes_did_and_a_long_queue_is_paged(console, browser):
     """The Painel and the Tarefas keep what they drew (the day's plan, the task list) only while
     the state and the log are the ones they were drawn from: a payment and a task closed by the
     CLI show at the next view. A queue longer than a page is paged, newest first."""
@@ -257,3 +257,11 @@ def test_the_painel_and_tarefas_show_at_once_what_other_processes_did_and_a_long
         second = client.get("/tarefas", params={"pagina": 2}).text
         assert f"Mostrando 51–{total} de {total}" in second and f"/tarefas/{ids[0]}/concluir" in second
         assert f"/tarefas/{ids[-1]}/concluir" not in second
+    page = browser.new_page()
+    login(page, console, "bia")
+    page.goto(console.url + "/tarefas")
+    assert page.locator("section.tarefa").count() == 50
+    shoot(page, "tarefas-paginas")
+    page.click("nav.paginas >> text=Mais antigas")
+    assert page.url.endswith("pagina=2") and page.locator("section.tarefa").count() == total - 50
+    assert page.locator("nav.paginas a[rel=prev]").is_visible()
