@@ -171,6 +171,14 @@ def test_the_task_records_of_the_index_give_the_same_tasks_as_the_whole_log(cli,
     whole = tasks(AttemptLog(tmp_path / "attempts.jsonl").records())
     assert {t.kind for t in whole} >= {"social_manual", "deletion_due"}
     assert tasks(LogIndex(tmp_path / "attempts.jsonl").task_records()) == whole
+    # The list the index keeps (`task_list`), fed what each process appended since: the same.
+    index = LogIndex(tmp_path / "attempts.jsonl")
+    assert index.task_list() == whole
+    social = next(t for t in whole if t.kind == "social_manual")
+    cli("tasks", "done", social.id, "--by", "bia", "--outcome", "enviei")
+    again = tasks(AttemptLog(tmp_path / "attempts.jsonl").records())
+    assert next(t for t in again if t.id == social.id).done["actor"] == "bia"
+    assert index.task_list() == again != whole and index.rebuilds == 0
 
 
 def test_the_email_as_the_customer_saw_it_comes_from_the_message_store(cli, tmp_path):

@@ -213,3 +213,55 @@ def test_an_escalation_to_a_slow_smtp_server_does_not_hold_up_another_persons_pa
         assert len(smtp.received) >= 1
     sending = [r for r in console.records("sending") if r.get("escalation")]
     assert sending and {r["actor"] for r in sending} == {"bia"}
+
+
+def test_the_painel_and_tarefas_show_at_once_what_other_processes_did_and_a_long_queue_is_paged(console, browser):
+    """The Painel and the Tarefas keep what they drew (the day's plan, the task list) only while
+    the state and the log are the ones they were drawn from: a payment and a task closed by the
+    CLI show at the next view. A queue longer than a page is paged, newest first."""
+    from notifier.log.attempts import AttemptLog
+    console.cli("run-once", "--date", "2026-11-24")
+    with http(console) as client:
+        http_login(client, "ana")
+
+        def painel() -> tuple[int, int]:
+            text = client.get("/").text
+            tasks = re.search(r"<h2>Tarefas abertas</h2>\s*<p class=\"grande\">(\d+)</p>", text).group(1)
+            paid = re.search(r"em (\d+) fatura\(s\) paga\(s\) depois do vencimento", text).group(1)
+            return int(tasks), int(paid)
+
+        open_tasks, paid_late = painel()
+        assert painel() == (open_tasks, paid_late)  # drawn again from what it kept
+        listed = client.get("/tarefas").text
+        task = console.cli.json("tasks", "--open")[0]["id"]
+        assert f"/tarefas/{task}/concluir" in listed and "Página 1 de" not in listed
+        state = json.loads((console.workdir / "state.json").read_text())
+        late = next(key for key, inv in state["invoices"].items()
+                    if "paid" not in inv and inv["due"] < "2026-11-20" and inv["issued"] <= console.day)
+        console.cli("pay", late, "--date", console.day, "--by", "caio")
+        console.cli("tasks", "done", task, "--by", "bia", "--outcome", "feito por telefone")
+        assert painel() == (open_tasks - 1, paid_late + 1)
+        assert f"/tarefas/{task}/concluir" not in client.get("/tarefas").text
+
+        # 60 tasks more (sends a crash left unanswered), written by another writer of the log
+        log = AttemptLog(console.workdir / "attempts.jsonl")
+        when = datetime(2026, 11, 24, 15, tzinfo=SP)
+        ids = log.note_many([(when + timedelta(seconds=n), "unknown", {"account": "padaria-sao-joao", "n": n}, "daemon")
+                             for n in range(60)])
+        total = open_tasks - 1 + 60
+        assert painel()[0] == total
+        first = client.get("/tarefas").text
+        assert f"Mostrando 1–50 de {total} tarefas abertas, as mais novas primeiro (página 1 de 2)" in first
+        assert f"/tarefas/{ids[-1]}/concluir" in first and f"/tarefas/{ids[0]}/concluir" not in first
+        assert 'href="/tarefas?tipo=&amp;minhas=&amp;abertas=&amp;pagina=2" rel="next"' in first
+        second = client.get("/tarefas", params={"pagina": 2}).text
+        assert f"Mostrando 51–{total} de {total}" in second and f"/tarefas/{ids[0]}/concluir" in second
+        assert f"/tarefas/{ids[-1]}/concluir" not in second
+    page = browser.new_page()
+    login(page, console, "bia")
+    page.goto(console.url + "/tarefas")
+    assert page.locator("section.tarefa").count() == 50
+    shoot(page, "tarefas-paginas")
+    page.click("nav.paginas >> text=Mais antigas")
+    assert page.url.endswith("pagina=2") and page.locator("section.tarefa").count() == total - 50
+    assert page.locator("nav.paginas a[rel=prev]").is_visible()

@@ -76,7 +76,7 @@ def tasks(ctx, only_open, as_json):
         return
     from notifier.reports.exports import br_datetime
     from notifier.staff.actions import task_list
-    found = [t for t in task_list(ctx.obj.log().records(), ctx.obj.store().snapshot()) if not only_open or t.done is None]
+    found = [t for t in task_list(ctx.obj.log(), ctx.obj.store().snapshot()) if not only_open or t.done is None]
     if as_json:
         echo_json([t.to_json() for t in found])
         return

@@ -11,7 +11,9 @@ line, not a Python object per line):
   channel, stage, actor, the provider of its outcome and its latest status (the Registro's
   filters, `notifier/log/query.py`); an attempt id finds its row through a hash table of the
   ids' first 64 bits (`_Ids`);
-- the lines that make or close staff tasks, and the payments recorded by hand.
+- the lines that make or close staff tasks (and the tasks themselves, `task_list`), the payments
+  recorded by hand, and WhatsApp's `sent` and `blocked` outcomes with their days (the Painel's
+  first-time delinquents without WhatsApp).
 At each question it reads only what was appended since.
 
 It is never a second source of truth: the records are read back from the log at each question and
@@ -55,7 +57,7 @@ SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 EPOCH = date(2000, 1, 1)  # a row's day is days since then (array 'H': until 2179)
 NONE = 0xFFFFFFFF  # no account
 SAVE_FROM = 20_000  # lines: a smaller log is read whole faster than its index file would be
-FORMAT = 1
+FORMAT = 2  # 2: the WhatsApp outcomes' lines
 
 
 def _text(raw: bytes, key: bytes, start: int = 0, within: int = 1 << 30) -> str | None:
@@ -182,6 +184,11 @@ class LogIndex:
         self.staff: set[str] = set()  # ids of the staff channel's sendings (deletion tasks)
         self.tasks: list[tuple[int, str | None]] = []  # (line, ref) making or closing tasks
         self.payments = array("I")  # lines of payments recorded by hand
+        self.whatsapp = array("I")  # lines of WhatsApp sendings' `sent` and `blocked` outcomes,
+        self.whatsapp_sending = array("I")  # the line of each one's sending,
+        self.whatsapp_day = array("H")  # and each one's local day (as a row's)
+        self._book = None  # the tasks of `tasks[:_booked]` (`task_list`): thrown away with the rest
+        self._booked = 0
         self._days: dict[str, int] = {}  # "YYYY-MM-DDTHH" (UTC) -> local day, for hours within one day
 
     def _start_over(self) -> None:
@@ -209,6 +216,39 @@ class LogIndex:
                 row = self.ids.get(ref) if ref else None
                 if row is not None:
                     lines.add(self.row_line[row])
+            spans = self.spans(sorted(lines))
+        return list(self.read(spans))
+
+    def task_list(self) -> list:
+        """The log's staff tasks (`staff.actions.tasks`, the same list), kept: only the task lines
+        appended since the last question (and the sendings they refer to) are read and parsed. A
+        queue of 22,000 DMs was parsed whole at every view of the Tarefas page and the Painel."""
+        from notifier.staff.actions import TaskBook  # the rules of a task live with the staff's actions
+        with self._lock:
+            self._refresh()
+            if self._book is None:
+                self._book, self._booked = TaskBook(), 0
+            new = self.tasks[self._booked:]
+            lines = {line for line, _ in new}
+            for _, ref in new:
+                row = self.ids.get(ref) if ref else None
+                if row is not None:
+                    lines.add(self.row_line[row])
+            self._book.add(list(self.read(self.spans(sorted(lines)))))  # all read, or none added
+            self._booked = len(self.tasks)
+            return self._book.tasks()
+
+    def whatsapp_records(self, first: date, last: date) -> list[dict]:
+        """The `sent` and `blocked` outcomes of WhatsApp sendings dated from `first` to `last`
+        (local days, a day more each side: the caller checks the dates in its zone), each after
+        its sending, in log order: what `staff.actions.without_whatsapp` reads."""
+        low, high = (first - EPOCH).days - 1, (last - EPOCH).days + 1
+        with self._lock:
+            self._refresh()
+            lines = set()
+            for line, sending, day in zip(self.whatsapp, self.whatsapp_sending, self.whatsapp_day):
+                if low <= day <= high:
+                    lines.update((line, sending))
             spans = self.spans(sorted(lines))
         return list(self.read(spans))
 
@@ -348,6 +388,11 @@ class LogIndex:
                         _text(raw, b'"provider":"', 0, evidence if evidence > 0 else len(raw)))
                 self.row_last[row] = line + 1
                 self.row_status[row] = self.statuses.code(event.decode())
+            if row is not None and event in (b"sent", b"blocked") and \
+                    self.channels.names[self.row_channel[row]] == "whatsapp":
+                self.whatsapp.append(line)
+                self.whatsapp_sending.append(self.row_line[row])
+                self.whatsapp_day.append(self._day(_text(raw, b'"time":"')))
             if event in TASK_EVENTS or ref in self.staff or b'"provider":"staff-task"' in raw:
                 self.tasks.append((line, ref))
             elif event in PAYMENT_EVENTS:
@@ -398,7 +443,8 @@ class LogIndex:
     # --- on disk ---------------------------------------------------------------------------------
 
     _ARRAYS = ("line_off", "line_len", "line_prev", "row_line", "row_account", "row_day", "row_last", "row_channel",
-               "row_stage", "row_actor", "row_status", "row_provider", "payments")
+               "row_stage", "row_actor", "row_status", "row_provider", "payments", "whatsapp", "whatsapp_sending",
+               "whatsapp_day")
 
     def save(self) -> None:
         """Write the index beside the log (under a temporary name, then renamed: a reader finds

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Callable, Iterable, Iterator
+from datetime import date, datetime, timedelta
+from typing import Callable, Iterable
 
 from notifier.billing import hours
-from notifier.log.attempts import AttemptLog, is_sending, parse_line, raw_lines, utc_iso
+from notifier.log.attempts import AttemptLog, utc_iso
 from notifier.config import Config
 from notifier.run.delivery import DeliveryError, close_all, current_stage, notice_fields, prepare, split_do_not_contact
 from notifier.run.dispatch import Job, Pool
@@ -127,6 +127,7 @@ class Task:
     done: dict | None = None  # the closing `task_done` record
     assigned: str = ""  # who took it (`assign_task`), the last to take it
     until: str = ""  # an escalation waiting for contact hours: when it goes out (ISO, local time)
+    ref: str = ""  # the attempt it is about (its sending: the text a DM by hand sends)
 
     def to_json(self) -> dict:
         return {"id": self.id, "kind": self.kind, "time": self.time, "account": self.account, "channel": self.channel,
@@ -142,34 +143,58 @@ def tasks(records: Iterable[dict]) -> list[Task]:
     before the `task` status), `unknown` (a crash between claim and answer), a hard `bounced`, and
     a `deletion_due` notice on the staff channel. Closed by a `task_done` whose `ref` is its id;
     taken by a person with a `task_assigned`."""
-    sendings: dict[str, dict] = {}
-    found: list[tuple[dict, str, dict]] = []
-    closed: dict[str, dict] = {}
-    assigned: dict[str, str] = {}
-    for r in records:
-        event = r.get("event")
-        if event == "sending":
-            sendings[r.get("id") or r.get("attempt")] = r
-            continue
-        if event == "task_done":
-            closed[r.get("ref")] = r
-            continue
-        if event == "task_assigned":
-            assigned[r.get("ref")] = r.get("actor", "")
-            continue
-        sending = sendings.get(r.get("ref") or r.get("attempt"), {})
-        if event == "task" or (r.get("provider") == "staff-task" and event in ("sent", "result")):
-            found.append((r, "social_manual", sending))
-        elif event == "unknown":
-            found.append((r, "unknown", sending))
-        elif event == "bounced" and r.get("hard"):
-            found.append((r, "bounced", sending or r))
-        elif event in ("sent", "outbox", "result") and sending.get("stage") == "deletion_due" and sending.get("channel") == "staff":
-            found.append((r, "deletion_due", sending))
-    return [Task(r["id"], kind, r.get("time", ""), s.get("account", ""), s.get("channel", ""),
-                 s.get("recipient", ""), s.get("subject") or r.get("detail", ""), closed.get(r["id"]),
-                 assigned.get(r["id"], ""))
-            for r, kind, s in found if r.get("id")]
+    book = TaskBook()
+    book.add(records)
+    return book.tasks()
+
+
+class TaskBook:
+    """The staff tasks of the records given so far, kept between batches of appended records (the
+    log index feeds it what the log gained: `LogIndex.task_list`), so that a long queue is not
+    parsed again at every question. A batch holds the sendings its task records refer to."""
+
+    def __init__(self):
+        self.found: list[tuple[dict, str, dict]] = []  # (record, kind, its sending's fields)
+        self.closed: dict[str, dict] = {}
+        self.assigned: dict[str, str] = {}
+
+    def add(self, records: Iterable[dict]) -> None:
+        sendings: dict[str, dict] = {}
+        for r in records:
+            event = r.get("event")
+            if event == "sending":
+                sendings[r.get("id") or r.get("attempt")] = r
+                continue
+            if event == "task_done":
+                self.closed[r.get("ref")] = r
+                continue
+            if event == "task_assigned":
+                self.assigned[r.get("ref")] = r.get("actor", "")
+                continue
+            sending = sendings.get(r.get("ref") or r.get("attempt"), {})
+            if event == "task" or (r.get("provider") == "staff-task" and event in ("sent", "result")):
+                kind = "social_manual"
+            elif event == "unknown":
+                kind = "unknown"
+            elif event == "bounced" and r.get("hard"):
+                kind, sending = "bounced", sending or r
+            elif event in ("sent", "outbox", "result") and sending.get("stage") == "deletion_due" and \
+                    sending.get("channel") == "staff":
+                kind = "deletion_due"
+            else:
+                continue
+            if r.get("id"):
+                # Only what a Task shows is kept of its records: a sending's content is read when shown.
+                self.found.append(({"id": r["id"], "time": r.get("time", ""), "detail": r.get("detail", ""),
+                                    "ref": r.get("ref") or r.get("attempt") or ""}, kind,
+                                   {k: sending[k] for k in ("account", "channel", "recipient", "subject") if k in sending}))
+
+    def tasks(self) -> list[Task]:
+        """Every task so far, in log order."""
+        return [Task(r["id"], kind, r["time"], s.get("account", ""), s.get("channel", ""),
+                     s.get("recipient", ""), s.get("subject") or r["detail"], self.closed.get(r["id"]),
+                     self.assigned.get(r["id"], ""), ref=r["ref"])
+                for r, kind, s in self.found]
 
 
 ID_PREFIX = 6  # the fewest first characters of a task id that name it (ids are 32 random hex digits)
@@ -191,12 +216,11 @@ def find_task(found: Iterable[Task], wanted: str) -> Task:
 
 
 def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome: str = "",
-               records: Iterable[dict] | None = None) -> Task:
+               found: Iterable[Task] | None = None) -> Task:
     """Close the task `task_id` names (its id or a unique prefix, `find_task`) as done by `by`.
-    `records`: the log's task records when the caller has them (the console's log index), else
-    the whole log is read."""
+    `found`: the tasks as the caller has them (read under its lock), else the log index's."""
     outcome = check_note(outcome, "outcome")
-    task = find_task(tasks(log.records() if records is None else records), task_id)
+    task = find_task(_log_tasks(log) if found is None else found, task_id)
     task_id = task.id
     if task.done is not None:
         raise DeliveryError(f"task {task_id} was already closed by {task.done.get('actor')}")
@@ -205,15 +229,20 @@ def close_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, outcome:
     return task
 
 
-def assign_task(log: AttemptLog, now: datetime, task_id: str, by: Actor,
-                records: Iterable[dict] | None = None) -> Task:
+def assign_task(log: AttemptLog, now: datetime, task_id: str, by: Actor, found: Iterable[Task] | None = None) -> Task:
     """`by` takes the open task `task_id` (as `close_task` names it): recorded, so the others see
     whose it is. Taking it again from someone else is allowed (they may be away); the log keeps both."""
-    task = find_task(tasks(log.records() if records is None else records), task_id)
+    task = find_task(_log_tasks(log) if found is None else found, task_id)
     if task.done is not None:
         raise DeliveryError(f"task {task.id} was already closed by {task.done.get('actor')}")
     log.note(now, "task_assigned", {"ref": task.id, "account": task.account, "kind": task.kind, **by.fields()}, by.name)
     return task
+
+
+def _log_tasks(log: AttemptLog) -> list[Task]:
+    """The log's tasks through its index (`LogIndex.task_list`: kept, and what was appended read)."""
+    from notifier.log.index import index_for
+    return index_for(log.path).task_list()
 
 
 # --- escalation ----------------------------------------------------------------------------------------
@@ -320,10 +349,11 @@ def _drop(queue: dict, pick: Callable[[str, dict], Iterable[str]]) -> dict:
     return {key: {**queue[key], "channels": channels} for key, channels in left.items() if channels}
 
 
-def task_list(records: Iterable[dict], snap) -> list[Task]:
-    """Every staff task: the log's (`tasks`) and the escalations waiting for contact hours (the
-    daemon sends them; nobody closes them). `notifier tasks`, the Tarefas page and `GET /api/tasks`."""
-    return tasks(records) + waiting_escalations(snap)
+def task_list(log: AttemptLog, snap) -> list[Task]:
+    """Every staff task: the log's (`tasks`, kept by the log index) and the escalations waiting for
+    contact hours (the daemon sends them; nobody closes them). `notifier tasks`, the Tarefas page
+    and `GET /api/tasks`."""
+    return _log_tasks(log) + waiting_escalations(snap)
 
 
 def waiting_escalations(snap) -> list[Task]:
@@ -374,11 +404,9 @@ def _send(config: Config, log: AttemptLog, renderer, clock, snap, notices: list[
 # --- health and the daily staff summary ------------------------------------------------------------
 
 
-def health(store: Store, config: Config, log: AttemptLog, now: datetime,
-           task_records: Iterable[dict] | None = None) -> dict:
-    """What `notifier status` shows; `stale` says why the last cycle is older than expected.
-    `task_records`: the log's task records when the caller has them (the console's log index,
-    `LogIndex.task_records()`), else the whole log is read for the open tasks."""
+def health(store: Store, config: Config, log: AttemptLog, now: datetime) -> dict:
+    """What `notifier status` and the Painel show; `stale` says why the last cycle is older than
+    expected."""
     from notifier.run.daemon import next_daily
     snap = store.snapshot()
     beat = snap.meta("heartbeat") or {}
@@ -399,8 +427,7 @@ def health(store: Store, config: Config, log: AttemptLog, now: datetime,
         "next_cycle": next_daily(config, now).isoformat(timespec="minutes"),
         "waiting_until": beat.get("waiting_until"),
         "waiting": {ch: c.get("waiting") for ch, c in (beat.get("counts") or {}).items() if c.get("waiting")},
-        "open_tasks": [t.to_json() for t in tasks(log.records() if task_records is None else task_records)
-                       if t.done is None],
+        "open_tasks": [t.to_json() for t in _log_tasks(log) if t.done is None],
         "waiting_escalations": [t.to_json() for t in waiting_escalations(snap)],
         "holds": [{"account": h.account, "reason": h.reason, "until": h.until.isoformat(), "by": h.by, "note": h.note}
                   for h in active_holds(snap, now.date())],
@@ -432,25 +459,13 @@ def without_whatsapp(records: Iterable[dict], today: date, tz) -> list[str]:
     return sorted(blocked - reached)
 
 
-def whatsapp_records(path, today: date, tz) -> Iterator[dict]:
-    """The records `without_whatsapp` reads, from the log at `path`, the others passed over on
-    their bytes, unparsed: the WhatsApp sendings (each cut to what it reads of them) and the
-    `sent` and `blocked` outcomes of `today`'s month. The Painel asks at every view; parsing a
-    log of a million records, and keeping its sendings, took minutes and gigabytes."""
-    first = datetime.combine(today.replace(day=1), datetime.min.time(), tz)
-    after = datetime.combine((first + timedelta(days=32)).replace(day=1), datetime.min.time(), tz)
-    # The month's local days in UTC, as each record's time is written: this month and maybe the next.
-    months = {f'"time":"{d.astimezone(timezone.utc):%Y-%m}'.encode() for d in (first, after - timedelta(seconds=1))}
-    for _, raw, _ in raw_lines(path):
-        if is_sending(raw):
-            if b'"channel":"whatsapp"' in raw:
-                record = parse_line(raw)
-                if record is not None:
-                    yield {k: record.get(k) for k in ("event", "id", "channel", "account", "first_time")}
-        elif (b'"event":"sent"' in raw[:120] or b'"event":"blocked"' in raw[:120]) and any(m in raw for m in months):
-            record = parse_line(raw)
-            if record is not None:
-                yield record
+def whatsapp_records(path, today: date, tz) -> list[dict]:
+    """The records `without_whatsapp` reads, from the log at `path` through its index
+    (`LogIndex.whatsapp_records`): the `sent` and `blocked` outcomes of WhatsApp sendings around
+    `today`'s month, and their sendings. The Painel asks at every view; a pass over the bytes of a
+    log of a million records took 20 s."""
+    from notifier.log.index import index_for
+    return index_for(path, tz).whatsapp_records(today.replace(day=1), today)
 
 
 def whatsapp_cost(config: Config, records: Iterable[dict], today: date) -> dict:

@@ -419,7 +419,7 @@ def task_list(request: Request, kind: TaskKind | None = None,
               open: bool | None = Query(None, description="true: only open tasks; false: only closed ones."),
               _: Caller = Depends(caller("tasks.view"))):
     web = _web(request)
-    found = actions.task_list(index_for(web.config.attempt_log).task_records(), web.store.snapshot())
+    found = actions.task_list(web.log, web.store.snapshot())
     return [t.to_json() for t in found
             if (kind is None or t.kind == kind.value) and (open is None or (t.done is None) == open)]
 

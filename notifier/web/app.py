@@ -147,7 +147,7 @@ class Web:
             for name in ENV.list_templates(filter_func=lambda n: n.endswith(".html")):
                 ENV.get_template(name)
             index_of(self.store.snapshot())
-            index_for(self.config.attempt_log, self.config.tz).task_records()
+            index_for(self.config.attempt_log, self.config.tz).task_list()
             self.chain.verdict()  # the whole chain, once: an audit report then checks what was appended
             audit_environment().get_template("audit.html")
         except Exception:  # noqa: BLE001 - the page that needs it says what is wrong

@@ -12,7 +12,6 @@ from decimal import Decimal
 from fastapi import Depends, Request
 
 from notifier.billing import rules
-from notifier.log.index import index_for
 from notifier.run.checkup import channel_statuses
 from notifier.run.daemon import next_daily
 from notifier.staff.actions import health
@@ -31,12 +30,14 @@ def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"
     web = request.app.state.web
     config = web.config
     now = web.now()
-    report = health(web.store, config, web.log, now, index_for(config.attempt_log).task_records())
+    report = health(web.store, config, web.log, now)
     snap = web.store.snapshot()
     last = snap.meta("last_cycle") or {}
     next_run = next_daily(config, now)
-    planned = _plan(snap, config, next_run.date())
-    accounts = {a.id: a for a in snap.accounts()}
+    today = now.date()
+    planned = _kept("plan", snap, config, next_run.date(), lambda: rules.plan_day(
+        next_run.date(), snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), config.calendar, config))
+    accounts = _kept("accounts", snap, config, today, lambda: {a.id: a for a in snap.accounts()})
     return page(
         request, login, "panel.html", saude=report, ultimo=last, agora=now,
         ultimas=_outcomes(report["counts"] or {}), rotulos=OUTCOMES.values(), proximo=next_run,
@@ -44,28 +45,28 @@ def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"
         canais=channel_statuses(config),
         tarefas=Counter(t["kind"] for t in report["open_tasks"]),
         pausas=[(h, accounts.get(h["account"])) for h in report["holds"]],
-        exclusoes=_deletions_due(snap, config, now.date(), accounts),
-        mes=_recovered_this_month(snap, config, now.date()))
+        exclusoes=_kept("deletions", snap, config, today, lambda: _deletions_due(snap, config, today, accounts)),
+        mes=_kept("recovered", snap, config, today, lambda: _recovered_this_month(snap, config, today)))
 
 
-_plans: dict = {}  # "plan": (the tables planned from, config, day, plan): the last plan drawn
-_plans_lock = threading.Lock()
+_kept_values: dict = {}  # name -> (the tables it was drawn from, config, day, value)
+_kept_lock = threading.Lock()
 
 
-def _plan(snap, config, day: date):
-    """`rules.plan_day` for `day` (what `notifier plan` would send), kept while the tables it
-    reads are the same objects (the state file did not change them) for the same day: most of
-    the Painel's time at 5,000 accounts, and every view of it asks the same question."""
+def _kept(name: str, snap, config, day: date, compute):
+    """`compute()`, kept while the tables it reads are the same objects (the state file did not
+    change them: `Snapshot.tables`), for the same configuration and day. The day's plan (what
+    `notifier plan` would send) took 11 s at 50,000 accounts, and every view of the Painel asks
+    the same questions; after a change the first view draws them again while the others wait
+    for it, rather than each drawing them at once."""
     tables = snap.tables("accounts", "invoices", "history", "ledger")
-    with _plans_lock:
-        last = _plans.get("plan")
-    if last is not None and last[1] is config and last[2] == day and all(a is b for a, b in zip(last[0], tables)):
-        return last[3]
-    planned = rules.plan_day(day, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(),
-                             config.calendar, config)
-    with _plans_lock:
-        _plans["plan"] = (tables, config, day, planned)
-    return planned
+    with _kept_lock:
+        last = _kept_values.get(name)
+        if last is not None and last[1] is config and last[2] == day and all(a is b for a, b in zip(last[0], tables)):
+            return last[3]
+        value = compute()
+        _kept_values[name] = (tables, config, day, value)
+        return value
 
 
 def _outcomes(counts: dict) -> Counter:

@@ -28,26 +28,33 @@ def _profile(recipient: str) -> str | None:
     return pattern.format(handle.lstrip("@")) if pattern and handle else None
 
 
-def show(request: Request, tipo: str = "", abertas: str = "sim", minhas: str = "",
-               login: auth.Login = Depends(auth.require("tasks.view"))):
-    return _render(request, login, tipo, abertas != "nao", minhas == "sim")
+PER_PAGE = 50  # tasks a page shows: a queue of thousands is paged, newest first
+
+
+def show(request: Request, tipo: str = "", abertas: str = "sim", minhas: str = "", pagina: int = 1,
+         login: auth.Login = Depends(auth.require("tasks.view"))):
+    return _render(request, login, tipo, abertas != "nao", minhas == "sim", pagina)
 
 
 def _render(request: Request, login: auth.Login, kind: str = "", only_open: bool = True, mine: bool = False,
-            status: int = 200, **shown):
+            number: int = 1, status: int = 200, **shown):
     web = request.app.state.web
-    records = index_for(web.config.attempt_log).task_records()
-    by_id = {r["id"]: r for r in records if "id" in r}
-    found = [t for t in task_list(records, web.store.snapshot())
+    found = [t for t in task_list(web.log, web.store.snapshot())
              if (not only_open or t.done is None) and (not kind or t.kind == kind)
              and (not mine or t.assigned == login.user.name)]
+    pages = max(1, -(-len(found) // PER_PAGE))
+    number = min(max(1, number), pages)
+    newest_first = found[::-1][(number - 1) * PER_PAGE:number * PER_PAGE]
+    index = index_for(web.config.attempt_log, web.config.tz)
     items = []
-    for t in reversed(found):  # newest first
-        sending = by_id.get(by_id.get(t.id, {}).get("ref"), {})
+    for t in newest_first:
+        # The message's text (a DM to send by hand), read for the tasks shown only.
+        sending = (index.sending(t.ref) or {}) if t.ref else {}
         items.append({"tarefa": t, "texto": (sending.get("content") or {}).get("text"),
                       "perfil": _profile(t.recipient) if t.channel == "social" else None})
     return page(request, login, "tasks.html", status=status, tarefas=items, tipos=TASK_KINDS, tipo=kind,
-                abertas=only_open, minhas=mine, **shown)
+                abertas=only_open, minhas=mine, pagina=number, paginas=pages, total=len(found),
+                primeira=(number - 1) * PER_PAGE + 1, **shown)
 
 
 async def close(task_id: str, request: Request, login: auth.Login = Depends(auth.require("tasks.work"))):
@@ -64,8 +71,7 @@ def _close(task_id: str, request: Request, login: auth.Login, outcome: str):
     web = request.app.state.web
     try:
         with _working:
-            task = close_task(web.log, web.now(), task_id, login.actor, outcome,
-                              index_for(web.config.attempt_log).task_records())
+            task = close_task(web.log, web.now(), task_id, login.actor, outcome)
     except (DeliveryError, InvalidText) as exc:
         return _render(request, login, status=422, erro=str(exc))
     return _render(request, login, feito=f"Tarefa de {task.account} concluída.")
@@ -75,7 +81,7 @@ def assign(task_id: str, request: Request, login: auth.Login = Depends(auth.requ
     web = request.app.state.web
     try:
         with _working:
-            task = assign_task(web.log, web.now(), task_id, login.actor, index_for(web.config.attempt_log).task_records())
+            task = assign_task(web.log, web.now(), task_id, login.actor)
     except DeliveryError as exc:
         return _render(request, login, status=422, erro=str(exc))
     return _render(request, login, feito=f"A tarefa de {task.account} agora é sua.")
