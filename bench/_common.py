@@ -209,3 +209,51 @@ def run_measured(args: list[str], cwd: Path, env: dict | None = None) -> tuple[f
                              f"{err.read().decode(errors='replace')[-2000:]}")
         peak = int(hwm.read_text()) / 1024 if hwm.exists() else float("nan")
         return seconds, peak, out.read().decode(errors="replace")
+
+
+BENCH_PASSWORD = "senha-do-bench-123"  # the bench users' password (their fixtures add them with it)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Console:
+    """A real `notifier web` of `tree` (a checkout: this one, or a baseline) on the state in `work`,
+    logged in as `user`: `.client` (httpx, Origin set for the POSTs), `.base`, `.csrf`, `.server`."""
+
+    def __init__(self, tree: Path, work: Path, day: str, timeout: float, user: str = "bench", stderr=subprocess.DEVNULL):
+        import httpx
+        self.server = subprocess.Popen(
+            [sys.executable, str(tree / "run.py"), "web", "--port", str(port := free_port()), "--date", day],
+            cwd=work, env={**os.environ, "PYTHONPATH": str(tree)}, stdout=subprocess.DEVNULL, stderr=stderr)
+        self.base = f"http://127.0.0.1:{port}"
+        try:
+            self.client = httpx.Client(base_url=self.base, timeout=timeout, headers={"Origin": self.base})
+            deadline = time.monotonic() + timeout
+            while True:  # a big state or log: the console answers once it has read them
+                try:
+                    token = re.search(r'name="csrf" value="([^"]+)"', self.client.get("/login").text).group(1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or self.server.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            self.client.post("/login", data={"csrf": token, "nome": user, "senha": BENCH_PASSWORD})
+            self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', self.client.get("/clientes").text).group(1)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.server.terminate()
+        self.server.wait(timeout=60)
+
+    def __enter__(self) -> "Console":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()

@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit, fmt  # noqa: E402
-from bench.console import DAY, PASSWORD, fixture, free_port  # noqa: E402
+from bench._common import Console, emit, fmt  # noqa: E402
+from bench.console import DAY, fixture  # noqa: E402
 
 AREA = "Console"
 GOAL_MS = 1000
@@ -73,25 +73,9 @@ def cli_seconds(tree: Path, work: Path, *args: str) -> float:
 
 def console(tree: Path, work: Path, url_of, audits: int, accounts: int) -> dict:
     """The console of `tree` on `work`: seconds until warm, then the audits' milliseconds."""
-    import httpx
-    port = free_port()
     started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, str(tree / "run.py"), "web", "--port", str(port), "--date", DAY],
-                              cwd=work, env={**os.environ, "PYTHONPATH": str(tree)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        client = httpx.Client(base_url=base, timeout=300)
-        for _ in range(1200):
-            try:
-                client.get("/login")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        origin = {"Origin": base}
-        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-        client.post("/login", data={"csrf": token, "nome": "bench", "senha": PASSWORD}, headers=origin)
-        csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
+    with Console(tree, work, DAY, timeout=300, stderr=subprocess.PIPE) as web:
+        client, csrf, origin = web.client, web.csrf, {"Origin": web.base}
         assert client.get("/clientes/acc-00001").status_code == 200  # waits for the log index
         start = time.perf_counter()
         first = client.get(url_of("acc-00002", "html"))
@@ -121,9 +105,6 @@ def console(tree: Path, work: Path, url_of, audits: int, accounts: int) -> dict:
         return {"first": first_ms, "warm": warm_s, "median": statistics.median(times), "max": max(times),
                 "pdf": pdf_ms, "relatorios": relatorios_ms, "said": verified.group(1) if verified else "(the sentence before: "
                 + re.search(r'<p class="ok">(Registro íntegro.*?)</p>', report.text, re.S).group(1) + ")"}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:

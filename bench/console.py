@@ -26,7 +26,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,11 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import cache_dir, emit, fmt  # noqa: E402
+from bench._common import BENCH_PASSWORD as PASSWORD, Console, cache_dir, emit, fmt  # noqa: E402
 
 AREA = "Console"
 DAY = "2026-11-25"
-PASSWORD = "senha-do-bench-123"
 PAGE_GOAL, ACTION_GOAL = "<= 200", "<= 500"
 
 
@@ -102,19 +100,12 @@ def cli(folder: Path, *args: str, stdin: str | None = None) -> float:
     return time.perf_counter() - start
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def p95(times: list[float]) -> float:
     ordered = sorted(times)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
 
 
 def main() -> None:
-    import httpx
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=5000)
     parser.add_argument("--records", type=int, default=100_000)
@@ -127,23 +118,8 @@ def main() -> None:
     work = ROOT / "bench" / "out" / "console"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(source, work)  # the actions write: every run starts from the same state
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "web", "--port", str(port), "--date", DAY],
-                              cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        client = httpx.Client(base_url=base, timeout=60)
-        for _ in range(600):
-            try:
-                client.get("/login")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        origin = {"Origin": base}
-        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-        client.post("/login", data={"csrf": token, "nome": "bench", "senha": PASSWORD}, headers=origin)
-        csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
+    with Console(ROOT, work, DAY, timeout=60, stderr=subprocess.PIPE) as web:
+        client, csrf, origin = web.client, web.csrf, {"Origin": web.base}
         one = "acc-00123"
         attempt = re.search(r"/mensagens/(\w+)", client.get(f"/clientes/{one}").text).group(1)
         rows = []
@@ -198,9 +174,6 @@ def main() -> None:
                             if "paid" not in i and i["id"] != unpaid["id"])["id"], "--date", DAY, "--by", "bench"))
         task = re.search(r'action="/tarefas/(\w+)/concluir"', client.get("/tarefas").text).group(1)
         action("concluir tarefa", f"/tarefas/{task}/concluir", {"resultado": "enviei"})
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     print(f"\n{args.accounts:,} accounts, {args.records:,} log records; `notifier web` on 127.0.0.1, {os.cpu_count()} cores")
     print("| page or action | console | goal | the CLI's equivalent (a fresh process) |")
     print("| --- | --- | --- | --- |")

@@ -270,7 +270,7 @@ def main() -> None:
     print(f"{args.sessions} users ({', '.join(roles)}); API tokens: {'yes' if any(tokens.values()) else MISSING}",
           flush=True)
 
-    from bench.console import free_port
+    from bench._common import free_port
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     began = time.perf_counter()

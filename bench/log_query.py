@@ -29,9 +29,7 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -41,12 +39,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import cache_dir, emit  # noqa: E402
+from bench._common import BENCH_PASSWORD, Console, cache_dir, emit  # noqa: E402
 
 AREA = "Registro (log queries)"
 ACCOUNTS = 50_000
 GENERATOR = 2  # bump when `grow` or `fixture` changes what they write
-PASSWORD = "senha-do-bench-123"
+PASSWORD = BENCH_PASSWORD
 STAGES = ("reminder", "due_today", "overdue", "suspension_warning", "suspended", "deletion_warning")
 TEXT = ("Olá, João Batista Ferreira,\n\nValor em aberto: R$ 89,90 (vencimento em 20/11/2026)\n\n"
         "Lembramos que a fatura de R$ 89,90 dos serviços contratados por Padaria São João Ltda vence em "
@@ -217,24 +215,8 @@ def main() -> None:
 
 
 def console(work: Path) -> None:
-    import httpx
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "web", "--port", str(port), "--date", "2026-11-30"],
-                              cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        client = httpx.Client(base_url=base, timeout=120)
-        for _ in range(600):
-            try:
-                client.get("/login")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-        client.post("/login", data={"csrf": token, "nome": "bench", "senha": PASSWORD}, headers={"Origin": base})
+    with Console(ROOT, work, "2026-11-30", timeout=120) as web:
+        client, server = web.client, web.server
         t = time.perf_counter()
         assert client.get("/registro").status_code == 200
         print(f"\nconsole: first /registro {time.perf_counter() - t:.2f} s (the index read from its file, or built)")
@@ -255,9 +237,6 @@ def console(work: Path) -> None:
         print(f"console RSS after: {rss_mb(server.pid):.0f} MB")
         emit("registro.console.rss", rss_mb(server.pid), "MB", goal="<= 300", area=AREA,
              label="console RSS after the Registro pages (log of this bench, example state)")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def main() -> None:
     print(f"{source} copied to {work}, {args.tasks:,} open DM tasks appended ({time.perf_counter() - t:.0f} s)", flush=True)
     cli(work, "users", "add", "chefe", "--role", "admin", stdin=PASSWORD + "\n")
 
-    from bench.console import free_port
+    from bench._common import free_port
     port = free_port()
     began = time.perf_counter()
     server = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "web", "--port", str(port), "--date", DAY],

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,13 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit, fmt, run_measured  # noqa: E402
+from bench._common import BENCH_PASSWORD, Console, emit, fmt, run_measured  # noqa: E402
 from bench.audit import export  # noqa: E402
 from bench.company import DAY, fixture  # noqa: E402
-from bench.console import free_port  # noqa: E402
 
 AREA = "Console"
-PASSWORD = "senha-do-bench-123"
+PASSWORD = BENCH_PASSWORD
 
 
 def workdir(source: Path, work: Path) -> Path:
@@ -64,22 +62,8 @@ def cli(tree: Path, work: Path, *args: str) -> tuple[float, float, str]:
 
 def console(tree: Path, work: Path, month: str) -> dict:
     """The console of `tree`: milliseconds of the first and second view of Relatórios, the CSV."""
-    import httpx
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(tree / "run.py"), "web", "--port", str(port), "--date", DAY],
-                              cwd=work, env={**os.environ, "PYTHONPATH": str(tree)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        client = httpx.Client(base_url=base, timeout=900)
-        for _ in range(3000):
-            try:
-                client.get("/login")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-        client.post("/login", data={"csrf": token, "nome": "bench", "senha": PASSWORD}, headers={"Origin": base})
+    with Console(tree, work, DAY, timeout=900) as web:
+        client = web.client
         views = []
         for _ in range(2):
             start = time.perf_counter()
@@ -89,9 +73,6 @@ def console(tree: Path, work: Path, month: str) -> dict:
         csv = client.get(f"/relatorios/mensal.csv?mes={month}")
         assert csv.status_code == 200, csv.text[-500:]
         return {"first": views[0], "second": views[1], "csv": csv.content}
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 def main() -> None:
