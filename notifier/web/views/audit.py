@@ -97,14 +97,16 @@ def _attachment(body: bytes | str, media_type: str, filename: str) -> Response:
     return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-def _report(web, account_id: str, when: Period) -> str:
-    """The report's HTML: `notifier audit`'s library calls, the chain as `ChainCheck` checked it."""
+def _report(web, account_id: str, de: str, ate: str) -> tuple[Period, str]:
+    """The period asked and the report's HTML: `notifier audit`'s library calls, the chain as
+    `ChainCheck` checked it. BadInput for a bad period or an unknown account."""
+    when = period(de, ate)
     _known(web, account_id)
     snap, issued = web.store.snapshot(), _issued(web)
     found = build(web.config, web.log, snap, account_id, issued, when.since, when.until)
     verdict, scope = web.chain.verdict()
-    return render_audit(web.config, snap, found, account_id, verdict, issued, _name(account_id, when) + ".anexo.zip",
-                        when.since, when.until, scope)
+    return when, render_audit(web.config, snap, found, account_id, verdict, issued,
+                              _name(account_id, when) + ".anexo.zip", when.since, when.until, scope)
 
 
 def _refused(request: Request, login, exc: BadInput) -> HTMLResponse:
@@ -136,8 +138,7 @@ def html(account_id: str, request: Request, de: str = "", ate: str = "", tela: s
          login: auth.Login = Depends(auth.require("reports.audit"))):
     """The report as HTML: a download; with `tela=1`, for the page's sandboxed frame."""
     try:
-        when = period(de, ate)
-        text = _report(request.app.state.web, account_id, when)
+        when, text = _report(request.app.state.web, account_id, de, ate)
     except BadInput as exc:
         return _refused(request, login, exc)
     if tela:
@@ -151,8 +152,7 @@ def pdf(account_id: str, request: Request, de: str = "", ate: str = "",
         login: auth.Login = Depends(auth.require("reports.audit"))):
     """The same report printed to PDF (A4) by headless Chromium, as `notifier audit --pdf`."""
     try:
-        when = period(de, ate)
-        text = _report(request.app.state.web, account_id, when)
+        when, text = _report(request.app.state.web, account_id, de, ate)
     except BadInput as exc:
         return _refused(request, login, exc)
     with tempfile.TemporaryDirectory() as tmp:
