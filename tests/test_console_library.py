@@ -63,9 +63,17 @@ def test_the_search_index_is_built_once_per_version_of_the_state(tmp_path, cli):
     [found] = find(again, "acme")
     assert found.account is again.account("acme")  # ...with the new version's accounts
     cli("opt-out", "acme", "--channel", "sms", "--by", "Ana", "--date", "2026-11-11")
+    opted = store.snapshot()
+    assert index_of(opted) is first  # an account changed, but not what a search sees: kept...
+    assert find(opted, "acme")[0].account.opt_out == {"sms"}  # ...with the changed account
+    renamed = json.loads(json.dumps(BILLING))
+    renamed["accounts"][0]["company"] = "Zeta Comércio"
+    (tmp_path / "b.json").write_text(json.dumps(renamed, ensure_ascii=False), encoding="utf-8")
+    cli("import", "b.json", "--date", "2026-11-12")
     changed = store.snapshot()
-    assert index_of(changed) is not first  # an account changed: built again
-    assert find(changed, "acme")[0].account.opt_out == {"sms"}
+    assert index_of(changed) is not first  # a searched field changed: built again
+    assert [f.account.id for f in find(changed, "zeta")] == ["acme"]
+    assert find(opted, "acme ltda") and find(changed, "acme ltda") == []  # the old name is gone
 
 
 def test_find_lists_the_accounts_that_start_with_the_text_first_then_by_company_name():
