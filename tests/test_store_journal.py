@@ -299,3 +299,40 @@ def test_a_damaged_document_in_the_state_or_its_journal_is_refused_and_nothing_i
     journal.write_bytes(before[1].replace(b'"amount":"149.90"', b'"amount":149.9'))
     proc = cli("plan", "--date", "2026-11-24", check=False)
     assert proc.returncode == 1 and "invoices '2026-11-beta': TypeError: amount must be a string" in proc.stderr, proc.stderr
+
+
+def test_a_long_lived_reader_finds_each_accounts_documents_as_a_fresh_reader_does(tmp_path):
+    """The console keeps its per-account lists across journal entries, changing only the accounts
+    an entry touched (rebuilding them whole after each write was most of its slow pages at 50,000
+    accounts): after payments, new invoices, ledger rows and holds, in this process and in
+    another, every account's invoices and ledger are those a fresh reader finds, in its order."""
+    from notifier.billing.models import Hold, LedgerEntry
+    path = tmp_path / "state.json"
+    store = journaled(path, keep_written=True)
+    other = Store(path, journal_from=0)
+
+    def asked(snap):
+        return {a.id: (snap.invoices(a.id), snap.ledger(a.id)) for a in ACCOUNTS + [NEW]}
+
+    NEW = Account(id="a999", company="Nova", document="y", emails=("n@x.com.br",))
+    asked(store.snapshot())  # the lists built, then kept
+    for step in range(4):
+        writer = store if step % 2 else other  # this process's own write, then another's
+        with writer.transaction() as snap:
+            snap.record_payment(f"2026-11-a{step:03}", D("2026-11-21"))
+            if step == 1:
+                snap.upsert_accounts([NEW])
+            snap.upsert_invoices([Invoice(id=f"2026-12-a{i:03}", account=f"a{i:03}", amount=INVOICES[0].amount,
+                                          issued=D("2026-12-05"), due=D("2026-12-20")) for i in (step, 7)]
+                                 + ([Invoice(id=f"2026-12-a999-{step}", account="a999", amount=INVOICES[0].amount,
+                                             issued=D("2026-12-05"), due=D("2026-12-20"))] if step else []))
+            snap.add_ledger([LedgerEntry(invoice=f"2026-11-a{i:03}", account=f"a{i:03}", notice_date=D("2026-11-17"),
+                                         stage="reminder", channel="email", recipient=f"e{i}@x.com.br",
+                                         status="sent") for i in (step, 5)])
+            snap.put_hold(Hold(account=f"a{step:03}", reason="disputed", until=D("2026-12-20"), by="ana",
+                               since=D("2026-11-21")))
+        kept, fresh = asked(store.snapshot()), asked(Store(path).snapshot())
+        assert kept == fresh, f"after write {step}"
+    assert [i.id for i in kept["a007"][0]] == ["2026-11-a007", "2026-12-a007"]
+    assert len(kept["a999"][0]) == 3 and len(kept["a005"][1]) == 1
+    assert journal_lines(path)  # the writes were journaled, not whole rewrites
