@@ -71,7 +71,7 @@ def two_emails(i: int, accounts: int, emails: int) -> bool:
 
 def billing(accounts: int, emails: int, rnd: random.Random) -> tuple[dict, dict]:
     """The import file, and per account the fate of each month's invoice: "on_time", "late" (paid
-    after the due date) or "open"."""
+    after the due date, on the day under "paid-MONTH") or "open"."""
     from bench.plan import PIX, cnpj
     from notifier.billing.documents import pix_crc16
     out_accounts, invoices, fates = [], [], {}
@@ -96,8 +96,9 @@ def billing(accounts: int, emails: int, rnd: random.Random) -> tuple[dict, dict]
             elif month == 11 and late_prone and rnd.random() < 0.25:
                 fate[month] = "open"
             elif late_prone and rnd.random() < 0.6:
-                fate[month] = "late"
                 inv["paid"] = min(due + timedelta(days=rnd.randint(4, 14)), date(2026, 12, 4)).isoformat()
+                fate[month] = "late"
+                fate[f"paid-{month}"] = inv["paid"]  # what a payment recorded by hand says: the bank's date
             else:
                 fate[month] = "on_time"
                 inv["paid"] = (due - timedelta(days=rnd.randint(0, 4))).isoformat()
@@ -214,9 +215,10 @@ class Ladder:
                                                              "outcome": rnd.choice(("reached", "no_answer", "promised")),
                                                              "note": "cliente disse que paga na sexta"}), None)]))
             if kind == "late" and rnd.random() < 0.2:  # paid, recorded by hand from the bank statement
-                at = datetime(due.year, due.month, due.day, 15, tzinfo=timezone.utc) + timedelta(days=6)
+                paid = date.fromisoformat(fate[f"paid-{month}"])  # recorded the day after the bank's date
+                at = datetime(paid.year, paid.month, paid.day, 15, tzinfo=timezone.utc) + timedelta(days=1)
                 out.append((at, [(self.staff(at, "payment", {"invoice": invoice, "account": aid,
-                                                             "paid": (due + timedelta(days=5)).isoformat()},
+                                                             "paid": fate[f"paid-{month}"]},
                                              role="finance"), None)]))
         if hold:
             at = datetime(2026, 11, 27, 16, tzinfo=timezone.utc)

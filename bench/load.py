@@ -275,7 +275,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     began = time.perf_counter()
     server = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "web", "--port", str(port), "--date", DAY],
-                              cwd=work, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              cwd=work, env=env(), stdout=subprocess.DEVNULL, stderr=open(work / "web.stderr", "w"))
     samples: list[tuple[float, float]] = []
     results: list[tuple[str, str, float]] = []
     missing: set[str] = set()
@@ -288,7 +288,7 @@ def main() -> None:
                 break
             except httpx.TransportError:
                 if server.poll() is not None:
-                    raise SystemExit(f"notifier web stopped: {server.stderr.read().decode()[-2000:]}")
+                    raise SystemExit(f"notifier web stopped: {(work / 'web.stderr').read_text()[-2000:]}")
                 time.sleep(0.1)
         listening = time.perf_counter() - began
         rss_listening = memory(server.pid)[0]
@@ -330,9 +330,12 @@ def main() -> None:
         phase[0] = "cycle"
         smtp = smtp_server()
         start = time.perf_counter()
+        # Its warnings to a file, not a pipe: a pipe nobody reads until the end fills up and stops
+        # the cycle at its next warning, and the sessions would then act beside a cycle that waits.
+        cycle_log = open(work / "run-once.stderr", "w+")
         cycle = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "run-once", "--date", DAY], cwd=work,
                                  env={**env(), "EMAIL_URL": smtp.url()}, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
+                                 stderr=cycle_log, text=True)
         try:
             cycle.wait(timeout=args.cycle_sessions)
         except subprocess.TimeoutExpired:
@@ -342,7 +345,10 @@ def main() -> None:
         deadline = time.monotonic() + 300  # a request still waiting then is left (its thread is a daemon)
         for s in sessions:
             s.join(timeout=max(0.0, deadline - time.monotonic()))
-        cycle_stderr = cycle.communicate()[1]
+        cycle.wait()
+        cycle_log.seek(0)
+        cycle_stderr = cycle_log.read()
+        cycle_log.close()
         cycle_s = time.perf_counter() - start
         sent = smtp.stop()
         if cycle.returncode not in (0, 1):
