@@ -22,7 +22,9 @@ parameters and by the source of this file, see bench/_common.py `cache_dir`):
   undelivered, bounced); and staff's records: contacts by phone, holds and their release,
   escalations, opt-outs, payments recorded by hand, tasks closed. Attempts are dropped oldest
   first until the log has `--records` records (give or take the few of one attempt).
-- in the state: about 1% of accounts on hold over DAY, 1% opted out of SMS or WhatsApp.
+- in the state: about 1% of accounts on hold over DAY, 1% opted out of SMS or WhatsApp, and the
+  ledger the daily cycles would have left (a row for each notice handled of the invoices still in
+  the state), written by the daemon's own `reconcile`.
 
 Built in about two minutes at full size on this 2-core machine (most of it compressing e-mails and
 hashing 1.7 GB of lines); the real `notifier import` and `notifier verify-log` run on it.
@@ -338,6 +340,18 @@ def build(folder: Path, accounts: int, records: int, emails: int) -> None:
                                date(2026, 11, 27), "contestação em análise"))
         for i, channel in sorted(opt_outs.items()):
             snap.record_opt_out(account_id(i), channel, STAFF[i % len(STAFF)], date(2026, 9, 28))
+    # The ledger as the daily cycles that wrote this log would have left it: a row for each notice
+    # handled of the invoices still in the state (about eight an account), by the daemon's own
+    # reconcile. Without it the state is lighter than a real one and the bench's first run-once
+    # rewrites the whole state to add them, beside the sessions.
+    from notifier.run.cycle import reconcile
+    reconcile(store, store.log, datetime(2026, 12, 7, 10, tzinfo=timezone.utc))
+    # Everything in state.json itself (the writes above went to its journal): the benches copy
+    # the state file alone, and a bench that lost the journal lost the holds, opt-outs and ledger.
+    store.fold()
+    journal = folder / "state.json.journal"
+    if journal.exists() and journal.stat().st_size:
+        raise SystemExit(f"{journal}: still holds entries after the fold")
 
 
 class SmsMessages:
