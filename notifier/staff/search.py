@@ -33,6 +33,7 @@ from notifier.billing.models import Account
 
 LIMIT = 20  # results shown: more means the text is too vague to pick from a list
 MIN_DIGITS = 3  # fewer digits in a query match too many numbers to mean one
+SAMPLES = 16  # slices of the index's text that estimate how common a word is
 
 
 def folded(text: str) -> str:
@@ -82,7 +83,7 @@ def searched(account: Account) -> tuple[tuple[str, ...], tuple[str, ...], str, t
 
 class _Text:
     """The texts of many accounts as one string, each account's between two RECORD marks: a
-    substring is counted and found in C (`str.count`, `str.find`) over all of them at once, and
+    substring is found in C (`str.find`) over all of them at once, and
     the account holding a place found is a bisection of the accounts' starts. At 50,000 accounts
     this is a few megabytes, where an object per field was sixty."""
 
@@ -95,20 +96,29 @@ class _Text:
             at += len(part) + 1
         self.starts.append(at)  # the end of the last account's text, after its RECORD: a sentinel
 
-    def count(self, word: str) -> int:
-        return self.text.count(word)
-
-    def holders(self, word: str) -> Iterator[int]:
-        """The accounts (their places) whose text holds `word`, each once, in order."""
-        text, starts = self.text, self.starts
-        at = text.find(word)
+    def holders(self, word: str, also: tuple[str, ...] = ()) -> Iterator[int]:
+        """The accounts (their places) whose text holds `word`, and every word of `also` too, each
+        once, in order."""
+        text, starts, find = self.text, self.starts, self.text.find
+        at = find(word)
         while at >= 0:
             n = bisect_right(starts, at) - 1
-            yield n
-            at = text.find(word, starts[n + 1])  # on from the next account's text
+            start, end = starts[n], starts[n + 1]
+            for other in also:
+                if find(other, start, end - 1) < 0:
+                    break
+            else:
+                yield n
+            at = find(word, end)  # on from the next account's text
 
-    def holds(self, n: int, word: str) -> bool:
-        return self.text.find(word, self.starts[n], self.starts[n + 1] - 1) >= 0
+    def estimate(self, word: str) -> int:
+        """About how many times `word` is in the text, from SAMPLES slices spread over it (a
+        sixteenth of it): to pick a query's rarest word, where counting over the whole text
+        (megabytes at 50,000 accounts) cost more than the search itself. Spread, because the
+        accounts are in company-name order: the first slice alone holds mostly "Academia"s."""
+        text, size = self.text, len(self.text)
+        step = size // SAMPLES
+        return sum(text.count(word, at, at + step // 16 + len(word)) for at in range(0, size, max(step, 1)))
 
     def part(self, n: int) -> str:
         return self.text[self.starts[n]:self.starts[n + 1] - 1]
@@ -167,10 +177,12 @@ class Index:
         # The rarest word is looked for in every account, the others only in those that hold it;
         # in the order accounts are listed, so that once `limit` of them start with the text the
         # rest cannot be shown (a vague word, "ltda", is in every account: 20 are read, not all).
-        rarest = min(words, key=self.words.count) if len(words) > 1 else words[0]
+        # Ties (words too rare for the samples to see) go to the longer word: the more specific.
+        rarest = min(words, key=lambda w: (self.words.estimate(w), -len(w))) if len(words) > 1 else words[0]
+        others = tuple(w for w in words if w != rarest)
         starting, containing = [], []
-        for n in self.words.holders(rarest):
-            if n in hits or n == exact or not all(self.words.holds(n, w) for w in words):
+        for n in self.words.holders(rarest, others):
+            if n in hits or n == exact:
                 continue
             label, starts = _matches(tuple(zip(self.labels[n], self.words.part(n).split(FIELD))), words)
             if starts:
