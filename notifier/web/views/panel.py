@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from notifier.billing import rules
 from notifier.run.checkup import channel_statuses
 from notifier.run.daemon import next_daily
+from notifier.run.kept import KeptPlan
 from notifier.staff.actions import health
 
 from .. import auth
@@ -35,8 +36,7 @@ def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"
     last = snap.meta("last_cycle") or {}
     next_run = next_daily(config, now)
     today = now.date()
-    planned = _kept("plan", snap, config, next_run.date(), lambda: rules.plan_day(
-        next_run.date(), snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), config.calendar, config))
+    planned = _planned.plan(snap, config, next_run.date())  # rules.plan_day, as `notifier plan`
     accounts = _kept("accounts", snap, config, today, lambda: {a.id: a for a in snap.accounts()})
     return page(
         request, login, "panel.html", saude=report, ultimo=last, agora=now,
@@ -49,16 +49,16 @@ def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"
         mes=_kept("recovered", snap, config, today, lambda: _recovered_this_month(snap, config, today)))
 
 
+_planned = KeptPlan()  # the next cycle's plan, each account's part kept across versions of the state
 _kept_values: dict = {}  # name -> (the tables it was drawn from, config, day, value)
 _kept_lock = threading.Lock()
 
 
 def _kept(name: str, snap, config, day: date, compute):
     """`compute()`, kept while the tables it reads are the same objects (the state file did not
-    change them: `Snapshot.tables`), for the same configuration and day. The day's plan (what
-    `notifier plan` would send) took 11 s at 50,000 accounts, and every view of the Painel asks
-    the same questions; after a change the first view draws them again while the others wait
-    for it, rather than each drawing them at once."""
+    change them: `Snapshot.tables`), for the same configuration and day: every view of the Painel
+    asks the same questions; after a change the first view draws them again while the others
+    wait for it, rather than each drawing them at once."""
     tables = snap.tables("accounts", "invoices", "history", "ledger")
     with _kept_lock:
         last = _kept_values.get(name)
