@@ -10,7 +10,9 @@ no script. Widths are percentages and the text is not scaled, so a chart stays r
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -20,6 +22,7 @@ from fastapi.responses import Response
 
 from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, write_forecast_csv, write_report_csv
 from notifier.reports.monthly import WINDOW_DAYS, month_bounds, month_report, recovered
+from notifier.state.archivefile import archive_path_for
 
 from .. import auth
 from . import error_page, page
@@ -130,8 +133,7 @@ def show(request: Request, mes: str = "", login: auth.Login = Depends(auth.requi
         month = _month(mes, today)
     except ValueError as exc:
         return error_page(request, login, 400, str(exc))
-    snap = web.store.snapshot()
-    lines = month_report(web.log, snap, web.config, month)
+    lines = _month_report(web, month)
     first, last = month_bounds(month)
     shown = dict(mes=month, nome_mes=format_date(first, "MMMM 'de' yyyy", locale="pt_BR"), linhas=lines,
                  janela=WINDOW_DAYS, recuperado=recovered(lines), tentativas=sum(l.attempts for l in lines),
@@ -145,6 +147,37 @@ def show(request: Request, mes: str = "", login: auth.Login = Depends(auth.requi
         shown.update(previsao=days, canais=channels, previsao_total=sum(d.total for d in days),
                      previsao_custo=sum((d.cost for d in days), start=0))
     return page(request, login, "reports.html", **shown)
+
+
+_reports: dict = {}  # month -> (log's and archive's versions, invoices table, config, lines)
+_reports_lock = threading.Lock()
+
+
+def _month_report(web, month: str) -> list:
+    """`month_report` (what `notifier report` prints), kept while what it reads is unchanged: the
+    log (every writer appends to it: its size and time), the stored invoices (the same table
+    object) and the archive file. It reads a month and more of the log (seconds at a million
+    records), and Relatórios and its CSV ask for it at every view."""
+    snap = web.store.snapshot()
+    files = (_file_version(web.config.attempt_log), _file_version(archive_path_for(web.config.state)))
+    invoices = snap.tables("invoices")[0]
+    with _reports_lock:
+        kept = _reports.get(month)
+        if kept is not None and kept[0] == files and kept[1] is invoices and kept[2] is web.config:
+            return kept[3]
+        lines = month_report(web.log, snap, web.config, month)
+        if len(_reports) >= 12:  # bounded: a year of months looked at
+            _reports.pop(next(iter(_reports)))
+        _reports[month] = (files, invoices, web.config, lines)
+        return lines
+
+
+def _file_version(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _csv(write, rows, filename: str) -> Response:
@@ -161,8 +194,7 @@ def monthly_csv(request: Request, mes: str = "", login: auth.Login = Depends(aut
         month = _month(mes, web.now().date())
     except ValueError as exc:
         return error_page(request, login, 400, str(exc))
-    lines = month_report(web.log, web.store.snapshot(), web.config, month)
-    return _csv(write_report_csv, lines, f"recuperacao-{month}.csv")
+    return _csv(write_report_csv, _month_report(web, month), f"recuperacao-{month}.csv")
 
 
 def forecast_csv(request: Request, login: auth.Login = Depends(auth.require("reports.forecast"))):
