@@ -98,7 +98,7 @@ def month_attempts(log: AttemptLog, month: str, tz) -> list[Attempt]:
     first, last = month_bounds(month)
     query = Query(since=first - timedelta(days=7), until=last + timedelta(days=40))
     found = stream(index_for(log.path, tz), query, newest_first=False)
-    return [a for a in found if a.sending.get("channel") != "staff" and _notice_day(a, tz).strftime("%Y-%m") == month]
+    return [a for a in found if a.sending.get("channel") != "staff" and first <= _notice_day(a, tz) <= last]
 
 
 def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], tz, window: int = WINDOW_DAYS) -> list[Line]:
