@@ -161,7 +161,7 @@ def main() -> None:
     base = (lambda key: before[key]) if before else (lambda key: None)
     label = f"the code before ({before_rev[:7]})" if before else ""
     emit("console.reports.first", now["first"], "ms", baseline=base("first"), baseline_label=label, area=AREA,
-         source="issue 21", label="Relatórios, first view after start (month report + 30-day forecast)")
+         source="issue 21", label="Relatórios, first view after start (month report + 30-day forecast)", goal="<= 5000")
     emit("console.reports.second", now["second"], "ms", baseline=base("second"), baseline_label=label, area=AREA,
          source="issue 21", label="Relatórios, a second view", goal="<= 1000")
     emit("console.reports.changed", now["changed"], "ms", baseline=base("changed"), baseline_label=label, area=AREA,
