@@ -131,9 +131,23 @@ def test_relatorios_keeps_the_months_report_until_a_payment_changes_it(lived, tm
     # Paid on 22/11, five days after its reminder (17/11): not within the window; corrected to
     # 18/11, the reminder recovered it.
     assert not any(l.paid_invoices.get("2026-11-padaria") for l in kept)
+    attempts = reports._reports["2026-11"].attempts
     cli("pay", "2026-11-padaria", "--date", "2026-11-18", "--correct", "--reason", "data do banco", "--by", "bruno")
     now = reports._month_report(web, "2026-11")
+    # The log gained a payment record only: the month's attempts were not read again.
+    assert reports._reports["2026-11"].attempts is attempts
     assert now is not kept and any(l.paid_invoices.get("2026-11-padaria") for l in now)
     assert [l.to_json() for l in now] == printed()
     assert now == month_report(AttemptLog(cli.workdir / "attempts.jsonl"), Store(cli.workdir / "state.json").snapshot(),
                                web.config, "2026-11")
+
+
+def test_only_a_sending_or_a_record_about_one_changes_the_months_attempts(lived):
+    """Relatórios reads the month's attempts again when the log gained a line of an attempt (a
+    sending, or an outcome or status naming one by its `ref`), and not for the other records."""
+    from notifier.reports.monthly import attempts_unchanged
+    lines = (lived.workdir / "attempts.jsonl").read_bytes().splitlines(keepends=True)
+    events = {json.loads(line)["event"]: line for line in lines}
+    assert not attempts_unchanged(events["sending"]) and not attempts_unchanged(events["sent"])
+    assert attempts_unchanged(events["payment"]) and attempts_unchanged(events["payment"] + events["payment"])
+    assert not attempts_unchanged(events["payment"] + events["sent"])

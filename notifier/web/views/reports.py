@@ -21,7 +21,8 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, write_forecast_csv, write_report_csv
-from notifier.reports.monthly import WINDOW_DAYS, month_bounds, month_report, recovered
+from notifier.reports.monthly import (WINDOW_DAYS, attempts_unchanged, month_attempts, month_bounds, recovered,
+                                      report_of)
 from notifier.state.archivefile import archive_path_for
 
 from .. import auth
@@ -149,26 +150,63 @@ def show(request: Request, mes: str = "", login: auth.Login = Depends(auth.requi
     return page(request, login, "reports.html", **shown)
 
 
-_reports: dict = {}  # month -> (log's and archive's versions, invoices table, config, lines)
+@dataclass
+class _Kept:
+    """One month's report as Relatórios drew it, and what it was drawn from."""
+    log: tuple  # the log's (inode, size) when its attempts were read
+    tail: bytes  # the log's last bytes then: an append-only log still has them there
+    attempts: list
+    invoices: dict  # the stored invoices' table (the same object while no write changed it)
+    archive: tuple | None
+    config: object
+    lines: list
+
+
+_reports: dict[str, _Kept] = {}  # the last months asked (at most 12)
 _reports_lock = threading.Lock()
+TAIL = 256  # bytes of the log's end kept to recognise it
+APPENDED = 16 << 20  # bytes appended since, past which the month's attempts are read again anyway
 
 
 def _month_report(web, month: str) -> list:
-    """`month_report` (what `notifier report` prints), kept while what it reads is unchanged: the
-    log (every writer appends to it: its size and time), the stored invoices (the same table
-    object) and the archive file. It reads a month and more of the log (seconds at a million
-    records), and Relatórios and its CSV ask for it at every view."""
+    """`month_report` (what `notifier report` prints), kept while what it reads is unchanged. Its
+    attempts are read from a month and more of the log (13 s of CPU at a million records) and are
+    kept while the log only grew by lines that are no attempt's (`attempts_unchanged`: every
+    staff action appends its record); the lines are drawn again from them when the stored
+    invoices or the archive changed (a payment)."""
     snap = web.store.snapshot()
-    files = (_file_version(web.config.attempt_log), _file_version(archive_path_for(web.config.state)))
-    invoices = snap.tables("invoices")[0]
+    log_path, config = web.config.attempt_log, web.config
+    invoices, archive = snap.tables("invoices")[0], _file_version(archive_path_for(config.state))
     with _reports_lock:
-        kept = _reports.get(month)
-        if kept is not None and kept[0] == files and kept[1] is invoices and kept[2] is web.config:
-            return kept[3]
-        lines = month_report(web.log, snap, web.config, month)
-        if len(_reports) >= 12:  # bounded: a year of months looked at
+        kept = _reports.pop(month, None)
+        with open(log_path, "rb") as f:
+            st = os.fstat(f.fileno())
+            attempts = None
+            if kept is not None and kept.config is config and kept.log[0] == st.st_ino \
+                    and kept.log[1] <= st.st_size <= kept.log[1] + APPENDED:
+                f.seek(max(0, kept.log[1] - TAIL))
+                if f.read(min(TAIL, kept.log[1])) == kept.tail:
+                    appended = f.read(st.st_size - kept.log[1])
+                    appended = appended[:appended.rfind(b"\n") + 1]  # whole lines: a writer may be mid-line
+                    if attempts_unchanged(appended):
+                        attempts = kept.attempts
+                        size = kept.log[1] + len(appended)
+            if attempts is None:  # read again below, up to at least the log's last whole line now
+                f.seek(max(0, st.st_size - (1 << 20)))
+                end = f.read(st.st_size - f.tell())
+                size = st.st_size - len(end) + end.rfind(b"\n") + 1
+            f.seek(max(0, size - TAIL))
+            tail = f.read(min(TAIL, size))
+        if attempts is None:
+            attempts = month_attempts(web.log, month, config.tz)
+            lines = report_of(attempts, snap, config)
+        elif kept.invoices is not invoices or kept.archive != archive:
+            lines = report_of(attempts, snap, config)
+        else:
+            lines = kept.lines
+        if len(_reports) >= 12:
             _reports.pop(next(iter(_reports)))
-        _reports[month] = (files, invoices, web.config, lines)
+        _reports[month] = _Kept((st.st_ino, size), tail, attempts, invoices, archive, config, lines)
         return lines
 
 
