@@ -11,8 +11,12 @@ What it does:
    Tarefas page (`/tarefas`) timed at their first view and `--views` more (the median);
 4. `notifier pay` of an open invoice and `notifier tasks done` of a task in other processes, then
    the Painel and the Tarefas again (each must show the change: checked);
-5. `notifier status` and `notifier tasks --open --json` in fresh processes (the CLI's equivalents);
-6. the console's resident memory, at the end and its peak.
+5. a payment recorded through the console (its customer page's form), then the Painel: its
+   wall time and the console's CPU time for it (the machine is shared), its next cycle's count of
+   notices checked against `notifier plan` of that day;
+6. `notifier status`, `notifier plan --date NEXT` and `notifier tasks --open --json` in fresh
+   processes (the CLI's equivalents);
+7. the console's resident memory, at the end and its peak.
 Figures are printed and handed to run_all (`emit`).
 """
 from __future__ import annotations
@@ -87,6 +91,12 @@ def timed(client, url: str, views: int, expect: str = "") -> tuple[float, float,
     return times[0], statistics.median(times[1:]), response.text
 
 
+def invoices_open(work: Path):
+    """(key, document) of November's open invoices in the state file."""
+    invoices = json.loads((work / "state.json").read_text())["invoices"]
+    return [(key, inv) for key, inv in invoices.items() if inv.get("paid") is None and key.startswith("2026-11-")]
+
+
 def open_tasks(text: str) -> int:
     """The Painel's count of open tasks."""
     found = re.search(r"<h2>Tarefas abertas</h2>\s*<p class=\"grande\">(\d+)</p>", text)
@@ -96,6 +106,31 @@ def open_tasks(text: str) -> int:
 def recovered(text: str) -> str:
     """The Painel's count of late invoices paid this month."""
     return re.search(r"em (\d+) fatura\(s\) paga\(s\) depois do vencimento", text).group(1)
+
+
+def planned(text: str) -> tuple[str, int]:
+    """The Painel's next cycle: (its day as YYYY-MM-DD, its count of notices over the channels)."""
+    box = re.search(r"<h2>Próximo ciclo</h2>\s*<p class=\"grande\">(\d\d)/(\d\d)/(\d{4})[^<]*</p>(.*?)</table>", text, re.S)
+    day = f"{box.group(3)}-{box.group(2)}-{box.group(1)}"
+    return day, sum(int(n) for n in re.findall(r'<td class="num">(\d+)</td>', box.group(4)))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    import os
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, idle: float = 0.05, every: float = 2.0, limit: float = 600) -> None:
+    """Wait until process `pid` uses less than `idle` of a core over `every` seconds (its start's
+    warm-up done), at most `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(every)
+        if cpu_seconds(pid) - before < idle * every:
+            return
 
 
 def main() -> None:
@@ -128,7 +163,7 @@ def main() -> None:
                 if server.poll() is not None:
                     raise SystemExit(f"notifier web stopped: {server.stderr.read().decode()[-2000:]}")
                 time.sleep(0.2)
-        login(client, "chefe")
+        csrf = login(client, "chefe")
         print(f"console up and logged in after {time.perf_counter() - began:.0f} s", flush=True)
         figures["painel.first"], figures["painel.again"], text = timed(client, "/", args.views, "Tarefas abertas")
         before_tasks, before_paid = open_tasks(text), recovered(text)
@@ -152,6 +187,23 @@ def main() -> None:
         text = client.get("/tarefas", params={"pagina": 10_000}).text
         figures["tarefas.changed"] = time.perf_counter() - start
         assert ids[0] not in text
+
+        # A payment through the console (a staff action: the state's tables change), then the Painel,
+        # once the console's warm-up is over (its CPU would be counted as the view's).
+        settle(server.pid)
+        account = next(key for key, inv in invoices_open(work) if key != late).split("-", 2)[2]
+        answer = client.post(f"/clientes/{account}/pagamento", data={"csrf": csrf, "fatura": f"2026-11-{account}",
+                             "pago_em": DAY}, headers={"Origin": str(client.base_url).rstrip("/")})
+        assert answer.status_code in (200, 303), answer.text[-500:]
+        cpu, start = cpu_seconds(server.pid), time.perf_counter()
+        text = client.get("/").text
+        figures["painel.paid"] = time.perf_counter() - start
+        figures["painel.paid.cpu"] = cpu_seconds(server.pid) - cpu
+        assert int(recovered(text)) == int(before_paid) + 2, (recovered(text), before_paid)
+        next_day, notices = planned(text)
+        print(f"after a payment through the console: Painel {figures['painel.paid']:.2f} s "
+              f"({figures['painel.paid.cpu']:.2f} s of the console's CPU); next cycle {next_day}: {notices:,} notices",
+              flush=True)
         rss, peak = memory(server.pid)
         figures["memory.end"], figures["memory.peak"] = rss, peak
         print(f"after a pay and a task closed by other processes: Painel {figures['painel.changed']:.2f} s "
@@ -164,11 +216,15 @@ def main() -> None:
     figures["status"], _ = cli(work, "status", "--date", DAY, check=False)  # exit 1: no cycle on the fixture (STALE)
     figures["status.again"], _ = cli(work, "status", "--date", DAY, check=False)
     figures["tasks"], proc = cli(work, "tasks", "--open", "--json")
+    figures["plan"], plan = cli(work, "plan", "--date", next_day, "--json")
+    assert len(json.loads(plan.stdout)) == notices, "the Painel's next cycle differs from `notifier plan`"
+    figures["plan"] /= 1000
     figures["status"] /= 1000
     figures["status.again"] /= 1000
     figures["tasks"] /= 1000
     print(f"CLI: `notifier status` {figures['status']:.1f} s (again {figures['status.again']:.1f} s), "
-          f"`notifier tasks --open --json` {figures['tasks']:.1f} s ({len(json.loads(proc.stdout)):,} tasks)", flush=True)
+          f"`notifier tasks --open --json` {figures['tasks']:.1f} s ({len(json.loads(proc.stdout)):,} tasks), "
+          f"`notifier plan --date {next_day}` {figures['plan']:.1f} s ({notices:,} notices, as on the Painel)", flush=True)
     size = f"50,000 accounts, 1,000,000 records + {args.tasks:,} open DM tasks"
     labels = {"painel.first": "Painel, first view", "painel.again": "Painel, a view after the first (median)",
               "painel.changed": "Painel after a pay and a task closed elsewhere",
@@ -179,6 +235,11 @@ def main() -> None:
     for name, label in labels.items():
         emit(f"painel.{name}" if not name.startswith(("painel", "tarefas")) else name, figures[name], "s",
              area=AREA, label=label, note=size)
+    emit("painel.paid", figures["painel.paid"], "s", baseline=figures["plan"],
+         baseline_label=f"notifier plan --date {next_day} (fresh process)", goal="<= 1", source="painel task",
+         area=AREA, label="Painel after a payment through the console", note=size)
+    emit("painel.paid.cpu", figures["painel.paid.cpu"], "s", goal="<= 1", source="painel task", area=AREA,
+         label="Painel after a payment through the console, the console's CPU", note=size)
     emit("painel.memory.end", figures["memory.end"], "MB", area=AREA, label="console RSS at the end", note=size)
     emit("painel.memory.peak", figures["memory.peak"], "MB", area=AREA, label="console RSS peak", note=size)
 

@@ -121,3 +121,39 @@ def test_the_command_applies_contact_hours_and_holds(tmp_path, cli):
         "--date", "2026-11-24")
     held = json.loads(cli("forecast", "--date", "2026-11-24", "--days", "1", "--format", "json").stdout)
     assert sum(r["messages"] for r in held) < sum(r["messages"] for r in before)
+
+
+def _day_by_day(start, days, snap, config, may_contact, held):
+    """The forecast as it was first written: the whole day plan (`plan_day`) of every day, each
+    notice that may go out counted and its ledger rows added for the next day."""
+    from notifier.billing.rules import handled_rows, plan_day, superseded_rows
+    invoices = [i._replace(paid=None) if i.paid is not None and i.paid >= start else i for i in snap.invoices()]
+    ledger, counts = list(snap.ledger()), Counter()
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        plan = plan_day(day, snap.accounts(), invoices, snap.histories(), ledger, config.calendar, config)
+        for notice in plan.notices:
+            if not held(notice.account, day) and may_contact(day, notice.channel):
+                counts[(day, notice.stage, notice.channel)] += 1
+                ledger.extend(handled_rows(notice, "sent"))
+        ledger.extend(superseded_rows(plan.superseded))
+    return counts
+
+
+def test_planning_each_account_only_on_the_days_its_plan_can_change_is_planning_every_day(tmp_path):
+    """`forecast` plans an account on the first day, on a day one of its plan's inputs turns and
+    after a day that left a notice waiting: the same messages as planning every account every day,
+    with contact hours that hold DMs back for days and an account on hold for part of the time."""
+    from notifier.reports.forecast import contact_days
+    cfg_file = tmp_path / "n.toml"
+    cfg_file.write_text('[contact_hours]\nweekdays = ""\n', encoding="utf-8")  # Saturdays only
+    config = load_config(cfg_file, {})
+    snap = _example(tmp_path)
+    may_contact = contact_days(config)
+    held = lambda account, day: account == "padaria-sao-joao" and date(2026, 11, 22) <= day < date(2026, 12, 2)
+    for start in (date(2026, 11, 1), date(2026, 11, 17), date(2026, 11, 24)):
+        rows = forecast(start, 45, snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), config,
+                        may_contact=may_contact, held=held)
+        assert {(r.date, r.stage, r.channel): r.messages for r in rows} == _day_by_day(start, 45, snap, config,
+                                                                                         may_contact, held)
+        assert rows

@@ -108,3 +108,46 @@ def test_the_consoles_forecast_is_kept_per_version_of_the_state(lived):
     assert planned == store_forecast(Store(lived.workdir / "state.json").snapshot(), web.config, start, 30)
     assert planned != kept and any(r.stage == "reminder" for r in planned)  # December's invoice is dunned
     assert web.forecast(start + timedelta(days=1), 30) is not planned  # another first day: its own forecast
+
+
+def test_relatorios_keeps_the_months_report_until_a_payment_changes_it(lived, tmp_path):
+    """Relatórios keeps the month's report (it reads a month and more of the log: seconds at a
+    million records) while the log, the archive and the stored invoices are unchanged; a payment
+    corrected by another process shows at the next view, as `notifier report` prints it."""
+    import shutil
+    from notifier.config import load_config
+    from notifier.reports.monthly import month_report
+    from notifier.web.app import Web
+    from notifier.web.views import reports
+    shutil.copytree(lived.workdir, tmp_path / "w")
+    cli = clean_cli(tmp_path / "w")
+    web = Web(load_config(None, {}, cli.workdir / "state.json"))
+
+    def printed() -> list[dict]:
+        return [json.loads(line) for line in cli("report", "--month", "2026-11", "--format", "json").stdout.splitlines()]
+
+    kept = reports._month_report(web, "2026-11")
+    assert reports._month_report(web, "2026-11") is kept and [l.to_json() for l in kept] == printed()
+    # Paid on 22/11, five days after its reminder (17/11): not within the window; corrected to
+    # 18/11, the reminder recovered it.
+    assert not any(l.paid_invoices.get("2026-11-padaria") for l in kept)
+    attempts = reports._reports["2026-11"].attempts
+    cli("pay", "2026-11-padaria", "--date", "2026-11-18", "--correct", "--reason", "data do banco", "--by", "bruno")
+    now = reports._month_report(web, "2026-11")
+    # The log gained a payment record only: the month's attempts were not read again.
+    assert reports._reports["2026-11"].attempts is attempts
+    assert now is not kept and any(l.paid_invoices.get("2026-11-padaria") for l in now)
+    assert [l.to_json() for l in now] == printed()
+    assert now == month_report(AttemptLog(cli.workdir / "attempts.jsonl"), Store(cli.workdir / "state.json").snapshot(),
+                               web.config, "2026-11")
+
+
+def test_only_a_sending_or_a_record_about_one_changes_the_months_attempts(lived):
+    """Relatórios reads the month's attempts again when the log gained a line of an attempt (a
+    sending, or an outcome or status naming one by its `ref`), and not for the other records."""
+    from notifier.reports.monthly import attempts_unchanged
+    lines = (lived.workdir / "attempts.jsonl").read_bytes().splitlines(keepends=True)
+    events = {json.loads(line)["event"]: line for line in lines}
+    assert not attempts_unchanged(events["sending"]) and not attempts_unchanged(events["sent"])
+    assert attempts_unchanged(events["payment"]) and attempts_unchanged(events["payment"] + events["payment"])
+    assert not attempts_unchanged(events["payment"] + events["sent"])

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import orjson
 
-from notifier.log.attempts import AttemptLog
+from notifier.log.attempts import AttemptLog, is_sending, ref_of
 from notifier.config import STAGES
 from notifier.log.history import Attempt, local_time
 from notifier.log.index import index_for
@@ -98,7 +98,7 @@ def month_attempts(log: AttemptLog, month: str, tz) -> list[Attempt]:
     first, last = month_bounds(month)
     query = Query(since=first - timedelta(days=7), until=last + timedelta(days=40))
     found = stream(index_for(log.path, tz), query, newest_first=False)
-    return [a for a in found if a.sending.get("channel") != "staff" and _notice_day(a, tz).strftime("%Y-%m") == month]
+    return [a for a in found if a.sending.get("channel") != "staff" and first <= _notice_day(a, tz) <= last]
 
 
 def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], tz, window: int = WINDOW_DAYS) -> list[Line]:
@@ -152,10 +152,22 @@ def payments_from(snapshot, archive: Path, wanted: set[str]) -> dict[str, Paymen
 def month_report(log: AttemptLog, snapshot, config, month: str, window: int = WINDOW_DAYS) -> list[Line]:
     """The report of `month` ("YYYY-MM") over the log and the store (its archive too): what
     `notifier report` prints and the console's Relatórios shows."""
-    found = month_attempts(log, month, config.tz)
+    return report_of(month_attempts(log, month, config.tz), snapshot, config, window)
+
+
+def report_of(found: list[Attempt], snapshot, config, window: int = WINDOW_DAYS) -> list[Line]:
+    """The report of the month's attempts `found` (`month_attempts`), with the payments the store
+    and its archive hold now."""
     wanted = {i for a in found for i in a.sending.get("invoices") or ()}
     paid = payments_from(snapshot, archive_path_for(config.state), wanted)
     return build(found, paid.get, config.tz, window)
+
+
+def attempts_unchanged(appended: bytes) -> bool:
+    """Whether the month's attempts stay what they were when the log gained only `appended` (whole
+    lines): an attempt is a `sending` and the records whose `ref` names it, so lines that are
+    neither (a payment, a hold, a login: what a staff action writes) change no attempt."""
+    return not any(is_sending(line) or ref_of(line) is not None for line in appended.splitlines())
 
 
 def _notice_day(a: Attempt, tz) -> date:

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from notifier.config import Config
 from notifier.log.attempts import AttemptLog
 from notifier.log.verified import ChainCheck
+from notifier.run.kept import KeptForecast
 from notifier.run.render import Renderer
 from notifier.state.store import Store
 
@@ -104,8 +105,7 @@ class Web:
         self.chain = ChainCheck(self.log, self.now)  # the audit's chain check: whole once, then what was appended
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
-        self._forecast: tuple | None = None  # ((state's stamp, first day, days), rows)
-        self._forecast_lock = threading.Lock()
+        self._forecast = KeptForecast()  # each account's part kept across versions of the state
 
     @property
     def renderer(self) -> Renderer:
@@ -118,36 +118,34 @@ class Web:
         return self._renderer
 
     def forecast(self, start: date, days: int) -> list:
-        """`store_forecast` over the state as it is (what `notifier forecast` prints), kept for one
-        version of the state file, first day and length: planning 30 days of 50,000 accounts takes
-        tens of seconds, and Relatórios and its CSV ask for the same forecast far more often than
-        the state changes. One thread computes it; the others asking meanwhile wait for it."""
-        from notifier.reports.forecast import store_forecast
-        with self._forecast_lock:
-            stamp = self.store.stamp()  # before the read: a write meanwhile only costs a computation more
-            key = (stamp, start, days)
-            if stamp is not None and self._forecast is not None and self._forecast[0] == key:
-                return self._forecast[1]
-            rows = store_forecast(self.store.snapshot(), self.config, start, days)
-            self._forecast = (key, rows) if stamp is not None else None
-            return rows
+        """`store_forecast` over the state as it is (what `notifier forecast` prints), each
+        account's part kept (notifier/run/kept.py): after a write only the accounts it touched
+        are planned again, and an unchanged state gives the same rows at once (Relatórios and
+        its CSV ask for the same forecast far more often than the state changes)."""
+        return self._forecast.forecast(self.store.snapshot(), self.config, start, days)
 
     def warm(self) -> None:
         """Do the one-time work of the first pages before anyone asks (`notifier web` calls it in
         a thread at start): the renderer (its templates compiled and checked: the Configuração
         page's list of problems, half a second), the console's own templates, the log index (one
-        read of the whole log), the search index of the accounts, the whole chain's check. A failure is left for the page
+        read of the whole log), the search index of the accounts, the next cycle's plan (the
+        Painel's) and the 30 days' forecast (Relatórios': 20 s of CPU at 50,000 accounts; kept per
+        account, a write then re-plans only what it touched), the whole chain's check. A failure is left for the page
         that needs it to report."""
         from notifier.log.index import index_for
         from notifier.reports.audit import environment as audit_environment
         from notifier.staff.search import index_of
         from .views import ENV
+        from .views.panel import next_cycle_plan
+        from .views.reports import FORECAST_DAYS
         try:
             self.renderer.check()
             for name in ENV.list_templates(filter_func=lambda n: n.endswith(".html")):
                 ENV.get_template(name)
             index_of(self.store.snapshot())
+            next_cycle_plan(self)  # the Painel's, where every login lands
             index_for(self.config.attempt_log, self.config.tz).task_list()
+            self.forecast(self.now().date(), FORECAST_DAYS)  # Relatórios'
             self.chain.verdict()  # the whole chain, once: an audit report then checks what was appended
             audit_environment().get_template("audit.html")
         except Exception:  # noqa: BLE001 - the page that needs it says what is wrong

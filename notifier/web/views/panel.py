@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from notifier.billing import rules
 from notifier.run.checkup import channel_statuses
 from notifier.run.daemon import next_daily
+from notifier.run.kept import KeptPlan
 from notifier.staff.actions import health
 
 from .. import auth
@@ -35,9 +36,8 @@ def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"
     last = snap.meta("last_cycle") or {}
     next_run = next_daily(config, now)
     today = now.date()
-    planned = _kept("plan", snap, config, next_run.date(), lambda: rules.plan_day(
-        next_run.date(), snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), config.calendar, config))
-    accounts = _kept("accounts", snap, config, today, lambda: {a.id: a for a in snap.accounts()})
+    planned = next_cycle_plan(web, snap, next_run.date())
+    accounts = _kept("accounts", ("accounts",), snap, config, today, lambda: {a.id: a for a in snap.accounts()})
     return page(
         request, login, "panel.html", saude=report, ultimo=last, agora=now,
         ultimas=_outcomes(report["counts"] or {}), rotulos=OUTCOMES.values(), proximo=next_run,
@@ -45,21 +45,32 @@ def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"
         canais=channel_statuses(config),
         tarefas=Counter(t["kind"] for t in report["open_tasks"]),
         pausas=[(h, accounts.get(h["account"])) for h in report["holds"]],
-        exclusoes=_kept("deletions", snap, config, today, lambda: _deletions_due(snap, config, today, accounts)),
-        mes=_kept("recovered", snap, config, today, lambda: _recovered_this_month(snap, config, today)))
+        exclusoes=_kept("deletions", ("accounts", "invoices"), snap, config, today,
+                        lambda: _deletions_due(snap, config, today, accounts)),
+        mes=_kept("recovered", ("invoices",), snap, config, today, lambda: _recovered_this_month(snap, config, today)))
 
 
+_planned = KeptPlan()  # the next cycle's plan, each account's part kept across versions of the state
+
+
+def next_cycle_plan(web, snap=None, day: date | None = None) -> rules.Plan:
+    """`rules.plan_day` of the next cycle's day (what `notifier plan --date DAY` prints), each
+    account's part kept: after a write only the accounts it touched are planned again. The
+    console's warm-up asks for it at start, so the first login's Painel finds it drawn."""
+    snap = snap or web.store.snapshot()
+    day = day or next_daily(web.config, web.now()).date()
+    return _planned.plan(snap, web.config, day)
 _kept_values: dict = {}  # name -> (the tables it was drawn from, config, day, value)
 _kept_lock = threading.Lock()
 
 
-def _kept(name: str, snap, config, day: date, compute):
-    """`compute()`, kept while the tables it reads are the same objects (the state file did not
-    change them: `Snapshot.tables`), for the same configuration and day. The day's plan (what
-    `notifier plan` would send) took 11 s at 50,000 accounts, and every view of the Painel asks
-    the same questions; after a change the first view draws them again while the others wait
-    for it, rather than each drawing them at once."""
-    tables = snap.tables("accounts", "invoices", "history", "ledger")
+def _kept(name: str, reads: tuple[str, ...], snap, config, day: date, compute):
+    """`compute()`, kept while the tables it `reads` are the same objects (the state file did not
+    change them: `Snapshot.tables`), for the same configuration and day: every view of the Painel
+    asks the same questions; after a change the first view draws them again while the others
+    wait for it, rather than each drawing them at once. Only the tables it reads: a batch of the
+    cycle's ledger (every few seconds during a cycle) leaves the invoices' sums alone."""
+    tables = snap.tables(*reads)
     with _kept_lock:
         last = _kept_values.get(name)
         if last is not None and last[1] is config and last[2] == day and all(a is b for a, b in zip(last[0], tables)):

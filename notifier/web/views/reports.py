@@ -10,7 +10,9 @@ no script. Widths are percentages and the text is not scaled, so a chart stays r
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -19,7 +21,9 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, write_forecast_csv, write_report_csv
-from notifier.reports.monthly import WINDOW_DAYS, month_bounds, month_report, recovered
+from notifier.reports.monthly import (WINDOW_DAYS, attempts_unchanged, month_attempts, month_bounds, recovered,
+                                      report_of)
+from notifier.state.archivefile import archive_path_for
 
 from .. import auth
 from . import error_page, page
@@ -130,8 +134,7 @@ def show(request: Request, mes: str = "", login: auth.Login = Depends(auth.requi
         month = _month(mes, today)
     except ValueError as exc:
         return error_page(request, login, 400, str(exc))
-    snap = web.store.snapshot()
-    lines = month_report(web.log, snap, web.config, month)
+    lines = _month_report(web, month)
     first, last = month_bounds(month)
     shown = dict(mes=month, nome_mes=format_date(first, "MMMM 'de' yyyy", locale="pt_BR"), linhas=lines,
                  janela=WINDOW_DAYS, recuperado=recovered(lines), tentativas=sum(l.attempts for l in lines),
@@ -145,6 +148,74 @@ def show(request: Request, mes: str = "", login: auth.Login = Depends(auth.requi
         shown.update(previsao=days, canais=channels, previsao_total=sum(d.total for d in days),
                      previsao_custo=sum((d.cost for d in days), start=0))
     return page(request, login, "reports.html", **shown)
+
+
+@dataclass
+class _Kept:
+    """One month's report as Relatórios drew it, and what it was drawn from."""
+    log: tuple  # the log's (inode, size) when its attempts were read
+    tail: bytes  # the log's last bytes then: an append-only log still has them there
+    attempts: list
+    invoices: dict  # the stored invoices' table (the same object while no write changed it)
+    archive: tuple | None
+    config: object
+    lines: list
+
+
+_reports: dict[str, _Kept] = {}  # the last months asked (at most 12)
+_reports_lock = threading.Lock()
+TAIL = 256  # bytes of the log's end kept to recognise it
+APPENDED = 16 << 20  # bytes appended since, past which the month's attempts are read again anyway
+
+
+def _month_report(web, month: str) -> list:
+    """`month_report` (what `notifier report` prints), kept while what it reads is unchanged. Its
+    attempts are read from a month and more of the log (13 s of CPU at a million records) and are
+    kept while the log only grew by lines that are no attempt's (`attempts_unchanged`: every
+    staff action appends its record); the lines are drawn again from them when the stored
+    invoices or the archive changed (a payment)."""
+    snap = web.store.snapshot()
+    log_path, config = web.config.attempt_log, web.config
+    invoices, archive = snap.tables("invoices")[0], _file_version(archive_path_for(config.state))
+    with _reports_lock:
+        kept = _reports.pop(month, None)
+        with open(log_path, "rb") as f:
+            st = os.fstat(f.fileno())
+            attempts = None
+            if kept is not None and kept.config is config and kept.log[0] == st.st_ino \
+                    and kept.log[1] <= st.st_size <= kept.log[1] + APPENDED:
+                f.seek(max(0, kept.log[1] - TAIL))
+                if f.read(min(TAIL, kept.log[1])) == kept.tail:
+                    appended = f.read(st.st_size - kept.log[1])
+                    appended = appended[:appended.rfind(b"\n") + 1]  # whole lines: a writer may be mid-line
+                    if attempts_unchanged(appended):
+                        attempts = kept.attempts
+                        size = kept.log[1] + len(appended)
+            if attempts is None:  # read again below, up to at least the log's last whole line now
+                f.seek(max(0, st.st_size - (1 << 20)))
+                end = f.read(st.st_size - f.tell())
+                size = st.st_size - len(end) + end.rfind(b"\n") + 1
+            f.seek(max(0, size - TAIL))
+            tail = f.read(min(TAIL, size))
+        if attempts is None:
+            attempts = month_attempts(web.log, month, config.tz)
+            lines = report_of(attempts, snap, config)
+        elif kept.invoices is not invoices or kept.archive != archive:
+            lines = report_of(attempts, snap, config)
+        else:
+            lines = kept.lines
+        if len(_reports) >= 12:
+            _reports.pop(next(iter(_reports)))
+        _reports[month] = _Kept((st.st_ino, size), tail, attempts, invoices, archive, config, lines)
+        return lines
+
+
+def _file_version(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _csv(write, rows, filename: str) -> Response:
@@ -161,8 +232,7 @@ def monthly_csv(request: Request, mes: str = "", login: auth.Login = Depends(aut
         month = _month(mes, web.now().date())
     except ValueError as exc:
         return error_page(request, login, 400, str(exc))
-    lines = month_report(web.log, web.store.snapshot(), web.config, month)
-    return _csv(write_report_csv, lines, f"recuperacao-{month}.csv")
+    return _csv(write_report_csv, _month_report(web, month), f"recuperacao-{month}.csv")
 
 
 def forecast_csv(request: Request, login: auth.Login = Depends(auth.require("reports.forecast"))):
