@@ -99,8 +99,10 @@ class Web:
         self.log = AttemptLog(config.attempt_log)
         # keep_written: an action's page is drawn from what its write wrote, not a second parse
         # fold=False: a fold would double the console's memory for a moment; the daemon folds
+        # packed_ledger: the ledger (most of the state) packed by account, unpacked when asked
         self.store = ConsoleStore(config.state, retention_months=config.retention_months, log=self.log,
-                                  keep_written=True, journal_from=config.journal_from, fold=False)
+                                  keep_written=True, journal_from=config.journal_from, fold=False,
+                                  packed_ledger=True)
         self.chain = ChainCheck(self.log, self.now)  # the audit's chain check: whole once, then what was appended
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()

@@ -36,7 +36,8 @@ def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"
     next_run = next_daily(config, now)
     today = now.date()
     planned = _kept("plan", snap, config, next_run.date(), lambda: rules.plan_day(
-        next_run.date(), snap.accounts(), snap.invoices(), snap.histories(), snap.ledger(), config.calendar, config))
+        next_run.date(), snap.accounts(), snap.invoices(), snap.histories(), snap.ledger_by_account(), config.calendar,
+        config))
     accounts = _kept("accounts", snap, config, today, lambda: {a.id: a for a in snap.accounts()})
     return page(
         request, login, "panel.html", saude=report, ultimo=last, agora=now,
