@@ -106,3 +106,29 @@ def test_journal_entries_reach_a_packed_ledger_as_they_reach_a_fresh_reader(tmp_
     assert kept.ledger("c002")[18].status == "failed" and len(kept.ledger("c002")) == 30
     assert [e.recipient for e in kept.ledger("c003")[-3:]] == ["+5511900000000", "+5511900000001", "+5511900000002"]
     assert kept.ledger("c999")[0].invoice == "2026-11-c999"
+
+
+def test_the_state_file_read_in_place_finds_what_a_whole_read_finds_across_its_read_windows(tmp_path):
+    """A transaction looks a document up where it lies, reading the file a window at a time (never
+    mapped: a mapped 160 MB file counted in the console's memory); a line across two windows is
+    found as in the whole bytes."""
+    import random
+    from notifier.state.basefile import BaseFile, _Reader
+    path = tmp_path / "state.bin"
+    rnd = random.Random(7)
+    data = bytes(rnd.choice(b'abc\n"{}:,') for _ in range(2 * _Reader.WINDOW + 5000))
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        reader = _Reader(f.fileno(), len(data))
+        for boundary in (_Reader.WINDOW, 2 * _Reader.WINDOW - 12):
+            for pos in range(boundary - 30, boundary + 10):
+                for size in (1, 5, 13, 40):
+                    needle = data[pos:pos + size]
+                    for start, end in ((0, None), (pos - 3, pos + size), (pos - 100, pos + size - 1)):
+                        assert reader.find(needle, start, end) == data.find(needle, start, end), (pos, size, start)
+        assert reader[len(data) - 3:len(data) + 10] == data[-3:]
+    state = tmp_path / "state.json"
+    written(state)
+    with BaseFile(state) as base:
+        assert base.find("ledger", "2026-11-c039|2026-11-15|email|e39@x.com.br")["status"] == "skipped"
+        assert base.find("accounts", "c007")["company"] == "Empresa 7" and base.find("accounts", "nobody") is None

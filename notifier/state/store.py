@@ -383,8 +383,6 @@ class Store:
             if snapshot.changed:
                 fold = self._commit(snapshot, view, lazy=base is not None, keep=keep)
         finally:
-            if base is not None:
-                base.release()  # its pages leave this process's memory (the console's budget)
             self._local.in_transaction = False
             self._lock.release()
         if fold:
