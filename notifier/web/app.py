@@ -149,7 +149,9 @@ class Web:
             for name in ENV.list_templates(filter_func=lambda n: n.endswith(".html")):
                 ENV.get_template(name)
             index_of(self.store.snapshot())
+            give_back_free_memory()  # what the state's read freed, before the log index is built
             index_for(self.config.attempt_log, self.config.tz).task_list()
+            give_back_free_memory()
             self.chain.verdict()  # the whole chain, once: an audit report then checks what was appended
             audit_environment().get_template("audit.html")
         except Exception:  # noqa: BLE001 - the page that needs it says what is wrong
