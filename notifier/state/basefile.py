@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Iterator
 
 import orjson
 
-from notifier.state.journal import MARKER_KEY, MARKER_TABLE, Marker, head_marker
+from notifier.state.journal import MARKER_KEY, MARKER_TABLE, Marker, document, head_marker
 
 # Point lookups in one table before it is parsed whole: past this, a search of the table's bytes
 # per document would cost more than one parse.
@@ -196,7 +196,7 @@ class LazyTable(MutableMapping):
                     if doc is None:
                         docs.pop(key, None)
                     else:
-                        docs[key] = doc
+                        docs[key] = document(doc) if source is self._overlay else doc
             self._all = docs
         return self._all
 
@@ -206,6 +206,8 @@ class LazyTable(MutableMapping):
         for source in (self.changes, self._overlay, self._found):
             if key in source:
                 doc = source[key]
+                if doc.__class__ is bytes:  # the journal's document kept as JSON: read once, then the same dict
+                    doc = self._overlay[key] = document(doc)
                 break
         else:
             self._lookups += 1

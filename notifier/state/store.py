@@ -149,7 +149,7 @@ class _View:
     stamp: tuple | None
     marker: Marker
     seq: int
-    entries: list = field(default_factory=list)  # (seq, changes) after the base's marker
+    entries: list = field(default_factory=list)  # (seq, changes) after the base's marker, documents as JSON (`journal.packed`)
     journal: tuple | None = None
     end: int = 0
     models: dict | None = None
@@ -277,7 +277,7 @@ class Store:
         if tail.entries:
             if view.models is not None:
                 view.models, view.by_account = self._applied(view, tail.entries)
-            view.entries = view.entries + tail.entries
+            view.entries = view.entries + journal.packed(tail.entries)
             view.seq = tail.entries[-1][0]
         view.journal, view.end = tail.ident, tail.end
         self._seen = view
@@ -517,7 +517,7 @@ class Store:
             if self._seen is view and view.seq == seq - 1:
                 if view.models is not None:
                     view.models, view.by_account = self._applied(view, [(seq, changes)])
-                view.entries = view.entries + [(seq, changes)]
+                view.entries = view.entries + journal.packed([(seq, changes)])
                 view.seq, view.journal, view.end = seq, _ident(self.journal_path), end
         return self._folds and end >= self.fold_at
 
@@ -636,7 +636,7 @@ def _apply(raw: dict, overlay: dict) -> None:
             if doc is None:
                 table.pop(key, None)
             else:
-                table[key] = doc
+                table[key] = journal.document(doc)
 
 
 def _marker_of(path: Path) -> Marker | None:
