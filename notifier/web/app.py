@@ -48,9 +48,16 @@ def fewer_malloc_arenas() -> None:
     each thread that allocates gets its own, and the console's requests run on a pool of up to 40
     threads, each leaving its arena holding what the big parses it did (a state of 50,000 accounts
     read again after the cycle wrote it) freed but not returned: the process's resident memory grew
-    to several times what it keeps. Called before any thread starts; nothing where libc is not glibc."""
+    to several times what it keeps. Called before any thread starts; nothing where libc is not glibc.
+
+    And a block of 256 KB or more (the tables of a state version: a copy of the invoices' dict is
+    10 MB, made at each payment) always gets its own mapping, given back whole when freed: by
+    default glibc raises that threshold to the size of the largest block freed, after which such
+    copies came from the heap and their freed space stayed resident between versions."""
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        libc.mallopt(-3, 256 << 10)  # M_MMAP_THRESHOLD (set: no longer moved by what is freed)
     except (OSError, AttributeError):
         pass
 
