@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+
+import pytest
 from datetime import date
 
 from notifier.billing import rules
@@ -23,11 +25,12 @@ from tests.conftest import ROOT
 DAY = date(2026, 11, 24)  # the example state's cycle day
 
 
-def test_the_kept_plan_and_forecast_are_planning_everything_after_every_kind_of_write(tmp_path, cli):
+@pytest.mark.parametrize("packed", [False, True], ids=["models", "packed ledger (the console's)"])
+def test_the_kept_plan_and_forecast_are_planning_everything_after_every_kind_of_write(tmp_path, cli, packed):
     shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")
     cli.env["NOTIFIER_JOURNAL_FROM"] = "0"
     config = load_config(None, {}, tmp_path / "state.json")
-    store = Store(tmp_path / "state.json")
+    store = Store(tmp_path / "state.json", packed_ledger=packed)
     plans, forecasts = KeptPlan(), KeptForecast()
 
     def both():
@@ -71,10 +74,13 @@ def test_the_kept_plan_and_forecast_are_planning_everything_after_every_kind_of_
     assert opted_rows != held_rows
 
     # The cycle of the day: its ledger rows mark what it handled, so the day's plan is done but
-    # for the account on hold.
+    # for the account on hold; the accounts it sent nothing keep their parts.
+    sent_to = {n.account for n in opted.notices} | {p.account for p in opted.superseded}
+    quiet = {a: part for a, part in plans._parts.results.items() if a not in sent_to}
     cli("run-once", "--date", "2026-11-24")
     cycled, cycled_rows = both()
     assert {n.account for n in cycled.notices} == {"oficina-dois-irmaos"} and not cycled.superseded
+    assert quiet and all(plans._parts.results[a] is part for a, part in quiet.items())
     assert cycled_rows != opted_rows
 
     # A new invoice of an account that owed nothing: imported, it is in the plan of its days.
@@ -86,3 +92,25 @@ def test_the_kept_plan_and_forecast_are_planning_everything_after_every_kind_of_
     cli("import", "billing.json", "--date", "2026-11-24")
     _, imported_rows = both()
     assert [r for r in imported_rows if r.stage == "reminder" and r.date == date(2026, 12, 17)]
+
+
+def test_a_batch_of_ledger_rows_touches_its_accounts_alone_in_a_packed_ledger(tmp_path, cli):
+    """The console's packed ledger is compared account by account (its packed rows), so a batch of
+    the cycle re-plans the accounts it wrote rows for, not every account with a ledger (rows
+    unpacked are new objects each time)."""
+    from notifier.run.kept import touched
+    shutil.copy(ROOT / "state.json.example", tmp_path / "state.json")
+    cli.env["NOTIFIER_JOURNAL_FROM"] = "0"
+    store = Store(tmp_path / "state.json", packed_ledger=True)
+    cli("run-once", "--date", "2026-11-17")  # reminders: rows for several accounts
+    before = store.snapshot().tables("ledger")[0]
+    journal = tmp_path / "state.json.journal"
+    seen = len(journal.read_text().splitlines())
+    cli("run-once", "--date", "2026-11-24")  # the example's day: rows for some of them
+    after = store.snapshot().tables("ledger")[0]
+    entries = [json.loads(line) for line in journal.read_text().splitlines()[seen:]]
+    accounts = {key.split("|")[0].split("-", 2)[2] for e in entries for table, key, _ in e["changes"]
+                if table == "ledger"}  # the invoice's id: 2026-11-ACCOUNT
+    assert accounts and len({e.account for e in after.values()}) > len(accounts)  # others have rows too
+    assert touched(before, after, None) == accounts
+    assert touched(after, after, None) == set()

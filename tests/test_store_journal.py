@@ -304,11 +304,11 @@ def test_a_damaged_document_in_the_state_or_its_journal_is_refused_and_nothing_i
 def test_a_long_lived_reader_finds_each_accounts_documents_as_a_fresh_reader_does(tmp_path):
     """The console keeps its per-account lists across journal entries, changing only the accounts
     an entry touched (rebuilding them whole after each write was most of its slow pages at 50,000
-    accounts): after payments, new invoices, ledger rows and holds, in this process and in
+    accounts), and its ledger packed by account: after payments, new invoices, ledger rows and holds, in this process and in
     another, every account's invoices and ledger are those a fresh reader finds, in its order."""
     from notifier.billing.models import Hold, LedgerEntry
     path = tmp_path / "state.json"
-    store = journaled(path, keep_written=True)
+    store = journaled(path, keep_written=True, packed_ledger=True)  # as the console's store is made
     other = Store(path, journal_from=0)
 
     def asked(snap):

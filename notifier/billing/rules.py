@@ -305,17 +305,21 @@ def plan_day(
     accounts: Iterable[Account],
     invoices: Iterable[Invoice],
     histories: Mapping[str, History],
-    ledger: Iterable[LedgerEntry],
+    ledger: Iterable[LedgerEntry] | Mapping[str, Iterable[LedgerEntry]],
     cal: BankCalendar,
     config: Config,
 ) -> Plan:
     """The whole cycle of `today`: `plan_account` for every account that has an invoice owed on
     `today` (most have none: they are skipped without further work), sorted by account, channel,
-    recipient."""
+    recipient. `ledger`: every row, or account id -> its rows (`Snapshot.ledger_by_account`: the
+    console's packed ledger, read one account at a time)."""
     invoices = list(invoices)
     owing = {inv.account for inv in invoices if owed_on(inv, today)}
     invoices_by_account = _group((inv for inv in invoices if inv.account in owing), lambda inv: inv.account)
-    ledger_by_account = _group((e for e in ledger if e.account in owing), lambda entry: entry.account)
+    if isinstance(ledger, Mapping):
+        ledger_by_account = ledger
+    else:
+        ledger_by_account = _group((e for e in ledger if e.account in owing), lambda entry: entry.account)
     notices: list[Notice] = []
     superseded: list[Pending] = []
     for account in accounts:

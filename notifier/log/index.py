@@ -234,7 +234,7 @@ class LogIndex:
                 row = self.ids.get(ref) if ref else None
                 if row is not None:
                     lines.add(self.row_line[row])
-            self._book.add(list(self.read(self.spans(sorted(lines)))))  # all read, or none added
+            self._book.add(self.read(self.spans(sorted(lines))))  # all read, or none added
             self._booked = len(self.tasks)
             return self._book.tasks()
 

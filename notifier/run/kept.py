@@ -17,11 +17,12 @@ from collections import Counter
 from datetime import date
 from itertools import compress
 from operator import attrgetter, is_not
-from typing import Callable
+from typing import Callable, Mapping
 
 from notifier.billing.rules import Plan, owed_on, plan_account
 from notifier.config import Config
 from notifier.reports.forecast import ForecastRow, account_forecast, contact_days, forecast_rows, on_hold
+from notifier.state.packed import PackedLedger
 
 # The tables an account's plan is drawn from, and how a document of each names its account.
 # Leaving one out would keep a plan its change should have redone.
@@ -29,17 +30,26 @@ INPUTS = (("accounts", attrgetter("id")), ("invoices", attrgetter("account")), (
           ("history", attrgetter("account")), ("holds", attrgetter("account")))
 
 
-def touched(old: dict, new: dict, owner: Callable) -> set[str]:
+def touched(old: Mapping, new: Mapping, owner: Callable) -> set[str]:
     """The accounts of the documents that differ between two versions of one table, compared by
     identity. A write copies the table and replaces only the documents it changed, in their
     place (a new key goes at the end), so the two versions are compared position by position, in
     C: a document added, removed or replaced puts something else at some position, and the
-    owners of both are taken. A table read again whole (every object new) touches every account."""
+    owners of both are taken. A table read again whole (every object new) touches every account.
+    The console's packed ledger is compared by its accounts' packed rows (`PackedLedger.blobs`,
+    keyed by account), never unpacked whole: its rows are new objects at every unpacking."""
     if old is new:
         return set()
+    packed = isinstance(new, PackedLedger) and isinstance(old, PackedLedger)
+    if packed:
+        old, new = old.blobs(), new.blobs()
     before, after = list(old.values()), list(new.values())
     both = min(len(before), len(after))
-    accounts = {owner(doc) for i in compress(range(both), map(is_not, before, after)) for doc in (before[i], after[i])}
+    changed = list(compress(range(both), map(is_not, before, after)))
+    if packed:  # keyed by account: the keys at the positions that differ, and past the shorter
+        before, after = list(old), list(new)
+        return {keys[i] for i in changed for keys in (before, after)} | set(before[both:]) | set(after[both:])
+    accounts = {owner(doc) for i in changed for doc in (before[i], after[i])}
     accounts.update(owner(doc) for doc in before[both:])
     accounts.update(owner(doc) for doc in after[both:])
     return accounts

@@ -148,6 +148,9 @@ def tasks(records: Iterable[dict]) -> list[Task]:
     return book.tasks()
 
 
+_SENDING_FIELDS = ("account", "channel", "recipient", "subject", "stage")  # what `TaskBook` reads of a sending
+
+
 class TaskBook:
     """The staff tasks of the records given so far, kept between batches of appended records (the
     log index feeds it what the log gained: `LogIndex.task_list`), so that a long queue is not
@@ -159,17 +162,23 @@ class TaskBook:
         self.assigned: dict[str, str] = {}
 
     def add(self, records: Iterable[dict]) -> None:
+        """Take a batch of records (an iterable read as it goes: at a million records the
+        console's first batch is 17,000 records, which held 55 MB at once as a list): all of it,
+        or nothing when reading it fails part way. Of a sending only what a task shows is kept."""
         sendings: dict[str, dict] = {}
+        found: list[tuple[dict, str, dict]] = []
+        closed: dict[str, dict] = {}
+        assigned: dict[str, str] = {}
         for r in records:
             event = r.get("event")
             if event == "sending":
-                sendings[r.get("id") or r.get("attempt")] = r
+                sendings[r.get("id") or r.get("attempt")] = {k: r[k] for k in _SENDING_FIELDS if k in r}
                 continue
             if event == "task_done":
-                self.closed[r.get("ref")] = r
+                closed[r.get("ref")] = r
                 continue
             if event == "task_assigned":
-                self.assigned[r.get("ref")] = r.get("actor", "")
+                assigned[r.get("ref")] = r.get("actor", "")
                 continue
             sending = sendings.get(r.get("ref") or r.get("attempt"), {})
             if event == "task" or (r.get("provider") == "staff-task" and event in ("sent", "result")):
@@ -185,9 +194,12 @@ class TaskBook:
                 continue
             if r.get("id"):
                 # Only what a Task shows is kept of its records: a sending's content is read when shown.
-                self.found.append(({"id": r["id"], "time": r.get("time", ""), "detail": r.get("detail", ""),
-                                    "ref": r.get("ref") or r.get("attempt") or ""}, kind,
-                                   {k: sending[k] for k in ("account", "channel", "recipient", "subject") if k in sending}))
+                found.append(({"id": r["id"], "time": r.get("time", ""), "detail": r.get("detail", ""),
+                               "ref": r.get("ref") or r.get("attempt") or ""}, kind,
+                              {k: sending[k] for k in ("account", "channel", "recipient", "subject") if k in sending}))
+        self.found += found
+        self.closed.update(closed)
+        self.assigned.update(assigned)
 
     def tasks(self) -> list[Task]:
         """Every task so far, in log order."""

@@ -14,15 +14,14 @@ The store writes its file one document per line (`storefile.write_tables`):
 
 A line starts with `"` only when it is a document or a table's header, and a raw newline never
 occurs inside a line (JSON escapes it), so `\\n"ID":` marks exactly the line of document ID within its
-table's bytes. `BaseFile` maps the file and finds each table's bytes once (a handful of searches);
-`LazyTable` is a transaction's table over it: a document is looked up where it is asked for, the
+table's bytes. `BaseFile` reads the file where asked (never mapped: see `_Reader`) and finds
+each table's bytes once (a handful of searches); `LazyTable` is a transaction's table over it: a document is looked up where it is asked for, the
 whole table parsed only when it is walked (an import, an archive) or looked up many times, and
 every change is kept apart (`changes`) for the journal. `write_folded` streams a new base from the
 old one and the journal's documents, copying the lines nothing changed.
 """
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, BinaryIO, Iterator
 
 import orjson
 
-from notifier.state.journal import MARKER_KEY, MARKER_TABLE, Marker, head_marker
+from notifier.state.journal import MARKER_KEY, MARKER_TABLE, Marker, document, head_marker
 
 # Point lookups in one table before it is parsed whole: past this, a search of the table's bytes
 # per document would cost more than one parse.
@@ -41,8 +40,37 @@ class NotOurLayout(Exception):
     """The file is not laid out as the store writes it (hand-edited, written by TinyDB...)."""
 
 
+class _Reader:
+    """The bytes of an open file, read where asked (`os.pread`) instead of mapped: searching a
+    mapped 160 MB state file for a table's end or a document's line made every page it passed
+    resident in the process (the console's resident memory counted the whole file for the
+    length of a transaction); read through a window of a few megabytes, it stays in the page cache."""
+
+    WINDOW = 4 << 20
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd, self.size = fd, size
+
+    def __getitem__(self, where: slice) -> bytes:
+        start, stop, _ = where.indices(self.size)
+        return os.pread(self._fd, max(0, stop - start), start) if stop > start else b""
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """Where `sub` first occurs in [start, end), as `bytes.find`; -1 when nowhere."""
+        end = self.size if end is None else min(end, self.size)
+        start = max(start, 0)
+        step = self.WINDOW - len(sub) + 1  # windows overlap by len(sub) - 1: nothing falls between two
+        while start + len(sub) <= end:
+            window = self[start:min(end, start + self.WINDOW)]
+            at = window.find(sub)
+            if at >= 0:
+                return start + at
+            start += step
+        return -1
+
+
 class BaseFile:
-    """A state file in our layout, mapped read-only: each table's document lines as a byte range."""
+    """A state file in our layout, open read-only: each table's document lines as a byte range."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -52,21 +80,18 @@ class BaseFile:
             self.stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, head_marker(f.read(256)))
             if st.st_size < 4:
                 raise NotOurLayout
-            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._fd = os.dup(f.fileno())
+        self._mm = _Reader(self._fd, st.st_size)
         try:
             self.tables = _table_ranges(self._mm)
         except BaseException:
-            self._mm.close()
+            self.close()
             raise
 
     def close(self) -> None:
-        self._mm.close()
-
-    def release(self) -> None:
-        """Let the pages read so far go from this process's resident memory (they stay in the
-        page cache): a console that looked documents up must not count the file in its RSS."""
-        if hasattr(mmap, "MADV_DONTNEED"):
-            self._mm.madvise(mmap.MADV_DONTNEED)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> "BaseFile":
         return self
@@ -113,7 +138,7 @@ class BaseFile:
         return docs
 
 
-def _table_ranges(mm: mmap.mmap) -> dict[str, tuple[int, int]]:
+def _table_ranges(mm: _Reader) -> dict[str, tuple[int, int]]:
     """name -> (start, end) of each table's document lines; NotOurLayout when the file is not laid
     out as the store writes it (the caller then reads it whole, which gives the verdict)."""
     if mm[:2] != b"{\n":
@@ -171,7 +196,7 @@ class LazyTable(MutableMapping):
                     if doc is None:
                         docs.pop(key, None)
                     else:
-                        docs[key] = doc
+                        docs[key] = document(doc) if source is self._overlay else doc
             self._all = docs
         return self._all
 
@@ -181,6 +206,8 @@ class LazyTable(MutableMapping):
         for source in (self.changes, self._overlay, self._found):
             if key in source:
                 doc = source[key]
+                if doc.__class__ is bytes:  # the journal's document kept as JSON: read once, then the same dict
+                    doc = self._overlay[key] = document(doc)
                 break
         else:
             self._lookups += 1

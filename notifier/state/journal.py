@@ -188,8 +188,23 @@ def append(path: Path, line: bytes, mode: int) -> int:
     return end
 
 
+def packed(entries: list[tuple[int, list[Change]]]) -> list[tuple[int, list]]:
+    """The entries with each document as its JSON bytes: what a process keeps of the journal for
+    its next transactions' overlays (`overlay_of`), about a quarter of the memory of the parsed
+    documents (the console kept 20 MB of them by the end of a cycle). `document` reads one back."""
+    dumps = orjson.dumps
+    return [(seq, [(table, key, None if doc is None else dumps(doc)) for table, key, doc in changes])
+            for seq, changes in entries]
+
+
+def document(doc: Any) -> dict | None:
+    """A document of an overlay: kept as JSON bytes (`packed`) or already a dict."""
+    return orjson.loads(doc) if doc.__class__ is bytes else doc
+
+
 def overlay_of(entries: list[tuple[int, list[Change]]], into: dict[str, dict[str, Any]] | None = None) -> dict:
-    """table -> id -> document (None: deleted): the entries' net effect, the latest winning."""
+    """table -> id -> document (None: deleted): the entries' net effect, the latest winning. A
+    document of `packed` entries stays JSON bytes here (read with `document`)."""
     out: dict[str, dict[str, Any]] = {} if into is None else into
     for _, changes in entries:
         for table, key, doc in changes:

@@ -67,6 +67,7 @@ from notifier.state.storefile import (  # noqa: F401 (public names of the store,
     _read, gc_paused,
 )
 from notifier.state.basefile import BaseFile, LazyTable, NotOurLayout, write_folded
+from notifier.state.packed import PackedLedger, Packer, ledger_key  # noqa: F401 (ledger_key: a public name of the store)
 from notifier.state.flock import FileLock, Timeout
 from notifier.state.journal import (
     FOLD_AT, JOURNAL_FROM, MARKER_KEY, MARKER_TABLE, MAX_CHANGES, JournalError, Marker, head_marker, journal_path_for,
@@ -122,17 +123,6 @@ def past_retention(paid, cutoff) -> bool:
     return paid is not None and paid < cutoff
 
 
-def ledger_key(entry: LedgerEntry) -> str:
-    """The ledger document id: invoice, notice date, channel and recipient, joined by "|".
-
-    "%" and "|" inside a part are escaped, so two different entries never share a key.
-    """
-    return "|".join(
-        part.replace("%", "%25").replace("|", "%7C")
-        for part in (entry.invoice, entry.notice_date.isoformat(), entry.channel, entry.recipient)
-    )
-
-
 def _stamp(path: Path) -> tuple | None:
     """What tells one version of the state file from another (see `Store.snapshot`): its
     (device, inode, size, modification time) and the journal marker its first lines hold. The
@@ -159,7 +149,7 @@ class _View:
     stamp: tuple | None
     marker: Marker
     seq: int
-    entries: list = field(default_factory=list)  # (seq, changes) after the base's marker
+    entries: list = field(default_factory=list)  # (seq, changes) after the base's marker, documents as JSON (`journal.packed`)
     journal: tuple | None = None
     end: int = 0
     models: dict | None = None
@@ -210,7 +200,8 @@ class Store:
 
     def __init__(self, path: Path, retention_months: int = 3, lock_timeout: float = LOCK_TIMEOUT,
                  log: "AttemptLog | None" = None, keep_written: bool = False, journal_from: int = JOURNAL_FROM,
-                 fold_at: int = FOLD_AT, fold: bool = True, max_changes: int = MAX_CHANGES):
+                 fold_at: int = FOLD_AT, fold: bool = True, max_changes: int = MAX_CHANGES,
+                 packed_ledger: bool = False):
         self.path = Path(path)
         # The attempt log, whose head the state keeps (moved by every append: attempts.py): a
         # transaction writes nothing while the log does not end where that head says.
@@ -232,6 +223,9 @@ class Store:
         # the raw tables alive until the next snapshot, which a cycle or an import need not pay.
         self._keep_written = keep_written
         self._written: tuple[tuple, Snapshot] | None = None
+        # The snapshots' ledger packed by account (notifier/state/packed.py): the console's, which
+        # reads little of it and keeps it for hours; a cycle or a plan walks it whole, as models.
+        self._packed = packed_ledger
 
     def forget(self) -> None:
         """Drop the last snapshot's models: a daemon idle between its passes need not hold the
@@ -283,7 +277,7 @@ class Store:
         if tail.entries:
             if view.models is not None:
                 view.models, view.by_account = self._applied(view, tail.entries)
-            view.entries = view.entries + tail.entries
+            view.entries = view.entries + journal.packed(tail.entries)
             view.seq = tail.entries[-1][0]
         view.journal, view.end = tail.ident, tail.end
         self._seen = view
@@ -296,7 +290,7 @@ class Store:
         written = self._written
         if models and written is not None and written[0] == stamp:
             snapshot = written[1]
-            tables, by_account = snapshot.models_as_written()
+            tables, by_account = snapshot.models_as_written(self._packed)
             self._written = None
             return _View(stamp, snapshot.marker, snapshot.marker.seq, models=tables, by_account=by_account)
         if not models:
@@ -304,8 +298,9 @@ class Store:
             if marker is None:  # not our layout: the transaction reads it whole anyway
                 return _View(stamp, Marker(), 0)
         else:
-            sink = _ModelTables(self.path)
+            sink = _ModelTables(self.path, self._packed)
             _read(self.path, sink)
+            sink.finish()
             try:
                 marker = Marker.of(sink.tables.get(MARKER_TABLE, {}).get(MARKER_KEY))
             except JournalError as exc:
@@ -333,6 +328,9 @@ class Store:
                 if name not in models and name not in MODEL_TABLES + CYCLE_TABLES:
                     continue
                 old = models.get(name, {})
+                if isinstance(old, PackedLedger):
+                    models[name] = old.changed(docs, convert)
+                    continue
                 table = dict(old)
                 for key, doc in docs.items():
                     if doc is None:
@@ -385,8 +383,6 @@ class Store:
             if snapshot.changed:
                 fold = self._commit(snapshot, view, lazy=base is not None, keep=keep)
         finally:
-            if base is not None:
-                base.release()  # its pages leave this process's memory (the console's budget)
             self._local.in_transaction = False
             self._lock.release()
         if fold:
@@ -521,7 +517,7 @@ class Store:
             if self._seen is view and view.seq == seq - 1:
                 if view.models is not None:
                     view.models, view.by_account = self._applied(view, [(seq, changes)])
-                view.entries = view.entries + [(seq, changes)]
+                view.entries = view.entries + journal.packed([(seq, changes)])
                 view.seq, view.journal, view.end = seq, _ident(self.journal_path), end
         return self._folds and end >= self.fold_at
 
@@ -640,7 +636,7 @@ def _apply(raw: dict, overlay: dict) -> None:
             if doc is None:
                 table.pop(key, None)
             else:
-                table[key] = doc
+                table[key] = journal.document(doc)
 
 
 def _marker_of(path: Path) -> Marker | None:
@@ -730,12 +726,12 @@ class Snapshot:
         self._archived: set[str] | None = None  # see _archived_ids
         self._convert = _Converter(path)
 
-    def models_as_written(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[str]]]]:
+    def models_as_written(self, packed: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[str]]]]:
         """A transaction's tables as models, once committed (`Store._keep`): what a read-only
         snapshot of the file it wrote would hold, and the per-account index of the tables kept.
         A table's models read before are kept only when the transaction left the table alone
         (and, as a check, with as many documents as stored); the others are converted from the
-        documents written."""
+        documents written (the ledger packed when `packed`: notifier/state/packed.py)."""
         out, index = {}, {}
         with gc_paused():
             for name in MODEL_TABLES + CYCLE_TABLES:
@@ -744,6 +740,8 @@ class Snapshot:
                     out[name] = models
                     if name in self._by_account:
                         index[name] = self._by_account[name]
+                elif packed and name == "ledger":
+                    out[name] = PackedLedger.of(self._convert.many(name, docs), self._convert.date)
                 else:
                     out[name] = self._convert.many(name, docs)
         return out, index
@@ -784,6 +782,14 @@ class Snapshot:
 
     def ledger(self, account_id: str | None = None) -> list[LedgerEntry]:
         return self._select("ledger", account_id)
+
+    def ledger_by_account(self) -> Mapping[str, list[LedgerEntry]]:
+        """Account id -> its ledger rows, what `rules.plan_day` takes as its ledger: a packed
+        ledger (the console's) is unpacked one account at a time, never whole at once."""
+        table = self._all("ledger")
+        if isinstance(table, PackedLedger):
+            return table.by_account()
+        return _group_by_account(table.values())
 
     def payments(self) -> dict[str, date]:
         """The stored payment dates by invoice id (for the importer to report a file that differs)."""
@@ -1105,6 +1111,8 @@ class Snapshot:
         if account_id is None:
             return list(self._all(table).values())
         models = self._models.get(table)
+        if isinstance(models, PackedLedger):
+            return models.rows(account_id)
         index = self._by_account.get(table)
         if index is None:
             index = {}  # built whole, then shared: another thread never sees it half done
@@ -1130,12 +1138,23 @@ class _ModelTables:
     """Sink of `_read` for a read-only snapshot: each chunk becomes model objects at once, so the
     raw dicts of only one chunk are alive at a time. Tables other than ours are not kept."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, packed: bool = False) -> None:
         self._convert = _Converter(path)
         self.tables: dict[str, dict[str, Any]] = {}
+        self._packer = Packer() if packed else None  # the ledger's rows, packed at the end (`finish`)
+        self._names: dict[str, str] = {}  # the accounts' ids, one string each for the invoices read after them
 
     def reset(self) -> None:
         self.tables = {}
+        self._names = {}
+        if self._packer is not None:
+            self._packer = Packer()
+
+    def finish(self) -> None:
+        """After the whole file was read: the ledger packed (when asked), what was read of it checked."""
+        self._names = {}
+        if self._packer is not None:
+            self.tables["ledger"] = self._packer.packed(self._convert.date)
 
     def wants(self, name: str) -> bool:
         return name in MODEL_TABLES + CYCLE_TABLES or name == MARKER_TABLE
@@ -1143,16 +1162,30 @@ class _ModelTables:
     def add_chunk(self, name: str, lines: list[bytes], last: bool) -> None:
         blob = _chunk_object(lines, last)
         models = None
+        if name == "ledger" and self._packer is not None and len(lines) >= TYPED_MIN:
+            from notifier.state import storedocs
+            docs = storedocs.ledger_docs(blob, self._convert.dates)
+            if docs is not None:
+                self._packer.add_docs(docs)
+                return
         if len(lines) >= TYPED_MIN:
             from notifier.state import storedocs
-            models = storedocs.decode(name, blob, self._convert.dates, self._convert.amounts)
+            models = storedocs.decode(name, blob, self._convert.dates, self._convert.amounts, self._names)
         if models is None:
             models = self._convert.many(name, _parse_object(blob))
-        self.tables.setdefault(name, {}).update(models)
+        if name == "accounts":
+            self._names.update(zip(models, models))
+        self._keep(name, models)
 
     def add(self, name: str, docs: dict) -> None:
         if self.wants(name):
-            self.tables.setdefault(name, {}).update(self._convert.many(name, docs))
+            self._keep(name, self._convert.many(name, docs))
+
+    def _keep(self, name: str, models: dict) -> None:
+        if name == "ledger" and self._packer is not None:
+            self._packer.add(models)  # the chunk's models were the check; its rows are kept packed
+        else:
+            self.tables.setdefault(name, {}).update(models)
 
 
 def _validated(path: Path, raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -1442,3 +1475,10 @@ _FROM_DOC: dict[str, Callable[[str, dict, _Dates, _Amounts], Any]] = {
     "archived": _archived,
     "imports": _import,
 }
+
+
+def _group_by_account(entries: Iterable[LedgerEntry]) -> dict[str, list[LedgerEntry]]:
+    groups: dict[str, list[LedgerEntry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.account, []).append(entry)
+    return groups

@@ -70,26 +70,27 @@ class _HistoryDoc(msgspec.Struct, gc=False):
     late_count: _WHOLE = 0
 
 
-def _accounts(docs: dict[str, _AccountDoc], dates, amounts) -> dict[str, Account]:
+def _accounts(docs: dict[str, _AccountDoc], dates, amounts, names) -> dict[str, Account]:
     return {key: Account(key, d.company, d.document, d.emails, d.contact_name, d.domain, d.portal_email,
                          d.whatsapp, tuple(d.social.items()), d.due_day, d.past_delinquencies,
                          frozenset(d.opt_out).union(d.staff_opt_out) if d.opt_out or d.staff_opt_out else _NO_OPT_OUT)
             for key, d in docs.items()}
 
 
-def _invoices(docs: dict[str, _InvoiceDoc], dates, amounts) -> dict[str, Invoice]:
-    return {key: Invoice(key, d.account, amounts[d.amount], dates[d.issued], dates[d.due], dates[d.paid],
+def _invoices(docs: dict[str, _InvoiceDoc], dates, amounts, names) -> dict[str, Invoice]:
+    get = names.get  # the account's id as the accounts table holds it: one string, not one per invoice
+    return {key: Invoice(key, get(d.account, d.account), amounts[d.amount], dates[d.issued], dates[d.due], dates[d.paid],
                          d.payment_url, d.pix_code)
             for key, d in docs.items()}
 
 
-def _ledger(docs: dict[str, _LedgerDoc], dates, amounts) -> dict[str, LedgerEntry]:
+def _ledger(docs: dict[str, _LedgerDoc], dates, amounts, names) -> dict[str, LedgerEntry]:
     return {key: LedgerEntry(d.invoice, d.account, dates[d.notice_date], d.stage, d.channel, d.recipient,
                              d.status, d.tutorial, d.attempt_id)
             for key, d in docs.items()}
 
 
-def _histories(docs: dict[str, _HistoryDoc], dates, amounts) -> dict[str, History]:
+def _histories(docs: dict[str, _HistoryDoc], dates, amounts, names) -> dict[str, History]:
     return {key: History(key, dates[d.first_late_due], d.late_count) for key, d in docs.items()}
 
 
@@ -101,15 +102,29 @@ _TABLES: dict[str, tuple[msgspec.json.Decoder, Callable]] = {
 }
 
 
-def decode(table: str, blob: bytes, dates, amounts) -> dict[str, Any] | None:
+def ledger_docs(blob: bytes, dates) -> dict[str, _LedgerDoc] | None:
+    """A chunk of the ledger checked as `decode` checks it (its notice dates too, through `dates`),
+    as msgspec's structs, no model made: what a packed ledger keeps (notifier/state/packed.py).
+    None when this path does not take it."""
+    try:
+        docs = _TABLES["ledger"][0].decode(blob)
+        for day in {d.notice_date for d in docs.values()}:
+            dates[day]
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return docs
+
+
+def decode(table: str, blob: bytes, dates, amounts, names: dict[str, str] | None = None) -> dict[str, Any] | None:
     """The models of a chunk of `table` (a JSON object of documents), or None when this path does
-    not take it: a table it does not know, or anything msgspec, `dates` or `amounts` refuse."""
+    not take it: a table it does not know, or anything msgspec, `dates` or `amounts` refuse.
+    `names`: account ids already read (id -> the same string), shared by the invoices read."""
     known = _TABLES.get(table)
     if known is None:
         return None
     decoder, build = known
     try:
-        return build(decoder.decode(blob), dates, amounts)
+        return build(decoder.decode(blob), dates, amounts, {} if names is None else names)
     # msgspec's DecodeError is a ValueError; `dates`/`amounts` raise either; a value nested deeper
     # than msgspec goes is a RecursionError (orjson takes it, and so do the store's checks).
     except (ValueError, TypeError, RecursionError):

@@ -49,9 +49,16 @@ def fewer_malloc_arenas() -> None:
     each thread that allocates gets its own, and the console's requests run on a pool of up to 40
     threads, each leaving its arena holding what the big parses it did (a state of 50,000 accounts
     read again after the cycle wrote it) freed but not returned: the process's resident memory grew
-    to several times what it keeps. Called before any thread starts; nothing where libc is not glibc."""
+    to several times what it keeps. Called before any thread starts; nothing where libc is not glibc.
+
+    And a block of 256 KB or more (the tables of a state version: a copy of the invoices' dict is
+    10 MB, made at each payment) always gets its own mapping, given back whole when freed: by
+    default glibc raises that threshold to the size of the largest block freed, after which such
+    copies came from the heap and their freed space stayed resident between versions."""
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        libc.mallopt(-3, 256 << 10)  # M_MMAP_THRESHOLD (set: no longer moved by what is freed)
     except (OSError, AttributeError):
         pass
 
@@ -100,8 +107,10 @@ class Web:
         self.log = AttemptLog(config.attempt_log)
         # keep_written: an action's page is drawn from what its write wrote, not a second parse
         # fold=False: a fold would double the console's memory for a moment; the daemon folds
+        # packed_ledger: the ledger (most of the state) packed by account, unpacked when asked
         self.store = ConsoleStore(config.state, retention_months=config.retention_months, log=self.log,
-                                  keep_written=True, journal_from=config.journal_from, fold=False)
+                                  keep_written=True, journal_from=config.journal_from, fold=False,
+                                  packed_ledger=True)
         self.chain = ChainCheck(self.log, self.now)  # the audit's chain check: whole once, then what was appended
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
@@ -143,9 +152,11 @@ class Web:
             for name in ENV.list_templates(filter_func=lambda n: n.endswith(".html")):
                 ENV.get_template(name)
             index_of(self.store.snapshot())
+            give_back_free_memory()  # what the state's read freed, before the log index is built
             next_cycle_plan(self)  # the Painel's, where every login lands
             index_for(self.config.attempt_log, self.config.tz).task_list()
             self.forecast(self.now().date(), FORECAST_DAYS)  # Relatórios'
+            give_back_free_memory()
             self.chain.verdict()  # the whole chain, once: an audit report then checks what was appended
             audit_environment().get_template("audit.html")
         except Exception:  # noqa: BLE001 - the page that needs it says what is wrong

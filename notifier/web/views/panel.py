@@ -77,7 +77,9 @@ def _kept(name: str, reads: tuple[str, ...], snap, config, day: date, compute):
             return last[3]
         value = compute()
         _kept_values[name] = (tables, config, day, value)
-        return value
+    from ..app import give_back_free_memory
+    give_back_free_memory()  # what drawing it freed, not kept by the allocator
+    return value
 
 
 def _outcomes(counts: dict) -> Counter:
