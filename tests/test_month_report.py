@@ -76,7 +76,7 @@ def test_the_months_attempts_from_the_index_are_the_whole_logs_and_so_is_the_csv
     counted = 0
     for month in MONTHS:
         old = whole_log_month(log, month, SAO_PAULO)
-        new = month_attempts(log, month, SAO_PAULO)
+        new = list(month_attempts(log, month, SAO_PAULO))
         assert [(a.sending, a.updates) for a in new] == [(a.sending, a.updates) for a in old], month
         counted += len(new)
         wanted = {i for a in old for i in a.sending.get("invoices") or ()}

@@ -12,11 +12,11 @@ invoices already archived, from the archive file, read once for the invoices nee
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
@@ -90,22 +90,40 @@ def month_bounds(month: str) -> tuple[date, date]:
     return first, following - timedelta(days=1)
 
 
-def month_attempts(log: AttemptLog, month: str, tz) -> list[Attempt]:
+def month_attempts(log: AttemptLog, month: str, tz) -> Iterator[Attempt]:
     """Customer attempts whose notice date is in `month`, in log order. The sending times are
     searched wider (a week before, 40 days after), since a notice may go out (catch-up) days after
     its date. They come from the log's index (`notifier attempts`' and the Registro's query): the
-    rows of those days picked from its columns, only they read back from the log, not the whole log."""
+    rows of those days picked from its columns, only they read back from the log, not the whole
+    log; one chunk at a time (a month at a million records is 160,000 attempts)."""
     first, last = month_bounds(month)
     query = Query(since=first - timedelta(days=7), until=last + timedelta(days=40))
-    found = stream(index_for(log.path, tz), query, newest_first=False)
-    return [a for a in found if a.sending.get("channel") != "staff" and first <= _notice_day(a, tz) <= last]
+    for a in stream(index_for(log.path, tz), query, newest_first=False):
+        if a.sending.get("channel") != "staff" and first <= _notice_day(a, tz) <= last:
+            yield a
 
 
-def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], tz, window: int = WINDOW_DAYS) -> list[Line]:
+@dataclass(frozen=True)
+class Tally:
+    """What the month's report takes from the log: each stage and channel's counts and accounts
+    reached (`lines`), and of every attempt that reached the customer its line, account, notice
+    day and invoices (`reached`), to be settled against the payments (`settle`). Kept by the
+    console instead of the attempts: a few small tuples a contact, where the attempts were a few
+    hundred megabytes at a million records."""
+    lines: dict
+    reached: tuple
+
+    def invoices(self) -> set[str]:
+        return {invoice for _, _, _, invoices in self.reached for invoice in invoices}
+
+
+def tally(found: Iterable[Attempt], tz) -> Tally:
     lines: dict[tuple[str, str], Line] = {}
+    reached, days, names = [], {}, {}
     for a in found:
         s = a.sending
-        line = lines.setdefault((s.get("stage"), s.get("channel")), Line(s.get("stage"), s.get("channel")))
+        key = (s.get("stage"), s.get("channel"))
+        line = lines.get(key) or lines.setdefault(key, Line(*key))
         events = a.events()
         line.attempts += 1
         outcome = a.outcome["event"] if a.outcome else None
@@ -118,16 +136,31 @@ def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], t
         line.bounced += bool(events & {"bounced", "undelivered"})
         if not events & {"sent", "delivered", "read"} or events & {"bounced", "undelivered"}:
             continue  # never reached the customer: it cannot have moved them to pay
-        line.accounts.add(s.get("account"))
+        account = names.setdefault(s.get("account"), s.get("account"))  # one string an account
+        line.accounts.add(account)
         day = _notice_day(a, tz)
-        for invoice in s.get("invoices") or ():
+        reached.append((key, account, days.setdefault(day, day), tuple(s.get("invoices") or ())))
+    return Tally(lines, tuple(reached))
+
+
+def settle(tallied: Tally, payments: Callable[[str], Payment | None], window: int = WINDOW_DAYS) -> list[Line]:
+    """The report's lines: the tally's counts, and per line the accounts reached that paid an
+    invoice the notice spoke for within `window` days after its notice date, with `payments`."""
+    lines = {key: replace(line, paid_accounts=set(), paid_invoices={}) for key, line in tallied.lines.items()}
+    for key, account, day, invoices in tallied.reached:
+        line = lines[key]
+        for invoice in invoices:
             p = payments(invoice)
             if p is None or p.paid is None or not day <= p.paid <= day + timedelta(days=window):
                 continue
-            line.paid_accounts.add(s.get("account"))
+            line.paid_accounts.add(account)
             line.paid_invoices[invoice] = p.amount
     order = {name: i for i, name in enumerate(STAGES)}
     return sorted(lines.values(), key=lambda l: (order.get(l.stage, 99), l.channel or ""))
+
+
+def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], tz, window: int = WINDOW_DAYS) -> list[Line]:
+    return settle(tally(found, tz), payments, window)
 
 
 def payments_from(snapshot, archive: Path, wanted: set[str]) -> dict[str, Payment]:
@@ -152,15 +185,13 @@ def payments_from(snapshot, archive: Path, wanted: set[str]) -> dict[str, Paymen
 def month_report(log: AttemptLog, snapshot, config, month: str, window: int = WINDOW_DAYS) -> list[Line]:
     """The report of `month` ("YYYY-MM") over the log and the store (its archive too): what
     `notifier report` prints and the console's Relatórios shows."""
-    return report_of(month_attempts(log, month, config.tz), snapshot, config, window)
+    return report_of(tally(month_attempts(log, month, config.tz), config.tz), snapshot, config, window)
 
 
-def report_of(found: list[Attempt], snapshot, config, window: int = WINDOW_DAYS) -> list[Line]:
-    """The report of the month's attempts `found` (`month_attempts`), with the payments the store
-    and its archive hold now."""
-    wanted = {i for a in found for i in a.sending.get("invoices") or ()}
-    paid = payments_from(snapshot, archive_path_for(config.state), wanted)
-    return build(found, paid.get, config.tz, window)
+def report_of(tallied: Tally, snapshot, config, window: int = WINDOW_DAYS) -> list[Line]:
+    """The report of the month's `tally`, with the payments the store and its archive hold now."""
+    paid = payments_from(snapshot, archive_path_for(config.state), tallied.invoices())
+    return settle(tallied, paid.get, window)
 
 
 def attempts_unchanged(appended: bytes) -> bool:

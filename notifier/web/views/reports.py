@@ -22,7 +22,7 @@ from fastapi.responses import Response
 
 from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS, write_forecast_csv, write_report_csv
 from notifier.reports.monthly import (WINDOW_DAYS, attempts_unchanged, month_attempts, month_bounds, recovered,
-                                      report_of)
+                                      report_of, tally)
 from notifier.state.archivefile import archive_path_for
 
 from .. import auth
@@ -155,14 +155,15 @@ class _Kept:
     """One month's report as Relatórios drew it, and what it was drawn from."""
     log: tuple  # the log's (inode, size) when its attempts were read
     tail: bytes  # the log's last bytes then: an append-only log still has them there
-    attempts: list
+    attempts: object  # the month's attempts as the report takes them (`monthly.Tally`), not the attempts
     invoices: dict  # the stored invoices' table (the same object while no write changed it)
     archive: tuple | None
     config: object
     lines: list
 
 
-_reports: dict[str, _Kept] = {}  # the last months asked (at most 12)
+MONTHS = 3  # months whose tally is kept: this one, the last, and one more looked at
+_reports: dict[str, _Kept] = {}  # the last MONTHS months asked
 _reports_lock = threading.Lock()
 TAIL = 256  # bytes of the log's end kept to recognise it
 APPENDED = 16 << 20  # bytes appended since, past which the month's attempts are read again anyway
@@ -170,10 +171,12 @@ APPENDED = 16 << 20  # bytes appended since, past which the month's attempts are
 
 def _month_report(web, month: str) -> list:
     """`month_report` (what `notifier report` prints), kept while what it reads is unchanged. Its
-    attempts are read from a month and more of the log (13 s of CPU at a million records) and are
-    kept while the log only grew by lines that are no attempt's (`attempts_unchanged`: every
-    staff action appends its record); the lines are drawn again from them when the stored
-    invoices or the archive changed (a payment)."""
+    attempts are read from a month and more of the log (13 s of CPU at a million records) and
+    their tally is kept (a few tuples a contact: the attempts themselves were hundreds of
+    megabytes of the console's memory) while the log only grew by lines that are no attempt's
+    (`attempts_unchanged`: every staff action appends its record); the lines are drawn again
+    from it when the stored invoices or the archive changed (a payment). The last MONTHS months
+    asked for are kept."""
     snap = web.store.snapshot()
     log_path, config = web.config.attempt_log, web.config
     invoices, archive = snap.tables("invoices")[0], _file_version(archive_path_for(config.state))
@@ -198,13 +201,13 @@ def _month_report(web, month: str) -> list:
             f.seek(max(0, size - TAIL))
             tail = f.read(min(TAIL, size))
         if attempts is None:
-            attempts = month_attempts(web.log, month, config.tz)
+            attempts = tally(month_attempts(web.log, month, config.tz), config.tz)
             lines = report_of(attempts, snap, config)
         elif kept.invoices is not invoices or kept.archive != archive:
             lines = report_of(attempts, snap, config)
         else:
             lines = kept.lines
-        if len(_reports) >= 12:
+        if len(_reports) >= MONTHS:
             _reports.pop(next(iter(_reports)))
         _reports[month] = _Kept((st.st_ino, size), tail, attempts, invoices, archive, config, lines)
         return lines
