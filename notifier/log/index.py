@@ -344,10 +344,11 @@ class LogIndex:
         if size < self._end:
             return False
         for offset, length, digest in (self._first, self._last):
-            if length:
-                f.seek(offset)
-                if hashlib.sha256(f.read(length)).hexdigest() != digest:
-                    return False
+            # pread, not seek and read: the file is opened with a 1 MB buffer for the new lines,
+            # and a buffered read of one line filled it (2 MB read at every refresh, that is at
+            # every page of the console, most of whose refreshes find nothing new).
+            if length and hashlib.sha256(os.pread(f.fileno(), length, offset)).hexdigest() != digest:
+                return False
         return True
 
     def _add(self, line: int, raw: bytes) -> None:
