@@ -203,6 +203,8 @@ def _month_report(web, month: str) -> list:
         if attempts is None:
             attempts = tally(month_attempts(web.log, month, config.tz), config.tz)
             lines = report_of(attempts, snap, config)
+            from ..app import give_back_free_memory
+            give_back_free_memory()  # what reading a month of the log freed (its attempts), not kept
         elif kept.invoices is not invoices or kept.archive != archive:
             lines = report_of(attempts, snap, config)
         else:
