@@ -257,3 +257,15 @@ class Console:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+def fresh_copy(source: Path, work: Path, names: tuple[str, ...]) -> Path:
+    """`work` emptied, then the files `names` of `source` that exist copied into it, their times
+    kept: a bench's own copy of a cached fixture, which its run may change."""
+    import shutil
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name in names:
+        if (source / name).exists():
+            shutil.copy2(source / name, work / name)
+    return work

@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import cache_dir, emit  # noqa: E402
+from bench._common import cache_dir, emit, fresh_copy  # noqa: E402
 
 AREA = "Staff actions"
 DAY = "2026-11-24"
@@ -101,12 +101,7 @@ def clean_env(tree: Path) -> dict:
 
 
 def copy_of(fixture_dir: Path, work: Path) -> Path:
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    for name in ("state.json", "state.archive.jsonl", "notifier.toml", "owing.json"):
-        if (fixture_dir / name).exists():
-            shutil.copy(fixture_dir / name, work / name)
-    return work
+    return fresh_copy(fixture_dir, work, ("state.json", "state.archive.jsonl", "notifier.toml", "owing.json"))
 
 
 def cli_args(action: str, account: str) -> list[str]:

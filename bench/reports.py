@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import BENCH_PASSWORD, Console, emit, fmt, run_measured  # noqa: E402
+from bench._common import BENCH_PASSWORD, Console, emit, fmt, fresh_copy, run_measured  # noqa: E402
 from bench.audit import export  # noqa: E402
 from bench.company import DAY, fixture  # noqa: E402
 from bench.painel import cpu_seconds, settle  # noqa: E402
@@ -46,11 +45,7 @@ PASSWORD = BENCH_PASSWORD
 
 
 def workdir(source: Path, work: Path) -> Path:
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    for name in ("state.json", "state.archive.jsonl", "attempts.jsonl", "attempts.jsonl.head"):
-        if (source / name).exists():
-            shutil.copy2(source / name, work / name)
+    fresh_copy(source, work, ("state.json", "state.archive.jsonl", "attempts.jsonl", "attempts.jsonl.head"))
     (work / "attempts.jsonl.messages").symlink_to(source / "attempts.jsonl.messages")
     subprocess.run([sys.executable, str(ROOT / "run.py"), "users", "add", "bench", "--role", "admin"], cwd=work,
                    input=PASSWORD + "\n", text=True, capture_output=True, check=True,
