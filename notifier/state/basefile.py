@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, Iterator
 import orjson
 
 from notifier.state.journal import MARKER_KEY, MARKER_TABLE, Marker, document, head_marker
+from notifier.state.storefile import table_name
 
 # Point lookups in one table before it is parsed whole: past this, a search of the table's bytes
 # per document would cost more than one parse.
@@ -147,14 +148,8 @@ def _table_ranges(mm: _Reader) -> dict[str, tuple[int, int]]:
     pos = 2
     while True:
         nl = mm.find(b"\n", pos)
-        header = mm[pos:nl]
-        if nl < 0 or not (header.startswith(b'"') and header.endswith(b":{")):
-            raise NotOurLayout
-        try:
-            name = orjson.loads(header[:-2])
-        except orjson.JSONDecodeError:
-            raise NotOurLayout from None
-        if not isinstance(name, str) or name in tables:
+        name = table_name(mm[pos:nl], tables) if nl >= 0 else None
+        if name is None:
             raise NotOurLayout
         start = nl + 1
         close = mm.find(b"\n}", nl)  # the first line that starts with "}" ends the table

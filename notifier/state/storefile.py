@@ -166,13 +166,8 @@ def _read_our_layout(f: BinaryIO, sink) -> None:
     line = f.readline()
     seen: set[str] = set()
     while line != b"}\n":
-        if not (line.startswith(b'"') and line.endswith(b":{\n")):
-            raise _NotOurLayout
-        try:
-            name = orjson.loads(line[:-3])
-        except orjson.JSONDecodeError:
-            raise _NotOurLayout from None
-        if not isinstance(name, str) or name in seen:
+        name = table_name(line.removesuffix(b"\n"), seen)
+        if name is None:
             raise _NotOurLayout
         seen.add(name)
         wanted = sink.wants(name)
@@ -269,3 +264,15 @@ class _RawTables:
             if type(doc) is not dict:
                 raise StoreError(f"{self._path}: not a valid state file: table {name!r}: document {key!r} is not an object")
         self.tables.setdefault(name, {}).update(docs)
+
+
+def table_name(header: bytes, seen) -> str | None:
+    """The table a header line of our layout names (`"NAME":{`, without its newline); None when the
+    line is no table's header or names a table already in `seen` (the file is then not ours)."""
+    if not (header.startswith(b'"') and header.endswith(b":{")):
+        return None
+    try:
+        name = orjson.loads(header[:-2])
+    except orjson.JSONDecodeError:
+        return None
+    return name if isinstance(name, str) and name not in seen else None
