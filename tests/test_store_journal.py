@@ -151,6 +151,33 @@ def test_a_fold_keeps_every_entry_and_readers_keep_their_models(tmp_path):
     assert [i.id for i in fresh.invoices() if i.paid] == [f"2026-11-a{i:03}" for i in (0, 1, 2, 3, 4, 10)]
 
 
+def test_a_reader_ahead_of_a_fold_keeps_the_documents_after_its_marker(tmp_path):
+    """A fold may hold fewer entries than a reader has seen (it reads the journal outside the lock
+    and entries go on being appended): the reader's next transaction still sees those entries'
+    documents, read again from the cut journal."""
+    path = tmp_path / "state.json"
+    store = journaled(path, fold_at=1 << 30)
+    reader = Store(path, journal_from=0)
+    reader.snapshot()
+    for i in range(5):
+        with store.transaction() as snap:
+            snap.record_payment(f"2026-11-a{i:03}", D("2026-11-21"))
+    assert reader.snapshot().invoice("2026-11-a004").paid == D("2026-11-21")  # it has seen entries 1-5
+    # The fold of entries 1-3 only, as when 4 and 5 came while it wrote; its cut leaves them.
+    lines = journal_lines(path)
+    Path(f"{path}.journal").write_bytes(b"".join(line + b"\n" for line in lines[:3]))
+    assert store.fold()
+    Path(f"{path}.journal").write_bytes(b"".join(line + b"\n" for line in lines[3:]))
+    # Payments only move forward: the reader's transaction knows invoice a004 is paid (entry 5).
+    with pytest.raises(StoreError, match="already paid on 21/11/2026"), reader.transaction() as snap:
+        snap.record_payment("2026-11-a004", D("2026-11-25"))
+    with reader.transaction() as snap:
+        snap.record_payment("2026-11-a005", D("2026-11-25"))
+    fresh = Store(path).snapshot()
+    assert [i.id for i in fresh.invoices() if i.paid] == [f"2026-11-a{i:03}" for i in range(6)]
+    assert reader.snapshot().invoices() == fresh.invoices()
+
+
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -336,3 +363,24 @@ def test_a_long_lived_reader_finds_each_accounts_documents_as_a_fresh_reader_doe
     assert [i.id for i in kept["a007"][0]] == ["2026-11-a007", "2026-12-a007"]
     assert len(kept["a999"][0]) == 3 and len(kept["a005"][1]) == 1
     assert journal_lines(path)  # the writes were journaled, not whole rewrites
+
+
+def test_the_journal_a_process_keeps_costs_about_its_size_in_json():
+    """A process keeps the journal's documents as JSON bytes (`journal.overlaid`) for hours (the
+    console): each must hold its own size, not the 4 KB buffer orjson wrote it in."""
+    import tracemalloc
+
+    from notifier.state import journal
+    rows = [("ledger", f"2026-12-acc-{i:05}|2026-12-07|email|x{i}@example.com.br",
+             {"invoice": f"2026-12-acc-{i:05}", "account": f"acc-{i:05}", "notice_date": "2026-12-07",
+              "stage": "due_soon", "channel": "email", "recipient": f"x{i}@example.com.br", "status": "sent"})
+            for i in range(2000)]
+    tracemalloc.start()
+    try:
+        kept = journal.overlaid({}, [(1, rows)])
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    json_size = sum(len(doc) for doc in kept["ledger"].values())
+    assert json_size > 2000 * 150
+    assert held < 2 * json_size + 2000 * 200  # the bytes, their keys' strings and the dict

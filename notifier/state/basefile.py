@@ -178,7 +178,7 @@ class LazyTable(MutableMapping):
         self._base = base
         self._overlay = overlay
         self.changes: dict[str, Any] = {}  # id -> document, or None: deleted
-        self._found: dict[str, Any] = {}  # documents read from the base (the same object each time)
+        self._found: dict[str, Any] = {}  # documents read from the base or the overlay (the same object each time)
         self._all: dict[str, Any] | None = None
         self._lookups = 0
 
@@ -198,11 +198,13 @@ class LazyTable(MutableMapping):
     def __getitem__(self, key: str) -> dict:
         if self._all is not None:
             return self._all[key]
-        for source in (self.changes, self._overlay, self._found):
+        for source in (self.changes, self._found, self._overlay):
             if key in source:
                 doc = source[key]
-                if doc.__class__ is bytes:  # the journal's document kept as JSON: read once, then the same dict
-                    doc = self._overlay[key] = document(doc)
+                if doc.__class__ is bytes:
+                    # The journal's document kept as JSON, in the overlay the store's view shares
+                    # with other transactions (never changed): read once into this one's own.
+                    doc = self._found[key] = document(doc)
                 break
         else:
             self._lookups += 1

@@ -149,7 +149,7 @@ class _View:
     stamp: tuple | None
     marker: Marker
     seq: int
-    entries: list = field(default_factory=list)  # (seq, changes) after the base's marker, documents as JSON (`journal.packed`)
+    overlay: dict = field(default_factory=dict)  # the net effect of the entries after the base's marker (`journal.overlaid`)
     journal: tuple | None = None
     end: int = 0
     models: dict | None = None
@@ -277,7 +277,7 @@ class Store:
         if tail.entries:
             if view.models is not None:
                 view.models, view.by_account = self._applied(view, tail.entries)
-            view.entries = view.entries + journal.packed(tail.entries)
+            view.overlay = journal.overlaid(view.overlay, tail.entries)
             view.seq = tail.entries[-1][0]
         view.journal, view.end = tail.ident, tail.end
         self._seen = view
@@ -309,12 +309,30 @@ class Store:
             raise _Moved
         if view is not None and marker.id and marker.id == _line_of(view) and marker.seq <= view.seq \
                 and (view.models is not None or not models):
-            kept = [entry for entry in view.entries if entry[0] > marker.seq]
-            # The journal was cut down (or deleted) with the base's change: read again from its
-            # start, where the entries we hold are skipped by number.
-            return _View(stamp, marker, view.seq, kept, None, 0, view.models, view.by_account)
+            # A fold of what we hold: the models stay. The journal was cut down (or deleted) to
+            # the entries after the fold's marker, and the overlay is made again from those we
+            # hold; the rest are read from the journal's start, ours skipped by number.
+            overlay = self._overlay_between(marker.seq, view.seq, stamp)
+            return _View(stamp, marker, view.seq, overlay, None, 0, view.models, view.by_account)
         tables = {name: sink.tables.get(name, {}) for name in MODEL_TABLES + CYCLE_TABLES} if models else None
         return _View(stamp, marker, marker.seq, models=tables)
+
+    def _overlay_between(self, after: int, upto: int, stamp: tuple) -> dict:
+        """The overlay of the journal's entries numbered after `after` up to `upto`."""
+        if upto == after:
+            return {}
+        try:
+            entries = [entry for entry in journal.read_after(self.journal_path, after).entries if entry[0] <= upto]
+        except JournalError:
+            raise _Moved from None  # cut again by another fold: the base changed too
+        except OSError as exc:
+            raise StoreError(f"{self.journal_path}: cannot read the journal: {exc.strerror or exc}") from None
+        if not entries or entries[-1][0] != upto:
+            if _stamp(self.path) != stamp:
+                raise _Moved
+            raise StoreError(f"{self.journal_path}: entries {after + 1} to {upto}, read before the journal was "
+                             "folded, are no longer in it")
+        return journal.overlaid({}, entries)
 
     def _applied(self, view: _View, entries: list) -> tuple[dict, dict]:
         """The view's models with journal `entries` applied: each table they change copied and
@@ -375,7 +393,7 @@ class Store:
             else:
                 sink = _RawTables(self.path)
                 raw = sink.tables if _read(self.path, sink) else {}
-                _apply(raw, journal.overlay_of(view.entries))
+                _apply(raw, view.overlay)
                 snapshot = Snapshot(self.path, self.retention_months, raw=raw, models=self._models_of(raw, view),
                                     by_account=dict(view.by_account) if view.models is not None else None)
             snapshot.marker = view.marker
@@ -417,7 +435,7 @@ class Store:
             self._base = None
 
     def _lazy_snapshot(self, view: _View, base: BaseFile) -> Snapshot:
-        overlay = journal.overlay_of(view.entries)
+        overlay = view.overlay
         names = dict.fromkeys([*base.tables, *overlay, *TABLES, *CYCLE_TABLES])
         names.pop(MARKER_TABLE, None)
         raw = {name: LazyTable(name, base, overlay.get(name, {})) for name in names}
@@ -517,7 +535,7 @@ class Store:
             if self._seen is view and view.seq == seq - 1:
                 if view.models is not None:
                     view.models, view.by_account = self._applied(view, [(seq, changes)])
-                view.entries = view.entries + journal.packed([(seq, changes)])
+                view.overlay = journal.overlaid(view.overlay, [(seq, changes)])
                 view.seq, view.journal, view.end = seq, _ident(self.journal_path), end
         return self._folds and end >= self.fold_at
 
