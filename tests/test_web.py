@@ -275,6 +275,23 @@ def test_users_cli_reads_the_password_from_stdin_and_keeps_hashes_in_a_private_f
     assert unknown.returncode == 1 and unknown.stderr.strip() == "Error: no user 'zeca'"
 
 
+def test_a_password_hashed_with_older_parameters_opens_the_console_and_is_hashed_again(console):
+    """Hashes made before the console took OWASP's 19 MiB argon2id (the library's default holds 64
+    MB a login) still open it, and the first login replaces them; the password stays the same."""
+    from argon2 import PasswordHasher
+    path = console.workdir / "state.json.users"
+    data = json.loads(path.read_text())
+    data["users"]["bia"]["password"] = PasswordHasher().hash(PASSWORD)
+    path.write_text(json.dumps(data))
+    with http(console) as client:
+        http_login(client, "bia")
+    kept = json.loads(path.read_text())["users"]["bia"]["password"]
+    assert kept.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    with http(console) as client:
+        http_login(client, "bia")
+    assert json.loads(path.read_text())["users"]["bia"]["password"] == kept  # not hashed again
+
+
 def test_the_cookie_is_secure_behind_a_trusted_tls_proxy_only(console):
     def session_cookie(headers: dict) -> str:
         with http(console) as client:

@@ -23,7 +23,8 @@ from starlette.requests import Request
 from notifier.staff.actor import InvalidText, neutralise
 
 from . import permissions
-from .users import LOCK_FOR, MAX_FAILED, Actor, User, UserStore, hash_code, password_ok, record, utc_now
+from .users import (LOCK_FOR, MAX_FAILED, Actor, User, UserStore, hash_code, hash_password, needs_rehash, password_ok,
+                    record, utc_now)
 
 SESSION_COOKIE = "nw_session"
 LOGIN_COOKIE = "nw_login"  # the login form's CSRF token, and the login waiting for its second factor
@@ -225,6 +226,8 @@ def _check_password(web, name: str, password: str, client: str) -> User:
     if user.disabled:
         _failed(log, name, user, client, "disabled")
         raise LoginRefused("Este usuário está desativado. Fale com um administrador.")
+    if needs_rehash(user):  # the password is known right now: hashed again with today's parameters
+        user = users.update(user.name, password=hash_password(password))
     return user
 
 
