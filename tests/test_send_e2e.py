@@ -7,6 +7,8 @@ local JSON sink stands in for an automatic social network and for the staff chan
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -191,6 +193,32 @@ def test_check_says_per_channel_that_it_is_live_and_where(cli, providers):
     assert lines["sms"].startswith("ok, live: Twilio account")
     assert lines["social"].startswith("ok, live: URL handles (json) through apprise")
     assert lines["staff"].startswith(f"ok, live: json://127.0.0.1:{sink.port}/staff")
+
+
+CHILD_CHECK = """
+import json, os, sys
+from pathlib import Path
+from notifier.config import load_config
+from notifier.run.checkup import channel_statuses_apart
+config = load_config(Path(os.environ["NOTIFIER_CONFIG"]), dict(os.environ), Path("state.json"))
+statuses = channel_statuses_apart(config)
+print(json.dumps({"apprise_here": "apprise" in sys.modules,
+                  "lines": {s.name: ("ok" if not s.problems else "problems") + (", live" if s.live else ", outbox") + ": " + s.where
+                            for s in statuses}}))
+"""
+
+
+def test_the_console_checks_the_channels_in_a_child_process_as_check_does(cli, providers):
+    """The Painel's and Configuração's channel statuses come from a short-lived child process
+    (`channel_statuses_apart`): checking an apprise URL loads every apprise plugin, 15 to 20 MB
+    that the console would hold for hours. The same lines as `check`, and no apprise here."""
+    expected = channel_lines(cli("check").stdout)
+    proc = subprocess.run([sys.executable, "-c", CHILD_CHECK], cwd=cli.workdir, env=cli.env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    assert found["lines"] == expected and found["lines"]["social"].startswith("ok, live: URL handles (json) through apprise")
+    assert found["apprise_here"] is False
 
 
 def test_with_nothing_configured_check_says_every_channel_writes_to_the_outbox(cli):

@@ -12,7 +12,6 @@ from decimal import Decimal
 from fastapi import Depends, Request
 
 from notifier.billing import rules
-from notifier.run.checkup import channel_statuses
 from notifier.run.daemon import next_daily
 from notifier.run.kept import KeptPlan
 from notifier.staff.actions import health
@@ -42,7 +41,7 @@ def show(request: Request, login: auth.Login = Depends(auth.require("panel.view"
         request, login, "panel.html", saude=report, ultimo=last, agora=now,
         ultimas=_outcomes(report["counts"] or {}), rotulos=OUTCOMES.values(), proximo=next_run,
         previstas=Counter(n.channel for n in planned.notices),
-        canais=channel_statuses(config),
+        canais=web.channel_statuses(),
         tarefas=Counter(t["kind"] for t in report["open_tasks"]),
         pausas=[(h, accounts.get(h["account"])) for h in report["holds"]],
         exclusoes=_kept("deletions", ("accounts", "invoices"), snap, config, today,

@@ -7,24 +7,23 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from notifier.run.checkup import channel_statuses
-
 from .. import auth, users
 from ..users import ROLES, UserError
 from . import page
 
 
 def show(request: Request, login: auth.Login = Depends(auth.require("settings.view"))):
-    return _render(request, login)
+    return _render(request, login, fresh=True)
 
 
-def _render(request: Request, login: auth.Login, status: int = 200, **shown):
-    """The page, with what the last action has to show (an error, a new user's TOTP secret)."""
+def _render(request: Request, login: auth.Login, status: int = 200, fresh: bool = False, **shown):
+    """The page, with what the last action has to show (an error, a new user's TOTP secret); the
+    channels checked again when the page is opened (`fresh`), as kept after an action."""
     web = request.app.state.web
     listed = web.users.read()
     return page(request, login, "settings.html", status=status, papeis=ROLES, exige_2fa=listed.require_totp,
                 usuarios=sorted(listed.users.values(), key=lambda u: u.name),
-                canais=channel_statuses(web.config), modelos=web.renderer.check(), **shown)
+                canais=web.channel_statuses(fresh=fresh), modelos=web.renderer.check(), **shown)
 
 
 async def add_user(request: Request, login: auth.Login = Depends(auth.require("users.manage"))):
