@@ -18,9 +18,8 @@ from .base import Context, cli, date_option, print_table
 def web(obj: Context, host, port, day):
     """The console for support, finance and admins (a browser at http://HOST:PORT/)."""
     import uvicorn
-    from notifier.web.app import build, fewer_malloc_arenas, keep_giving_back_free_memory
+    from notifier.web.app import build, fewer_malloc_arenas
     fewer_malloc_arenas()
-    keep_giving_back_free_memory()
     from notifier.web.users import UserStore, users_path
     obj.store()  # the state must exist: a mistyped --state would be a console of nothing
     UserStore(users_path(obj.config.state)).read()  # a damaged users file: said now, not at the first login

@@ -75,37 +75,6 @@ def give_back_free_memory() -> None:
         pass
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def keep_giving_back_free_memory(every: float = 1.0) -> None:
-    """A daemon thread that gives the heap's free pages back (`give_back_free_memory`, 3 to 7 ms
-    at 50,000 accounts) at most every `every` seconds, when the heap changed since (its free
-    bytes moved; an idle console is left alone). glibc returns only the top of a heap by itself:
-    what a request freed in the middle (a Painel drawn, a month read) stayed resident, and the
-    console's memory crept up by tens of megabytes over a morning of sessions. Nothing where
-    libc is not glibc 2.33 or later (no `mallinfo2`)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallinfo2 = libc.mallinfo2
-    except (OSError, AttributeError):
-        return
-    mallinfo2.restype = _MallInfo2
-
-    def trim() -> None:
-        seen = None
-        while True:
-            time.sleep(every)
-            free = mallinfo2().fordblks
-            if free != seen:
-                libc.malloc_trim(0)
-                seen = mallinfo2().fordblks
-
-    threading.Thread(target=trim, name="give-back-memory", daemon=True).start()
-
-
 class ConsoleStore(Store):
     """The state store as the console's request threads share it: when the file changed (the
     cycle, a command, another action wrote it), the first thread to ask reads it and the others
