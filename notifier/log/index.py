@@ -99,7 +99,8 @@ class Codes:
 COLUMNS = (("line_off", "Q"), ("line_prev", "I"), ("row_line", "I"), ("row_account", "I"), ("row_day", "H"),
            ("row_last", "I"), ("row_channel", "H"), ("row_stage", "H"), ("row_actor", "H"), ("row_status", "H"),
            ("row_provider", "H"), ("payments", "I"), ("whatsapp", "I"), ("whatsapp_sending", "I"),
-           ("whatsapp_day", "H"))
+           ("whatsapp_day", "H"), ("task_off", "Q"), ("task_len", "I"), ("task_sending_off", "Q"),
+           ("task_sending_len", "I"))
 LISTS = (("account_line_start", "Q"), ("account_row_start", "Q"), ("account_line_list", "I"),
          ("account_row_list", "I"), ("id_keys", "Q"), ("id_rows", "I"))
 TYPES = dict(COLUMNS + LISTS)
@@ -308,8 +309,7 @@ class LogIndex:
         self.channels, self.stages, self.actors = Codes(), Codes(), Codes()
         self.statuses, self.providers = Codes("sending"), Codes()
         self.staff: set[str] = set()  # ids of the staff channel's sendings (deletion tasks)
-        self.tasks: list[tuple[int, str | None]] = []  # (line, ref) making or closing tasks
-        self._book = None  # the tasks of `tasks[:_booked]` (`task_list`): thrown away with the rest
+        self._book = None  # the tasks of the first `_booked` task lines (`task_list`): thrown away with the rest
         self._booked = 0
         self._days: dict[str, int] = {}  # "YYYY-MM-DDTHH" (UTC) -> local day, for hours within one day
         self._take(_Base(b"", {name: (typecode, 0, 0) for name, typecode in COLUMNS + LISTS}))
@@ -324,7 +324,10 @@ class LogIndex:
           while none), the codes of its channel, stage, actor, latest status and the provider of
           its outcome;
         - a payment recorded by hand: its line; a WhatsApp `sent` or `blocked` outcome: its line,
-          its sending's line, its local day (as a row's)."""
+          its sending's line, its local day (as a row's);
+        - a line making or closing a staff task: its offset and length, and those of the sending
+          it refers to (length 0: none), so that the task list (read at every start of the
+          console) looks nothing up in the other columns."""
         self._base = base
         for name, typecode in COLUMNS:
             setattr(self, name, Column(typecode, base.view(name)))
@@ -366,12 +369,7 @@ class LogIndex:
         sendings they refer to."""
         with self._lock:
             self._refresh()
-            lines = {line for line, _ in self.tasks}
-            for _, ref in self.tasks:
-                row = self.ids.get(ref) if ref else None
-                if row is not None:
-                    lines.add(self.row_line[row])
-            spans = self.spans(sorted(lines))
+            spans = self._task_spans(0)
         return list(self.read(spans))
 
     def task_list(self) -> list:
@@ -383,15 +381,18 @@ class LogIndex:
             self._refresh()
             if self._book is None:
                 self._book, self._booked = TaskBook(), 0
-            new = self.tasks[self._booked:]
-            lines = {line for line, _ in new}
-            for _, ref in new:
-                row = self.ids.get(ref) if ref else None
-                if row is not None:
-                    lines.add(self.row_line[row])
-            self._book.add(self.read(self.spans(sorted(lines))))  # all read, or none added
-            self._booked = len(self.tasks)
+            self._book.add(self.read(self._task_spans(self._booked)))  # all read, or none added
+            self._booked = len(self.task_off)
             return self._book.tasks()
+
+    def _task_spans(self, first: int) -> list[tuple[int, int]]:
+        """The spans of the task lines from the `first`, and of the sendings they refer to, in log order."""
+        spans = set()
+        for at in range(first, len(self.task_off)):
+            spans.add((self.task_off[at], self.task_len[at]))
+            if self.task_sending_len[at]:
+                spans.add((self.task_sending_off[at], self.task_sending_len[at]))
+        return sorted(spans)
 
     def whatsapp_records(self, first: date, last: date) -> list[dict]:
         """The `sent` and `blocked` outcomes of WhatsApp sendings dated from `first` to `last`
@@ -551,7 +552,15 @@ class LogIndex:
                 self.whatsapp_sending.append(self.row_line[row])
                 self.whatsapp_day.append(self._day(_text(raw, b'"time":"')))
             if event in TASK_EVENTS or ref in self.staff or b'"provider":"staff-task"' in raw:
-                self.tasks.append((line, ref))
+                self.task_off.append(offset)
+                self.task_len.append(len(raw))
+                start = end = 0
+                if row is not None:
+                    sending = self.row_line[row]
+                    start = self.line_off[sending]
+                    end = self.line_off[sending + 1] - 1 if sending + 1 < line else offset - 1
+                self.task_sending_off.append(start)
+                self.task_sending_len.append(end - start)
             elif event in PAYMENT_EVENTS:
                 self.payments.append(line)
         self.line_off.append(offset)
@@ -639,7 +648,7 @@ class LogIndex:
             "arrays": [(name, *layout[name]) for name, _ in COLUMNS + LISTS], "ids_used": used,
             "codes": {name: getattr(self, name).names for name in
                       ("accounts", "channels", "stages", "actors", "statuses", "providers")},
-            "staff": sorted(self.staff), "tasks": self.tasks})
+            "staff": sorted(self.staff)})
         tmp = self.file.with_name(f"{self.file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         f = None
         try:
@@ -756,13 +765,12 @@ class LogIndex:
             codes = getattr(self, name)
             codes.names, codes.codes = names, {v: i for i, v in enumerate(names)}
         self.staff = set(header["staff"])
-        self.tasks = [(line, ref) for line, ref in header["tasks"]]
         self._take(_Base(buffer, layout, src), header["ids_used"])
         self.loaded = True
 
     def memory(self) -> int:
         """Bytes the index holds besides its mapped file (about; for the bench): what was read
-        since it was mapped, the ids added since, the codes' tables, the tasks."""
+        since it was mapped, the ids added since, the codes' tables."""
         import sys
         total = sum(getattr(self, name).tail.buffer_info()[1] * getattr(self, name).tail.itemsize for name, _ in COLUMNS)
         total += self.line_account.buffer_info()[1] * 4 + sys.getsizeof(self.ids.added) + 64 * len(self.ids.added)
@@ -770,7 +778,7 @@ class LogIndex:
             total += len(self._base.buffer)
         for codes in (self.accounts, self.channels, self.stages, self.actors, self.statuses, self.providers):
             total += sys.getsizeof(codes.codes) + sys.getsizeof(codes.names) + sum(sys.getsizeof(s) for s in codes.names)
-        return total + sys.getsizeof(self.tasks) + 120 * len(self.tasks)
+        return total
 
 
 def _groups(codes: array, first: int) -> dict[int, list[int]]:
