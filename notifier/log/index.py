@@ -193,10 +193,11 @@ class _Ids:
     def put(self, attempt_id: str, row: int) -> None:
         self.added[self.key(attempt_id)] = row
 
-    def slots(self) -> int:
-        """The table's size once the added ids join it: kept, or doubled until at most 70% full."""
+    def slots(self, grow: float = 1.0) -> int:
+        """The table's size once the added ids join it (`grow` times as many, when more are
+        expected): kept, or doubled until at most 70% full."""
         slots = max(len(self.keys), 1 << 12)
-        while (self.used + len(self.added)) * 10 > slots * 7:
+        while (self.used + len(self.added)) * grow * 10 > slots * 7:
             slots *= 2
         return slots
 
@@ -490,7 +491,7 @@ class LogIndex:
                 last = data
                 if line - self.line_off.size >= CHUNK:  # a first build: what was read joins the mapped part
                     self._end, self._last = offset, (offset - len(data), len(data), hashlib.sha256(data).hexdigest())
-                    self._compact(self.persist)
+                    self._compact(self.persist, size / offset)
             if last:
                 self._last = (offset - len(last), len(last), hashlib.sha256(last).hexdigest())
             self._end = offset
@@ -607,17 +608,19 @@ class LogIndex:
         with self._lock:
             self._compact(True)
 
-    def _compact(self, save: bool) -> None:
+    def _compact(self, save: bool, grow: float = 1.0) -> None:
         """Write the whole index (the mapped part and what was read since) and use what was written:
         the index file, under a temporary name, then renamed (a reader finds the old file or the
         new one), mapped; or, when it may not or cannot be written (best effort: a folder that
         cannot be written only means the next process reads the whole log), a buffer in memory.
         The part already mapped is copied from its file, not read through the mapping, so that
-        writing does not bring the whole old file into memory beside the new one."""
-        lines = _groups(self.line_account, self.line_off.size)
-        rows = _groups(self.row_account.tail, self.row_account.size)
+        writing does not bring the whole old file into memory beside the new one. `grow`: how many
+        times the ids known now are expected (a first build: the log's size over what was read),
+        so that the ids' table is not made again at each doubling."""
         codes = len(self.accounts.names)
-        slots = self.ids.slots()
+        lines = _Grouped(self.line_account, self.line_off.size, codes)
+        rows = _Grouped(self.row_account.tail, self.row_account.size, codes)
+        slots = self.ids.slots(grow)
         if slots == len(self.ids.keys):
             ids, patches = self.ids, self.ids.patches()
             used = self.ids.used + sum(1 for i in patches if not self.ids.keys[i])
@@ -626,8 +629,8 @@ class LogIndex:
             used = ids.used
         counts = {name: len(getattr(self, name)) for name, _ in COLUMNS}
         counts.update(account_line_start=codes + 1, account_row_start=codes + 1,
-                      account_line_list=len(self._account_lists[0]) + sum(map(len, lines.values())),
-                      account_row_list=len(self._account_lists[1]) + sum(map(len, rows.values())),
+                      account_line_list=len(self._account_lists[0]) + len(lines),
+                      account_row_list=len(self._account_lists[1]) + len(rows),
                       id_keys=slots, id_rows=slots)
         layout, at = {}, PREFIX
         for name, typecode in COLUMNS + LISTS:
@@ -704,7 +707,7 @@ class LogIndex:
                 out.write(table)
                 out.pad()
 
-    def _write_lists(self, out: _Out, which: int, name: str, added: dict[int, list[int]]) -> None:
+    def _write_lists(self, out: _Out, which: int, name: str, added: _Grouped) -> None:
         """Each account's list (lines or rows): its part already mapped, then what was read since."""
         starts, codes = self._account_starts[which], len(self.accounts.names)
         mapped = len(starts) - 1  # accounts the mapped part knows
@@ -719,7 +722,7 @@ class LogIndex:
             for code in range(c0, c1):
                 if code < mapped:
                     batch.extend(known[starts[code] - at:starts[code + 1] - at])
-                batch.extend(added.get(code, ()))
+                batch.extend(added.items(code))
             if len(batch) >= BLOCK:
                 out.write(batch)
                 batch = array("I")
@@ -781,13 +784,33 @@ class LogIndex:
         return total
 
 
-def _groups(codes: array, first: int) -> dict[int, list[int]]:
-    """code -> the positions (from `first`) of its items in `codes`; NONE left out."""
-    found: dict[int, list[int]] = {}
-    for at, code in enumerate(codes, first):
-        if code != NONE:
-            found.setdefault(code, []).append(at)
-    return found
+class _Grouped:
+    """The positions (from `first`) of the items of `codes` (of `count` possible codes, NONE left
+    out), grouped by code: counted, then placed (a counting sort into two flat arrays, not a list
+    per account)."""
+
+    def __init__(self, codes: array, first: int, count: int):
+        starts = array("I", [0]) * (count + 1)
+        for code in codes:
+            if code != NONE:
+                starts[code + 1] += 1
+        for code in range(count):
+            starts[code + 1] += starts[code]
+        order, fill = array("I", [0]) * starts[count], array("I", starts)
+        for at, code in enumerate(codes, first):
+            if code != NONE:
+                order[fill[code]] = at
+                fill[code] += 1
+        self.starts, self.order = starts, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def count(self, code: int) -> int:
+        return self.starts[code + 1] - self.starts[code]
+
+    def items(self, code: int) -> array:
+        return self.order[self.starts[code]:self.starts[code + 1]]
 
 
 def _positions(codes: array, code: int, first: int) -> list[int]:
@@ -804,7 +827,7 @@ def _positions(codes: array, code: int, first: int) -> list[int]:
     return found
 
 
-def _starts(starts, codes: int, added: dict[int, list[int]]) -> array:
+def _starts(starts, codes: int, added: _Grouped) -> array:
     """Where each of `codes` accounts' list starts once what was read since joins it (and where
     the last one ends)."""
     mapped = len(starts) - 1
@@ -813,7 +836,7 @@ def _starts(starts, codes: int, added: dict[int, list[int]]) -> array:
         new.append(total)
         if code < mapped:
             total += starts[code + 1] - starts[code]
-        total += len(added.get(code, ()))
+        total += added.count(code)
     new.append(total)
     return new
 
