@@ -105,7 +105,7 @@ LISTS = (("account_line_start", "Q"), ("account_row_start", "Q"), ("account_line
          ("account_row_list", "I"), ("id_keys", "Q"), ("id_rows", "I"))
 TYPES = dict(COLUMNS + LISTS)
 UPDATED = ("row_last", "row_status", "row_provider")  # the only arrays changed in place: a row's latest update
-CHUNK = 1 << 17  # lines read from the log before they join the mapped part (what a first build holds)
+CHUNK = 1 << 16  # lines read from the log before they join the mapped part (what a first build holds)
 BLOCK = 1 << 20  # bytes copied at once when the index is written
 PREFIX = 16  # the file's first bytes: where its header is, and its length
 
@@ -201,18 +201,24 @@ class _Ids:
             slots *= 2
         return slots
 
-    def patches(self) -> dict[int, tuple[int, int]]:
-        """Where the added ids go in the table as it is: slot -> (key, row)."""
-        keys, mask, taken = self.keys, len(self.keys) - 1, {}
+    def patches(self, keys) -> tuple[array, array, array, int]:
+        """Where the added ids go in the table as it is (`keys[i]`: its key in slot i): their
+        slots, keys and rows (flat arrays, not a tuple each), and the slots then taken."""
+        mask, taken, used = len(self.keys) - 1, set(), self.used
+        slots, found_keys, rows = array("Q"), array("Q"), array("I")
         for k, row in self.added.items():
             i = k & mask
             while True:
-                found = taken[i][0] if i in taken else keys[i]
-                if not found or found == k:
+                found = None if i in taken else keys[i]
+                if found is not None and (not found or found == k):
                     break
                 i = (i + 1) & mask
-            taken[i] = (k, row)
-        return taken
+            used += not found
+            taken.add(i)
+            slots.append(i)
+            found_keys.append(k)
+            rows.append(row)
+        return slots, found_keys, rows, used
 
     def rebuilt(self, slots: int) -> "_Ids":
         """A table of `slots` slots (in memory) holding every id: when the table grows."""
@@ -248,6 +254,14 @@ class _Base:
         typecode, count, offset = self.layout[name]
         return memoryview(self.buffer)[offset:offset + count * array(typecode).itemsize].cast(typecode)
 
+    def items(self, name: str):
+        """Items of an array one at a time (`items(name)[i]`), read from the file when the array
+        is never changed in place: the ids' table probed for the ids to add, without bringing its
+        pages in."""
+        if self.file is None or name in UPDATED:
+            return self.view(name)
+        return _Items(self.file.fileno(), *self.layout[name])
+
     def blocks(self, name: str, start: int = 0, stop: int | None = None):
         """The bytes of items `start` to `stop` of an array, a block at a time: read from the file
         when the array is never changed in place (the mapping's pages stay out of memory), else
@@ -264,6 +278,21 @@ class _Base:
                 yield data
             else:
                 yield memoryview(self.buffer)[at:at + n]
+
+
+class _Items:
+    """Items of an array of a file read one at a time (`pread`)."""
+
+    def __init__(self, fd: int, typecode: str, count: int, offset: int):
+        self.fd, self.typecode, self.count, self.offset = fd, typecode, count, offset
+        self.size = array(typecode).itemsize
+
+    def __getitem__(self, i: int) -> int:
+        if not 0 <= i < self.count:
+            raise IndexError("index out of range")
+        item = array(self.typecode)
+        item.frombytes(os.pread(self.fd, self.size, self.offset + i * self.size))
+        return item[0]
 
 
 class _Out:
@@ -622,10 +651,11 @@ class LogIndex:
         rows = _Grouped(self.row_account.tail, self.row_account.size, codes)
         slots = self.ids.slots(grow)
         if slots == len(self.ids.keys):
-            ids, patches = self.ids, self.ids.patches()
-            used = self.ids.used + sum(1 for i in patches if not self.ids.keys[i])
+            keys = self._base.items("id_keys")
+            *patches, used = self.ids.patches(keys)
+            ids = self.ids
         else:
-            ids, patches = self.ids.rebuilt(slots), {}
+            ids, patches = self.ids.rebuilt(slots), None
             used = ids.used
         counts = {name: len(getattr(self, name)) for name, _ in COLUMNS}
         counts.update(account_line_start=codes + 1, account_row_start=codes + 1,
@@ -691,14 +721,15 @@ class LogIndex:
             self._write_lists(out, which, name, added)
             out.pad()
         if ids is self.ids:  # the same table, the added ids put in their slots
-            for name, k in (("id_keys", 0), ("id_rows", 1)):
+            slots, *values = patches
+            for name, new in zip(("id_keys", "id_rows"), values):
                 first = 0
                 for block in old.blocks(name):
                     items = array(TYPES[name])
                     items.frombytes(block)
-                    for slot, entry in patches.items():
+                    for slot, value in zip(slots, new):
                         if first <= slot < first + len(items):
-                            items[slot - first] = entry[k]
+                            items[slot - first] = value
                     first += len(items)
                     out.write(items)
                 out.pad()
@@ -723,7 +754,7 @@ class LogIndex:
                 if code < mapped:
                     batch.extend(known[starts[code] - at:starts[code + 1] - at])
                 batch.extend(added.items(code))
-            if len(batch) >= BLOCK:
+            if len(batch) * 4 >= BLOCK:
                 out.write(batch)
                 batch = array("I")
         out.write(batch)
