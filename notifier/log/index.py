@@ -93,18 +93,20 @@ class Codes:
         return found
 
 
-# The index file's arrays, in its order, with their items' types: one item a line, then one a row
-# (a sending), then the lists of a few kinds of lines; then each account's lines and rows as two
-# flat lists with each account's start in them; then the attempt ids' hash table.
-COLUMNS = (("line_off", "Q"), ("line_prev", "I"), ("row_line", "I"), ("row_account", "I"), ("row_day", "H"),
-           ("row_last", "I"), ("row_channel", "H"), ("row_stage", "H"), ("row_actor", "H"), ("row_status", "H"),
-           ("row_provider", "H"), ("payments", "I"), ("whatsapp", "I"), ("whatsapp_sending", "I"),
+# The index file's arrays, in its order, with their items' types: first those changed in place (a
+# row's latest update), then, from a page of their own, those never changed: one item a line, one
+# a row (a sending), the lists of a few kinds of lines; each account's lines and rows as two flat
+# lists with each account's start in them; the attempt ids' hash table.
+COLUMNS = (("row_last", "I"), ("row_status", "H"), ("row_provider", "H"), ("line_off", "Q"), ("line_prev", "I"),
+           ("row_line", "I"), ("row_account", "I"), ("row_day", "H"), ("row_channel", "H"), ("row_stage", "H"),
+           ("row_actor", "H"), ("payments", "I"), ("whatsapp", "I"), ("whatsapp_sending", "I"),
            ("whatsapp_day", "H"), ("task_off", "Q"), ("task_len", "I"), ("task_sending_off", "Q"),
            ("task_sending_len", "I"))
 LISTS = (("account_line_start", "Q"), ("account_row_start", "Q"), ("account_line_list", "I"),
          ("account_row_list", "I"), ("id_keys", "Q"), ("id_rows", "I"))
 TYPES = dict(COLUMNS + LISTS)
 UPDATED = ("row_last", "row_status", "row_provider")  # the only arrays changed in place: a row's latest update
+PAGE = 4096  # where the arrays never changed in place start in the file
 CHUNK = 1 << 16  # lines read from the log before they join the mapped part (what a first build holds)
 BLOCK = 1 << 20  # bytes copied at once when the index is written
 PREFIX = 16  # the file's first bytes: where its header is, and its length
@@ -249,6 +251,21 @@ class _Base:
         self.buffer = buffer
         self.layout = layout
         self.file = file  # the mapped file, open: the arrays never changed in place are copied from it
+        start = min(offset for name, (_, _, offset) in layout.items() if name not in UPDATED)
+        self.clean = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # from there on, the file's bytes as they are
+
+    def release(self) -> None:
+        """Give back the pages of the mapped file that a question read, as glibc's `malloc_trim`
+        gives back the heap's (the file's pages stay in the system's cache; read again, they come
+        back without reading the disk): random reads (a customer's lines, an id) bring in 64 KB
+        each, and over a day of questions the whole file would count in the console's memory.
+        Only the arrays never changed in place: a dropped page of those is read again from the
+        file as it was, while a page changed in place would lose the change."""
+        if self.file is not None and len(self.buffer) > self.clean:
+            try:
+                self.buffer.madvise(mmap.MADV_DONTNEED, self.clean, len(self.buffer) - self.clean)
+            except (OSError, ValueError, AttributeError):
+                pass
 
     def view(self, name: str) -> memoryview:
         typecode, count, offset = self.layout[name]
@@ -313,8 +330,9 @@ class _Out:
             self.buffer[self.at:self.at + len(data)] = data
         self.at += len(data)
 
-    def pad(self) -> None:
-        self.write(bytes(-self.at % 8))
+    def to(self, offset: int) -> None:
+        """Zeros up to `offset` (where the next array starts)."""
+        self.write(bytes(offset - self.at))
 
 
 class LogIndex:
@@ -375,8 +393,7 @@ class LogIndex:
     def account_records(self, account: str) -> list[dict]:
         """Every record about `account`, in log order (sendings, their outcomes and statuses,
         staff records)."""
-        with self._lock:
-            self._refresh()
+        with self.locked():
             code = self.accounts.codes.get(account)
             spans = self.spans(self.account_lines(code)) if code else []
         return [rec for rec in self.read(spans) if (rec.get("account") or self._owner(rec.get("ref"))) == account]
@@ -397,8 +414,7 @@ class LogIndex:
     def task_records(self) -> list[dict]:
         """The records `staff.actions.tasks()` needs, in log order: the task lines and the
         sendings they refer to."""
-        with self._lock:
-            self._refresh()
+        with self.locked():
             spans = self._task_spans(0)
         return list(self.read(spans))
 
@@ -407,8 +423,7 @@ class LogIndex:
         appended since the last question (and the sendings they refer to) are read and parsed. A
         queue of 22,000 DMs was parsed whole at every view of the Tarefas page and the Painel."""
         from notifier.staff.actions import TaskBook  # the rules of a task live with the staff's actions
-        with self._lock:
-            self._refresh()
+        with self.locked():
             if self._book is None:
                 self._book, self._booked = TaskBook(), 0
             self._book.add(self.read(self._task_spans(self._booked)))  # all read, or none added
@@ -429,8 +444,7 @@ class LogIndex:
         (local days, a day more each side: the caller checks the dates in its zone), each after
         its sending, in log order: what `staff.actions.without_whatsapp` reads."""
         low, high = (first - EPOCH).days - 1, (last - EPOCH).days + 1
-        with self._lock:
-            self._refresh()
+        with self.locked():
             lines = set()
             for line, sending, day in zip(self.whatsapp, self.whatsapp_sending, self.whatsapp_day):
                 if low <= day <= high:
@@ -440,8 +454,7 @@ class LogIndex:
 
     def sending(self, attempt_id: str) -> dict | None:
         """The `sending` record of an attempt, or None."""
-        with self._lock:
-            self._refresh()
+        with self.locked():
             row = self.ids.get(attempt_id)
             spans = self.spans([self.row_line[row]]) if row is not None else []
         found = list(self.read(spans))
@@ -449,8 +462,7 @@ class LogIndex:
 
     def payment_records(self) -> list[dict]:
         """The payments recorded by hand (`payment`, `payment_corrected`), in log order."""
-        with self._lock:
-            self._refresh()
+        with self.locked():
             spans = self.spans(self.payments)
         return [rec for rec in self.read(spans) if rec.get("event") in ("payment", "payment_corrected")]
 
@@ -486,8 +498,8 @@ class LogIndex:
     # --- keeping up with the log -----------------------------------------------------------------
 
     def refresh(self) -> None:
-        with self._lock:
-            self._refresh()
+        with self.locked():
+            pass
 
     def _refresh(self) -> None:
         try:
@@ -508,7 +520,7 @@ class LogIndex:
             if size == self._end:
                 return
             f.seek(self._end)
-            offset, line, last = self._end, len(self.line_off), b""
+            offset, line, last, joined = self._end, len(self.line_off), b"", False
             for data in f:
                 if not data.endswith(b"\n"):
                     break  # being written, or torn by a crash: read it again next time
@@ -521,12 +533,13 @@ class LogIndex:
                 if line - self.line_off.size >= CHUNK:  # a first build: what was read joins the mapped part
                     self._end, self._last = offset, (offset - len(data), len(data), hashlib.sha256(data).hexdigest())
                     self._compact(self.persist, size / offset)
+                    joined = True
             if last:
                 self._last = (offset - len(last), len(last), hashlib.sha256(last).hexdigest())
             self._end = offset
         lines = len(self.line_off)
-        if self.persist and lines >= SAVE_FROM and lines - self.line_off.size >= max(SAVE_FROM // 2, lines // 50):
-            self._compact(True)
+        if joined or (self.persist and lines >= SAVE_FROM and lines - self.line_off.size >= max(SAVE_FROM // 2, lines // 50)):
+            self._compact(self.persist)  # a first build ends with all of it in the file
 
     def _same_log(self, f, size: int) -> bool:
         """Whether the file still holds, where they were, the first and last lines indexed."""
@@ -664,8 +677,11 @@ class LogIndex:
                       id_keys=slots, id_rows=slots)
         layout, at = {}, PREFIX
         for name, typecode in COLUMNS + LISTS:
+            align = PAGE if name == COLUMNS[len(UPDATED)][0] else 8
+            at = -(-at // align) * align
             layout[name] = (typecode, counts[name], at)
-            at += -(-counts[name] * array(typecode).itemsize // 8) * 8
+            at += counts[name] * array(typecode).itemsize
+        at = -(-at // 8) * 8
         parts = (lines, rows, ids, patches)
         base = self._write_file(layout, at, used, parts) if save else None
         if base is None:
@@ -689,6 +705,7 @@ class LogIndex:
             out = _Out(f)
             out.write(at.to_bytes(8, "little") + len(header).to_bytes(8, "little"))
             self._write(out, layout, parts)
+            out.to(at)
             out.write(header)
             f.write(out.digest.digest())
             f.flush()
@@ -706,23 +723,24 @@ class LogIndex:
             return None
 
     def _write(self, out: _Out, layout: dict, parts: tuple) -> None:
-        """The arrays, in the file's order, each from 8 bytes on."""
+        """The arrays, in the file's order, each where `layout` says."""
         lines, rows, ids, patches = parts
         old = self._base
         for name, _ in COLUMNS:
+            out.to(layout[name][2])
             for block in old.blocks(name):
                 out.write(block)
             out.write(getattr(self, name).tail)
-            out.pad()
-        for starts, items, added in zip(self._account_starts, self._account_lists, (lines, rows)):
+        for name, starts, added in zip(("account_line_start", "account_row_start"), self._account_starts, (lines, rows)):
+            out.to(layout[name][2])
             out.write(_starts(starts, len(self.accounts.names), added))
-            out.pad()
         for which, (name, added) in enumerate((("account_line_list", lines), ("account_row_list", rows))):
+            out.to(layout[name][2])
             self._write_lists(out, which, name, added)
-            out.pad()
         if ids is self.ids:  # the same table, the added ids put in their slots
             slots, *values = patches
             for name, new in zip(("id_keys", "id_rows"), values):
+                out.to(layout[name][2])
                 first = 0
                 for block in old.blocks(name):
                     items = array(TYPES[name])
@@ -732,11 +750,10 @@ class LogIndex:
                             items[slot - first] = value
                     first += len(items)
                     out.write(items)
-                out.pad()
         else:
-            for table in (ids.keys, ids.rows):
+            for name, table in (("id_keys", ids.keys), ("id_rows", ids.rows)):
+                out.to(layout[name][2])
                 out.write(table)
-                out.pad()
 
     def _write_lists(self, out: _Out, which: int, name: str, added: _Grouped) -> None:
         """Each account's list (lines or rows): its part already mapped, then what was read since."""
@@ -886,7 +903,10 @@ class _Locked:
         return self.index
 
     def __exit__(self, *exc) -> None:
-        self.index._lock.release()
+        try:
+            self.index._base.release()
+        finally:
+            self.index._lock.release()
 
 
 _indexes: dict[Path, LogIndex] = {}
