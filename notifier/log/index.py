@@ -534,6 +534,8 @@ class LogIndex:
                     self._end, self._last = offset, (offset - len(data), len(data), hashlib.sha256(data).hexdigest())
                     self._compact(self.persist, size / offset)
                     joined = True
+                elif not line % 8192:
+                    self._base.release()  # the pages the outcomes' updates read
             if last:
                 self._last = (offset - len(last), len(last), hashlib.sha256(last).hexdigest())
             self._end = offset
