@@ -41,6 +41,7 @@ import hashlib
 import mmap
 import os
 import threading
+import zlib
 from array import array
 from itertools import chain
 from datetime import date, datetime, timedelta
@@ -103,7 +104,8 @@ COLUMNS = (("row_last", "I"), ("row_status", "H"), ("row_provider", "H"), ("line
            ("whatsapp_day", "H"), ("task_off", "Q"), ("task_len", "I"), ("task_sending_off", "Q"),
            ("task_sending_len", "I"))
 LISTS = (("account_line_start", "Q"), ("account_row_start", "Q"), ("account_line_list", "I"),
-         ("account_row_list", "I"), ("id_keys", "Q"), ("id_rows", "I"))
+         ("account_row_list", "I"), ("id_keys", "Q"), ("id_rows", "I"), ("account_names", "B"),
+         ("account_name_end", "Q"), ("account_slots", "I"))
 TYPES = dict(COLUMNS + LISTS)
 UPDATED = ("row_last", "row_status", "row_provider")  # the only arrays changed in place: a row's latest update
 PAGE = 4096  # where the arrays never changed in place start in the file
@@ -242,6 +244,88 @@ class _Ids:
         keys[i], self.rows[i] = k, row
 
 
+class _Names:
+    """Account id <-> code (code 0: none, NONE for a line without one), as `Codes` has them, for
+    the tens of thousands of accounts: those of the index file read from it (their ids one after
+    another in `account_names`, each one's end in `account_name_end`, and a hash table of their
+    codes (+1) by the CRC-32 of their ids, `account_slots`), those seen since in a list and a dict
+    (50,000 ids as strings in a dict took 6 MB)."""
+
+    def __init__(self, base: "_Base"):
+        self.blob = base.view("account_names")
+        self.ends = base.view("account_name_end")
+        self.table_ = base.view("account_slots")
+        self.mapped = len(self.ends)  # codes in the file
+        self.added: list[str] = [] if self.mapped else [""]  # the codes from `mapped` on
+        self.codes: dict[str, int] = {name: code for code, name in enumerate(self.added, self.mapped)}
+
+    def __len__(self) -> int:
+        return self.mapped + len(self.added)
+
+    def name(self, code: int) -> str:
+        if code >= self.mapped:
+            return self.added[code - self.mapped]
+        return bytes(self.blob[self.ends[code - 1] if code else 0:self.ends[code]]).decode()
+
+    def find(self, name: str) -> int | None:
+        """The code of account `name`, or None."""
+        found = self.codes.get(name)
+        table = self.table_
+        if found is not None or not len(table):
+            return found
+        raw, mask = name.encode(), len(table) - 1
+        i = zlib.crc32(raw) & mask
+        while table[i]:
+            code = table[i] - 1
+            if self.blob[self.ends[code - 1] if code else 0:self.ends[code]] == raw:
+                return code
+            i = (i + 1) & mask
+        return None
+
+    def code(self, name: str) -> int:
+        found = self.find(name)
+        if found is None:
+            if len(self) >= NONE - 1:
+                return NONE - 1  # beyond 4 billion accounts: not found by its id (never seen)
+            found = self.codes[name] = len(self)
+            self.added.append(name)
+        return found
+
+    def size(self) -> int:
+        """Bytes of every id, one after another."""
+        return len(self.blob) + sum(len(name.encode()) for name in self.added)
+
+    def every(self, base: "_Base") -> tuple[bytearray, array]:
+        """Every id, one after another, and where each ends: the file's, read from it, then those
+        seen since."""
+        ends = array("Q", b"".join(base.blocks("account_name_end")))
+        names = bytearray(b"".join(base.blocks("account_names")))
+        for name in self.added:
+            names += name.encode()
+            ends.append(len(names))
+        return names, ends
+
+    @staticmethod
+    def slots(count: int) -> int:
+        slots = 8
+        while slots < 2 * count:
+            slots *= 2
+        return slots
+
+    @staticmethod
+    def table(names: bytearray, ends: array) -> array:
+        """The hash table of the codes (+1) by the CRC-32 of their ids, open addressing, half full at most."""
+        table = array("I", [0]) * _Names.slots(len(ends))
+        mask, start = len(table) - 1, 0
+        for code, end in enumerate(ends):
+            i = zlib.crc32(names[start:end]) & mask
+            while table[i]:
+                i = (i + 1) & mask
+            table[i] = code + 1
+            start = end
+        return table
+
+
 class _Base:
     """The index's arrays in one buffer: the index file mapped copy-on-write (what the index changes
     in place, a row's latest update, stays in this process, never reaches the file) or, when no
@@ -353,7 +437,6 @@ class LogIndex:
         self._end = 0  # bytes indexed: every whole line before it
         self._first = (0, 0, "")  # the first line read, and the last: (offset, length, sha256)
         self._last = (0, 0, "")  # the log is still the one indexed while both are where they were
-        self.accounts = Codes(limit=NONE - 1)
         self.channels, self.stages, self.actors = Codes(), Codes(), Codes()
         self.statuses, self.providers = Codes("sending"), Codes()
         self.staff: set[str] = set()  # ids of the staff channel's sendings (deletion tasks)
@@ -383,6 +466,7 @@ class LogIndex:
         self._account_lists = (base.view("account_line_list"), base.view("account_row_list"))
         self.line_account = array("I")  # a line read since: its account's code, or NONE
         self.ids = _Ids(base.view("id_keys"), base.view("id_rows"), ids_used)
+        self.accounts = _Names(base)
 
     def _start_over(self) -> None:
         self._reset()
@@ -394,7 +478,7 @@ class LogIndex:
         """Every record about `account`, in log order (sendings, their outcomes and statuses,
         staff records)."""
         with self.locked():
-            code = self.accounts.codes.get(account)
+            code = self.accounts.find(account)
             spans = self.spans(self.account_lines(code)) if code else []
         return [rec for rec in self.read(spans) if (rec.get("account") or self._owner(rec.get("ref"))) == account]
 
@@ -493,7 +577,7 @@ class LogIndex:
         row = self.ids.get(ref) if ref else None
         if row is None or self.row_account[row] == NONE:
             return None
-        return self.accounts.names[self.row_account[row]]
+        return self.accounts.name(self.row_account[row])
 
     # --- keeping up with the log -----------------------------------------------------------------
 
@@ -556,16 +640,17 @@ class LogIndex:
         return True
 
     def _add(self, line: int, offset: int, raw: bytes) -> None:
-        account, prev = None, 0
+        account, prev = NONE, 0  # the line's account's code
         if is_sending(raw):
             head = raw[:raw.find(b',"content":')] if b',"content":' in raw else raw  # the notice's own fields
             attempt = _text(head, b'"id":"', 0, 80)
-            account = _text(head, b'"account":"')
+            name = _text(head, b'"account":"')
+            account = self.accounts.code(name) if name is not None else NONE
             if attempt is not None:
                 row = len(self.row_line)
                 self.ids.put(attempt, row)
                 self.row_line.append(line)
-                self.row_account.append(self.accounts.code(account) if account is not None else NONE)
+                self.row_account.append(account)
                 self.row_day.append(self._day(_text(head, b'"time":"', 0, 160)))
                 self.row_last.append(0)
                 self.row_channel.append(self.channels.code(_text(head, b'"channel":"')))
@@ -579,11 +664,12 @@ class LogIndex:
             ref = ref_of(raw)
             event = (_text(raw, b'"event":"', 0, 120) or "").encode()
             row = self.ids.get(ref) if ref else None
-            account = _text(raw, b'"account":"')
+            name = _text(raw, b'"account":"')
+            if name is not None:
+                account = self.accounts.code(name)
             if row is not None:
-                owner = self.row_account[row]
-                if account is None and owner != NONE:
-                    account = self.accounts.names[owner]
+                if name is None:
+                    account = self.row_account[row]
                 prev = self.row_last[row]
                 if not prev:  # its outcome: the provider that answered
                     evidence = raw.find(b'"evidence":')
@@ -610,7 +696,7 @@ class LogIndex:
                 self.payments.append(line)
         self.line_off.append(offset)
         self.line_prev.append(prev)
-        self.line_account.append(self.accounts.code(account) if account is not None else NONE)
+        self.line_account.append(account)
 
     def _day(self, utc_text: str | None) -> int:
         """The local day of a log time as days since 2000-01-01 (0 when unreadable); the day of
@@ -661,7 +747,7 @@ class LogIndex:
         writing does not bring the whole old file into memory beside the new one. `grow`: how many
         times the ids known now are expected (a first build: the log's size over what was read),
         so that the ids' table is not made again at each doubling."""
-        codes = len(self.accounts.names)
+        codes = len(self.accounts)
         lines = _Grouped(self.line_account, self.line_off.size, codes)
         rows = _Grouped(self.row_account.tail, self.row_account.size, codes)
         slots = self.ids.slots(grow)
@@ -676,7 +762,8 @@ class LogIndex:
         counts.update(account_line_start=codes + 1, account_row_start=codes + 1,
                       account_line_list=len(self._account_lists[0]) + len(lines),
                       account_row_list=len(self._account_lists[1]) + len(rows),
-                      id_keys=slots, id_rows=slots)
+                      id_keys=slots, id_rows=slots, account_names=self.accounts.size(), account_name_end=codes,
+                      account_slots=_Names.slots(codes))
         layout, at = {}, PREFIX
         for name, typecode in COLUMNS + LISTS:
             align = PAGE if name == COLUMNS[len(UPDATED)][0] else 8
@@ -698,7 +785,7 @@ class LogIndex:
             "format": FORMAT, "tz": self.tz.key, "end": self._end, "first": self._first, "last": self._last,
             "arrays": [(name, *layout[name]) for name, _ in COLUMNS + LISTS], "ids_used": used,
             "codes": {name: getattr(self, name).names for name in
-                      ("accounts", "channels", "stages", "actors", "statuses", "providers")},
+                      ("channels", "stages", "actors", "statuses", "providers")},
             "staff": sorted(self.staff)})
         tmp = self.file.with_name(f"{self.file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         f = None
@@ -735,7 +822,7 @@ class LogIndex:
             out.write(getattr(self, name).tail)
         for name, starts, added in zip(("account_line_start", "account_row_start"), self._account_starts, (lines, rows)):
             out.to(layout[name][2])
-            out.write(_starts(starts, len(self.accounts.names), added))
+            out.write(_starts(starts, len(self.accounts), added))
         for which, (name, added) in enumerate((("account_line_list", lines), ("account_row_list", rows))):
             out.to(layout[name][2])
             self._write_lists(out, which, name, added)
@@ -756,10 +843,15 @@ class LogIndex:
             for name, table in (("id_keys", ids.keys), ("id_rows", ids.rows)):
                 out.to(layout[name][2])
                 out.write(table)
+        names, ends = self.accounts.every(old)
+        for name, data in (("account_names", names), ("account_name_end", ends),
+                           ("account_slots", _Names.table(names, ends))):
+            out.to(layout[name][2])
+            out.write(data)
 
     def _write_lists(self, out: _Out, which: int, name: str, added: _Grouped) -> None:
         """Each account's list (lines or rows): its part already mapped, then what was read since."""
-        starts, codes = self._account_starts[which], len(self.accounts.names)
+        starts, codes = self._account_starts[which], len(self.accounts)
         mapped = len(starts) - 1  # accounts the mapped part knows
         batch = array("I")
         for c0 in range(0, codes, 4096):
@@ -814,8 +906,8 @@ class LogIndex:
             src.close()
             self._reset()
             return
-        for name, names in header["codes"].items():
-            codes = getattr(self, name)
+        for name in ("channels", "stages", "actors", "statuses", "providers"):  # the accounts' are arrays of the file
+            codes, names = getattr(self, name), header["codes"][name]
             codes.names, codes.codes = names, {v: i for i, v in enumerate(names)}
         self.staff = set(header["staff"])
         self._take(_Base(buffer, layout, src), header["ids_used"])
@@ -829,7 +921,8 @@ class LogIndex:
         total += self.line_account.buffer_info()[1] * 4 + sys.getsizeof(self.ids.added) + 64 * len(self.ids.added)
         if not isinstance(self._base.buffer, mmap.mmap):
             total += len(self._base.buffer)
-        for codes in (self.accounts, self.channels, self.stages, self.actors, self.statuses, self.providers):
+        total += sys.getsizeof(self.accounts.codes) + sum(sys.getsizeof(s) for s in self.accounts.added)
+        for codes in (self.channels, self.stages, self.actors, self.statuses, self.providers):
             total += sys.getsizeof(codes.codes) + sys.getsizeof(codes.names) + sum(sys.getsizeof(s) for s in codes.names)
         return total
 

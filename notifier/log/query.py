@@ -117,7 +117,7 @@ def select(index: LogIndex, query: Query) -> Selection:
         high = (query.until - EPOCH).days if query.until else None
         n = len(ix.row_line)
         if query.account is not None:
-            code = ix.accounts.codes.get(query.account)
+            code = ix.accounts.find(query.account)
             rows = ix.account_rows(code) if code is not None else []
             day = ix.row_day
             listed = [r for r in rows if all(column[r] == c for column, c in wanted.values())
