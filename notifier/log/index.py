@@ -119,12 +119,13 @@ class Column:
     iteration): its first `size` items in the index file, mapped (only the pages read count in the
     process's memory), then the items appended since, in an array."""
 
-    __slots__ = ("base", "size", "tail")
+    __slots__ = ("base", "size", "tail", "append")
 
     def __init__(self, typecode: str, base: memoryview | None = None):
         self.base = base if base is not None else memoryview(array(typecode))
         self.size = len(self.base)
         self.tail = array(typecode)
+        self.append = self.tail.append  # the array's own (a build appends a few million items)
 
     def __len__(self) -> int:
         return self.size + len(self.tail)
@@ -148,9 +149,6 @@ class Column:
         if i + len(self) < 0:
             raise IndexError("index out of range")
         return i + len(self)
-
-    def append(self, value: int) -> None:
-        self.tail.append(value)
 
     def __iter__(self):
         return chain(self.base, self.tail)
