@@ -11,9 +11,11 @@ does) before each reading of VmRSS:
 3. `append`: 20,000 lines appended to the log copy (new attempts and statuses of old ones), read
    by an index started from the file; the copy is cut back to its size afterwards.
 After each start, the questions the console asks: five customer histories (`account_records`), a
-Registro page with filters and one without (notifier/log/query.py `page`), the task list, and a
-month's stream (the monthly report's). Printed: VmRSS growth over the process before the index
-(after the start, after the questions), the peak's growth (VmHWM), and each question's time.
+Registro page with filters and one without (notifier/log/query.py `page`), a month's stream (the
+monthly report's), then the task list (measured apart: what it keeps is the parsed tasks, not the
+index). Printed: VmRSS growth over the process before the index (after the start, after the
+questions, with the task list), the peak's growth (VmHWM), and each question's time. The same
+script run from an older tree (`--log` given) measures the index before a change.
 """
 from __future__ import annotations
 
@@ -134,13 +136,15 @@ def phase(log: Path, name: str) -> dict:
         times[f"Registro: bounced, overdue ({found.total:,})"] = ms
         ms, found = timed(lambda: page(index, Query()))
         times["Registro: no filter"] = ms
-        ms, found = timed(index.task_list)
-        times[f"task_list ({len(found):,} tasks)"] = ms
         ms, found = timed(lambda: sum(1 for _ in stream(index, Query(**month), newest_first=False)))
         times[f"stream of October ({found:,} attempts)"] = ms
         asked, hwm = memory()
+        ms, found = timed(index.task_list)
+        times[f"task_list ({len(found):,} tasks)"] = ms
+        tasks, hwm_tasks = memory()
         return {"phase": name, "start_ms": ms_start, "loaded": index.loaded, "rss_start": started - rss0,
                 "rss_asked": asked - rss0, "hwm": hwm - max(hwm0, rss0), "hwm_start": hwm_start - max(hwm0, rss0),
+                "rss_tasks": tasks - asked, "hwm_tasks": hwm_tasks - max(hwm0, rss0),
                 "times": times, "lines": len(index.line_off)}
     finally:
         if name == "append":
@@ -172,7 +176,9 @@ def main() -> None:
         r = json.loads(proc.stdout.splitlines()[-1])
         print(f"\n{name}: start {r['start_ms']:,.0f} ms (from the file: {r['loaded']}, {r['lines']:,} lines); RSS +"
               f"{r['rss_start']:.1f} MB after the start, +{r['rss_asked']:.1f} MB after the questions; "
-              f"peak +{r['hwm_start']:.1f} MB during the start, +{r['hwm']:.1f} MB in all")
+              f"peak +{r['hwm_start']:.1f} MB during the start, +{r['hwm']:.1f} MB with the questions; the task "
+              f"list then +{r['rss_tasks']:.1f} MB (the parsed tasks it keeps, staff/actions.py `TaskBook`), "
+              f"peak +{r['hwm_tasks']:.1f} MB")
         for what, ms in r["times"].items():
             print(f"  {what}: {ms:,.1f} ms")
 
