@@ -116,6 +116,7 @@ LISTS = (("account_line_start", "Q"), ("account_row_start", "Q"), ("account_line
          ("account_name_end", "Q"), ("account_slots", "I"))
 TYPES = dict(COLUMNS + LISTS)
 UPDATED = ("row_last", "row_status", "row_provider")  # the only arrays changed in place: a row's latest update
+ID_SLOTS = 1 << 12  # the ids' table's smallest size
 PAGE = 4096  # where the arrays never changed in place start in the file
 CHUNK = 1 << 16  # lines read from the log before they join the mapped part (what a first build holds)
 BLOCK = 1 << 20  # bytes copied at once when the index is written
@@ -206,20 +207,21 @@ class _Ids:
     def slots(self, grow: float = 1.0) -> int:
         """The table's size once the added ids join it (`grow` times as many, when more are
         expected): kept, or doubled until at most 70% full."""
-        slots = max(len(self.keys), 1 << 12)
+        slots = max(len(self.keys), ID_SLOTS)
         while (self.used + len(self.added)) * grow * 10 > slots * 7:
             slots *= 2
         return slots
 
-    def patches(self, keys) -> tuple[array, array, array, int]:
-        """Where the added ids go in the table as it is (`keys[i]`: its key in slot i): their
-        slots, keys and rows (flat arrays, not a tuple each), and the slots then taken."""
-        mask, taken, used = len(self.keys) - 1, set(), self.used
+    def patches(self, keys, size: int) -> tuple[array, array, array, int]:
+        """Where the added ids go in a table of `size` slots, the table as it is (`keys[i]`: its
+        key in slot i; None: empty): their slots, keys and rows (flat arrays, not a tuple each),
+        and the slots then taken."""
+        mask, taken, used = size - 1, set(), self.used
         slots, found_keys, rows = array("Q"), array("Q"), array("I")
         for k, row in self.added.items():
             i = k & mask
             while True:
-                found = None if i in taken else keys[i]
+                found = None if i in taken else keys[i] if keys is not None else 0
                 if found is not None and (not found or found == k):
                     break
                 i = (i + 1) & mask
@@ -230,12 +232,18 @@ class _Ids:
             rows.append(row)
         return slots, found_keys, rows, used
 
-    def rebuilt(self, slots: int) -> "_Ids":
-        """A table of `slots` slots (in memory) holding every id: when the table grows."""
+    def rebuilt(self, slots: int, base: "_Base") -> "_Ids":
+        """A table of `slots` slots (in memory) holding every id, those of the table as it is
+        copied from `base` a block at a time: when the table grows."""
         new = _Ids(array("Q", [0]) * slots, array("I", [0]) * slots)
-        for k, row in zip(self.keys, self.rows):
-            if k:
-                new._put(k, row)
+        step = BLOCK // 8
+        for start in range(0, len(self.keys), step):
+            stop = min(len(self.keys), start + step)
+            keys, rows = array("Q", b"".join(base.blocks("id_keys", start, stop))), \
+                array("I", b"".join(base.blocks("id_rows", start, stop)))
+            for k, row in zip(keys, rows):
+                if k:
+                    new._put(k, row)
         for k, row in self.added.items():
             new._put(k, row)
         return new
@@ -759,12 +767,12 @@ class LogIndex:
         lines = _Grouped(self.line_account, self.line_off.size, codes)
         rows = _Grouped(self.row_account.tail, self.row_account.size, codes)
         slots = self.ids.slots(grow)
-        if slots == len(self.ids.keys):
-            keys = self._base.items("id_keys")
-            *patches, used = self.ids.patches(keys)
+        if slots == len(self.ids.keys) or not len(self.ids.keys):  # kept, or the first: the added ids put in it
+            keys = self._base.items("id_keys") if len(self.ids.keys) else None
+            *patches, used = self.ids.patches(keys, slots)
             ids = self.ids
         else:
-            ids, patches = self.ids.rebuilt(slots), None
+            ids, patches = self.ids.rebuilt(slots, self._base), None
             used = ids.used
         counts = {name: len(getattr(self, name)) for name, _ in COLUMNS}
         counts.update(account_line_start=codes + 1, account_row_start=codes + 1,
@@ -837,9 +845,12 @@ class LogIndex:
         if ids is self.ids:  # the same table, the added ids put in their slots
             slots, *values = patches
             for name, new in zip(("id_keys", "id_rows"), values):
-                out.to(layout[name][2])
+                typecode, count, offset = layout[name]
+                out.to(offset)
                 first = 0
-                for block in old.blocks(name):
+                empty = (bytes(min(BLOCK, (count - at) * array(typecode).itemsize)) for at in
+                         range(0, count, BLOCK // array(typecode).itemsize))
+                for block in old.blocks(name) if len(self.ids.keys) else empty:
                     items = array(TYPES[name])
                     items.frombytes(block)
                     for slot, value in zip(slots, new):
