@@ -268,7 +268,7 @@ class _Names:
     def __init__(self, base: "_Base"):
         self.blob = base.view("account_names")
         self.ends = base.view("account_name_end")
-        self.table_ = base.view("account_slots")
+        self.hashed = base.view("account_slots")
         self.mapped = len(self.ends)  # codes in the file
         self.added: list[str] = [] if self.mapped else [""]  # the codes from `mapped` on
         self.codes: dict[str, int] = {name: code for code, name in enumerate(self.added, self.mapped)}
@@ -284,7 +284,7 @@ class _Names:
     def find(self, name: str) -> int | None:
         """The code of account `name`, or None."""
         found = self.codes.get(name)
-        table = self.table_
+        table = self.hashed
         if found is not None or not len(table):
             return found
         raw, mask = name.encode(), len(table) - 1
