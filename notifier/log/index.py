@@ -473,6 +473,9 @@ class LogIndex:
         - a line making or closing a staff task: its offset and length, and those of the sending
           it refers to (length 0: none), so that the task list (read at every start of the
           console) looks nothing up in the other columns."""
+        old = getattr(self, "_base", None)
+        if old is not None and old.file is not None:
+            old.file.close()  # its mapping lives on while a view of it does
         self._base = base
         for name, typecode in COLUMNS:
             setattr(self, name, Column(typecode, base.view(name)))
