@@ -34,6 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import emit  # noqa: E402
+
+AREA = "Registro (log queries)"
+LABELS = {"build": "first build from the log", "restart": "restart from its file",
+          "append": "20,000 lines appended"}
 APPENDED = 20_000
 ACCOUNTS = ("acc-00123", "acc-04567", "acc-12345", "acc-33333", "acc-49999")
 
@@ -181,6 +186,9 @@ def main() -> None:
               f"peak +{r['hwm_tasks']:.1f} MB")
         for what, ms in r["times"].items():
             print(f"  {what}: {ms:,.1f} ms")
+        emit(f"registro.index.rss.{name}", r["rss_asked"], "MB", goal="<= 20", source="issue 21 (the log index's part)",
+             area=AREA, label=f"log index, {LABELS[name]}: RSS after the questions")
+        emit(f"registro.index.peak.{name}", r["hwm"], "MB", area=AREA, label=f"log index, {LABELS[name]}: peak (VmHWM)")
 
 
 if __name__ == "__main__":
