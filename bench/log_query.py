@@ -172,7 +172,7 @@ def main() -> None:
     grown = rss_mb() - before
     held = index.memory() / 1e6
     print(f"index built from the log: {build:.1f} s; arrays and tables {held:.1f} MB; RSS grew {grown:.0f} MB "
-          f"({len(index.row_line):,} attempts, {len(index.accounts.names) - 1:,} accounts)")
+          f"({len(index.row_line):,} attempts, {len(index.accounts) - 1:,} accounts)")
     emit("registro.index.build", build, "s", area=AREA, label="log index built from the whole log (once per log)")
     emit("registro.index.memory", held, "MB", area=AREA, label="log index: arrays and tables")
     t = time.perf_counter()

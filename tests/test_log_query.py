@@ -142,3 +142,66 @@ def test_the_day_masks_compare_both_bytes(low, high):
     days = array("H", [0, 1, 255, 256, 257, 511, 512, 300, 65000, 65535])
     mask = _and(_at_least(days, low, len(days)), _at_most(days, high, len(days)))
     assert [d for d, m in zip(days, mask) if m] == [d for d in days if low <= d <= high]
+
+
+def _answers(index) -> tuple:
+    """What the index answers: every attempt with its statuses, one account's records, the tasks."""
+    from notifier.log.query import Query, stream
+    return ([(a.id, a.status, [u["event"] for u in a.updates]) for a in stream(index, Query())],
+            [(r["event"], r.get("id")) for r in index.account_records("acc-1")],
+            [a.id for a in stream(index, Query(status="delivered", channel="whatsapp"))])
+
+
+def test_the_mapped_index_file_takes_appended_lines_and_updates_without_changing_the_file(tmp_path):
+    """Lines appended after the file was written go to the index's memory; a new status of an
+    attempt in the file changes the mapped copy only (the file is another process's too); written
+    again, the file holds both, and a new process reads them from it."""
+    from notifier.log.attempts import AttemptLog
+    from notifier.log.index import LogIndex
+    path = tmp_path / "attempts.jsonl"
+    _grow(path, 20)
+    index = LogIndex(path, SP)
+    index.refresh()
+    index.save()
+    written = index.file.read_bytes()
+    old = [a for a in _answers(LogIndex(path, SP, persist=False))[0] if a[1] == "sent"][0][0]
+    _grow(path, 3, start=50)
+    log = AttemptLog(path)
+    log.note(T0 + timedelta(days=30), "delivered", {"ref": old, "provider": "twilio"})
+    log.close()
+    assert _answers(index) == _answers(LogIndex(path, SP, persist=False))
+    assert index.line_off.size == 20 * 2 + 4 and len(index.line_off) == index.line_off.size + 3 * 2 + 1 + 1
+    assert index.file.read_bytes() == written  # the new status of a row in the file stayed in this process
+    fresh = LogIndex(path, SP)
+    assert _answers(fresh) == _answers(index) and fresh.loaded
+    index.save()
+    again = LogIndex(path, SP)
+    again.refresh()
+    assert again.loaded and again.line_off.size == len(again.line_off)  # all of it from the file
+    assert _answers(again) == _answers(LogIndex(path, SP, persist=False))
+    assert [a[1] for a in _answers(again)[0] if a[0] == old] == ["delivered"]
+
+
+def test_an_index_file_damaged_in_its_arrays_or_naming_a_longer_log_is_not_used(tmp_path):
+    from notifier.log.index import LogIndex
+    path = tmp_path / "attempts.jsonl"
+    _grow(path, 30)
+    built = LogIndex(path, SP)
+    built.refresh()
+    built.save()
+    expected = _answers(LogIndex(path, SP, persist=False))
+    # One byte of the arrays changed (an offset, a row's line...): the file's SHA-256 no longer matches.
+    data = bytearray(built.file.read_bytes())
+    data[200] ^= 0x40
+    built.file.write_bytes(bytes(data))
+    damaged = LogIndex(path, SP)
+    assert _answers(damaged) == expected and not damaged.loaded
+    damaged.save()
+    # The log cut short (its last attempts gone, as by a restore of an older copy): a new process
+    # does not trust the file, and the index in memory starts over.
+    assert LogIndex(path, SP).account_records("acc-1") and built.account_records("acc-1")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-5]))
+    cut = LogIndex(path, SP)
+    assert _answers(cut) == _answers(LogIndex(path, SP, persist=False)) != expected and not cut.loaded
+    assert _answers(built) == _answers(cut) and built.rebuilds == 1

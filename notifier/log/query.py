@@ -24,7 +24,7 @@ from typing import Iterator
 
 from notifier.log.attempts import parse_line
 from notifier.log.history import Attempt
-from notifier.log.index import EPOCH, LogIndex
+from notifier.log.index import EPOCH, Column, LogIndex
 
 PAGE_SIZE = 50
 CHUNK = 500  # rows whose lines are looked up at once while streaming (the index's lock held meanwhile)
@@ -117,8 +117,8 @@ def select(index: LogIndex, query: Query) -> Selection:
         high = (query.until - EPOCH).days if query.until else None
         n = len(ix.row_line)
         if query.account is not None:
-            code = ix.accounts.codes.get(query.account)
-            rows = list(ix.account_rows[code]) if code is not None else []
+            code = ix.accounts.find(query.account)
+            rows = ix.account_rows(code) if code is not None else []
             day = ix.row_day
             listed = [r for r in rows if all(column[r] == c for column, c in wanted.values())
                       and (low is None or day[r] >= low) and (high is None or day[r] <= high)]
@@ -231,8 +231,8 @@ def _table(test) -> bytes:
 
 
 def _planes(column, n: int) -> tuple[bytes, bytes]:
-    """The low and high bytes of the first `n` items of an array('H')."""
-    data = memoryview(column)[:n].tobytes()
+    """The low and high bytes of the first `n` items of a column of 'H' (the index's, or an array)."""
+    data = column.head(n) if isinstance(column, Column) else memoryview(column)[:n].tobytes()
     return data[_LOW::2], data[1 - _LOW::2]
 
 
