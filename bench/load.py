@@ -103,14 +103,26 @@ def memory(pid: int) -> tuple[float, float]:
 
 
 def idle(pid: int, limit: float = 600) -> float:
-    """Wait until process `pid` uses less than a tenth of a core over a second (or `limit` seconds
-    passed); the time it was idle (perf_counter)."""
+    """Wait until process `pid` and its children use less than a tenth of a core over a second (or
+    `limit` seconds passed); the time it was idle (perf_counter). The children count: the
+    console's warm-up waits for one (the channels' check), idle meanwhile."""
     ticks = os.sysconf("SC_CLK_TCK")
 
+    def stat(p) -> list[str]:
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+
     def cpu() -> float:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        fields = stat(pid)
+        total = sum(int(v) for v in fields[11:15])  # utime, stime, and those of children waited for
+        for p in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                child = stat(p)
+            except OSError:
+                continue
+            if child[1] == str(pid):
+                total += int(child[11]) + int(child[12])
+        return total / ticks
 
     deadline = time.perf_counter() + limit
     before = cpu()
