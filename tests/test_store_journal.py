@@ -384,3 +384,28 @@ def test_the_journal_a_process_keeps_costs_about_its_size_in_json():
     json_size = sum(len(doc) for doc in kept["ledger"].values())
     assert json_size > 2000 * 150
     assert held < 2 * json_size + 2000 * 200  # the bytes, their keys' strings and the dict
+
+
+def test_the_console_lets_go_of_a_version_rewritten_whole_not_of_one_journaled_or_folded(tmp_path):
+    """The console drops what it kept of the state (plans, forecast, search index) when the file
+    was rewritten whole (an import, an archive), before reading the new one; a journal entry or a
+    fold of what it holds changes a few documents and keeps them."""
+    from notifier.web.app import ConsoleStore
+    path = tmp_path / "state.json"
+    store = journaled(path, fold_at=1 << 30)
+    let_go = []
+    console = ConsoleStore(path, journal_from=0, fold=False, on_new_base=lambda: let_go.append(console._seen))
+    assert console.snapshot().invoice("2026-11-a000").paid is None
+    with store.transaction() as snap:
+        snap.record_payment("2026-11-a000", D("2026-11-21"))
+    assert console.snapshot().invoice("2026-11-a000").paid == D("2026-11-21")
+    assert store.fold()
+    console.snapshot()
+    assert let_go == []
+    with Store(path).transaction() as snap:  # a small state is rewritten whole (journal_from: 1 MB)
+        snap.record_payment("2026-11-a001", D("2026-11-22"))
+    after = console.snapshot()
+    assert let_go == [None]  # once, and the old version already dropped by then
+    assert after.invoice("2026-11-a001").paid == D("2026-11-22") and after.invoice("2026-11-a000").paid
+    console.snapshot()
+    assert len(let_go) == 1

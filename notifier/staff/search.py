@@ -242,6 +242,13 @@ _last: tuple[Mapping[str, Account], Index] | None = None
 _lock = threading.Lock()
 
 
+def forget() -> None:
+    """Let go of the index kept, with the version of the accounts it was built from."""
+    global _last
+    with _lock:
+        _last = None
+
+
 def index_of(snapshot) -> Index:
     """The index of `snapshot`'s accounts, built only when the state changed since the last one."""
     global _last

@@ -233,6 +233,16 @@ class Store:
         self._seen = None
         self._written = None
 
+    def rewritten(self) -> bool:
+        """Whether the state file was rewritten whole (an import, an archive) since the version
+        this store holds: the next snapshot parses it again. A fold of what it holds is not."""
+        view = self._seen
+        stamp = _stamp(self.path)
+        if view is None or view.models is None or stamp is None or stamp == view.stamp:
+            return False
+        marker = _marker_of(self.path)
+        return marker is None or not marker.id or marker.id != _line_of(view)
+
     def snapshot(self) -> Snapshot:
         """A read-only view of the store as it is now, every document already a model object; takes
         no lock. Its change methods raise: change the store through `transaction()`.

@@ -63,6 +63,14 @@ _kept_values: dict = {}  # name -> (the tables it was drawn from, config, day, v
 _kept_lock = threading.Lock()
 
 
+def forget() -> None:
+    """Let go of the plan and the sums kept, with the version of the state they hold."""
+    global _planned
+    _planned = KeptPlan()
+    with _kept_lock:
+        _kept_values.clear()
+
+
 def _kept(name: str, reads: tuple[str, ...], snap, config, day: date, compute):
     """`compute()`, kept while the tables it `reads` are the same objects (the state file did not
     change them: `Snapshot.tables`), for the same configuration and day: every view of the Painel
