@@ -171,15 +171,15 @@ def test_the_tallys_columns_settle_as_sets_of_the_attempts_would(lived):
     stages, channels = ("reminder", "overdue", "suspended"), ("email", "whatsapp", "sms")
     outcomes = (["sent"], ["sent", "delivered"], ["sent", "delivered", "read"], ["sent", "bounced"], ["failed"],
                 ["blocked"], ["task"], [], ["sent", "undelivered"])
-    invoices = [f"2026-11-acc-{n}" for n in range(120)]
+    invoices = [f"2026-11-acc-{n}" for n in range(1200)]
     payments = {}
-    for invoice in invoices[:100]:
+    for invoice in invoices[:1000]:
         paid = rnd.choice([None, *(date(2026, 11, d) for d in range(1, 31))])
         payments[invoice] = Payment(Decimal(rnd.choice(["10.5", "10.50", "189.90", "1234.56", "0.01"])), paid)
     found = []
-    for n in range(3000):
+    for n in range(6000):
         sending = {"id": f"a{n}", "event": "sending", "stage": rnd.choice(stages), "channel": rnd.choice(channels),
-                   "account": f"acc-{rnd.randrange(150)}", "notice_date": f"2026-11-{rnd.randrange(1, 31):02d}",
+                   "account": f"acc-{rnd.randrange(1500)}", "notice_date": f"2026-11-{rnd.randrange(1, 31):02d}",
                    "invoices": rnd.sample(invoices, rnd.choice([0, 1, 1, 1, 2, 3]))}
         found.append(Attempt(sending, [{"event": e, "ref": f"a{n}"} for e in rnd.choice(outcomes)]))
     lines = settle(tally(found, SAO_PAULO), payments.get)
