@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
+from notifier.billing.models import Invoice
 from notifier.log.attempts import AttemptLog, is_sending, ref_of
 from notifier.config import STAGES
 from notifier.log.history import Attempt, local_time
@@ -221,34 +222,47 @@ def settle(tallied: Tally, payments: Callable[[str], Payment | None], window: in
     """The report's lines: the tally's counts, and per line the accounts reached that paid an
     invoice the notice spoke for within `window` days after its notice date, with `payments`."""
     found = [payments(invoice_id) for invoice_id in tallied.invoice_ids()]  # by invoice code
-    paid_on = [p.paid.toordinal() if p is not None and p.paid is not None else -1 for p in found]
+    paid_on = array("i", (p.paid.toordinal() if p is not None and p.paid is not None else -1 for p in found))
     lines = [replace(line) for line in tallied.lines.values()]
-    payers = [bytearray() for _ in lines]  # per line: 1 at the numbers of the accounts that paid
-    amounts: list[dict[int, Decimal]] = [{} for _ in lines]  # per line: invoice code -> amount paid
+    # Per line, 1 at the numbers of the accounts that paid and at the codes of the invoices paid
+    # within the window: marks, not sets of numbers (an object each, among the payments').
+    payers = [bytearray() for _ in lines]
+    paid = [bytearray(len(found)) for _ in lines]
     invoice, start = tallied.invoice, 0
     for code, account, day, end in zip(tallied.line, tallied.account, tallied.day, tallied.ends):
         for i in range(start, end):
             n = invoice[i]
             if day <= paid_on[n] <= day + window:
                 _mark(payers[code], account)
-                amounts[code][n] = found[n].amount
+                paid[code][n] = 1
         start = end
-    month: dict[int, Decimal] = {}
-    for line, marks, paid in zip(lines, payers, amounts):
-        line.paid_accounts = len(marks) - marks.count(0)
-        line.recovered = sum(paid.values(), Decimal("0"))
-        month.update(paid)
+    month = bytearray(len(found))
+    for line, accounts, invoices in zip(lines, payers, paid):
+        line.paid_accounts = len(accounts) - accounts.count(0)
+        line.recovered = sum((found[n].amount for n in _marked(invoices)), Decimal("0"))
+        for n in _marked(invoices):
+            month[n] = 1
     order = {name: i for i, name in enumerate(STAGES)}
-    return Report(sorted(lines, key=lambda l: (order.get(l.stage, 99), l.channel or "")), sum(month.values(), Decimal("0")))
+    return Report(sorted(lines, key=lambda l: (order.get(l.stage, 99), l.channel or "")),
+                  sum((found[n].amount for n in _marked(month)), Decimal("0")))
+
+
+def _marked(marks: bytearray) -> Iterator[int]:
+    """The numbers `_mark` set in `marks`."""
+    n = marks.find(1)
+    while n >= 0:
+        yield n
+        n = marks.find(1, n + 1)
 
 
 def build(found: Iterable[Attempt], payments: Callable[[str], Payment | None], tz, window: int = WINDOW_DAYS) -> Report:
     return settle(tally(found, tz), payments, window)
 
 
-def payments_from(snapshot, archive: Path, wanted: set[str]) -> dict[str, Payment]:
-    """Amount and payment date of the `wanted` invoices: the store's, then the archive's."""
-    found = {i.id: Payment(i.amount, i.paid) for i in snapshot.invoices() if i.id in wanted}
+def payments_from(snapshot, archive: Path, wanted: set[str]) -> dict[str, Payment | Invoice]:
+    """Amount and payment date (`amount`, `paid`) of the `wanted` invoices: the store's (its
+    invoices themselves: no copy of the month's tens of thousands), then the archive's."""
+    found: dict = {i.id: i for i in snapshot.invoices() if i.id in wanted}
     missing = wanted - set(found)
     if missing and archive.exists():
         with open(archive, "rb") as f:
