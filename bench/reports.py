@@ -12,12 +12,16 @@ which nothing here writes, linked), with an admin added by `notifier users add`:
    processes: `notifier report --month MONTH --format csv` and `notifier forecast --format csv`,
    their wall time and peak memory; the CSVs of the two trees must be byte-identical (the numbers
    did not change);
-2. a real `notifier web` of each tree: logs in, then `/relatorios?mes=MONTH` twice (the first view
-   after start, and a second one: the forecast is kept per version of the state), and the page's
-   month CSV, which must equal the CLI's; then a payment recorded through the console (a customer
-   page's form: the state's tables change) and Relatórios again. Each view's wall time and the
-   console's CPU time for it (the machine is shared); the forecast CSV of the console after the
-   payment must equal `notifier forecast`'s run then.
+2. a real `notifier web` of each tree: logs in, waits until its start's warm-up is over (idle),
+   then `/relatorios?mes=MONTH` twice (the first view after start, and a second one: the month's
+   report and the forecast are kept), the page's month CSV, which must equal the CLI's, and a
+   first view of the month before (a second month kept); then a payment recorded through the
+   console (a customer page's form: the state's tables change) and Relatórios again. Each view's
+   wall time and the console's CPU time for it (the machine is shared), and the console's memory
+   (issue 21: <= 300 MB at this size): its RSS idle, after each view (what a view leaves it
+   holding) and its peak during each (VmHWM, set back to the RSS before each view through
+   /proc/PID/clear_refs); the forecast CSV of the console after the payment must equal
+   `notifier forecast`'s run then.
 This checkout runs first: its `notifier report` is the first process to need the log's index at
 this size, and reads the whole log once to build it (`attempts.jsonl.index`, kept beside the log
 for every later process); that first run is reported apart.
