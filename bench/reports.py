@@ -12,12 +12,16 @@ which nothing here writes, linked), with an admin added by `notifier users add`:
    processes: `notifier report --month MONTH --format csv` and `notifier forecast --format csv`,
    their wall time and peak memory; the CSVs of the two trees must be byte-identical (the numbers
    did not change);
-2. a real `notifier web` of each tree: logs in, then `/relatorios?mes=MONTH` twice (the first view
-   after start, and a second one: the forecast is kept per version of the state), and the page's
-   month CSV, which must equal the CLI's; then a payment recorded through the console (a customer
-   page's form: the state's tables change) and Relatórios again. Each view's wall time and the
-   console's CPU time for it (the machine is shared); the forecast CSV of the console after the
-   payment must equal `notifier forecast`'s run then.
+2. a real `notifier web` of each tree: logs in, waits until its start's warm-up is over (idle),
+   then `/relatorios?mes=MONTH` twice (the first view after start, and a second one: the month's
+   report and the forecast are kept), the page's month CSV, which must equal the CLI's, and a
+   first view of the month before (a second month kept); then a payment recorded through the
+   console (a customer page's form: the state's tables change) and Relatórios again. Each view's
+   wall time and the console's CPU time for it (the machine is shared), and the console's memory
+   (issue 21: <= 300 MB at this size): its RSS idle, after each view (what a view leaves it
+   holding) and its peak during each (VmHWM, set back to the RSS before each view through
+   /proc/PID/clear_refs); the forecast CSV of the console after the payment must equal
+   `notifier forecast`'s run then.
 This checkout runs first: its `notifier report` is the first process to need the log's index at
 this size, and reads the whole log once to build it (`attempts.jsonl.index`, kept beside the log
 for every later process); that first run is reported apart.
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,27 +71,50 @@ def cli(tree: Path, work: Path, *args: str) -> tuple[float, float, str]:
                         env={"PYTHONPATH": str(tree)})
 
 
+def rss(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of process `pid`, MB."""
+    found = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(found["VmRSS"].split()[0]) / 1024, int(found["VmHWM"].split()[0]) / 1024
+
+
+def reset_peak(pid: int) -> None:
+    """The process's peak RSS (VmHWM) set back to its RSS now: the peak of what follows is then its own."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def earlier(month: str) -> str:
+    first = date.fromisoformat(month + "-01")
+    return f"{first - timedelta(days=1):%Y-%m}"
+
+
 def console(tree: Path, work: Path, month: str, paying: str) -> dict:
     """The console of `tree`: milliseconds (wall, and the console's CPU) of the first and second
-    view of Relatórios and of a view after a payment through the console (invoice `paying`);
-    the month CSV, and the forecast CSV after the payment."""
+    view of Relatórios, of a first view of the month before, and of a view after a payment through
+    the console (invoice `paying`); the console's RSS (MB) once idle before them and after each,
+    and its peak during each; the month CSV, and the forecast CSV after the payment."""
     with Console(tree, work, DAY, timeout=900) as web:
-        client, out = web.client, {}
+        client, out, pid = web.client, {}, web.server.pid
 
-        def view(name: str) -> None:
-            cpu, start = cpu_seconds(web.server.pid), time.perf_counter()
-            answer = client.get(f"/relatorios?mes={month}")
-            out[name], out[name + "_cpu"] = (time.perf_counter() - start) * 1000, (cpu_seconds(web.server.pid) - cpu) * 1000
+        def view(name: str, mes: str = month) -> None:
+            reset_peak(pid)
+            cpu, start = cpu_seconds(pid), time.perf_counter()
+            answer = client.get(f"/relatorios?mes={mes}")
+            out[name], out[name + "_cpu"] = (time.perf_counter() - start) * 1000, (cpu_seconds(pid) - cpu) * 1000
+            out[name + "_rss"], out[name + "_peak"] = rss(pid)
             assert answer.status_code == 200 and "Relatórios" in answer.text, answer.text[-500:]
 
+        settle(pid)  # the console's warm-up over: its CPU and memory are not the view's
+        out["idle_rss"] = rss(pid)[0]
         view("first")
         view("second")
         csv = client.get(f"/relatorios/mensal.csv?mes={month}")
         assert csv.status_code == 200, csv.text[-500:]
-        settle(web.server.pid)  # the console's warm-up over: its CPU is not the view's
+        view("other", earlier(month))
+        settle(pid)
         account = paying.split("-", 2)[2]
         answer = client.post(f"/clientes/{account}/pagamento", data={"csrf": web.csrf, "fatura": paying, "pago_em": DAY})
         assert answer.status_code in (200, 303), answer.text[-500:]
+        out["paid_rss"] = rss(pid)[0]
         view("changed")
         forecast = client.get("/relatorios/previsao.csv")
         assert forecast.status_code == 200, forecast.text[-500:]
@@ -129,8 +157,12 @@ def main() -> None:
             (work / f"{name}.forecast.csv").write_text(r["forecast_csv"], encoding="utf-8")
             print(f"{name}: report {r['report']:.1f} s, forecast {r['forecast']:.1f} s, "
                   f"Relatórios {fmt(r['first'])} ms (console's CPU {fmt(r['first_cpu'])} ms) then {fmt(r['second'])} ms "
-                  f"(CPU {fmt(r['second_cpu'])} ms), after a payment {fmt(r['changed'])} ms (CPU {fmt(r['changed_cpu'])} ms)",
-                  flush=True)
+                  f"(CPU {fmt(r['second_cpu'])} ms), the month before {fmt(r['other'])} ms, after a payment "
+                  f"{fmt(r['changed'])} ms (CPU {fmt(r['changed_cpu'])} ms)", flush=True)
+            print(f"{name}: the console's RSS idle {r['idle_rss']:.0f} MB; after the first view {r['first_rss']:.0f} MB "
+                  f"(peak {r['first_peak']:.0f}), the second {r['second_rss']:.0f} (peak {r['second_peak']:.0f}), "
+                  f"the month before {r['other_rss']:.0f} (peak {r['other_peak']:.0f}); after the payment "
+                  f"{r['paid_rss']:.0f}, then Relatórios {r['changed_rss']:.0f} (peak {r['changed_peak']:.0f})", flush=True)
     for name, r in results.items():
         # The month's CSV as the page serves it is the CLI's, byte for byte (the CLI writes text to stdout).
         assert r["csv"].decode("utf-8") == r["report_csv"], f"{name}: the page's CSV differs from `notifier report`'s"
@@ -149,6 +181,14 @@ def main() -> None:
     for name, r in results.items():
         print(f"| {name} | {r['report']:.1f} s ({r['report_mb']:.0f} MB) | {r['forecast']:.1f} s ({r['forecast_mb']:.0f} MB) "
               f"| {fmt(r['first'] / 1000)} s | {fmt(r['second'] / 1000)} s | {fmt(r['changed'] / 1000)} s |")
+    print("\n| the console's RSS, MB | idle | first view (peak) | second view | the month before (peak) "
+          "| after a payment, then Relatórios (peak) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        print(f"| {name} | {r['idle_rss']:.0f} | {r['first_rss']:.0f} (+{r['first_rss'] - r['idle_rss']:.0f}; "
+              f"{r['first_peak']:.0f}) | {r['second_rss']:.0f} | {r['other_rss']:.0f} (+{r['other_rss'] - r['second_rss']:.0f}; "
+              f"{r['other_peak']:.0f}) | {r['paid_rss']:.0f}, {r['changed_rss']:.0f} (+{r['changed_rss'] - r['paid_rss']:.0f}; "
+              f"{r['changed_peak']:.0f}) |")
     if "report_unindexed" in now:
         print(f"now, `notifier report` without the log's index file (reads the whole log once to build it): "
               f"{now['report_unindexed']:.1f} s")
@@ -161,6 +201,14 @@ def main() -> None:
          source="issue 21", label="Relatórios, a second view", goal="<= 1000")
     emit("console.reports.changed", now["changed"], "ms", baseline=base("changed"), baseline_label=label, area=AREA,
          source="painel task", label="Relatórios after a payment through the console", goal="<= 1000")
+    for key, start, what in (("first", "idle_rss", "a first view of a month"), ("other", "second_rss", "a first view of another month"),
+                             ("changed", "paid_rss", "a view after a payment")):
+        emit(f"console.reports.memory.{key}", now[key + "_rss"] - now[start], "MB",
+             baseline=before[key + "_rss"] - before[start] if before else None, baseline_label=label, area=AREA,
+             source="issue 21", label=f"Relatórios, the console's RSS that stays after {what}", goal="<= 15")
+        emit(f"console.reports.memory.{key}.peak", now[key + "_peak"] - now[start], "MB",
+             baseline=before[key + "_peak"] - before[start] if before else None, baseline_label=label, area=AREA,
+             source="issue 21", label=f"Relatórios, the console's peak RSS during {what}, above its RSS before")
     for key, what in (("first", "first view after start"), ("second", "a second view"),
                       ("changed", "after a payment through the console")):
         emit(f"console.reports.{key}.cpu", now[key + "_cpu"], "ms", baseline=base(key + "_cpu"),

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from datetime import date, timedelta
+from decimal import Decimal
 from io import StringIO
 from zoneinfo import ZoneInfo
 
@@ -130,13 +131,16 @@ def test_relatorios_keeps_the_months_report_until_a_payment_changes_it(lived, tm
     assert reports._month_report(web, "2026-11") is kept and [l.to_json() for l in kept] == printed()
     # Paid on 22/11, five days after its reminder (17/11): not within the window; corrected to
     # 18/11, the reminder recovered it.
-    assert not any(l.paid_invoices.get("2026-11-padaria") for l in kept)
+    reminder = [l for l in kept if (l.stage, l.channel) == ("reminder", "email")][0]
+    assert reminder.paid_accounts == 0 and reminder.recovered == 0
     attempts = reports._reports["2026-11"].attempts
     cli("pay", "2026-11-padaria", "--date", "2026-11-18", "--correct", "--reason", "data do banco", "--by", "bruno")
     now = reports._month_report(web, "2026-11")
     # The log gained a payment record only: the month's attempts were not read again.
     assert reports._reports["2026-11"].attempts is attempts
-    assert now is not kept and any(l.paid_invoices.get("2026-11-padaria") for l in now)
+    reminder = [l for l in now if (l.stage, l.channel) == ("reminder", "email")][0]
+    assert now is not kept and reminder.paid_accounts == 1 and reminder.recovered == Decimal("189.90")
+    assert now.recovered == kept.recovered + Decimal("189.90")
     assert [l.to_json() for l in now] == printed()
     assert now == month_report(AttemptLog(cli.workdir / "attempts.jsonl"), Store(cli.workdir / "state.json").snapshot(),
                                web.config, "2026-11")
@@ -151,3 +155,54 @@ def test_only_a_sending_or_a_record_about_one_changes_the_months_attempts(lived)
     assert not attempts_unchanged(events["sending"]) and not attempts_unchanged(events["sent"])
     assert attempts_unchanged(events["payment"]) and attempts_unchanged(events["payment"] + events["payment"])
     assert not attempts_unchanged(events["payment"] + events["sent"])
+
+
+def test_the_tallys_columns_settle_as_sets_of_the_attempts_would(lived):
+    """The month's tally keeps numbers, not the attempts' strings (the console keeps it for three
+    months): settled, it gives each line the accounts reached, those that paid an invoice within the
+    window after the notice (on its last day too, not the day after, not before the notice) and the
+    amount of those invoices; the month's amount counts an invoice once however many lines it is
+    in. Checked against the plain sets of many made attempts: several invoices to a notice, one
+    invoice in many lines, payments missing, unpaid, or with amounts of other exponents."""
+    import random
+    from notifier.log.history import Attempt
+    from notifier.reports.monthly import Payment, tally, settle
+    rnd = random.Random(21)
+    stages, channels = ("reminder", "overdue", "suspended"), ("email", "whatsapp", "sms")
+    outcomes = (["sent"], ["sent", "delivered"], ["sent", "delivered", "read"], ["sent", "bounced"], ["failed"],
+                ["blocked"], ["task"], [], ["sent", "undelivered"])
+    invoices = [f"2026-11-acc-{n}" for n in range(1200)]
+    payments = {}
+    for invoice in invoices[:1000]:
+        paid = rnd.choice([None, *(date(2026, 11, d) for d in range(1, 31))])
+        payments[invoice] = Payment(Decimal(rnd.choice(["10.5", "10.50", "189.90", "1234.56", "0.01"])), paid)
+    found = []
+    for n in range(6000):
+        sending = {"id": f"a{n}", "event": "sending", "stage": rnd.choice(stages), "channel": rnd.choice(channels),
+                   "account": f"acc-{rnd.randrange(1500)}", "notice_date": f"2026-11-{rnd.randrange(1, 31):02d}",
+                   "invoices": rnd.sample(invoices, rnd.choice([0, 1, 1, 1, 2, 3]))}
+        found.append(Attempt(sending, [{"event": e, "ref": f"a{n}"} for e in rnd.choice(outcomes)]))
+    lines = settle(tally(found, SAO_PAULO), payments.get)
+
+    reached, paid_accounts, paid_invoices = {}, {}, {}
+    for a in found:
+        s, events = a.sending, a.events()
+        key = (s["stage"], s["channel"])
+        if not events & {"sent", "delivered", "read"} or events & {"bounced", "undelivered"}:
+            continue
+        reached.setdefault(key, set()).add(s["account"])
+        notice = date.fromisoformat(s["notice_date"])
+        for invoice in s["invoices"]:
+            p = payments.get(invoice)
+            if p and p.paid and notice <= p.paid <= notice + timedelta(days=3):
+                paid_accounts.setdefault(key, set()).add(s["account"])
+                paid_invoices.setdefault(key, {})[invoice] = p.amount
+    got = {(l.stage, l.channel): (l.accounts, l.paid_accounts, str(l.recovered)) for l in lines}
+    assert got == {key: (len(reached.get(key, ())), len(paid_accounts.get(key, ())),
+                         str(sum(paid_invoices.get(key, {}).values(), Decimal("0")))) for key in got}
+    assert len(got) == 9 and all(0 < l.paid_accounts < l.accounts for l in lines)
+    month = {}
+    for paid in paid_invoices.values():
+        month.update(paid)
+    assert str(lines.recovered) == str(sum(month.values(), Decimal("0")))
+    assert lines.recovered < sum(l.recovered for l in lines)  # some invoice was in several lines

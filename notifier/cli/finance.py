@@ -232,7 +232,7 @@ def report(obj: Context, month, html_path, fmt, window):
     """Per stage and channel: attempts (= sent + failed + blocked + task + other), of the sent how
     many were delivered, read, bounced, and the accounts that paid within --window days after the
     notice (recovery rate and amount); the month's recovered amount."""
-    from notifier.reports.monthly import month_report, recovered
+    from notifier.reports.monthly import month_report
     lines = month_report(obj.log(), obj.store().snapshot(), obj.config, month, window)
     if html_path:
         _write_text(html_path, _report_html(obj, month, lines, window))
@@ -246,9 +246,9 @@ def report(obj: Context, month, html_path, fmt, window):
         print_table(["stage", "channel", "attempts", "sent", "failed", "blocked", "task", "other", "delivered", "read",
                      "bounced", "accounts", f"paid ≤{window}d", "rate", "recovered"],
                     [[l.stage, l.channel, l.attempts, l.sent, l.failed, l.blocked, l.task, l.other, l.delivered,
-                      l.read, l.bounced, len(l.accounts), len(l.paid_accounts), f"{l.rate:.1%}", l.recovered]
+                      l.read, l.bounced, l.accounts, l.paid_accounts, f"{l.rate:.1%}", l.recovered]
                      for l in lines])
-        click.echo(f"recovered in {month}: {recovered(lines)}")
+        click.echo(f"recovered in {month}: {lines.recovered}")
     if html_path:
         click.echo(f"{html_path}: the report as HTML", err=fmt != "table")
 
@@ -257,10 +257,10 @@ def _report_html(obj: Context, month: str, lines, window: int) -> str:
     from babel.dates import format_date
     from notifier.reports.audit import environment
     from notifier.reports.exports import CHANNEL_LABELS, STAGE_LABELS
-    from notifier.reports.monthly import month_bounds, recovered
+    from notifier.reports.monthly import month_bounds
     first, _ = month_bounds(month)
     return environment().get_template("report.html").render(
-        company=obj.config.company, lines=lines, window=window, recovered=recovered(lines),
+        company=obj.config.company, lines=lines, window=window, recovered=lines.recovered,
         total=lambda name: sum(getattr(l, name) for l in lines),
         month_label=format_date(first, "MMMM 'de' yyyy", locale="pt_BR"),
         generated=obj.now().strftime("%d/%m/%Y %H:%M"),

@@ -178,7 +178,7 @@ def write_report_csv(lines, out: IO[str]) -> None:
     for l in lines:
         writer.writerow([STAGE_LABELS.get(l.stage, l.stage), CHANNEL_LABELS.get(l.channel, l.channel), l.attempts,
                          l.sent, l.failed, l.blocked, l.task, l.other, l.delivered, l.read, l.bounced,
-                         len(l.accounts), len(l.paid_accounts), br_decimal(l.rate * 100), br_decimal(l.recovered)])
+                         l.accounts, l.paid_accounts, br_decimal(l.rate * 100), br_decimal(l.recovered)])
 
 
 def write_forecast_csv(rows, out: IO[str]) -> None:
