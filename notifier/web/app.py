@@ -14,6 +14,7 @@ replaced whole, the log index and the search index have their locks, the session
 from __future__ import annotations
 
 import ctypes
+import gc
 import threading
 import time
 from datetime import date, datetime
@@ -168,6 +169,7 @@ class Web:
         self._forecast = KeptForecast()
         forget_panel()
         forget_search()
+        gc.collect()  # a kept plan refers to itself (its parts' method): only the collector frees it
         threading.Thread(target=self.warm, name="warm-up", daemon=True).start()
 
     def warm(self) -> None:
