@@ -166,8 +166,10 @@ class Web:
         again on the new one in a thread, as at start (it waits for the new version's read)."""
         from notifier.staff.search import forget as forget_search
         from .views.panel import forget as forget_panel
+        from .views.reports import forget as forget_reports
         self._forecast = KeptForecast()
         forget_panel()
+        forget_reports()
         forget_search()
         gc.collect()  # a kept plan refers to itself (its parts' method): only the collector frees it
         threading.Thread(target=self.warm, name="warm-up", daemon=True).start()

@@ -13,7 +13,7 @@ import io
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from babel.dates import format_date
@@ -156,7 +156,7 @@ class _Kept:
     log: tuple  # the log's (inode, size) when its attempts were read
     tail: bytes  # the log's last bytes then: an append-only log still has them there
     attempts: object  # the month's attempts as the report takes them (`monthly.Tally`), not the attempts
-    invoices: dict  # the stored invoices' table (the same object while no write changed it)
+    invoices: dict | None  # the stored invoices' table (the same object while no write changed it)
     archive: tuple | None
     config: object
     lines: list
@@ -167,6 +167,14 @@ _reports: dict[str, _Kept] = {}  # the last MONTHS months asked
 _reports_lock = threading.Lock()
 TAIL = 256  # bytes of the log's end kept to recognise it
 APPENDED = 16 << 20  # bytes appended since, past which the month's attempts are read again anyway
+
+
+def forget() -> None:
+    """Let go of the invoices' table each month's report was settled with (a version of the
+    state): the tallies stay, and the next view settles them again with the invoices of then."""
+    with _reports_lock:
+        for month, kept in _reports.items():
+            _reports[month] = replace(kept, invoices=None)
 
 
 def _month_report(web, month: str) -> Report:
