@@ -269,3 +269,18 @@ def fresh_copy(source: Path, work: Path, names: tuple[str, ...]) -> Path:
         if (source / name).exists():
             shutil.copy2(source / name, work / name)
     return work
+
+
+class Chain:
+    """Writes records to `out` as the attempt log's own lines (a bench's log, written straight):
+    each numbered (`seq`) and carrying the SHA-256 of the line before it (`prev`)."""
+
+    def __init__(self, out, seq: int = 0, prev: str = "0" * 64):
+        self.out, self.seq, self.prev = out, seq, prev
+
+    def put(self, fields: dict) -> None:
+        self.seq += 1
+        raw = json.dumps({"seq": self.seq, **fields, "prev": self.prev}, ensure_ascii=False,
+                         separators=(",", ":")).encode()
+        self.prev = hashlib.sha256(raw).hexdigest()
+        self.out.write(raw + b"\n")

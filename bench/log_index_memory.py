@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit  # noqa: E402
+from bench._common import Chain, emit  # noqa: E402
 
 AREA = "Registro (log queries)"
 LABELS = {"build": "first build from the log", "restart": "restart from its file",
@@ -73,15 +73,8 @@ def append(path: Path, lines: int) -> None:
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - 100_000))
         last = f.read().splitlines()[-1]
-    seq, prev = json.loads(last)["seq"], hashlib.sha256(last).hexdigest()
     out = open(path, "ab")
-
-    def put(fields: dict) -> None:
-        nonlocal seq, prev
-        seq += 1
-        raw = json.dumps({"seq": seq, **fields, "prev": prev}, ensure_ascii=False, separators=(",", ":")).encode()
-        prev = hashlib.sha256(raw).hexdigest()
-        out.write(raw + b"\n")
+    put = Chain(out, json.loads(last)["seq"], hashlib.sha256(last).hexdigest()).put
 
     written, i = 0, 0
     while written < lines:

@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import BENCH_PASSWORD, Console, cache_dir, emit  # noqa: E402
+from bench._common import BENCH_PASSWORD, Chain, Console, cache_dir, emit  # noqa: E402
 
 AREA = "Registro (log queries)"
 ACCOUNTS = 50_000
@@ -56,17 +56,12 @@ def grow(path: Path, records: int) -> None:
     start = datetime(2026, 1, 1, 11, tzinfo=timezone.utc)
     span = (datetime(2026, 11, 30, 23, tzinfo=timezone.utc) - start).total_seconds()
     attempts = records * 9 // 20  # 45% sendings, 45% outcomes, 10% later statuses
-    seq, prev, n = 0, "0" * 64, 0
+    n = 0
     later: list[tuple[str, str, str, str]] = []
     with open(path, "wb", buffering=1 << 22) as out:
-        def put(fields: dict) -> None:
-            nonlocal seq, prev
-            seq += 1
-            raw = json.dumps({"seq": seq, **fields, "prev": prev}, ensure_ascii=False, separators=(",", ":")).encode()
-            prev = hashlib.sha256(raw).hexdigest()
-            out.write(raw + b"\n")
-
-        while seq < records:
+        chain = Chain(out)
+        put = chain.put
+        while chain.seq < records:
             i = n
             n += 1
             when = start + timedelta(seconds=span * min(i, attempts) / attempts)
@@ -86,7 +81,7 @@ def grow(path: Path, records: int) -> None:
                  "first_time": False, "tutorial": False, "covers": [[f"2026-{when.month:02d}-{account}", t[:10], stage]],
                  "template": f"{channel}/{stage}", "attempt": 1, "channel": channel, "recipient": recipient,
                  "content": {"subject": "Fatura em aberto: R$ 89,90", "text": TEXT}})
-            if seq >= records:
+            if chain.seq >= records:
                 break
             provider = {"email": "smtp", "whatsapp": "twilio", "sms": "twilio", "social": "staff-task"}[channel]
             event = "task" if channel == "social" else "failed" if i % 53 == 0 else "sent"
@@ -97,9 +92,9 @@ def grow(path: Path, records: int) -> None:
             if event == "sent" and i % 9 < 2:
                 status = "bounced" if channel == "email" else ("read" if i % 2 else "delivered")
                 later.append((aid, account, channel, status))
-            if len(later) > 50 or (later and seq >= records - 1):
+            if len(later) > 50 or (later and chain.seq >= records - 1):
                 aid2, acc2, ch2, status = later.pop(0)
-                if seq < records:
+                if chain.seq < records:
                     put({"id": hashlib.md5(b"s" + aid2.encode()).hexdigest(), "event": status, "time": t,
                          "actor": "daemon", "account": acc2, "channel": ch2, "ref": aid2,
                          "provider": "smtp" if ch2 == "email" else "twilio", "detail": status})
