@@ -39,6 +39,16 @@ def _grow(path, n: int, start: int = 0) -> None:
     log.close()
 
 
+def _saved_index(path, n: int):
+    """A log of `n` attempts (`_grow`) and its index, built and written to its file."""
+    from notifier.log.index import LogIndex
+    _grow(path, n)
+    built = LogIndex(path, SP)
+    built.refresh()
+    built.save()
+    return built
+
+
 def _expected(path, keep) -> list[str]:
     """Ids of the attempts `keep(attempt, local_day)` selects, newest first, from the whole log."""
     from notifier.log.attempts import AttemptLog
@@ -110,10 +120,7 @@ def test_the_index_file_is_read_by_a_new_process_and_ignored_when_the_log_is_not
     from notifier.log.index import LogIndex
     from notifier.log.query import Query, page
     path = tmp_path / "attempts.jsonl"
-    _grow(path, 20)
-    built = LogIndex(path, SP)
-    built.refresh()
-    built.save()
+    built = _saved_index(path, 20)
     _grow(path, 2, start=50)  # appended after the file was written
     again = LogIndex(path, SP)
     assert [a.id for a in page(again, Query(channel="email")).attempts] == \
@@ -185,10 +192,7 @@ def test_the_mapped_index_file_takes_appended_lines_and_updates_without_changing
 def test_an_index_file_damaged_in_its_arrays_or_naming_a_longer_log_is_not_used(tmp_path):
     from notifier.log.index import LogIndex
     path = tmp_path / "attempts.jsonl"
-    _grow(path, 30)
-    built = LogIndex(path, SP)
-    built.refresh()
-    built.save()
+    built = _saved_index(path, 30)
     expected = _answers(LogIndex(path, SP, persist=False))
     # One byte of the arrays changed (an offset, a row's line...): the file's SHA-256 no longer matches.
     data = bytearray(built.file.read_bytes())
