@@ -45,6 +45,15 @@ def _log_length(work) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+def _bytes(path) -> bytes:
+    """A file's bytes, or none when it is a folder or was renamed away since it was listed (the
+    state's temporary file, a moment before it replaces the state)."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return b""
+
+
 def _stops(action: str, acc: str, claim: dict) -> bool:
     """Whether `action` on account `acc` stops the notice of `claim`."""
     if claim.get("account") != acc:
@@ -87,8 +96,7 @@ def test_no_claim_for_a_stopped_notice_after_the_command_returned(imported, tmp_
                     returned.append((action, acc, _log_length(work)))
                     fired += 1
                 if round_ % 2:  # the daemon: stop it once its day is done
-                    wait_for(lambda: any(b'"heartbeat"' in p.read_bytes() for p in work.glob("state.json*")
-                                         if p.is_file()), timeout=60)
+                    wait_for(lambda: any(b'"heartbeat"' in _bytes(p) for p in work.glob("state.json*")), timeout=60)
                     proc.terminate()
                 assert proc.wait(timeout=120) == 0, errors.read_text()[-2000:]
             finally:
