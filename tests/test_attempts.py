@@ -62,6 +62,67 @@ def test_the_stored_message_is_the_exact_bytes(tmp_path):
     assert [i for i, _ in log.messages.entries("2026-11.pack")] == ids  # a pack reads on its own too
 
 
+@pytest.mark.parametrize("kept", ["7", "header+40"])
+def test_an_entry_torn_by_a_crash_is_cut_before_the_next_append(tmp_path, kept):
+    """A kill mid-append leaves the start of an entry at the end of its pack. The restarted
+    process's first append must not leave it between whole entries: the pack would no longer read
+    on its own, and verify would call the crash's bytes an edit."""
+    log = AttemptLog(tmp_path / "attempts.jsonl")
+    before = log.start_many([(T0, email(), FIELDS, "daemon", os.urandom(2000)) for _ in range(2)])
+    pack = log.messages.folder / "2026-11.pack"
+    whole = pack.read_bytes()
+    other = AttemptLog(tmp_path / "elsewhere" / "attempts.jsonl")  # the entry the crash was writing
+    other.start(T0, email(), FIELDS, payload=os.urandom(2000))
+    entry = (other.messages.folder / "2026-11.pack").read_bytes()
+    cut = 7 if kept == "7" else entry.index(b"\n") + 40
+    with open(pack, "ab") as f:
+        f.write(entry[:cut])
+    restarted = AttemptLog(tmp_path / "attempts.jsonl")
+    after = restarted.start_many([(T0, email(), FIELDS, "daemon", os.urandom(2000)) for _ in range(2)])
+    assert pack.read_bytes().startswith(whole)
+    assert [i for i, _ in restarted.messages.entries("2026-11.pack")] == before + after
+    result = verify(restarted.path, restarted.messages)
+    assert result.ok, result.problems
+
+
+def test_bytes_that_are_no_entry_are_not_cut(tmp_path):
+    """Only what can be nothing but an entry cut short is cut: other bytes in a pack (an edit, a
+    damaged disk) stay for verify to report."""
+    log = AttemptLog(tmp_path / "attempts.jsonl")
+    log.start(T0, email(), FIELDS, payload=b"first")
+    pack = log.messages.folder / "2026-11.pack"
+    with open(pack, "ab") as f:
+        f.write(b"not an entry")
+    size = pack.stat().st_size
+    AttemptLog(tmp_path / "attempts.jsonl").start(T0, email(), FIELDS, payload=b"second")
+    assert pack.read_bytes()[size - len(b"not an entry"):size] == b"not an entry"
+    assert not verify(log.path, log.messages).ok
+
+
+def test_an_append_cut_short_by_a_full_disk_takes_back_what_it_wrote(tmp_path):
+    """A write stopped part-way (here by a file size limit, as a full disk would) must not leave
+    a torn entry: the append fails whole, and the pack is as it was."""
+    script = """
+import os, resource, signal, sys
+from notifier.log.messagestore import MessageStore
+store = MessageStore(sys.argv[1])
+store.put_many("2026-11", [("a", b"first")])
+size = os.path.getsize(os.path.join(sys.argv[1], "2026-11.pack"))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 300, size + 300))
+try:
+    store.put_many("2026-11", [("b", os.urandom(5000))])
+except OSError as exc:
+    print("refused", exc.errno, os.path.getsize(os.path.join(sys.argv[1], "2026-11.pack")) - size)
+"""
+    import errno
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "packs")], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["refused", str(errno.EFBIG), "0"]
+
+
 def test_whatsapp_template_is_recorded_as_sid_and_variables(tmp_path):
     log = AttemptLog(tmp_path / "attempts.jsonl")
     message = Message(channel="whatsapp", recipient="+5511987654321", text="preview only",

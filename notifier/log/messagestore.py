@@ -18,7 +18,10 @@ be read on its own (`entries()`), addressed by attempt id, without the log.
 
 Each entry is compressed on its own (zlib, level 9), so one message is read without the others.
 A crash mid-append leaves at most a torn entry at the end of a pack that no log record points to
-(the pack is written and fsynced before the log's `sending` record); it is never read.
+(the pack is written and fsynced before the log's `sending` record). The next append cuts it
+before writing (`_cut_torn_tail`): left there, it would sit between whole entries, where neither
+`entries()` nor `verify` could tell it from bytes someone put there. A write that fails (a full
+disk) takes back what it wrote.
 """
 from __future__ import annotations
 
@@ -82,6 +85,9 @@ class MessageStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self._readers: dict[str, int] = {}  # pack name -> open descriptor: verify reads thousands
+        # pack name -> an offset known to end a whole entry (this store's last append, or the end
+        # of a walk): the bytes before it never change, so the next check starts there.
+        self._whole: dict[str, int] = {}
 
     def put_many(self, month: str, items: list[tuple[str, bytes]]) -> list[Stored]:
         """Append (attempt id, payload) pairs to the pack of `month` ("YYYY-MM") with one write and
@@ -92,11 +98,11 @@ class MessageStore:
         path = self.folder / name
         created = not path.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)  # read: the tail check
         try:
             # Several processes may send at once: the lock makes the offsets we compute true.
             fcntl.flock(fd, fcntl.LOCK_EX)
-            offset = os.fstat(fd).st_size
+            offset = self._cut_torn_tail(fd, name)
             blob = bytearray()
             stored = []
             for attempt_id, payload in items:
@@ -108,13 +114,38 @@ class MessageStore:
                 start = offset + len(blob) + len(header)
                 blob += header + packed + b"\n"
                 stored.append(Stored(name, start, len(packed), len(payload), digest, zdigest))
-            os.write(fd, blob)
+            _write_all(fd, blob, offset)
             os.fsync(fd)
+            self._whole[name] = offset + len(blob)
         finally:
             os.close(fd)
         if created:
             _fsync_dir(self.folder)
         return stored
+
+    def _cut_torn_tail(self, fd: int, name: str) -> int:
+        """The pack's size once an entry torn by a crash at its end is cut off: where the next
+        entry goes. Called under the pack's lock, so no other writer is mid-append.
+
+        The walk goes from header to header, from the last offset this store knows to end an
+        entry or, the first time, from the last entry's header found near the end: a restart
+        does not read a month of headers. Only bytes that can be nothing but the start of an entry cut short are cut: no record
+        points at them (the pack is fsynced before the log's record). Anything else that does
+        not frame as an entry (a damaged or edited pack) is left for `verify` to report."""
+        size = os.fstat(fd).st_size
+        at = self._whole.get(name)
+        if at is None:
+            at = _last_header(fd, size)
+        while at < size:
+            step = _entry_size(fd, at, size)
+            if step is None:
+                break  # not an entry as written: not ours to cut
+            if step == 0:
+                os.ftruncate(fd, at)  # made durable by the append's fsync that follows
+                return at
+            at += step
+        self._whole[name] = at
+        return size
 
     def get(self, where: Stored) -> bytes:
         """The payload `where` points at, checked against its SHA-256 (MessageStoreError if not)."""
@@ -201,3 +232,51 @@ class MessageStore:
         """Bytes the packs take, for README's "disk per month" figure."""
         return sum(p.stat().st_size for p in self.folder.glob("*.pack")) if self.folder.exists() else 0
 
+
+
+def _write_all(fd: int, blob: bytes, offset: int) -> None:
+    """Write every byte of `blob`, or none: a write cut short (a full disk, a file size limit)
+    is taken back, so a failed append leaves no torn entry for the next one to stand on."""
+    view = memoryview(blob)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        os.ftruncate(fd, offset)
+        raise
+
+
+def _last_header(fd: int, size: int, window: int = 256 * 1024) -> int:
+    """Where the last entry of a pack starts, found in its last `window` bytes (a header
+    line starts the file or follows an entry's closing newline, and frames an entry); 0 when none
+    does there (an entry bigger than the window), so the walk starts at the beginning."""
+    start = max(0, size - window)
+    data = os.pread(fd, size - start, start)
+    at = len(data)
+    while at > 0:
+        at = data.rfind(b'\n{"id":"', 0, at)
+        if at < 0:
+            break
+        if _entry_size(fd, start + at + 1, size) is not None:
+            return start + at + 1
+    return 0
+
+
+def _entry_size(fd: int, at: int, size: int) -> int | None:
+    """The size of the entry that starts at `at` (its header, payload and newline); 0 when the
+    pack ends before the entry does (torn by a crash: a prefix of a header, or a header whose
+    payload is cut short); None when the bytes there are not an entry as `put_many` writes it."""
+    chunk = os.pread(fd, min(1024, size - at), at)
+    nl = chunk.find(b"\n")
+    if nl < 0:
+        start = b'{"id":"'
+        torn = chunk.startswith(start) or start.startswith(chunk)
+        return 0 if torn and at + len(chunk) == size else None
+    try:
+        zsize = int(orjson.loads(chunk[:nl])["zsize"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    end = at + nl + 1 + zsize  # where the entry's closing newline is
+    if end >= size:
+        return 0
+    return end + 1 - at if os.pread(fd, 1, end) == b"\n" else None
