@@ -321,7 +321,12 @@ def test_pages_carry_a_csp_and_no_inline_script(console):
         pages = [client.get("/login")]
         http_login(client, "ana")
         pages += [client.get("/"), client.get("/configuracao")]
+        static = client.get("/static/htmx.min.js")
+    assert "no-store" not in static.headers.get("cache-control", "") and static.headers["x-content-type-options"] == "nosniff"
     for answer in pages:
+        # Pages hold customer data: never in a shared cache, never sniffed into another type.
+        assert answer.headers["cache-control"] == "no-store" and answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "same-origin"
         policy = dict(d.strip().split(" ", 1) for d in answer.headers["content-security-policy"].split(";"))
         assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'" and policy["object-src"] == "'none'"
         assert not re.search(r"<script(?![^>]*\ssrc=)", answer.text), answer.url

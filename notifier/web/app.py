@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifier.config import Config
@@ -211,24 +212,45 @@ class Web:
         return now if self.day is None else datetime.combine(self.day, now.timetz())
 
 
+class Guard:
+    """Every answer's security headers, and a POST from a page of another site refused.
+
+    A plain ASGI middleware, not `@app.middleware("http")`: that one sends each request through a
+    task and a stream of its own, turns of the event loop that a search then waits for, behind
+    the other requests' work, to be allowed to run (the interpreter runs one thread at a time)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        private = not scope["path"].startswith("/static/")
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", CSP)  # a view may set a stricter one
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "same-origin"
+                if private:
+                    headers["Cache-Control"] = "no-store"  # pages hold customer data: not in a shared cache
+            await send(message)
+
+        request = Request(scope)
+        # The API takes no cookie (a bearer token only): a script's POST has no Origin to check.
+        if scope["method"] not in ("GET", "HEAD") and not api.is_api(request) and not auth.origin_ok(request):
+            refused = forbidden_page(request, None, "Pedido recusado: ele não veio de uma página deste console.")
+            return await refused(scope, receive, with_headers)
+        await self.app(scope, receive, with_headers)
+
+
 def build(config: Config, day: date | None = None) -> FastAPI:
     app = FastAPI(title="Dunning notifier console", docs_url=None, redoc_url=None)
     app.state.web = Web(config, day)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        # The API takes no cookie (a bearer token only): a script's POST has no Origin to check.
-        if request.method not in ("GET", "HEAD") and not api.is_api(request) and not auth.origin_ok(request):
-            response = forbidden_page(request, None, "Pedido recusado: ele não veio de uma página deste console.")
-        else:
-            response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)  # a view may set a stricter one
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"  # pages hold customer data: not in a shared cache
-        return response
+    app.add_middleware(Guard)
 
     @app.exception_handler(auth.LoginRequired)
     async def to_login(request: Request, _exc):
