@@ -58,11 +58,18 @@ def _expected(path, keep) -> list[str]:
     return [a.id for a in reversed(found)]
 
 
-def test_filters_and_pages_give_what_reading_the_whole_log_gives(tmp_path):
+@pytest.mark.parametrize("clock", ["in order", "set back"])
+def test_filters_and_pages_give_what_reading_the_whole_log_gives(tmp_path, clock):
+    """In order, a period is a run of rows found by bisection; after the machine's clock went
+    back (later lines with earlier days), every row's day is tested."""
     from notifier.log.index import LogIndex
     from notifier.log.query import Query, page, stream
     path = tmp_path / "attempts.jsonl"
-    _grow(path, 60)
+    if clock == "in order":
+        _grow(path, 60)
+    else:
+        _grow(path, 40)
+        _grow(path, 20, start=10)
     index = LogIndex(path, SP)
     cases = [
         (Query(), lambda a, d: True),
@@ -145,10 +152,19 @@ def test_the_day_masks_compare_both_bytes(low, high):
     """The range filter works on the two byte planes of the day column: days on each side of a
     256 boundary."""
     from array import array
-    from notifier.log.query import _and, _at_least, _at_most
+    from notifier.log.query import _at_least, _at_most, _equal
     days = array("H", [0, 1, 255, 256, 257, 511, 512, 300, 65000, 65535])
-    mask = _and(_at_least(days, low, len(days)), _at_most(days, high, len(days)))
+    mask = (_at_least(days, low, 0, len(days)) & _at_most(days, high, 0, len(days))).to_bytes(len(days), "little")
     assert [d for d, m in zip(days, mask) if m] == [d for d in days if low <= d <= high]
+    part = _at_least(days, low, 3, 8).to_bytes(5, "little")  # rows 3 to 7 only
+    assert [d for d, m in zip(days[3:8], part) if m] == [d for d in days[3:8] if d >= low]
+    for value in (low, high):
+        same = _equal(days, value, 0, len(days)).to_bytes(len(days), "little")
+        assert [d for d, m in zip(days, same) if m] == [d for d in days if d == value]
+    # A column of at most 256 codes has only zeros in its high bytes, which are then not read.
+    codes = array("H", [0, 3, 255, 3, 1])
+    assert _equal(codes, 3, 0, 5, wide=False).to_bytes(5, "little") == bytes([0, 1, 0, 1, 0])
+    assert _equal(codes, 256 + 3, 0, 5, wide=False) == 0
 
 
 def _answers(index) -> tuple:

@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import operator
 import os
 import threading
 import zlib
 from array import array
-from itertools import chain
+from bisect import bisect_left, bisect_right
+from itertools import chain, islice
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -162,9 +164,11 @@ class Column:
     def __iter__(self):
         return chain(self.base, self.tail)
 
-    def head(self, n: int) -> bytes:
-        """The bytes of the first `n` items (the Registro's masks read a column's byte planes)."""
-        return self.base[:n].tobytes() + self.tail[:max(0, n - self.size)].tobytes()
+    def between(self, start: int, stop: int) -> bytes:
+        """The bytes of items `start` to `stop` (the Registro's masks read a column's byte planes)."""
+        size = self.size
+        return (self.base[min(start, size):min(stop, size)].tobytes()
+                + self.tail[max(0, start - size):max(0, stop - size)].tobytes())
 
 
 class _Ids:
@@ -457,6 +461,8 @@ class LogIndex:
         self._book = None  # the tasks of the first `_booked` task lines (`task_list`): thrown away with the rest
         self._booked = 0
         self._days: dict[str, int] = {}  # "YYYY-MM-DDTHH" (UTC) -> local day, for hours within one day
+        self._in_order = 0  # the first rows whose days never go back (`day_rows`)
+        self._out_of_order = False  # a row's day before the previous one's: the clock went back
         self._take(_Base(b"", {name: (typecode, 0, 0) for name, typecode in COLUMNS + LISTS}))
 
     def _take(self, base: _Base, ids_used: int = 0) -> None:
@@ -568,6 +574,26 @@ class LogIndex:
         with self.locked():
             spans = self.spans(self.payments)
         return [rec for rec in self.read(spans) if rec.get("event") in ("payment", "payment_corrected")]
+
+    def day_rows(self, low: int | None, high: int | None, n: int) -> tuple[int, int] | None:
+        """(first, end): the rows among the first `n` whose day is from `low` to `high` (None: no
+        bound), found by bisection, when the rows' days never go back; None when one does.
+
+        A row's day is its sending's time, and the log is appended in time order, so a period is
+        one run of rows: the Registro then reads a month's rows instead of testing every row's
+        day. Only a clock set back breaks the order (checked once per row, in C)."""
+        if self._out_of_order:
+            return None
+        day = self.row_day
+        if self._in_order < n:
+            days = array("H", day.between(max(0, self._in_order - 1), n))
+            if not all(map(operator.le, days, islice(days, 1, None))):
+                self._out_of_order = True
+                return None
+            self._in_order = n
+        first = 0 if low is None else bisect_left(day, low, 0, n)
+        end = n if high is None else bisect_right(day, high, first, n)
+        return first, end
 
     def spans(self, lines) -> list[tuple[int, int]]:
         """(offset, length) of each line: a line ends a byte (its newline) before the next one starts."""
