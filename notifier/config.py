@@ -119,6 +119,9 @@ class CycleSettings:
     notice_tries: int = 6  # attempts of a notice in all, over its catch-up window; then it has failed
     backoff: float = 2.0  # seconds before the first retry; doubled for each next one, with jitter
     every_minutes: int = 15  # between cycles: how often the daemon sends what waited and retries
+    # The CPU priority (Unix nice, 0-19) run-once and the daemon run at: the cycle is batch work,
+    # and the console's staff on the same machine should not wait behind it.
+    nice: int = 10
 
 
 @dataclass(frozen=True)
@@ -508,7 +511,7 @@ def _parse_hours(raw, where: _Where) -> ContactHours:
 def _parse_cycle(raw, where: _Where) -> CycleSettings:
     if not isinstance(raw, dict):
         raise where.error("cycle", "must be a table")
-    limits = {"workers": (1, 64), "tries": (1, 10), "notice_tries": (1, 100), "every_minutes": (1, 1440)}
+    limits = {"workers": (1, 64), "tries": (1, 10), "notice_tries": (1, 100), "every_minutes": (1, 1440), "nice": (0, 19)}
     values = {}
     for key, value in raw.items():
         if key == "at":
@@ -523,7 +526,7 @@ def _parse_cycle(raw, where: _Where) -> CycleSettings:
         elif key in limits:
             values[key] = _int_in(value, *limits[key], f"cycle.{key}", where)
         else:
-            raise where.error(f"cycle.{key}", "unknown key (known: at, workers, tries, notice_tries, backoff, every_minutes)")
+            raise where.error(f"cycle.{key}", "unknown key (known: at, workers, tries, notice_tries, backoff, every_minutes, nice)")
     return CycleSettings(**values)
 
 

@@ -37,6 +37,7 @@ def test_secrets_come_from_the_environment_only():
     ('[contact_hours]\nsaturday = "14:00-08:00"', "contact_hours.saturday"),
     ('[contact_hours]\nweekdays = "25:00-26:00"', "contact_hours.weekdays"),
     ('settlement_days = -1', "settlement_days"),
+    ('[cycle]\nnice = 20', "cycle.nice"),
     ('timezone = "Mars/Olympus"', "timezone"),
     ('extra_holidays = ["2026-02-30"]', "extra_holidays[0]"),
     ('[company]\ncnpj = ""', "company.cnpj"),

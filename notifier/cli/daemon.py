@@ -130,7 +130,7 @@ def run_once(obj: Context, day, at, dry_run, limit, rehearsal, as_json):
     import signal
     import threading
     from notifier.run.cycle import Cycle, reconcile, record_cycle
-    from notifier.run.daemon import AlreadyRunning, PidLock
+    from notifier.run.daemon import AlreadyRunning, PidLock, run_niced
     from notifier.run.render import Renderer
     from notifier.staff.actions import send_waiting
     if at and not day:
@@ -138,6 +138,7 @@ def run_once(obj: Context, day, at, dry_run, limit, rehearsal, as_json):
     if not dry_run:  # a dry run writes nothing: any day may be previewed
         refuse_a_bad_start(obj, day, rehearsal)
     setup_logging()
+    run_niced(obj.config.cycle.nice)
     clock = clock_for(obj, day, at)
     today = clock().date()
     store, log = obj.store(), obj.log()
@@ -174,7 +175,7 @@ def daemon(obj: Context, day, rehearsal):
     """Run unattended: the daily cycle at the configured time (a catch-up cycle at start), what
     waited for contact hours and temporary failures in between, a daily staff summary. Stops
     cleanly on SIGTERM/SIGINT; refuses to start when another one runs on the same state."""
-    from notifier.run.daemon import AlreadyRunning, Daemon, PidLock
+    from notifier.run.daemon import AlreadyRunning, Daemon, PidLock, run_niced
     from notifier.run.render import Renderer
     from notifier.staff.actions import send_daily_summary
     refuse_a_bad_start(obj, day, rehearsal)
@@ -183,6 +184,8 @@ def daemon(obj: Context, day, rehearsal):
     # turn sending into a local folder unnoticed.
     logging.getLogger("notifier.daemon").info("channels: %s", "; ".join(
         f"{name} {mode_text(*mode)}" for name, mode in channel_modes(obj).items()))
+    logging.getLogger("notifier.daemon").info("CPU priority: nice %d ([cycle] nice = %d)",
+                                              run_niced(obj.config.cycle.nice), obj.config.cycle.nice)
     clock = clock_for(obj, day, None)
     store, log = obj.store(), obj.log()
     renderer = Renderer(obj.config)

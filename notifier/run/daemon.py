@@ -38,6 +38,24 @@ class AlreadyRunning(Exception):
     """Another notifier cycle or daemon holds the state's pid lock."""
 
 
+def run_niced(level: int) -> int:
+    """Run this process at CPU niceness `level` at least, and return the niceness in effect.
+
+    A cycle is batch work: its messages may leave a little later, but a person searching for a
+    customer in the console on the same machine should not wait behind it. On a 2-core machine
+    at 50,000 accounts, the console's search answered in 56 ms (p95) beside a cycle at the same
+    priority, and in 36 ms beside one at nice 10 (README, "The console at a large company's size").
+    A niceness set higher by the operator (systemd's Nice=) is kept."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if level > current:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, level)
+        except OSError as exc:  # a sandbox that filters the call: the cycle runs as it is
+            logging.getLogger("notifier.daemon").warning("cannot lower the CPU priority to nice %d: %s",
+                                                         level, exc.strerror or exc)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 class PidLock:
     """`state.json.pid`, locked with flock for as long as this process runs a cycle.
 

@@ -88,6 +88,7 @@ class ConsoleStore(Store):
     def __init__(self, *args, on_new_base: Callable[[], None] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._reading = threading.Lock()
+        self._trimming = threading.Lock()  # one trim at a time: a version that comes meanwhile shares it
         self._tables: tuple = ()  # the ids of the big tables of the last version read (not the tables: kept alive)
         self._on_new_base = on_new_base
 
@@ -100,12 +101,24 @@ class ConsoleStore(Store):
                 self._on_new_base()
             snap = super().snapshot()
             tables = tuple(map(id, snap.tables("accounts", "invoices", "history", "ledger")))
-            if tables != self._tables:
-                # A new version read: what its parse freed goes back to the system, not kept by
-                # the allocator for the next one (tens of milliseconds, after a parse of seconds).
-                self._tables = tables
-                give_back_free_memory()
-            return snap
+            new = tables != self._tables
+            self._tables = tables
+        if new:
+            # A new version read: what its parse freed goes back to the system, not kept by the
+            # allocator for the next one. In a thread of its own, outside the lock: a trim takes
+            # tens of milliseconds, and during a cycle a new version comes every few seconds;
+            # the requests that want the snapshot meanwhile do not wait for it.
+            self._trim()
+        return snap
+
+    def _trim(self) -> None:
+        if self._trimming.acquire(blocking=False):
+            def trim():
+                try:
+                    give_back_free_memory()
+                finally:
+                    self._trimming.release()
+            threading.Thread(target=trim, name="trim", daemon=True).start()
 
 
 class Web:
