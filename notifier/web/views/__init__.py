@@ -7,6 +7,7 @@ code, so a name cannot reorder the text around it.
 """
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 
@@ -20,13 +21,14 @@ from notifier.run.render import br_date, brl
 from notifier.staff.actor import INVISIBLE
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_INVISIBLE = re.compile("[" + "".join(sorted(INVISIBLE)) + "]")
 
 
 def texto(value) -> Markup:
     """Customer text, escaped, in its own bidi island, its control characters made visible."""
     if value is None or value == "":
         return Markup("")
-    shown = "".join(f"\x00U+{ord(c):04X}\x01" if c in INVISIBLE else c for c in str(value))
+    shown = _INVISIBLE.sub(lambda m: f"\x00U+{ord(m.group()):04X}\x01", str(value))  # in C: every name on a page
     safe = str(escape(shown)).replace("\x00", '<span class="ctl">').replace("\x01", "</span>")
     return Markup(f"<bdi>{safe}</bdi>")
 
