@@ -129,9 +129,10 @@ class MessageStore:
 
         The walk goes from header to header, from the last offset this store knows to end an
         entry or, the first time, from the last entry's header found near the end: a restart
-        does not read a month of headers. Only bytes that can be nothing but the start of an entry cut short are cut: no record
-        points at them (the pack is fsynced before the log's record). Anything else that does
-        not frame as an entry (a damaged or edited pack) is left for `verify` to report."""
+        does not read a month of headers. Only bytes that can be nothing but the start of an
+        entry cut short are cut: no record points at them (the pack is fsynced before the log's
+        record). Anything else that does not frame as an entry (a damaged or edited pack) is left
+        for `verify` to report."""
         size = os.fstat(fd).st_size
         at = self._whole.get(name)
         if at is None:
@@ -231,7 +232,6 @@ class MessageStore:
     def disk_usage(self) -> int:
         """Bytes the packs take, for README's "disk per month" figure."""
         return sum(p.stat().st_size for p in self.folder.glob("*.pack")) if self.folder.exists() else 0
-
 
 
 def _write_all(fd: int, blob: bytes, offset: int) -> None:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import operator
 import sys
 from bisect import bisect_right
-from functools import reduce
 from dataclasses import dataclass
 from datetime import date
+from functools import reduce
 from typing import Iterator
 
 from notifier.log.attempts import parse_line
@@ -57,15 +57,13 @@ class Selection:
     rows: int
     mask: bytes | None = None
     listed: list[int] | None = None
-    matched: int | None = None  # the 1s in `mask`, when the masks' join counted them
+    matched: int = 0  # the 1s in `mask` (counted when the masks were joined)
 
     @property
     def count(self) -> int:
         if self.listed is not None:
             return len(self.listed)
-        if self.mask is None:
-            return self.rows
-        return self.matched if self.matched is not None else self.mask.count(1)
+        return self.rows if self.mask is None else self.matched
 
     def newest(self, skip: int = 0) -> Iterator[int]:
         """Rows newest first, after the first `skip`."""
@@ -251,9 +249,14 @@ def _bits(flags: bytes) -> int:
     return int.from_bytes(flags, "little")
 
 
+def _items(column, first: int, end: int) -> bytes:
+    """The bytes of the items `first` to `end` of a column of 'H' (the index's, or an array)."""
+    return column.between(first, end) if isinstance(column, Column) else memoryview(column)[first:end].tobytes()
+
+
 def _planes(column, first: int, end: int) -> tuple[bytes, bytes]:
-    """The low and high bytes of the items `first` to `end` of a column of 'H' (the index's, or an array)."""
-    data = column.between(first, end) if isinstance(column, Column) else memoryview(column)[first:end].tobytes()
+    """The low and high bytes of the items `first` to `end` of a column of 'H'."""
+    data = _items(column, first, end)
     return data[_LOW::2], data[1 - _LOW::2]
 
 
@@ -263,8 +266,7 @@ def _equal(column, value: int, first: int, end: int, wide: bool = True) -> int:
     if not wide:
         if value > 0xFF:
             return 0
-        data = column.between(first, end) if isinstance(column, Column) else memoryview(column)[first:end].tobytes()
-        return _bits(data[_LOW::2].translate(_table(lambda b: b == value)))
+        return _bits(_items(column, first, end)[_LOW::2].translate(_table(lambda b: b == value)))
     low, high = _planes(column, first, end)
     return _bits(low.translate(_table(lambda b: b == value & 0xFF))) & _bits(high.translate(_table(lambda b: b == value >> 8)))
 
