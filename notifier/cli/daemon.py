@@ -184,8 +184,9 @@ def daemon(obj: Context, day, rehearsal):
     # turn sending into a local folder unnoticed.
     logging.getLogger("notifier.daemon").info("channels: %s", "; ".join(
         f"{name} {mode_text(*mode)}" for name, mode in channel_modes(obj).items()))
-    logging.getLogger("notifier.daemon").info("CPU priority: nice %d ([cycle] nice = %d)",
-                                              run_niced(obj.config.cycle.nice), obj.config.cycle.nice)
+    niceness = run_niced(obj.config.cycle.nice)
+    logging.getLogger("notifier.daemon").info("CPU priority: nice %d ([cycle] nice = %d)", niceness,
+                                              obj.config.cycle.nice)
     clock = clock_for(obj, day, None)
     store, log = obj.store(), obj.log()
     renderer = Renderer(obj.config)

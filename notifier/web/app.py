@@ -250,11 +250,12 @@ class Guard:
                     headers["Cache-Control"] = "no-store"  # pages hold customer data: not in a shared cache
             await send(message)
 
-        request = Request(scope)
-        # The API takes no cookie (a bearer token only): a script's POST has no Origin to check.
-        if scope["method"] not in ("GET", "HEAD") and not api.is_api(request) and not auth.origin_ok(request):
-            refused = forbidden_page(request, None, "Pedido recusado: ele não veio de uma página deste console.")
-            return await refused(scope, receive, with_headers)
+        if scope["method"] not in ("GET", "HEAD"):
+            request = Request(scope)
+            # The API takes no cookie (a bearer token only): a script's POST has no Origin to check.
+            if not api.is_api(request) and not auth.origin_ok(request):
+                refused = forbidden_page(request, None, "Pedido recusado: ele não veio de uma página deste console.")
+                return await refused(scope, receive, with_headers)
         await self.app(scope, receive, with_headers)
 
 
